@@ -1,0 +1,1 @@
+//! in-toto statements, DSSE, Sigstore bundles, signing and verification.

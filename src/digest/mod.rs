@@ -1,0 +1,1 @@
+//! Walking, hashing and manifests (filled in by the signing core).

@@ -1,0 +1,11 @@
+//! mlsign: ML supply-chain integrity as a library. The binary in `main.rs` is a thin shell over
+//! [`commands::run`].
+//!
+//! Capabilities, one module each: [`digest`] (walk, hash, manifest), [`attest`] (in-toto statement,
+//! DSSE, Sigstore bundle, sign/verify), [`report`] (findings and output sinks).
+
+pub mod attest;
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod report;
