@@ -3,7 +3,7 @@
 
 use super::hash::{hash_items, sha256, Item};
 use super::walk::{walk, Entry};
-use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
+use super::{Error, HashConfig, Method, NoProgress, Progress};
 use std::path::Path;
 
 /// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
@@ -206,14 +206,6 @@ fn sort_key(r: &Resource) -> (Vec<&str>, u64, u64) {
     match r.shard() {
         Some((p, s, e)) => (p.split('/').collect(), s, e),
         None => (r.name.split('/').collect(), 0, 0),
-    }
-}
-
-/// Parse `<alg>` or `<alg>-sharded-<size>`.
-pub(crate) fn parse_resource_algorithm(s: &str) -> Option<(HashAlgorithm, Option<u64>)> {
-    match s.split_once("-sharded-") {
-        Some((a, n)) => Some((HashAlgorithm::from_name(a)?, Some(n.parse().ok()?))),
-        None => Some((HashAlgorithm::from_name(s)?, None)),
     }
 }
 
