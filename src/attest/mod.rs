@@ -18,7 +18,7 @@ mod verify;
 
 pub use error::Error;
 pub use keys::{KeyKind, SigningKey, VerifyingKey};
-pub use sign::{sign_model, sign_statement, SignOptions, SignOutcome, Signer};
+pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
     verify_bundle, verify_model, Trust, VerifiedPayload, VerifyOptions, VerifyOutcome,
