@@ -14,7 +14,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}: expected a number such as 1G, 512Mi or 1000000"))?;
+    let n: u64 = num.parse().with_context(|| {
+        format!("invalid size {s:?}: expected a number such as 1G, 512Mi or 1000000")
+    })?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" => 1,
         "k" => 1_000,
@@ -27,7 +29,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "ti" => 1 << 40,
         _ => bail!("invalid size {s:?}: unknown unit {unit:?} (use K, M, G, Ki, Mi, Gi)"),
     };
-    let v = n.checked_mul(mult).with_context(|| format!("size {s:?} is too large"))?;
+    let v = n
+        .checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))?;
     if v == 0 {
         bail!("invalid size {s:?}: must be at least 1 byte");
     }
@@ -48,7 +52,11 @@ pub fn ignore_list(root: &Path, ignore: &[std::path::PathBuf]) -> Vec<String> {
     for p in ignore {
         match normalize_ignore(root, p) {
             Some(rel) => out.push(rel),
-            None => eprintln!("warning: --ignore {}: not inside {}; nothing to ignore", p.display(), root.display()),
+            None => eprintln!(
+                "warning: --ignore {}: not inside {}; nothing to ignore",
+                p.display(),
+                root.display()
+            ),
         }
     }
     out
@@ -99,8 +107,10 @@ impl Progress for Bar {
             if total >= 256 << 20 {
                 b.set_length(total);
                 b.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} hashing {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} hashing {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
@@ -119,12 +129,17 @@ impl Progress for Bar {
 }
 
 /// Read a passphrase from the named environment variable, or ask on the terminal.
-pub fn passphrase(env: Option<&str>, what: &Path) -> Result<Zeroizing<String>, crate::attest::Error> {
+pub fn passphrase(
+    env: Option<&str>,
+    what: &Path,
+) -> Result<Zeroizing<String>, crate::attest::Error> {
     use crate::attest::Error;
     if let Some(var) = env {
-        return std::env::var(var)
-            .map(Zeroizing::new)
-            .map_err(|_| Error::Passphrase(format!("environment variable {var} is not set (or not UTF-8)")));
+        return std::env::var(var).map(Zeroizing::new).map_err(|_| {
+            Error::Passphrase(format!(
+                "environment variable {var} is not set (or not UTF-8)"
+            ))
+        });
     }
     if std::io::stdin().is_terminal() {
         return rpassword::prompt_password(format!("Passphrase for {}: ", what.display()))
@@ -141,10 +156,15 @@ pub fn passphrase(env: Option<&str>, what: &Path) -> Result<Zeroizing<String>, c
 pub fn read_small(path: &Path, what: &str) -> Result<String> {
     let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
     if meta.len() > 4 << 20 {
-        bail!("{what} {} is {} bytes; that is not a PEM file", path.display(), meta.len());
+        bail!(
+            "{what} {} is {} bytes; that is not a PEM file",
+            path.display(),
+            meta.len()
+        );
     }
     let bytes = std::fs::read(path).with_context(|| format!("{what} {}", path.display()))?;
-    String::from_utf8(bytes).with_context(|| format!("{what} {}: not a PEM text file", path.display()))
+    String::from_utf8(bytes)
+        .with_context(|| format!("{what} {}: not a PEM text file", path.display()))
 }
 
 pub fn print_json(v: &serde_json::Value) {

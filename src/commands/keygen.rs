@@ -22,14 +22,17 @@ pub fn run(a: KeygenArgs) -> Result<Exit> {
     if !a.force {
         for p in [&priv_path, &pub_path] {
             if p.symlink_metadata().is_ok() {
-                anyhow::bail!("{} already exists; pass --force to overwrite it", p.display());
+                anyhow::bail!(
+                    "{} already exists; pass --force to overwrite it",
+                    p.display()
+                );
             }
         }
     }
     let passphrase = match &a.passphrase_env {
-        Some(var) => Some(zeroize::Zeroizing::new(
-            std::env::var(var).with_context(|| format!("--passphrase-env: environment variable {var} is not set"))?,
-        )),
+        Some(var) => Some(zeroize::Zeroizing::new(std::env::var(var).with_context(
+            || format!("--passphrase-env: environment variable {var} is not set"),
+        )?)),
         None => None,
     };
     let key = SigningKey::generate(kind);
@@ -43,9 +46,21 @@ pub fn run(a: KeygenArgs) -> Result<Exit> {
         .with_context(|| format!("{}", pub_path.display()))?;
     match a.format {
         Format::Human => {
-            println!("Wrote {} (private, {}, mode 0600{})", priv_path.display(), kind.name(),
-                if passphrase.is_some() { ", encrypted" } else { "" });
-            println!("Wrote {} (public, hint {})", pub_path.display(), public.hint());
+            println!(
+                "Wrote {} (private, {}, mode 0600{})",
+                priv_path.display(),
+                kind.name(),
+                if passphrase.is_some() {
+                    ", encrypted"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "Wrote {} (public, hint {})",
+                pub_path.display(),
+                public.hint()
+            );
             if kind == KeyKind::Ed25519 {
                 println!("note: model_signing 1.1.1 verifies only ECDSA keys; use p256 for bundles others must check");
             }

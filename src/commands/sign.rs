@@ -8,9 +8,12 @@ use std::path::PathBuf;
 /// `PATH.sig` beside the model (never inside it).
 fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
     let root = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
-    let name = root
-        .file_name()
-        .with_context(|| format!("{}: cannot place a bundle beside the file-system root; pass --bundle", root.display()))?;
+    let name = root.file_name().with_context(|| {
+        format!(
+            "{}: cannot place a bundle beside the file-system root; pass --bundle",
+            root.display()
+        )
+    })?;
     let mut n = name.to_os_string();
     n.push(".sig");
     Ok(root.with_file_name(n))
@@ -31,14 +34,19 @@ pub fn run(a: SignArgs) -> Result<Exit> {
         None => Signer::from_key(key),
         Some(leaf_path) => {
             let leaf_pem = read_small(leaf_path, "certificate")?;
-            let mut leaf = cert::load_pem_chain(leaf_pem.as_bytes()).with_context(|| format!("{}", leaf_path.display()))?;
+            let mut leaf = cert::load_pem_chain(leaf_pem.as_bytes())
+                .with_context(|| format!("{}", leaf_path.display()))?;
             let leaf = leaf.remove(0);
             let mut chain = Vec::new();
             for p in &a.chain {
                 let pem = read_small(p, "certificate chain")?;
-                chain.extend(cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", p.display()))?);
+                chain.extend(
+                    cert::load_pem_chain(pem.as_bytes())
+                        .with_context(|| format!("{}", p.display()))?,
+                );
             }
-            Signer::with_certificates(key, leaf, chain).with_context(|| format!("{}", leaf_path.display()))?
+            Signer::with_certificates(key, leaf, chain)
+                .with_context(|| format!("{}", leaf_path.display()))?
         }
     };
     let bundle_path = match &a.bundle {

@@ -1,5 +1,7 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
-use crate::attest::{cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey};
+use crate::attest::{
+    cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
+};
 use crate::cli::VerifyArgs;
 use crate::digest::Difference;
 use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
@@ -21,7 +23,11 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     match a.format {
         Format::Human => {
             if let Some(o) = outcome.filter(|_| ok) {
-                println!("Verified: {} matches {}", a.path.display(), a.bundle.display());
+                println!(
+                    "Verified: {} matches {}",
+                    a.path.display(),
+                    a.bundle.display()
+                );
                 println!(
                     "  {} {}, signed with the {} method by {}",
                     o.kind.map_or("subject", |k| k.name()),
@@ -34,11 +40,17 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
                     o.files_checked,
                     human_bytes(o.bytes),
                     o.algorithm,
-                    o.shard_size.map(|s| format!(" (shards of {s} bytes)")).unwrap_or_default(),
+                    o.shard_size
+                        .map(|s| format!(" (shards of {s} bytes)"))
+                        .unwrap_or_default(),
                     o.root_digest
                 );
             } else {
-                println!("FAILED: {} does not match {}", a.path.display(), a.bundle.display());
+                println!(
+                    "FAILED: {} does not match {}",
+                    a.path.display(),
+                    a.bundle.display()
+                );
                 for f in findings {
                     println!("  {f}");
                 }
@@ -80,11 +92,16 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
     let trust = match (&a.key, &a.cert_chain) {
         (Some(k), _) => {
             let pem = read_small(k, "public key")?;
-            Trust::Key(VerifyingKey::from_pem(&pem).with_context(|| format!("public key {}", k.display()))?)
+            Trust::Key(
+                VerifyingKey::from_pem(&pem)
+                    .with_context(|| format!("public key {}", k.display()))?,
+            )
         }
         (None, Some(c)) => {
             let pem = read_small(c, "trusted roots")?;
-            Trust::Roots(cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", c.display()))?)
+            Trust::Roots(
+                cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", c.display()))?,
+            )
         }
         (None, None) => anyhow::bail!("pass --key PUB.pem or --cert-chain ROOTS.pem"),
     };
@@ -101,10 +118,15 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
             emit(&a, Some(&o), &findings);
-            Ok(if findings.is_empty() { Exit::Pass } else { Exit::Finding })
+            Ok(if findings.is_empty() {
+                Exit::Pass
+            } else {
+                Exit::Finding
+            })
         }
         Err(AttestError::Rejected { code, message }) => {
-            let f = Finding::new(code, Severity::Critical, message).at(Location::path(a.bundle.display().to_string()));
+            let f = Finding::new(code, Severity::Critical, message)
+                .at(Location::path(a.bundle.display().to_string()));
             emit(&a, None, &[f]);
             Ok(Exit::Finding)
         }

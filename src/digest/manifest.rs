@@ -254,6 +254,23 @@ mod tests {
     }
 
     #[test]
+    fn file_changed_after_walk_is_an_error() {
+        let d = tree();
+        let cfg = HashConfig::default();
+        let entries = walk(d.path(), &cfg.ignore_paths, false).unwrap();
+        // Grown between the walk and the read.
+        fs::write(d.path().join("a.txt"), "x\nmore\n").unwrap();
+        let err = Manifest::from_entries(&entries, &cfg, &NoProgress).unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err}");
+        // Replaced by a symlink.
+        let entries = walk(d.path(), &cfg.ignore_paths, false).unwrap();
+        fs::remove_file(d.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("a/b")).unwrap();
+        let err = Manifest::from_entries(&entries, &cfg, &NoProgress).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
     fn resource_order_is_component_wise() {
         let r = |n: &str| Resource {
             name: n.into(),
