@@ -1216,6 +1216,55 @@ fn bad_input() {
 }
 
 #[test]
+fn truncation_under_the_memory_map_is_an_error_not_a_crash() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .args(os!["hash", m])
+        .env("MLSIGN_TEST_TRUNCATE_WHILE_HASHING", "1"));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("changed while it was being hashed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(m.to_str().unwrap()),
+        "names the file: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn mmap_and_pread_paths_agree() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    fs::write(
+        m.join("big.bin"),
+        (0..20_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for extra in [
+        &[][..],
+        &["--shard-size", "3000001"][..],
+        &["--algorithm", "blake3"][..],
+    ] {
+        let mut outs = Vec::new();
+        for no_mmap in ["0", "1"] {
+            let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                .args(os!["hash", m, "--format", "json"])
+                .args(extra)
+                .env("MLSIGN_NO_MMAP", no_mmap));
+            assert_eq!(r.code, 0, "{}", r.all());
+            outs.push(json(&r)["resources"].clone());
+        }
+        assert_eq!(outs[0], outs[1], "{extra:?}");
+    }
+}
+
+#[test]
 fn unreadable_file_is_an_io_error() {
     // As root every file is readable, so this case can only be shown unprivileged.
     if unsafe { libc::geteuid() } == 0 {

@@ -1,17 +1,70 @@
 //! The parallel hashing engine: a fixed pool of workers pulls files or shards (largest first)
-//! from a shared queue; each worker owns one read buffer, so memory stays bounded whatever the
-//! model size. Reads use `pread` on a descriptor opened without following links, and every file
-//! is checked before and after reading so that a file changing underneath is an error, not a
-//! silently wrong digest.
+//! from a shared queue. Each worker maps one short window of its file at a time (no copy out of
+//! the page cache; a truncation under the map is caught by [`super::sigbus`]) and falls back to
+//! `pread` into one bounded buffer where mapping is impossible, so memory stays bounded whatever
+//! the model size. Files are opened without following links and checked before and after
+//! reading, so a file changing underneath is an error, not a silently wrong digest.
 
+use super::sigbus::Guard;
 use super::{walk::Entry, Error, HashAlgorithm, Progress};
+use std::ffi::CString;
 use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Bytes per read: big enough to amortise syscalls, small enough to stay in L2/L3 per core.
-const BUF_SIZE: usize = 2 << 20;
+/// Bytes per read or map window: big enough to amortise syscalls and page-table work, small
+/// enough that two workers stay far below the 64 MiB memory budget.
+const WINDOW: usize = 8 << 20;
+
+/// One mapped window of a file; unmapped on drop.
+struct Map {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Map {
+    fn new(file: &File, offset: u64, len: usize) -> Option<Map> {
+        // SAFETY: a fresh read-only private mapping of a file we hold open; it is only read
+        // through `bytes()` while `self` lives, and truncation faults are handled by the guard.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        Some(Map { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+fn page_size() -> u64 {
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
 
 /// A byte range of one entry to hash into one digest.
 #[derive(Clone, Copy, Debug)]
@@ -41,10 +94,14 @@ impl Hasher {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    fn update(&mut self, data: &[u8], parallel: bool) {
         match self {
             Hasher::Sha256(c) => c.update(data),
             Hasher::Blake2b(h) => blake2::Digest::update(h.as_mut(), data),
+            // BLAKE3 is a tree hash: one big file can use every core.
+            Hasher::Blake3(h) if parallel => {
+                h.update_rayon(data);
+            }
             Hasher::Blake3(h) => {
                 h.update(data);
             }
@@ -102,45 +159,69 @@ fn open_checked(e: &Entry) -> Result<(File, std::fs::Metadata), Error> {
     Ok((file, meta))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn hash_item(
     e: &Entry,
     item: Item,
     alg: HashAlgorithm,
-    buf: &mut [u8],
+    parallel: bool,
+    buf: &mut Vec<u8>,
     progress: &dyn Progress,
     abort: &AtomicBool,
 ) -> Result<Vec<u8>, Error> {
     let (file, before) = open_checked(e)?;
-    #[cfg(target_os = "linux")]
-    unsafe {
-        // Advisory only; failure changes nothing.
-        use std::os::fd::AsRawFd;
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            item.start as libc::off_t,
-            (item.end - item.start) as libc::off_t,
-            libc::POSIX_FADV_SEQUENTIAL,
-        );
-    }
+    // MLSIGN_NO_MMAP=1 reads with pread only (file systems where mapping misbehaves).
+    let cpath = CString::new(e.open_path.as_os_str().as_bytes())
+        .ok()
+        .filter(|_| std::env::var_os("MLSIGN_NO_MMAP").is_none_or(|v| v == "0"));
+    let page = page_size();
     let mut h = Hasher::new(alg);
     let mut pos = item.start;
+    #[cfg(debug_assertions)]
+    let mut test_truncate = std::env::var_os("MLSIGN_TEST_TRUNCATE_WHILE_HASHING").is_some();
     while pos < item.end {
         if abort.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
-        let want = ((item.end - pos) as usize).min(buf.len());
-        let n = match file.read_at(&mut buf[..want], pos) {
-            Ok(0) => {
-                return Err(Error::Changed {
-                    path: e.open_path.clone(),
-                    what: "truncated while reading",
-                })
+        let aligned = pos - pos % page;
+        let len = (item.end - aligned).min(WINDOW as u64) as usize;
+        let mapped = cpath.as_deref().and_then(|p| {
+            let m = Map::new(&file, aligned, len)?;
+            let g = Guard::register(m.ptr as usize, m.len, p)?;
+            Some((m, g))
+        });
+        let n = match mapped {
+            Some((map, _guard)) => {
+                #[cfg(debug_assertions)]
+                if std::mem::take(&mut test_truncate) {
+                    // Test hook (debug builds only): simulate a writer truncating the file.
+                    if let Some(p) = &cpath {
+                        unsafe { libc::truncate(p.as_ptr(), 0) };
+                    }
+                }
+                let data = &map.bytes()[(pos - aligned) as usize..];
+                h.update(data, parallel);
+                data.len()
             }
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(&e.open_path, err)),
+            None => {
+                buf.resize(WINDOW, 0);
+                let want = ((item.end - pos) as usize).min(WINDOW);
+                match file.read_at(&mut buf[..want], pos) {
+                    Ok(0) => {
+                        return Err(Error::Changed {
+                            path: e.open_path.clone(),
+                            what: "truncated while reading",
+                        })
+                    }
+                    Ok(n) => {
+                        h.update(&buf[..n], parallel);
+                        n
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(Error::io(&e.open_path, err)),
+                }
+            }
         };
-        h.update(&buf[..n]);
         pos += n as u64;
         progress.advance(n as u64);
     }
@@ -175,9 +256,11 @@ pub(crate) fn hash_items(
     let results: Mutex<Vec<Option<Vec<u8>>>> = Mutex::new(vec![None; items.len()]);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let workers = threads.min(items.len()).max(1);
+    // Fewer items than cores (one big file): let BLAKE3 spread each item over the cores.
+    let parallel = alg == HashAlgorithm::Blake3 && items.len() < threads && threads > 1;
 
     let work = || {
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut buf = Vec::new();
         loop {
             if abort.load(Ordering::Relaxed) {
                 return;
@@ -185,7 +268,15 @@ pub(crate) fn hash_items(
             let k = next.fetch_add(1, Ordering::Relaxed);
             let Some(&i) = order.get(k) else { return };
             let item = items[i];
-            match hash_item(&entries[item.entry], item, alg, &mut buf, progress, &abort) {
+            match hash_item(
+                &entries[item.entry],
+                item,
+                alg,
+                parallel,
+                &mut buf,
+                progress,
+                &abort,
+            ) {
                 Ok(d) => results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(d),
                 Err(e) => {
                     abort.store(true, Ordering::Relaxed);
@@ -249,8 +340,8 @@ mod tests {
             ),
         ] {
             let mut h = Hasher::new(alg);
-            h.update(b"a");
-            h.update(b"bc");
+            h.update(b"a", false);
+            h.update(b"bc", true);
             assert_eq!(hex::encode(h.finish()), hex_abc, "{alg}");
         }
     }

@@ -12,6 +12,7 @@ mod diff;
 mod error;
 mod hash;
 mod manifest;
+mod sigbus;
 mod walk;
 
 pub use config::{HashAlgorithm, HashConfig, Method, NoProgress, Progress, GIT_PATHS};
