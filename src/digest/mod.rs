@@ -12,6 +12,7 @@ mod diff;
 mod error;
 mod hash;
 mod manifest;
+mod sha256ni;
 mod sigbus;
 mod walk;
 
