@@ -1,0 +1,293 @@
+//! The manifest: ordered (name, algorithm, digest) resources and their root digest, exactly as
+//! model_signing computes them.
+
+use super::hash::{hash_items, sha256, Item};
+use super::walk::{walk, Entry};
+use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
+use std::path::Path;
+
+/// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    /// `sha256`, `blake3`, `blake2b`, or `<alg>-sharded-<size>` for shards.
+    pub algorithm: String,
+    pub digest: Vec<u8>,
+}
+
+impl Resource {
+    pub fn hex(&self) -> String {
+        hex::encode(&self.digest)
+    }
+
+    /// The file path this resource covers (for shards: `name` without `:start:end`).
+    pub fn path(&self) -> &str {
+        self.shard().map_or(self.name.as_str(), |(p, _, _)| p)
+    }
+
+    /// For a shard resource, `(path, start, end)`.
+    pub fn shard(&self) -> Option<(&str, u64, u64)> {
+        if !self.algorithm.contains("-sharded-") {
+            return None;
+        }
+        let mut it = self.name.rsplitn(3, ':');
+        let end = it.next()?.parse().ok()?;
+        let start = it.next()?.parse().ok()?;
+        let path = it.next()?;
+        Some((path, start, end))
+    }
+}
+
+/// Reject names that could escape the root or are not in canonical form. Signed manifests are
+/// checked with this before anything is read from disk.
+pub fn check_resource_name(name: &str) -> Result<(), Error> {
+    let bad = |why| {
+        Err(Error::UnsafeName {
+            name: name.to_string(),
+            why,
+        })
+    };
+    if name == "." {
+        return Ok(());
+    }
+    if name.is_empty() {
+        return bad("empty name");
+    }
+    if name.starts_with('/') {
+        return bad("absolute path");
+    }
+    if name.contains('\\') {
+        return bad("backslash in path");
+    }
+    if name.contains('\0') {
+        return bad("NUL byte in path");
+    }
+    for part in name.split('/') {
+        match part {
+            "" => return bad("empty path component"),
+            "." => return bad("`.` path component"),
+            ".." => return bad("`..` path component escapes the root"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The content manifest of a model or dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    resources: Vec<Resource>,
+    /// Total bytes hashed.
+    pub total_bytes: u64,
+    /// Files hashed (including empty files, which shard mode does not record).
+    pub file_count: usize,
+}
+
+impl Manifest {
+    /// Hash `path` (a directory or a single file) with `config`.
+    pub fn from_path(path: &Path, config: &HashConfig) -> Result<Manifest, Error> {
+        Self::from_path_with(path, config, &NoProgress)
+    }
+
+    /// As [`Manifest::from_path`], reporting progress.
+    pub fn from_path_with(
+        path: &Path,
+        config: &HashConfig,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, Error> {
+        let entries = walk(path, &config.ignore_paths, config.allow_symlinks)?;
+        Self::from_entries(&entries, config, progress)
+    }
+
+    /// Hash already-walked entries.
+    pub fn from_entries(
+        entries: &[Entry],
+        config: &HashConfig,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, Error> {
+        let mut items = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            match config.method {
+                Method::Files => items.push(Item {
+                    entry: i,
+                    start: 0,
+                    end: e.size,
+                }),
+                Method::Shards { shard_size } => {
+                    if shard_size == 0 {
+                        return Err(Error::ShardSize(0));
+                    }
+                    // As model_signing: [0,S) [S,2S) … ; an empty file has no shard.
+                    let mut start = 0;
+                    while start < e.size {
+                        let end = (start + shard_size).min(e.size);
+                        items.push(Item {
+                            entry: i,
+                            start,
+                            end,
+                        });
+                        start = end;
+                    }
+                }
+            }
+        }
+        let total: u64 = entries.iter().map(|e| e.size).sum();
+        progress.start(total);
+        let digests = hash_items(
+            entries,
+            &items,
+            config.algorithm,
+            config.threads(),
+            progress,
+        )?;
+        progress.finish();
+        let resources = items
+            .iter()
+            .zip(digests)
+            .map(|(it, digest)| {
+                let e = &entries[it.entry];
+                match config.method {
+                    Method::Files => Resource {
+                        name: e.name.clone(),
+                        algorithm: config.algorithm.name().to_string(),
+                        digest,
+                    },
+                    Method::Shards { shard_size } => Resource {
+                        name: format!("{}:{}:{}", e.name, it.start, it.end),
+                        algorithm: format!("{}-sharded-{}", config.algorithm.name(), shard_size),
+                        digest,
+                    },
+                }
+            })
+            .collect();
+        // Entries are sorted and items follow them, shards in ascending order: already ordered.
+        Ok(Manifest {
+            resources,
+            total_bytes: total,
+            file_count: entries.len(),
+        })
+    }
+
+    /// Build from resources read out of a signature, ordering them canonically.
+    pub fn from_resources(mut resources: Vec<Resource>) -> Manifest {
+        resources.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        Manifest {
+            resources,
+            total_bytes: 0,
+            file_count: 0,
+        }
+    }
+
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// SHA-256 over the concatenated raw digests in order (always SHA-256, whatever the
+    /// per-resource algorithm), as model_signing's subject digest.
+    pub fn root_digest(&self) -> [u8; 32] {
+        root_digest_of(&self.resources)
+    }
+
+    pub fn root_digest_hex(&self) -> String {
+        hex::encode(self.root_digest())
+    }
+}
+
+/// Root digest of resources in the order given.
+pub fn root_digest_of(resources: &[Resource]) -> [u8; 32] {
+    let mut cat = Vec::with_capacity(resources.iter().map(|r| r.digest.len()).sum());
+    for r in resources {
+        cat.extend_from_slice(&r.digest);
+    }
+    sha256(&cat)
+}
+
+fn sort_key(r: &Resource) -> (Vec<&str>, u64, u64) {
+    match r.shard() {
+        Some((p, s, e)) => (p.split('/').collect(), s, e),
+        None => (r.name.split('/').collect(), 0, 0),
+    }
+}
+
+/// Parse `<alg>` or `<alg>-sharded-<size>`.
+pub(crate) fn parse_resource_algorithm(s: &str) -> Option<(HashAlgorithm, Option<u64>)> {
+    match s.split_once("-sharded-") {
+        Some((a, n)) => Some((HashAlgorithm::from_name(a)?, Some(n.parse().ok()?))),
+        None => Some((HashAlgorithm::from_name(s)?, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("a")).unwrap();
+        fs::write(d.path().join("a/b"), "hi\n").unwrap();
+        fs::write(d.path().join("a.txt"), "x\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn matches_model_signing_root_digest() {
+        // Same tree signed with model_signing 1.1.1: root c411a492… (see tests/signing.rs for
+        // the live interop check).
+        let d = tree();
+        let m = Manifest::from_path(d.path(), &HashConfig::default()).unwrap();
+        let names: Vec<_> = m.resources().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a/b", "a.txt"]);
+        assert_eq!(
+            m.root_digest_hex(),
+            "c411a4924ea846393ef2ee46d132d47e2e035de0bdca3a6323539af295cc958f"
+        );
+    }
+
+    #[test]
+    fn shards_cover_files_and_skip_empty() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("big"), vec![7u8; 10]).unwrap();
+        fs::write(d.path().join("empty"), "").unwrap();
+        let cfg = HashConfig {
+            method: Method::Shards { shard_size: 4 },
+            ..HashConfig::default()
+        };
+        let m = Manifest::from_path(d.path(), &cfg).unwrap();
+        let names: Vec<_> = m.resources().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["big:0:4", "big:4:8", "big:8:10"]);
+        assert_eq!(m.resources()[0].algorithm, "sha256-sharded-4");
+        assert_eq!(m.resources()[2].shard(), Some(("big", 8, 10)));
+        assert_eq!(m.file_count, 2);
+    }
+
+    #[test]
+    fn resource_order_is_component_wise() {
+        let r = |n: &str| Resource {
+            name: n.into(),
+            algorithm: "sha256".into(),
+            digest: vec![],
+        };
+        let m = Manifest::from_resources(vec![r("a.txt"), r("a/b"), r("A")]);
+        let names: Vec<_> = m.resources().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["A", "a/b", "a.txt"]);
+    }
+
+    #[test]
+    fn unsafe_names_rejected() {
+        for n in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "a//b",
+            "",
+            "a/./b",
+            "a\\b",
+        ] {
+            assert!(check_resource_name(n).is_err(), "{n}");
+        }
+        for n in [".", "a", "a/b c", "..a", "a..b"] {
+            assert!(check_resource_name(n).is_ok(), "{n}");
+        }
+    }
+}
