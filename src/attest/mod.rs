@@ -1,1 +1,25 @@
-//! in-toto statements, DSSE, Sigstore bundles, signing and verification.
+//! Attestations: in-toto statements in DSSE envelopes inside Sigstore bundles (v0.3), signed and
+//! verified exactly as OpenSSF model signing (`model_signing` 1.1.1) writes and reads them.
+//!
+//! Signing: [`sign_model`] hashes a tree and writes a bundle; [`sign_statement`] signs any in-toto
+//! statement (BOMs use it). Verifying: [`verify_bundle`] checks the signature over the exact
+//! payload bytes against a key or a certificate chain and returns the verified payload;
+//! [`verify_model`] then re-hashes the tree with the recorded configuration and reports every
+//! difference.
+
+pub mod bundle;
+pub mod cert;
+pub mod dsse;
+mod error;
+pub mod keys;
+mod sign;
+pub mod statement;
+mod verify;
+
+pub use error::Error;
+pub use keys::{KeyKind, SigningKey, VerifyingKey};
+pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
+pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
+pub use verify::{
+    verify_bundle, verify_model, Trust, VerifiedPayload, VerifyOptions, VerifyOutcome,
+};

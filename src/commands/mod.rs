@@ -1,21 +1,35 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+mod common;
+mod hash;
+mod keygen;
+mod sign;
+mod verify;
+
 use crate::cli::{Cli, Command};
-use crate::report::Exit;
+use crate::report::{Exit, Format};
 
 /// Run a parsed command line and return the process exit code.
 pub fn run(cli: Cli) -> Exit {
-    let result: anyhow::Result<Exit> = match cli.command {
-        Command::Keygen(_) | Command::Hash(_) | Command::Sign(_) | Command::Verify(_) => {
-            Err(anyhow::anyhow!("not built yet"))
-        }
+    let (format, result) = match cli.command {
+        Command::Keygen(a) => (a.format, keygen::run(a)),
+        Command::Hash(a) => (a.format, hash::run(a)),
+        Command::Sign(a) => (a.format, sign::run(a)),
+        Command::Verify(a) => (a.format, verify::run(a)),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            common::report_error(format, &e);
             Exit::Error
         }
+    }
+}
+
+#[allow(dead_code)]
+fn _formats_are_exhaustive(f: Format) {
+    match f {
+        Format::Human | Format::Json | Format::Sarif => {}
     }
 }

@@ -3,7 +3,7 @@
 
 use super::hash::{hash_items, sha256, Item};
 use super::walk::{walk, Entry};
-use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
+use super::{Error, HashConfig, Method, NoProgress, Progress};
 use std::path::Path;
 
 /// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
@@ -209,14 +209,6 @@ fn sort_key(r: &Resource) -> (Vec<&str>, u64, u64) {
     }
 }
 
-/// Parse `<alg>` or `<alg>-sharded-<size>`.
-pub(crate) fn parse_resource_algorithm(s: &str) -> Option<(HashAlgorithm, Option<u64>)> {
-    match s.split_once("-sharded-") {
-        Some((a, n)) => Some((HashAlgorithm::from_name(a)?, Some(n.parse().ok()?))),
-        None => Some((HashAlgorithm::from_name(s)?, None)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +251,23 @@ mod tests {
         assert_eq!(m.resources()[0].algorithm, "sha256-sharded-4");
         assert_eq!(m.resources()[2].shard(), Some(("big", 8, 10)));
         assert_eq!(m.file_count, 2);
+    }
+
+    #[test]
+    fn file_changed_after_walk_is_an_error() {
+        let d = tree();
+        let cfg = HashConfig::default();
+        let entries = walk(d.path(), &cfg.ignore_paths, false).unwrap();
+        // Grown between the walk and the read.
+        fs::write(d.path().join("a.txt"), "x\nmore\n").unwrap();
+        let err = Manifest::from_entries(&entries, &cfg, &NoProgress).unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err}");
+        // Replaced by a symlink.
+        let entries = walk(d.path(), &cfg.ignore_paths, false).unwrap();
+        fs::remove_file(d.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("a/b")).unwrap();
+        let err = Manifest::from_entries(&entries, &cfg, &NoProgress).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
     #[test]

@@ -17,5 +17,7 @@ mod walk;
 pub use config::{HashAlgorithm, HashConfig, Method, NoProgress, Progress, GIT_PATHS};
 pub use diff::{diff, Difference};
 pub use error::Error;
+pub(crate) use hash::sha256;
+pub use manifest::root_digest_of as manifest_root;
 pub use manifest::{check_resource_name, Manifest, Resource};
 pub use walk::{normalize_ignore, Entry};

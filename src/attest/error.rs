@@ -1,0 +1,42 @@
+use std::path::PathBuf;
+
+/// Errors from signing and verification. A *verification failure* (bad signature, wrong key,
+/// untrusted chain) is not an error: it comes back as findings in the outcome. These are the
+/// cases where nothing could be decided (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Digest(#[from] crate::digest::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    KeyFormat(String),
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("{path}: malformed bundle: {why}")]
+    MalformedBundle { path: PathBuf, why: String },
+    #[error("{path}: unsupported bundle: {why}")]
+    UnsupportedBundle { path: PathBuf, why: String },
+    #[error("{path}: already exists; pass --force to overwrite it")]
+    Exists { path: PathBuf },
+    /// Verification failed (exit 1): the signature, key or chain is not acceptable.
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
+    #[error("passphrase: {0}")]
+    Passphrase(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

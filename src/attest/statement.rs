@@ -1,0 +1,384 @@
+//! The in-toto Statement v1 that OpenSSF model signing signs, built and parsed.
+
+use crate::digest::{
+    self, check_resource_name, HashAlgorithm, HashConfig, Manifest, Method, Resource,
+};
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_V1: &str = "https://model_signing/signature/v1.0";
+pub const PREDICATE_V01: &str = "https://model_signing/Digests/v0.1";
+/// Subject annotation recording whether a model or a dataset was signed. model_signing ignores
+/// it (v1.0 verifiers ignore unknown fields); mlsign's BOMs read it.
+pub const KIND_ANNOTATION: &str = "mlsign.dev/kind";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    #[default]
+    Model,
+    Dataset,
+}
+
+impl SubjectKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SubjectKind::Model => "model",
+            SubjectKind::Dataset => "dataset",
+        }
+    }
+}
+
+/// The `serialization` object model_signing records (and re-applies when verifying).
+pub fn serialization_json(config: &HashConfig) -> Value {
+    let mut m = Map::new();
+    match config.method {
+        Method::Files => {
+            m.insert("method".into(), json!("files"));
+            m.insert("hash_type".into(), json!(config.algorithm.name()));
+        }
+        Method::Shards { shard_size } => {
+            m.insert("method".into(), json!("shards"));
+            m.insert("hash_type".into(), json!(config.algorithm.name()));
+            // An integer: model_signing's own float (1e9 → 1000000000.0) breaks its API readers.
+            m.insert("shard_size".into(), json!(shard_size));
+        }
+    }
+    m.insert("allow_symlinks".into(), json!(config.allow_symlinks));
+    let mut ignore = config.ignore_paths.clone();
+    ignore.sort();
+    ignore.dedup();
+    if !ignore.is_empty() {
+        m.insert("ignore_paths".into(), json!(ignore));
+    }
+    Value::Object(m)
+}
+
+/// The exact payload bytes for a model/dataset manifest (2-space indented JSON, as
+/// model_signing writes it).
+pub fn model_statement(
+    subject_name: &str,
+    kind: SubjectKind,
+    manifest: &Manifest,
+    config: &HashConfig,
+) -> Vec<u8> {
+    let resources: Vec<Value> = manifest
+        .resources()
+        .iter()
+        .map(|r| json!({"name": r.name, "digest": r.hex(), "algorithm": r.algorithm}))
+        .collect();
+    let st = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{
+            "name": subject_name,
+            "digest": {"sha256": manifest.root_digest_hex()},
+            "annotations": {KIND_ANNOTATION: kind.name()},
+        }],
+        "predicateType": PREDICATE_V1,
+        "predicate": {
+            "resources": resources,
+            "serialization": serialization_json(config),
+        },
+    });
+    let mut out = serde_json::to_vec_pretty(&st).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// What a verified payload says was signed.
+#[derive(Clone, Debug)]
+pub struct SignedManifest {
+    pub subject_name: String,
+    pub kind: Option<SubjectKind>,
+    pub predicate_type: String,
+    /// How to re-hash: algorithm, method, symlinks and the recorded ignore paths.
+    pub config: HashConfig,
+    pub manifest: Manifest,
+    pub root_digest: String,
+}
+
+fn get<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Value, String> {
+    v.get(key).ok_or_else(|| format!("{at}: missing \"{key}\""))
+}
+
+fn get_str<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a str, String> {
+    get(v, key, at)?
+        .as_str()
+        .ok_or_else(|| format!("{at}.{key}: expected a string"))
+}
+
+fn parse_hex(s: &str, len: usize, at: &str) -> Result<Vec<u8>, String> {
+    let d = hex::decode(s).map_err(|_| format!("{at}: digest is not hex"))?;
+    if d.len() != len {
+        return Err(format!(
+            "{at}: digest has {} bytes, expected {len}",
+            d.len()
+        ));
+    }
+    Ok(d)
+}
+
+/// Parse the signed payload of a model signature (predicate v1.0 or legacy v0.1). Every error is
+/// a reason to reject the signature: the payload is what was signed.
+pub fn parse_model_statement(payload: &[u8]) -> Result<SignedManifest, String> {
+    let v: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    let t = get_str(&v, "_type", "statement")?;
+    if t != STATEMENT_TYPE {
+        return Err(format!(
+            "statement _type is {t:?}, expected {STATEMENT_TYPE:?}"
+        ));
+    }
+    let pt = get_str(&v, "predicateType", "statement")?;
+    let subjects = get(&v, "subject", "statement")?
+        .as_array()
+        .ok_or("statement.subject: expected an array")?;
+    match pt {
+        PREDICATE_V1 => parse_v1(&v, subjects),
+        PREDICATE_V01 => parse_v01(subjects),
+        other => Err(format!(
+            "predicateType {other:?} is not a model signature (expected {PREDICATE_V1:?})"
+        )),
+    }
+}
+
+fn check_names(resources: &[Resource]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for r in resources {
+        check_resource_name(r.path()).map_err(|e| e.to_string())?;
+        if !seen.insert(r.name.as_str()) {
+            return Err(format!("manifest lists {:?} twice", r.name));
+        }
+    }
+    Ok(())
+}
+
+fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
+    if subjects.len() != 1 {
+        return Err(format!(
+            "expected exactly one subject, found {}",
+            subjects.len()
+        ));
+    }
+    let subj = &subjects[0];
+    let subject_name = subj
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let root = get_str(get(subj, "digest", "subject")?, "sha256", "subject.digest")?.to_lowercase();
+    let kind = subj
+        .get("annotations")
+        .and_then(|a| a.get(KIND_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|k| match k {
+            "model" => Some(SubjectKind::Model),
+            "dataset" => Some(SubjectKind::Dataset),
+            _ => None,
+        });
+    let pred = get(v, "predicate", "statement")?;
+    let ser = get(pred, "serialization", "predicate")?;
+    let method = get_str(ser, "method", "serialization")?;
+    let hash_type = get_str(ser, "hash_type", "serialization")?;
+    let algorithm = HashAlgorithm::from_name(hash_type)
+        .ok_or_else(|| format!("serialization.hash_type {hash_type:?} is not supported"))?;
+    let allow_symlinks = match ser.get("allow_symlinks") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "false" || s == "true" => s == "true",
+        Some(_) => return Err("serialization.allow_symlinks: expected a boolean".into()),
+    };
+    let method = match method {
+        "files" => Method::Files,
+        "shards" => {
+            let n = get(ser, "shard_size", "serialization")?;
+            let size = n
+                .as_u64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < 9.0e15)
+                        .map(|f| f as u64)
+                })
+                .filter(|s| *s > 0)
+                .ok_or_else(|| format!("serialization.shard_size {n} is not a positive integer"))?;
+            Method::Shards { shard_size: size }
+        }
+        other => return Err(format!("serialization.method {other:?} is not supported")),
+    };
+    let mut ignore_paths = Vec::new();
+    if let Some(ig) = ser.get("ignore_paths") {
+        for p in ig
+            .as_array()
+            .ok_or("serialization.ignore_paths: expected an array")?
+        {
+            let p = p
+                .as_str()
+                .ok_or("serialization.ignore_paths: expected strings")?;
+            ignore_paths.push(p.trim_end_matches('/').to_string());
+        }
+    }
+    let expect_alg = match method {
+        Method::Files => algorithm.name().to_string(),
+        Method::Shards { shard_size } => format!("{}-sharded-{}", algorithm.name(), shard_size),
+    };
+    let mut resources = Vec::new();
+    for (i, r) in get(pred, "resources", "predicate")?
+        .as_array()
+        .ok_or("predicate.resources: expected an array")?
+        .iter()
+        .enumerate()
+    {
+        let at = format!("predicate.resources[{i}]");
+        let name = get_str(r, "name", &at)?.to_string();
+        let alg = get_str(r, "algorithm", &at)?;
+        if alg != expect_alg {
+            return Err(format!(
+                "{at}: algorithm {alg:?} disagrees with the serialization ({expect_alg:?})"
+            ));
+        }
+        let digest = parse_hex(get_str(r, "digest", &at)?, algorithm.digest_len(), &at)?;
+        let res = Resource {
+            name,
+            algorithm: alg.to_string(),
+            digest,
+        };
+        if matches!(method, Method::Shards { .. }) {
+            match res.shard() {
+                Some((_, s, e)) if e > s => {}
+                _ => {
+                    return Err(format!(
+                        "{at}: shard name {:?} is not PATH:START:END",
+                        res.name
+                    ))
+                }
+            }
+        }
+        resources.push(res);
+    }
+    // The subject digest covers the resources in the order they were signed.
+    let computed = hex::encode(digest::manifest_root(&resources));
+    if computed != root {
+        return Err(format!(
+            "manifest is inconsistent: subject digest is {root}, but the resources hash to {computed}"
+        ));
+    }
+    check_names(&resources)?;
+    Ok(SignedManifest {
+        subject_name,
+        kind,
+        predicate_type: PREDICATE_V1.into(),
+        config: HashConfig {
+            algorithm,
+            method,
+            allow_symlinks,
+            ignore_paths,
+            threads: None,
+        },
+        manifest: Manifest::from_resources(resources),
+        root_digest: root,
+    })
+}
+
+fn parse_v01(subjects: &[Value]) -> Result<SignedManifest, String> {
+    let mut resources = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        let at = format!("subject[{i}]");
+        let name = get_str(s, "name", &at)?.to_string();
+        let d = get_str(get(s, "digest", &at)?, "sha256", &at)?;
+        resources.push(Resource {
+            name,
+            algorithm: "sha256".into(),
+            digest: parse_hex(d, 32, &at)?,
+        });
+    }
+    check_names(&resources)?;
+    let manifest = Manifest::from_resources(resources);
+    let root = manifest.root_digest_hex();
+    Ok(SignedManifest {
+        subject_name: String::new(),
+        kind: None,
+        predicate_type: PREDICATE_V01.into(),
+        config: HashConfig::default(),
+        manifest,
+        root_digest: root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Manifest, HashConfig) {
+        let m = Manifest::from_resources(vec![
+            Resource {
+                name: "a/b".into(),
+                algorithm: "sha256".into(),
+                digest: vec![1; 32],
+            },
+            Resource {
+                name: "a.txt".into(),
+                algorithm: "sha256".into(),
+                digest: vec![2; 32],
+            },
+        ]);
+        (m, HashConfig::default())
+    }
+
+    #[test]
+    fn roundtrip_v1() {
+        let (m, cfg) = sample();
+        let p = model_statement("bert", SubjectKind::Dataset, &m, &cfg);
+        let s = parse_model_statement(&p).unwrap();
+        assert_eq!(s.subject_name, "bert");
+        assert_eq!(s.kind, Some(SubjectKind::Dataset));
+        assert_eq!(s.manifest, m);
+        assert_eq!(
+            s.config.ignore_paths,
+            [".git", ".gitattributes", ".github", ".gitignore"]
+        );
+        assert!(std::str::from_utf8(&p)
+            .unwrap()
+            .starts_with("{\n  \"_type\""));
+    }
+
+    #[test]
+    fn rejects_escaping_and_inconsistent_manifests() {
+        let (_, cfg) = sample();
+        let evil = Manifest::from_resources(vec![Resource {
+            name: "../etc/passwd".into(),
+            algorithm: "sha256".into(),
+            digest: vec![1; 32],
+        }]);
+        let p = model_statement("m", SubjectKind::Model, &evil, &cfg);
+        assert!(parse_model_statement(&p).unwrap_err().contains(".."));
+        let (m, cfg) = sample();
+        let p = String::from_utf8(model_statement("m", SubjectKind::Model, &m, &cfg)).unwrap();
+        let tampered = p.replace(&"01".repeat(32), &"03".repeat(32));
+        assert!(parse_model_statement(tampered.as_bytes())
+            .unwrap_err()
+            .contains("inconsistent"));
+    }
+
+    #[test]
+    fn shard_size_float_accepted_fraction_rejected() {
+        let (_, _) = sample();
+        let mk = |size: &str| {
+            format!(
+                r#"{{"_type":"{STATEMENT_TYPE}","subject":[{{"name":"m","digest":{{"sha256":"{}"}}}}],
+                "predicateType":"{PREDICATE_V1}","predicate":{{"serialization":{{"method":"shards",
+                "hash_type":"sha256","shard_size":{size},"allow_symlinks":false}},"resources":[]}}}}"#,
+                hex::encode(crate::digest::manifest_root(&[]))
+            )
+        };
+        let s = parse_model_statement(mk("1048576.0").as_bytes()).unwrap();
+        assert_eq!(
+            s.config.method,
+            Method::Shards {
+                shard_size: 1048576
+            }
+        );
+        assert!(parse_model_statement(mk("1.5").as_bytes()).is_err());
+        assert!(parse_model_statement(mk("-4").as_bytes()).is_err());
+    }
+}

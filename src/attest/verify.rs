@@ -1,0 +1,242 @@
+//! Verification: the signature over the exact payload bytes first (key hint, key or chain), then
+//! the tree re-hashed with the configuration that was signed, never with what the input claims.
+
+use super::bundle::{self, Bundle};
+use super::cert::{self, Cert};
+use super::sign::{inside, resolve_output};
+use super::statement::{parse_model_statement, SubjectKind};
+use super::{dsse, Error, VerifyingKey};
+use crate::digest::{diff, Difference, Manifest, Progress};
+use std::path::{Path, PathBuf};
+
+/// What the verifier trusts.
+pub enum Trust {
+    /// A public key (bundles made with the key method).
+    Key(VerifyingKey),
+    /// Root certificates (bundles made with the certificate method).
+    Roots(Vec<Cert>),
+}
+
+/// A payload whose signature verified.
+#[derive(Debug)]
+pub struct VerifiedPayload {
+    pub payload_type: String,
+    pub payload: Vec<u8>,
+    /// `key` or `certificate`.
+    pub method: &'static str,
+    /// Key hint or certificate subject.
+    pub signer: String,
+    pub warnings: Vec<String>,
+}
+
+fn rejected(code: &'static str, message: impl Into<String>) -> Error {
+    Error::Rejected {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Check a bundle's signature against `trust`; returns the verified payload. A signature that
+/// does not verify is [`Error::Rejected`] (exit 1); an unreadable bundle is another error (exit 2).
+pub fn verify_bundle(
+    bundle: &Bundle,
+    bundle_path: &Path,
+    trust: &Trust,
+) -> Result<VerifiedPayload, Error> {
+    let malformed = |why: &str| Error::MalformedBundle {
+        path: bundle_path.into(),
+        why: why.into(),
+    };
+    let unsupported = |why: &str| Error::UnsupportedBundle {
+        path: bundle_path.into(),
+        why: why.into(),
+    };
+    let Some(env) = &bundle.dsse_envelope else {
+        return Err(if bundle.message_signature.is_some() {
+            unsupported(
+                "it signs a single blob (messageSignature), not a model manifest (dsseEnvelope)",
+            )
+        } else {
+            malformed("no dsseEnvelope")
+        });
+    };
+    let sig = match env.signatures.as_slice() {
+        [] => return Err(malformed("the DSSE envelope has no signature")),
+        [s] => s,
+        _ => {
+            return Err(unsupported(
+                "the DSSE envelope has several signatures; model signatures have one",
+            ))
+        }
+    };
+    let payload = bundle::unb64(&env.payload)
+        .ok_or_else(|| malformed("dsseEnvelope.payload is not base64"))?;
+    let sig_bytes = bundle::unb64(&sig.sig)
+        .ok_or_else(|| malformed("dsseEnvelope.signatures[0].sig is not base64"))?;
+    let pae = dsse::pae(&env.payload_type, &payload);
+    let vm = &bundle.verification_material;
+    let mut warnings = Vec::new();
+    if !vm.tlog_entries.is_empty() || vm.timestamp_verification_data.is_some() {
+        warnings.push("the bundle carries transparency-log or timestamp data, which key and certificate verification do not check".into());
+    }
+    let (method, signer) = match trust {
+        Trust::Key(key) => {
+            if vm.x509_certificate_chain.is_some() {
+                return Err(unsupported(
+                    "it was signed with the certificate method; verify with --cert-chain ROOTS.pem",
+                ));
+            }
+            if vm.certificate.is_some() {
+                return Err(unsupported(
+                    "it is a keyless Sigstore bundle (Fulcio certificate + Rekor entry), which this version does not verify",
+                ));
+            }
+            let hint = key.hint();
+            match vm.public_key.as_ref().map(|p| p.hint.to_ascii_lowercase()) {
+                Some(h) if !h.is_empty() && h != hint => {
+                    return Err(rejected(
+                        "SIG006",
+                        format!("key mismatch: the bundle was signed by the key with hint {h}, the given public key has hint {hint}"),
+                    ))
+                }
+                Some(h) if !h.is_empty() => {}
+                _ => warnings.push("the bundle has no public-key hint (older format); re-sign to record one".into()),
+            }
+            if !key.verify(&pae, &sig_bytes) {
+                return Err(rejected(
+                    "SIG005",
+                    "the signature does not verify over the signed payload with the given key (payload or signature altered, or another key)",
+                ));
+            }
+            ("key", hint)
+        }
+        Trust::Roots(roots) => {
+            let Some(chain) = &vm.x509_certificate_chain else {
+                return Err(if vm.public_key.is_some() {
+                    unsupported("it was signed with the key method; verify with --key PUB.pem")
+                } else {
+                    unsupported("it has no x509CertificateChain (keyless bundles are not supported by this version)")
+                });
+            };
+            let certs = chain
+                .certificates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let der = bundle::unb64(&c.raw_bytes)
+                        .ok_or_else(|| malformed(&format!("certificate {i} is not base64")))?;
+                    Cert::from_der(&der).map_err(|e| malformed(&format!("certificate {i}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some((leaf, rest)) = certs.split_first() else {
+                return Err(malformed("the certificate chain is empty"));
+            };
+            let key = cert::verify_chain(leaf, rest, roots).map_err(|why| {
+                rejected("SIG007", format!("untrusted signing certificate: {why}"))
+            })?;
+            if !key.verify(&pae, &sig_bytes) {
+                return Err(rejected(
+                    "SIG005",
+                    format!("the signature does not verify over the signed payload with the key of '{}'", leaf.subject()),
+                ));
+            }
+            ("certificate", leaf.subject())
+        }
+    };
+    Ok(VerifiedPayload {
+        payload_type: env.payload_type.clone(),
+        payload,
+        method,
+        signer,
+        warnings,
+    })
+}
+
+/// Options for [`verify_model`].
+#[derive(Default)]
+pub struct VerifyOptions {
+    /// Root-relative paths to leave out in addition to what the signature records.
+    pub extra_ignore: Vec<String>,
+    pub allow_symlinks: bool,
+    pub threads: Option<usize>,
+}
+
+/// The result of checking a tree against its signature.
+#[derive(Debug, serde::Serialize)]
+pub struct VerifyOutcome {
+    pub subject: String,
+    pub kind: Option<SubjectKind>,
+    pub predicate_type: String,
+    pub method: &'static str,
+    pub signer: String,
+    pub root_digest: String,
+    pub algorithm: &'static str,
+    pub shard_size: Option<u64>,
+    pub files_checked: usize,
+    pub bytes: u64,
+    pub differences: Vec<Difference>,
+    pub warnings: Vec<String>,
+}
+
+impl VerifyOutcome {
+    pub fn verified(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Verify the bundle at `bundle_path` and then the tree at `path` against what it signed.
+pub fn verify_model(
+    path: &Path,
+    bundle_path: &Path,
+    trust: &Trust,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyOutcome, Error> {
+    let root = std::fs::canonicalize(path)
+        .map_err(|e| Error::Digest(crate::digest::Error::io(path, e)))?;
+    let bundle = Bundle::read(bundle_path)?;
+    let vp = verify_bundle(&bundle, bundle_path, trust)?;
+    if vp.payload_type != bundle::IN_TOTO_PAYLOAD_TYPE {
+        return Err(rejected(
+            "SIG008",
+            format!(
+                "payload type {:?} is not an in-toto statement",
+                vp.payload_type
+            ),
+        ));
+    }
+    let signed = parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why))?;
+    let mut config = signed.config.clone();
+    config.allow_symlinks |= opts.allow_symlinks;
+    config.threads = opts.threads;
+    let bundle_abs: PathBuf = resolve_output(bundle_path)?;
+    if let Some(rel) = inside(&root, &bundle_abs) {
+        config.ignore_paths.push(rel);
+    }
+    config
+        .ignore_paths
+        .extend(opts.extra_ignore.iter().cloned());
+    let actual = Manifest::from_path_with(&root, &config, progress)?;
+    let differences = diff(&signed.manifest, &actual);
+    let (algorithm, shard_size) = (
+        config.algorithm.name(),
+        match config.method {
+            crate::digest::Method::Files => None,
+            crate::digest::Method::Shards { shard_size } => Some(shard_size),
+        },
+    );
+    Ok(VerifyOutcome {
+        subject: signed.subject_name,
+        kind: signed.kind,
+        predicate_type: signed.predicate_type,
+        method: vp.method,
+        signer: vp.signer,
+        root_digest: signed.root_digest,
+        algorithm,
+        shard_size,
+        files_checked: actual.file_count,
+        bytes: actual.total_bytes,
+        differences,
+        warnings: vp.warnings,
+    })
+}

@@ -1,0 +1,212 @@
+//! Helpers shared by the commands: hashing options, sizes, progress, passphrases, output.
+
+use crate::cli::{HashAlg, HashingArgs};
+use crate::digest::{normalize_ignore, HashAlgorithm, HashConfig, Method, Progress, GIT_PATHS};
+use crate::report::Format;
+use anyhow::{bail, Context, Result};
+use std::io::IsTerminal;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Parse `4096`, `64M`, `1G` (powers of 1000) or `64Mi`, `1Gi` (powers of 1024); `B` optional.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| {
+        format!("invalid size {s:?}: expected a number such as 1G, 512Mi or 1000000")
+    })?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1_000,
+        "m" => 1_000_000,
+        "g" => 1_000_000_000,
+        "t" => 1_000_000_000_000,
+        "ki" => 1 << 10,
+        "mi" => 1 << 20,
+        "gi" => 1 << 30,
+        "ti" => 1 << 40,
+        _ => bail!("invalid size {s:?}: unknown unit {unit:?} (use K, M, G, Ki, Mi, Gi)"),
+    };
+    let v = n
+        .checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))?;
+    if v == 0 {
+        bail!("invalid size {s:?}: must be at least 1 byte");
+    }
+    Ok(v)
+}
+
+pub fn algorithm(a: HashAlg) -> HashAlgorithm {
+    match a {
+        HashAlg::Sha256 => HashAlgorithm::Sha256,
+        HashAlg::Blake3 => HashAlgorithm::Blake3,
+        HashAlg::Blake2b => HashAlgorithm::Blake2b,
+    }
+}
+
+/// Root-relative ignore paths from `--ignore` flags; warns about ones outside the root.
+pub fn ignore_list(root: &Path, ignore: &[std::path::PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in ignore {
+        match normalize_ignore(root, p) {
+            Some(rel) => out.push(rel),
+            None => eprintln!(
+                "warning: --ignore {}: not inside {}; nothing to ignore",
+                p.display(),
+                root.display()
+            ),
+        }
+    }
+    out
+}
+
+pub fn hash_config(root: &Path, a: &HashingArgs) -> Result<HashConfig> {
+    let mut ignore_paths: Vec<String> = if a.no_ignore_git_paths {
+        Vec::new()
+    } else {
+        GIT_PATHS.iter().map(|s| s.to_string()).collect()
+    };
+    ignore_paths.extend(ignore_list(root, &a.ignore));
+    ignore_paths.sort();
+    ignore_paths.dedup();
+    let method = match &a.shard_size {
+        None => Method::Files,
+        Some(s) => Method::Shards {
+            shard_size: parse_size(s).context("--shard-size")?,
+        },
+    };
+    let algorithm = algorithm(a.algorithm);
+    if algorithm == HashAlgorithm::Blake3 && matches!(method, Method::Shards { .. }) {
+        // model_signing silently falls back to file mode here; say it instead.
+        eprintln!("note: model_signing cannot verify BLAKE3 shards (its API falls back to whole files); mlsign can");
+    }
+    Ok(HashConfig {
+        algorithm,
+        method,
+        allow_symlinks: a.allow_symlinks,
+        ignore_paths,
+        threads: a.threads,
+    })
+}
+
+/// A progress bar on stderr for long runs on a terminal.
+pub struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub fn new(enabled: bool) -> Bar {
+        Bar((enabled && std::io::stderr().is_terminal()).then(indicatif::ProgressBar::hidden))
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        if let Some(b) = &self.0 {
+            // Short runs finish before a bar would help.
+            if total >= 256 << 20 {
+                b.set_length(total);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} hashing {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Read a passphrase from the named environment variable, or ask on the terminal.
+pub fn passphrase(
+    env: Option<&str>,
+    what: &Path,
+) -> Result<Zeroizing<String>, crate::attest::Error> {
+    use crate::attest::Error;
+    if let Some(var) = env {
+        return std::env::var(var).map(Zeroizing::new).map_err(|_| {
+            Error::Passphrase(format!(
+                "environment variable {var} is not set (or not UTF-8)"
+            ))
+        });
+    }
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("Passphrase for {}: ", what.display()))
+            .map(Zeroizing::new)
+            .map_err(|e| Error::Passphrase(format!("cannot read it from the terminal: {e}")));
+    }
+    Err(Error::Passphrase(format!(
+        "{} is encrypted; pass --passphrase-env VAR with the passphrase in $VAR",
+        what.display()
+    )))
+}
+
+/// Read a small text file (keys, certificates) with a size bound.
+pub fn read_small(path: &Path, what: &str) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+    if meta.len() > 4 << 20 {
+        bail!(
+            "{what} {} is {} bytes; that is not a PEM file",
+            path.display(),
+            meta.len()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{what} {}", path.display()))?;
+    String::from_utf8(bytes)
+        .with_context(|| format!("{what} {}: not a PEM text file", path.display()))
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Errors: one line on stderr; a JSON object on stdout too when JSON was asked for.
+pub fn report_error(format: Format, e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if format != Format::Human {
+        print_json(&serde_json::json!({"error": {"message": format!("{e:#}")}}));
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("64Mi").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999T").is_err());
+    }
+}

@@ -1,0 +1,86 @@
+use super::common::{hash_config, human_bytes, passphrase, print_json, read_small, Bar};
+use crate::attest::{cert, sign_model, SignOptions, Signer, SigningKey, SubjectKind};
+use crate::cli::{SignArgs, SubjectKind as CliKind};
+use crate::report::{Exit, Format};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// `PATH.sig` beside the model (never inside it).
+fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
+    let root = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let name = root.file_name().with_context(|| {
+        format!(
+            "{}: cannot place a bundle beside the file-system root; pass --bundle",
+            root.display()
+        )
+    })?;
+    let mut n = name.to_os_string();
+    n.push(".sig");
+    Ok(root.with_file_name(n))
+}
+
+pub fn run(a: SignArgs) -> Result<Exit> {
+    // Everything that can fail cheaply fails before hashing.
+    if !a.path.exists() {
+        anyhow::bail!("{}: no such file or directory", a.path.display());
+    }
+    let config = hash_config(&a.path, &a.hashing)?;
+    let key_pem = read_small(&a.key, "private key")?;
+    let env = a.passphrase_env.clone();
+    let key = SigningKey::from_pem(&key_pem, &mut || passphrase(env.as_deref(), &a.key))
+        .with_context(|| format!("private key {}", a.key.display()))?;
+    drop(key_pem);
+    let signer = match &a.cert {
+        None => Signer::from_key(key),
+        Some(leaf_path) => {
+            let leaf_pem = read_small(leaf_path, "certificate")?;
+            let mut leaf = cert::load_pem_chain(leaf_pem.as_bytes())
+                .with_context(|| format!("{}", leaf_path.display()))?;
+            let leaf = leaf.remove(0);
+            let mut chain = Vec::new();
+            for p in &a.chain {
+                let pem = read_small(p, "certificate chain")?;
+                chain.extend(
+                    cert::load_pem_chain(pem.as_bytes())
+                        .with_context(|| format!("{}", p.display()))?,
+                );
+            }
+            Signer::with_certificates(key, leaf, chain)
+                .with_context(|| format!("{}", leaf_path.display()))?
+        }
+    };
+    let bundle_path = match &a.bundle {
+        Some(b) => b.clone(),
+        None => default_bundle(&a.path)?,
+    };
+    let opts = SignOptions {
+        kind: match a.kind {
+            CliKind::Model => SubjectKind::Model,
+            CliKind::Dataset => SubjectKind::Dataset,
+        },
+        config,
+        bundle_path,
+        force: a.force,
+    };
+    let bar = Bar::new(!a.hashing.no_progress);
+    let out = sign_model(&a.path, &signer, &opts, &bar)?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    match a.format {
+        Format::Human => {
+            println!(
+                "Signed {} {} ({} files, {}, {}) -> {}",
+                out.kind.name(),
+                out.subject,
+                out.files,
+                human_bytes(out.bytes),
+                out.algorithm,
+                out.bundle.display()
+            );
+            println!("root sha256:{}", out.root_digest);
+        }
+        Format::Json | Format::Sarif => print_json(&serde_json::to_value(&out)?),
+    }
+    Ok(Exit::Pass)
+}

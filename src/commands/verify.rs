@@ -1,0 +1,135 @@
+use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
+use crate::attest::{
+    cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
+};
+use crate::cli::VerifyArgs;
+use crate::digest::Difference;
+use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
+use anyhow::{Context, Result};
+use serde_json::json;
+
+fn finding_of(d: &Difference) -> Finding {
+    let (code, sev) = match d {
+        Difference::Modified { .. } => ("SIG001", Severity::Critical),
+        Difference::Missing { .. } => ("SIG002", Severity::High),
+        Difference::Extra { .. } => ("SIG003", Severity::High),
+        Difference::Renamed { .. } => ("SIG004", Severity::High),
+    };
+    Finding::new(code, sev, d.to_string()).at(Location::path(d.path()))
+}
+
+fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+    let ok = findings.is_empty();
+    match a.format {
+        Format::Human => {
+            if let Some(o) = outcome.filter(|_| ok) {
+                println!(
+                    "Verified: {} matches {}",
+                    a.path.display(),
+                    a.bundle.display()
+                );
+                println!(
+                    "  {} {}, signed with the {} method by {}",
+                    o.kind.map_or("subject", |k| k.name()),
+                    o.subject,
+                    o.method,
+                    o.signer
+                );
+                println!(
+                    "  {} files, {} re-hashed with {}{}; root sha256:{}",
+                    o.files_checked,
+                    human_bytes(o.bytes),
+                    o.algorithm,
+                    o.shard_size
+                        .map(|s| format!(" (shards of {s} bytes)"))
+                        .unwrap_or_default(),
+                    o.root_digest
+                );
+            } else {
+                println!(
+                    "FAILED: {} does not match {}",
+                    a.path.display(),
+                    a.bundle.display()
+                );
+                for f in findings {
+                    println!("  {f}");
+                }
+            }
+            if let Some(o) = outcome {
+                for w in &o.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+        }
+        Format::Json => {
+            let mut v = json!({
+                "verified": ok,
+                "path": a.path,
+                "bundle": a.bundle,
+                "findings": findings,
+            });
+            if let Some(o) = outcome {
+                v["subject"] = json!(o.subject);
+                v["kind"] = json!(o.kind);
+                v["predicate_type"] = json!(o.predicate_type);
+                v["method"] = json!(o.method);
+                v["signer"] = json!(o.signer);
+                v["root_digest"] = json!({"sha256": o.root_digest});
+                v["algorithm"] = json!(o.algorithm);
+                v["shard_size"] = json!(o.shard_size);
+                v["files_checked"] = json!(o.files_checked);
+                v["bytes"] = json!(o.bytes);
+                v["differences"] = json!(o.differences);
+                v["warnings"] = json!(o.warnings);
+            }
+            print_json(&v);
+        }
+        Format::Sarif => print_json(&sarif::to_sarif(findings)),
+    }
+}
+
+pub fn run(a: VerifyArgs) -> Result<Exit> {
+    let trust = match (&a.key, &a.cert_chain) {
+        (Some(k), _) => {
+            let pem = read_small(k, "public key")?;
+            Trust::Key(
+                VerifyingKey::from_pem(&pem)
+                    .with_context(|| format!("public key {}", k.display()))?,
+            )
+        }
+        (None, Some(c)) => {
+            let pem = read_small(c, "trusted roots")?;
+            Trust::Roots(
+                cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", c.display()))?,
+            )
+        }
+        (None, None) => anyhow::bail!("pass --key PUB.pem or --cert-chain ROOTS.pem"),
+    };
+    if !a.path.exists() {
+        anyhow::bail!("{}: no such file or directory", a.path.display());
+    }
+    let opts = VerifyOptions {
+        extra_ignore: ignore_list(&a.path, &a.ignore),
+        allow_symlinks: a.allow_symlinks,
+        threads: a.threads,
+    };
+    let bar = Bar::new(!a.no_progress);
+    match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
+        Ok(o) => {
+            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            emit(&a, Some(&o), &findings);
+            Ok(if findings.is_empty() {
+                Exit::Pass
+            } else {
+                Exit::Finding
+            })
+        }
+        Err(AttestError::Rejected { code, message }) => {
+            let f = Finding::new(code, Severity::Critical, message)
+                .at(Location::path(a.bundle.display().to_string()));
+            emit(&a, None, &[f]);
+            Ok(Exit::Finding)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,1242 @@
+//! Signing core, end to end: the real `mlsign` binary against the real OpenSSF `model_signing`
+//! 1.1.1 (CLI and Python API), certificate chains made by `openssl`, and every tamper and
+//! bad-input case the issue lists.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn mlsign<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(Command::new(env!("CARGO_BIN_EXE_mlsign")).args(args))
+}
+
+/// The Python venv with model_signing (scripts/test.sh makes it).
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "interop tests need model_signing: run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
+    );
+    p
+}
+
+fn oms(args: &[&OsStr]) -> Run {
+    let py = python();
+    let bin = py.parent().unwrap().join("model_signing");
+    run(Command::new(bin).args(args))
+}
+
+fn oms_api(args: &[&OsStr]) -> Run {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oms_api.py");
+    run(Command::new(python()).arg(script).args(args))
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let r = run(Command::new("openssl").current_dir(dir).args(args));
+    assert_eq!(r.code, 0, "openssl {args:?}: {}", r.all());
+}
+
+macro_rules! os {
+    ($($x:expr),* $(,)?) => { &[$(AsRef::<OsStr>::as_ref(&$x)),*] };
+}
+
+/// A model tree with the traps users hit.
+fn model(dir: &Path) -> PathBuf {
+    let m = dir.join("model");
+    fs::create_dir_all(m.join("a")).unwrap();
+    fs::create_dir_all(m.join("nested/deeper/deepest")).unwrap();
+    fs::create_dir_all(m.join(".git/objects")).unwrap();
+    fs::create_dir_all(m.join("empty-dir")).unwrap();
+    fs::write(m.join("a/b"), "weights in a/b\n").unwrap();
+    fs::write(m.join("a.txt"), "sorted after a/b\n").unwrap();
+    fs::write(m.join("empty.bin"), "").unwrap();
+    fs::write(m.join("with space.json"), "{\"x\": 1}\n").unwrap();
+    fs::write(
+        m.join("nested/deeper/deepest/w.safetensors"),
+        vec![42u8; 100_000],
+    )
+    .unwrap();
+    fs::write(m.join(".git/objects/ab"), "git object").unwrap();
+    fs::write(m.join(".gitignore"), "*.tmp\n").unwrap();
+    fs::write(m.join(".gitattributes"), "* binary\n").unwrap();
+    m
+}
+
+fn ec_key(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            curve,
+            "-genkey",
+            "-noout",
+            "-out",
+            &format!("{name}.sec1"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &format!("{name}.sec1"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ec",
+            "-in",
+            &format!("{name}.pem"),
+            "-pubout",
+            "-out",
+            &format!("{name}.pub"),
+        ],
+    );
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.pub")),
+    )
+}
+
+/// Root CA → intermediate CA → code-signing leaf, all P-256, made with openssl.
+struct Pki {
+    root: PathBuf,
+    inter: PathBuf,
+    leaf: PathBuf,
+    leaf_key: PathBuf,
+    other_root: PathBuf,
+    server_leaf: PathBuf,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ext = dir.join("ext.cnf");
+    fs::write(
+        &ext,
+        "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         [leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
+         [server]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for k in ["root", "inter", "leaf", "other", "server"] {
+        ec_key(dir, k, "prime256v1");
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.pem",
+            "-subj",
+            "/CN=Test Root",
+            "-days",
+            "3650",
+            "-extensions",
+            "ca",
+            "-config",
+            "ext.cnf",
+            "-out",
+            "root.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "other.pem",
+            "-subj",
+            "/CN=Other Root",
+            "-days",
+            "3650",
+            "-extensions",
+            "ca",
+            "-config",
+            "ext.cnf",
+            "-out",
+            "other.crt",
+        ],
+    );
+    for (name, cn, issuer, ext_name) in [
+        ("inter", "Test Intermediate", "root", "ca"),
+        ("leaf", "Model Signer", "inter", "leaf"),
+        ("server", "Web Server", "inter", "server"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.pem"),
+                "-subj",
+                &format!("/CN={cn}"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{issuer}.crt"),
+                "-CAkey",
+                &format!("{issuer}.pem"),
+                "-CAcreateserial",
+                "-days",
+                "365",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                ext_name,
+                "-out",
+                &format!("{name}.crt"),
+            ],
+        );
+    }
+    Pki {
+        root: dir.join("root.crt"),
+        inter: dir.join("inter.crt"),
+        leaf: dir.join("leaf.crt"),
+        leaf_key: dir.join("leaf.pem"),
+        other_root: dir.join("other.crt"),
+        server_leaf: dir.join("server.crt"),
+    }
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// mlsign alone
+
+#[test]
+fn keygen_sign_verify_every_key_type() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    for alg in ["p256", "p384", "p521", "ed25519"] {
+        let prefix = t.path().join(alg);
+        let r = mlsign(os!["keygen", "--out", prefix, "--algorithm", alg]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let (pem, pubk, sig) = (
+            t.path().join(format!("{alg}.pem")),
+            t.path().join(format!("{alg}.pub")),
+            t.path().join(format!("{alg}.sig")),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let r = mlsign(os![
+            "sign", m, "--key", pem, "--bundle", sig, "--format", "json"
+        ]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert_eq!(json(&r)["files"], 5);
+        let r = mlsign(os![
+            "verify", m, "--bundle", sig, "--key", pubk, "--format", "json"
+        ]);
+        assert_eq!(r.code, 0, "{alg}: {}", r.all());
+        let v = json(&r);
+        assert_eq!(v["verified"], true);
+        assert_eq!(v["files_checked"], 5);
+        assert_eq!(v["kind"], "model");
+    }
+    // keygen refuses to overwrite.
+    let r = mlsign(os!["keygen", "--out", t.path().join("p256")]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+}
+
+#[test]
+fn hash_orders_like_model_signing_and_honours_ignores() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let r = mlsign(os!["hash", m, "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = json(&r);
+    let names: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "a/b",
+            "a.txt",
+            "empty.bin",
+            "nested/deeper/deepest/w.safetensors",
+            "with space.json"
+        ]
+    );
+    assert_eq!(
+        v["serialization"]["ignore_paths"],
+        serde_json::json!([".git", ".gitattributes", ".github", ".gitignore"])
+    );
+    let r = mlsign(os![
+        "hash",
+        m,
+        "--no-ignore-git-paths",
+        "--ignore",
+        m.join("nested"),
+        "--algorithm",
+        "blake3",
+        "--format",
+        "json"
+    ]);
+    let v = json(&r);
+    let names: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ".git/objects/ab",
+            ".gitattributes",
+            ".gitignore",
+            "a/b",
+            "a.txt",
+            "empty.bin",
+            "with space.json"
+        ]
+    );
+    assert_eq!(v["resources"][0]["algorithm"], "blake3");
+    // Sharded: the 100 kB file in 4 shards of 30000 bytes; the empty file has none (as OMS).
+    let r = mlsign(os!["hash", m, "--shard-size", "30K", "--format", "json"]);
+    let v = json(&r);
+    let names: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"nested/deeper/deepest/w.safetensors:90000:100000"),
+        "{names:?}"
+    );
+    assert_eq!(v["resources"][0]["algorithm"], "sha256-sharded-30000");
+    assert_eq!(v["serialization"]["shard_size"], 30000);
+    // Human format lists digests and the root.
+    let r = mlsign(os!["hash", m]);
+    assert!(
+        r.stdout.contains("  a/b\n") && r.stdout.contains("root sha256:"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn dataset_kind_and_default_bundle_path() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("corpus");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("train.jsonl"), "{\"text\": \"hi\"}\n").unwrap();
+    let r = mlsign(os!["keygen", "--out", t.path().join("k")]);
+    assert_eq!(r.code, 0);
+    let r = mlsign(os![
+        "sign",
+        d,
+        "--key",
+        t.path().join("k.pem"),
+        "--kind",
+        "dataset"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sig = t.path().join("corpus.sig");
+    assert!(sig.exists(), "default bundle goes beside the directory");
+    assert!(!d.join("corpus.sig").exists());
+    let r = mlsign(os![
+        "verify",
+        d,
+        "--signature",
+        sig,
+        "--key",
+        t.path().join("k.pub"),
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["kind"], "dataset");
+    // Signing again does not clobber the bundle without --force.
+    let before = fs::read(&sig).unwrap();
+    let r = mlsign(os![
+        "sign",
+        d,
+        "--key",
+        t.path().join("k.pem"),
+        "--kind",
+        "dataset"
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    assert_eq!(fs::read(&sig).unwrap(), before);
+    let r = mlsign(os!["sign", d, "--key", t.path().join("k.pem"), "--force"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn bundle_inside_the_model_is_ignored_and_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    mlsign(os!["keygen", "--out", t.path().join("k")]);
+    let sig = m.join("model.sig");
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        t.path().join("k.pem"),
+        "--bundle",
+        sig
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        sig,
+        "--key",
+        t.path().join("k.pub")
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // model_signing agrees.
+    let r = oms(os![
+        "verify",
+        "key",
+        m,
+        "--signature",
+        sig,
+        "--public_key",
+        t.path().join("k.pub")
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn single_file_model() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("model.gguf");
+    fs::write(&f, b"GGUF fake weights").unwrap();
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let sig = t.path().join("model.gguf.sig");
+    let r = mlsign(os!["sign", f, "--key", key]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = oms(os![
+        "verify",
+        "key",
+        f,
+        "--signature",
+        sig,
+        "--public_key",
+        pubk
+    ]);
+    assert_eq!(r.code, 0, "model_signing: {}", r.all());
+    fs::write(&f, b"GGUF evil weights").unwrap();
+    let r = mlsign(os!["verify", f, "--bundle", sig, "--key", pubk]);
+    assert_eq!(r.code, 1, "{}", r.all());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interop with model_signing 1.1.1
+
+#[test]
+fn interop_key_method_both_ways() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    for curve in ["prime256v1", "secp384r1", "secp521r1"] {
+        let (key, pubk) = ec_key(t.path(), curve, curve);
+        // model_signing signs, mlsign verifies.
+        let theirs = t.path().join(format!("{curve}-oms.sig"));
+        let r = oms(os![
+            "sign",
+            "key",
+            m,
+            "--private_key",
+            key,
+            "--signature",
+            theirs
+        ]);
+        assert_eq!(r.code, 0, "model_signing sign: {}", r.all());
+        let r = mlsign(os!["verify", m, "--bundle", theirs, "--key", pubk]);
+        assert_eq!(r.code, 0, "{curve}: {}", r.all());
+        // mlsign signs, model_signing verifies.
+        let ours = t.path().join(format!("{curve}-mlsign.sig"));
+        let r = mlsign(os!["sign", m, "--key", key, "--bundle", ours]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let r = oms(os![
+            "verify",
+            "key",
+            m,
+            "--signature",
+            ours,
+            "--public_key",
+            pubk
+        ]);
+        assert_eq!(r.code, 0, "model_signing verify {curve}: {}", r.all());
+        assert!(r.stdout.contains("Verification succeeded"));
+        // Same manifest either way.
+        let payload = |p: &Path| {
+            let b: serde_json::Value = serde_json::from_slice(&fs::read(p).unwrap()).unwrap();
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b["dsseEnvelope"]["payload"].as_str().unwrap())
+                .unwrap();
+            let s: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            (
+                s["subject"][0]["digest"]["sha256"].clone(),
+                s["predicate"]["resources"].clone(),
+            )
+        };
+        assert_eq!(payload(&theirs), payload(&ours));
+    }
+}
+
+#[test]
+fn interop_encrypted_key() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .args(os![
+            "keygen",
+            "--out",
+            t.path().join("enc"),
+            "--passphrase-env",
+            "MLSIGN_TEST_PASS"
+        ])
+        .env("MLSIGN_TEST_PASS", "correct horse"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let pem = fs::read_to_string(t.path().join("enc.pem")).unwrap();
+    assert!(pem.contains("ENCRYPTED PRIVATE KEY"));
+    let sig = t.path().join("enc.sig");
+    let sign = |pass: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mlsign"));
+        c.args(os![
+            "sign",
+            m,
+            "--key",
+            t.path().join("enc.pem"),
+            "--bundle",
+            sig,
+            "--passphrase-env",
+            "MLSIGN_TEST_PASS",
+            "--force"
+        ]);
+        c.stdin(std::process::Stdio::null());
+        match pass {
+            Some(p) => c.env("MLSIGN_TEST_PASS", p),
+            None => c.env_remove("MLSIGN_TEST_PASS"),
+        };
+        run(&mut c)
+    };
+    let r = sign(Some("wrong"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("wrong passphrase"), "{}", r.stderr);
+    assert!(!r.all().contains("wrong\n") && !r.all().contains("correct horse"));
+    assert!(!sig.exists(), "nothing written on failure");
+    let r = sign(None);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("MLSIGN_TEST_PASS is not set"),
+        "{}",
+        r.stderr
+    );
+    let r = sign(Some("correct horse"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    // model_signing can read our encrypted PKCS#8 too (through its API: its CLI's --password
+    // passes a str where cryptography wants bytes and always fails).
+    let theirs = t.path().join("enc-oms.sig");
+    let r = oms_api(os![
+        "sign",
+        m,
+        t.path().join("enc.pem"),
+        theirs,
+        "--password",
+        "correct horse"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        theirs,
+        "--key",
+        t.path().join("enc.pub")
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn interop_certificate_method_both_ways() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let p = pki(t.path());
+    // model_signing signs with the certificate method, mlsign verifies against the root.
+    let theirs = t.path().join("cert-oms.sig");
+    let r = oms(os![
+        "sign",
+        "certificate",
+        m,
+        "--private_key",
+        p.leaf_key,
+        "--signing_certificate",
+        p.leaf,
+        "--certificate_chain",
+        p.inter,
+        "--signature",
+        theirs
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        theirs,
+        "--cert-chain",
+        p.root,
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["method"], "certificate");
+    assert_eq!(json(&r)["signer"], "CN=Model Signer");
+    // mlsign signs, model_signing verifies.
+    let ours = t.path().join("cert-mlsign.sig");
+    let r = mlsign(os![
+        "sign", m, "--key", p.leaf_key, "--cert", p.leaf, "--chain", p.inter, "--bundle", ours
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = oms(os![
+        "verify",
+        "certificate",
+        m,
+        "--signature",
+        ours,
+        "--certificate_chain",
+        p.root
+    ]);
+    assert_eq!(r.code, 0, "model_signing: {}", r.all());
+    // Untrusted root: rejected with SIG007.
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        ours,
+        "--cert-chain",
+        p.other_root,
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(json(&r)["findings"][0]["code"], "SIG007");
+    // A certificate that may not sign code: rejected at verify (signing with it is the user's call).
+    let server_key = t.path().join("server.pem");
+    let bad = t.path().join("server.sig");
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        server_key,
+        "--cert",
+        p.server_leaf,
+        "--chain",
+        p.inter,
+        "--bundle",
+        bad
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign(os!["verify", m, "--bundle", bad, "--cert-chain", p.root]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stdout.contains("codeSigning"), "{}", r.stdout);
+    // Key/cert mismatch at signing.
+    let (other_key, _) = ec_key(t.path(), "stranger", "prime256v1");
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        other_key,
+        "--cert",
+        p.leaf,
+        "--bundle",
+        t.path().join("x.sig")
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("another key"), "{}", r.stderr);
+    // A key bundle checked with --cert-chain says what to do.
+    let (k, _) = ec_key(t.path(), "plain", "prime256v1");
+    let ks = t.path().join("plain.sig");
+    mlsign(os!["sign", m, "--key", k, "--bundle", ks]);
+    let r = mlsign(os!["verify", m, "--bundle", ks, "--cert-chain", p.root]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--key"), "{}", r.stderr);
+}
+
+#[test]
+fn interop_api_variants_verify_with_mlsign() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    for (alg, shard) in [
+        ("sha256", "30000"),
+        ("blake2", "0"),
+        ("blake3", "0"),
+        ("sha256", "1000000000"),
+        ("blake2", "7"),
+    ] {
+        let sig = t.path().join(format!("{alg}-{shard}.sig"));
+        let r = oms_api(os![
+            "sign",
+            m,
+            key,
+            sig,
+            "--alg",
+            alg,
+            "--shard-size",
+            shard
+        ]);
+        assert_eq!(r.code, 0, "model_signing API {alg}/{shard}: {}", r.all());
+        let r = mlsign(os![
+            "verify", m, "--bundle", sig, "--key", pubk, "--format", "json"
+        ]);
+        assert_eq!(r.code, 0, "{alg}/{shard}: {}", r.all());
+        // and the variant is really what was re-hashed
+        let v = json(&r);
+        let want = if alg == "blake2" { "blake2b" } else { alg };
+        assert_eq!(v["algorithm"], want);
+    }
+    // mlsign's own shard bundle verifies with the model_signing API (explicit config).
+    let ours = t.path().join("ours-sharded.sig");
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--bundle",
+        ours,
+        "--shard-size",
+        "30000"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = oms_api(os![
+        "verify",
+        m,
+        pubk,
+        ours,
+        "--alg",
+        "sha256",
+        "--shard-size",
+        "30000"
+    ]);
+    assert_eq!(
+        r.code,
+        0,
+        "model_signing API verify of mlsign shards: {}",
+        r.all()
+    );
+    let ours = t.path().join("ours-blake2.sig");
+    mlsign(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--bundle",
+        ours,
+        "--algorithm",
+        "blake2b"
+    ]);
+    let r = oms_api(os!["verify", m, pubk, ours, "--alg", "blake2"]);
+    assert_eq!(
+        r.code,
+        0,
+        "model_signing API verify of mlsign blake2b: {}",
+        r.all()
+    );
+    // Tampering is caught in the variants too.
+    fs::write(
+        m.join("nested/deeper/deepest/w.safetensors"),
+        vec![43u8; 100_000],
+    )
+    .unwrap();
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        t.path().join("sha256-30000.sig"),
+        "--key",
+        pubk,
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(json(&r)["findings"][0]["code"], "SIG001");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tampering: each case fails with its own message and exit 1
+
+fn signed(t: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let m = model(t);
+    let (key, pubk) = ec_key(t, "k", "prime256v1");
+    let sig = t.join("model.sig");
+    let r = mlsign(os!["sign", m, "--key", key, "--bundle", sig]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    (m, key, pubk, sig)
+}
+
+fn codes(r: &Run) -> Vec<String> {
+    json(r)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn tamper_content_changes_are_reported_by_path() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, _, pubk, sig) = signed(t.path());
+    let verify = || {
+        mlsign(os![
+            "verify", m, "--bundle", sig, "--key", pubk, "--format", "json"
+        ])
+    };
+    assert_eq!(verify().code, 0);
+
+    // A flipped byte.
+    let w = m.join("nested/deeper/deepest/w.safetensors");
+    let mut bytes = fs::read(&w).unwrap();
+    bytes[54321] ^= 1;
+    fs::write(&w, &bytes).unwrap();
+    let r = verify();
+    assert_eq!(r.code, 1);
+    assert_eq!(codes(&r), ["SIG001"]);
+    assert_eq!(
+        json(&r)["findings"][0]["location"]["path"],
+        "nested/deeper/deepest/w.safetensors"
+    );
+    bytes[54321] ^= 1;
+    fs::write(&w, &bytes).unwrap();
+
+    // Added, removed, renamed.
+    fs::write(m.join("backdoor.py"), "import os").unwrap();
+    fs::remove_file(m.join("a.txt")).unwrap();
+    fs::rename(m.join("with space.json"), m.join("with_space.json")).unwrap();
+    let r = verify();
+    assert_eq!(r.code, 1);
+    let v = json(&r);
+    let diffs = &v["differences"];
+    assert!(
+        diffs
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"kind": "extra", "path": "backdoor.py"})),
+        "{diffs}"
+    );
+    assert!(
+        diffs
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"kind": "missing", "path": "a.txt"})),
+        "{diffs}"
+    );
+    assert!(diffs.as_array().unwrap().contains(&serde_json::json!({"kind": "renamed", "from": "with space.json", "to": "with_space.json"})), "{diffs}");
+    let mut c = codes(&r);
+    c.sort();
+    assert_eq!(c, ["SIG002", "SIG003", "SIG004"]);
+    // Human output names them too; SARIF carries the same findings.
+    let r = mlsign(os!["verify", m, "--bundle", sig, "--key", pubk]);
+    assert!(
+        r.stdout.contains("FAILED")
+            && r.stdout.contains("backdoor.py")
+            && r.stdout
+                .contains("renamed: with space.json -> with_space.json"),
+        "{}",
+        r.stdout
+    );
+    let r = mlsign(os![
+        "verify", m, "--bundle", sig, "--key", pubk, "--format", "sarif"
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(json(&r)["runs"][0]["results"].as_array().unwrap().len(), 3);
+
+    // Ignored git paths may change freely (as model_signing).
+    fs::remove_file(m.join("backdoor.py")).unwrap();
+    fs::write(m.join("a.txt"), "sorted after a/b\n").unwrap();
+    fs::rename(m.join("with_space.json"), m.join("with space.json")).unwrap();
+    fs::write(m.join(".git/HEAD"), "ref: refs/heads/evil").unwrap();
+    assert_eq!(verify().code, 0, "{}", verify().all());
+    // An empty file added or removed is caught in file mode.
+    fs::remove_file(m.join("empty.bin")).unwrap();
+    let r = verify();
+    assert_eq!(codes(&r), ["SIG002"]);
+}
+
+#[test]
+fn tamper_bundle_and_keys() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, _, pubk, sig) = signed(t.path());
+    let bundle: serde_json::Value = serde_json::from_slice(&fs::read(&sig).unwrap()).unwrap();
+    let write = |name: &str, v: &serde_json::Value| {
+        let p = t.path().join(name);
+        fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+        p
+    };
+    let check = |p: &Path, key: &Path| {
+        mlsign(os![
+            "verify", m, "--bundle", p, "--key", key, "--format", "json"
+        ])
+    };
+
+    // Edited payload (a digest swapped inside the signed statement): signature fails.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let raw = b64
+        .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let edited = String::from_utf8(raw)
+        .unwrap()
+        .replace("\"a.txt\"", "\"b.txt\"");
+    let mut v = bundle.clone();
+    v["dsseEnvelope"]["payload"] = b64.encode(edited).into();
+    let r = check(&write("edited.sig", &v), &pubk);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(codes(&r), ["SIG005"]);
+    assert!(r.stdout.contains("does not verify"), "{}", r.stdout);
+
+    // A different signature.
+    let mut v = bundle.clone();
+    let mut sigb = b64
+        .decode(v["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    let n = sigb.len();
+    sigb[n - 3] ^= 0x40;
+    v["dsseEnvelope"]["signatures"][0]["sig"] = b64.encode(sigb).into();
+    assert_eq!(codes(&check(&write("badsig.sig", &v), &pubk)), ["SIG005"]);
+
+    // Wrong key: hint mismatch; without a hint the signature check still fails.
+    let (_, other) = ec_key(t.path(), "other", "prime256v1");
+    let r = check(&sig, &other);
+    assert_eq!(codes(&r), ["SIG006"]);
+    let mut v = bundle.clone();
+    v["verificationMaterial"]["publicKey"]["hint"] = "".into();
+    let r = check(&write("nohint.sig", &v), &other);
+    assert_eq!(codes(&r), ["SIG005"]);
+
+    // Truncated bundle, bad JSON, empty file, unknown media type, blob bundle: exit 2, clear words.
+    let text = fs::read_to_string(&sig).unwrap();
+    let trunc = t.path().join("trunc.sig");
+    fs::write(&trunc, &text[..text.len() / 2]).unwrap();
+    let r = check(&trunc, &pubk);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("truncated JSON") && r.stderr.contains("trunc.sig"),
+        "{}",
+        r.stderr
+    );
+    let bad = t.path().join("bad.sig");
+    fs::write(&bad, "{\"mediaType\": 5}").unwrap();
+    let r = check(&bad, &pubk);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("malformed bundle"), "{}", r.stderr);
+    fs::write(&bad, "").unwrap();
+    assert!(check(&bad, &pubk).stderr.contains("empty"));
+    let mut v = bundle.clone();
+    v["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=99.9".into();
+    let r = check(&write("future.sig", &v), &pubk);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown mediaType"), "{}", r.stderr);
+    let mut v = bundle.clone();
+    v.as_object_mut().unwrap().remove("dsseEnvelope");
+    v["messageSignature"] = serde_json::json!({"signature": "AAAA"});
+    let r = check(&write("blob.sig", &v), &pubk);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("messageSignature"), "{}", r.stderr);
+    // JSON errors are JSON on stdout too.
+    assert!(json(&r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("blob"));
+}
+
+#[test]
+fn hostile_manifests_are_rejected_before_reading_the_disk() {
+    use mlsign::attest::{sign_statement, Signer, SigningKey};
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let signer = Signer::from_key(
+        SigningKey::from_pem(&fs::read_to_string(&key).unwrap(), &mut || unreachable!()).unwrap(),
+    );
+    let digest = "00".repeat(32);
+    let root = |n: usize| {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.extend_from_slice(&[0u8; 32]);
+        }
+        hex_sha256(&v)
+    };
+    for (name, why) in [
+        ("../outside", ".."),
+        ("/etc/passwd", "absolute"),
+        ("a/../../x", ".."),
+    ] {
+        let stmt = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"m","digest":{{"sha256":"{}"}}}}],"predicateType":"https://model_signing/signature/v1.0","predicate":{{"serialization":{{"method":"files","hash_type":"sha256","allow_symlinks":false}},"resources":[{{"name":"{name}","algorithm":"sha256","digest":"{digest}"}}]}}}}"#,
+            root(1)
+        );
+        let b = sign_statement(&signer, stmt.as_bytes());
+        let p = t.path().join("hostile.sig");
+        fs::write(&p, b.to_json()).unwrap();
+        let r = mlsign(os![
+            "verify", m, "--bundle", p, "--key", pubk, "--format", "json"
+        ]);
+        assert_eq!(r.code, 1, "{name}: {}", r.all());
+        assert_eq!(codes(&r), ["SIG008"]);
+        assert!(r.stdout.contains(why), "{}", r.stdout);
+    }
+    // The legacy v0.1 predicate (one subject per file) is still accepted.
+    let mut subjects = Vec::new();
+    let h =
+        run(Command::new(env!("CARGO_BIN_EXE_mlsign")).args(os!["hash", m, "--format", "json"]));
+    for r in json(&h)["resources"].as_array().unwrap() {
+        subjects.push(serde_json::json!({"name": r["name"], "digest": {"sha256": r["digest"]}}));
+    }
+    let stmt = serde_json::json!({"_type": "https://in-toto.io/Statement/v1", "subject": subjects,
+        "predicateType": "https://model_signing/Digests/v0.1", "predicate": {}});
+    let b = sign_statement(&signer, &serde_json::to_vec(&stmt).unwrap());
+    let p = t.path().join("legacy.sig");
+    fs::write(&p, b.to_json()).unwrap();
+    let r = mlsign(os![
+        "verify", m, "--bundle", p, "--key", pubk, "--format", "json"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        json(&r)["predicate_type"],
+        "https://model_signing/Digests/v0.1"
+    );
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: exit 2, the file named, nothing written
+
+#[test]
+fn bad_input() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, key, pubk, sig) = signed(t.path());
+    let out = t.path().join("out.sig");
+
+    let r = mlsign(os![
+        "sign",
+        t.path().join("nope"),
+        "--key",
+        key,
+        "--bundle",
+        out
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("nope") && r.stderr.contains("no such file"),
+        "{}",
+        r.stderr
+    );
+
+    let empty = t.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let r = mlsign(os!["sign", empty, "--key", key, "--bundle", out]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("nothing to hash"), "{}", r.stderr);
+    assert!(!out.exists());
+
+    // Symlinks: refused by default, contained when allowed.
+    std::os::unix::fs::symlink("a.txt", m.join("link")).unwrap();
+    let r = mlsign(os!["sign", m, "--key", key, "--bundle", out]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("link") && r.stderr.contains("--allow-symlinks"),
+        "{}",
+        r.stderr
+    );
+    let r = mlsign(os!["verify", m, "--bundle", sig, "--key", pubk]);
+    assert_eq!(
+        r.code,
+        2,
+        "a symlink planted after signing is refused: {}",
+        r.all()
+    );
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--bundle",
+        out,
+        "--allow-symlinks"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign(os!["verify", m, "--bundle", out, "--key", pubk]);
+    assert_eq!(
+        r.code,
+        0,
+        "allow_symlinks is recorded and re-applied: {}",
+        r.all()
+    );
+    fs::remove_file(m.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", m.join("escape")).unwrap();
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--bundle",
+        out,
+        "--allow-symlinks",
+        "--force"
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("outside the root"), "{}", r.stderr);
+    fs::remove_file(m.join("escape")).unwrap();
+
+    // A named pipe is a special file, refused (and never opened, so nothing blocks).
+    let fifo = m.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let r = mlsign(os!["hash", m]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("named pipe"), "{}", r.stderr);
+    fs::remove_file(&fifo).unwrap();
+
+    // Keys: garbage, a public key given as private, an unsupported curve, RSA.
+    let garbage = t.path().join("garbage.pem");
+    fs::write(&garbage, "not a key").unwrap();
+    let r = mlsign(os!["sign", m, "--key", garbage, "--bundle", out, "--force"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("garbage.pem"), "{}", r.stderr);
+    let r = mlsign(os!["sign", m, "--key", pubk, "--bundle", out, "--force"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a private key"), "{}", r.stderr);
+    let (k1, _) = ec_key(t.path(), "k1", "secp256k1");
+    let r = mlsign(os!["sign", m, "--key", k1, "--bundle", out, "--force"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not supported"), "{}", r.stderr);
+    openssl(
+        t.path(),
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+            "rsa.pem",
+        ],
+    );
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        t.path().join("rsa.pem"),
+        "--bundle",
+        out,
+        "--force"
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("RSA"), "{}", r.stderr);
+
+    // SEC1 ("EC PRIVATE KEY") files work as well as PKCS#8.
+    let r = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        t.path().join("k.sec1"),
+        "--bundle",
+        out,
+        "--force"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Usage errors are exit 2 (clap).
+    let r = mlsign(os!["verify", m, "--bundle", sig]);
+    assert_eq!(r.code, 2);
+    let r = mlsign(os!["frobnicate"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn unreadable_file_is_an_io_error() {
+    // As root every file is readable, so this case can only be shown unprivileged.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!(
+            "note: running as root; a directory we cannot list stands in for an unreadable file"
+        );
+    }
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    use std::os::unix::fs::PermissionsExt;
+    let f = m.join("a.txt");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o000)).unwrap();
+    let r = mlsign(os!["hash", m]);
+    if unsafe { libc::geteuid() } != 0 {
+        assert_eq!(r.code, 2);
+        assert!(
+            r.stderr.contains("a.txt") && r.stderr.contains("cannot read"),
+            "{}",
+            r.stderr
+        );
+    } else {
+        assert_eq!(r.code, 0, "root reads mode-000 files: {}", r.all());
+    }
+}
