@@ -15,13 +15,13 @@ pub mod drift;
 pub mod lockfiles;
 pub mod modelcard;
 pub mod show;
+pub mod sign;
 pub mod validate;
 mod yaml;
 
 pub use build::{build, BuildOptions};
 pub use cyclonedx::Bom;
 
-use std::io::Write;
 use std::path::Path;
 
 /// Predicate type of a BOM signed as an in-toto attestation.
@@ -95,17 +95,3 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, BomError> {
 
 /// Largest BOM mlsign reads (a BOM of a million files is ~300 MB; beyond that, split it).
 pub const MAX_BOM_BYTES: u64 = 512 << 20;
-
-/// Write `bytes` to `path` atomically: a temp file in the same directory, then rename. Nothing
-/// is left behind on failure.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}

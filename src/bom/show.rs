@@ -566,7 +566,7 @@ code{{font:12px ui-monospace,monospace}}.warn{{color:#b00}}svg text{{font:12px s
 <defs><marker id=\"a\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" fill=\"#555\"/></marker></defs>\n"
         );
         let model_pos = xy(cols - 1, 0);
-        let mut edge = |s: &mut String, from: (usize, usize), to: (usize, usize), label: &str| {
+        let edge = |s: &mut String, from: (usize, usize), to: (usize, usize), label: &str| {
             let (x1, y1) = (from.0 + w, from.1 + h / 2);
             let (x2, y2) = (to.0, to.1 + h / 2);
             let _ = writeln!(
@@ -597,7 +597,7 @@ code{{font:12px ui-monospace,monospace}}.warn{{color:#b00}}svg text{{font:12px s
                 edge(&mut s, xy(pos[j].0, pos[j].1), model_pos, "");
             }
         }
-        let mut node = |s: &mut String, (x, y): (usize, usize), title: &str, sub: &str, fill: &str| {
+        let node = |s: &mut String, (x, y): (usize, usize), title: &str, sub: &str, fill: &str| {
             let _ = writeln!(
                 s,
                 "<g><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\
