@@ -257,18 +257,26 @@ pub struct BomBuildArgs {
 pub enum BomAction {
     /// Validate against the official CycloneDX 1.6 schema, then refs, duplicate bom-refs and
     /// model hashes. Exit 0 valid, 1 invalid (every error by JSON pointer), 2 unreadable.
-    #[command(after_help = "Examples:\n  mlsign bom validate bert.cdx.json\n  mlsign bom validate bert.cdx.json --format sarif > bom.sarif")]
+    #[command(
+        after_help = "Examples:\n  mlsign bom validate bert.cdx.json\n  mlsign bom validate bert.cdx.json --format sarif > bom.sarif"
+    )]
     Validate(BomValidateArgs),
     /// Re-hash the model and datasets the BOM names and report drift; with --bundle also check
     /// the BOM's signature.
-    #[command(after_help = "Examples:\n  mlsign bom verify bert.cdx.json\n  mlsign bom verify bert.cdx.json --bundle bert.cdx.json.sig --key signer.pub\n  mlsign bom verify bert.cdx.json --model /mnt/models/bert --format json")]
+    #[command(
+        after_help = "Examples:\n  mlsign bom verify bert.cdx.json\n  mlsign bom verify bert.cdx.json --bundle bert.cdx.json.sig --key signer.pub\n  mlsign bom verify bert.cdx.json --model /mnt/models/bert --format json"
+    )]
     Verify(BomVerifyArgs),
     /// Sign a BOM as an in-toto attestation (predicate https://cyclonedx.org/bom) in a
     /// Sigstore bundle.
-    #[command(after_help = "Examples:\n  mlsign bom sign bert.cdx.json --key signer.pem\n  mlsign bom sign bert.cdx.json --key signer.pem --bundle bert.bom.sig")]
+    #[command(
+        after_help = "Examples:\n  mlsign bom sign bert.cdx.json --key signer.pem\n  mlsign bom sign bert.cdx.json --key signer.pem --bundle bert.bom.sig"
+    )]
     Sign(BomSignArgs),
     /// Print the auditor's view: model → datasets → lineage steps → sources.
-    #[command(after_help = "Examples:\n  mlsign bom show bert.cdx.json\n  mlsign bom show bert.cdx.json --format html -o bert.html")]
+    #[command(
+        after_help = "Examples:\n  mlsign bom show bert.cdx.json\n  mlsign bom show bert.cdx.json --format html -o bert.html"
+    )]
     Show(BomShowArgs),
 }
 
@@ -288,7 +296,12 @@ pub struct BomVerifyArgs {
     #[arg(long, value_name = "B.json")]
     pub bundle: Option<PathBuf>,
     /// Public key for a bundle made with the key method.
-    #[arg(long, value_name = "PUB.pem", requires = "bundle", conflicts_with = "cert_chain")]
+    #[arg(
+        long,
+        value_name = "PUB.pem",
+        requires = "bundle",
+        conflicts_with = "cert_chain"
+    )]
     pub key: Option<PathBuf>,
     /// Trusted root certificates for a bundle made with the certificate method.
     #[arg(long, value_name = "ROOTS.pem", requires = "bundle")]

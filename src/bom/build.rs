@@ -138,9 +138,11 @@ pub fn license(s: &str) -> LicenseChoice {
 }
 
 fn is_url(s: &str) -> bool {
-    ["https://", "http://", "s3://", "gs://", "hf://", "file://", "git+", "ssh://"]
-        .iter()
-        .any(|p| s.starts_with(p))
+    [
+        "https://", "http://", "s3://", "gs://", "hf://", "file://", "git+", "ssh://",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
 }
 
 fn file_children(parent_ref: &str, m: &Manifest) -> Vec<Component> {
@@ -177,7 +179,15 @@ fn task_type(step: &str) -> &'static str {
         "build"
     } else if has(&["eval", "test", "valid", "bench"]) {
         "test"
-    } else if has(&["clean", "prep", "filter", "dedup", "normal", "token", "transform"]) {
+    } else if has(&[
+        "clean",
+        "prep",
+        "filter",
+        "dedup",
+        "normal",
+        "token",
+        "transform",
+    ]) {
         "clean"
     } else if has(&["download", "fetch", "copy", "ingest", "acquire"]) {
         "copy"
@@ -193,7 +203,12 @@ struct DatasetComp {
     digest: String,
 }
 
-fn record_component(l: &Loaded, r: &Record, out_dir: &Path, threads: Option<usize>) -> Result<DatasetComp, BomError> {
+fn record_component(
+    l: &Loaded,
+    r: &Record,
+    out_dir: &Path,
+    threads: Option<usize>,
+) -> Result<DatasetComp, BomError> {
     // The BOM states what is on disk now: re-hash and refuse drift (fail closed).
     let on_disk = l.resolve(&r.path);
     let m = hash_tree(&on_disk, threads).map_err(|e| {
@@ -338,9 +353,9 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             let r = &ds[i];
             let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
             let my_ref = refs[r.digest.as_str()].clone();
-            deps.entry(my_ref.clone()).or_default().extend(
-                r.parents.iter().map(|p| refs[p.as_str()].clone()),
-            );
+            deps.entry(my_ref.clone())
+                .or_default()
+                .extend(r.parents.iter().map(|p| refs[p.as_str()].clone()));
             if !r.parents.is_empty() {
                 dc.component.pedigree = Some(Pedigree {
                     ancestors: r
@@ -354,9 +369,10 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
                             a
                         })
                         .collect(),
-                    notes: r.step.as_ref().map(|s| {
-                        format!("made by step {:?}: {}", s.name, s.command)
-                    }),
+                    notes: r
+                        .step
+                        .as_ref()
+                        .map(|s| format!("made by step {:?}: {}", s.name, s.command)),
                 });
             }
             if let Some(s) = &r.step {
@@ -398,7 +414,11 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
                     bom_ref: task_ref.clone(),
                     uid: format!("mlsign:{}:{}", s.name, r.digest),
                     name: Some(s.name.clone()),
-                    description: Some(format!("made {} from {} parent(s)", r.label(), r.parents.len())),
+                    description: Some(format!(
+                        "made {} from {} parent(s)",
+                        r.label(),
+                        r.parents.len()
+                    )),
                     task_types: vec![task_type(&s.name).into()],
                     steps: vec![super::cyclonedx::Step {
                         name: Some(s.name.clone()),
@@ -447,7 +467,11 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             let mut types: Vec<String> = tasks.iter().flat_map(|t| t.task_types.clone()).collect();
             types.sort();
             types.dedup();
-            let chain: String = ds.iter().map(|r| r.digest.as_str()).collect::<Vec<_>>().join(",");
+            let chain: String = ds
+                .iter()
+                .map(|r| r.digest.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
             formulation.push(Formula {
                 bom_ref: Some("formulation:lineage".into()),
                 workflows: vec![Workflow {
@@ -456,7 +480,10 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
                     name: Some("dataset lineage".into()),
                     description: Some(format!(
                         "steps recorded in {} (mlsign dataset)",
-                        l.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                        l.file
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
                     )),
                     task_types: types,
                     tasks,
@@ -495,7 +522,10 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
         model_deps.insert(bref.clone());
         card_datasets.insert(bref.clone());
         deps.entry(bref).or_default();
-        data.push(DatasetComp { component: c, digest });
+        data.push(DatasetComp {
+            component: c,
+            digest,
+        });
     }
     // Datasets the model card names but nobody pinned: listed, marked unpinned.
     let pinned_names: BTreeSet<String> = data.iter().map(|d| d.component.name.clone()).collect();
@@ -507,7 +537,10 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             continue;
         }
         let bref = format!("data:hf:{n}");
-        if data.iter().any(|d| d.component.bom_ref.as_deref() == Some(&bref)) {
+        if data
+            .iter()
+            .any(|d| d.component.bom_ref.as_deref() == Some(&bref))
+        {
             continue;
         }
         let mut c = Component::new(ctype::DATA, n.clone());
@@ -537,7 +570,9 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     if let Some(p) = card.model_parameters.as_mut() {
         p.datasets = card_datasets
             .iter()
-            .map(|r| DatasetChoice::Ref { reference: r.clone() })
+            .map(|r| DatasetChoice::Ref {
+                reference: r.clone(),
+            })
             .collect();
     }
     model.model_card = Some(card);
@@ -700,9 +735,20 @@ mod tests {
     #[test]
     fn licenses_map_to_spdx() {
         assert_eq!(license("apache-2.0").label(), "Apache-2.0");
-        assert!(matches!(license("MIT OR Apache-2.0"), LicenseChoice::Expression { .. }));
-        assert!(matches!(license("llama2"), LicenseChoice::License { license: License { name: Some(_), .. } }));
-        assert!(matches!(license("my AND weird"), LicenseChoice::License { .. }));
+        assert!(matches!(
+            license("MIT OR Apache-2.0"),
+            LicenseChoice::Expression { .. }
+        ));
+        assert!(matches!(
+            license("llama2"),
+            LicenseChoice::License {
+                license: License { name: Some(_), .. }
+            }
+        ));
+        assert!(matches!(
+            license("my AND weird"),
+            LicenseChoice::License { .. }
+        ));
     }
 
     #[test]
@@ -718,7 +764,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("a/b")).unwrap();
         std::fs::create_dir_all(d.path().join("c")).unwrap();
-        assert_eq!(relative_to(&d.path().join("a/b"), &d.path().join("c")), "../a/b");
+        assert_eq!(
+            relative_to(&d.path().join("a/b"), &d.path().join("c")),
+            "../a/b"
+        );
         assert_eq!(relative_to(&d.path().join("a/b"), d.path()), "a/b");
         assert_eq!(relative_to(d.path(), d.path()), ".");
     }

@@ -128,9 +128,8 @@ pub fn verify(bom: &Bom, bom_path: &Path, o: &DriftOptions) -> Result<DriftRepor
             threads: o.threads,
             ..HashConfig::default()
         };
-        let actual = Manifest::from_path(&path, &cfg).map_err(|e| {
-            BomError::Hash(format!("{} {:?} ({bref}): {e}", c.kind, c.name))
-        })?;
+        let actual = Manifest::from_path(&path, &cfg)
+            .map_err(|e| BomError::Hash(format!("{} {:?} ({bref}): {e}", c.kind, c.name)))?;
         let recorded = recorded_manifest(c)?;
         let shown = path.display().to_string();
         let mut diffs = digest::diff(&recorded, &actual);
@@ -138,13 +137,30 @@ pub fn verify(bom: &Bom, bom_path: &Path, o: &DriftOptions) -> Result<DriftRepor
             diffs.clear(); // no per-file hashes in the BOM: compare the root only
         }
         for d in &diffs {
-            let (code, sev) = match d {
-                Difference::Modified { .. } | Difference::Renamed { .. } => ("BOM005", Severity::High),
-                Difference::Missing { .. } => ("BOM006", Severity::High),
-                Difference::Extra { .. } => ("BOM007", Severity::Medium),
+            let (code, sev, what) = match d {
+                Difference::Modified { path } => (
+                    "BOM005",
+                    Severity::High,
+                    format!("{path}: content differs from its hash in the BOM"),
+                ),
+                Difference::Renamed { from, to } => (
+                    "BOM005",
+                    Severity::High,
+                    format!("{from} renamed to {to} since the BOM was made"),
+                ),
+                Difference::Missing { path } => (
+                    "BOM006",
+                    Severity::High,
+                    format!("{path}: listed in the BOM, but missing"),
+                ),
+                Difference::Extra { path } => (
+                    "BOM007",
+                    Severity::Medium,
+                    format!("{path}: present, but not listed in the BOM"),
+                ),
             };
             rep.findings.push(
-                Finding::new(code, sev, format!("{} {:?}: {d}", c.kind, c.name)).at(Location {
+                Finding::new(code, sev, format!("{} {:?}: {what}", c.kind, c.name)).at(Location {
                     path: shown.clone(),
                     member: Some(d.path().to_string()),
                     offset: None,

@@ -69,7 +69,11 @@ pub fn extract(dir: &Path) -> ModelFacts {
 }
 
 pub fn from_config(v: &Value, f: &mut ModelFacts) {
-    if let Some(a) = v.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str) {
+    if let Some(a) = v
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Value::as_str)
+    {
         f.architecture = Some(a.to_string());
     }
     if let Some(t) = v.get("model_type").and_then(Value::as_str) {
@@ -112,18 +116,27 @@ pub fn from_readme(text: &str, f: &mut ModelFacts) {
     let y = match yaml::parse(fm) {
         Ok(y) => y,
         Err(e) => {
-            f.notes.push(format!("README.md front matter not read: {e}"));
+            f.notes
+                .push(format!("README.md front matter not read: {e}"));
             return;
         }
     };
-    if let Some(l) = y.get("license").and_then(Yaml::as_str).filter(|s| !s.is_empty()) {
+    if let Some(l) = y
+        .get("license")
+        .and_then(Yaml::as_str)
+        .filter(|s| !s.is_empty())
+    {
         // `license: other` + `license_name` is the Hub's way to name a custom license.
         f.license = match (l, y.get("license_name").and_then(Yaml::as_str)) {
             ("other", Some(n)) => Some(n.to_string()),
             _ => Some(l.to_string()),
         };
     }
-    if let Some(t) = y.get("pipeline_tag").and_then(Yaml::as_str).filter(|s| !s.is_empty()) {
+    if let Some(t) = y
+        .get("pipeline_tag")
+        .and_then(Yaml::as_str)
+        .filter(|s| !s.is_empty())
+    {
         f.task = Some(t.to_string());
         f.task_inferred = false;
     }
@@ -154,7 +167,10 @@ pub fn from_readme(text: &str, f: &mut ModelFacts) {
                 }
             });
             for m in r.get("metrics").map(Yaml::list).unwrap_or(&[]) {
-                let kind = m.get("type").or_else(|| m.get("name")).and_then(Yaml::as_str);
+                let kind = m
+                    .get("type")
+                    .or_else(|| m.get("name"))
+                    .and_then(Yaml::as_str);
                 let value = m.get("value").and_then(Yaml::as_str);
                 if kind.is_some() || value.is_some() {
                     f.metrics.push(PerformanceMetric {
@@ -266,8 +282,14 @@ mod tests {
         assert_eq!(f.license.as_deref(), Some("mit"));
         assert_eq!(f.datasets, vec!["imdb"]);
         assert_eq!(f.base_models, vec!["bert-base-uncased"]);
-        assert_eq!(f.description.as_deref(), Some("A small model. Second line."));
-        assert_eq!(f.architecture.as_deref(), Some("BertForSequenceClassification"));
+        assert_eq!(
+            f.description.as_deref(),
+            Some("A small model. Second line.")
+        );
+        assert_eq!(
+            f.architecture.as_deref(),
+            Some("BertForSequenceClassification")
+        );
     }
 
     #[test]

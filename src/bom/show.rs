@@ -99,7 +99,11 @@ fn step_view(t: &Task) -> StepView {
         parameters: t
             .inputs
             .iter()
-            .flat_map(|i| i.parameters.iter().map(|p| (p.name.clone(), p.value.clone())))
+            .flat_map(|i| {
+                i.parameters
+                    .iter()
+                    .map(|p| (p.name.clone(), p.value.clone()))
+            })
             .collect(),
         code: t
             .properties
@@ -121,7 +125,10 @@ pub fn view(bom: &Bom) -> View {
         .and_then(|m| m.component.as_deref())
         .or_else(|| bom.components.iter().find(|c| c.kind == ctype::MODEL))
         .unwrap_or(&empty);
-    let params = m.model_card.as_ref().and_then(|c| c.model_parameters.as_ref());
+    let params = m
+        .model_card
+        .as_ref()
+        .and_then(|c| c.model_parameters.as_ref());
     let deps: BTreeMap<&str, &Vec<String>> = bom
         .dependencies
         .iter()
@@ -155,7 +162,12 @@ pub fn view(bom: &Bom) -> View {
             DatasetView {
                 parents: deps
                     .get(r.as_str())
-                    .map(|v| v.iter().filter(|x| data_refs.contains(*x)).cloned().collect())
+                    .map(|v| {
+                        v.iter()
+                            .filter(|x| data_refs.contains(*x))
+                            .cloned()
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 step: made_by.get(&r).map(|t| step_view(t)),
                 name: c.name.clone(),
@@ -175,7 +187,11 @@ pub fn view(bom: &Bom) -> View {
                         .find(|p| p.name == "mlsign:split")
                         .and_then(|p| p.value.clone())
                 }),
-                files: c.components.iter().filter(|k| k.kind == ctype::FILE).count(),
+                files: c
+                    .components
+                    .iter()
+                    .filter(|k| k.kind == ctype::FILE)
+                    .count(),
                 pinned: !c.hashes.is_empty(),
                 bom_ref: r,
             }
@@ -334,7 +350,10 @@ impl View {
                 o,
                 "│ file {}  {}",
                 f.name,
-                f.sha256.as_deref().map(|h| &h[..h.len().min(12)]).unwrap_or("-")
+                f.sha256
+                    .as_deref()
+                    .map(|h| &h[..h.len().min(12)])
+                    .unwrap_or("-")
             );
         }
         let _ = writeln!(o, "└─ trained on {} dataset(s)", m.datasets.len());
@@ -366,13 +385,24 @@ impl View {
             if locks.is_empty() {
                 String::new()
             } else {
-                format!(" (from {})", locks.into_iter().collect::<Vec<_>>().join(", "))
+                format!(
+                    " (from {})",
+                    locks.into_iter().collect::<Vec<_>>().join(", ")
+                )
             }
         );
         o
     }
 
-    fn tree(&self, o: &mut String, r: &str, indent: &str, last: bool, seen: &mut BTreeSet<String>, depth: usize) {
+    fn tree(
+        &self,
+        o: &mut String,
+        r: &str,
+        indent: &str,
+        last: bool,
+        seen: &mut BTreeSet<String>,
+        depth: usize,
+    ) {
         let branch = if last { "└─ " } else { "├─ " };
         let Some(d) = self.dataset(r) else {
             let _ = writeln!(o, "{indent}{branch}{r} (not in this BOM)");
@@ -392,7 +422,11 @@ impl View {
                 let _ = writeln!(o, "{sub}  $ {c}");
             }
             if !s.parameters.is_empty() {
-                let p: Vec<String> = s.parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let p: Vec<String> = s
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 let _ = writeln!(o, "{sub}  params {}", p.join(" "));
             }
             for c in &s.code {
@@ -487,7 +521,10 @@ code{{font:12px ui-monospace,monospace}}.warn{{color:#b00}}svg text{{font:12px s
                 step
             );
         }
-        let _ = writeln!(o, "</table>\n<h2>Model files</h2><table><tr><th>file</th><th>SHA-256</th></tr>");
+        let _ = writeln!(
+            o,
+            "</table>\n<h2>Model files</h2><table><tr><th>file</th><th>SHA-256</th></tr>"
+        );
         for f in &m.files {
             let _ = writeln!(
                 o,
@@ -508,10 +545,18 @@ code{{font:12px ui-monospace,monospace}}.warn{{color:#b00}}svg text{{font:12px s
                 esc(&l.name),
                 esc(l.version.as_deref().unwrap_or("")),
                 code(l.purl.as_deref().unwrap_or("")),
-                if l.hashed { "yes" } else { "<span class=warn>no</span>" }
+                if l.hashed {
+                    "yes"
+                } else {
+                    "<span class=warn>no</span>"
+                }
             );
         }
-        let _ = writeln!(o, "</table>\n<p>Generated by mlsign {}.</p>\n</body></html>", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(
+            o,
+            "</table>\n<p>Generated by mlsign {}.</p>\n</body></html>",
+            env!("CARGO_PKG_VERSION")
+        );
         o
     }
 
@@ -549,7 +594,24 @@ code{{font:12px ui-monospace,monospace}}.warn{{color:#b00}}svg text{{font:12px s
                 break;
             }
         }
-        let cols = depth.iter().max().map_or(0, |m| m + 1) + 1; // + model column
+        // Versions the model uses directly and nothing else derives from sit next to the model,
+        // so their edges do not cross other columns.
+        let max_depth = depth.iter().copied().max().unwrap_or(0);
+        let has_child: BTreeSet<usize> = self
+            .datasets
+            .iter()
+            .flat_map(|d| {
+                d.parents
+                    .iter()
+                    .filter_map(|p| idx.get(p.as_str()).copied())
+            })
+            .collect();
+        for (i, d) in self.datasets.iter().enumerate() {
+            if !has_child.contains(&i) && self.model.datasets.contains(&d.bom_ref) {
+                depth[i] = max_depth;
+            }
+        }
+        let cols = max_depth + 2; // + model column
         let mut rows_in: Vec<usize> = vec![0; cols];
         let mut pos = vec![(0usize, 0usize); n];
         for i in 0..n {

@@ -12,7 +12,8 @@ pub fn sha256_hex(b: &[u8]) -> String {
 
 /// The in-toto Statement (exact bytes to sign) for BOM bytes published under `name`.
 pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
-    let predicate: Value = serde_json::from_slice(bom_bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let predicate: Value =
+        serde_json::from_slice(bom_bytes).map_err(|e| format!("not JSON: {e}"))?;
     let st = json!({
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": sha256_hex(bom_bytes)}}],
@@ -28,7 +29,10 @@ pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, Strin
     let st: Value =
         serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
     if st["_type"] != STATEMENT_TYPE {
-        return Err(format!("signed payload is not an in-toto Statement v1 ({})", st["_type"]));
+        return Err(format!(
+            "signed payload is not an in-toto Statement v1 ({})",
+            st["_type"]
+        ));
     }
     if st["predicateType"] != PREDICATE_TYPE {
         return Err(format!(
@@ -38,10 +42,9 @@ pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, Strin
     }
     let want = sha256_hex(bom_bytes);
     let subjects = st["subject"].as_array().cloned().unwrap_or_default();
-    let Some(subj) = subjects
-        .iter()
-        .find(|s| s["digest"]["sha256"].as_str().map(str::to_ascii_lowercase) == Some(want.clone()))
-    else {
+    let Some(subj) = subjects.iter().find(|s| {
+        s["digest"]["sha256"].as_str().map(str::to_ascii_lowercase) == Some(want.clone())
+    }) else {
         let signed = subjects
             .first()
             .and_then(|s| s["digest"]["sha256"].as_str())
@@ -50,7 +53,8 @@ pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, Strin
             "the BOM changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
         ));
     };
-    let bom: Value = serde_json::from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
+    let bom: Value =
+        serde_json::from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
     if st["predicate"] != bom {
         return Err("the attestation's predicate differs from the BOM".into());
     }

@@ -115,29 +115,27 @@ pub fn semantic(doc: &Value) -> Vec<Issue> {
     let mut refs: HashMap<String, String> = HashMap::new(); // bom-ref -> first pointer
     let mut issues = Vec::new();
     let mut uses: Vec<(String, String)> = Vec::new(); // (pointer, referenced bom-ref)
-    walk(doc, String::new(), &mut |ptr, key, v| {
-        match (key, v) {
-            ("bom-ref", Value::String(r)) => {
-                if let Some(first) = refs.get(r) {
-                    issues.push(Issue {
-                        code: "BOM002",
-                        pointer: ptr.to_string(),
-                        message: format!("duplicate bom-ref {r:?} (first defined at {first})"),
-                    });
-                } else {
-                    refs.insert(r.clone(), ptr.to_string());
-                }
+    walk(doc, String::new(), &mut |ptr, key, v| match (key, v) {
+        ("bom-ref", Value::String(r)) => {
+            if let Some(first) = refs.get(r) {
+                issues.push(Issue {
+                    code: "BOM002",
+                    pointer: ptr.to_string(),
+                    message: format!("duplicate bom-ref {r:?} (first defined at {first})"),
+                });
+            } else {
+                refs.insert(r.clone(), ptr.to_string());
             }
-            ("ref", Value::String(r)) => uses.push((ptr.to_string(), r.clone())),
-            ("dependsOn" | "provides" | "assemblies" | "subjects", Value::Array(a)) => {
-                for (i, x) in a.iter().enumerate() {
-                    if let Value::String(r) = x {
-                        uses.push((format!("{ptr}/{i}"), r.clone()));
-                    }
-                }
-            }
-            _ => {}
         }
+        ("ref", Value::String(r)) => uses.push((ptr.to_string(), r.clone())),
+        ("dependsOn" | "provides" | "assemblies" | "subjects", Value::Array(a)) => {
+            for (i, x) in a.iter().enumerate() {
+                if let Value::String(r) = x {
+                    uses.push((format!("{ptr}/{i}"), r.clone()));
+                }
+            }
+        }
+        _ => {}
     });
     for (ptr, r) in uses {
         // BOM-Links point into other BOMs; they cannot be resolved here.
@@ -236,7 +234,10 @@ mod tests {
         d["components"][0]["bogus"] = json!(1);
         let issues = validate(&d).unwrap();
         let ptrs: Vec<&str> = issues.iter().map(|i| i.pointer.as_str()).collect();
-        assert!(ptrs.contains(&"/metadata/component/hashes/0/alg"), "{issues:?}");
+        assert!(
+            ptrs.contains(&"/metadata/component/hashes/0/alg"),
+            "{issues:?}"
+        );
         assert!(ptrs.contains(&"/components/0"), "{issues:?}");
         assert!(issues.iter().all(|i| i.code == "BOM001"));
     }
@@ -249,15 +250,20 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("hashes");
-        d["metadata"]["component"]["modelCard"] =
-            json!({"modelParameters": {"datasets": [{"ref": "nowhere"}, {"ref": "urn:cdx:x/1#y"}]}});
+        d["metadata"]["component"]["modelCard"] = json!({"modelParameters": {"datasets": [{"ref": "nowhere"}, {"ref": "urn:cdx:x/1#y"}]}});
         let issues = validate(&d).unwrap();
         let got: Vec<(&str, &str)> = issues
             .iter()
             .map(|i| (i.code, i.pointer.as_str()))
             .collect();
-        assert!(got.contains(&("BOM002", "/components/0/bom-ref")), "{got:?}");
-        assert!(got.contains(&("BOM003", "/dependencies/0/dependsOn/0")), "{got:?}");
+        assert!(
+            got.contains(&("BOM002", "/components/0/bom-ref")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("BOM003", "/dependencies/0/dependsOn/0")),
+            "{got:?}"
+        );
         assert!(
             got.contains(&(
                 "BOM003",

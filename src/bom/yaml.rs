@@ -29,7 +29,10 @@ impl Yaml {
     pub fn strings(&self) -> Vec<String> {
         match self {
             Yaml::Scalar(s) if !s.is_empty() => vec![s.clone()],
-            Yaml::List(l) => l.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Yaml::List(l) => l
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
             _ => vec![],
         }
     }
@@ -88,7 +91,9 @@ fn block(lines: &[Line], pos: &mut usize, indent: usize, depth: usize) -> Result
     }
     if lines[*pos].text.starts_with("- ") || lines[*pos].text == "-" {
         let mut items = Vec::new();
-        while *pos < lines.len() && lines[*pos].indent == indent && lines[*pos].text.starts_with('-')
+        while *pos < lines.len()
+            && lines[*pos].indent == indent
+            && lines[*pos].text.starts_with('-')
         {
             let l = &lines[*pos];
             let rest = l.text[1..].trim_start();
@@ -134,7 +139,8 @@ fn map(
                 l.text
             }
         };
-        let (k, v) = key_value(text).ok_or_else(|| format!("line {}: expected `key: value`", l.no))?;
+        let (k, v) =
+            key_value(text).ok_or_else(|| format!("line {}: expected `key: value`", l.no))?;
         *pos += 1;
         let val = if v.is_empty() {
             if *pos < lines.len()
@@ -166,7 +172,9 @@ fn key_value(text: &str) -> Option<(String, &str)> {
         let rest = q[end + 1..].strip_prefix(':')?;
         (q[..end].to_string(), rest)
     } else {
-        let i = text.find(": ").or_else(|| text.strip_suffix(':').map(|s| s.len()))?;
+        let i = text
+            .find(": ")
+            .or_else(|| text.strip_suffix(':').map(|s| s.len()))?;
         let k = &text[..i];
         if k.contains(['[', '{', '"', '\'']) {
             return None;
@@ -264,7 +272,10 @@ widget:
         assert_eq!(y.get("license").unwrap().as_str(), Some("apache-2.0"));
         assert_eq!(y.get("language").unwrap().strings(), vec!["en"]);
         assert_eq!(y.get("datasets").unwrap().strings(), vec!["imdb", "sst2"]);
-        let r = &y.get("model-index").unwrap().list()[0].get("results").unwrap().list()[0];
+        let r = &y.get("model-index").unwrap().list()[0]
+            .get("results")
+            .unwrap()
+            .list()[0];
         assert_eq!(
             r.get("dataset").unwrap().get("split").unwrap().as_str(),
             Some("test")
@@ -273,7 +284,10 @@ widget:
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].get("value").unwrap().as_str(), Some("0.92"));
         assert_eq!(
-            y.get("widget").unwrap().list()[0].get("text").unwrap().as_str(),
+            y.get("widget").unwrap().list()[0]
+                .get("text")
+                .unwrap()
+                .as_str(),
             Some("hello: world")
         );
     }
@@ -288,7 +302,15 @@ widget:
 
     #[test]
     fn hostile_input_does_not_panic() {
-        for t in ["- - - -", ":", "a:\n  - b: [\n", "\"a", "a: 'b", "- \n-\n  x", "  a: 1\nb: 2"] {
+        for t in [
+            "- - - -",
+            ":",
+            "a:\n  - b: [\n",
+            "\"a",
+            "a: 'b",
+            "- \n-\n  x",
+            "  a: 1\nb: 2",
+        ] {
             let _ = parse(t);
         }
         let deep: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();

@@ -59,7 +59,10 @@ fn signature_properties(model: &Path, bundle: &Path, key: &Path) -> Result<Vec<P
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        Property::new("mlsign:signature.bundleSha256", bom::sign::sha256_hex(&bytes)),
+        Property::new(
+            "mlsign:signature.bundleSha256",
+            bom::sign::sha256_hex(&bytes),
+        ),
     ];
     let out = attest::verify_model(
         model,
@@ -75,11 +78,15 @@ fn signature_properties(model: &Path, bundle: &Path, key: &Path) -> Result<Vec<P
         }
         Ok(o) => props.push(Property::new(
             "mlsign:signature.status",
-            format!("failed: {} file(s) differ from the signature", o.differences.len()),
+            format!(
+                "failed: {} file(s) differ from the signature",
+                o.differences.len()
+            ),
         )),
-        Err(attest::Error::Rejected { message, .. }) => {
-            props.push(Property::new("mlsign:signature.status", format!("failed: {message}")))
-        }
+        Err(attest::Error::Rejected { message, .. }) => props.push(Property::new(
+            "mlsign:signature.status",
+            format!("failed: {message}"),
+        )),
         Err(e) => return Err(anyhow!(e).context(format!("--signature {}", bundle.display()))),
     }
     Ok(props)
@@ -102,7 +109,10 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         );
     }
     if !a.force && output.symlink_metadata().is_ok() {
-        bail!("{}: already exists; pass --force to overwrite it", output.display());
+        bail!(
+            "{}: already exists; pass --force to overwrite it",
+            output.display()
+        );
     }
     let mut props = Vec::new();
     if let (Some(b), Some(k)) = (&a.signature, &a.signature_key) {
@@ -137,8 +147,16 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         .as_ref()
         .and_then(|m| m.component.as_deref())
         .ok_or_else(|| anyhow!("internal error: no model component"))?;
-    let datasets = bom.components.iter().filter(|c| c.kind == ctype::DATA).count();
-    let libs = bom.components.iter().filter(|c| c.kind == ctype::LIBRARY).count();
+    let datasets = bom
+        .components
+        .iter()
+        .filter(|c| c.kind == ctype::DATA)
+        .count();
+    let libs = bom
+        .components
+        .iter()
+        .filter(|c| c.kind == ctype::LIBRARY)
+        .count();
     let steps: usize = bom
         .formulation
         .iter()
@@ -175,7 +193,11 @@ fn issue_finding(file: &str, i: &validate::Issue) -> Finding {
     };
     Finding::new(i.code, sev, i.message.clone()).at(Location {
         path: file.to_string(),
-        member: Some(if i.pointer.is_empty() { "/".into() } else { i.pointer.clone() }),
+        member: Some(if i.pointer.is_empty() {
+            "/".into()
+        } else {
+            i.pointer.clone()
+        }),
         offset: None,
     })
 }
@@ -193,7 +215,11 @@ fn validate_cmd(a: BomValidateArgs) -> Result<Exit> {
             } else {
                 println!("{shown}: INVALID ({} error(s))", issues.len());
                 for i in &issues {
-                    let p = if i.pointer.is_empty() { "/" } else { &i.pointer };
+                    let p = if i.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &i.pointer
+                    };
                     println!("  {} at {p}: {}", i.code, i.message);
                 }
             }
@@ -205,7 +231,11 @@ fn validate_cmd(a: BomValidateArgs) -> Result<Exit> {
         })),
         Format::Sarif => print_json(&sarif::to_sarif(&findings)),
     }
-    Ok(if issues.is_empty() { Exit::Pass } else { Exit::Finding })
+    Ok(if issues.is_empty() {
+        Exit::Pass
+    } else {
+        Exit::Finding
+    })
 }
 
 fn trust(key: &Option<PathBuf>, roots: &Option<PathBuf>) -> Result<Trust> {
@@ -243,11 +273,14 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
                     }
                 }
                 Err(why) => {
-                    findings.push(Finding::new("BOM008", Severity::Critical, why).at(Location::path(&shown)));
+                    findings.push(
+                        Finding::new("BOM008", Severity::Critical, why).at(Location::path(&shown)),
+                    );
                 }
             },
             Err(attest::Error::Rejected { message, .. }) => findings.push(
-                Finding::new("BOM008", Severity::Critical, message).at(Location::path(bp.display().to_string())),
+                Finding::new("BOM008", Severity::Critical, message)
+                    .at(Location::path(bp.display().to_string())),
             ),
             Err(e) => return Err(anyhow!(e)),
         }
@@ -296,7 +329,11 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
                         if c.ok {
                             show::short(&c.recorded)
                         } else {
-                            format!("BOM {} now {}", show::short(&c.recorded), show::short(&c.actual))
+                            format!(
+                                "BOM {} now {}",
+                                show::short(&c.recorded),
+                                show::short(&c.actual)
+                            )
                         }
                     );
                 }
@@ -307,11 +344,7 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
             for f in &findings {
                 println!("  {f}");
             }
-            println!(
-                "{}: {}",
-                shown,
-                if ok { "verified" } else { "FAILED" }
-            );
+            println!("{}: {}", shown, if ok { "verified" } else { "FAILED" });
         }
         Format::Json => print_json(&json!({
             "bom": shown,
@@ -335,7 +368,10 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         for i in &issues {
             eprintln!("  {} at {}: {}", i.code, i.pointer, i.message);
         }
-        bail!("{shown}: not signing an invalid BOM ({} error(s); see `mlsign bom validate`)", issues.len());
+        bail!(
+            "{shown}: not signing an invalid BOM ({} error(s); see `mlsign bom validate`)",
+            issues.len()
+        );
     }
     let key_pem = read_small(&a.key, "private key")?;
     let env = a.passphrase_env.clone();
@@ -351,7 +387,10 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
             let mut chain = Vec::new();
             for p in &a.chain {
                 let pem = read_small(p, "certificate chain")?;
-                chain.extend(cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", p.display()))?);
+                chain.extend(
+                    cert::load_pem_chain(pem.as_bytes())
+                        .with_context(|| format!("{}", p.display()))?,
+                );
             }
             Signer::with_certificates(key, leaf, chain)?
         }
@@ -361,7 +400,8 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bom.cdx.json".into());
-    let statement = bom::sign::statement(&bytes, &name).map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
+    let statement = bom::sign::statement(&bytes, &name)
+        .map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
     let bundle = attest::sign_statement(&signer, &statement);
     let out = a.bundle.clone().unwrap_or_else(|| {
         let mut s = a.bom.as_os_str().to_os_string();

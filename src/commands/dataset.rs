@@ -31,7 +31,10 @@ pub fn run(a: DatasetArgs) -> Result<Exit> {
                 if k.trim().is_empty() {
                     bail!("--param {p:?}: empty key");
                 }
-                if parameters.insert(k.trim().to_string(), v.to_string()).is_some() {
+                if parameters
+                    .insert(k.trim().to_string(), v.to_string())
+                    .is_some()
+                {
                     bail!("--param {k:?} given twice");
                 }
             }
@@ -143,7 +146,11 @@ fn verify(a: DatasetVerifyArgs) -> Result<Exit> {
                     None => d.name.clone(),
                 };
                 if d.ok {
-                    println!("ok      {label} {} ({} files)", dataset::verify::short(&d.recorded), d.files);
+                    println!(
+                        "ok      {label} {} ({} files)",
+                        dataset::verify::short(&d.recorded),
+                        d.files
+                    );
                 } else {
                     println!(
                         "CHANGED {label} recorded {} now {}",
@@ -158,7 +165,11 @@ fn verify(a: DatasetVerifyArgs) -> Result<Exit> {
             println!(
                 "{}: {}",
                 a.lineage.display(),
-                if rep.ok() { "lineage verified" } else { "FAILED" }
+                if rep.ok() {
+                    "lineage verified"
+                } else {
+                    "FAILED"
+                }
             );
         }
         Format::Json => print_json(&json!({

@@ -226,7 +226,9 @@ impl Loaded {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn place(i: usize, r: &Record) -> String {
@@ -254,10 +256,7 @@ pub fn load(file: &Path) -> Result<Loaded, LineageError> {
             e.line(),
             e.column(),
             // serde's text already says `unknown field `x`, expected one of …`
-            e.to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
+            e.to_string().split(" at line ").next().unwrap_or_default()
         ))
     })?;
     let loaded = Loaded {
@@ -342,9 +341,7 @@ pub fn check(l: &Loaded) -> Result<(), LineageError> {
         }
         let m = r.manifest().map_err(|e| bad(format!("{at}.files"), e))?;
         if m.resources().len() != r.files.len()
-            || m.resources()
-                .windows(2)
-                .any(|w| w[0].name == w[1].name)
+            || m.resources().windows(2).any(|w| w[0].name == w[1].name)
         {
             return Err(bad(format!("{at}.files"), "a path is listed twice".into()));
         }
@@ -397,8 +394,11 @@ pub fn check(l: &Loaded) -> Result<(), LineageError> {
             }
             for (k, t) in [&s.started_at, &s.finished_at].into_iter().enumerate() {
                 if let Some(t) = t {
-                    if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .is_err()
+                    if time::OffsetDateTime::parse(
+                        t,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .is_err()
                     {
                         let f = ["startedAt", "finishedAt"][k];
                         return Err(bad(
@@ -552,14 +552,21 @@ pub(crate) mod tests {
         let mut bad = raw.clone();
         bad.files[0].sha256 = "00".repeat(32);
         let e = check(&loaded(vec![bad])).unwrap_err().to_string();
-        assert!(e.contains("datasets[0] \"raw\".digest: does not match its files"), "{e}");
+        assert!(
+            e.contains("datasets[0] \"raw\".digest: does not match its files"),
+            "{e}"
+        );
 
         let mut orphan = rec("p", &[("b", 2)], &[&raw]);
         orphan.parents = vec![format!("sha256:{}", "ab".repeat(32))];
-        let e = check(&loaded(vec![raw.clone(), orphan])).unwrap_err().to_string();
+        let e = check(&loaded(vec![raw.clone(), orphan]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("datasets[1] \"p\".parents[0]"), "{e}");
 
-        let e = check(&loaded(vec![raw.clone(), raw.clone()])).unwrap_err().to_string();
+        let e = check(&loaded(vec![raw.clone(), raw.clone()]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("datasets[1] \"raw\""), "{e}");
 
         let mut nostep = rec("q", &[("c", 3)], &[&raw]);

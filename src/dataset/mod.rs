@@ -10,7 +10,9 @@
 pub mod lineage;
 pub mod verify;
 
-pub use lineage::{load, load_or_new, save, CodeRef, FileEntry, Lineage, LineageError, Loaded, Record, Step};
+pub use lineage::{
+    load, load_or_new, save, CodeRef, FileEntry, Lineage, LineageError, Loaded, Record, Step,
+};
 pub use verify::{verify, DatasetStatus, VerifyOptions, VerifyReport};
 
 use std::collections::BTreeMap;
@@ -69,14 +71,22 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 fn check_time(t: &Option<String>, what: &str) -> Result<(), RecordError> {
     if let Some(t) = t {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| RecordError::Usage(format!("{what} {t:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)")))?;
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
+            |_| {
+                RecordError::Usage(format!(
+                    "{what} {t:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)"
+                ))
+            },
+        )?;
     }
     Ok(())
 }
@@ -84,9 +94,8 @@ fn check_time(t: &Option<String>, what: &str) -> Result<(), RecordError> {
 /// Path of `p` as the lineage should store it: relative to the lineage file's directory when
 /// it lies below it, else absolute.
 fn stored_path(l: &Loaded, p: &Path) -> Result<String, RecordError> {
-    let abs = std::fs::canonicalize(p).map_err(|e| {
-        RecordError::Usage(format!("{}: {e}", p.display()))
-    })?;
+    let abs = std::fs::canonicalize(p)
+        .map_err(|e| RecordError::Usage(format!("{}: {e}", p.display())))?;
     let base = std::fs::canonicalize(&l.base)
         .map_err(|e| RecordError::Usage(format!("{}: {e}", l.base.display())))?;
     let rel = match abs.strip_prefix(&base) {
@@ -103,9 +112,13 @@ pub fn find(l: &Loaded, key: &str) -> Result<usize, RecordError> {
     let ds = &l.lineage.datasets;
     let hits: Vec<usize> = if let Some(h) = key.strip_prefix("sha256:") {
         if h.len() < 12 {
-            return Err(RecordError::Usage(format!("digest prefix {key:?} is shorter than 12 hex digits")));
+            return Err(RecordError::Usage(format!(
+                "digest prefix {key:?} is shorter than 12 hex digits"
+            )));
         }
-        (0..ds.len()).filter(|&i| ds[i].digest_hex().starts_with(h)).collect()
+        (0..ds.len())
+            .filter(|&i| ds[i].digest_hex().starts_with(h))
+            .collect()
     } else {
         let exact: Vec<usize> = (0..ds.len()).filter(|&i| ds[i].label() == key).collect();
         if exact.is_empty() {
@@ -124,7 +137,10 @@ pub fn find(l: &Loaded, key: &str) -> Result<usize, RecordError> {
         many => Err(RecordError::Usage(format!(
             "{key:?} is ambiguous in {}: {}; use name@version or the digest",
             l.file.display(),
-            many.iter().map(|&i| ds[i].label()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|&i| ds[i].label())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -142,7 +158,9 @@ pub fn record(
         return Err(RecordError::Usage("--name must not be empty".into()));
     }
     if !parents.is_empty() && step.is_none() {
-        return Err(RecordError::Usage("a derived dataset needs --step and --command".into()));
+        return Err(RecordError::Usage(
+            "a derived dataset needs --step and --command".into(),
+        ));
     }
     check_time(&input.recorded_at, "--recorded-at")?;
     let path = stored_path(l, dir)?;
@@ -168,7 +186,9 @@ pub fn record(
         None => None,
         Some(s) => {
             if s.name.trim().is_empty() || s.command.trim().is_empty() {
-                return Err(RecordError::Usage("--step and --command must not be empty".into()));
+                return Err(RecordError::Usage(
+                    "--step and --command must not be empty".into(),
+                ));
             }
             check_time(&s.started_at, "--started-at")?;
             check_time(&s.finished_at, "--finished-at")?;
@@ -281,11 +301,21 @@ mod tests {
             name: "proc".into(),
             ..Default::default()
         };
-        record(&mut l, &root.join("data/proc"), &proc_, &["raw".into()], Some(&step)).unwrap();
+        record(
+            &mut l,
+            &root.join("data/proc"),
+            &proc_,
+            &["raw".into()],
+            Some(&step),
+        )
+        .unwrap();
         save(&l).unwrap();
         let l = load(&lf).unwrap();
         assert_eq!(l.lineage.datasets[0].path, "data/raw");
-        assert_eq!(l.lineage.datasets[1].step.as_ref().unwrap().code[0].path, "prep.py");
+        assert_eq!(
+            l.lineage.datasets[1].step.as_ref().unwrap().code[0].path,
+            "prep.py"
+        );
         let rep = verify(&l, &VerifyOptions::default()).unwrap();
         assert!(rep.ok(), "{:?}", rep.findings);
 
@@ -297,12 +327,26 @@ mod tests {
         assert!(codes.contains(&"DSL001"), "{codes:?}");
         assert!(codes.contains(&"DSL006"), "{codes:?}");
         let broken = rep.findings.iter().find(|f| f.code == "DSL005").unwrap();
-        assert!(broken.message.contains("step \"clean\""), "{}", broken.message);
+        assert!(
+            broken.message.contains("step \"clean\""),
+            "{}",
+            broken.message
+        );
         assert!(!rep.datasets[0].ok && rep.datasets[1].ok);
 
         // Deriving from a changed parent is refused.
         let mut l2 = load(&lf).unwrap();
-        let e = record(&mut l2, &root.join("data/proc"), &RecordInput { name: "p2".into(), ..Default::default() }, &["raw".into()], Some(&step)).unwrap_err();
+        let e = record(
+            &mut l2,
+            &root.join("data/proc"),
+            &RecordInput {
+                name: "p2".into(),
+                ..Default::default()
+            },
+            &["raw".into()],
+            Some(&step),
+        )
+        .unwrap_err();
         assert!(matches!(e, RecordError::ParentChanged { .. }), "{e}");
     }
 }

@@ -42,7 +42,11 @@ pub struct VerifyOptions {
 
 /// Re-hash what a record names. A missing dataset root is an error, not a finding: nothing can
 /// be decided about it.
-pub fn hash_record_path(l: &Loaded, path: &str, threads: Option<usize>) -> Result<Manifest, LineageError> {
+pub fn hash_record_path(
+    l: &Loaded,
+    path: &str,
+    threads: Option<usize>,
+) -> Result<Manifest, LineageError> {
     let p = l.resolve(path);
     let cfg = HashConfig {
         threads,
@@ -67,21 +71,33 @@ pub fn verify(l: &Loaded, opts: &VerifyOptions) -> Result<VerifyReport, LineageE
     for i in l.topo_order() {
         let r = &ds[i];
         let actual = hash_record_path(l, &r.path, opts.threads)?;
-        let recorded = r.manifest().map_err(|e| LineageError::Hash(e.to_string()))?;
+        let recorded = r
+            .manifest()
+            .map_err(|e| LineageError::Hash(e.to_string()))?;
         let diffs = digest::diff(&recorded, &actual);
         let root = format!("sha256:{}", actual.root_digest_hex());
         for d in &diffs {
             let (code, what) = match d {
-                Difference::Modified { .. } => ("DSL001", "content changed since it was recorded"),
-                Difference::Missing { .. } => ("DSL002", "recorded, but missing"),
-                Difference::Extra { .. } => ("DSL003", "present, but not recorded"),
-                Difference::Renamed { .. } => ("DSL004", "renamed since it was recorded"),
+                Difference::Modified { path } => (
+                    "DSL001",
+                    format!("{path}: content changed since it was recorded"),
+                ),
+                Difference::Missing { path } => {
+                    ("DSL002", format!("{path}: recorded, but missing"))
+                }
+                Difference::Extra { path } => {
+                    ("DSL003", format!("{path}: present, but not recorded"))
+                }
+                Difference::Renamed { from, to } => (
+                    "DSL004",
+                    format!("{from} renamed to {to} since it was recorded"),
+                ),
             };
             findings.push(
                 Finding::new(
                     code,
                     Severity::High,
-                    format!("dataset {:?}: {d} — {what}", r.label()),
+                    format!("dataset {:?}: {what}", r.label()),
                 )
                 .at(Location {
                     path: r.path.clone(),

@@ -83,6 +83,10 @@ checksum = "ddc6f9cc94d67c0e21aaf7eda3a010fd3af78ebf6e096aa6e2e13c79749cce4f"
     #[test]
     fn malformed_is_an_error() {
         let e = parse("[[package]]\nname = 3\n", "Cargo.lock").unwrap_err();
-        assert!(e.to_string().starts_with("Cargo.lock: not a valid Cargo.lock"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("Cargo.lock: not a valid Cargo.lock"),
+            "{e}"
+        );
     }
 }

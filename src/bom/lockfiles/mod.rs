@@ -92,12 +92,19 @@ pub fn load(path: &Path) -> Result<Vec<LockedPackage>, LockError> {
     if meta.len() > MAX_LOCKFILE_BYTES {
         return Err(LockError::new(
             &shown,
-            format!("{} bytes is larger than the {MAX_LOCKFILE_BYTES}-byte limit", meta.len()),
+            format!(
+                "{} bytes is larger than the {MAX_LOCKFILE_BYTES}-byte limit",
+                meta.len()
+            ),
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| LockError::new(&shown, e.to_string()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| LockError::new(&shown, format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        LockError::new(
+            &shown,
+            format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })?;
     parse(kind, &text, &shown)
 }
 
@@ -171,10 +178,18 @@ pub(crate) fn parse_hash(s: &str, at: &str) -> Result<Hash, LockError> {
         "sha512" => ("SHA-512", 128),
         "md5" => ("MD5", 32),
         "sha1" => ("SHA-1", 40),
-        other => return Err(LockError::new(at, format!("unsupported hash algorithm {other:?}"))),
+        other => {
+            return Err(LockError::new(
+                at,
+                format!("unsupported hash algorithm {other:?}"),
+            ))
+        }
     };
     if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(LockError::new(at, format!("hash {s:?}: expected {len} hex digits")));
+        return Err(LockError::new(
+            at,
+            format!("hash {s:?}: expected {len} hex digits"),
+        ));
     }
     Ok(Hash {
         alg: cdx.into(),
@@ -208,7 +223,10 @@ mod tests {
 
     #[test]
     fn kind_by_name() {
-        assert_eq!(LockKind::from_path(Path::new("a/Cargo.lock")), Some(LockKind::Cargo));
+        assert_eq!(
+            LockKind::from_path(Path::new("a/Cargo.lock")),
+            Some(LockKind::Cargo)
+        );
         assert_eq!(
             LockKind::from_path(Path::new("requirements-dev.txt")),
             Some(LockKind::Requirements)

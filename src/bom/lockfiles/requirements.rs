@@ -59,7 +59,9 @@ pub(super) fn parse(text: &str, shown: &str) -> Result<Vec<LockedPackage>, LockE
         if req.contains("://") || req.contains(" @ ") || req.contains('@') {
             return Err(LockError::new(
                 at,
-                format!("requirement {req:?} is a URL reference; mlsign records name==version pins"),
+                format!(
+                    "requirement {req:?} is a URL reference; mlsign records name==version pins"
+                ),
             ));
         }
         let (name_part, version) = match req.split_once("===").or_else(|| req.split_once("==")) {
@@ -84,7 +86,10 @@ pub(super) fn parse(text: &str, shown: &str) -> Result<Vec<LockedPackage>, LockE
         }
         if let Some(v) = &version {
             if v.is_empty() || v.contains(',') || v.contains('*') {
-                return Err(LockError::new(at, format!("version pin {v:?} is not exact")));
+                return Err(LockError::new(
+                    at,
+                    format!("version pin {v:?} is not exact"),
+                ));
             }
         }
         out.push(LockedPackage {
@@ -127,7 +132,10 @@ mod tests {
         assert_eq!(p[0].name, "numpy");
         assert_eq!(p[0].hashes.len(), 2);
         assert_eq!(p[0].purl.as_deref(), Some("pkg:pypi/numpy@1.26.4"));
-        assert_eq!(p[1].purl.as_deref(), Some("pkg:pypi/typing-extensions@4.9.0"));
+        assert_eq!(
+            p[1].purl.as_deref(),
+            Some("pkg:pypi/typing-extensions@4.9.0")
+        );
         assert_eq!(p[2].version, None);
     }
 

@@ -42,7 +42,10 @@ pub(super) fn parse(text: &str, shown: &str) -> Result<Vec<LockedPackage>, LockE
     if lock.version != Some(1) {
         return Err(LockError::new(
             shown,
-            format!("uv.lock version {:?} is not supported (expected 1)", lock.version),
+            format!(
+                "uv.lock version {:?} is not supported (expected 1)",
+                lock.version
+            ),
         ));
     }
     // Dependencies name packages without a version when only one version is locked.
