@@ -67,9 +67,7 @@ pub(super) fn parse(text: &str, shown: &str) -> Result<Vec<LockedPackage>, LockE
         let (name_part, version) = match req.split_once("===").or_else(|| req.split_once("==")) {
             Some((n, v)) => (n, Some(v.trim().to_string())),
             None => {
-                let end = req
-                    .find(|c: char| matches!(c, '<' | '>' | '=' | '!' | '~'))
-                    .unwrap_or(req.len());
+                let end = req.find(['<', '>', '=', '!', '~']).unwrap_or(req.len());
                 (&req[..end], None)
             }
         };
