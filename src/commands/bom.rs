@@ -108,6 +108,17 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
             output.display()
         );
     }
+    for d in &a.dataset {
+        let abs = std::fs::canonicalize(d)
+            .with_context(|| format!("--dataset {}: no such file or directory", d.display()))?;
+        if abs.is_dir() && out_dir.starts_with(&abs) {
+            bail!(
+                "{}: the BOM would be written inside the dataset {}; write it elsewhere",
+                output.display(),
+                d.display()
+            );
+        }
+    }
     if !a.force && output.symlink_metadata().is_ok() {
         bail!(
             "{}: already exists; pass --force to overwrite it",

@@ -164,6 +164,17 @@ pub fn record(
     }
     check_time(&input.recorded_at, "--recorded-at")?;
     let path = stored_path(l, dir)?;
+    // The lineage file is rewritten after hashing: inside the dataset it would change it.
+    if let (Ok(d), Ok(b)) = (std::fs::canonicalize(dir), std::fs::canonicalize(&l.base)) {
+        let file = b.join(l.file.file_name().unwrap_or_default());
+        if d.is_dir() && file.starts_with(&d) {
+            return Err(RecordError::Usage(format!(
+                "{} lies inside the dataset {}; keep the lineage file outside the data it describes",
+                l.file.display(),
+                dir.display()
+            )));
+        }
+    }
     let mut parent_digests = Vec::new();
     for key in parents {
         let i = find(l, key)?;
