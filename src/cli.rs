@@ -30,6 +30,10 @@ pub enum Command {
     Sign(SignArgs),
     /// Verify a model or dataset against a signature bundle.
     Verify(VerifyArgs),
+    /// Build, validate, verify, sign and show CycloneDX 1.6 ML-BOMs.
+    Bom(BomArgs),
+    /// Record dataset versions and the steps between them (hash-linked lineage), and verify it.
+    Dataset(DatasetArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +186,307 @@ pub struct VerifyArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+// ---------------------------------------------------------------------------------------------
+// mlsign bom
+
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    long_about = "Build a CycloneDX 1.6 ML-BOM for a model directory: the model as a \
+machine-learning-model component with a model card (from config.json and README front matter) and \
+every file with its SHA-256; datasets as data components with per-file hashes and their lineage \
+(dependencies, pedigree, formulation); software dependencies from lockfiles with purls and hashes.\n\n\
+Output is deterministic apart from serialNumber and timestamp; --reproducible fixes those too \
+(timestamp from SOURCE_DATE_EPOCH, else 1970-01-01; serial derived from the content).",
+    after_help = "Examples:\n  mlsign bom models/bert -o bert.cdx.json\n  mlsign bom models/bert -o bert.cdx.json --lineage lineage.json --lock uv.lock --lock Cargo.lock\n  mlsign bom models/bert -o bert.cdx.json --dataset data/eval --reproducible\n  mlsign bom validate bert.cdx.json\n  mlsign bom verify bert.cdx.json\n  mlsign bom sign bert.cdx.json --key signer.pem\n  mlsign bom verify bert.cdx.json --bundle bert.cdx.json.sig --key signer.pub\n  mlsign bom show bert.cdx.json --format html -o bert.html"
+)]
+pub struct BomArgs {
+    #[command(subcommand)]
+    pub action: Option<BomAction>,
+    #[command(flatten)]
+    pub build: BomBuildArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BomBuildArgs {
+    /// Model directory (or single model file).
+    #[arg(required = true, value_name = "MODEL_DIR")]
+    pub model: Option<PathBuf>,
+    /// Where to write the BOM (written atomically; must not be inside MODEL_DIR).
+    #[arg(short, long, required = true, value_name = "BOM.cdx.json")]
+    pub output: Option<PathBuf>,
+    /// A dataset directory the model was trained or evaluated on (hashed file by file). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Vec<PathBuf>,
+    /// Lineage file written by `mlsign dataset record/derive`; every version is re-hashed and
+    /// must still match.
+    #[arg(long, value_name = "FILE")]
+    pub lineage: Option<PathBuf>,
+    /// Lockfile of the training/serving code: Cargo.lock, uv.lock, poetry.lock or a pip
+    /// requirements *.txt (with --hash). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Vec<PathBuf>,
+    /// Model component name [default: the directory name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model component version.
+    #[arg(long = "model-version", value_name = "VERSION")]
+    pub model_version: Option<String>,
+    /// A signature bundle of the model (`mlsign sign`): verified with --signature-key and its
+    /// status recorded as mlsign:signature.* properties.
+    #[arg(long, value_name = "BUNDLE", requires = "signature_key")]
+    pub signature: Option<PathBuf>,
+    /// Public key that verifies --signature.
+    #[arg(long, value_name = "PUB.pem")]
+    pub signature_key: Option<PathBuf>,
+    /// Fix serialNumber and timestamp so the same inputs give the same bytes.
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads for hashing (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BomAction {
+    /// Validate against the official CycloneDX 1.6 schema, then refs, duplicate bom-refs and
+    /// model hashes. Exit 0 valid, 1 invalid (every error by JSON pointer), 2 unreadable.
+    #[command(
+        after_help = "Examples:\n  mlsign bom validate bert.cdx.json\n  mlsign bom validate bert.cdx.json --format sarif > bom.sarif"
+    )]
+    Validate(BomValidateArgs),
+    /// Re-hash the model and datasets the BOM names and report drift; with --bundle also check
+    /// the BOM's signature.
+    #[command(
+        after_help = "Examples:\n  mlsign bom verify bert.cdx.json\n  mlsign bom verify bert.cdx.json --bundle bert.cdx.json.sig --key signer.pub\n  mlsign bom verify bert.cdx.json --model /mnt/models/bert --format json"
+    )]
+    Verify(BomVerifyArgs),
+    /// Sign a BOM as an in-toto attestation (predicate https://cyclonedx.org/bom) in a
+    /// Sigstore bundle.
+    #[command(
+        after_help = "Examples:\n  mlsign bom sign bert.cdx.json --key signer.pem\n  mlsign bom sign bert.cdx.json --key signer.pem --bundle bert.bom.sig"
+    )]
+    Sign(BomSignArgs),
+    /// Print the auditor's view: model → datasets → lineage steps → sources.
+    #[command(
+        after_help = "Examples:\n  mlsign bom show bert.cdx.json\n  mlsign bom show bert.cdx.json --format html -o bert.html"
+    )]
+    Show(BomShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BomValidateArgs {
+    /// The BOM (CycloneDX 1.6 JSON).
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct BomVerifyArgs {
+    /// The BOM (CycloneDX 1.6 JSON).
+    pub bom: PathBuf,
+    /// Signature bundle of the BOM (`mlsign bom sign`).
+    #[arg(long, value_name = "B.json")]
+    pub bundle: Option<PathBuf>,
+    /// Public key for a bundle made with the key method.
+    #[arg(
+        long,
+        value_name = "PUB.pem",
+        requires = "bundle",
+        conflicts_with = "cert_chain"
+    )]
+    pub key: Option<PathBuf>,
+    /// Trusted root certificates for a bundle made with the certificate method.
+    #[arg(long, value_name = "ROOTS.pem", requires = "bundle")]
+    pub cert_chain: Option<PathBuf>,
+    /// Resolve the paths recorded in the BOM against this directory [default: the BOM's].
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// Hash this directory as the model instead of the recorded path.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Only check the signature; do not re-hash.
+    #[arg(long, requires = "bundle")]
+    pub no_rehash: bool,
+    /// Worker threads for hashing (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct BomSignArgs {
+    /// The BOM to sign (it is validated first; an invalid BOM is not signed).
+    pub bom: PathBuf,
+    /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
+    #[arg(long, value_name = "PRIV.pem")]
+    pub key: PathBuf,
+    /// Leaf certificate for the certificate method (PEM).
+    #[arg(long, value_name = "LEAF.pem")]
+    pub cert: Option<PathBuf>,
+    /// Intermediate certificates after the leaf.
+    #[arg(long, value_name = "CHAIN.pem", requires = "cert")]
+    pub chain: Vec<PathBuf>,
+    /// Where to write the bundle [default: BOM.sig].
+    #[arg(long, value_name = "OUT.json")]
+    pub bundle: Option<PathBuf>,
+    /// Read the key's passphrase from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// Overwrite an existing bundle.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowFormat {
+    /// An indented tree for a terminal.
+    Human,
+    /// The same view as JSON.
+    Json,
+    /// A self-contained HTML page with the lineage drawn as a graph.
+    Html,
+}
+
+#[derive(Args, Debug)]
+pub struct BomShowArgs {
+    /// The BOM (CycloneDX 1.6 JSON).
+    pub bom: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ShowFormat,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// mlsign dataset
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Record every dataset version (raw, processed, each split) in a lineage file: \
+its per-file SHA-256 manifest and root digest (as `mlsign hash`), source, license, and the step that \
+made it from its parents (command, parameters, code digest, time, who). Derived versions name their \
+parents by digest, so `mlsign dataset verify` detects any changed upstream file and names the \
+steps it breaks.",
+    after_help = "Examples:\n  mlsign dataset record data/raw --lineage lineage.json --name imdb --version 2024-05 \\\n      --source https://ai.stanford.edu/~amaas/data/sentiment/ --license other\n  mlsign dataset derive data/clean --lineage lineage.json --name imdb-clean --from imdb \\\n      --step clean --command 'python clean.py --lower' --param lower=true --code clean.py\n  mlsign dataset derive data/train --lineage lineage.json --name imdb-train --split train \\\n      --from imdb-clean --step split --command 'python split.py --seed 1' --param seed=1 --code split.py\n  mlsign dataset verify --lineage lineage.json"
+)]
+pub struct DatasetArgs {
+    #[command(subcommand)]
+    pub action: DatasetAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetAction {
+    /// Hash a source dataset version and add it to the lineage file (created if missing).
+    Record(DatasetRecordArgs),
+    /// Hash a dataset made from recorded parents and record the step that made it.
+    Derive(DatasetDeriveArgs),
+    /// Re-hash every recorded version and step code; report what changed and which steps broke.
+    Verify(DatasetVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetCommon {
+    /// Lineage file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub lineage: PathBuf,
+    /// Dataset name.
+    #[arg(long)]
+    pub name: String,
+    /// Version label (name@version must be unique in the lineage).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// License (SPDX id or expression when possible).
+    #[arg(long)]
+    pub license: Option<String>,
+    /// Split name (train, validation, test, …).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// One-line description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Who recorded it [default: $USER].
+    #[arg(long, value_name = "WHO")]
+    pub by: Option<String>,
+    /// Replace an existing record with the same name and version.
+    #[arg(long)]
+    pub replace: bool,
+    /// Recording time (RFC 3339) [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub recorded_at: Option<String>,
+    /// Worker threads for hashing (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetRecordArgs {
+    /// Dataset directory (or file).
+    pub path: PathBuf,
+    /// Where the data came from (URL, bucket, path).
+    #[arg(long)]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub common: DatasetCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetDeriveArgs {
+    /// Directory (or file) the step produced.
+    pub path: PathBuf,
+    /// Parent dataset: name, name@version or sha256:DIGEST (a prefix of 12+ digits). Repeatable.
+    #[arg(long = "from", value_name = "PARENT", required = true)]
+    pub from: Vec<String>,
+    /// Step name (clean, tokenize, split, …).
+    #[arg(long)]
+    pub step: String,
+    /// The exact command the step ran.
+    #[arg(long)]
+    pub command: String,
+    /// A step parameter KEY=VALUE (seed, ratios, …). Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Code the step ran (file or directory), pinned by digest. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub code: Vec<PathBuf>,
+    /// When the step started (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub started_at: Option<String>,
+    /// When the step finished (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub finished_at: Option<String>,
+    #[command(flatten)]
+    pub common: DatasetCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct DatasetVerifyArgs {
+    /// Lineage file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub lineage: PathBuf,
+    /// Do not re-hash the code recorded for steps.
+    #[arg(long)]
+    pub skip_code: bool,
+    /// Worker threads for hashing (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }

@@ -5,7 +5,9 @@
 //! DSSE, Sigstore bundle, sign/verify), [`report`] (findings and output sinks).
 
 pub mod attest;
+pub mod bom;
 pub mod cli;
 pub mod commands;
+pub mod dataset;
 pub mod digest;
 pub mod report;

@@ -1,7 +1,9 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+mod bom;
 mod common;
+mod dataset;
 mod hash;
 mod keygen;
 mod sign;
@@ -17,6 +19,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Hash(a) => (a.format, hash::run(a)),
         Command::Sign(a) => (a.format, sign::run(a)),
         Command::Verify(a) => (a.format, verify::run(a)),
+        Command::Bom(a) => (bom::format(&a), bom::run(a)),
+        Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,22 @@ pub const CODES: &[(&str, &str)] = &[
     ("SIG007", "certificate chain does not lead to a trusted root, or the certificate is unfit for code signing"),
     ("SIG008", "signed manifest is malformed or unsafe (absolute path, `..`, duplicate entry)"),
     ("SIG009", "hashing configuration in the signature differs from the one requested"),
+    // ML-BOM (bom validate / bom verify)
+    ("BOM001", "BOM violates the CycloneDX 1.6 JSON schema"),
+    ("BOM002", "duplicate bom-ref"),
+    ("BOM003", "reference names no bom-ref in the BOM (dependency, model card dataset, formulation input/output)"),
+    ("BOM004", "machine-learning-model component without hashes"),
+    ("BOM005", "model or dataset file differs from its hash in the BOM"),
+    ("BOM006", "file listed in the BOM is missing"),
+    ("BOM007", "file present but not listed in the BOM"),
+    ("BOM008", "BOM attestation does not verify, or does not cover this BOM"),
+    // Dataset lineage (dataset verify)
+    ("DSL001", "dataset file content changed since it was recorded"),
+    ("DSL002", "recorded dataset file is missing"),
+    ("DSL003", "file present in a dataset but not recorded"),
+    ("DSL004", "dataset file renamed since it was recorded"),
+    ("DSL005", "lineage step broken: its output or one of its inputs changed since it was recorded"),
+    ("DSL006", "code a lineage step ran changed since the step was recorded"),
 ];
 
 /// Summary for a code, if it is known.

@@ -1,0 +1,774 @@
+//! Build the ML-BOM: the model (metadata.component) with its model card and every file hashed,
+//! datasets from the lineage file and `--dataset` directories with per-file hashes, lineage as
+//! dependencies + pedigree + formulation, and lockfile packages as libraries.
+//!
+//! Determinism: every list is sorted or in manifest order and maps are BTreeMaps, so the same
+//! inputs give the same bytes except `serialNumber` and `metadata.timestamp` (`reproducible`
+//! derives those from the content / SOURCE_DATE_EPOCH).
+
+use super::cyclonedx::*;
+use super::lockfiles::{self, LockedPackage};
+use super::modelcard::{self, ModelFacts};
+use super::validate::spdx_ids;
+use super::BomError;
+use crate::dataset::{self, Loaded, Record};
+use crate::digest::{HashConfig, Manifest};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+/// Inputs of [`build`].
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub model: PathBuf,
+    /// Component name (default: the directory name).
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub datasets: Vec<PathBuf>,
+    pub lineage: Option<PathBuf>,
+    pub locks: Vec<PathBuf>,
+    /// Directory the BOM will be written to: recorded paths are relative to it.
+    pub out_dir: PathBuf,
+    /// Fix serialNumber (from the content) and timestamp (SOURCE_DATE_EPOCH or the epoch).
+    pub reproducible: bool,
+    /// Extra `mlsign:*` properties on the model (signature / scan status), name → value.
+    pub model_properties: Vec<Property>,
+    pub threads: Option<usize>,
+}
+
+impl BuildOptions {
+    pub fn new(model: PathBuf) -> Self {
+        BuildOptions {
+            model,
+            name: None,
+            version: None,
+            datasets: vec![],
+            lineage: None,
+            locks: vec![],
+            out_dir: PathBuf::from("."),
+            reproducible: false,
+            model_properties: vec![],
+            threads: None,
+        }
+    }
+}
+
+/// Property names mlsign reads back (`bom verify`, `bom show`).
+pub mod prop {
+    pub const PATH: &str = "mlsign:path";
+    pub const DIGEST_METHOD: &str = "mlsign:digest.method";
+    pub const FILES: &str = "mlsign:files";
+    pub const BYTES: &str = "mlsign:bytes";
+    pub const SOURCE: &str = "mlsign:source";
+    pub const STEP: &str = "mlsign:lineage.step";
+    pub const LOCKFILE: &str = "mlsign:lockfile";
+    pub const UNPINNED: &str = "mlsign:unpinned";
+}
+
+/// How the component-level SHA-256 of a model or dataset is computed (documented in docs/bom.md).
+pub const DIGEST_METHOD: &str = "oms-root-sha256: SHA-256 over the concatenated per-file SHA-256 \
+digests in OpenSSF model signing order (mlsign hash / model_signing subject digest)";
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
+
+fn hash_tree(path: &Path, threads: Option<usize>) -> Result<Manifest, BomError> {
+    let cfg = HashConfig {
+        threads,
+        ..HashConfig::default()
+    };
+    Manifest::from_path(path, &cfg).map_err(|e| BomError::Hash(e.to_string()))
+}
+
+/// `path` relative to `base` (both made absolute), with `..` where needed; POSIX separators.
+pub fn relative_to(path: &Path, base: &Path) -> String {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (p, b) = (abs(path), abs(base));
+    let pc: Vec<PathComponent> = p.components().collect();
+    let bc: Vec<PathComponent> = b.components().collect();
+    let common = pc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return p.to_string_lossy().replace('\\', "/");
+    }
+    let mut parts: Vec<String> = vec!["..".into(); bc.len() - common];
+    parts.extend(
+        pc[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// A license string as CycloneDX: a known SPDX id, an expression, or a free-text name.
+pub fn license(s: &str) -> LicenseChoice {
+    let t = s.trim();
+    if let Some(id) = spdx_ids().get(&t.to_ascii_lowercase()) {
+        return LicenseChoice::License {
+            license: License {
+                id: Some(id.clone()),
+                name: None,
+                url: None,
+            },
+        };
+    }
+    let is_expr = [" AND ", " OR ", " WITH "].iter().any(|op| t.contains(op))
+        && t.split_whitespace()
+            .filter(|w| !matches!(*w, "AND" | "OR" | "WITH"))
+            .all(|w| {
+                let w = w.trim_matches(|c| c == '(' || c == ')');
+                spdx_ids().contains_key(&w.to_ascii_lowercase()) || w.starts_with("LicenseRef-")
+            });
+    if is_expr {
+        LicenseChoice::Expression {
+            expression: t.to_string(),
+        }
+    } else {
+        LicenseChoice::License {
+            license: License {
+                id: None,
+                name: Some(t.to_string()),
+                url: None,
+            },
+        }
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    [
+        "https://", "http://", "s3://", "gs://", "hf://", "file://", "git+", "ssh://",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
+}
+
+fn file_children(parent_ref: &str, m: &Manifest) -> Vec<Component> {
+    m.resources()
+        .iter()
+        .map(|r| {
+            let mut c = Component::new(ctype::FILE, r.name.clone());
+            c.bom_ref = Some(format!("{parent_ref}/{}", r.name));
+            c.hashes = vec![Hash::sha256(r.hex())];
+            c
+        })
+        .collect()
+}
+
+fn tree_properties(path: &str, m: &Manifest) -> Vec<Property> {
+    vec![
+        Property::new(prop::PATH, path),
+        Property::new(prop::DIGEST_METHOD, DIGEST_METHOD),
+        Property::new(prop::FILES, m.resources().len().to_string()),
+        Property::new(prop::BYTES, m.total_bytes.to_string()),
+    ]
+}
+
+/// bom-ref of a dataset version.
+pub fn data_ref(name: &str, digest_hex: &str) -> String {
+    format!("data:{name}@{}", short(digest_hex))
+}
+
+/// Task type for a step name (CycloneDX has no "train"/"preprocess": see docs/bom.md).
+fn task_type(step: &str) -> &'static str {
+    let s = step.to_ascii_lowercase();
+    let has = |ws: &[&str]| ws.iter().any(|w| s.contains(w));
+    if has(&["train", "fit", "finetune", "fine-tune", "build", "distill"]) {
+        "build"
+    } else if has(&["eval", "test", "valid", "bench"]) {
+        "test"
+    } else if has(&[
+        "clean",
+        "prep",
+        "filter",
+        "dedup",
+        "normal",
+        "token",
+        "transform",
+    ]) {
+        "clean"
+    } else if has(&["download", "fetch", "copy", "ingest", "acquire"]) {
+        "copy"
+    } else if has(&["merge", "join", "concat", "mix"]) {
+        "merge"
+    } else {
+        "other"
+    }
+}
+
+struct DatasetComp {
+    component: Component,
+    digest: String,
+}
+
+fn record_component(
+    l: &Loaded,
+    r: &Record,
+    out_dir: &Path,
+    threads: Option<usize>,
+) -> Result<DatasetComp, BomError> {
+    // The BOM states what is on disk now: re-hash and refuse drift (fail closed).
+    let on_disk = l.resolve(&r.path);
+    let m = hash_tree(&on_disk, threads).map_err(|e| {
+        BomError::Usage(format!(
+            "{}: dataset {:?} ({}): {e}",
+            l.file.display(),
+            r.label(),
+            r.path
+        ))
+    })?;
+    if format!("sha256:{}", m.root_digest_hex()) != r.digest {
+        return Err(BomError::Usage(format!(
+            "{}: dataset {:?} ({}) no longer matches its recorded digest {}; run `mlsign dataset \
+             verify --lineage {}` to see what changed",
+            l.file.display(),
+            r.label(),
+            r.path,
+            crate::dataset::verify::short(&r.digest),
+            l.file.display()
+        )));
+    }
+    let hex = r.digest_hex().to_string();
+    let bref = data_ref(&r.name, &hex);
+    let mut c = Component::new(ctype::DATA, r.name.clone());
+    c.bom_ref = Some(bref.clone());
+    c.version = r.version.clone();
+    c.description = r.description.clone();
+    c.hashes = vec![Hash::sha256(hex.clone())];
+    c.licenses = r.license.iter().map(|s| license(s)).collect();
+    let mut props = tree_properties(&relative_to(&on_disk, out_dir), &m);
+    let mut contents_props = vec![];
+    if let Some(s) = &r.split {
+        contents_props.push(Property::new("mlsign:split", s));
+    }
+    contents_props.push(Property::new("mlsign:recordedAt", &r.recorded_at));
+    if let Some(b) = &r.recorded_by {
+        contents_props.push(Property::new("mlsign:recordedBy", b));
+    }
+    let mut url = None;
+    if let Some(src) = &r.source {
+        if is_url(src) {
+            url = Some(src.clone());
+            c.external_references.push(ExternalReference {
+                kind: "distribution".into(),
+                url: src.clone(),
+                comment: Some("where the raw data was obtained".into()),
+                hashes: vec![],
+            });
+        } else {
+            props.push(Property::new(prop::SOURCE, src));
+        }
+    }
+    if let Some(step) = &r.step {
+        props.push(Property::new(prop::STEP, &step.name));
+    }
+    c.properties = props;
+    c.data = vec![ComponentData {
+        kind: "dataset".into(),
+        bom_ref: None,
+        name: Some(r.label()),
+        description: None,
+        contents: Some(DataContents {
+            url,
+            properties: contents_props,
+        }),
+        classification: None,
+    }];
+    c.components = file_children(&bref, &m);
+    Ok(DatasetComp {
+        component: c,
+        digest: r.digest.clone(),
+    })
+}
+
+/// Build the BOM. Hashes the model, every dataset and checks the lineage against disk.
+pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
+    if !o.model.exists() {
+        return Err(BomError::Usage(format!(
+            "{}: model path does not exist",
+            o.model.display()
+        )));
+    }
+    let facts: ModelFacts = modelcard::extract(&o.model);
+    let mm = hash_tree(&o.model, o.threads)?;
+    let name = o.name.clone().unwrap_or_else(|| {
+        std::fs::canonicalize(&o.model)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".into())
+    });
+    let model_ref = format!("model:{name}");
+    let mut model = Component::new(ctype::MODEL, name.clone());
+    model.bom_ref = Some(model_ref.clone());
+    model.version = o.version.clone();
+    model.description = facts.description.clone();
+    model.hashes = vec![Hash::sha256(mm.root_digest_hex())];
+    model.licenses = facts.license.iter().map(|s| license(s)).collect();
+    model.properties = tree_properties(&relative_to(&o.model, &o.out_dir), &mm);
+    model.properties.extend(o.model_properties.iter().cloned());
+    model.components = file_children(&model_ref, &mm);
+    if !facts.base_models.is_empty() {
+        model.pedigree = Some(Pedigree {
+            ancestors: facts
+                .base_models
+                .iter()
+                .map(|b| {
+                    let mut a = Component::new(ctype::MODEL, b.clone());
+                    a.purl = Some(format!(
+                        "pkg:huggingface/{}",
+                        b.split('/')
+                            .map(lockfiles::purl_enc)
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    ));
+                    a
+                })
+                .collect(),
+            notes: Some("base model named in README.md front matter (base_model)".into()),
+        });
+    }
+
+    // Datasets: lineage records first (with their chain), then loose --dataset directories.
+    let mut data: Vec<DatasetComp> = Vec::new();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut model_deps: BTreeSet<String> = BTreeSet::new();
+    let mut card_datasets: BTreeSet<String> = BTreeSet::new();
+    let mut formulation = Vec::new();
+    let lineage = match &o.lineage {
+        Some(p) => Some(dataset::load(p)?),
+        None => None,
+    };
+    if let Some(l) = &lineage {
+        let ds = &l.lineage.datasets;
+        let refs: BTreeMap<&str, String> = ds
+            .iter()
+            .map(|r| (r.digest.as_str(), data_ref(&r.name, r.digest_hex())))
+            .collect();
+        let mut tasks = Vec::new();
+        let mut task_deps = Vec::new();
+        let mut task_of: BTreeMap<&str, String> = BTreeMap::new();
+        for &i in &l.topo_order() {
+            let r = &ds[i];
+            let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
+            let my_ref = refs[r.digest.as_str()].clone();
+            deps.entry(my_ref.clone())
+                .or_default()
+                .extend(r.parents.iter().map(|p| refs[p.as_str()].clone()));
+            if !r.parents.is_empty() {
+                dc.component.pedigree = Some(Pedigree {
+                    ancestors: r
+                        .parents
+                        .iter()
+                        .map(|p| {
+                            let pr = &ds[l.by_digest()[p.as_str()]];
+                            let mut a = Component::new(ctype::DATA, pr.name.clone());
+                            a.version = pr.version.clone();
+                            a.hashes = vec![Hash::sha256(pr.digest_hex())];
+                            a
+                        })
+                        .collect(),
+                    notes: r
+                        .step
+                        .as_ref()
+                        .map(|s| format!("made by step {:?}: {}", s.name, s.command)),
+                });
+            }
+            if let Some(s) = &r.step {
+                let task_ref = format!("task:{}", my_ref);
+                let mut inputs: Vec<TaskInput> = r
+                    .parents
+                    .iter()
+                    .map(|p| TaskInput {
+                        resource: Some(ResourceRef {
+                            reference: refs[p.as_str()].clone(),
+                        }),
+                        parameters: vec![],
+                    })
+                    .collect();
+                if !s.parameters.is_empty() {
+                    inputs.push(TaskInput {
+                        resource: None,
+                        parameters: s
+                            .parameters
+                            .iter()
+                            .map(|(k, v)| Parameter {
+                                name: k.clone(),
+                                value: v.clone(),
+                            })
+                            .collect(),
+                    });
+                }
+                let mut props = vec![Property::new("mlsign:step.name", &s.name)];
+                for c in &s.code {
+                    props.push(Property::new(
+                        "mlsign:step.code",
+                        format!("{} {}", c.path, c.digest),
+                    ));
+                }
+                if let Some(b) = &s.by {
+                    props.push(Property::new("mlsign:step.by", b));
+                }
+                tasks.push(Task {
+                    bom_ref: task_ref.clone(),
+                    uid: format!("mlsign:{}:{}", s.name, r.digest),
+                    name: Some(s.name.clone()),
+                    description: Some(format!(
+                        "made {} from {} parent(s)",
+                        r.label(),
+                        r.parents.len()
+                    )),
+                    task_types: vec![task_type(&s.name).into()],
+                    steps: vec![super::cyclonedx::Step {
+                        name: Some(s.name.clone()),
+                        commands: vec![Command {
+                            executed: Some(s.command.clone()),
+                        }],
+                    }],
+                    inputs,
+                    outputs: vec![TaskOutput {
+                        kind: Some("artifact".into()),
+                        resource: Some(ResourceRef {
+                            reference: my_ref.clone(),
+                        }),
+                    }],
+                    time_start: s.started_at.clone(),
+                    time_end: s.finished_at.clone(),
+                    properties: props,
+                });
+                task_of.insert(r.digest.as_str(), task_ref);
+            }
+            data.push(dc);
+        }
+        // Task order: a task depends on the tasks that made its inputs.
+        for r in ds {
+            if let Some(t) = task_of.get(r.digest.as_str()) {
+                let before: Vec<String> = r
+                    .parents
+                    .iter()
+                    .filter_map(|p| task_of.get(p.as_str()).cloned())
+                    .collect();
+                task_deps.push(Dependency {
+                    reference: t.clone(),
+                    depends_on: before,
+                });
+            }
+        }
+        task_deps.sort_by(|a, b| a.reference.cmp(&b.reference));
+        // The model was trained on the leaves: versions nothing else was derived from.
+        for (i, r) in ds.iter().enumerate() {
+            if l.children(i).is_empty() {
+                model_deps.insert(refs[r.digest.as_str()].clone());
+                card_datasets.insert(refs[r.digest.as_str()].clone());
+            }
+        }
+        if !tasks.is_empty() {
+            let mut types: Vec<String> = tasks.iter().flat_map(|t| t.task_types.clone()).collect();
+            types.sort();
+            types.dedup();
+            let chain: String = ds
+                .iter()
+                .map(|r| r.digest.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            formulation.push(Formula {
+                bom_ref: Some("formulation:lineage".into()),
+                workflows: vec![Workflow {
+                    bom_ref: "workflow:lineage".into(),
+                    uid: format!("mlsign-lineage:{}", short(&sha256_hex(chain.as_bytes()))),
+                    name: Some("dataset lineage".into()),
+                    description: Some(format!(
+                        "steps recorded in {} (mlsign dataset)",
+                        l.file
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    )),
+                    task_types: types,
+                    tasks,
+                    task_dependencies: task_deps,
+                }],
+                properties: vec![],
+            });
+        }
+    }
+    for d in &o.datasets {
+        let m = hash_tree(d, o.threads)
+            .map_err(|e| BomError::Usage(format!("--dataset {}: {e}", d.display())))?;
+        let hex = m.root_digest_hex();
+        let digest = format!("sha256:{hex}");
+        if let Some(existing) = data.iter().find(|x| x.digest == digest) {
+            // Same content as a lineage record: that record already describes it.
+            model_deps.insert(existing.component.bom_ref.clone().unwrap_or_default());
+            card_datasets.insert(existing.component.bom_ref.clone().unwrap_or_default());
+            continue;
+        }
+        let name = std::fs::canonicalize(d)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "dataset".into());
+        let bref = data_ref(&name, &hex);
+        let mut c = Component::new(ctype::DATA, name.clone());
+        c.bom_ref = Some(bref.clone());
+        c.hashes = vec![Hash::sha256(hex.clone())];
+        c.properties = tree_properties(&relative_to(d, &o.out_dir), &m);
+        c.data = vec![ComponentData {
+            kind: "dataset".into(),
+            name: Some(name),
+            ..Default::default()
+        }];
+        c.components = file_children(&bref, &m);
+        model_deps.insert(bref.clone());
+        card_datasets.insert(bref.clone());
+        deps.entry(bref).or_default();
+        data.push(DatasetComp {
+            component: c,
+            digest,
+        });
+    }
+    // Datasets the model card names but nobody pinned: listed, marked unpinned.
+    let pinned_names: BTreeSet<String> = data.iter().map(|d| d.component.name.clone()).collect();
+    for n in &facts.datasets {
+        if pinned_names.contains(n) {
+            if let Some(d) = data.iter().find(|d| &d.component.name == n) {
+                card_datasets.insert(d.component.bom_ref.clone().unwrap_or_default());
+            }
+            continue;
+        }
+        let bref = format!("data:hf:{n}");
+        if data
+            .iter()
+            .any(|d| d.component.bom_ref.as_deref() == Some(&bref))
+        {
+            continue;
+        }
+        let mut c = Component::new(ctype::DATA, n.clone());
+        c.bom_ref = Some(bref.clone());
+        c.external_references.push(ExternalReference {
+            kind: "website".into(),
+            url: format!("https://huggingface.co/datasets/{n}"),
+            comment: Some("named in README.md front matter; not pinned by content".into()),
+            hashes: vec![],
+        });
+        c.properties = vec![Property::new(prop::UNPINNED, "true")];
+        c.data = vec![ComponentData {
+            kind: "dataset".into(),
+            name: Some(n.clone()),
+            ..Default::default()
+        }];
+        model_deps.insert(bref.clone());
+        card_datasets.insert(bref.clone());
+        deps.entry(bref).or_default();
+        data.push(DatasetComp {
+            component: c,
+            digest: String::new(),
+        });
+    }
+
+    let mut card = facts.model_card(format!("{model_ref}#modelCard"));
+    if let Some(p) = card.model_parameters.as_mut() {
+        p.datasets = card_datasets
+            .iter()
+            .map(|r| DatasetChoice::Ref {
+                reference: r.clone(),
+            })
+            .collect();
+    }
+    model.model_card = Some(card);
+
+    // Software dependencies.
+    let mut libs: BTreeMap<String, Component> = BTreeMap::new();
+    for lock in &o.locks {
+        let pkgs = lockfiles::load(lock)?;
+        let lock_name = lock
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let refs: BTreeMap<String, String> = pkgs
+            .iter()
+            .map(|p| (p.key(), lib_ref(p, &lock_name)))
+            .collect();
+        let mut depended: BTreeSet<String> = BTreeSet::new();
+        for p in &pkgs {
+            let bref = refs[&p.key()].clone();
+            let on: BTreeSet<String> = p
+                .dependencies
+                .iter()
+                .filter_map(|d| refs.get(d).cloned())
+                .collect();
+            depended.extend(on.iter().cloned());
+            deps.entry(bref.clone()).or_default().extend(on);
+            let c = libs.entry(bref.clone()).or_insert_with(|| {
+                let mut c = Component::new(ctype::LIBRARY, p.name.clone());
+                c.bom_ref = Some(bref.clone());
+                c.version = p.version.clone();
+                c.purl = p.purl.clone();
+                c
+            });
+            c.hashes.extend(p.hashes.iter().cloned());
+            c.hashes.sort();
+            c.hashes.dedup();
+            let lp = Property::new(prop::LOCKFILE, &lock_name);
+            if !c.properties.contains(&lp) {
+                c.properties.push(lp);
+            }
+            if let Some(s) = &p.source {
+                let sp = Property::new(prop::SOURCE, s);
+                if !c.properties.contains(&sp) {
+                    c.properties.push(sp);
+                }
+            }
+            c.properties.sort();
+        }
+        for p in &pkgs {
+            let r = &refs[&p.key()];
+            if !depended.contains(r) {
+                model_deps.insert(r.clone());
+            }
+        }
+    }
+
+    let mut dependencies: Vec<Dependency> = vec![Dependency {
+        reference: model_ref.clone(),
+        depends_on: model_deps.into_iter().collect(),
+    }];
+    dependencies.extend(deps.into_iter().map(|(r, on)| Dependency {
+        reference: r,
+        depends_on: on.into_iter().collect(),
+    }));
+    dependencies.sort_by(|a, b| a.reference.cmp(&b.reference));
+
+    let mut components: Vec<Component> = data.into_iter().map(|d| d.component).collect();
+    components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
+    components.extend(libs.into_values());
+
+    let mut bom = Bom {
+        schema: Some(SCHEMA_URL.into()),
+        bom_format: "CycloneDX".into(),
+        spec_version: SPEC_VERSION.into(),
+        serial_number: None,
+        version: 1,
+        metadata: Some(Metadata {
+            timestamp: None,
+            lifecycles: vec![Lifecycle {
+                phase: "build".into(),
+            }],
+            tools: Some(Tools {
+                components: vec![{
+                    let mut t = Component::new(ctype::APPLICATION, "mlsign");
+                    t.version = Some(env!("CARGO_PKG_VERSION").into());
+                    t
+                }],
+            }),
+            component: Some(Box::new(model)),
+            properties: vec![],
+        }),
+        components,
+        dependencies,
+        formulation,
+        properties: vec![],
+    };
+    stamp(&mut bom, o.reproducible)?;
+    Ok(bom)
+}
+
+fn lib_ref(p: &LockedPackage, lock_name: &str) -> String {
+    match &p.purl {
+        Some(purl) if p.source.is_none() => purl.clone(),
+        Some(purl) => format!("{purl}#{lock_name}"),
+        None => format!("lock:{lock_name}:{}", p.key()),
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use ring::digest::{digest, SHA256};
+    hex::encode(digest(&SHA256, b).as_ref())
+}
+
+/// Set serialNumber and timestamp: random + now, or derived from the content + fixed time.
+pub fn stamp(bom: &mut Bom, reproducible: bool) -> Result<(), BomError> {
+    let ts = if reproducible {
+        let epoch: i64 = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        time::OffsetDateTime::from_unix_timestamp(epoch)
+            .map_err(|e| BomError::Usage(format!("SOURCE_DATE_EPOCH: {e}")))?
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| BomError::Usage(e.to_string()))?
+    } else {
+        crate::dataset::now_rfc3339()
+    };
+    if let Some(m) = bom.metadata.as_mut() {
+        m.timestamp = Some(ts);
+    }
+    bom.serial_number = None;
+    let mut bytes = [0u8; 16];
+    if reproducible {
+        let body = super::to_json(bom)?;
+        let d = hex::decode(sha256_hex(body.as_bytes())).unwrap_or_default();
+        bytes.copy_from_slice(&d[..16]);
+    } else {
+        use rand_core::RngCore;
+        rand_core::OsRng.fill_bytes(&mut bytes);
+    }
+    // RFC 4122 variant; version 5 (name-based) / 4 (random): the schema accepts versions 1–5.
+    bytes[6] = (bytes[6] & 0x0f) | if reproducible { 0x50 } else { 0x40 };
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex::encode(bytes);
+    bom.serial_number = Some(format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn licenses_map_to_spdx() {
+        assert_eq!(license("apache-2.0").label(), "Apache-2.0");
+        assert!(matches!(
+            license("MIT OR Apache-2.0"),
+            LicenseChoice::Expression { .. }
+        ));
+        assert!(matches!(
+            license("llama2"),
+            LicenseChoice::License {
+                license: License { name: Some(_), .. }
+            }
+        ));
+        assert!(matches!(
+            license("my AND weird"),
+            LicenseChoice::License { .. }
+        ));
+    }
+
+    #[test]
+    fn task_types() {
+        assert_eq!(task_type("train-bert"), "build");
+        assert_eq!(task_type("preprocess"), "clean");
+        assert_eq!(task_type("split"), "other");
+        assert_eq!(task_type("evaluate"), "test");
+    }
+
+    #[test]
+    fn relative_paths() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(d.path().join("c")).unwrap();
+        assert_eq!(
+            relative_to(&d.path().join("a/b"), &d.path().join("c")),
+            "../a/b"
+        );
+        assert_eq!(relative_to(&d.path().join("a/b"), d.path()), "a/b");
+        assert_eq!(relative_to(d.path(), d.path()), ".");
+    }
+}

@@ -1,0 +1,81 @@
+//! A BOM as an in-toto attestation: the statement's subject is the BOM file (name + SHA-256 of
+//! its exact bytes), the predicate the BOM itself (predicate type `https://cyclonedx.org/bom`).
+//! The statement is signed into a Sigstore v0.3 bundle by [`crate::attest`].
+
+use super::PREDICATE_TYPE;
+use crate::attest::STATEMENT_TYPE;
+use serde_json::{json, Value};
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+}
+
+/// The in-toto Statement (exact bytes to sign) for BOM bytes published under `name`.
+pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
+    let predicate: Value =
+        serde_json::from_slice(bom_bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let st = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": sha256_hex(bom_bytes)}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    });
+    serde_json::to_vec(&st).map_err(|e| e.to_string())
+}
+
+/// Check a verified statement payload against the BOM bytes on disk. `Err` says why the
+/// attestation does not cover this BOM.
+pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, String> {
+    let st: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    if st["_type"] != STATEMENT_TYPE {
+        return Err(format!(
+            "signed payload is not an in-toto Statement v1 ({})",
+            st["_type"]
+        ));
+    }
+    if st["predicateType"] != PREDICATE_TYPE {
+        return Err(format!(
+            "the attestation's predicateType is {}, not {PREDICATE_TYPE} (it does not sign a BOM)",
+            st["predicateType"]
+        ));
+    }
+    let want = sha256_hex(bom_bytes);
+    let subjects = st["subject"].as_array().cloned().unwrap_or_default();
+    let Some(subj) = subjects.iter().find(|s| {
+        s["digest"]["sha256"].as_str().map(str::to_ascii_lowercase) == Some(want.clone())
+    }) else {
+        let signed = subjects
+            .first()
+            .and_then(|s| s["digest"]["sha256"].as_str())
+            .unwrap_or("?");
+        return Err(format!(
+            "the BOM changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
+        ));
+    };
+    let bom: Value =
+        serde_json::from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
+    if st["predicate"] != bom {
+        return Err("the attestation's predicate differs from the BOM".into());
+    }
+    Ok(subj["name"].as_str().unwrap_or("").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_round_trip_and_tamper() {
+        let bom = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}"#;
+        let st = statement(bom, "x.cdx.json").unwrap();
+        assert_eq!(check_statement(&st, bom).unwrap(), "x.cdx.json");
+        let other = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":2}"#;
+        let e = check_statement(&st, other).unwrap_err();
+        assert!(e.contains("changed after it was signed"), "{e}");
+        let v: Value = serde_json::from_slice(&st).unwrap();
+        let mut w = v.clone();
+        w["predicateType"] = json!("https://model_signing/signature/v1.0");
+        assert!(check_statement(&serde_json::to_vec(&w).unwrap(), bom).is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! `mlsign bom …`: build, validate, verify (drift + signature), sign, show.
+
+use super::common::{passphrase, print_json, read_small};
+use crate::attest::{self, bundle::Bundle, cert, Signer, SigningKey, Trust, VerifyingKey};
+use crate::bom::cyclonedx::{ctype, Property};
+use crate::bom::{self, drift, show, validate, BomError, BuildOptions};
+use crate::cli::{
+    BomAction, BomArgs, BomBuildArgs, BomShowArgs, BomSignArgs, BomValidateArgs, BomVerifyArgs,
+    ShowFormat,
+};
+use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The output format used for errors of this invocation.
+pub fn format(a: &BomArgs) -> Format {
+    match &a.action {
+        None => a.build.format,
+        Some(BomAction::Validate(v)) => v.format,
+        Some(BomAction::Verify(v)) => v.format,
+        Some(BomAction::Sign(v)) => v.format,
+        Some(BomAction::Show(v)) => match v.format {
+            ShowFormat::Json => Format::Json,
+            _ => Format::Human,
+        },
+    }
+}
+
+pub fn run(a: BomArgs) -> Result<Exit> {
+    match a.action {
+        None => build(a.build),
+        Some(BomAction::Validate(v)) => validate_cmd(v),
+        Some(BomAction::Verify(v)) => verify(v),
+        Some(BomAction::Sign(v)) => sign(v),
+        Some(BomAction::Show(v)) => show_cmd(v),
+    }
+}
+
+fn canonical_dir_of(p: &Path) -> Result<PathBuf> {
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(parent)
+        .with_context(|| format!("output directory {} does not exist", parent.display()))
+}
+
+/// Verify the model's signature bundle and turn the outcome into `mlsign:signature.*` properties.
+fn signature_properties(model: &Path, bundle: &Path, key: &Path) -> Result<Vec<Property>> {
+    let pem = read_small(key, "public key")?;
+    let key = VerifyingKey::from_pem(&pem).with_context(|| format!("{}", key.display()))?;
+    let bytes = bom::read_limited(bundle, 64 << 20)?;
+    let mut props = vec![
+        Property::new(
+            "mlsign:signature.bundle",
+            bundle
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        Property::new(
+            "mlsign:signature.bundleSha256",
+            bom::sign::sha256_hex(&bytes),
+        ),
+    ];
+    let out = attest::verify_model(
+        model,
+        bundle,
+        &Trust::Key(key),
+        &attest::VerifyOptions::default(),
+        &crate::digest::NoProgress,
+    );
+    match out {
+        Ok(o) if o.verified() => {
+            props.push(Property::new("mlsign:signature.status", "verified"));
+            props.push(Property::new("mlsign:signature.signer", o.signer));
+        }
+        Ok(o) => props.push(Property::new(
+            "mlsign:signature.status",
+            format!(
+                "failed: {} file(s) differ from the signature",
+                o.differences.len()
+            ),
+        )),
+        Err(attest::Error::Rejected { message, .. }) => props.push(Property::new(
+            "mlsign:signature.status",
+            format!("failed: {message}"),
+        )),
+        Err(e) => return Err(anyhow!(e).context(format!("--signature {}", bundle.display()))),
+    }
+    Ok(props)
+}
+
+fn build(a: BomBuildArgs) -> Result<Exit> {
+    let (Some(model), Some(output)) = (a.model.clone(), a.output.clone()) else {
+        bail!("usage: mlsign bom MODEL_DIR -o BOM.cdx.json (see --help)");
+    };
+    if !model.exists() {
+        bail!("{}: no such file or directory", model.display());
+    }
+    let out_dir = canonical_dir_of(&output)?;
+    let model_abs = std::fs::canonicalize(&model)?;
+    if model_abs.is_dir() && out_dir.starts_with(&model_abs) {
+        bail!(
+            "{}: the BOM would be written inside the model directory and change what it describes; \
+             write it beside the model",
+            output.display()
+        );
+    }
+    for d in &a.dataset {
+        let abs = std::fs::canonicalize(d)
+            .with_context(|| format!("--dataset {}: no such file or directory", d.display()))?;
+        if abs.is_dir() && out_dir.starts_with(&abs) {
+            bail!(
+                "{}: the BOM would be written inside the dataset {}; write it elsewhere",
+                output.display(),
+                d.display()
+            );
+        }
+    }
+    if !a.force && output.symlink_metadata().is_ok() {
+        bail!(
+            "{}: already exists; pass --force to overwrite it",
+            output.display()
+        );
+    }
+    let mut props = Vec::new();
+    if let (Some(b), Some(k)) = (&a.signature, &a.signature_key) {
+        props = signature_properties(&model, b, k)?;
+    }
+    let opts = BuildOptions {
+        model: model.clone(),
+        name: a.name.clone(),
+        version: a.model_version.clone(),
+        datasets: a.dataset.clone(),
+        lineage: a.lineage.clone(),
+        locks: a.lock.clone(),
+        out_dir,
+        reproducible: a.reproducible,
+        model_properties: props,
+        threads: a.threads,
+    };
+    let bom = bom::build(&opts)?;
+    let text = bom::to_json(&bom)?;
+    // Never write a BOM mlsign itself would reject.
+    let issues = validate::validate(&validate::parse(text.as_bytes())?)?;
+    if let Some(i) = issues.first() {
+        bail!(
+            "internal error: the generated BOM is invalid at {} ({}); please report this",
+            i.pointer,
+            i.message
+        );
+    }
+    attest::write_atomic(&output, text.as_bytes(), a.force)?;
+    let m = bom
+        .metadata
+        .as_ref()
+        .and_then(|m| m.component.as_deref())
+        .ok_or_else(|| anyhow!("internal error: no model component"))?;
+    let datasets = bom
+        .components
+        .iter()
+        .filter(|c| c.kind == ctype::DATA)
+        .count();
+    let libs = bom
+        .components
+        .iter()
+        .filter(|c| c.kind == ctype::LIBRARY)
+        .count();
+    let steps: usize = bom
+        .formulation
+        .iter()
+        .flat_map(|f| f.workflows.iter())
+        .map(|w| w.tasks.len())
+        .sum();
+    let digest = m.hash("SHA-256").unwrap_or_default().to_string();
+    match a.format {
+        Format::Human => println!(
+            "Wrote {}: model {} sha256:{} ({} files), {datasets} dataset(s), {steps} lineage \
+             step(s), {libs} package(s); valid CycloneDX 1.6",
+            output.display(),
+            m.name,
+            &digest[..digest.len().min(12)],
+            m.components.len()
+        ),
+        _ => print_json(&json!({
+            "output": output.display().to_string(),
+            "serialNumber": bom.serial_number,
+            "model": {"name": m.name, "sha256": digest, "files": m.components.len()},
+            "datasets": datasets,
+            "lineageSteps": steps,
+            "packages": libs,
+            "valid": true,
+        })),
+    }
+    Ok(Exit::Pass)
+}
+
+fn issue_finding(file: &str, i: &validate::Issue) -> Finding {
+    let sev = match i.code {
+        "BOM004" => Severity::Medium,
+        _ => Severity::High,
+    };
+    Finding::new(i.code, sev, i.message.clone()).at(Location {
+        path: file.to_string(),
+        member: Some(if i.pointer.is_empty() {
+            "/".into()
+        } else {
+            i.pointer.clone()
+        }),
+        offset: None,
+    })
+}
+
+fn validate_cmd(a: BomValidateArgs) -> Result<Exit> {
+    let bytes = bom::read_limited(&a.file, bom::MAX_BOM_BYTES)?;
+    let shown = a.file.display().to_string();
+    let doc = validate::parse(&bytes).with_context(|| shown.clone())?;
+    let issues = validate::validate(&doc).with_context(|| shown.clone())?;
+    let findings: Vec<Finding> = issues.iter().map(|i| issue_finding(&shown, i)).collect();
+    match a.format {
+        Format::Human => {
+            if issues.is_empty() {
+                println!("{shown}: valid CycloneDX 1.6 (schema, references, model hashes)");
+            } else {
+                println!("{shown}: INVALID ({} error(s))", issues.len());
+                for i in &issues {
+                    let p = if i.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &i.pointer
+                    };
+                    println!("  {} at {p}: {}", i.code, i.message);
+                }
+            }
+        }
+        Format::Json => print_json(&json!({
+            "file": shown,
+            "valid": issues.is_empty(),
+            "errors": issues,
+        })),
+        Format::Sarif => print_json(&sarif::to_sarif(&findings)),
+    }
+    Ok(if issues.is_empty() {
+        Exit::Pass
+    } else {
+        Exit::Finding
+    })
+}
+
+fn trust(key: &Option<PathBuf>, roots: &Option<PathBuf>) -> Result<Trust> {
+    match (key, roots) {
+        (Some(k), _) => {
+            let pem = read_small(k, "public key")?;
+            Ok(Trust::Key(
+                VerifyingKey::from_pem(&pem).with_context(|| format!("{}", k.display()))?,
+            ))
+        }
+        (None, Some(r)) => {
+            let pem = read_small(r, "root certificates")?;
+            Ok(Trust::Roots(
+                cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", r.display()))?,
+            ))
+        }
+        (None, None) => bail!("--bundle needs --key PUB.pem or --cert-chain ROOTS.pem"),
+    }
+}
+
+fn verify(a: BomVerifyArgs) -> Result<Exit> {
+    let shown = a.bom.display().to_string();
+    let bytes = bom::read_limited(&a.bom, bom::MAX_BOM_BYTES)?;
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut signature = serde_json::Value::Null;
+    if let Some(bp) = &a.bundle {
+        let t = trust(&a.key, &a.cert_chain)?;
+        let b = Bundle::read(bp)?;
+        match attest::verify_bundle(&b, bp, &t) {
+            Ok(vp) => match bom::sign::check_statement(&vp.payload, &bytes) {
+                Ok(name) => {
+                    signature = json!({"verified": true, "method": vp.method, "signer": vp.signer, "subject": name});
+                    for w in vp.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                Err(why) => {
+                    findings.push(
+                        Finding::new("BOM008", Severity::Critical, why).at(Location::path(&shown)),
+                    );
+                }
+            },
+            Err(attest::Error::Rejected { message, .. }) => findings.push(
+                Finding::new("BOM008", Severity::Critical, message)
+                    .at(Location::path(bp.display().to_string())),
+            ),
+            Err(e) => return Err(anyhow!(e)),
+        }
+        if signature.is_null() {
+            signature = json!({"verified": false});
+        }
+    }
+    let mut report = None;
+    if !a.no_rehash {
+        let b = bom::from_json(&bytes).with_context(|| shown.clone())?;
+        let r = drift::verify(
+            &b,
+            &a.bom,
+            &drift::DriftOptions {
+                base: a.base.clone(),
+                model: a.model.clone(),
+                threads: a.threads,
+            },
+        )
+        .with_context(|| shown.clone())?;
+        findings.extend(r.findings.iter().cloned());
+        report = Some(r);
+    }
+    let ok = findings.is_empty();
+    match a.format {
+        Format::Human => {
+            if let Some(s) = signature.get("verified") {
+                if s == true {
+                    println!(
+                        "Signature: verified ({} method, signer {})",
+                        signature["method"].as_str().unwrap_or(""),
+                        signature["signer"].as_str().unwrap_or("")
+                    );
+                } else {
+                    println!("Signature: FAILED");
+                }
+            }
+            if let Some(r) = &report {
+                for c in &r.checked {
+                    println!(
+                        "{} {} {:?} ({}): {}",
+                        if c.ok { "ok     " } else { "DRIFT  " },
+                        c.kind,
+                        c.name,
+                        c.path,
+                        if c.ok {
+                            show::short(&c.recorded)
+                        } else {
+                            format!(
+                                "BOM {} now {}",
+                                show::short(&c.recorded),
+                                show::short(&c.actual)
+                            )
+                        }
+                    );
+                }
+                for s in &r.skipped {
+                    println!("skipped {:?}: {}", s.name, s.why);
+                }
+            }
+            for f in &findings {
+                println!("  {f}");
+            }
+            println!("{}: {}", shown, if ok { "verified" } else { "FAILED" });
+        }
+        Format::Json => print_json(&json!({
+            "bom": shown,
+            "verified": ok,
+            "signature": signature,
+            "checked": report.as_ref().map(|r| &r.checked),
+            "skipped": report.as_ref().map(|r| &r.skipped),
+            "findings": findings,
+        })),
+        Format::Sarif => print_json(&sarif::to_sarif(&findings)),
+    }
+    Ok(if ok { Exit::Pass } else { Exit::Finding })
+}
+
+fn sign(a: BomSignArgs) -> Result<Exit> {
+    let shown = a.bom.display().to_string();
+    let bytes = bom::read_limited(&a.bom, bom::MAX_BOM_BYTES)?;
+    let doc = validate::parse(&bytes).with_context(|| shown.clone())?;
+    let issues = validate::validate(&doc).with_context(|| shown.clone())?;
+    if !issues.is_empty() {
+        for i in &issues {
+            eprintln!("  {} at {}: {}", i.code, i.pointer, i.message);
+        }
+        bail!(
+            "{shown}: not signing an invalid BOM ({} error(s); see `mlsign bom validate`)",
+            issues.len()
+        );
+    }
+    let key_pem = read_small(&a.key, "private key")?;
+    let env = a.passphrase_env.clone();
+    let key = SigningKey::from_pem(&key_pem, &mut || passphrase(env.as_deref(), &a.key))
+        .with_context(|| format!("private key {}", a.key.display()))?;
+    let signer = match &a.cert {
+        None => Signer::from_key(key),
+        Some(leaf_path) => {
+            let pem = read_small(leaf_path, "certificate")?;
+            let mut leaf = cert::load_pem_chain(pem.as_bytes())
+                .with_context(|| format!("{}", leaf_path.display()))?;
+            let leaf = leaf.remove(0);
+            let mut chain = Vec::new();
+            for p in &a.chain {
+                let pem = read_small(p, "certificate chain")?;
+                chain.extend(
+                    cert::load_pem_chain(pem.as_bytes())
+                        .with_context(|| format!("{}", p.display()))?,
+                );
+            }
+            Signer::with_certificates(key, leaf, chain)?
+        }
+    };
+    let name = a
+        .bom
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bom.cdx.json".into());
+    let statement = bom::sign::statement(&bytes, &name)
+        .map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
+    let bundle = attest::sign_statement(&signer, &statement);
+    let out = a.bundle.clone().unwrap_or_else(|| {
+        let mut s = a.bom.as_os_str().to_os_string();
+        s.push(".sig");
+        PathBuf::from(s)
+    });
+    attest::write_atomic(&out, &bundle.to_json(), a.force)?;
+    let digest = bom::sign::sha256_hex(&bytes);
+    match a.format {
+        Format::Human => println!(
+            "Signed BOM {shown} (sha256:{}) as an in-toto attestation ({}) -> {}",
+            &digest[..12],
+            bom::PREDICATE_TYPE,
+            out.display()
+        ),
+        _ => print_json(&json!({
+            "bom": shown,
+            "sha256": digest,
+            "predicateType": bom::PREDICATE_TYPE,
+            "bundle": out.display().to_string(),
+        })),
+    }
+    Ok(Exit::Pass)
+}
+
+fn show_cmd(a: BomShowArgs) -> Result<Exit> {
+    let shown = a.bom.display().to_string();
+    let bytes = bom::read_limited(&a.bom, bom::MAX_BOM_BYTES)?;
+    let b = bom::from_json(&bytes).with_context(|| shown.clone())?;
+    let v = show::view(&b);
+    let text = match a.format {
+        ShowFormat::Human => v.human(),
+        ShowFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&v)?;
+            s.push('\n');
+            s
+        }
+        ShowFormat::Html => v.html(),
+    };
+    match &a.output {
+        Some(p) => attest::write_atomic(p, text.as_bytes(), true)?,
+        None => print!("{text}"),
+    }
+    Ok(Exit::Pass)
+}
