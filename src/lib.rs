@@ -9,3 +9,4 @@ pub mod cli;
 pub mod commands;
 pub mod digest;
 pub mod report;
+pub mod scan;

@@ -1,6 +1,8 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+pub mod scan;
+
 use crate::cli::{Cli, Command};
 use crate::report::Exit;
 
@@ -10,6 +12,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Keygen(_) | Command::Hash(_) | Command::Sign(_) | Command::Verify(_) => {
             Err(anyhow::anyhow!("not built yet"))
         }
+        Command::Scan(args) => scan::run(args),
     };
     match result {
         Ok(code) => code,
