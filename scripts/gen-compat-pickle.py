@@ -9,8 +9,9 @@ out = ["//! Python-2 → Python-3 global names, as CPython's `_compat_pickle` ma
        "/// (py2 module, py3 module)",
        "pub const IMPORT_MAPPING: &[(&str, &str)] = &["]
 out += [f'    ("{k}", "{v}"),' for k, v in sorted(c.IMPORT_MAPPING.items())]
-out += ["];", "", "/// ((py2 module, py2 name), (py3 module, py3 name))",
-        "pub const NAME_MAPPING: &[((&str, &str), (&str, &str))] = &["]
+out += ["];", "", "/// A (module, name) pair.", "pub type Name = (&'static str, &'static str);", "",
+        "/// ((py2 module, py2 name), (py3 module, py3 name))",
+        "pub const NAME_MAPPING: &[(Name, Name)] = &["]
 out += [f'    (("{a}", "{b}"), ("{x}", "{y}")),' for (a, b), (x, y) in sorted(c.NAME_MAPPING.items())]
 out += ["];", ""]
 print("\n".join(out))

@@ -222,6 +222,12 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
                 ],
             );
             add("numpy.ma.core", &["_mareconstruct"]);
+            add("numpy.random._mt19937", &["MT19937"]);
+            add("numpy.random._pcg64", &["PCG64", "PCG64DXSM"]);
+            add("numpy.random._philox", &["Philox"]);
+            add("numpy.random._sfc64", &["SFC64"]);
+            add("numpy.random.mtrand", &["RandomState"]);
+            add("numpy.random._generator", &["Generator"]);
         }
         "joblib" => {
             add("joblib.numpy_pickle", &["NumpyArrayWrapper"]);

@@ -184,7 +184,7 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, String> {
         max_end = max_end.max(off);
     }
     let data_start = (c.p as u64).div_ceil(alignment) * alignment;
-    if data_start + max_end > file_len {
+    if tensors > 0 && data_start + max_end > file_len {
         return Err(format!(
             "a tensor starts at {} past the end of the file ({file_len} bytes)",
             data_start + max_end

@@ -82,7 +82,7 @@ pub fn sniff(head: &[u8], len: u64) -> Kind {
     }
     if head.len() >= 9 {
         let n = u64::from_le_bytes(head[..8].try_into().unwrap_or([0; 8]));
-        if head[8] == b'{' && n >= 2 && n <= 100_000_000 && n + 8 <= len {
+        if head[8] == b'{' && (2..=100_000_000).contains(&n) && n + 8 <= len {
             return Kind::Safetensors;
         }
     }
@@ -190,6 +190,14 @@ fn scan_compressed(
     }
     match compress::decompress(c, data, policy.max_member_bytes) {
         Ok(inner) => scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy),
+        // Magic bytes that happen to start a pickle (`]` of lzma-alone is EMPTY_LIST).
+        Err(_)
+            if pickle::looks_like_pickle(data)
+                && pickle::vm::run_stream(data, 0, pickle::Limits::default()).outcome
+                    == pickle::Outcome::Complete =>
+        {
+            torch::scan_pickle_file(data, ctx, policy)
+        }
         Err(e) => vec![ctx.stamp(ScanFinding::new(
             "SCN018",
             Severity::High,

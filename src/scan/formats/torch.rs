@@ -88,7 +88,7 @@ pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFind
     }
     let scan = pickle::scan_streams(data, 0, ctx, policy, None);
     let mut fs = scan.findings;
-    for pid in scan.traces.iter().flat_map(|t| t.pids.iter()) {
+    if let Some(pid) = scan.traces.iter().flat_map(|t| t.pids.iter()).next() {
         fs.push(ctx.stamp(
             ScanFinding::new(
                 "PKL015",
@@ -97,7 +97,6 @@ pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFind
             )
             .offset(pid.offset),
         ));
-        break;
     }
     fs
 }
@@ -249,7 +248,7 @@ pub fn scan_torch_zip(
         if is_storage || name.ends_with('/') {
             continue; // storage bodies are checked by size only, never read
         }
-        let is_code = dir_parts.iter().any(|p| *p == "code") || base.ends_with(".py");
+        let is_code = dir_parts.contains(&"code") || base.ends_with(".py");
         if is_code {
             code_members += 1;
             continue;

@@ -28,6 +28,9 @@ pub struct Archive {
     pub anomalies: Vec<(Anomaly, String)>,
 }
 
+/// Anomalies found while reading, with an explanation each.
+pub type Anomalies = Vec<(Anomaly, String)>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Anomaly {
     Prepended,
@@ -97,22 +100,32 @@ pub fn read_archive(src: &dyn Source) -> Result<Archive, ZipError> {
     let mut cd_size = u32_at(&eocd, 12) as u64;
     let mut cd_off = u32_at(&eocd, 16) as u64;
     let mut cd_end = eocd_pos;
-    if (total == 0xffff || cd_size == 0xffff_ffff || cd_off == 0xffff_ffff) && eocd_pos >= 20 {
+    // A ZIP64 end record may be present even when nothing is saturated (torch writes one).
+    if eocd_pos >= 20 {
         let loc = src.read_vec(eocd_pos - 20, 20, 20)?;
         if loc[..4] == [0x50, 0x4b, 0x06, 0x07] {
             let z64_pos = u64_at(&loc, 8);
             let z = src
                 .read_vec(z64_pos, 56, 56)
-                .map_err(|e| ZipError::Corrupt(format!("ZIP64 end record at {z64_pos}: {e}")))?;
-            if z[..4] != [0x50, 0x4b, 0x06, 0x06] {
-                return Err(ZipError::Corrupt(format!(
-                    "no ZIP64 end record at {z64_pos}"
-                )));
+                .ok()
+                .filter(|z| z[..4] == [0x50, 0x4b, 0x06, 0x06]);
+            let saturated = total == 0xffff || cd_size == 0xffff_ffff || cd_off == 0xffff_ffff;
+            match z {
+                Some(z) => {
+                    if saturated {
+                        total = u64_at(&z, 32);
+                        cd_size = u64_at(&z, 40);
+                        cd_off = u64_at(&z, 48);
+                    }
+                    cd_end = z64_pos;
+                }
+                None if saturated => {
+                    return Err(ZipError::Corrupt(format!(
+                        "no ZIP64 end record at {z64_pos}"
+                    )));
+                }
+                None => cd_end = eocd_pos - 20,
             }
-            total = u64_at(&z, 32);
-            cd_size = u64_at(&z, 40);
-            cd_off = u64_at(&z, 48);
-            cd_end = z64_pos;
         }
     }
     if total > MAX_ENTRIES || cd_size > MAX_CD {
@@ -239,7 +252,7 @@ pub fn read_member(
     src: &dyn Source,
     e: &Entry,
     max: u64,
-) -> Result<(Vec<u8>, Vec<(Anomaly, String)>), ZipError> {
+) -> Result<(Vec<u8>, Anomalies), ZipError> {
     let mut anomalies = vec![];
     let member_err = |msg: String| ZipError::Member {
         name: e.name.clone(),

@@ -61,8 +61,11 @@ pub const IMPORT_MAPPING: &[(&str, &str)] = &[
     ("xmlrpclib", "xmlrpc.client"),
 ];
 
+/// A (module, name) pair.
+pub type Name = (&'static str, &'static str);
+
 /// ((py2 module, py2 name), (py3 module, py3 name))
-pub const NAME_MAPPING: &[((&str, &str), (&str, &str))] = &[
+pub const NAME_MAPPING: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),
         ("collections", "UserDict"),

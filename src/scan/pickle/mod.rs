@@ -70,7 +70,7 @@ pub fn scan_streams(
     };
     let mut pos = 0usize;
     let mut idx = 0u32;
-    while pos < data.len() && max_streams.is_none_or(|m| (idx as usize) < m) {
+    while pos < data.len() && max_streams.map_or(true, |m| (idx as usize) < m) {
         let t = vm::run_stream(&data[pos..], base + pos as u64, Limits::default());
         let mut fs = trace_findings(&t, policy);
         if let Outcome::Broken { offset, message } = &t.outcome {
