@@ -213,6 +213,7 @@ mal("npy_structured_object.npy", npy([("a", "<f8"), ("b", "|O")], (1,), PAY2), "
 mal("npz_object_payload.npz", bytes(zbytes([("arr_0.npy", npy("|O", (1,), PAY2))])), "npz")
 for ext in ("bin", "pt", "txt", "model", "safetensors"):
     mal(f"raw_pickle_as.{ext}", PAY2, "extension trick")
+mal("pickle_then_embedded_zip.pkl", PAY2[:-1] + b"0B" + struct.pack("<I", len(bytes(zbytes([("a.txt", b"hi")])))) + bytes(zbytes([("a.txt", b"hi")])) + b".", "zip polyglot")
 mal("nested_pickle_loads.pkl", b"\x80\x02" + g0("pickle", "loads") + b"C" + bytes([len(PAY2)]) + PAY2 + b"\x85R.", "nested pickle")
 mal("nested_payload_in_tensor_args.pkl", b"\x80\x02" + g0("collections", "OrderedDict") + b")R" + u("blob") + b"C" + bytes([len(PAY2)]) + PAY2 + b"s.", "nested pickle")
 mal("sevenzip_archive.7z", b"7z\xbc\xaf\x27\x1c\x00\x04" + os.urandom(64), "unscannable archive")
@@ -268,6 +269,7 @@ ben("stacked_two_streams.pkl", pickle.dumps([1], protocol=2) + pickle.dumps({"b"
 ben("legacy_handmade.pt", MAGIC + PROTO_V + SYSINFO + OBJ + KEYS, "legacy torch")
 ben("config.json", json.dumps({"hidden_size": 16}).encode(), "non-model file")
 ben("README.md", b"# model card\nuses os.system? no.\n", "non-model file")
+ben("vocab.txt", b"cat\ndog\nbird\n(fish)\n", "non-model file")
 hdr = json.dumps({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "BF16", "shape": [3], "data_offsets": [8, 14]}}).encode()
 ben("weights.safetensors", struct.pack("<Q", len(hdr)) + hdr + b"\x00" * 14, "safetensors")
 ben("tiny.gguf", gguf([("general.architecture", "llama"), ("tokenizer.chat_template", "{% for m in messages %}{{ m['content'] }}{% endfor %}")]), "gguf")
@@ -286,6 +288,7 @@ arr = np.arange(12, dtype=np.float32).reshape(3, 4)
 buf = io.BytesIO(); np.save(buf, arr); ben("numpy_float.npy", buf.getvalue(), "numpy")
 buf = io.BytesIO(); np.save(buf, np.zeros(3, dtype=[("x", "<i4"), ("y", "<f8")])); ben("numpy_structured.npy", buf.getvalue(), "numpy")
 buf = io.BytesIO(); np.savez(buf, a=arr, b=np.arange(5)); ben("numpy_arrays.npz", buf.getvalue(), "numpy")
+buf = io.BytesIO(); np.save(buf, np.array([1, "a", None, {"k": 2.5}], dtype=object), allow_pickle=True); ben("numpy_object_benign.npy", buf.getvalue(), "numpy object dtype")
 buf = io.BytesIO(); np.savez_compressed(buf, a=arr); ben("numpy_compressed.npz", buf.getvalue(), "numpy")
 for proto in (2, 4, 5):
     ben(f"numpy_pickled_p{proto}.pkl", pickle.dumps({"arr": arr, "scalar": np.float64(1.5), "i": np.int32(3), "dt": np.dtype("f4")}, protocol=proto), "numpy pickle")

@@ -106,13 +106,15 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
         Kind::Hdf5 => return Ok(keras::scan_hdf5(&src, &ctx)),
         _ => {}
     }
-    // Junk in front of a ZIP: look for its end record before treating it as anything else.
+    // A ZIP end record behind other content: torch.load would unpickle the head (no ZIP magic),
+    // zipfile-based tools would read the archive. Scan both readings.
+    let mut tail_zip = vec![];
     if zip_by_tail && matches!(zip::find_eocd(&src), Ok(Some(_))) && zip::read_archive(&src).is_ok()
     {
-        return Ok(scan_zip(&src, &ctx, policy, true));
+        tail_zip = scan_zip(&src, &ctx, policy, true);
     }
     if src.len() > policy.max_member_bytes {
-        return Ok(vec![ScanFinding::new(
+        tail_zip.push(ScanFinding::new(
             "SCN002",
             Severity::High,
             format!(
@@ -121,10 +123,26 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
                 src.len(),
                 policy.max_member_bytes
             ),
-        )]);
+        ));
+        return Ok(tail_zip);
     }
     let data = src.read_vec(0, src.len(), policy.max_member_bytes)?;
-    Ok(scan_bytes(&data, &ctx, policy))
+    let mut fs = if tail_zip.is_empty() {
+        scan_bytes(&data, &ctx, policy)
+    } else {
+        scan_head(kind, &data, &ctx, policy)
+    };
+    fs.extend(tail_zip);
+    Ok(fs)
+}
+
+/// The non-ZIP reading of content that also ends in a ZIP.
+fn scan_head(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    let fs = match kind {
+        Kind::Pickle => torch::scan_pickle_file(data, ctx, policy),
+        _ => scan_unknown(data, ctx, policy),
+    };
+    fs.into_iter().filter(|f| f.code != "SCN019").collect()
 }
 
 /// Scan content already in memory (a file, a member, a decompressed payload).
@@ -143,12 +161,17 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
             Severity::High,
             format!("{what}: mlsign cannot look inside it, so it cannot be called safe (unpack it and scan the contents)"),
         ))],
-        Kind::Pickle => torch::scan_pickle_file(data, ctx, policy),
-        Kind::Unknown => {
+        k @ (Kind::Pickle | Kind::Unknown) => {
             if matches!(zip::find_eocd(&data), Ok(Some(_))) && zip::read_archive(&data).is_ok() {
-                return scan_zip(&data, ctx, policy, true);
+                let mut fs = scan_head(k, data, ctx, policy);
+                fs.extend(scan_zip(&data, ctx, policy, true));
+                return fs;
             }
-            scan_unknown(data, ctx, policy)
+            if k == Kind::Pickle {
+                torch::scan_pickle_file(data, ctx, policy)
+            } else {
+                scan_unknown(data, ctx, policy)
+            }
         }
     }
 }
@@ -158,8 +181,13 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     if !data.is_empty() && pickle::looks_like_pickle(data) {
         let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
-        let pickle_like =
-            t.outcome == pickle::Outcome::Complete || !t.globals.is_empty() || !t.calls.is_empty();
+        // Text that merely starts like GLOBAL (`cat\ndog\n…`) is not a pickle; a stream that
+        // completes, calls something or names a denylisted global is.
+        let pickle_like = t.outcome == pickle::Outcome::Complete
+            || !t.calls.is_empty()
+            || t.globals
+                .iter()
+                .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some());
         if pickle_like {
             return torch::scan_pickle_file(data, ctx, policy);
         }
