@@ -10,7 +10,7 @@ secs=${1:-30}
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
-  cargo install cargo-fuzz --locked --version 0.13.1 -q
+  cargo install cargo-fuzz --locked --version 0.13.2 -q
 fi
 seeds=fuzz/seeds
 mkdir -p "$seeds/pickle" "$seeds/zip" "$seeds/formats"

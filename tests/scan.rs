@@ -405,3 +405,40 @@ fn human_output_names_member_and_offset() {
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
 }
+
+#[test]
+fn legacy_torch_storages_are_walked_and_checked() {
+    let src = std::fs::read(repo().join("testdata/scan/torch/state_dict_legacy.pt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Truncated storage data: the declared element count no longer fits.
+    let cut = dir.path().join("cut.pt");
+    std::fs::write(&cut, &src[..src.len() - 10]).unwrap();
+    let (code, v) = scan_json(&[], &[&cut]);
+    assert_eq!(code, 1);
+    assert!(
+        v["files"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "SCN009"),
+        "{}",
+        v
+    );
+    // A payload appended after the last storage (torch never reads it, other loaders might).
+    let tail = dir.path().join("tail.pt");
+    let mut d = src.clone();
+    d.extend_from_slice(b"cos\nsystem\n(S'id'\ntR.");
+    std::fs::write(&tail, &d).unwrap();
+    let (code, v) = scan_json(&[], &[&tail]);
+    assert_eq!(code, 1);
+    let codes: Vec<&str> = v["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"SCN010") && codes.contains(&"PKL001"),
+        "{codes:?}"
+    );
+}

@@ -228,6 +228,9 @@ mal("safetensors_trailing_payload.safetensors", struct.pack("<Q", len(hdr)) + hd
 keras_lambda = {"class_name": "Functional", "config": {"layers": [{"class_name": "Lambda", "module": "keras.layers", "config": {"name": "l", "function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAAAAAAAAEAAAADAAAA"}}}}]}}
 mal("keras_lambda.keras", bytes(zbytes([("metadata.json", b"{}"), ("config.json", json.dumps(keras_lambda).encode()), ("model.weights.h5", b"\x89HDF\r\n\x1a\n")])), "keras lambda")
 
+h5_cfg = json.dumps({"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"name": "lam", "function": ["4wEAAAAA", None, None]}}]}}).encode()
+mal("keras_lambda_legacy.h5", b"\x89HDF\r\n\x1a\n" + b"\x00" * 120 + b"model_config\x00" + h5_cfg + b"\x00" * 64, "keras lambda")
+
 def gguf(kvs):
     out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs))
     for k, v in kvs:
@@ -246,6 +249,8 @@ sus("main_class_newobj.pkl", b"\x80\x02" + g0("__main__", "TrainingState") + b")
 sus("pathlib_path.pkl", b"\x80\x02" + g0("pathlib", "PosixPath") + u("/data") + b"\x85R.", "pathlib")
 sus("copyreg_reconstructor.pkl", b"ccopy_reg\n_reconstructor\n(c__main__\nCfg\nc__builtin__\nobject\nNtR(dS'a'\nI1\nsb.", "copyreg")
 sus("transformers_training_args.pkl", b"\x80\x02" + g0("transformers.training_args", "TrainingArguments") + b")\x81}b.", "transformers")
+keras_custom = {"class_name": "Sequential", "module": "keras", "config": {"layers": [{"class_name": "MyLayer", "module": "my_layers", "registered_name": "my_layers>MyLayer", "config": {"name": "c"}}]}}
+sus("keras_custom_layer.keras", bytes(zbytes([("metadata.json", b"{}"), ("config.json", json.dumps(keras_custom).encode()), ("model.weights.h5", b"\x89HDF\r\n\x1a\n")])), "keras custom module")
 for f in ("full_model.pt", "scripted.pt"):
     with open(os.path.join(HERE, "torch", f), "rb") as fh:
         sus(f"torch_{f}", fh.read(), "torch module pickle / TorchScript")

@@ -46,12 +46,9 @@ pub fn sniff(h: &[u8]) -> Option<Codec> {
     if h.starts_with(b"BZh") && (b'1'..=b'9').contains(&h[3]) && h[4..6] == [0x31, 0x41] {
         return Some(Codec::Bzip2);
     }
-    // zlib: CM=8, window ≤ 32K, header checksum, no preset dictionary.
-    if h[0] & 0x0f == 8
-        && h[0] >> 4 <= 7
-        && (u16::from(h[0]) << 8 | u16::from(h[1])) % 31 == 0
-        && h[1] & 0x20 == 0
-    {
+    // zlib with a 32K window (what zlib.compress writes), header checksum, no dictionary.
+    // Narrower windows are not sniffed: `(` (0x28) starts protocol-0 pickles.
+    if h[0] == 0x78 && (u16::from(h[0]) << 8 | u16::from(h[1])) % 31 == 0 && h[1] & 0x20 == 0 {
         return Some(Codec::Zlib);
     }
     // lzma-alone: properties byte (lc/lp/pb) then a power-of-two-ish dictionary size.
@@ -121,5 +118,30 @@ pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
             .map_err(|e| format!("{e:?}"))?;
             Ok(w.out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn round_trips_and_limits() {
+        let data = vec![7u8; 100_000];
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let z = z.finish().unwrap();
+        assert_eq!(sniff(&z), Some(Codec::Zlib));
+        assert_eq!(decompress(Codec::Zlib, &z, 1 << 20).unwrap(), data);
+        assert!(decompress(Codec::Zlib, &z, 1000).is_err(), "output limit");
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        g.write_all(&data).unwrap();
+        let g = g.finish().unwrap();
+        assert_eq!(sniff(&g), Some(Codec::Gzip));
+        assert_eq!(decompress(Codec::Gzip, &g, 1 << 20).unwrap(), data);
+        // A protocol-0 pickle starting with MARK is not zlib.
+        assert_eq!(sniff(b"(S'os'\n"), None);
+        assert!(decompress(Codec::Xz, b"\xfd7zXZ\x00garbage", 100).is_err());
     }
 }

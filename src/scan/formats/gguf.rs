@@ -192,3 +192,35 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, String> {
     }
     Ok(fs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gguf(template: &str, tensors: u64) -> Vec<u8> {
+        let mut v = b"GGUF".to_vec();
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&tensors.to_le_bytes());
+        v.extend_from_slice(&1u64.to_le_bytes());
+        let k = b"tokenizer.chat_template";
+        v.extend_from_slice(&(k.len() as u64).to_le_bytes());
+        v.extend_from_slice(k);
+        v.extend_from_slice(&8u32.to_le_bytes());
+        v.extend_from_slice(&(template.len() as u64).to_le_bytes());
+        v.extend_from_slice(template.as_bytes());
+        v
+    }
+
+    #[test]
+    fn template_graded_and_bad_headers_rejected() {
+        let f = scan(&&gguf("{{ messages }}", 0)[..], &Ctx::default());
+        assert_eq!((f[0].code, f[0].severity), ("SCN015", Severity::Info));
+        let f = scan(&&gguf("{{ x.__class__.__mro__ }}", 0)[..], &Ctx::default());
+        assert_eq!(f[0].severity, Severity::High);
+        let f = scan(&&gguf("{{ m }}", 3)[..], &Ctx::default());
+        assert!(f.iter().any(|f| f.code == "SCN014"), "tensor infos missing");
+        let mut bad = gguf("x", 0);
+        bad.truncate(30);
+        assert_eq!(scan(&&bad[..], &Ctx::default())[0].code, "SCN014");
+    }
+}

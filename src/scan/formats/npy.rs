@@ -167,3 +167,50 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     }
     fs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+        let h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        v.extend_from_slice(h.as_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn header_object_detection_and_sizes() {
+        let h = parse_header(&npy("'<f4'", "(2, 3)", &[0; 24])).unwrap();
+        assert!(!h.object);
+        assert_eq!(h.count, Some(6));
+        assert!(parse_header(&npy("'|O'", "(1,)", b"")).unwrap().object);
+        assert!(
+            parse_header(&npy("[('a', '<f8'), ('b', '|O')]", "(1,)", b""))
+                .unwrap()
+                .object
+        );
+        assert!(
+            !parse_header(&npy("[('a', '<f8')]", "(1,)", b""))
+                .unwrap()
+                .object
+        );
+        assert!(parse_header(b"\x93NUMPY\x09\x00").is_err());
+        assert!(parse_header(b"\x93NUMPY\x01\x00\xff\xff{").is_err());
+    }
+
+    #[test]
+    fn truncated_and_trailing_data() {
+        let p = Policy::default();
+        let f = scan(&npy("'<f4'", "(4,)", &[0; 8]), &Ctx::default(), &p);
+        assert!(f
+            .iter()
+            .any(|f| f.code == "SCN012" && f.severity == Severity::Medium));
+        let mut d = npy("'<f4'", "(1,)", &[0; 4]);
+        d.extend_from_slice(b"cos\nsystem\n(S'x'\ntR.");
+        let f = scan(&d, &Ctx::default(), &p);
+        assert!(f.iter().any(|f| f.code == "PKL001"), "{f:?}");
+    }
+}

@@ -137,3 +137,30 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
     }
     fs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(header: &str, body: usize) -> Vec<u8> {
+        let mut v = (header.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(header.as_bytes());
+        v.extend(std::iter::repeat(0u8).take(body));
+        v
+    }
+
+    #[test]
+    fn validates_offsets_sizes_and_trailing_bytes() {
+        let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I8","shape":[1],"data_offsets":[8,9]}}"#;
+        assert!(scan(&&st(ok, 9)[..], &Ctx::default()).is_empty());
+        assert!(
+            !scan(&&st(ok, 10)[..], &Ctx::default()).is_empty(),
+            "trailing byte"
+        );
+        let gap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        assert!(!scan(&&st(gap, 12)[..], &Ctx::default()).is_empty());
+        let size = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+        assert!(!scan(&&st(size, 8)[..], &Ctx::default()).is_empty());
+        assert!(!scan(&&b"\xff\xff\xff\xff\xff\xff\xff\xff{"[..], &Ctx::default()).is_empty());
+    }
+}

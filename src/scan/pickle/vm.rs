@@ -22,7 +22,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_ops: 50_000_000,
-            max_nodes: 20_000_000,
+            max_nodes: 8_000_000,
             max_literal: 4096,
         }
     }
