@@ -76,25 +76,37 @@ impl<'a> Cur<'a> {
 
 pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
     let len = src.len();
-    let window = len.min(MAX_META);
-    let d = match src.read_vec(0, window, MAX_META) {
-        Ok(d) => d,
-        Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
-                "SCN002",
-                Severity::High,
-                format!("GGUF file cannot be read: {e}"),
-            ))]
+    // Metadata is usually a few MiB (tokenizer vocabularies): try a small window first.
+    let mut last = String::new();
+    for window in [16u64 << 20, MAX_META] {
+        let n = len.min(window);
+        let d = match src.read_vec(0, n, MAX_META) {
+            Ok(d) => d,
+            Err(e) => {
+                return vec![ctx.stamp(ScanFinding::new(
+                    "SCN002",
+                    Severity::High,
+                    format!("GGUF file cannot be read: {e}"),
+                ))]
+            }
+        };
+        match parse(&d, len) {
+            Ok(fs) => return fs.into_iter().map(|f| ctx.stamp(f)).collect(),
+            Err(e) if e.contains("read window") && n < len => last = e,
+            Err(e) => {
+                return vec![ctx.stamp(ScanFinding::new(
+                    "SCN014",
+                    Severity::High,
+                    format!("invalid GGUF header: {e}"),
+                ))]
+            }
         }
-    };
-    match parse(&d, len) {
-        Ok(fs) => fs.into_iter().map(|f| ctx.stamp(f)).collect(),
-        Err(e) => vec![ctx.stamp(ScanFinding::new(
-            "SCN014",
-            Severity::High,
-            format!("invalid GGUF header: {e}"),
-        ))],
     }
+    vec![ctx.stamp(ScanFinding::new(
+        "SCN014",
+        Severity::High,
+        format!("invalid GGUF header: {last} (metadata larger than {MAX_META} bytes)"),
+    ))]
 }
 
 fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, String> {
