@@ -185,10 +185,8 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
                     "per_channel_symmetric",
                 ],
             );
-            add(
-                "torch.storage",
-                &["UntypedStorage", "TypedStorage", "_load_from_bytes"],
-            );
+            // Not `torch.storage._load_from_bytes`: it calls torch.load on nested bytes.
+            add("torch.storage", &["UntypedStorage", "TypedStorage"]);
             add("torch.nn.parameter", &["Parameter", "Buffer"]);
             add("torch.serialization", &["_get_layout"]);
             // TorchScript's own unpickler helpers (data.pkl/constants.pkl of jit archives).

@@ -214,6 +214,7 @@ mal("npz_object_payload.npz", bytes(zbytes([("arr_0.npy", npy("|O", (1,), PAY2))
 for ext in ("bin", "pt", "txt", "model", "safetensors"):
     mal(f"raw_pickle_as.{ext}", PAY2, "extension trick")
 mal("pickle_then_embedded_zip.pkl", PAY2[:-1] + b"0B" + struct.pack("<I", len(bytes(zbytes([("a.txt", b"hi")])))) + bytes(zbytes([("a.txt", b"hi")])) + b".", "zip polyglot")
+mal("torch_load_from_bytes.pkl", b"\x80\x02" + g0("torch.storage", "_load_from_bytes") + b"C" + bytes([len(PAY2)]) + PAY2 + b"\x85R.", "nested pickle")
 mal("nested_pickle_loads.pkl", b"\x80\x02" + g0("pickle", "loads") + b"C" + bytes([len(PAY2)]) + PAY2 + b"\x85R.", "nested pickle")
 mal("nested_payload_in_tensor_args.pkl", b"\x80\x02" + g0("collections", "OrderedDict") + b")R" + u("blob") + b"C" + bytes([len(PAY2)]) + PAY2 + b"s.", "nested pickle")
 mal("sevenzip_archive.7z", b"7z\xbc\xaf\x27\x1c\x00\x04" + os.urandom(64), "unscannable archive")
