@@ -111,3 +111,57 @@ pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanE
         .collect::<Result<_, _>>()?;
     Ok(ScanReport { files })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cheap, deterministic mutation smoke over every parser (the real fuzzing is in fuzz/,
+    /// see scripts/scan-fuzz-smoke.sh): mutated seeds must give findings, never a panic.
+    #[test]
+    fn mutation_smoke_never_panics() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scan/torch");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        seeds.push(b"cos\nsystem\n(S'id'\ntR.".to_vec());
+        seeds.push(b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.".to_vec());
+        seeds.push(b"\x93NUMPY\x01\x00\x16\x00{'descr': '|O'}   \n\x80\x02N.".to_vec());
+        seeds.push(
+            b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                .to_vec(),
+        );
+        let mut policy = Policy::default();
+        policy.max_member_bytes = 1 << 22;
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let mut d = seeds[i % seeds.len()].clone();
+            for _ in 0..1 + rnd() % 8 {
+                if d.is_empty() {
+                    break;
+                }
+                let p = (rnd() as usize) % d.len();
+                match rnd() % 5 {
+                    0 => d[p] = rnd() as u8,
+                    1 => d[p] ^= 1 << (rnd() % 8),
+                    2 => d.truncate(p),
+                    3 => d.insert(p, rnd() as u8),
+                    _ => {
+                        let v = [0u8, 0xff, 0x7f, 0x80][(rnd() % 4) as usize];
+                        let end = (p + 4).min(d.len());
+                        d[p..end].fill(v);
+                    }
+                }
+            }
+            let r = scan_bytes("mutant", &d, &policy);
+            assert!(r.findings.len() < 1_000_000);
+        }
+    }
+}

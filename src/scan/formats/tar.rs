@@ -14,9 +14,9 @@ pub struct Member<'a> {
 fn octal(f: &[u8]) -> Option<u64> {
     if f.first().is_some_and(|b| b & 0x80 != 0) {
         // GNU base-256 size.
-        return f[1..]
-            .iter()
-            .try_fold(0u64, |a, b| a.checked_mul(256).map(|a| a + *b as u64));
+        return f[1..].iter().try_fold(0u64, |a, b| {
+            a.checked_mul(256).and_then(|a| a.checked_add(*b as u64))
+        });
     }
     let s: String = f
         .iter()
