@@ -188,6 +188,8 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
             // Not `torch.storage._load_from_bytes`: it calls torch.load on nested bytes.
             add("torch.storage", &["UntypedStorage", "TypedStorage"]);
             add("torch.nn.parameter", &["Parameter", "Buffer"]);
+            // A `str` subclass Lightning and others store as the saving torch version.
+            add("torch.torch_version", &["TorchVersion"]);
             add("torch.serialization", &["_get_layout"]);
             // TorchScript's own unpickler helpers (data.pkl/constants.pkl of jit archives).
             add(
@@ -395,6 +397,13 @@ pub const SUSPICIOUS_MODULES: &[&str] = &[
     "xgboost",
     "lightgbm",
     "catboost",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "accelerate",
+    "peft",
+    "diffusers",
+    "timm",
     "argparse",
     "__torch__",
     "__main__",
