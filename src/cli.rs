@@ -34,6 +34,21 @@ pub enum Command {
     Bom(BomArgs),
     /// Record dataset versions and the steps between them (hash-linked lineage), and verify it.
     Dataset(DatasetArgs),
+    /// Reject unsafe pickles and code-carrying model files (static: nothing is executed).
+    #[command(
+        long_about = "Scan model files for code that runs on load, without Python and without \
+    executing anything. Files are identified by content, never by extension: raw pickles (protocols \
+    0-5, stacked streams), PyTorch ZIP / legacy / tar checkpoints, TorchScript archives, joblib \
+    (plain or zlib/gzip/bz2/xz/lzma), NumPy .npy/.npz, safetensors, GGUF, Keras .keras/.h5.\n\n\
+    Every pickle global must be on an exact (module, name) allowlist (presets: builtins, pytorch, \
+    numpy, joblib). Custom classes of known libraries (scikit-learn, transformers, argparse.Namespace, \
+    ...) are 'suspicious': reported, exit 0, unless --strict. Anything else, a broken stream, a \
+    computed global, or an archive mlsign cannot open is rejected.\n\n\
+    Verdicts: clean, suspicious, malicious, unscannable. Exit codes: 0 every file clean or suspicious; \
+    1 any file malicious or unscannable (or suspicious with --strict); 2 usage or I/O error.",
+        after_help = "Examples:\n  mlsign scan model.pt\n  mlsign scan models/ --format json\n  mlsign scan clf.joblib --allow-suspicious sklearn\n  mlsign scan ckpt.bin --policy policies/scan-default.toml --format sarif > scan.sarif\n  mlsign scan run/ --allow mypkg.models:Net --strict"
+    )]
+    Scan(ScanArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,6 +502,27 @@ pub struct DatasetVerifyArgs {
     /// Worker threads for hashing (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories (scanned recursively).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Scan policy file (TOML, `[scan]` table; see policies/scan-default.toml).
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: Option<PathBuf>,
+    /// Also allow this exact global, written `module:name`. Repeatable.
+    #[arg(long = "allow", value_name = "MODULE:NAME")]
+    pub allow: Vec<String>,
+    /// Allow a suspicious-tier module (prefix, e.g. `sklearn`) or `module:name`. Repeatable.
+    #[arg(long = "allow-suspicious", value_name = "MODULE[:NAME]")]
+    pub allow_suspicious: Vec<String>,
+    /// Treat suspicious files as failures (exit 1).
+    #[arg(long)]
+    pub strict: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }
