@@ -16,6 +16,25 @@ use super::policy::Policy;
 use crate::report::Severity;
 use source::{FileSource, Source};
 
+thread_local! {
+    /// Bytes still allowed to be read from members / decompressed for the current file.
+    static BUDGET: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Start a new file's read budget.
+pub fn reset_budget(policy: &Policy) {
+    BUDGET.with(|b| b.set(policy.max_total_bytes));
+}
+
+/// The most one more member / payload may take: the per-member limit or what is left.
+fn member_cap(policy: &Policy) -> u64 {
+    policy.max_member_bytes.min(BUDGET.with(|b| b.get()))
+}
+
+fn charge(n: usize) {
+    BUDGET.with(|b| b.set(b.get().saturating_sub(n as u64)));
+}
+
 /// What the first bytes say a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -96,6 +115,7 @@ pub fn sniff(head: &[u8], len: u64) -> Kind {
 pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec<ScanFinding>> {
     let src = FileSource::open(path)?;
     let ctx = Ctx::default();
+    reset_budget(policy);
     let head = src.read_vec(0, src.len().min(4096), 4096)?;
     let kind = sniff(&head, src.len());
     let zip_by_tail = kind == Kind::Unknown || kind == Kind::Pickle;
@@ -216,8 +236,11 @@ fn scan_compressed(
             ),
         ))];
     }
-    match compress::decompress(c, data, policy.max_member_bytes) {
-        Ok(inner) => scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy),
+    match compress::decompress(c, data, member_cap(policy)) {
+        Ok(inner) => {
+            charge(inner.len());
+            scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy)
+        }
         // Magic bytes that happen to start a pickle (`]` of lzma-alone is EMPTY_LIST).
         Err(_)
             if pickle::looks_like_pickle(data)
@@ -253,7 +276,8 @@ pub fn scan_nested(
             .ok()
             .map(|_| ("ZIP archive", scan_zip(&data, ctx, policy, false))),
         Kind::Compressed(c) => {
-            let inner = compress::decompress(c, data, policy.max_member_bytes).ok()?;
+            let inner = compress::decompress(c, data, member_cap(policy)).ok()?;
+            charge(inner.len());
             let (k, f) = scan_nested(&inner, &ctx.child(&format!("<{}>", c.short())), policy)?;
             Some((k, f))
         }
@@ -368,8 +392,9 @@ pub fn read_zip_member(
     child: &Ctx,
     policy: &Policy,
 ) -> Result<(Vec<u8>, Vec<ScanFinding>), ScanFinding> {
-    match zip::read_member(src, e, policy.max_member_bytes) {
+    match zip::read_member(src, e, member_cap(policy)) {
         Ok((data, anomalies)) => {
+            charge(data.len());
             let fs = anomalies
                 .iter()
                 .map(|(k, m)| child.stamp(zip_anomaly(*k, m)))
@@ -396,5 +421,31 @@ pub fn read_zip_member(
                 if e.flags & 1 != 0 { " (encrypted)" } else { "" }
             ),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_read_budget_makes_zip_bombs_unscannable() {
+        let big = vec![b'x'; 1 << 20];
+        let z = zip::build_stored(&[("a.bin", &big), ("b.bin", &big), ("c.bin", &big)]);
+        let mut policy = Policy::default();
+        let r = crate::scan::scan_bytes("z", &z, &policy);
+        assert_eq!(r.verdict, crate::scan::Verdict::Clean, "{:?}", r.findings);
+        policy.max_total_bytes = 1 << 21;
+        let r = crate::scan::scan_bytes("z", &z, &policy);
+        assert_eq!(r.verdict, crate::scan::Verdict::Unscannable, "{:?}", r.findings);
+        assert_eq!(r.findings.iter().filter(|f| f.code == "SCN002").count(), 1);
+    }
+
+    #[test]
+    fn stop_on_empty_stack_is_not_a_stream() {
+        let r = crate::scan::scan_bytes("dots", b"\x80\x02N....", &Policy::default());
+        assert!(r.findings.iter().any(|f| f.code == "PKL012"), "{:?}", r.findings);
+        let r = crate::scan::scan_bytes("dot", b".", &Policy::default());
+        assert_ne!(r.verdict, crate::scan::Verdict::Malicious);
     }
 }

@@ -608,7 +608,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                     )));
                 }
             }
-            code::STOP => return Ok(true),
+            code::STOP => {
+                // CPython pops the result: STOP on an empty stack is an error.
+                self.top()?;
+                return Ok(true);
+            }
             code::MARK => self.marks.push(self.stack.len()),
             code::POP => {
                 if self.stack.len() > self.floor() {
