@@ -437,14 +437,23 @@ mod tests {
         assert_eq!(r.verdict, crate::scan::Verdict::Clean, "{:?}", r.findings);
         policy.max_total_bytes = 1 << 21;
         let r = crate::scan::scan_bytes("z", &z, &policy);
-        assert_eq!(r.verdict, crate::scan::Verdict::Unscannable, "{:?}", r.findings);
+        assert_eq!(
+            r.verdict,
+            crate::scan::Verdict::Unscannable,
+            "{:?}",
+            r.findings
+        );
         assert_eq!(r.findings.iter().filter(|f| f.code == "SCN002").count(), 1);
     }
 
     #[test]
     fn stop_on_empty_stack_is_not_a_stream() {
         let r = crate::scan::scan_bytes("dots", b"\x80\x02N....", &Policy::default());
-        assert!(r.findings.iter().any(|f| f.code == "PKL012"), "{:?}", r.findings);
+        assert!(
+            r.findings.iter().any(|f| f.code == "PKL012"),
+            "{:?}",
+            r.findings
+        );
         let r = crate::scan::scan_bytes("dot", b".", &Policy::default());
         assert_ne!(r.verdict, crate::scan::Verdict::Malicious);
     }

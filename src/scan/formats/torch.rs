@@ -80,7 +80,13 @@ fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<
 /// A raw pickle file: legacy torch layout when the first stream is the magic number, else
 /// stacked streams read to EOF.
 pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    let first = pickle::vm::run_stream(data, 0, pickle::Limits::default());
+    // The legacy magic stream is a handful of opcodes: a short probe avoids replaying a
+    // large ordinary pickle twice.
+    let probe = pickle::Limits {
+        max_ops: 64,
+        ..pickle::Limits::default()
+    };
+    let first = pickle::vm::run_stream(data, 0, probe);
     if first.outcome == pickle::Outcome::Complete
         && first.top == Some(TopValue::BigInt(LEGACY_MAGIC.to_vec()))
     {
