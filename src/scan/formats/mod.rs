@@ -133,6 +133,14 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
     {
         tail_zip = scan_zip(&src, &ctx, policy, true);
     }
+    // Unrecognised content (media, ONNX, text…): decide from the first MiB before reading more.
+    if kind == Kind::Unknown && tail_zip.is_empty() {
+        let n = src.len().min(1 << 20);
+        let head = src.read_vec(0, n, 1 << 20)?;
+        if !acts_as_pickle(&head, n < src.len()) {
+            return Ok(not_a_model(&ctx));
+        }
+    }
     if src.len() > policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
             "SCN002",
@@ -198,25 +206,37 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 
 /// Protocol-0/1 pickles have no magic: content counts as a pickle when a stream completes or
 /// does something a loader would act on.
-fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    if !data.is_empty() && pickle::looks_like_pickle(data) {
-        let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
-        // Text that merely starts like GLOBAL (`cat\ndog\n…`) is not a pickle; a stream that
-        // completes, calls something or names a denylisted global is.
-        let pickle_like = t.outcome == pickle::Outcome::Complete
-            || !t.calls.is_empty()
-            || t.globals
-                .iter()
-                .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some());
-        if pickle_like {
-            return torch::scan_pickle_file(data, ctx, policy);
-        }
+/// Whether content without magic acts as a pickle. Text that merely starts like GLOBAL
+/// (`cat\ndog\n…`) does not; a stream that completes, calls something or names a denylisted
+/// global does. `partial`: `data` is only the head of the file, so running out of data counts.
+fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
+    if data.is_empty() || !pickle::looks_like_pickle(data) {
+        return false;
     }
+    let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
+    let ran_out = partial
+        && matches!(&t.outcome, pickle::Outcome::Broken { message, .. } if message.contains("truncated"));
+    t.outcome == pickle::Outcome::Complete
+        || ran_out
+        || !t.calls.is_empty()
+        || t.globals
+            .iter()
+            .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some())
+}
+
+fn not_a_model(ctx: &Ctx) -> Vec<ScanFinding> {
     vec![ctx.stamp(ScanFinding::new(
         "SCN019",
         Severity::Info,
         "not a recognised model, archive or pickle format: nothing executable found",
     ))]
+}
+
+fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    if acts_as_pickle(data, false) {
+        return torch::scan_pickle_file(data, ctx, policy);
+    }
+    not_a_model(ctx)
 }
 
 fn scan_compressed(
