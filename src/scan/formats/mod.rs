@@ -141,6 +141,13 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
             return Ok(not_a_model(&ctx));
         }
     }
+    // Large legacy torch files: pickles from the head, storages by positioned reads.
+    if kind == Kind::Pickle && src.len() > 64 << 20 {
+        if let Some(mut fs) = torch::scan_large_legacy(&src, &ctx, policy) {
+            fs.extend(tail_zip);
+            return Ok(fs);
+        }
+    }
     if src.len() > policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
             "SCN002",
