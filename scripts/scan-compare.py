@@ -174,7 +174,7 @@ def main():
     if not os.path.exists(big) or os.path.getsize(big) < (1 << 30):
         make_big_checkpoint(big)
     size = os.path.getsize(big)
-    print(f"\n1 GiB PyTorch checkpoint ({size} bytes, 16 x 64 MiB storages), warm page cache, best / median of runs:\n")
+    print(f"\n1 GiB PyTorch checkpoint ({size} bytes, 16 x 64 MiB storages), warm page cache, best / median of runs (load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):\n")
     print("| tool | how | best | median | verdict |")
     print("|---|---|---|---|---|")
     out = subprocess.run([a.mlsign, "scan", big], capture_output=True)
@@ -200,7 +200,26 @@ def main():
     print(f"| fickling | in-process `scan_file` | {b*1000:.1f} ms | {m*1000:.1f} ms | {t_fickling(big)} |")
     print()
     for k, t in results.items():
-        print(f"- mlsign is {t / ml_best:.0f}x faster than {k}")
+        print(f"- {k} takes {t / ml_best:.1f}x the time of mlsign")
+
+    # Large raw pickles: here the whole stream must be replayed.
+    import numpy as np
+    many = os.path.join(a.workdir, "many_objects.pkl")
+    arr = os.path.join(a.workdir, "array_200mb.pkl")
+    if not os.path.exists(many):
+        with open(many, "wb") as f:
+            pickle.dump([{"id": i, "name": "n%d" % i, "v": [i * 0.5, i]} for i in range(1_000_000)], f, protocol=4)
+    if not os.path.exists(arr):
+        with open(arr, "wb") as f:
+            pickle.dump(np.zeros(50_000_000, dtype=np.float32), f, protocol=4)
+    print("\nLarge raw pickles (every opcode replayed), best of runs:\n")
+    print("| file | size | mlsign CLI | picklescan in-process | picklescan CLI |")
+    print("|---|---|---|---|---|")
+    for path, what in [(many, "1 M dicts (16 M opcodes)"), (arr, "200 MB float32 array")]:
+        mb, _ = timeit(lambda: subprocess.run([a.mlsign, "scan", path], capture_output=True), 5)
+        pb, _ = timeit(lambda: t_picklescan(path), 3)
+        cb, _ = timeit(lambda: subprocess.run([os.path.join(venv_bin, "picklescan"), "--path", path], capture_output=True), 3)
+        print(f"| {what} | {os.path.getsize(path) / 1e6:.0f} MB | {mb * 1000:.0f} ms | {pb * 1000:.0f} ms | {cb * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -441,4 +441,20 @@ fn legacy_torch_storages_are_walked_and_checked() {
         codes.contains(&"SCN010") && codes.contains(&"PKL001"),
         "{codes:?}"
     );
+    // A large legacy file (> 64 MiB) takes the positioned-read path: same storage walk.
+    let big = dir.path().join("big.pt");
+    let mut d = src.clone();
+    d.resize(src.len() + (70 << 20), 0);
+    std::fs::write(&big, &d).unwrap();
+    let (code, v) = scan_json(&[], &[&big]);
+    assert_eq!(
+        (code, v["files"][0]["verdict"].as_str()),
+        (0, Some("suspicious")),
+        "{v}"
+    );
+    let f = &v["files"][0]["findings"][0];
+    assert_eq!(
+        (f["code"].as_str(), f["offset"].as_u64()),
+        (Some("SCN010"), Some(src.len() as u64))
+    );
 }

@@ -63,6 +63,7 @@ pub fn scan_file(path: &Path, policy: &Policy) -> Result<FileReport, ScanError> 
 
 /// Scan in-memory content (as if it were a file called `name`).
 pub fn scan_bytes(name: &str, data: &[u8], policy: &Policy) -> FileReport {
+    formats::reset_budget(policy);
     let findings = formats::scan_bytes(data, &finding::Ctx::default(), policy);
     FileReport {
         path: name.to_string(),

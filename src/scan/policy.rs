@@ -49,6 +49,8 @@ pub struct Policy {
     pub max_depth: u32,
     /// Largest member or decompressed payload read into memory.
     pub max_member_bytes: u64,
+    /// Total bytes read from members and decompressed per scanned file (zip-bomb bound).
+    pub max_total_bytes: u64,
 }
 
 /// The TOML shape of a policy file (`[scan]` table).
@@ -69,6 +71,7 @@ struct ScanSection {
     fail_on_suspicious: Option<bool>,
     max_depth: Option<u32>,
     max_member_bytes: Option<u64>,
+    max_total_bytes: Option<u64>,
 }
 
 impl Default for Policy {
@@ -80,6 +83,7 @@ impl Default for Policy {
             fail_on_suspicious: false,
             max_depth: 4,
             max_member_bytes: 1 << 30,
+            max_total_bytes: 4 << 30,
         };
         for name in presets::PRESETS {
             p.add_preset(name).expect("built-in preset");
@@ -178,6 +182,9 @@ impl Policy {
         }
         if let Some(v) = s.max_member_bytes {
             p.max_member_bytes = v;
+        }
+        if let Some(v) = s.max_total_bytes {
+            p.max_total_bytes = v;
         }
         Ok(p)
     }

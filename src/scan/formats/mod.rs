@@ -16,6 +16,25 @@ use super::policy::Policy;
 use crate::report::Severity;
 use source::{FileSource, Source};
 
+thread_local! {
+    /// Bytes still allowed to be read from members / decompressed for the current file.
+    static BUDGET: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Start a new file's read budget.
+pub fn reset_budget(policy: &Policy) {
+    BUDGET.with(|b| b.set(policy.max_total_bytes));
+}
+
+/// The most one more member / payload may take: the per-member limit or what is left.
+fn member_cap(policy: &Policy) -> u64 {
+    policy.max_member_bytes.min(BUDGET.with(|b| b.get()))
+}
+
+fn charge(n: usize) {
+    BUDGET.with(|b| b.set(b.get().saturating_sub(n as u64)));
+}
+
 /// What the first bytes say a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -96,6 +115,7 @@ pub fn sniff(head: &[u8], len: u64) -> Kind {
 pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec<ScanFinding>> {
     let src = FileSource::open(path)?;
     let ctx = Ctx::default();
+    reset_budget(policy);
     let head = src.read_vec(0, src.len().min(4096), 4096)?;
     let kind = sniff(&head, src.len());
     let zip_by_tail = kind == Kind::Unknown || kind == Kind::Pickle;
@@ -112,6 +132,21 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
     if zip_by_tail && matches!(zip::find_eocd(&src), Ok(Some(_))) && zip::read_archive(&src).is_ok()
     {
         tail_zip = scan_zip(&src, &ctx, policy, true);
+    }
+    // Unrecognised content (media, ONNX, text…): decide from the first MiB before reading more.
+    if kind == Kind::Unknown && tail_zip.is_empty() {
+        let n = src.len().min(1 << 20);
+        let head = src.read_vec(0, n, 1 << 20)?;
+        if !acts_as_pickle(&head, n < src.len()) {
+            return Ok(not_a_model(&ctx));
+        }
+    }
+    // Large legacy torch files: pickles from the head, storages by positioned reads.
+    if kind == Kind::Pickle && src.len() > 64 << 20 {
+        if let Some(mut fs) = torch::scan_large_legacy(&src, &ctx, policy) {
+            fs.extend(tail_zip);
+            return Ok(fs);
+        }
     }
     if src.len() > policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
@@ -178,25 +213,37 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 
 /// Protocol-0/1 pickles have no magic: content counts as a pickle when a stream completes or
 /// does something a loader would act on.
-fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    if !data.is_empty() && pickle::looks_like_pickle(data) {
-        let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
-        // Text that merely starts like GLOBAL (`cat\ndog\n…`) is not a pickle; a stream that
-        // completes, calls something or names a denylisted global is.
-        let pickle_like = t.outcome == pickle::Outcome::Complete
-            || !t.calls.is_empty()
-            || t.globals
-                .iter()
-                .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some());
-        if pickle_like {
-            return torch::scan_pickle_file(data, ctx, policy);
-        }
+/// Whether content without magic acts as a pickle. Text that merely starts like GLOBAL
+/// (`cat\ndog\n…`) does not; a stream that completes, calls something or names a denylisted
+/// global does. `partial`: `data` is only the head of the file, so running out of data counts.
+fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
+    if data.is_empty() || !pickle::looks_like_pickle(data) {
+        return false;
     }
+    let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
+    let ran_out = partial
+        && matches!(&t.outcome, pickle::Outcome::Broken { message, .. } if message.contains("truncated"));
+    t.outcome == pickle::Outcome::Complete
+        || ran_out
+        || !t.calls.is_empty()
+        || t.globals
+            .iter()
+            .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some())
+}
+
+fn not_a_model(ctx: &Ctx) -> Vec<ScanFinding> {
     vec![ctx.stamp(ScanFinding::new(
         "SCN019",
         Severity::Info,
         "not a recognised model, archive or pickle format: nothing executable found",
     ))]
+}
+
+fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    if acts_as_pickle(data, false) {
+        return torch::scan_pickle_file(data, ctx, policy);
+    }
+    not_a_model(ctx)
 }
 
 fn scan_compressed(
@@ -216,8 +263,11 @@ fn scan_compressed(
             ),
         ))];
     }
-    match compress::decompress(c, data, policy.max_member_bytes) {
-        Ok(inner) => scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy),
+    match compress::decompress(c, data, member_cap(policy)) {
+        Ok(inner) => {
+            charge(inner.len());
+            scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy)
+        }
         // Magic bytes that happen to start a pickle (`]` of lzma-alone is EMPTY_LIST).
         Err(_)
             if pickle::looks_like_pickle(data)
@@ -253,7 +303,8 @@ pub fn scan_nested(
             .ok()
             .map(|_| ("ZIP archive", scan_zip(&data, ctx, policy, false))),
         Kind::Compressed(c) => {
-            let inner = compress::decompress(c, data, policy.max_member_bytes).ok()?;
+            let inner = compress::decompress(c, data, member_cap(policy)).ok()?;
+            charge(inner.len());
             let (k, f) = scan_nested(&inner, &ctx.child(&format!("<{}>", c.short())), policy)?;
             Some((k, f))
         }
@@ -368,8 +419,9 @@ pub fn read_zip_member(
     child: &Ctx,
     policy: &Policy,
 ) -> Result<(Vec<u8>, Vec<ScanFinding>), ScanFinding> {
-    match zip::read_member(src, e, policy.max_member_bytes) {
+    match zip::read_member(src, e, member_cap(policy)) {
         Ok((data, anomalies)) => {
+            charge(data.len());
             let fs = anomalies
                 .iter()
                 .map(|(k, m)| child.stamp(zip_anomaly(*k, m)))
@@ -396,5 +448,40 @@ pub fn read_zip_member(
                 if e.flags & 1 != 0 { " (encrypted)" } else { "" }
             ),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_read_budget_makes_zip_bombs_unscannable() {
+        let big = vec![b'x'; 1 << 20];
+        let z = zip::build_stored(&[("a.bin", &big), ("b.bin", &big), ("c.bin", &big)]);
+        let mut policy = Policy::default();
+        let r = crate::scan::scan_bytes("z", &z, &policy);
+        assert_eq!(r.verdict, crate::scan::Verdict::Clean, "{:?}", r.findings);
+        policy.max_total_bytes = 1 << 21;
+        let r = crate::scan::scan_bytes("z", &z, &policy);
+        assert_eq!(
+            r.verdict,
+            crate::scan::Verdict::Unscannable,
+            "{:?}",
+            r.findings
+        );
+        assert_eq!(r.findings.iter().filter(|f| f.code == "SCN002").count(), 1);
+    }
+
+    #[test]
+    fn stop_on_empty_stack_is_not_a_stream() {
+        let r = crate::scan::scan_bytes("dots", b"\x80\x02N....", &Policy::default());
+        assert!(
+            r.findings.iter().any(|f| f.code == "PKL012"),
+            "{:?}",
+            r.findings
+        );
+        let r = crate::scan::scan_bytes("dot", b".", &Policy::default());
+        assert_ne!(r.verdict, crate::scan::Verdict::Malicious);
     }
 }

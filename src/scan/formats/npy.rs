@@ -65,13 +65,36 @@ pub fn parse_header(d: &[u8]) -> Result<Header, String> {
         let e = rest.find(q).ok_or("unterminated 'descr'")?;
         format!("'{}'", &rest[..e])
     };
-    // Object type codes: every quoted token whose type letter is O.
-    let object = descr.split(['\'', '"']).enumerate().any(|(i, tok)| {
-        i % 2 == 1 && {
-            let s = tok.trim_start_matches(['<', '>', '|', '=']);
-            s == "O" || s == "O8" || s == "O4"
+    // Object type codes: the type string of the plain descr, or the second quoted item of each
+    // field tuple `('name', 'type'[, shape])` (field names may be anything, even "O").
+    let is_obj = |tok: &str| {
+        matches!(
+            tok.trim_start_matches(['<', '>', '|', '=']),
+            "O" | "O8" | "O4"
+        )
+    };
+    let mut object = false;
+    let mut depth: Vec<u32> = vec![];
+    let mut chars = descr.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => depth.push(0),
+            ')' => {
+                depth.pop();
+            }
+            '\'' | '"' => {
+                let tok: String = chars.by_ref().take_while(|x| *x != c).collect();
+                match depth.last_mut() {
+                    None => object |= is_obj(&tok),
+                    Some(n) => {
+                        *n += 1;
+                        object |= *n == 2 && is_obj(&tok);
+                    }
+                }
+            }
+            _ => {}
         }
-    });
+    }
     let count = t.find("'shape'").and_then(|si| {
         let a = t[si + 7..]
             .trim_start()

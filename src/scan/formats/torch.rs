@@ -80,11 +80,17 @@ fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<
 /// A raw pickle file: legacy torch layout when the first stream is the magic number, else
 /// stacked streams read to EOF.
 pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    let first = pickle::vm::run_stream(data, 0, pickle::Limits::default());
+    // The legacy magic stream is a handful of opcodes: a short probe avoids replaying a
+    // large ordinary pickle twice.
+    let probe = pickle::Limits {
+        max_ops: 64,
+        ..pickle::Limits::default()
+    };
+    let first = pickle::vm::run_stream(data, 0, probe);
     if first.outcome == pickle::Outcome::Complete
         && first.top == Some(TopValue::BigInt(LEGACY_MAGIC.to_vec()))
     {
-        return scan_legacy(data, ctx, policy);
+        return scan_legacy(&data, data, ctx, policy).unwrap_or_default();
     }
     let scan = pickle::scan_streams(data, 0, ctx, policy, None);
     let mut fs = scan.findings;
@@ -103,14 +109,45 @@ pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFind
 
 /// `_legacy_save`: magic, protocol, sys_info, object, storage keys — then raw storages
 /// (`<i8 numel>` + bytes each, in key order).
-fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    let scan = pickle::scan_streams(data, 0, ctx, policy, Some(5));
+/// Bytes of a large legacy file read up front: the five pickles are normally far smaller.
+const LEGACY_HEAD: u64 = 64 << 20;
+
+/// A legacy torch file too large to read whole: parse the pickles from its head and walk the
+/// storages with positioned reads. `None` when it is not legacy or its pickles exceed the head.
+pub fn scan_large_legacy(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Option<Vec<ScanFinding>> {
+    let head = src
+        .read_vec(0, src.len().min(LEGACY_HEAD), LEGACY_HEAD)
+        .ok()?;
+    let probe = pickle::Limits {
+        max_ops: 64,
+        ..pickle::Limits::default()
+    };
+    let first = pickle::vm::run_stream(&head, 0, probe);
+    let legacy = first.outcome == pickle::Outcome::Complete
+        && first.top == Some(TopValue::BigInt(LEGACY_MAGIC.to_vec()));
+    if !legacy {
+        return None;
+    }
+    scan_legacy(src, &head, ctx, policy)
+}
+
+/// `head` is the start of `src` (all of it for files read whole).
+fn scan_legacy(
+    src: &dyn Source,
+    head: &[u8],
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Option<Vec<ScanFinding>> {
+    let scan = pickle::scan_streams(head, 0, ctx, policy, Some(5));
     let mut fs = scan.findings.clone();
     let complete = scan.traces.len() == 5
         && scan
             .traces
             .iter()
             .all(|t| t.outcome == pickle::Outcome::Complete);
+    if !complete && (head.len() as u64) < src.len() {
+        return None; // the pickles run past the head: read the file whole instead
+    }
     if !complete {
         if !fs.iter().any(|f| f.code == "PKL009") {
             fs.push(ctx.stamp(ScanFinding::new(
@@ -122,7 +159,7 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
                 ),
             )));
         }
-        return fs;
+        return Some(fs);
     }
     let refs = storage_refs(&scan, ctx, &mut fs);
     let by_key: HashMap<&str, &StorageRef> = refs.iter().map(|r| (r.key.as_str(), r)).collect();
@@ -134,11 +171,11 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
                 Severity::High,
                 "legacy torch storage-key list is not a list of strings",
             )));
-            return fs;
+            return Some(fs);
         }
     };
     let mut pos = scan.end as u64;
-    let len = data.len() as u64;
+    let len = src.len();
     for key in &keys {
         let Some(r) = by_key.get(key.as_str()) else {
             fs.push(
@@ -151,7 +188,7 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
                     .offset(pos),
                 ),
             );
-            return fs;
+            return Some(fs);
         };
         let el = element_size(&r.class).unwrap_or(1);
         if pos + 8 > len {
@@ -165,13 +202,12 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
                     .offset(pos),
                 ),
             );
-            return fs;
+            return Some(fs);
         }
-        let numel = u64::from_le_bytes(
-            data[pos as usize..pos as usize + 8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
+        let Ok(hdr) = src.read_vec(pos, 8, 8) else {
+            return Some(fs);
+        };
+        let numel = u64::from_le_bytes(hdr.try_into().unwrap_or([0; 8]));
         if r.numel.is_some_and(|n| n != numel) {
             fs.push(
                 ctx.stamp(
@@ -192,13 +228,17 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
             Some(e) => pos = e,
             None => {
                 fs.push(ctx.stamp(ScanFinding::new("SCN009", Severity::High, format!("storage {key:?} declares {numel} elements of {el} byte(s), past the end of the file")).offset(pos)));
-                return fs;
+                return Some(fs);
             }
         }
     }
     if pos < len {
         // Whatever follows the storages is not read by torch; scan it in case it is a payload.
-        let rest = pickle::scan_streams(&data[pos as usize..], pos, ctx, policy, None);
+        let n = (len - pos).min(policy.max_member_bytes);
+        let tail = src
+            .read_vec(pos, n, policy.max_member_bytes)
+            .unwrap_or_default();
+        let rest = pickle::scan_streams(&tail, pos, ctx, policy, None);
         let calls = rest
             .traces
             .iter()
@@ -221,7 +261,7 @@ fn scan_legacy(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
             fs.extend(rest.findings);
         }
     }
-    fs
+    Some(fs)
 }
 
 /// The PyTorch ZIP checkpoint / TorchScript archive.

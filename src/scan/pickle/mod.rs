@@ -13,6 +13,9 @@ use crate::report::Severity;
 use std::collections::BTreeMap;
 pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
 
+/// Stacked streams read from one region before giving up.
+pub const MAX_STREAMS: u32 = 100_000;
+
 /// All streams of one pickle region.
 pub struct PickleScan {
     pub findings: Vec<ScanFinding>,
@@ -71,6 +74,19 @@ pub fn scan_streams(
     let mut pos = 0usize;
     let mut idx = 0u32;
     while pos < data.len() && max_streams.map_or(true, |m| (idx as usize) < m) {
+        if idx >= MAX_STREAMS {
+            out.findings.push(
+                ctx.stamp(
+                    ScanFinding::new(
+                        "PKL014",
+                        Severity::High,
+                        format!("more than {MAX_STREAMS} stacked pickle streams"),
+                    )
+                    .offset(base + pos as u64),
+                ),
+            );
+            break;
+        }
         let t = vm::run_stream(&data[pos..], base + pos as u64, Limits::default());
         let mut fs = trace_findings(&t, policy);
         if let Outcome::Broken { offset, message } = &t.outcome {

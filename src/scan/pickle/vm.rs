@@ -22,7 +22,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_ops: 50_000_000,
-            max_nodes: 8_000_000,
+            max_nodes: 16_000_000,
             max_literal: 4096,
         }
     }
@@ -139,6 +139,50 @@ pub struct Trace {
 
 type Id = u32;
 
+/// Ids below this + 256 are shared scalar nodes (None, bool, float, bytes, …, ints 0–255).
+const SHARED: Id = 8;
+
+/// The unpickler memo: dense keys (what picklers write) in a vector, anything else in a map.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Id>,
+    sparse: std::collections::HashMap<u64, Id>,
+    /// Distinct keys stored (MEMOIZE uses it as the next key, like `len(memo)`).
+    count: usize,
+}
+
+const EMPTY: Id = Id::MAX;
+
+impl Memo {
+    fn get(&self, k: u64) -> Option<Id> {
+        match self.dense.get(k as usize) {
+            Some(&v) if v != EMPTY => Some(v),
+            _ => self.sparse.get(&k).copied(),
+        }
+    }
+    fn insert(&mut self, k: u64, v: Id) {
+        let dense_ok = k < (1 << 26) && (k as usize) <= self.dense.len() + 4096;
+        if dense_ok {
+            let k = k as usize;
+            if k >= self.dense.len() {
+                self.dense.resize(k + 1, EMPTY);
+            }
+            let was = self.dense[k] != EMPTY || self.sparse.remove(&(k as u64)).is_some();
+            self.dense[k] = v;
+            if !was {
+                self.count += 1;
+            }
+        } else {
+            let in_dense = self.dense.get(k as usize).is_some_and(|x| *x != EMPTY);
+            if in_dense {
+                self.dense[k as usize] = v;
+            } else if self.sparse.insert(k, v).is_none() {
+                self.count += 1;
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Node {
     None,
@@ -229,7 +273,7 @@ struct Vm<'a, 'p> {
     nodes: Vec<Node>,
     stack: Vec<Id>,
     marks: Vec<usize>,
-    memo: std::collections::HashMap<u64, Id>,
+    memo: Memo,
     proto: u8,
     t: &'p mut Trace,
     /// Index of the call whose result is on top of the stack (for the discarded-result check).
@@ -257,11 +301,22 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
         nodes: Vec::new(),
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: Default::default(),
+        memo: Memo::default(),
         proto: 0,
         t: &mut t,
         last_call: None,
     };
+    vm.nodes.extend([
+        Node::None,
+        Node::Bool,
+        Node::Float,
+        Node::Bytes,
+        Node::OpaqueStr,
+        Node::Unknown,
+        Node::Persistent,
+        Node::Unknown,
+    ]);
+    vm.nodes.extend((0..256).map(Node::Int));
     let res = vm.run();
     let end = vm.r.pos;
     let top = match &res {
@@ -282,6 +337,19 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
 
 impl<'a, 'p> Vm<'a, 'p> {
     fn push_node(&mut self, n: Node) -> Result<Id, Fail> {
+        // Immutable scalars share preallocated nodes (see `SHARED`): only strings, containers,
+        // globals and call results take arena space.
+        match n {
+            Node::None => return Ok(0),
+            Node::Bool => return Ok(1),
+            Node::Float => return Ok(2),
+            Node::Bytes => return Ok(3),
+            Node::OpaqueStr => return Ok(4),
+            Node::Unknown => return Ok(5),
+            Node::Persistent => return Ok(6),
+            Node::Int(i) if (0..256).contains(&i) => return Ok(SHARED + i as Id),
+            _ => {}
+        }
         if self.nodes.len() >= self.limits.max_nodes {
             return Err(Fail(format!(
                 "simulation limit: more than {} values",
@@ -608,7 +676,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                     )));
                 }
             }
-            code::STOP => return Ok(true),
+            code::STOP => {
+                // CPython pops the result: STOP on an empty stack is an error.
+                self.top()?;
+                return Ok(true);
+            }
             code::MARK => self.marks.push(self.stack.len()),
             code::POP => {
                 if self.stack.len() > self.floor() {
@@ -851,8 +923,8 @@ impl<'a, 'p> Vm<'a, 'p> {
                     code::BINGET => self.r.take(1)?[0] as u64,
                     _ => self.r.u32()? as u64,
                 };
-                match self.memo.get(&idx) {
-                    Some(&id) => self.stack.push(id),
+                match self.memo.get(idx) {
+                    Some(id) => self.stack.push(id),
                     None => {
                         self.t.anomalies.push(Anomaly {
                             kind: AnomalyKind::MemoMiss,
@@ -871,10 +943,10 @@ impl<'a, 'p> Vm<'a, 'p> {
                     code::PUT => parse_line_int(self.r.line()?)?,
                     code::BINPUT => self.r.take(1)?[0] as u64,
                     code::LONG_BINPUT => self.r.u32()? as u64,
-                    _ => self.memo.len() as u64,
+                    _ => self.memo.count as u64,
                 };
                 let t = self.top()?;
-                if self.memo.len() >= self.limits.max_nodes {
+                if self.memo.count >= self.limits.max_nodes {
                     return Err(Fail("memo limit reached".into()));
                 }
                 self.memo.insert(idx, t);
