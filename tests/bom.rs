@@ -1144,12 +1144,23 @@ fn bad_input_is_exit_2_naming_the_place_and_nothing_is_written() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(!d.join("model/bom.json").exists());
     // Nor inside a dataset; and a lineage file may not live inside the data it records.
-    let r = mlsign_in(d, ["bom", "model", "-o", "data/x.json", "--dataset", "data"]);
+    let r = mlsign_in(
+        d,
+        ["bom", "model", "-o", "data/x.json", "--dataset", "data"],
+    );
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(!d.join("data/x.json").exists());
     let r = mlsign_in(
         d,
-        ["dataset", "record", "data", "--lineage", "data/l.json", "--name", "all"],
+        [
+            "dataset",
+            "record",
+            "data",
+            "--lineage",
+            "data/l.json",
+            "--name",
+            "all",
+        ],
     );
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("inside the dataset"), "{}", r.all());
