@@ -275,6 +275,14 @@ fn ml_bom_with_lineage_and_lockfiles_is_valid_and_complete() {
     assert_valid_both(d, Path::new("bom.cdx.json"));
     let bom = read_json(&d.join("bom.cdx.json"));
     assert_eq!(bom["specVersion"], "1.6");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["bom.cdx.json", "lineage.json"] {
+            let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{f} is meant to be shared");
+        }
+    }
 
     // Model: model card from config.json + README, every file with its real SHA-256.
     let m = &bom["metadata"]["component"];

@@ -152,7 +152,7 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
             i.message
         );
     }
-    attest::write_atomic(&output, text.as_bytes(), a.force)?;
+    bom::write_public(&output, text.as_bytes(), a.force)?;
     let m = bom
         .metadata
         .as_ref()
@@ -419,7 +419,7 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         s.push(".sig");
         PathBuf::from(s)
     });
-    attest::write_atomic(&out, &bundle.to_json(), a.force)?;
+    bom::write_public(&out, &bundle.to_json(), a.force)?;
     let digest = bom::sign::sha256_hex(&bytes);
     match a.format {
         Format::Human => println!(
@@ -453,7 +453,7 @@ fn show_cmd(a: BomShowArgs) -> Result<Exit> {
         ShowFormat::Html => v.html(),
     };
     match &a.output {
-        Some(p) => attest::write_atomic(p, text.as_bytes(), true)?,
+        Some(p) => bom::write_public(p, text.as_bytes(), true)?,
         None => print!("{text}"),
     }
     Ok(Exit::Pass)
