@@ -34,6 +34,21 @@ pub enum Command {
     Bom(BomArgs),
     /// Record dataset versions and the steps between them (hash-linked lineage), and verify it.
     Dataset(DatasetArgs),
+    /// Reject unsafe pickles and code-carrying model files (static: nothing is executed).
+    #[command(
+        long_about = "Scan model files for code that runs on load, without Python and without \
+    executing anything. Files are identified by content, never by extension: raw pickles (protocols \
+    0-5, stacked streams), PyTorch ZIP / legacy / tar checkpoints, TorchScript archives, joblib \
+    (plain or zlib/gzip/bz2/xz/lzma), NumPy .npy/.npz, safetensors, GGUF, Keras .keras/.h5.\n\n\
+    Every pickle global must be on an exact (module, name) allowlist (presets: builtins, pytorch, \
+    numpy, joblib). Custom classes of known libraries (scikit-learn, transformers, argparse.Namespace, \
+    ...) are 'suspicious': reported, exit 0, unless --strict. Anything else, a broken stream, a \
+    computed global, or an archive mlsign cannot open is rejected.\n\n\
+    Verdicts: clean, suspicious, malicious, unscannable. Exit codes: 0 every file clean or suspicious; \
+    1 any file malicious or unscannable (or suspicious with --strict); 2 usage or I/O error.",
+        after_help = "Examples:\n  mlsign scan model.pt\n  mlsign scan models/ --format json\n  mlsign scan clf.joblib --allow-suspicious sklearn\n  mlsign scan ckpt.bin --policy policies/scan-default.toml --format sarif > scan.sarif\n  mlsign scan run/ --allow mypkg.models:Net --strict"
+    )]
+    Scan(ScanArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +64,7 @@ pub enum KeyAlgorithm {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  mlsign keygen --out signer\n  mlsign keygen --out release-key --algorithm p384\n  MLSIGN_PASS=secret mlsign keygen --out signer --passphrase-env MLSIGN_PASS")]
 pub struct KeygenArgs {
     /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub.
     #[arg(long, value_name = "PREFIX")]
@@ -104,6 +120,7 @@ pub struct HashingArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  mlsign hash models/bert\n  mlsign hash models/bert --algorithm blake3 --format json\n  mlsign hash models/llama --shard-size 1G --ignore models/llama/logs")]
 pub struct HashArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -121,6 +138,7 @@ pub enum SubjectKind {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written).")]
 pub struct SignArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -153,6 +171,7 @@ pub struct SignArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  mlsign verify models/bert --bundle models/bert.sig --key signer.pub\n  mlsign verify models/bert --signature bert.sig --cert-chain roots.pem --format json\n  mlsign verify models/bert --bundle bert.sig --key signer.pub --format sarif > verify.sarif\n\nThe signature is checked first, over the exact signed bytes; then the tree is re-hashed with the\nalgorithm, sharding and ignore list that were signed, and every modified, missing, extra or\nrenamed file is reported.\nExit codes: 0 verified, 1 verification failed, 2 usage or I/O error (e.g. malformed bundle).")]
 pub struct VerifyArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -483,6 +502,27 @@ pub struct DatasetVerifyArgs {
     /// Worker threads for hashing (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories (scanned recursively).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Scan policy file (TOML, `[scan]` table; see policies/scan-default.toml).
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: Option<PathBuf>,
+    /// Also allow this exact global, written `module:name`. Repeatable.
+    #[arg(long = "allow", value_name = "MODULE:NAME")]
+    pub allow: Vec<String>,
+    /// Allow a suspicious-tier module (prefix, e.g. `sklearn`) or `module:name`. Repeatable.
+    #[arg(long = "allow-suspicious", value_name = "MODULE[:NAME]")]
+    pub allow_suspicious: Vec<String>,
+    /// Treat suspicious files as failures (exit 1).
+    #[arg(long)]
+    pub strict: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }

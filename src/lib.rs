@@ -11,3 +11,4 @@ pub mod commands;
 pub mod dataset;
 pub mod digest;
 pub mod report;
+pub mod scan;

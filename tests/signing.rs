@@ -898,7 +898,7 @@ fn tamper_content_changes_are_reported_by_path() {
         r.stdout.contains("FAILED")
             && r.stdout.contains("backdoor.py")
             && r.stdout
-                .contains("renamed: with space.json -> with_space.json"),
+                .contains("with_space.json: renamed from with space.json"),
         "{}",
         r.stdout
     );
@@ -1213,6 +1213,58 @@ fn bad_input() {
     assert_eq!(r.code, 2);
     let r = mlsign(os!["frobnicate"]);
     assert_eq!(r.code, 2);
+}
+
+#[test]
+fn truncation_under_the_memory_map_is_an_error_not_a_crash() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .args(os!["hash", m])
+        .env("MLSIGN_TEST_TRUNCATE_WHILE_HASHING", "1"));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("changed while it was being hashed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(m.to_str().unwrap()),
+        "names the file: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn every_read_and_hash_path_agrees() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    fs::write(
+        m.join("big.bin"),
+        (0..20_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for extra in [
+        &[][..],
+        &["--shard-size", "3000001"][..],
+        &["--algorithm", "blake3"][..],
+    ] {
+        let mut outs = Vec::new();
+        for (no_mmap, no_shani) in [("0", "0"), ("1", "0"), ("0", "1"), ("1", "1")] {
+            let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                .args(os!["hash", m, "--format", "json"])
+                .args(extra)
+                .env("MLSIGN_NO_MMAP", no_mmap)
+                .env("MLSIGN_NO_SHANI", no_shani));
+            assert_eq!(r.code, 0, "{}", r.all());
+            outs.push(json(&r)["resources"].clone());
+        }
+        for o in &outs[1..] {
+            assert_eq!(&outs[0], o, "{extra:?}");
+        }
+    }
 }
 
 #[test]

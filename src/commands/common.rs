@@ -167,6 +167,14 @@ pub fn read_small(path: &Path, what: &str) -> Result<String> {
         .with_context(|| format!("{what} {}: not a PEM text file", path.display()))
 }
 
+/// SARIF is for findings; commands without findings refuse it rather than print something else.
+pub fn no_sarif(format: Format) -> Result<()> {
+    if format == Format::Sarif {
+        bail!("--format sarif is for commands that report findings (verify, scan); use json");
+    }
+    Ok(())
+}
+
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 pub fn run(a: HashArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
     let config = hash_config(&a.path, &a.hashing)?;
     let bar = Bar::new(!a.hashing.no_progress);
     let m = Manifest::from_path_with(&a.path, &config, &bar)?;

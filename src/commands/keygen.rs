@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 pub fn run(a: KeygenArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
     let kind = match a.algorithm {
         KeyAlgorithm::P256 => KeyKind::P256,
         KeyAlgorithm::P384 => KeyKind::P384,

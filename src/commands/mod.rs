@@ -7,6 +7,7 @@ mod dataset;
 mod hash;
 mod keygen;
 mod sign;
+pub mod scan;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Verify(a) => (a.format, verify::run(a)),
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
+        Command::Scan(a) => (a.format, scan::run(a)),
     };
     match result {
         Ok(code) => code,

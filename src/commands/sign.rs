@@ -20,6 +20,7 @@ fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
 }
 
 pub fn run(a: SignArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
     // Everything that can fail cheaply fails before hashing.
     if !a.path.exists() {
         anyhow::bail!("{}: no such file or directory", a.path.display());

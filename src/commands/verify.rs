@@ -9,13 +9,25 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 fn finding_of(d: &Difference) -> Finding {
-    let (code, sev) = match d {
-        Difference::Modified { .. } => ("SIG001", Severity::Critical),
-        Difference::Missing { .. } => ("SIG002", Severity::High),
-        Difference::Extra { .. } => ("SIG003", Severity::High),
-        Difference::Renamed { .. } => ("SIG004", Severity::High),
+    let (code, sev, msg) = match d {
+        Difference::Modified { .. } => (
+            "SIG001",
+            Severity::Critical,
+            "content differs from what was signed".to_string(),
+        ),
+        Difference::Missing { .. } => ("SIG002", Severity::High, "signed, but missing".to_string()),
+        Difference::Extra { .. } => (
+            "SIG003",
+            Severity::High,
+            "present, but not covered by the signature".to_string(),
+        ),
+        Difference::Renamed { from, .. } => (
+            "SIG004",
+            Severity::High,
+            format!("renamed from {from} (same content)"),
+        ),
     };
-    Finding::new(code, sev, d.to_string()).at(Location::path(d.path()))
+    Finding::new(code, sev, msg).at(Location::path(d.path()))
 }
 
 fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {

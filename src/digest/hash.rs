@@ -1,17 +1,71 @@
 //! The parallel hashing engine: a fixed pool of workers pulls files or shards (largest first)
-//! from a shared queue; each worker owns one read buffer, so memory stays bounded whatever the
-//! model size. Reads use `pread` on a descriptor opened without following links, and every file
-//! is checked before and after reading so that a file changing underneath is an error, not a
-//! silently wrong digest.
+//! from a shared queue. Each worker maps one short window of its file at a time (no copy out of
+//! the page cache; a truncation under the map is caught by [`super::sigbus`]) and falls back to
+//! `pread` into one bounded buffer where mapping is impossible, so memory stays bounded whatever
+//! the model size. Files are opened without following links and checked before and after
+//! reading, so a file changing underneath is an error, not a silently wrong digest.
 
+use super::sha256ni::{self, Sha256Ni};
+use super::sigbus::Guard;
 use super::{walk::Entry, Error, HashAlgorithm, Progress};
+use std::ffi::CString;
 use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Bytes per read: big enough to amortise syscalls, small enough to stay in L2/L3 per core.
-const BUF_SIZE: usize = 2 << 20;
+/// Bytes per read or map window: big enough to amortise syscalls and page-table work, small
+/// enough that two workers stay far below the 64 MiB memory budget.
+const WINDOW: usize = 8 << 20;
+
+/// One mapped window of a file; unmapped on drop.
+struct Map {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Map {
+    fn new(file: &File, offset: u64, len: usize) -> Option<Map> {
+        // SAFETY: a fresh read-only private mapping of a file we hold open; it is only read
+        // through `bytes()` while `self` lives, and truncation faults are handled by the guard.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        Some(Map { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+fn page_size() -> u64 {
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
 
 /// A byte range of one entry to hash into one digest.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +75,7 @@ pub(crate) struct Item {
     pub end: u64,
 }
 
+#[allow(clippy::large_enum_variant)] // one per worker item; boxing ring's context buys nothing
 enum Hasher {
     Sha256(ring::digest::Context),
     Blake2b(Box<blake2::Blake2b512>),
@@ -41,10 +96,14 @@ impl Hasher {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    fn update(&mut self, data: &[u8], parallel: bool) {
         match self {
             Hasher::Sha256(c) => c.update(data),
             Hasher::Blake2b(h) => blake2::Digest::update(h.as_mut(), data),
+            // BLAKE3 is a tree hash: one big file can use every core.
+            Hasher::Blake3(h) if parallel => {
+                h.update_rayon(data);
+            }
             Hasher::Blake3(h) => {
                 h.update(data);
             }
@@ -102,61 +161,158 @@ fn open_checked(e: &Entry) -> Result<(File, std::fs::Metadata), Error> {
     Ok((file, meta))
 }
 
+/// Sequential windows over one item's byte range: mapped (zero-copy) where possible, read into
+/// a bounded buffer otherwise, with the file checked for changes around the whole read.
+struct Reader<'e> {
+    e: &'e Entry,
+    file: File,
+    before: std::fs::Metadata,
+    cpath: Option<CString>,
+    page: u64,
+    pos: u64,
+    end: u64,
+    buf: Vec<u8>,
+    #[cfg(debug_assertions)]
+    test_truncate: bool,
+}
+
+impl<'e> Reader<'e> {
+    fn open(e: &'e Entry, item: Item) -> Result<Reader<'e>, Error> {
+        let (file, before) = open_checked(e)?;
+        // MLSIGN_NO_MMAP=1 reads with pread only (file systems where mapping misbehaves).
+        let cpath = CString::new(e.open_path.as_os_str().as_bytes())
+            .ok()
+            .filter(|_| std::env::var_os("MLSIGN_NO_MMAP").is_none_or(|v| v == "0"));
+        Ok(Reader {
+            e,
+            file,
+            before,
+            cpath,
+            page: page_size(),
+            pos: item.start,
+            end: item.end,
+            buf: Vec::new(),
+            #[cfg(debug_assertions)]
+            test_truncate: std::env::var_os("MLSIGN_TEST_TRUNCATE_WHILE_HASHING").is_some(),
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    /// Give the next window to `f` (an empty slice once done); returns what `f` returned.
+    fn next<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        if self.done() {
+            return Ok(f(&[]));
+        }
+        let aligned = self.pos - self.pos % self.page;
+        let len = (self.end - aligned).min(WINDOW as u64) as usize;
+        let mapped = self.cpath.as_deref().and_then(|p| {
+            let m = Map::new(&self.file, aligned, len)?;
+            let g = Guard::register(m.ptr as usize, m.len, p)?;
+            Some((m, g))
+        });
+        if let Some((map, _guard)) = mapped {
+            #[cfg(debug_assertions)]
+            if std::mem::take(&mut self.test_truncate) {
+                // Test hook (debug builds only): simulate a writer truncating the file.
+                if let Some(p) = &self.cpath {
+                    unsafe { libc::truncate(p.as_ptr(), 0) };
+                }
+            }
+            let data = &map.bytes()[(self.pos - aligned) as usize..];
+            self.pos += data.len() as u64;
+            return Ok(f(data));
+        }
+        self.buf.resize(WINDOW, 0);
+        let want = ((self.end - self.pos) as usize).min(WINDOW);
+        loop {
+            match self.file.read_at(&mut self.buf[..want], self.pos) {
+                Ok(0) => {
+                    return Err(Error::Changed {
+                        path: self.e.open_path.clone(),
+                        what: "truncated while reading",
+                    })
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(f(&self.buf[..n]));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(Error::io(&self.e.open_path, err)),
+            }
+        }
+    }
+
+    /// Check that the file did not change while it was read.
+    fn close(self) -> Result<(), Error> {
+        let after = self
+            .file
+            .metadata()
+            .map_err(|err| Error::io(&self.e.open_path, err))?;
+        if after.len() != self.before.len()
+            || after.mtime() != self.before.mtime()
+            || after.mtime_nsec() != self.before.mtime_nsec()
+        {
+            return Err(Error::Changed {
+                path: self.e.open_path.clone(),
+                what: "modified while reading",
+            });
+        }
+        Ok(())
+    }
+}
+
 fn hash_item(
     e: &Entry,
     item: Item,
     alg: HashAlgorithm,
-    buf: &mut [u8],
+    parallel: bool,
     progress: &dyn Progress,
     abort: &AtomicBool,
 ) -> Result<Vec<u8>, Error> {
-    let (file, before) = open_checked(e)?;
-    #[cfg(target_os = "linux")]
-    unsafe {
-        // Advisory only; failure changes nothing.
-        use std::os::fd::AsRawFd;
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            item.start as libc::off_t,
-            (item.end - item.start) as libc::off_t,
-            libc::POSIX_FADV_SEQUENTIAL,
-        );
-    }
+    let mut r = Reader::open(e, item)?;
     let mut h = Hasher::new(alg);
-    let mut pos = item.start;
-    while pos < item.end {
+    while !r.done() {
         if abort.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
-        let want = ((item.end - pos) as usize).min(buf.len());
-        let n = match file.read_at(&mut buf[..want], pos) {
-            Ok(0) => {
-                return Err(Error::Changed {
-                    path: e.open_path.clone(),
-                    what: "truncated while reading",
-                })
-            }
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(&e.open_path, err)),
-        };
-        h.update(&buf[..n]);
-        pos += n as u64;
+        let n = r.next(|d| {
+            h.update(d, parallel);
+            d.len()
+        })?;
         progress.advance(n as u64);
     }
-    let after = file
-        .metadata()
-        .map_err(|err| Error::io(&e.open_path, err))?;
-    if after.len() != before.len()
-        || after.mtime() != before.mtime()
-        || after.mtime_nsec() != before.mtime_nsec()
-    {
-        return Err(Error::Changed {
-            path: e.open_path.clone(),
-            what: "modified while reading",
-        });
-    }
+    r.close()?;
     Ok(h.finish())
+}
+
+/// Two SHA-256 items in lock-step on the SHA extensions (see [`Sha256Ni`]).
+fn hash_pair(
+    (ea, ia): (&Entry, Item),
+    (eb, ib): (&Entry, Item),
+    progress: &dyn Progress,
+    abort: &AtomicBool,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let mut ra = Reader::open(ea, ia)?;
+    let mut rb = Reader::open(eb, ib)?;
+    let (mut ha, mut hb) = (Sha256Ni::new(), Sha256Ni::new());
+    while !(ra.done() && rb.done()) {
+        if abort.load(Ordering::Relaxed) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let n = ra.next(|da| {
+            rb.next(|db| {
+                Sha256Ni::update2(&mut ha, da, &mut hb, db);
+                da.len() + db.len()
+            })
+        })??;
+        progress.advance(n as u64);
+    }
+    ra.close()?;
+    rb.close()?;
+    Ok((ha.finish().to_vec(), hb.finish().to_vec()))
 }
 
 /// Hash every item; returns digests in item order. Stops early on the first error.
@@ -175,27 +331,47 @@ pub(crate) fn hash_items(
     let results: Mutex<Vec<Option<Vec<u8>>>> = Mutex::new(vec![None; items.len()]);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let workers = threads.min(items.len()).max(1);
+    // Fewer items than cores (one big file): let BLAKE3 spread each item over the cores.
+    let parallel = alg == HashAlgorithm::Blake3 && items.len() < threads && threads > 1;
 
-    let work = || {
-        let mut buf = vec![0u8; BUF_SIZE];
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                return;
-            }
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = order.get(k) else { return };
-            let item = items[i];
-            match hash_item(&entries[item.entry], item, alg, &mut buf, progress, &abort) {
-                Ok(d) => results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(d),
-                Err(e) => {
-                    abort.store(true, Ordering::Relaxed);
-                    first_err
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                    return;
+    // Two SHA-256 streams per worker keep the SHA unit busy (MLSIGN_NO_SHANI=1 turns it off).
+    let pairs = alg == HashAlgorithm::Sha256
+        && items.len() > 1
+        && sha256ni::available()
+        && std::env::var_os("MLSIGN_NO_SHANI").is_none_or(|v| v == "0");
+    let store =
+        |i: usize, d: Vec<u8>| results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(d);
+    let fail = |e: Error| {
+        abort.store(true, Ordering::Relaxed);
+        first_err
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    };
+    let take = || order.get(next.fetch_add(1, Ordering::Relaxed)).copied();
+
+    let work = || loop {
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(i) = take() else { return };
+        let (a, ea) = (items[i], &entries[items[i].entry]);
+        if pairs {
+            if let Some(j) = take() {
+                let (b, eb) = (items[j], &entries[items[j].entry]);
+                match hash_pair((ea, a), (eb, b), progress, &abort) {
+                    Ok((da, db)) => {
+                        store(i, da);
+                        store(j, db);
+                    }
+                    Err(e) => return fail(e),
                 }
+                continue;
             }
+        }
+        match hash_item(ea, a, alg, parallel, progress, &abort) {
+            Ok(d) => store(i, d),
+            Err(e) => return fail(e),
         }
     };
 
@@ -249,8 +425,8 @@ mod tests {
             ),
         ] {
             let mut h = Hasher::new(alg);
-            h.update(b"a");
-            h.update(b"bc");
+            h.update(b"a", false);
+            h.update(b"bc", true);
             assert_eq!(hex::encode(h.finish()), hex_abc, "{alg}");
         }
     }

@@ -12,6 +12,8 @@ mod diff;
 mod error;
 mod hash;
 mod manifest;
+mod sha256ni;
+mod sigbus;
 mod walk;
 
 pub use config::{HashAlgorithm, HashConfig, Method, NoProgress, Progress, GIT_PATHS};

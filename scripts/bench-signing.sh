@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds mlsign (release), installs the anchors (model_signing in .venv, b3sum from crates.io
+# into .bench/tools) and runs the side-by-side signing benchmark. Extra args go to
+# scripts/bench_signing.py (e.g. --size-mb 512 --repeat 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked
+if [ ! -x .venv/bin/model_signing ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q -r scripts/deps/python/signing.txt
+fi
+if ! command -v b3sum >/dev/null && [ ! -x .bench/tools/bin/b3sum ]; then
+  cargo install --locked b3sum --version 1.8.7 --root .bench/tools
+fi
+exec python3 scripts/bench_signing.py "$@"

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Side-by-side signing benchmark: mlsign vs model_signing, openssl and b3sum, in one run.
+
+  scripts/bench-signing.sh          # builds what it needs, then runs this
+  python3 scripts/bench_signing.py --size-mb 2048 --files 4 --repeat 3
+
+Generates a model of FILES random files (SIZE_MB in total) under .bench/, warms the page cache,
+then times every tool REPEAT times and prints a Markdown table: median wall seconds, CPU seconds
+(user+sys), MB/s, peak RSS, and the ratio against mlsign. The machine is shared and noisy: read
+the ratios and the CPU seconds, not only the wall times.
+"""
+import argparse
+import os
+import pathlib
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".bench"
+
+
+def run_once(cmd, cwd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"benchmark command failed ({code}): {' '.join(map(str, cmd))}\n{err}")
+    cpu = ru.ru_utime + ru.ru_stime
+    return wall, cpu, ru.ru_maxrss / 1024.0  # MiB
+
+
+def measure(cmd, cwd, repeat):
+    run_once(cmd, cwd)  # warm-up (page cache, lazy loading)
+    runs = [run_once(cmd, cwd) for _ in range(repeat)]
+    return (
+        statistics.median(r[0] for r in runs),
+        statistics.median(r[1] for r in runs),
+        max(r[2] for r in runs),
+    )
+
+
+def make_model(path, size_mb, files):
+    want = size_mb * 1024 * 1024 // files
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        f = path / f"model-{i:05d}-of-{files:05d}.safetensors"
+        if f.exists() and f.stat().st_size == want:
+            continue
+        with open(f, "wb") as out:
+            left = want
+            while left:
+                n = min(left, 8 << 20)
+                out.write(os.urandom(n))
+                left -= n
+    return want * files
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=2048)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--mlsign", default=str(ROOT / "target/release/mlsign"))
+    ap.add_argument("--model-signing", default=str(ROOT / ".venv/bin/model_signing"))
+    ap.add_argument("--b3sum", default=shutil.which("b3sum") or str(BENCH / "tools/bin/b3sum"))
+    args = ap.parse_args()
+
+    BENCH.mkdir(exist_ok=True)
+    model = BENCH / f"model-{args.size_mb}m-{args.files}"
+    total = make_model(model, args.size_mb, args.files)
+    small = BENCH / "model-20m"
+    make_model(small, 20, 4)
+    key, pub = BENCH / "bench.pem", BENCH / "bench.pub"
+    if not key.exists():
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", BENCH / "bench.sec1"], check=True)
+        subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", BENCH / "bench.sec1", "-out", key], check=True)
+        subprocess.run(["openssl", "ec", "-in", key, "-pubout", "-out", pub], check=True, stderr=subprocess.DEVNULL)
+    files = sorted(str(p) for p in model.iterdir())
+    ml, oms = args.mlsign, args.model_signing
+    sig = lambda name: str(BENCH / name)  # noqa: E731
+    # Bundles the verify rows need.
+    subprocess.run([ml, "sign", model, "--key", key, "--bundle", sig("ml.sig"), "--force", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([ml, "sign", small, "--key", key, "--bundle", sig("ml-small.sig"), "--force", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([oms, "sign", "key", model, "--private_key", key, "--signature", sig("oms.sig")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([oms, "sign", "key", small, "--private_key", key, "--signature", sig("oms-small.sig")], check=True, stdout=subprocess.DEVNULL)
+
+    rows = [
+        ("mlsign sign (sha256)", [ml, "sign", model, "--key", key, "--bundle", sig("t.sig"), "--force", "--no-progress"]),
+        ("mlsign sign (sha256, 1 thread)", [ml, "sign", model, "--key", key, "--bundle", sig("t.sig"), "--force", "--no-progress", "--threads", "1"]),
+        ("mlsign verify (sha256)", [ml, "verify", model, "--bundle", sig("ml.sig"), "--key", pub, "--no-progress"]),
+        ("model_signing sign key", [oms, "sign", "key", model, "--private_key", key, "--signature", sig("t2.sig")]),
+        ("model_signing verify key", [oms, "verify", "key", model, "--signature", sig("oms.sig"), "--public_key", pub]),
+        ("openssl dgst -sha256 (1 thread)", ["openssl", "dgst", "-sha256", *files]),
+        ("mlsign sign (blake3)", [ml, "sign", model, "--key", key, "--bundle", sig("t3.sig"), "--force", "--no-progress", "--algorithm", "blake3"]),
+        ("b3sum", [args.b3sum, *files]),
+        ("mlsign verify 20 MB model", [ml, "verify", small, "--bundle", sig("ml-small.sig"), "--key", pub, "--no-progress"]),
+        ("model_signing verify 20 MB model", [oms, "verify", "key", small, "--signature", sig("oms-small.sig"), "--public_key", pub]),
+    ]
+    results = {}
+    for name, cmd in rows:
+        results[name] = measure(cmd, ROOT, args.repeat)
+        print(f"  measured {name}: {results[name][0]:.3f}s", file=sys.stderr)
+
+    def ratio(slow, fast):
+        return results[slow][0] / results[fast][0]
+
+    mb = total / 1e6
+    print(f"Model: {args.files} files, {total / 2**30:.2f} GiB random data, warm page cache; "
+          f"{os.cpu_count()} CPUs; median of {args.repeat}.\n")
+    print("| tool | wall s | cpu s | MB/s (wall) | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, _ in rows:
+        w, c, r = results[name]
+        size = 20 * 1024 * 1024 / 1e6 if "20 MB" in name else mb
+        print(f"| {name} | {w:.3f} | {c:.2f} | {size / w:.0f} | {r:.1f} |")
+    print()
+    print("| claim | ratio | target |")
+    print("|---|---:|---|")
+    print(f"| model_signing sign ÷ mlsign sign (SHA-256) | {ratio('model_signing sign key', 'mlsign sign (sha256)'):.2f}× | ≥ 2.5× |")
+    print(f"| model_signing verify ÷ mlsign verify (SHA-256) | {ratio('model_signing verify key', 'mlsign verify (sha256)'):.2f}× | – |")
+    print(f"| openssl dgst (1 thread) ÷ mlsign sign (SHA-256) | {ratio('openssl dgst -sha256 (1 thread)', 'mlsign sign (sha256)'):.2f}× | ≥ 1.6× |")
+    print(f"| b3sum ÷ mlsign sign (BLAKE3) | {ratio('b3sum', 'mlsign sign (blake3)'):.2f}× | ≥ 1.0× |")
+    print(f"| mlsign verify, 20 MB model | {results['mlsign verify 20 MB model'][0] * 1000:.1f} ms | < 20 ms |")
+    print(f"| model_signing verify ÷ mlsign verify, 20 MB | {ratio('model_signing verify 20 MB model', 'mlsign verify 20 MB model'):.1f}× | – |")
+    print(f"| mlsign peak RSS, 2 GiB sign | {results['mlsign sign (sha256)'][2]:.1f} MiB | < 64 MiB |")
+
+
+if __name__ == "__main__":
+    main()

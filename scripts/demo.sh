@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on shipped sample data: sign the tiny model in testdata/, verify it, then show
+# what a tampered copy looks like. Builds mlsign first. Leaves its files in a temp directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+ml="$PWD/target/release/mlsign"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mlsign-demo.XXXXXX")
+echo "== working in $work"
+cp -r testdata/tiny-model "$work/tiny-model"
+
+echo; echo "== mlsign keygen --out $work/signer"
+"$ml" keygen --out "$work/signer"
+
+echo; echo "== mlsign sign tiny-model --key signer.pem --bundle tiny-model.sig"
+"$ml" sign "$work/tiny-model" --key "$work/signer.pem" --bundle "$work/tiny-model.sig"
+
+echo; echo "== mlsign verify tiny-model --bundle tiny-model.sig --key signer.pub"
+"$ml" verify "$work/tiny-model" --bundle "$work/tiny-model.sig" --key "$work/signer.pub"
+
+echo; echo "== tamper: flip the classifier bias and add a file, then verify again (exit 1 expected)"
+printf '\x00' | dd of="$work/tiny-model/model.safetensors" bs=1 seek=840 conv=notrunc status=none
+echo 'import os; os.system("id")' > "$work/tiny-model/loader.py"
+set +e
+"$ml" verify "$work/tiny-model" --bundle "$work/tiny-model.sig" --key "$work/signer.pub"
+code=$?
+set -e
+echo "exit code: $code"
+[ "$code" = 1 ] || { echo "demo: expected exit 1 for the tampered model" >&2; exit 1; }
+echo; echo "== done: files in $work"

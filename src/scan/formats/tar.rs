@@ -1,0 +1,228 @@
+//! tar archives (ustar/GNU), including PyTorch's pre-0.4 layout (`sys_info`, `pickle`,
+//! `storages`, `tensors`), whose members are stacked pickles mixed with raw data.
+
+use crate::report::Severity;
+use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::pickle::{self, PidItem, TopValue};
+use crate::scan::policy::Policy;
+
+pub struct Member<'a> {
+    pub name: String,
+    pub data: &'a [u8],
+}
+
+fn octal(f: &[u8]) -> Option<u64> {
+    if f.first().is_some_and(|b| b & 0x80 != 0) {
+        // GNU base-256 size.
+        return f[1..].iter().try_fold(0u64, |a, b| {
+            a.checked_mul(256).and_then(|a| a.checked_add(*b as u64))
+        });
+    }
+    let s: String = f
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect();
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(s, 8).ok()
+}
+
+/// List regular-file members (GNU long names supported).
+pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
+    let mut out = vec![];
+    let mut pos = 0usize;
+    let mut long_name: Option<String> = None;
+    while pos + 512 <= d.len() {
+        let h = &d[pos..pos + 512];
+        if h.iter().all(|b| *b == 0) {
+            break;
+        }
+        let sum: u64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    *b as u64
+                }
+            })
+            .sum();
+        if octal(&h[148..156]) != Some(sum) {
+            return Err(format!("bad tar header checksum at offset {pos}"));
+        }
+        let size = octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {pos}"))?;
+        let start = pos + 512;
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|s| start.checked_add(s))
+            .filter(|e| *e <= d.len())
+            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+        let mut name: String = String::from_utf8_lossy(&h[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        if &h[257..262] == b"ustar" && h[345] != 0 {
+            let prefix = String::from_utf8_lossy(&h[345..500])
+                .trim_end_matches('\0')
+                .to_string();
+            name = format!("{prefix}/{name}");
+        }
+        match h[156] {
+            b'L' => {
+                long_name = Some(
+                    String::from_utf8_lossy(&d[start..end])
+                        .trim_end_matches('\0')
+                        .to_string(),
+                )
+            }
+            b'0' | 0 | b'7' => out.push(Member {
+                name: long_name.take().unwrap_or(name),
+                data: &d[start..end],
+            }),
+            _ => {
+                long_name = None;
+            }
+        }
+        pos = start + (size as usize).div_ceil(512) * 512;
+    }
+    Ok(out)
+}
+
+pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    let ms = match members(d) {
+        Ok(m) => m,
+        Err(e) => {
+            return vec![ctx.stamp(ScanFinding::new(
+                "SCN002",
+                Severity::High,
+                format!("tar archive cannot be read: {e}"),
+            ))]
+        }
+    };
+    let legacy = ["sys_info", "pickle", "storages"]
+        .iter()
+        .all(|n| ms.iter().any(|m| m.name == *n));
+    let mut fs = vec![];
+    for m in &ms {
+        let child = ctx.child(&m.name);
+        if child.depth > policy.max_depth {
+            fs.push(child.stamp(ScanFinding::new(
+                "SCN017",
+                Severity::High,
+                "archive nested deeper than the limit",
+            )));
+            continue;
+        }
+        if legacy && (m.name == "storages" || m.name == "tensors") {
+            fs.extend(walk_legacy_records(m.data, &m.name, &child, policy));
+        } else if legacy && (m.name == "sys_info" || m.name == "pickle") {
+            fs.extend(pickle::scan_streams(m.data, 0, &child, policy, None).findings);
+        } else {
+            fs.extend(super::scan_bytes(m.data, &child, policy));
+        }
+    }
+    fs
+}
+
+/// `storages`: count pickle, then per storage a (key, location, storage_type) pickle and raw
+/// `<i8 numel>` + data. `tensors`: count pickle, then per tensor a pickle and raw
+/// `<i4 ndim>`, 4 pad bytes, ndim sizes, ndim strides, `<i8 offset>`.
+fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    let mut fs = vec![];
+    let first = pickle::scan_streams(d, 0, ctx, policy, Some(1));
+    fs.extend(first.findings.iter().cloned());
+    let n = match first.traces.first().and_then(|t| t.top.clone()) {
+        Some(TopValue::Int(n))
+            if (0..=10_000_000).contains(&n)
+                && first.traces[0].outcome == pickle::Outcome::Complete =>
+        {
+            n as u64
+        }
+        _ => {
+            fs.push(ctx.stamp(ScanFinding::new(
+                "SCN010",
+                Severity::High,
+                format!("legacy torch tar: {which} does not start with a record count"),
+            )));
+            return fs;
+        }
+    };
+    let mut pos = first.end;
+    for i in 0..n {
+        let rec = pickle::vm::run_stream(&d[pos..], pos as u64, pickle::Limits::default());
+        fs.extend(
+            pickle::trace_findings(&rec, policy)
+                .into_iter()
+                .map(|f| ctx.stamp(f)),
+        );
+        if rec.outcome != pickle::Outcome::Complete {
+            fs.push(
+                ctx.stamp(
+                    ScanFinding::new(
+                        "PKL009",
+                        Severity::High,
+                        format!("record {i} of {which} is not a complete pickle"),
+                    )
+                    .offset(pos as u64),
+                ),
+            );
+            return fs;
+        }
+        pos += rec.end;
+        let raw = if which == "storages" {
+            let el = rec
+                .globals
+                .iter()
+                .find_map(|g| super::torch::element_size(&g.name))
+                .unwrap_or(1);
+            let numel = d
+                .get(pos..pos + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+            numel
+                .and_then(|n| n.checked_mul(el))
+                .and_then(|b| b.checked_add(8))
+        } else {
+            let ndim = d
+                .get(pos..pos + 4)
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
+            ndim.filter(|n| (0..=64).contains(n))
+                .map(|n| 8 + 16 * n as u64 + 8)
+        };
+        match raw
+            .and_then(|r| usize::try_from(r).ok())
+            .and_then(|r| pos.checked_add(r))
+            .filter(|e| *e <= d.len())
+        {
+            Some(e) => pos = e,
+            None => {
+                fs.push(ctx.stamp(ScanFinding::new("SCN010", Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
+                return fs;
+            }
+        }
+        let _ = PidItem::Other;
+    }
+    if pos < d.len() {
+        fs.push(
+            ctx.stamp(
+                ScanFinding::new(
+                    "SCN010",
+                    Severity::Medium,
+                    format!("{} byte(s) after the last record of {which}", d.len() - pos),
+                )
+                .offset(pos as u64),
+            ),
+        );
+        let rest = pickle::scan_streams(&d[pos..], pos as u64, ctx, policy, None);
+        if rest
+            .traces
+            .iter()
+            .any(|t| !t.globals.is_empty() || !t.calls.is_empty())
+        {
+            fs.extend(rest.findings);
+        }
+    }
+    fs
+}

@@ -1,0 +1,1133 @@
+//! A pickle stack machine that never executes anything: it replays one stream opcode by opcode
+//! with CPython's stack, mark and memo semantics, resolves every global the way
+//! `Unpickler.find_class` would see it, and records each call site, persistent id, nested payload
+//! and structural anomaly in a [`Trace`]. Memory and time are bounded by [`Limits`].
+
+use super::compat;
+use super::opcodes::{code, lookup, Arg};
+use super::strings;
+
+/// Bounds on one stream's simulation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Opcodes executed per stream.
+    pub max_ops: u64,
+    /// Simulated values (stack pushes, containers) per stream.
+    pub max_nodes: usize,
+    /// Elements a `STACK_GLOBAL` string / literal keeps (longer strings become opaque).
+    pub max_literal: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_ops: 50_000_000,
+            max_nodes: 8_000_000,
+            max_literal: 4096,
+        }
+    }
+}
+
+/// A global as `find_class` receives it (after the Python-2 mapping when protocol < 3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalUse {
+    pub module: String,
+    pub name: String,
+    /// The names as written in the stream when the Python-2 mapping changed them.
+    pub original: Option<(String, String)>,
+    pub offset: u64,
+    pub opcode: &'static str,
+    /// Protocol in force when it was resolved (dotted names traverse attributes from 4 on).
+    pub proto: u8,
+}
+
+impl GlobalUse {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.module, self.name)
+    }
+}
+
+/// The callable of a call site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Index into [`Trace::globals`].
+    Global(usize),
+    /// A method of an instance created from that global (`append`, `__setitem__`, `__setstate__`).
+    MethodOf(usize, &'static str),
+    /// Anything else: the result of another call, a persistent object, an unknown value.
+    NotAGlobal(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    pub offset: u64,
+    pub opcode: &'static str,
+    pub target: Target,
+    /// The call's result was discarded right away (payload-then-POP pattern).
+    pub discarded: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnomalyKind {
+    NonLiteralStackGlobal,
+    MemoMiss,
+    Ext,
+    BuildOnGlobal,
+    MisplacedProto,
+    OutOfBand,
+    Limit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub offset: u64,
+    pub detail: String,
+}
+
+/// One element of a persistent id tuple, as far as it is literal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PidItem {
+    Str(String),
+    Int(i64),
+    Global(String, String),
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistentId {
+    pub offset: u64,
+    /// Items of the tuple; a non-tuple id is one `Other` item.
+    pub items: Vec<PidItem>,
+    pub is_tuple: bool,
+}
+
+/// The value a stream left on the stack at STOP, where a caller needs it (legacy torch layout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopValue {
+    Int(i64),
+    /// A LONG too wide for i64: little-endian two's-complement bytes.
+    BigInt(Vec<u8>),
+    Strings(Vec<String>),
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Reached STOP.
+    Complete,
+    /// Stopped at `offset` with `message` (truncation, bad opcode, stack underflow, …).
+    Broken { offset: u64, message: String },
+}
+
+/// Everything one stream did.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub globals: Vec<GlobalUse>,
+    pub calls: Vec<CallSite>,
+    pub anomalies: Vec<Anomaly>,
+    pub pids: Vec<PersistentId>,
+    /// (offset of the opcode, start, length) of byte strings that look like nested payloads.
+    pub nested: Vec<(u64, usize, usize)>,
+    pub outcome: Outcome,
+    /// Bytes consumed (position after STOP, or where it broke).
+    pub end: usize,
+    pub top: Option<TopValue>,
+    pub ops: u64,
+    pub max_proto: u8,
+}
+
+type Id = u32;
+
+#[derive(Clone, Debug)]
+enum Node {
+    None,
+    Bool,
+    Int(i64),
+    BigInt(Vec<u8>),
+    Float,
+    Str(String),
+    /// Text longer than the literal limit, or not valid as text.
+    OpaqueStr,
+    Bytes,
+    Tuple(Vec<Id>),
+    List(Vec<Id>),
+    Dict(Vec<(Id, Id)>),
+    Set,
+    Global(usize),
+    /// Result of calling / instantiating `origin` (index into globals) with `args`.
+    Object {
+        origin: Option<usize>,
+        args: Option<Id>,
+    },
+    Persistent,
+    Unknown,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+#[derive(Debug)]
+struct Fail(String);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
+        if n > self.data.len() - self.pos {
+            return Err(Fail(format!(
+                "pickle data was truncated (needs {n} bytes, {} left)",
+                self.data.len() - self.pos
+            )));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn line(&mut self) -> Result<&'a [u8], Fail> {
+        let rest = &self.data[self.pos..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(&rest[..i])
+            }
+            None => Err(Fail(
+                "pickle data was truncated (line without newline)".into(),
+            )),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, Fail> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, Fail> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+/// Whether bytes look like a payload worth a nested scan.
+pub fn looks_nested(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return false;
+    }
+    (b[0] == 0x80 && (2..=5).contains(&b[1]))
+        || b.starts_with(b"\x93NUMPY")
+        || b.starts_with(b"PK\x03\x04")
+        || b.starts_with(&[0x1f, 0x8b])
+        || b.starts_with(b"BZh")
+        || b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || (b[0] == 0x78 && matches!(b[1], 0x01 | 0x5e | 0x9c | 0xda))
+}
+
+struct Vm<'a, 'p> {
+    r: Reader<'a>,
+    base: u64,
+    limits: Limits,
+    nodes: Vec<Node>,
+    stack: Vec<Id>,
+    marks: Vec<usize>,
+    memo: std::collections::HashMap<u64, Id>,
+    proto: u8,
+    t: &'p mut Trace,
+    /// Index of the call whose result is on top of the stack (for the discarded-result check).
+    last_call: Option<(usize, Id)>,
+}
+
+/// Simulate one pickle stream starting at `data[0]`. `base` is added to every reported offset.
+pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
+    let mut t = Trace {
+        globals: vec![],
+        calls: vec![],
+        anomalies: vec![],
+        pids: vec![],
+        nested: vec![],
+        outcome: Outcome::Complete,
+        end: 0,
+        top: None,
+        ops: 0,
+        max_proto: 0,
+    };
+    let mut vm = Vm {
+        r: Reader { data, pos: 0 },
+        base,
+        limits,
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: Default::default(),
+        proto: 0,
+        t: &mut t,
+        last_call: None,
+    };
+    let res = vm.run();
+    let end = vm.r.pos;
+    let top = match &res {
+        Ok(Some(id)) => Some(vm.top_value(*id)),
+        _ => None,
+    };
+    drop(vm);
+    t.end = end;
+    t.top = top;
+    if let Err((off, Fail(msg))) = res {
+        t.outcome = Outcome::Broken {
+            offset: base + off as u64,
+            message: msg,
+        };
+    }
+    t
+}
+
+impl<'a, 'p> Vm<'a, 'p> {
+    fn push_node(&mut self, n: Node) -> Result<Id, Fail> {
+        if self.nodes.len() >= self.limits.max_nodes {
+            return Err(Fail(format!(
+                "simulation limit: more than {} values",
+                self.limits.max_nodes
+            )));
+        }
+        self.nodes.push(n);
+        Ok((self.nodes.len() - 1) as Id)
+    }
+    fn push(&mut self, n: Node) -> Result<(), Fail> {
+        let id = self.push_node(n)?;
+        self.stack.push(id);
+        Ok(())
+    }
+    fn floor(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+    fn pop(&mut self) -> Result<Id, Fail> {
+        if self.stack.len() <= self.floor() {
+            return Err(Fail(
+                "stack underflow (value expected, found MARK or nothing)".into(),
+            ));
+        }
+        Ok(self.stack.pop().unwrap_or(0))
+    }
+    fn top(&self) -> Result<Id, Fail> {
+        if self.stack.len() <= self.floor() {
+            return Err(Fail("stack underflow (value expected)".into()));
+        }
+        Ok(*self.stack.last().unwrap_or(&0))
+    }
+    fn pop_mark(&mut self) -> Result<Vec<Id>, Fail> {
+        let m = self
+            .marks
+            .pop()
+            .ok_or_else(|| Fail("could not find MARK".into()))?;
+        Ok(self.stack.split_off(m))
+    }
+    fn off(&self, op_pos: usize) -> u64 {
+        self.base + op_pos as u64
+    }
+    fn text(&self, s: String) -> Node {
+        if s.len() > self.limits.max_literal {
+            Node::OpaqueStr
+        } else {
+            Node::Str(s)
+        }
+    }
+    fn bytes_value(&mut self, op_pos: usize, start: usize, len: usize) {
+        if looks_nested(&self.r.data[start..start + len]) {
+            self.t.nested.push((self.off(op_pos), start, len));
+        }
+    }
+
+    fn resolve(
+        &mut self,
+        module: String,
+        name: String,
+        op_pos: usize,
+        opcode: &'static str,
+    ) -> usize {
+        let mut original = None;
+        let (mut m, mut n) = (module, name);
+        if self.proto < 3 {
+            if let Some((_, (nm, nn))) = compat::NAME_MAPPING
+                .iter()
+                .find(|((a, b), _)| *a == m && *b == n)
+            {
+                original = Some((m.clone(), n.clone()));
+                m = nm.to_string();
+                n = nn.to_string();
+            } else if let Some((_, nm)) = compat::IMPORT_MAPPING.iter().find(|(a, _)| *a == m) {
+                original = Some((m.clone(), n.clone()));
+                m = nm.to_string();
+            }
+        }
+        self.t.globals.push(GlobalUse {
+            module: m,
+            name: n,
+            original,
+            offset: self.off(op_pos),
+            opcode,
+            proto: self.proto,
+        });
+        self.t.globals.len() - 1
+    }
+
+    fn target_of(&self, id: Id, method: &'static str) -> Target {
+        match self.nodes.get(id as usize) {
+            Some(Node::Global(g)) => Target::Global(*g),
+            Some(Node::Object {
+                origin: Some(g), ..
+            }) if !method.is_empty() => Target::MethodOf(*g, method),
+            Some(Node::Object {
+                origin: Some(g), ..
+            }) => {
+                let gl = &self.t.globals[*g];
+                Target::NotAGlobal(format!("the result of calling {}.{}", gl.module, gl.name))
+            }
+            Some(Node::Object { origin: None, .. }) => {
+                Target::NotAGlobal("the result of a call on a computed value".into())
+            }
+            Some(Node::Persistent) => Target::NotAGlobal("a persistent-load result".into()),
+            Some(other) => Target::NotAGlobal(format!("a {} value", kind_name(other))),
+            None => Target::NotAGlobal("an unknown value".into()),
+        }
+    }
+
+    fn call(
+        &mut self,
+        op_pos: usize,
+        opcode: &'static str,
+        callee: Id,
+        args: Option<Id>,
+    ) -> Result<(), Fail> {
+        let target = self.target_of(callee, "");
+        let origin = match &target {
+            Target::Global(g) => Some(*g),
+            _ => None,
+        };
+        self.t.calls.push(CallSite {
+            offset: self.off(op_pos),
+            opcode,
+            target,
+            discarded: false,
+        });
+        let id = self.push_node(Node::Object { origin, args })?;
+        self.stack.push(id);
+        self.last_call = Some((self.t.calls.len() - 1, id));
+        Ok(())
+    }
+
+    /// A method call on an existing value (APPEND on a non-list, BUILD's `__setstate__`, …).
+    fn method(&mut self, op_pos: usize, opcode: &'static str, obj: Id, method: &'static str) {
+        match self.nodes.get(obj as usize) {
+            Some(Node::List(_) | Node::Dict(_) | Node::Set | Node::Unknown) => {}
+            Some(Node::Global(g)) => {
+                let g = *g;
+                let gl = &self.t.globals[g];
+                let detail = format!(
+                    "{opcode} applied to the global {}.{} itself (mutates a module-level object)",
+                    gl.module, gl.name
+                );
+                self.t.anomalies.push(Anomaly {
+                    kind: AnomalyKind::BuildOnGlobal,
+                    offset: self.off(op_pos),
+                    detail,
+                });
+                self.t.calls.push(CallSite {
+                    offset: self.off(op_pos),
+                    opcode,
+                    target: Target::Global(g),
+                    discarded: false,
+                });
+            }
+            _ => {
+                let target = self.target_of(obj, method);
+                self.t.calls.push(CallSite {
+                    offset: self.off(op_pos),
+                    opcode,
+                    target,
+                    discarded: false,
+                });
+            }
+        }
+    }
+
+    fn int_of(&self, id: Id) -> Option<i64> {
+        match self.nodes.get(id as usize)? {
+            Node::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn str_of(&self, id: Id) -> Option<&str> {
+        match self.nodes.get(id as usize)? {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn top_value(&self, id: Id) -> TopValue {
+        match self.nodes.get(id as usize) {
+            Some(Node::Int(i)) => TopValue::Int(*i),
+            Some(Node::BigInt(b)) => TopValue::BigInt(b.clone()),
+            Some(Node::List(items)) | Some(Node::Tuple(items)) => {
+                let v: Option<Vec<String>> = items
+                    .iter()
+                    .map(|i| self.str_of(*i).map(str::to_string))
+                    .collect();
+                v.map(TopValue::Strings).unwrap_or(TopValue::Other)
+            }
+            _ => TopValue::Other,
+        }
+    }
+
+    fn pid_item(&self, id: Id) -> PidItem {
+        match self.nodes.get(id as usize) {
+            Some(Node::Str(s)) => PidItem::Str(s.clone()),
+            Some(Node::Int(i)) => PidItem::Int(*i),
+            Some(Node::Global(g)) => {
+                let gl = &self.t.globals[*g];
+                PidItem::Global(gl.module.clone(), gl.name.clone())
+            }
+            _ => PidItem::Other,
+        }
+    }
+
+    /// joblib writes a NumpyArrayWrapper's array bytes straight after its BUILD opcode.
+    fn joblib_skip(&mut self, obj: Id, state: Id) -> Result<(), Fail> {
+        let Some(Node::Object {
+            origin: Some(g), ..
+        }) = self.nodes.get(obj as usize)
+        else {
+            return Ok(());
+        };
+        let gl = &self.t.globals[*g];
+        let is_wrapper = gl.name == "NumpyArrayWrapper"
+            && (gl.module == "joblib.numpy_pickle"
+                || gl.module == "sklearn.externals.joblib.numpy_pickle");
+        if !is_wrapper {
+            return Ok(());
+        }
+        let Some(Node::Dict(pairs)) = self.nodes.get(state as usize) else {
+            return Err(Fail("joblib NumpyArrayWrapper state is not a dict".into()));
+        };
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| self.str_of(*key) == Some(k))
+                .map(|(_, v)| *v)
+        };
+        let shape = get("shape").and_then(|s| match self.nodes.get(s as usize) {
+            Some(Node::Tuple(items)) => items
+                .iter()
+                .map(|i| self.int_of(*i).and_then(|v| u64::try_from(v).ok()))
+                .try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(d))),
+            _ => None,
+        });
+        let itemsize = get("dtype").and_then(|d| match self.nodes.get(d as usize) {
+            Some(Node::Object { args: Some(a), .. }) => match self.nodes.get(*a as usize) {
+                Some(Node::Tuple(items)) => items
+                    .first()
+                    .and_then(|s| self.str_of(*s))
+                    .and_then(dtype_itemsize),
+                _ => None,
+            },
+            _ => None,
+        });
+        let align = get("numpy_array_alignment_bytes")
+            .map(|a| !matches!(self.nodes.get(a as usize), Some(Node::None)))
+            .unwrap_or(false);
+        let (Some(count), Some(itemsize)) = (shape, itemsize) else {
+            return Err(Fail(
+                "cannot locate the array bytes of a joblib NumpyArrayWrapper (shape or dtype not literal)".into(),
+            ));
+        };
+        if align {
+            let pad = self.r.take(1)?[0] as usize;
+            self.r.take(pad)?;
+        }
+        if count > 0 {
+            let n = count
+                .checked_mul(itemsize)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| Fail("joblib array size overflows".into()))?;
+            self.r.take(n)?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<Option<Id>, (usize, Fail)> {
+        let mut first = true;
+        loop {
+            let op_pos = self.r.pos;
+            let r = self.step(op_pos, first);
+            first = false;
+            match r {
+                Ok(true) => return Ok(self.stack.last().copied()),
+                Ok(false) => {}
+                Err(e) => return Err((op_pos, e)),
+            }
+        }
+    }
+
+    /// Execute one opcode; Ok(true) at STOP.
+    fn step(&mut self, op_pos: usize, first: bool) -> Result<bool, Fail> {
+        self.t.ops += 1;
+        if self.t.ops > self.limits.max_ops {
+            self.t.anomalies.push(Anomaly {
+                kind: AnomalyKind::Limit,
+                offset: self.off(op_pos),
+                detail: format!("more than {} opcodes", self.limits.max_ops),
+            });
+            return Err(Fail("opcode limit reached".into()));
+        }
+        let byte = self
+            .r
+            .take(1)
+            .map_err(|_| Fail("pickle data was truncated (no STOP opcode)".into()))?[0];
+        let op = lookup(byte).ok_or_else(|| Fail(format!("invalid opcode 0x{byte:02x}")))?;
+        // The value on top before this opcode, to see a call result being thrown away.
+        let pending = self.last_call.take();
+        match op.code {
+            code::PROTO => {
+                let p = self.r.take(1)?[0];
+                if !first {
+                    self.t.anomalies.push(Anomaly {
+                        kind: AnomalyKind::MisplacedProto,
+                        offset: self.off(op_pos),
+                        detail: format!("PROTO {p} not at the start of the stream"),
+                    });
+                }
+                if p > 5 {
+                    return Err(Fail(format!("unsupported pickle protocol: {p}")));
+                }
+                self.proto = p;
+                self.t.max_proto = self.t.max_proto.max(p);
+            }
+            code::FRAME => {
+                let n = self.r.u64()?;
+                if n > (self.r.data.len() - self.r.pos) as u64 {
+                    return Err(Fail(format!(
+                        "FRAME of {n} bytes exceeds the remaining data"
+                    )));
+                }
+            }
+            code::STOP => return Ok(true),
+            code::MARK => self.marks.push(self.stack.len()),
+            code::POP => {
+                if self.stack.len() > self.floor() {
+                    let id = self.stack.pop().unwrap_or(0);
+                    if let Some((ci, cid)) = pending {
+                        if cid == id {
+                            self.t.calls[ci].discarded = true;
+                        }
+                    }
+                } else {
+                    // CPython: POP on an empty frame discards the MARK.
+                    self.marks
+                        .pop()
+                        .ok_or_else(|| Fail("stack underflow on POP".into()))?;
+                }
+            }
+            code::POP_MARK => {
+                self.pop_mark()?;
+            }
+            code::DUP => {
+                let t = self.top()?;
+                self.stack.push(t);
+            }
+            code::NONE => self.push(Node::None)?,
+            code::NEWTRUE | code::NEWFALSE => self.push(Node::Bool)?,
+            code::INT => {
+                let l = self.r.line()?;
+                let s = String::from_utf8_lossy(l);
+                let s = s.trim();
+                let n = match s {
+                    "00" | "01" => Node::Bool,
+                    _ => s.parse::<i64>().map(Node::Int).unwrap_or(Node::Unknown),
+                };
+                self.push(n)?;
+            }
+            code::LONG => {
+                let l = self.r.line()?;
+                let s = String::from_utf8_lossy(l);
+                let s = s.trim().trim_end_matches('L');
+                self.push(s.parse::<i64>().map(Node::Int).unwrap_or(Node::Unknown))?;
+            }
+            code::FLOAT => {
+                self.r.line()?;
+                self.push(Node::Float)?;
+            }
+            code::BINFLOAT => {
+                self.r.take(8)?;
+                self.push(Node::Float)?;
+            }
+            code::BININT => {
+                let b = self.r.take(4)?;
+                self.push(Node::Int(
+                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
+                ))?;
+            }
+            code::BININT1 => {
+                let b = self.r.take(1)?[0];
+                self.push(Node::Int(b as i64))?;
+            }
+            code::BININT2 => {
+                let b = self.r.take(2)?;
+                self.push(Node::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?;
+            }
+            code::LONG1 | code::LONG4 => {
+                let n = if op.code == code::LONG1 {
+                    self.r.take(1)?[0] as usize
+                } else {
+                    let n = self.r.u32()? as i32;
+                    if n < 0 {
+                        return Err(Fail("LONG pickle has negative byte count".into()));
+                    }
+                    n as usize
+                };
+                let b = self.r.take(n)?;
+                let node = if n <= 8 {
+                    let mut a = [0u8; 8];
+                    a[..n].copy_from_slice(b);
+                    if n > 0 && b[n - 1] & 0x80 != 0 {
+                        for x in a.iter_mut().skip(n) {
+                            *x = 0xff;
+                        }
+                    }
+                    Node::Int(if n == 0 { 0 } else { i64::from_le_bytes(a) })
+                } else if n <= 64 {
+                    Node::BigInt(b.to_vec())
+                } else {
+                    Node::Unknown
+                };
+                self.push(node)?;
+            }
+            code::STRING => {
+                let l = self.r.line()?;
+                let b = strings::string_opcode(l).map_err(Fail)?;
+                let node = match String::from_utf8(b) {
+                    Ok(s) => self.text(s),
+                    Err(_) => Node::OpaqueStr,
+                };
+                self.push(node)?;
+            }
+            code::BINSTRING | code::SHORT_BINSTRING => {
+                let n = if op.code == code::SHORT_BINSTRING {
+                    self.r.take(1)?[0] as usize
+                } else {
+                    let n = self.r.u32()? as i32;
+                    if n < 0 {
+                        return Err(Fail("BINSTRING pickle has negative byte count".into()));
+                    }
+                    n as usize
+                };
+                let start = self.r.pos;
+                let b = self.r.take(n)?;
+                let node = if n <= self.limits.max_literal {
+                    match std::str::from_utf8(b) {
+                        Ok(s) => Node::Str(s.to_string()),
+                        Err(_) => Node::OpaqueStr,
+                    }
+                } else {
+                    Node::OpaqueStr
+                };
+                self.bytes_value(op_pos, start, n);
+                self.push(node)?;
+            }
+            code::UNICODE => {
+                let l = self.r.line()?;
+                let s = strings::raw_unicode_escape(l).map_err(Fail)?;
+                let n = self.text(s);
+                self.push(n)?;
+            }
+            code::BINUNICODE | code::SHORT_BINUNICODE | code::BINUNICODE8 => {
+                let n = match op.arg {
+                    Arg::Len1 => self.r.take(1)?[0] as u64,
+                    Arg::Len4 => self.r.u32()? as u64,
+                    _ => self.r.u64()?,
+                };
+                let n = usize::try_from(n).map_err(|_| Fail("string length overflows".into()))?;
+                let b = self.r.take(n)?;
+                let node = if n > self.limits.max_literal {
+                    // CPython decodes with surrogatepass; a long string is never a name.
+                    if std::str::from_utf8(b).is_err() && !surrogatepass_ok(b) {
+                        return Err(Fail("invalid UTF-8 in unicode string".into()));
+                    }
+                    Node::OpaqueStr
+                } else {
+                    match std::str::from_utf8(b) {
+                        Ok(s) => Node::Str(s.to_string()),
+                        // Lone surrogates (surrogatepass) are legal; never a valid name.
+                        Err(_) if surrogatepass_ok(b) => Node::OpaqueStr,
+                        Err(_) => return Err(Fail("invalid UTF-8 in unicode string".into())),
+                    }
+                };
+                self.push(node)?;
+            }
+            code::BINBYTES | code::SHORT_BINBYTES | code::BINBYTES8 | code::BYTEARRAY8 => {
+                let n = match op.arg {
+                    Arg::Len1 => self.r.take(1)?[0] as u64,
+                    Arg::Len4 => self.r.u32()? as u64,
+                    _ => self.r.u64()?,
+                };
+                let n = usize::try_from(n).map_err(|_| Fail("bytes length overflows".into()))?;
+                let start = self.r.pos;
+                self.r.take(n)?;
+                self.bytes_value(op_pos, start, n);
+                self.push(Node::Bytes)?;
+            }
+            code::NEXT_BUFFER => {
+                self.t.anomalies.push(Anomaly {
+                    kind: AnomalyKind::OutOfBand,
+                    offset: self.off(op_pos),
+                    detail: "NEXT_BUFFER refers to out-of-band data the file does not carry".into(),
+                });
+                self.push(Node::Unknown)?;
+            }
+            code::READONLY_BUFFER => {
+                self.top()?;
+            }
+            code::EMPTY_TUPLE => self.push(Node::Tuple(vec![]))?,
+            code::TUPLE => {
+                let items = self.pop_mark()?;
+                self.push(Node::Tuple(items))?;
+            }
+            code::TUPLE1 | code::TUPLE2 | code::TUPLE3 => {
+                let n = (op.code - code::TUPLE1 + 1) as usize;
+                let mut items = vec![0; n];
+                for i in (0..n).rev() {
+                    items[i] = self.pop()?;
+                }
+                self.push(Node::Tuple(items))?;
+            }
+            code::EMPTY_LIST => self.push(Node::List(vec![]))?,
+            code::LIST => {
+                let items = self.pop_mark()?;
+                self.push(Node::List(items))?;
+            }
+            code::EMPTY_DICT => self.push(Node::Dict(vec![]))?,
+            code::DICT => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 == 1 {
+                    return Err(Fail("odd number of items for DICT".into()));
+                }
+                let pairs = items.chunks(2).map(|c| (c[0], c[1])).collect();
+                self.push(Node::Dict(pairs))?;
+            }
+            code::EMPTY_SET => self.push(Node::Set)?,
+            code::FROZENSET => {
+                self.pop_mark()?;
+                self.push(Node::Set)?;
+            }
+            code::APPEND => {
+                let v = self.pop()?;
+                let l = self.top()?;
+                self.add_items(op_pos, "APPEND", l, &[v], "append")?;
+            }
+            code::APPENDS => {
+                let items = self.pop_mark()?;
+                let l = self.top()?;
+                self.add_items(op_pos, "APPENDS", l, &items, "extend")?;
+            }
+            code::ADDITEMS => {
+                self.pop_mark()?;
+                let s = self.top()?;
+                self.method(op_pos, "ADDITEMS", s, "add");
+            }
+            code::SETITEM => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                let d = self.top()?;
+                self.set_items(op_pos, "SETITEM", d, &[k, v])?;
+            }
+            code::SETITEMS => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 == 1 {
+                    return Err(Fail("odd number of items for SETITEMS".into()));
+                }
+                let d = self.top()?;
+                self.set_items(op_pos, "SETITEMS", d, &items)?;
+            }
+            code::GET | code::BINGET | code::LONG_BINGET => {
+                let idx = match op.code {
+                    code::GET => parse_line_int(self.r.line()?)?,
+                    code::BINGET => self.r.take(1)?[0] as u64,
+                    _ => self.r.u32()? as u64,
+                };
+                match self.memo.get(&idx) {
+                    Some(&id) => self.stack.push(id),
+                    None => {
+                        self.t.anomalies.push(Anomaly {
+                            kind: AnomalyKind::MemoMiss,
+                            offset: self.off(op_pos),
+                            detail: format!(
+                                "{} {idx} refers to a memo entry that was never stored",
+                                op.name
+                            ),
+                        });
+                        return Err(Fail(format!("memo key {idx} not found")));
+                    }
+                }
+            }
+            code::PUT | code::BINPUT | code::LONG_BINPUT | code::MEMOIZE => {
+                let idx = match op.code {
+                    code::PUT => parse_line_int(self.r.line()?)?,
+                    code::BINPUT => self.r.take(1)?[0] as u64,
+                    code::LONG_BINPUT => self.r.u32()? as u64,
+                    _ => self.memo.len() as u64,
+                };
+                let t = self.top()?;
+                if self.memo.len() >= self.limits.max_nodes {
+                    return Err(Fail("memo limit reached".into()));
+                }
+                self.memo.insert(idx, t);
+                // Memoizing keeps the call result on top: still "pending".
+                self.last_call = pending;
+            }
+            code::GLOBAL | code::INST => {
+                let m = self.r.line()?;
+                let n = self.r.line()?;
+                let m = std::str::from_utf8(m)
+                    .map_err(|_| Fail("invalid UTF-8 in module name".into()))?;
+                let n = std::str::from_utf8(n)
+                    .map_err(|_| Fail("invalid UTF-8 in global name".into()))?;
+                let g = self.resolve(m.to_string(), n.to_string(), op_pos, op.name);
+                if op.code == code::GLOBAL {
+                    self.push(Node::Global(g))?;
+                } else {
+                    let args = self.pop_mark()?;
+                    let args = self.push_node(Node::Tuple(args))?;
+                    let callee = self.push_node(Node::Global(g))?;
+                    self.call(op_pos, "INST", callee, Some(args))?;
+                }
+            }
+            code::STACK_GLOBAL => {
+                let n = self.pop()?;
+                let m = self.pop()?;
+                match (
+                    self.str_of(m).map(str::to_string),
+                    self.str_of(n).map(str::to_string),
+                ) {
+                    (Some(m), Some(n)) => {
+                        let g = self.resolve(m, n, op_pos, "STACK_GLOBAL");
+                        self.push(Node::Global(g))?;
+                    }
+                    (ms, ns) => {
+                        let desc = |s: Option<String>, id: Id, this: &Self| {
+                            s.map(|s| format!("'{s}'")).unwrap_or_else(|| {
+                                format!(
+                                    "a {} value",
+                                    kind_name(
+                                        this.nodes.get(id as usize).unwrap_or(&Node::Unknown)
+                                    )
+                                )
+                            })
+                        };
+                        let detail = format!(
+                            "STACK_GLOBAL operands are not literal strings: module {}, name {}",
+                            desc(ms, m, self),
+                            desc(ns, n, self)
+                        );
+                        self.t.anomalies.push(Anomaly {
+                            kind: AnomalyKind::NonLiteralStackGlobal,
+                            offset: self.off(op_pos),
+                            detail,
+                        });
+                        self.push(Node::Unknown)?;
+                    }
+                }
+            }
+            code::EXT1 | code::EXT2 | code::EXT4 => {
+                let n = match op.code {
+                    code::EXT1 => self.r.take(1)?[0] as i64,
+                    code::EXT2 => {
+                        let b = self.r.take(2)?;
+                        u16::from_le_bytes([b[0], b[1]]) as i64
+                    }
+                    _ => self.r.u32()? as i32 as i64,
+                };
+                self.t.anomalies.push(Anomaly {
+                    kind: AnomalyKind::Ext,
+                    offset: self.off(op_pos),
+                    detail: format!("{} {n} loads a global from the copyreg extension registry, which the file does not name", op.name),
+                });
+                self.push(Node::Unknown)?;
+            }
+            code::REDUCE => {
+                let args = self.pop()?;
+                let callee = self.pop()?;
+                self.call(op_pos, "REDUCE", callee, Some(args))?;
+            }
+            code::NEWOBJ => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                self.call(op_pos, "NEWOBJ", cls, Some(args))?;
+            }
+            code::NEWOBJ_EX => {
+                let _kwargs = self.pop()?;
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                self.call(op_pos, "NEWOBJ_EX", cls, Some(args))?;
+            }
+            code::OBJ => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return Err(Fail("OBJ without a class".into()));
+                }
+                let cls = items.remove(0);
+                let args = self.push_node(Node::Tuple(items))?;
+                self.call(op_pos, "OBJ", cls, Some(args))?;
+            }
+            code::BUILD => {
+                let state = self.pop()?;
+                let obj = self.top()?;
+                self.method(op_pos, "BUILD", obj, "__setstate__");
+                self.joblib_skip(obj, state)?;
+            }
+            code::PERSID | code::BINPERSID => {
+                let pid = if op.code == code::PERSID {
+                    let l = self.r.line()?;
+                    let s = std::str::from_utf8(l).map_err(|_| {
+                        Fail("persistent IDs in protocol 0 must be ASCII strings".into())
+                    })?;
+                    PersistentId {
+                        offset: self.off(op_pos),
+                        items: vec![PidItem::Str(s.to_string())],
+                        is_tuple: false,
+                    }
+                } else {
+                    let id = self.pop()?;
+                    match self.nodes.get(id as usize) {
+                        Some(Node::Tuple(items)) => PersistentId {
+                            offset: self.off(op_pos),
+                            items: items.iter().map(|i| self.pid_item(*i)).collect(),
+                            is_tuple: true,
+                        },
+                        _ => PersistentId {
+                            offset: self.off(op_pos),
+                            items: vec![self.pid_item(id)],
+                            is_tuple: false,
+                        },
+                    }
+                };
+                if self.t.pids.len() < 10_000_000 {
+                    self.t.pids.push(pid);
+                }
+                self.push(Node::Persistent)?;
+            }
+            _ => return Err(Fail(format!("opcode {} not handled", op.name))),
+        }
+        Ok(false)
+    }
+
+    fn add_items(
+        &mut self,
+        op_pos: usize,
+        opcode: &'static str,
+        l: Id,
+        items: &[Id],
+        method: &'static str,
+    ) -> Result<(), Fail> {
+        match self.nodes.get_mut(l as usize) {
+            Some(Node::List(v)) => {
+                v.extend_from_slice(items);
+                Ok(())
+            }
+            _ => {
+                self.method(op_pos, opcode, l, method);
+                Ok(())
+            }
+        }
+    }
+
+    fn set_items(
+        &mut self,
+        op_pos: usize,
+        opcode: &'static str,
+        d: Id,
+        items: &[Id],
+    ) -> Result<(), Fail> {
+        match self.nodes.get_mut(d as usize) {
+            Some(Node::Dict(v)) => {
+                v.extend(items.chunks(2).map(|c| (c[0], c[1])));
+                Ok(())
+            }
+            _ => {
+                self.method(op_pos, opcode, d, "__setitem__");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn parse_line_int(l: &[u8]) -> Result<u64, Fail> {
+    std::str::from_utf8(l)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .ok_or_else(|| Fail("memo key is not a non-negative integer".into()))
+}
+
+/// CPython decodes BINUNICODE with `surrogatepass`: UTF-8 with encoded surrogates is accepted.
+fn surrogatepass_ok(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        match std::str::from_utf8(&b[i..]) {
+            Ok(_) => return true,
+            Err(e) => {
+                i += e.valid_up_to();
+                // ED A0..BF xx: an encoded surrogate.
+                if b.len() >= i + 3
+                    && b[i] == 0xed
+                    && (0xa0..=0xbf).contains(&b[i + 1])
+                    && (0x80..=0xbf).contains(&b[i + 2])
+                {
+                    i += 3;
+                } else {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn kind_name(n: &Node) -> &'static str {
+    match n {
+        Node::None => "None",
+        Node::Bool => "bool",
+        Node::Int(_) | Node::BigInt(_) => "int",
+        Node::Float => "float",
+        Node::Str(_) | Node::OpaqueStr => "str",
+        Node::Bytes => "bytes",
+        Node::Tuple(_) => "tuple",
+        Node::List(_) => "list",
+        Node::Dict(_) => "dict",
+        Node::Set => "set",
+        Node::Global(_) => "global",
+        Node::Object { .. } => "call-result",
+        Node::Persistent => "persistent-load",
+        Node::Unknown => "unknown/computed",
+    }
+}
+
+/// numpy dtype string → item size (`f8`, `<i4`, `U5`, `b1`, `M8[ns]`).
+pub fn dtype_itemsize(s: &str) -> Option<u64> {
+    let s = s.trim_start_matches(['<', '>', '=', '|']);
+    let mut chars = s.chars();
+    let kind = chars.next()?;
+    let rest: String = chars.take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = if rest.is_empty() {
+        match kind {
+            '?' => 1,
+            'b' | 'B' => 1,
+            'h' | 'H' | 'e' => 2,
+            'i' | 'I' | 'f' => 4,
+            'l' | 'L' | 'q' | 'Q' | 'd' | 'g' | 'G' => 8,
+            _ => return None,
+        }
+    } else {
+        rest.parse().ok()?
+    };
+    match kind {
+        'U' => n.checked_mul(4),
+        'O' => None,
+        _ => Some(n),
+    }
+}
