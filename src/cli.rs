@@ -64,7 +64,9 @@ pub enum KeyAlgorithm {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  mlsign keygen --out signer\n  mlsign keygen --out release-key --algorithm p384\n  MLSIGN_PASS=secret mlsign keygen --out signer --passphrase-env MLSIGN_PASS")]
+#[command(
+    after_help = "Examples:\n  mlsign keygen --out signer\n  mlsign keygen --out release-key --algorithm p384\n  MLSIGN_PASS=secret mlsign keygen --out signer --passphrase-env MLSIGN_PASS"
+)]
 pub struct KeygenArgs {
     /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub.
     #[arg(long, value_name = "PREFIX")]
@@ -120,7 +122,9 @@ pub struct HashingArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  mlsign hash models/bert\n  mlsign hash models/bert --algorithm blake3 --format json\n  mlsign hash models/llama --shard-size 1G --ignore models/llama/logs")]
+#[command(
+    after_help = "Examples:\n  mlsign hash models/bert\n  mlsign hash models/bert --algorithm blake3 --format json\n  mlsign hash models/llama --shard-size 1G --ignore models/llama/logs"
+)]
 pub struct HashArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -138,7 +142,9 @@ pub enum SubjectKind {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written).")]
+#[command(
+    after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written)."
+)]
 pub struct SignArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -171,7 +177,9 @@ pub struct SignArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  mlsign verify models/bert --bundle models/bert.sig --key signer.pub\n  mlsign verify models/bert --signature bert.sig --cert-chain roots.pem --format json\n  mlsign verify models/bert --bundle bert.sig --key signer.pub --format sarif > verify.sarif\n\nThe signature is checked first, over the exact signed bytes; then the tree is re-hashed with the\nalgorithm, sharding and ignore list that were signed, and every modified, missing, extra or\nrenamed file is reported.\nExit codes: 0 verified, 1 verification failed, 2 usage or I/O error (e.g. malformed bundle).")]
+#[command(
+    after_help = "Examples:\n  mlsign verify models/bert --bundle models/bert.sig --key signer.pub\n  mlsign verify models/bert --signature bert.sig --cert-chain roots.pem --format json\n  mlsign verify models/bert --bundle bert.sig --key signer.pub --format sarif > verify.sarif\n\nThe signature is checked first, over the exact signed bytes; then the tree is re-hashed with the\nalgorithm, sharding and ignore list that were signed, and every modified, missing, extra or\nrenamed file is reported.\nExit codes: 0 verified, 1 verification failed, 2 usage or I/O error (e.g. malformed bundle)."
+)]
 pub struct VerifyArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
@@ -259,6 +267,10 @@ pub struct BomBuildArgs {
     /// Public key that verifies --signature.
     #[arg(long, value_name = "PUB.pem")]
     pub signature_key: Option<PathBuf>,
+    /// Scan every model file (`mlsign scan`, default policy) and record the verdicts as
+    /// mlsign:scan.* properties.
+    #[arg(long)]
+    pub scan: bool,
     /// Fix serialNumber and timestamp so the same inputs give the same bytes.
     #[arg(long)]
     pub reproducible: bool,

@@ -875,6 +875,47 @@ fn model_signature_status_is_recorded() {
 }
 
 #[test]
+fn scan_status_is_recorded() {
+    let t = project();
+    let d = t.path();
+    let r = mlsign_in(d, ["bom", "model", "-o", "clean.json", "--scan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let bom = read_json(&d.join("clean.json"));
+    let props = &bom["metadata"]["component"]["properties"];
+    let get = |props: &Value, n: &str| {
+        props
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == n))
+            .map(|p| p["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(get(props, "mlsign:scan.verdict"), "clean");
+    assert_eq!(get(props, "mlsign:scan.problems"), "0");
+    // A pickle that runs os.system when loaded.
+    std::fs::write(d.join("model/extra.pkl"), b"cos\nsystem\n(S'id'\ntR.").unwrap();
+    let r = mlsign_in(d, ["bom", "model", "-o", "evil.json", "--scan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("evil.json"));
+    let bom = read_json(&d.join("evil.json"));
+    let m = &bom["metadata"]["component"];
+    assert_eq!(get(&m["properties"], "mlsign:scan.verdict"), "malicious");
+    assert_ne!(get(&m["properties"], "mlsign:scan.problems"), "0");
+    let evil = m["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "extra.pkl")
+        .unwrap();
+    assert_eq!(get(&evil["properties"], "mlsign:scan.verdict"), "malicious");
+    let s = mlsign_in(d, ["bom", "show", "evil.json"]);
+    assert!(
+        s.stdout.contains("mlsign:scan.verdict: malicious"),
+        "{}",
+        s.all()
+    );
+}
+
+#[test]
 fn dataset_verify_names_the_broken_steps() {
     let t = project();
     let d = t.path();

@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub reproducible: bool,
     /// Extra `mlsign:*` properties on the model (signature / scan status), name → value.
     pub model_properties: Vec<Property>,
+    /// Run `mlsign scan` (default policy) over every model file and record the verdicts.
+    pub scan: bool,
     pub threads: Option<usize>,
 }
 
@@ -47,6 +49,7 @@ impl BuildOptions {
             out_dir: PathBuf::from("."),
             reproducible: false,
             model_properties: vec![],
+            scan: false,
             threads: None,
         }
     }
@@ -309,6 +312,9 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     model.properties = tree_properties(&relative_to(&o.model, &o.out_dir), &mm);
     model.properties.extend(o.model_properties.iter().cloned());
     model.components = file_children(&model_ref, &mm);
+    if o.scan {
+        scan_model(&o.model, &mut model)?;
+    }
     if !facts.base_models.is_empty() {
         model.pedigree = Some(Pedigree {
             ancestors: facts
@@ -671,6 +677,51 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     };
     stamp(&mut bom, o.reproducible)?;
     Ok(bom)
+}
+
+/// Scan every model file with the default policy: `mlsign:scan.verdict` on each file that is not
+/// clean, and an overall verdict + finding count on the model.
+fn scan_model(root: &Path, model: &mut Component) -> Result<(), BomError> {
+    use crate::scan::{scan_file, Policy, Verdict};
+    let policy = Policy::default();
+    let mut overall = Verdict::Clean;
+    let mut count = 0usize;
+    for f in &mut model.components {
+        let path = if f.name == "." {
+            root.to_path_buf()
+        } else {
+            root.join(&f.name)
+        };
+        let rep = scan_file(&path, &policy).map_err(|e| BomError::Hash(e.to_string()))?;
+        // Informational findings (format identified, …) do not count.
+        let bad: Vec<_> = rep
+            .findings
+            .iter()
+            .filter(|x| x.verdict() != Verdict::Clean)
+            .collect();
+        count += bad.len();
+        overall = overall.max(rep.verdict);
+        if rep.verdict != Verdict::Clean {
+            f.properties
+                .push(Property::new("mlsign:scan.verdict", rep.verdict.as_str()));
+            let mut codes: Vec<&str> = bad.iter().map(|x| x.code).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            f.properties
+                .push(Property::new("mlsign:scan.codes", codes.join(",")));
+        }
+    }
+    model
+        .properties
+        .push(Property::new("mlsign:scan.verdict", overall.as_str()));
+    model
+        .properties
+        .push(Property::new("mlsign:scan.problems", count.to_string()));
+    model.properties.push(Property::new(
+        "mlsign:scan.policy",
+        format!("mlsign {} default policy", env!("CARGO_PKG_VERSION")),
+    ));
+    Ok(())
 }
 
 fn lib_ref(p: &LockedPackage, lock_name: &str) -> String {

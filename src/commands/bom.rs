@@ -139,6 +139,7 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         out_dir,
         reproducible: a.reproducible,
         model_properties: props,
+        scan: a.scan,
         threads: a.threads,
     };
     let bom = bom::build(&opts)?;

@@ -6,8 +6,8 @@ mod common;
 mod dataset;
 mod hash;
 mod keygen;
-mod sign;
 pub mod scan;
+mod sign;
 mod verify;
 
 use crate::cli::{Cli, Command};
