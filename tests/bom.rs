@@ -435,6 +435,7 @@ fn output_is_deterministic_and_reproducible() {
         read_json(&d.join("bom.cdx.json")),
     );
     assert_ne!(a["serialNumber"], b["serialNumber"]);
+    assert_valid_both(d, Path::new("a.json"));
     assert_eq!(strip(&d.join("a.json")), strip(&d.join("bom.cdx.json")));
 
     let r = build(d, &["--reproducible", "--force"]);
@@ -451,6 +452,7 @@ fn output_is_deterministic_and_reproducible() {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["bom", "model", "-o", "e.json", "--reproducible"]));
     assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("e.json"));
     assert_eq!(
         read_json(&d.join("e.json"))["metadata"]["timestamp"],
         "2023-11-14T22:13:20Z"
@@ -592,6 +594,7 @@ fn verify_reports_drift_per_file() {
     let t = project();
     let d = t.path();
     assert_eq!(build(d, &[]).code, 0);
+    assert_valid_both(d, Path::new("bom.cdx.json"));
     let r = mlsign_in(d, ["bom", "verify", "bom.cdx.json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
@@ -681,6 +684,7 @@ fn sign_and_verify_the_bom_as_an_attestation() {
     let t = project();
     let d = t.path();
     assert_eq!(build(d, &[]).code, 0);
+    assert_valid_both(d, Path::new("bom.cdx.json"));
     assert_eq!(mlsign_in(d, ["keygen", "--out", "k"]).code, 0);
     assert_eq!(
         mlsign_in(d, ["keygen", "--out", "other", "--algorithm", "ed25519"]).code,
@@ -861,6 +865,7 @@ fn model_signature_status_is_recorded() {
         ],
     );
     assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("c.json"));
     let bom = read_json(&d.join("c.json"));
     let status = bom["metadata"]["component"]["properties"]
         .as_array()
@@ -880,6 +885,7 @@ fn scan_status_is_recorded() {
     let d = t.path();
     let r = mlsign_in(d, ["bom", "model", "-o", "clean.json", "--scan"]);
     assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("clean.json"));
     let bom = read_json(&d.join("clean.json"));
     let props = &bom["metadata"]["component"]["properties"];
     let get = |props: &Value, n: &str| {
