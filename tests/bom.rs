@@ -922,6 +922,30 @@ fn scan_status_is_recorded() {
 }
 
 #[test]
+fn boms_from_another_generator_validate_show_and_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/bom_foreign.py");
+    let r = run(Command::new(python()).arg(script));
+    assert_eq!(r.code, 0, "{}", r.all());
+    write(&d.join("foreign.json"), &r.stdout);
+    assert_valid_both(d, Path::new("foreign.json"));
+    let s = mlsign_in(d, ["bom", "show", "foreign.json"]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    assert!(s.stdout.contains("model foreign-model"), "{}", s.all());
+    assert!(s.stdout.contains("imdb  NOT PINNED"), "{}", s.all());
+    // Nothing records a local path: verify says so instead of passing.
+    let v = mlsign_in(d, ["bom", "verify", "foreign.json"]);
+    assert_eq!(v.code, 2, "{}", v.all());
+    assert!(v.stderr.contains("nothing to re-hash"), "{}", v.all());
+    // --model compares the root digest: theirs is not mlsign's, so that is drift.
+    write(&d.join("m/w.bin"), "weights");
+    let v = mlsign_in(d, ["bom", "verify", "foreign.json", "--model", "m"]);
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(v.stdout.contains("BOM005"), "{}", v.all());
+}
+
+#[test]
 fn dataset_verify_names_the_broken_steps() {
     let t = project();
     let d = t.path();

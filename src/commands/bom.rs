@@ -313,6 +313,11 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
             },
         )
         .with_context(|| shown.clone())?;
+        if r.checked.is_empty() && a.bundle.is_none() {
+            bail!(
+                "{shown}: nothing to re-hash: no model or dataset in the BOM records a local path                  (mlsign:path); pass --model DIR to check the model, or --bundle to check a signature"
+            );
+        }
         findings.extend(r.findings.iter().cloned());
         report = Some(r);
     }
