@@ -213,6 +213,10 @@ fn project() -> tempfile::TempDir {
             "seed=7",
             "--code",
             "code/split.py",
+            "--started-at",
+            "2026-01-02T03:04:05Z",
+            "--finished-at",
+            "2026-01-02T03:05:00Z",
         ],
     ];
     for s in steps {
@@ -355,11 +359,20 @@ fn ml_bom_with_lineage_and_lockfiles_is_valid_and_complete() {
     let tasks = bom["formulation"][0]["workflows"][0]["tasks"]
         .as_array()
         .unwrap();
-    assert_eq!(tasks.len(), 3);
+    // clean, and one split run that wrote both train and test.
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
     let split = tasks
         .iter()
         .find(|t| t["outputs"][0]["resource"]["ref"] == train["bom-ref"])
         .unwrap();
+    let test = component(&bom, "reviews-test");
+    assert_eq!(split["outputs"][1]["resource"]["ref"], test["bom-ref"]);
+    let order = bom["formulation"][0]["workflows"][0]["taskDependencies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(order.len(), 2);
+    assert_eq!(order[1]["ref"], split["bom-ref"]);
+    assert_eq!(order[1]["dependsOn"].as_array().unwrap().len(), 1);
     assert_eq!(
         split["steps"][0]["commands"][0]["executed"],
         "python code/split.py --seed 7"

@@ -355,6 +355,7 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
         let mut tasks = Vec::new();
         let mut task_deps = Vec::new();
         let mut task_of: BTreeMap<&str, String> = BTreeMap::new();
+        let mut task_key: BTreeMap<String, usize> = BTreeMap::new();
         for &i in &l.topo_order() {
             let r = &ds[i];
             let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
@@ -382,6 +383,42 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
                 });
             }
             if let Some(s) = &r.step {
+                // One run of a step that wrote several versions (a split) is one task with
+                // several outputs: same step, command, parameters, code, parents and times.
+                let mut parents_sorted = r.parents.clone();
+                parents_sorted.sort();
+                let key = serde_json::json!([
+                    s.name,
+                    s.command,
+                    s.parameters,
+                    s.code
+                        .iter()
+                        .map(|c| (&c.path, &c.digest))
+                        .collect::<Vec<_>>(),
+                    parents_sorted,
+                    s.started_at,
+                    s.finished_at,
+                    s.by
+                ])
+                .to_string();
+                if let Some(&ti) = task_key.get(&key) {
+                    let t: &mut Task = &mut tasks[ti];
+                    t.outputs.push(TaskOutput {
+                        kind: Some("artifact".into()),
+                        resource: Some(ResourceRef {
+                            reference: my_ref.clone(),
+                        }),
+                    });
+                    t.description = Some(format!(
+                        "made {} version(s) from {} parent(s)",
+                        t.outputs.len(),
+                        r.parents.len()
+                    ));
+                    task_of.insert(r.digest.as_str(), t.bom_ref.clone());
+                    data.push(dc);
+                    continue;
+                }
+                task_key.insert(key, tasks.len());
                 let task_ref = format!("task:{}", my_ref);
                 let mut inputs: Vec<TaskInput> = r
                     .parents
@@ -448,20 +485,20 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             data.push(dc);
         }
         // Task order: a task depends on the tasks that made its inputs.
+        let mut order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in ds {
             if let Some(t) = task_of.get(r.digest.as_str()) {
-                let before: Vec<String> = r
-                    .parents
-                    .iter()
-                    .filter_map(|p| task_of.get(p.as_str()).cloned())
-                    .collect();
-                task_deps.push(Dependency {
-                    reference: t.clone(),
-                    depends_on: before,
-                });
+                order.entry(t.clone()).or_default().extend(
+                    r.parents
+                        .iter()
+                        .filter_map(|p| task_of.get(p.as_str()).cloned()),
+                );
             }
         }
-        task_deps.sort_by(|a, b| a.reference.cmp(&b.reference));
+        task_deps.extend(order.into_iter().map(|(t, before)| Dependency {
+            reference: t,
+            depends_on: before.into_iter().collect(),
+        }));
         // The model was trained on the leaves: versions nothing else was derived from.
         for (i, r) in ds.iter().enumerate() {
             if l.children(i).is_empty() {
