@@ -147,7 +147,13 @@ impl Cert {
 
 /// Parse every certificate in a PEM file.
 pub fn load_pem_chain(pem: &[u8]) -> Result<Vec<Cert>, Error> {
-    let certs = Certificate::load_pem_chain(pem)
+    // x509-cert 0.2.5 underflows (panics) on input that is empty after trailing newlines; found
+    // by fuzz/fuzz_targets/bundle.rs. Refuse that up front, and contain any other parser panic.
+    if pem.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::Certificate("the PEM file is empty".into()));
+    }
+    let certs = std::panic::catch_unwind(|| Certificate::load_pem_chain(pem))
+        .map_err(|_| Error::Certificate("malformed PEM certificate list".into()))?
         .map_err(|e| Error::Certificate(format!("not a PEM certificate list ({e})")))?;
     if certs.is_empty() {
         return Err(Error::Certificate(
@@ -241,4 +247,22 @@ pub fn verify_chain(
         current = next.clone();
     }
     Err("certificate chain is too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_or_garbage_pem_is_an_error() {
+        for input in [
+            &b""[..],
+            b"\n",
+            b"\r\n\r\n",
+            b"hello",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n",
+        ] {
+            assert!(load_pem_chain(input).is_err());
+        }
+    }
 }
