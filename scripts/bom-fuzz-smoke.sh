@@ -13,7 +13,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 seeds=fuzz/seeds/bom
 mkdir -p "$seeds"
-cp testdata/bom/locks/* testdata/bom/bad/* "$seeds/"
+for f in testdata/bom/locks/*; do cp "$f" "$seeds/good-$(basename "$f")"; done
+for f in testdata/bom/bad/*; do cp "$f" "$seeds/bad-$(basename "$f")"; done
 cp testdata/bom/model/README.md "$seeds/README.md"
 cp src/bom/schema/jsf-0.82.SNAPSHOT.schema.json "$seeds/jsf.json"
 printf '{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"metadata":{"component":{"type":"machine-learning-model","name":"m","bom-ref":"m"}},"components":[{"type":"data","name":"d","bom-ref":"d"}],"dependencies":[{"ref":"m","dependsOn":["d","x"]}]}' > "$seeds/bom.json"
