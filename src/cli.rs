@@ -267,6 +267,10 @@ pub struct BomBuildArgs {
     /// Public key that verifies --signature.
     #[arg(long, value_name = "PUB.pem")]
     pub signature_key: Option<PathBuf>,
+    /// Scan every model file (`mlsign scan`, default policy) and record the verdicts as
+    /// mlsign:scan.* properties.
+    #[arg(long)]
+    pub scan: bool,
     /// Fix serialNumber and timestamp so the same inputs give the same bytes.
     #[arg(long)]
     pub reproducible: bool,

@@ -213,6 +213,10 @@ fn project() -> tempfile::TempDir {
             "seed=7",
             "--code",
             "code/split.py",
+            "--started-at",
+            "2026-01-02T03:04:05Z",
+            "--finished-at",
+            "2026-01-02T03:05:00Z",
         ],
     ];
     for s in steps {
@@ -275,6 +279,14 @@ fn ml_bom_with_lineage_and_lockfiles_is_valid_and_complete() {
     assert_valid_both(d, Path::new("bom.cdx.json"));
     let bom = read_json(&d.join("bom.cdx.json"));
     assert_eq!(bom["specVersion"], "1.6");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["bom.cdx.json", "lineage.json"] {
+            let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{f} is meant to be shared");
+        }
+    }
 
     // Model: model card from config.json + README, every file with its real SHA-256.
     let m = &bom["metadata"]["component"];
@@ -347,11 +359,20 @@ fn ml_bom_with_lineage_and_lockfiles_is_valid_and_complete() {
     let tasks = bom["formulation"][0]["workflows"][0]["tasks"]
         .as_array()
         .unwrap();
-    assert_eq!(tasks.len(), 3);
+    // clean, and one split run that wrote both train and test.
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
     let split = tasks
         .iter()
         .find(|t| t["outputs"][0]["resource"]["ref"] == train["bom-ref"])
         .unwrap();
+    let test = component(&bom, "reviews-test");
+    assert_eq!(split["outputs"][1]["resource"]["ref"], test["bom-ref"]);
+    let order = bom["formulation"][0]["workflows"][0]["taskDependencies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(order.len(), 2);
+    assert_eq!(order[1]["ref"], split["bom-ref"]);
+    assert_eq!(order[1]["dependsOn"].as_array().unwrap().len(), 1);
     assert_eq!(
         split["steps"][0]["commands"][0]["executed"],
         "python code/split.py --seed 7"
@@ -427,6 +448,7 @@ fn output_is_deterministic_and_reproducible() {
         read_json(&d.join("bom.cdx.json")),
     );
     assert_ne!(a["serialNumber"], b["serialNumber"]);
+    assert_valid_both(d, Path::new("a.json"));
     assert_eq!(strip(&d.join("a.json")), strip(&d.join("bom.cdx.json")));
 
     let r = build(d, &["--reproducible", "--force"]);
@@ -443,6 +465,7 @@ fn output_is_deterministic_and_reproducible() {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["bom", "model", "-o", "e.json", "--reproducible"]));
     assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("e.json"));
     assert_eq!(
         read_json(&d.join("e.json"))["metadata"]["timestamp"],
         "2023-11-14T22:13:20Z"
@@ -584,6 +607,7 @@ fn verify_reports_drift_per_file() {
     let t = project();
     let d = t.path();
     assert_eq!(build(d, &[]).code, 0);
+    assert_valid_both(d, Path::new("bom.cdx.json"));
     let r = mlsign_in(d, ["bom", "verify", "bom.cdx.json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
@@ -673,6 +697,7 @@ fn sign_and_verify_the_bom_as_an_attestation() {
     let t = project();
     let d = t.path();
     assert_eq!(build(d, &[]).code, 0);
+    assert_valid_both(d, Path::new("bom.cdx.json"));
     assert_eq!(mlsign_in(d, ["keygen", "--out", "k"]).code, 0);
     assert_eq!(
         mlsign_in(d, ["keygen", "--out", "other", "--algorithm", "ed25519"]).code,
@@ -853,6 +878,7 @@ fn model_signature_status_is_recorded() {
         ],
     );
     assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("c.json"));
     let bom = read_json(&d.join("c.json"));
     let status = bom["metadata"]["component"]["properties"]
         .as_array()
@@ -864,6 +890,72 @@ fn model_signature_status_is_recorded() {
         .unwrap()
         .to_string();
     assert!(status.starts_with("failed"), "{status}");
+}
+
+#[test]
+fn scan_status_is_recorded() {
+    let t = project();
+    let d = t.path();
+    let r = mlsign_in(d, ["bom", "model", "-o", "clean.json", "--scan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("clean.json"));
+    let bom = read_json(&d.join("clean.json"));
+    let props = &bom["metadata"]["component"]["properties"];
+    let get = |props: &Value, n: &str| {
+        props
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == n))
+            .map(|p| p["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(get(props, "mlsign:scan.verdict"), "clean");
+    assert_eq!(get(props, "mlsign:scan.problems"), "0");
+    // A pickle that runs os.system when loaded.
+    std::fs::write(d.join("model/extra.pkl"), b"cos\nsystem\n(S'id'\ntR.").unwrap();
+    let r = mlsign_in(d, ["bom", "model", "-o", "evil.json", "--scan"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("evil.json"));
+    let bom = read_json(&d.join("evil.json"));
+    let m = &bom["metadata"]["component"];
+    assert_eq!(get(&m["properties"], "mlsign:scan.verdict"), "malicious");
+    assert_ne!(get(&m["properties"], "mlsign:scan.problems"), "0");
+    let evil = m["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "extra.pkl")
+        .unwrap();
+    assert_eq!(get(&evil["properties"], "mlsign:scan.verdict"), "malicious");
+    let s = mlsign_in(d, ["bom", "show", "evil.json"]);
+    assert!(
+        s.stdout.contains("mlsign:scan.verdict: malicious"),
+        "{}",
+        s.all()
+    );
+}
+
+#[test]
+fn boms_from_another_generator_validate_show_and_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/bom_foreign.py");
+    let r = run(Command::new(python()).arg(script));
+    assert_eq!(r.code, 0, "{}", r.all());
+    write(&d.join("foreign.json"), &r.stdout);
+    assert_valid_both(d, Path::new("foreign.json"));
+    let s = mlsign_in(d, ["bom", "show", "foreign.json"]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    assert!(s.stdout.contains("model foreign-model"), "{}", s.all());
+    assert!(s.stdout.contains("imdb  NOT PINNED"), "{}", s.all());
+    // Nothing records a local path: verify says so instead of passing.
+    let v = mlsign_in(d, ["bom", "verify", "foreign.json"]);
+    assert_eq!(v.code, 2, "{}", v.all());
+    assert!(v.stderr.contains("nothing to re-hash"), "{}", v.all());
+    // --model compares the root digest: theirs is not mlsign's, so that is drift.
+    write(&d.join("m/w.bin"), "weights");
+    let v = mlsign_in(d, ["bom", "verify", "foreign.json", "--model", "m"]);
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(v.stdout.contains("BOM005"), "{}", v.all());
 }
 
 #[test]

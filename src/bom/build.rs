@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub reproducible: bool,
     /// Extra `mlsign:*` properties on the model (signature / scan status), name → value.
     pub model_properties: Vec<Property>,
+    /// Run `mlsign scan` (default policy) over every model file and record the verdicts.
+    pub scan: bool,
     pub threads: Option<usize>,
 }
 
@@ -47,6 +49,7 @@ impl BuildOptions {
             out_dir: PathBuf::from("."),
             reproducible: false,
             model_properties: vec![],
+            scan: false,
             threads: None,
         }
     }
@@ -309,6 +312,9 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     model.properties = tree_properties(&relative_to(&o.model, &o.out_dir), &mm);
     model.properties.extend(o.model_properties.iter().cloned());
     model.components = file_children(&model_ref, &mm);
+    if o.scan {
+        scan_model(&o.model, &mut model)?;
+    }
     if !facts.base_models.is_empty() {
         model.pedigree = Some(Pedigree {
             ancestors: facts
@@ -349,6 +355,7 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
         let mut tasks = Vec::new();
         let mut task_deps = Vec::new();
         let mut task_of: BTreeMap<&str, String> = BTreeMap::new();
+        let mut task_key: BTreeMap<String, usize> = BTreeMap::new();
         for &i in &l.topo_order() {
             let r = &ds[i];
             let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
@@ -376,6 +383,42 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
                 });
             }
             if let Some(s) = &r.step {
+                // One run of a step that wrote several versions (a split) is one task with
+                // several outputs: same step, command, parameters, code, parents and times.
+                let mut parents_sorted = r.parents.clone();
+                parents_sorted.sort();
+                let key = serde_json::json!([
+                    s.name,
+                    s.command,
+                    s.parameters,
+                    s.code
+                        .iter()
+                        .map(|c| (&c.path, &c.digest))
+                        .collect::<Vec<_>>(),
+                    parents_sorted,
+                    s.started_at,
+                    s.finished_at,
+                    s.by
+                ])
+                .to_string();
+                if let Some(&ti) = task_key.get(&key) {
+                    let t: &mut Task = &mut tasks[ti];
+                    t.outputs.push(TaskOutput {
+                        kind: Some("artifact".into()),
+                        resource: Some(ResourceRef {
+                            reference: my_ref.clone(),
+                        }),
+                    });
+                    t.description = Some(format!(
+                        "made {} version(s) from {} parent(s)",
+                        t.outputs.len(),
+                        r.parents.len()
+                    ));
+                    task_of.insert(r.digest.as_str(), t.bom_ref.clone());
+                    data.push(dc);
+                    continue;
+                }
+                task_key.insert(key, tasks.len());
                 let task_ref = format!("task:{}", my_ref);
                 let mut inputs: Vec<TaskInput> = r
                     .parents
@@ -442,20 +485,20 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             data.push(dc);
         }
         // Task order: a task depends on the tasks that made its inputs.
+        let mut order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in ds {
             if let Some(t) = task_of.get(r.digest.as_str()) {
-                let before: Vec<String> = r
-                    .parents
-                    .iter()
-                    .filter_map(|p| task_of.get(p.as_str()).cloned())
-                    .collect();
-                task_deps.push(Dependency {
-                    reference: t.clone(),
-                    depends_on: before,
-                });
+                order.entry(t.clone()).or_default().extend(
+                    r.parents
+                        .iter()
+                        .filter_map(|p| task_of.get(p.as_str()).cloned()),
+                );
             }
         }
-        task_deps.sort_by(|a, b| a.reference.cmp(&b.reference));
+        task_deps.extend(order.into_iter().map(|(t, before)| Dependency {
+            reference: t,
+            depends_on: before.into_iter().collect(),
+        }));
         // The model was trained on the leaves: versions nothing else was derived from.
         for (i, r) in ds.iter().enumerate() {
             if l.children(i).is_empty() {
@@ -671,6 +714,51 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     };
     stamp(&mut bom, o.reproducible)?;
     Ok(bom)
+}
+
+/// Scan every model file with the default policy: `mlsign:scan.verdict` on each file that is not
+/// clean, and an overall verdict + finding count on the model.
+fn scan_model(root: &Path, model: &mut Component) -> Result<(), BomError> {
+    use crate::scan::{scan_file, Policy, Verdict};
+    let policy = Policy::default();
+    let mut overall = Verdict::Clean;
+    let mut count = 0usize;
+    for f in &mut model.components {
+        let path = if f.name == "." {
+            root.to_path_buf()
+        } else {
+            root.join(&f.name)
+        };
+        let rep = scan_file(&path, &policy).map_err(|e| BomError::Hash(e.to_string()))?;
+        // Informational findings (format identified, …) do not count.
+        let bad: Vec<_> = rep
+            .findings
+            .iter()
+            .filter(|x| x.verdict() != Verdict::Clean)
+            .collect();
+        count += bad.len();
+        overall = overall.max(rep.verdict);
+        if rep.verdict != Verdict::Clean {
+            f.properties
+                .push(Property::new("mlsign:scan.verdict", rep.verdict.as_str()));
+            let mut codes: Vec<&str> = bad.iter().map(|x| x.code).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            f.properties
+                .push(Property::new("mlsign:scan.codes", codes.join(",")));
+        }
+    }
+    model
+        .properties
+        .push(Property::new("mlsign:scan.verdict", overall.as_str()));
+    model
+        .properties
+        .push(Property::new("mlsign:scan.problems", count.to_string()));
+    model.properties.push(Property::new(
+        "mlsign:scan.policy",
+        format!("mlsign {} default policy", env!("CARGO_PKG_VERSION")),
+    ));
+    Ok(())
 }
 
 fn lib_ref(p: &LockedPackage, lock_name: &str) -> String {

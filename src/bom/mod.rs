@@ -95,3 +95,20 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, BomError> {
 
 /// Largest BOM mlsign reads (a BOM of a million files is ~300 MB; beyond that, split it).
 pub const MAX_BOM_BYTES: u64 = 512 << 20;
+
+/// Write a document meant to be shared (BOM, HTML view, lineage file, BOM bundle): atomically,
+/// via the signing core's writer, then readable by everyone (temp files are created 0600).
+pub fn write_public(path: &Path, bytes: &[u8], force: bool) -> Result<(), crate::attest::Error> {
+    crate::attest::write_atomic(path, bytes, force)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| {
+            crate::attest::Error::Io {
+                path: path.into(),
+                source: e,
+            }
+        })?;
+    }
+    Ok(())
+}

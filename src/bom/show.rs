@@ -352,8 +352,8 @@ impl View {
                 f.name,
                 f.sha256
                     .as_deref()
-                    .map(|h| &h[..h.len().min(12)])
-                    .unwrap_or("-")
+                    .map(|h| h.chars().take(12).collect::<String>())
+                    .unwrap_or_else(|| "-".into())
             );
         }
         let _ = writeln!(o, "└─ trained on {} dataset(s)", m.datasets.len());
@@ -732,6 +732,27 @@ pub fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A foreign, schema-invalid BOM (non-hex digests, cycles in dependencies, refs to nowhere)
+    /// still renders without panicking.
+    #[test]
+    fn foreign_bom_renders() {
+        let text = r#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,
+          "components":[
+            {"type":"machine-learning-model","name":"m","bom-ref":"m",
+             "hashes":[{"alg":"SHA-256","content":"ééééééééééééééé"}],
+             "modelCard":{"modelParameters":{"datasets":[{"ref":"a"},{"ref":"zz"},{"type":"dataset","name":"inline"}]}}},
+            {"type":"data","name":"a","bom-ref":"a","hashes":[{"alg":"SHA-256","content":"日本語日本語日本語日本語日本語"}]},
+            {"type":"data","name":"b","bom-ref":"b"}],
+          "dependencies":[{"ref":"a","dependsOn":["b"]},{"ref":"b","dependsOn":["a"]}]}"#;
+        let bom = crate::bom::from_json(text.as_bytes()).unwrap();
+        let v = view(&bom);
+        assert_eq!(v.model.name, "m");
+        let h = v.human();
+        assert!(h.contains("zz (not in this BOM)"), "{h}");
+        assert!(h.contains("(lineage shown above)"), "{h}");
+        assert!(v.html().contains("<svg"));
+    }
 
     #[test]
     fn escaping() {

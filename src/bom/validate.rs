@@ -286,6 +286,34 @@ mod tests {
         ));
     }
 
+    /// Fuzz smoke: mutated BOMs are reported or rejected, never panic.
+    #[test]
+    fn mutated_boms_never_panic() {
+        let text = serde_json::to_string(&minimal()).unwrap();
+        let b = text.as_bytes();
+        for cut in 0..b.len() {
+            if let Ok(v) = parse(&b[..cut]) {
+                let _ = validate(&v);
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut m = b.to_vec();
+            let i = (seed as usize) % m.len();
+            const CH: &[u8] = b"\"[]{}:,0a";
+            m[i] = CH[(seed >> 32) as usize % CH.len()];
+            if let Ok(v) = parse(&m) {
+                let _ = validate(&v);
+            }
+        }
+        // Deep nesting is refused by the parser, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(deep.as_bytes()).is_err());
+    }
+
     #[test]
     fn spdx_ids_load() {
         assert_eq!(spdx_ids().get("apache-2.0").unwrap(), "Apache-2.0");

@@ -292,6 +292,33 @@ widget:
         );
     }
 
+    /// Fuzz smoke over the fixture card: prefixes and byte mutations never panic.
+    #[test]
+    fn mutated_cards_never_panic() {
+        let text = include_str!("../../testdata/bom/model/README.md");
+        let b = text.as_bytes();
+        for cut in 0..b.len() {
+            if let Ok(t) = std::str::from_utf8(&b[..cut]) {
+                let mut f = crate::bom::modelcard::ModelFacts::default();
+                crate::bom::modelcard::from_readme(t, &mut f);
+            }
+        }
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..500 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut m = b.to_vec();
+            let i = (seed as usize) % m.len();
+            const CH: &[u8] = b"-: \n[]'\"#|>\t";
+            m[i] = CH[(seed >> 32) as usize % CH.len()];
+            if let Ok(t) = std::str::from_utf8(&m) {
+                let mut f = crate::bom::modelcard::ModelFacts::default();
+                crate::bom::modelcard::from_readme(t, &mut f);
+            }
+        }
+    }
+
     #[test]
     fn front_matter_split() {
         let (fm, body) = front_matter("---\na: 1\n---\n# Title\n").unwrap();

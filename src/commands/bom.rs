@@ -139,6 +139,7 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         out_dir,
         reproducible: a.reproducible,
         model_properties: props,
+        scan: a.scan,
         threads: a.threads,
     };
     let bom = bom::build(&opts)?;
@@ -152,7 +153,7 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
             i.message
         );
     }
-    attest::write_atomic(&output, text.as_bytes(), a.force)?;
+    bom::write_public(&output, text.as_bytes(), a.force)?;
     let m = bom
         .metadata
         .as_ref()
@@ -312,6 +313,11 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
             },
         )
         .with_context(|| shown.clone())?;
+        if r.checked.is_empty() && a.bundle.is_none() {
+            bail!(
+                "{shown}: nothing to re-hash: no model or dataset in the BOM records a local path                  (mlsign:path); pass --model DIR to check the model, or --bundle to check a signature"
+            );
+        }
         findings.extend(r.findings.iter().cloned());
         report = Some(r);
     }
@@ -419,7 +425,7 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         s.push(".sig");
         PathBuf::from(s)
     });
-    attest::write_atomic(&out, &bundle.to_json(), a.force)?;
+    bom::write_public(&out, &bundle.to_json(), a.force)?;
     let digest = bom::sign::sha256_hex(&bytes);
     match a.format {
         Format::Human => println!(
@@ -453,7 +459,7 @@ fn show_cmd(a: BomShowArgs) -> Result<Exit> {
         ShowFormat::Html => v.html(),
     };
     match &a.output {
-        Some(p) => attest::write_atomic(p, text.as_bytes(), true)?,
+        Some(p) => bom::write_public(p, text.as_bytes(), true)?,
         None => print!("{text}"),
     }
     Ok(Exit::Pass)

@@ -250,7 +250,17 @@ pub fn load(file: &Path) -> Result<Loaded, LineageError> {
         )));
     }
     let bytes = std::fs::read(file).map_err(|e| read_err(e.to_string()))?;
-    let lineage: Lineage = serde_json::from_slice(&bytes).map_err(|e| {
+    from_bytes(&bytes, file)
+}
+
+/// Parse and check lineage bytes as if read from `file` (paths resolve against its directory).
+pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Loaded, LineageError> {
+    let shown = file.display().to_string();
+    let read_err = |m: String| LineageError::Read {
+        file: shown.clone(),
+        message: m,
+    };
+    let lineage: Lineage = serde_json::from_slice(bytes).map_err(|e| {
         read_err(format!(
             "line {} column {}: {}",
             e.line(),
@@ -472,7 +482,7 @@ pub fn save(l: &Loaded) -> Result<(), LineageError> {
     };
     let mut text = serde_json::to_string_pretty(&l.lineage).map_err(|e| err(e.to_string()))?;
     text.push('\n');
-    crate::attest::write_atomic(&l.file, text.as_bytes(), true).map_err(|e| err(e.to_string()))
+    crate::bom::write_public(&l.file, text.as_bytes(), true).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]

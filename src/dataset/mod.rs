@@ -287,6 +287,56 @@ mod tests {
     }
 
     #[test]
+    fn replace_is_refused_under_derived_versions() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        write(&root.join("raw/a"), "1");
+        write(&root.join("out/b"), "2");
+        let mut l = load_or_new(&root.join("l.json")).unwrap();
+        let raw = RecordInput {
+            name: "raw".into(),
+            ..Default::default()
+        };
+        record(&mut l, &root.join("raw"), &raw, &[], None).unwrap();
+        let again = record(&mut l, &root.join("raw"), &raw, &[], None).unwrap_err();
+        assert!(again.to_string().contains("already recorded"), "{again}");
+        // Replacing without children is fine.
+        write(&root.join("raw/a"), "1b");
+        let replace = RecordInput {
+            replace: true,
+            ..raw.clone()
+        };
+        record(&mut l, &root.join("raw"), &replace, &[], None).unwrap();
+        assert_eq!(l.lineage.datasets.len(), 1);
+        let step = StepInput {
+            name: "s".into(),
+            command: "c".into(),
+            ..Default::default()
+        };
+        let out = RecordInput {
+            name: "out".into(),
+            ..Default::default()
+        };
+        record(
+            &mut l,
+            &root.join("out"),
+            &out,
+            &["raw".into()],
+            Some(&step),
+        )
+        .unwrap();
+        write(&root.join("raw/a"), "1c");
+        let e = record(&mut l, &root.join("raw"), &replace, &[], None).unwrap_err();
+        assert!(e.to_string().contains("new --version"), "{e}");
+        // Unknown parent, ambiguous and short digests are usage errors.
+        for key in ["nope", "sha256:ab"] {
+            let e =
+                record(&mut l, &root.join("out"), &out, &[key.into()], Some(&step)).unwrap_err();
+            assert!(matches!(e, RecordError::Usage(_)), "{e}");
+        }
+    }
+
+    #[test]
     fn record_derive_verify_and_break() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();

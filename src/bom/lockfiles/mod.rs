@@ -221,6 +221,52 @@ mod tests {
         assert!(parse_hash("nocolon", "x").is_err());
     }
 
+    /// Fuzz smoke: every prefix and many single-byte mutations of real lockfiles must parse or
+    /// fail cleanly, never panic.
+    #[test]
+    fn mutated_lockfiles_never_panic() {
+        let fixtures = [
+            (
+                LockKind::Cargo,
+                include_str!("../../../testdata/bom/locks/Cargo.lock"),
+            ),
+            (
+                LockKind::Requirements,
+                include_str!("../../../testdata/bom/locks/requirements.txt"),
+            ),
+            (
+                LockKind::Uv,
+                include_str!("../../../testdata/bom/locks/uv.lock"),
+            ),
+            (
+                LockKind::Poetry,
+                include_str!("../../../testdata/bom/locks/poetry.lock"),
+            ),
+        ];
+        for (kind, text) in fixtures {
+            assert!(parse(kind, text, "f").is_ok(), "{kind:?} fixture parses");
+            let b = text.as_bytes();
+            for cut in 0..b.len() {
+                if let Ok(t) = std::str::from_utf8(&b[..cut]) {
+                    let _ = parse(kind, t, "f");
+                }
+            }
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            for _ in 0..400 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mut m = b.to_vec();
+                let i = (seed as usize) % m.len();
+                const CH: &[u8] = b"\"[]{}=\n#:\\ x9";
+                m[i] = CH[(seed >> 32) as usize % CH.len()];
+                if let Ok(t) = std::str::from_utf8(&m) {
+                    let _ = parse(kind, t, "f");
+                }
+            }
+        }
+    }
+
     #[test]
     fn kind_by_name() {
         assert_eq!(
