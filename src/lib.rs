@@ -5,6 +5,7 @@
 //! DSSE, Sigstore bundle, sign/verify), [`report`] (findings and output sinks).
 
 pub mod attest;
+pub mod behave;
 pub mod cli;
 pub mod commands;
 pub mod digest;

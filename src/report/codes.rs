@@ -13,7 +13,15 @@ pub const CODES: &[(&str, &str)] = &[
     ("SIG007", "certificate chain does not lead to a trusted root, or the certificate is unfit for code signing"),
     ("SIG008", "signed manifest is malformed or unsafe (absolute path, `..`, duplicate entry)"),
     ("SIG009", "hashing configuration in the signature differs from the one requested"),
+    // Behavioural diff (behave)
+    (BHV001, "backdoor-like divergence: under a probe the candidate sends inputs of most source classes to one target class, beyond the baseline (statistic above the calibrated threshold)"),
+    (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
+    (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
 ];
+
+pub const BHV001: &str = "BHV001";
+pub const BHV002: &str = "BHV002";
+pub const BHV003: &str = "BHV003";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
