@@ -4,6 +4,7 @@
 //! binomial test flagged every benign candidate in our measurements.
 
 use super::error::{BehaveError, Result};
+use super::report::CandidateDetail;
 use super::runner::{Prepared, Progress};
 use super::stats;
 use super::suite::Calibration;
@@ -16,7 +17,8 @@ pub struct BenignScore {
     pub candidate: String,
     pub value: f64,
     pub top_probe: String,
-    pub top_target: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_target: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -54,16 +56,15 @@ pub fn calibrate(
     let mut scores = Vec::with_capacity(benign.len());
     for b in benign {
         let r = prepared.score(b, progress)?;
-        let (probe, target) = r
-            .top_candidates
-            .first()
-            .map(|t| (t.probe.clone(), t.target_class))
-            .unwrap_or_default();
+        let t = r.top_candidates.first();
         scores.push(BenignScore {
             candidate: b.display().to_string(),
             value: r.decision.value,
-            top_probe: probe,
-            top_target: target,
+            top_probe: t.map(|t| t.probe.clone()).unwrap_or_default(),
+            top_target: t.and_then(|t| match t.detail {
+                CandidateDetail::Class { target_class, .. } => Some(target_class),
+                CandidateDetail::Embedding { .. } => None,
+            }),
         });
     }
     let mut v: Vec<f64> = scores.iter().map(|s| s.value).collect();

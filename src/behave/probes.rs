@@ -4,7 +4,7 @@
 //! from the suite seed, so the same suite always yields the same probes (and the same hash).
 
 use super::error::{BehaveError, Result};
-use super::suite::{ProbeSpec, Suite};
+use super::suite::{Position, ProbeSpec, Suite, Task};
 use super::tensors;
 use serde::Serialize;
 
@@ -15,6 +15,19 @@ pub struct Probe {
     pub family: &'static str,
     pub mask: Vec<f32>,
     pub fill: Vec<f32>,
+    /// Text probes: what to insert and where (mask/fill are empty).
+    pub insert: Option<(Position, String)>,
+}
+
+impl Probe {
+    /// The probed version of a prompt.
+    pub fn apply_text(&self, text: &str) -> String {
+        match &self.insert {
+            Some((Position::Prefix, t)) => format!("{t} {text}"),
+            Some((Position::Suffix, t)) => format!("{text} {t}"),
+            None => text.to_string(),
+        }
+    }
 }
 
 /// Summary of the probe library for the report.
@@ -122,6 +135,7 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                             family: "patch-grid",
                             mask,
                             fill: vec![*value; d],
+                            insert: None,
                         });
                     }
                 }
@@ -171,6 +185,7 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                         family: "random-sparse",
                         mask,
                         fill: vec![*value; d],
+                        insert: None,
                     });
                 }
                 (
@@ -181,12 +196,30 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                     ),
                 )
             }
+            ProbeSpec::Tokens { tokens, position } => {
+                for (j, t) in tokens.iter().enumerate() {
+                    probes.push(Probe {
+                        label: format!("tokens[{k}] #{j} {} {t:?}", pos_name(*position)),
+                        family: "tokens",
+                        mask: vec![],
+                        fill: vec![],
+                        insert: Some((*position, t.clone())),
+                    });
+                }
+                (
+                    "tokens",
+                    format!("{} candidates as {}", tokens.len(), pos_name(*position)),
+                )
+            }
             ProbeSpec::Blend {
                 alpha,
                 pattern,
                 random,
                 value,
             } => {
+                if suite.file.suite.task == Task::Embedding {
+                    return Err(BehaveError::suite(&suite.path, format!("probe {k}: blend probes need tensor inputs (task = \"classification\")")));
+                }
                 if let Some(file) = pattern {
                     let p = suite.resolve(file);
                     let tf = tensors::load(&p)?;
@@ -209,6 +242,7 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                             family: "blend",
                             mask: vec![*alpha; d],
                             fill: chunk.to_vec(),
+                            insert: None,
                         });
                     }
                     ("blend", format!("pattern={file} alpha={alpha}"))
@@ -221,6 +255,7 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                             family: "blend",
                             mask: vec![*alpha; d],
                             fill,
+                            insert: None,
                         });
                     }
                     ("blend", format!("random={n} alpha={alpha} value={value}"))
@@ -236,12 +271,24 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
     Ok((probes, families))
 }
 
+fn pos_name(p: Position) -> &'static str {
+    match p {
+        Position::Prefix => "prefix",
+        Position::Suffix => "suffix",
+    }
+}
+
 /// SHA-256 over every probe (label, mask, fill) in order: binds a report to the exact probes.
 pub fn hash(probes: &[Probe]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for p in probes {
         ctx.update(&(p.label.len() as u64).to_le_bytes());
         ctx.update(p.label.as_bytes());
+        if let Some((pos, t)) = &p.insert {
+            ctx.update(&[*pos as u8]);
+            ctx.update(&(t.len() as u64).to_le_bytes());
+            ctx.update(t.as_bytes());
+        }
         for v in p.mask.iter().chain(&p.fill) {
             ctx.update(&v.to_le_bytes());
         }
@@ -281,6 +328,7 @@ mod tests {
             family: "patch-grid",
             mask: vec![1.0, 0.0],
             fill: vec![5.0, 5.0],
+            insert: None,
         };
         let mut out = vec![];
         apply(&p, &[1.0, 2.0, 3.0, 4.0], &mut out);
@@ -290,6 +338,7 @@ mod tests {
             family: "blend",
             mask: vec![0.25, 0.25],
             fill: vec![4.0, 0.0],
+            insert: None,
         };
         out.clear();
         apply(&b, &[0.0, 4.0], &mut out);

@@ -2,7 +2,7 @@
 
 use super::models::ModelInfo;
 use super::probes::ProbeFamily;
-use super::stats::{CellScore, CleanDrift};
+use super::stats::{CellScore, CleanDrift, EmbedDrift, ProbeZ};
 use super::suite::Calibration;
 use crate::report::Finding;
 use serde::Serialize;
@@ -35,14 +35,28 @@ pub struct DecisionOut {
 pub struct TriggerCandidate {
     pub probe: String,
     pub probe_index: usize,
-    pub target_class: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_label: Option<String>,
-    pub median_excess: f64,
-    pub pooled_excess: f64,
-    pub candidate_rate: f64,
-    pub baseline_rate: f64,
-    pub source_classes: usize,
+    #[serde(flatten)]
+    pub detail: CandidateDetail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum CandidateDetail {
+    Class {
+        target_class: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_label: Option<String>,
+        median_excess: f64,
+        pooled_excess: f64,
+        candidate_rate: f64,
+        baseline_rate: f64,
+        source_classes: usize,
+    },
+    Embedding {
+        median_distance: f64,
+        z: f64,
+        consistency: f64,
+    },
 }
 
 impl TriggerCandidate {
@@ -50,15 +64,37 @@ impl TriggerCandidate {
         TriggerCandidate {
             probe: label.into(),
             probe_index: cell.probe,
-            target_class: cell.target,
-            target_label: labels.and_then(|l| l.get(cell.target as usize).cloned()),
-            median_excess: cell.median_excess,
-            pooled_excess: cell.pooled_excess,
-            candidate_rate: cell.candidate_rate,
-            baseline_rate: cell.baseline_rate,
-            source_classes: cell.source_classes,
+            detail: CandidateDetail::Class {
+                target_class: cell.target,
+                target_label: labels.and_then(|l| l.get(cell.target as usize).cloned()),
+                median_excess: cell.median_excess,
+                pooled_excess: cell.pooled_excess,
+                candidate_rate: cell.candidate_rate,
+                baseline_rate: cell.baseline_rate,
+                source_classes: cell.source_classes,
+            },
         }
     }
+
+    pub fn embedding(p: &ProbeZ, label: &str) -> Self {
+        TriggerCandidate {
+            probe: label.into(),
+            probe_index: p.probe,
+            detail: CandidateDetail::Embedding {
+                median_distance: p.median_distance,
+                z: p.z,
+                consistency: p.consistency,
+            },
+        }
+    }
+}
+
+/// Drift on unprobed inputs: informational only.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Clean {
+    Classes(CleanDrift),
+    Embedding(EmbedDrift),
 }
 
 /// Companion statistics, reported for context (not the verdict).
@@ -86,9 +122,10 @@ pub struct BehaveReport {
     pub suite: SuiteRef,
     pub baseline: ModelInfo,
     pub candidate: ModelInfo,
-    pub clean: CleanDrift,
+    pub clean: Clean,
     pub decision: DecisionOut,
-    pub companions: Companions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub companions: Option<Companions>,
     pub top_candidates: Vec<TriggerCandidate>,
     pub findings: Vec<Finding>,
     pub timing: Timing,

@@ -229,3 +229,86 @@ mod tests {
         assert_eq!(c0.median_excess, 1.0);
     }
 }
+
+/// 1 − cosine similarity (0 for identical directions; 1 when either vector is zero).
+pub fn cos_distance(a: &[f32], b: &[f32]) -> f64 {
+    if a == b {
+        // Identical outputs are exactly 0 (the formula below leaves ~1e-17 of rounding).
+        return 0.0;
+    }
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 1.0;
+    }
+    (1.0 - ab / (aa.sqrt() * bb.sqrt())).max(0.0)
+}
+
+/// Clean drift of an embedder (informational).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EmbedDrift {
+    pub cos_distance_mean: f64,
+    pub cos_distance_median: f64,
+    pub cos_distance_p99: f64,
+    /// Median absolute deviation of the clean distances (the robust z-score's scale).
+    pub cos_distance_mad: f64,
+}
+
+pub fn embed_drift(d: &[f64]) -> EmbedDrift {
+    let mut v = d.to_vec();
+    let med = median(&mut v);
+    let p99 = quantile(&mut v, 0.99);
+    let mut dev: Vec<f64> = d.iter().map(|x| (x - med).abs()).collect();
+    EmbedDrift {
+        cos_distance_mean: d.iter().sum::<f64>() / d.len().max(1) as f64,
+        cos_distance_median: med,
+        cos_distance_p99: p99,
+        cos_distance_mad: median(&mut dev),
+    }
+}
+
+/// Scale floor for the robust z-score so an (almost) unchanged model does not divide by ~0.
+pub const Z_EPS: f64 = 1e-6;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProbeZ {
+    pub probe: usize,
+    pub median_distance: f64,
+    /// (median probed distance − median clean distance) / (1.4826·MAD_clean + 1e-6).
+    pub z: f64,
+    /// Share of inputs whose probed distance exceeds the clean p99.
+    pub consistency: f64,
+}
+
+pub fn probe_z(probe: usize, d: &[f64], clean: &EmbedDrift) -> ProbeZ {
+    let mut v = d.to_vec();
+    let med = median(&mut v);
+    ProbeZ {
+        probe,
+        median_distance: med,
+        z: (med - clean.cos_distance_median) / (1.4826 * clean.cos_distance_mad + Z_EPS),
+        consistency: d.iter().filter(|x| **x > clean.cos_distance_p99).count() as f64
+            / d.len().max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    use super::*;
+
+    #[test]
+    fn cosine_and_robust_z() {
+        assert_eq!(cos_distance(&[1.0, 0.0], &[2.0, 0.0]), 0.0);
+        assert!((cos_distance(&[1.0, 0.0], &[0.0, 1.0]) - 1.0).abs() < 1e-12);
+        let zero = embed_drift(&[0.0; 8]);
+        assert_eq!(probe_z(0, &[0.0; 8], &zero).z, 0.0);
+        assert_eq!(probe_z(0, &[0.0; 8], &zero).consistency, 0.0);
+        let clean = embed_drift(&[0.01, 0.02, 0.01, 0.02, 0.03]);
+        let p = probe_z(1, &[0.3, 0.4, 0.35, 0.5, 0.01], &clean);
+        assert!(p.z > 10.0 && p.consistency == 0.8, "{p:?}");
+    }
+}

@@ -52,8 +52,11 @@ fn default_batch() -> usize {
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
+    /// Class scores from tensors (mlsign network spec); inputs in safetensors.
     #[default]
     Classification,
+    /// Pooled text embeddings (BERT encoders); inputs are JSONL prompts `{"text": ...}`.
+    Embedding,
 }
 
 /// One probe generator.
@@ -86,6 +89,20 @@ pub enum ProbeSpec {
         #[serde(default = "one_f")]
         value: f32,
     },
+    /// Text: insert each candidate trigger (word, rare token, phrase) before or after every prompt.
+    Tokens {
+        tokens: Vec<String>,
+        #[serde(default)]
+        position: Position,
+    },
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    #[default]
+    Prefix,
+    Suffix,
 }
 
 fn one_f() -> f32 {
@@ -99,12 +116,17 @@ pub enum Statistic {
     #[default]
     #[serde(rename = "srcclass_median_excess")]
     SrcclassMedianExcess,
+    /// Embeddings: max over probes of the robust z-score of the probed cosine distance against the
+    /// clean cosine distance, among probes that move ≥ `consistency` of the inputs past the clean p99.
+    #[serde(rename = "probe_cos_z")]
+    ProbeCosZ,
 }
 
 impl Statistic {
     pub fn name(self) -> &'static str {
         match self {
             Statistic::SrcclassMedianExcess => "srcclass_median_excess",
+            Statistic::ProbeCosZ => "probe_cos_z",
         }
     }
 }
@@ -114,9 +136,10 @@ impl Statistic {
 pub struct Decision {
     #[serde(default)]
     pub stat: Statistic,
-    /// Flag when the statistic is above this value.
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
+    /// Flag when the statistic is above this value [default: 0.5 for classification, 10 for
+    /// embeddings; uncalibrated either way].
+    #[serde(default)]
+    pub threshold: Option<f64>,
     /// Minimum inputs per source class for it to count in the median.
     #[serde(default = "default_support")]
     pub min_support: usize,
@@ -127,29 +150,43 @@ pub struct Decision {
     /// never the backdoor verdict.
     #[serde(default)]
     pub clean_flip_rate_max: Option<f64>,
+    /// Embeddings: share of inputs a probe must push past the clean p99 distance to count.
+    #[serde(default = "default_consistency")]
+    pub consistency: f64,
     /// Written by `mlsign behave calibrate`.
     #[serde(default)]
     pub calibration: Option<Calibration>,
 }
 
-fn default_threshold() -> f64 {
-    0.5
-}
 fn default_support() -> usize {
     30
 }
 fn default_top() -> usize {
     10
 }
+fn default_consistency() -> f64 {
+    0.5
+}
+
+impl Decision {
+    /// The threshold in force for a task.
+    pub fn threshold_for(&self, task: Task) -> f64 {
+        self.threshold.unwrap_or(match task {
+            Task::Classification => 0.5,
+            Task::Embedding => 10.0,
+        })
+    }
+}
 
 impl Default for Decision {
     fn default() -> Self {
         Decision {
             stat: Statistic::default(),
-            threshold: default_threshold(),
+            threshold: None,
             min_support: default_support(),
             report_top: default_top(),
             clean_flip_rate_max: None,
+            consistency: default_consistency(),
             calibration: None,
         }
     }
@@ -188,6 +225,8 @@ pub struct Suite {
     pub n: usize,
     pub sample_shape: Vec<usize>,
     pub labels: Option<Vec<u32>>,
+    /// Prompts (task = embedding).
+    pub texts: Vec<String>,
 }
 
 impl Suite {
@@ -204,15 +243,34 @@ impl Suite {
         let raw = read_bounded(path, 16 << 20)?;
         let text =
             std::str::from_utf8(&raw).map_err(|_| BehaveError::suite(path, "not UTF-8 text"))?;
-        let file: SuiteFile =
+        let mut file: SuiteFile =
             toml::from_str(text).map_err(|e| BehaveError::suite(path, e.to_string()))?;
         validate(path, &file)?;
+        if file.suite.task == Task::Embedding {
+            file.decision.stat = Statistic::ProbeCosZ;
+        }
         let inputs_path = resolve(path, &file.suite.inputs);
         if !inputs_path.is_file() {
             return Err(BehaveError::suite(
                 path,
                 format!("inputs file {} does not exist", inputs_path.display()),
             ));
+        }
+        if file.suite.task == Task::Embedding {
+            let raw_in = read_bounded(&inputs_path, 256 << 20)?;
+            let texts = parse_jsonl(&inputs_path, &raw_in)?;
+            return Ok(Suite {
+                path: path.to_path_buf(),
+                sha256: tensors::sha256_hex(&raw),
+                file,
+                inputs_sha256: tensors::sha256_hex(&raw_in),
+                inputs_path,
+                x: vec![],
+                n: texts.len(),
+                sample_shape: vec![],
+                labels: None,
+                texts,
+            });
         }
         let tf = tensors::load(&inputs_path)?;
         let x = tf.f32(&inputs_path, &file.suite.input_tensor)?;
@@ -246,8 +304,36 @@ impl Suite {
             n,
             sample_shape,
             labels,
+            texts: vec![],
         })
     }
+}
+
+/// One `{"text": "..."}` object per line; blank lines are skipped.
+fn parse_jsonl(path: &Path, raw: &[u8]) -> Result<Vec<String>> {
+    let text = std::str::from_utf8(raw).map_err(|_| BehaveError::format(path, "not UTF-8 text"))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| BehaveError::format(path, format!("line {}: {e}", i + 1)))?;
+        let t = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+            BehaveError::format(
+                path,
+                format!(
+                    "line {}: expected an object with a string field \"text\"",
+                    i + 1
+                ),
+            )
+        })?;
+        out.push(t.to_string());
+    }
+    if out.is_empty() {
+        return Err(BehaveError::format(path, "no prompts"));
+    }
+    Ok(out)
 }
 
 pub fn resolve(suite_path: &Path, rel: &str) -> PathBuf {
@@ -264,8 +350,17 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
         return err("no [[probe]] sections: a behavioural diff needs at least one probe generator (clean-only drift does not reveal backdoors)".into());
     }
     let d = &f.decision;
-    if !d.threshold.is_finite() {
+    if d.threshold.is_some_and(|t| !t.is_finite()) {
         return err("decision.threshold must be a finite number".into());
+    }
+    if d.stat == Statistic::ProbeCosZ && f.suite.task != Task::Embedding {
+        return err(
+            "decision.stat probe_cos_z applies to task = \"embedding\"; use srcclass_median_excess"
+                .into(),
+        );
+    }
+    if !(0.0..=1.0).contains(&d.consistency) {
+        return err("decision.consistency must be in [0, 1]".into());
     }
     if d.min_support == 0 {
         return err("decision.min_support must be ≥ 1".into());
@@ -285,6 +380,16 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
                 if *count > 100_000 {
                     return err(format!("probe {i}: count {count} is over 100000"));
+                }
+            }
+            ProbeSpec::Tokens { tokens, .. } => {
+                if f.suite.task != Task::Embedding {
+                    return err(format!(
+                        "probe {i}: `tokens` probes need task = \"embedding\""
+                    ));
+                }
+                if tokens.is_empty() || tokens.len() > 100_000 {
+                    return err(format!("probe {i}: tokens must list 1..=100000 strings"));
                 }
             }
             ProbeSpec::Blend {

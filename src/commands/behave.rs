@@ -1,5 +1,6 @@
 //! `mlsign behave` and `mlsign behave calibrate`: rendering and exit codes.
 
+use crate::behave::report::{CandidateDetail, Clean};
 use crate::behave::{self, calibrate, BehaveReport, Prepared};
 use crate::cli::{BehaveArgs, BehaveCalibrateArgs, BehaveCommand, BehaveDevice, BehaveRunArgs};
 use crate::report::{Exit, Format};
@@ -173,38 +174,66 @@ fn human(r: &BehaveReport) -> String {
         "  statistic  {} = {:.4} (threshold {:.4}, {cal})",
         r.decision.statistic, r.decision.value, r.decision.threshold
     );
-    let acc = match (r.clean.baseline_accuracy, r.clean.candidate_accuracy) {
-        (Some(a), Some(b)) => format!(", accuracy {a:.3} → {b:.3}"),
-        _ => String::new(),
-    };
-    let _ = writeln!(
-        s,
-        "  clean      JS mean {:.4}, p99 {:.4}, top-1 flips {:.1}%{acc} (informational: clean drift does not reveal backdoors)",
-        r.clean.js_mean,
-        r.clean.js_p99,
-        100.0 * r.clean.top1_flip_rate
-    );
-    let _ = writeln!(
-        s,
-        "  companions pooled excess max {:.3}, probe JS excess max {:.4}",
-        r.companions.pooled_excess_max, r.companions.probe_js_excess_max
-    );
-    let _ = writeln!(s, "  top trigger candidates (probe → target class):");
-    for (i, t) in r.top_candidates.iter().take(5).enumerate() {
+    match &r.clean {
+        Clean::Classes(c) => {
+            let acc = match (c.baseline_accuracy, c.candidate_accuracy) {
+                (Some(a), Some(b)) => format!(", accuracy {a:.3} → {b:.3}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  clean      JS mean {:.4}, p99 {:.4}, top-1 flips {:.1}%{acc} (informational: clean drift does not reveal backdoors)",
+                c.js_mean,
+                c.js_p99,
+                100.0 * c.top1_flip_rate
+            );
+        }
+        Clean::Embedding(c) => {
+            let _ = writeln!(
+                s,
+                "  clean      cosine distance mean {:.2e}, median {:.2e}, p99 {:.2e}, MAD {:.2e} (informational)",
+                c.cos_distance_mean, c.cos_distance_median, c.cos_distance_p99, c.cos_distance_mad
+            );
+        }
+    }
+    if let Some(c) = &r.companions {
         let _ = writeln!(
             s,
-            "    {}. {} → {}{}: median excess {:.3}, candidate {:.0}% vs baseline {:.0}%",
-            i + 1,
-            t.probe,
-            t.target_class,
-            t.target_label
-                .as_deref()
-                .map(|l| format!(" ({l})"))
-                .unwrap_or_default(),
-            t.median_excess,
-            100.0 * t.candidate_rate,
-            100.0 * t.baseline_rate
+            "  companions pooled excess max {:.3}, probe JS excess max {:.4}",
+            c.pooled_excess_max, c.probe_js_excess_max
         );
+    }
+    let _ = writeln!(s, "  top trigger candidates:");
+    for (i, t) in r.top_candidates.iter().take(5).enumerate() {
+        let _ = match &t.detail {
+            CandidateDetail::Class {
+                target_class,
+                target_label,
+                median_excess,
+                candidate_rate,
+                baseline_rate,
+                ..
+            } => writeln!(
+                s,
+                "    {}. {} → class {}{}: median excess {:.3}, candidate {:.0}% vs baseline {:.0}%",
+                i + 1,
+                t.probe,
+                target_class,
+                target_label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                median_excess,
+                100.0 * candidate_rate,
+                100.0 * baseline_rate
+            ),
+            CandidateDetail::Embedding { median_distance, z, consistency } => writeln!(
+                s,
+                "    {}. {}: z {:.1}, median cosine distance {:.4}, {:.0}% of inputs past the clean p99",
+                i + 1,
+                t.probe,
+                z,
+                median_distance,
+                100.0 * consistency
+            ),
+        };
     }
     for f in &r.findings {
         let _ = writeln!(s, "  {f}");

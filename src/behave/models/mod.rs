@@ -1,6 +1,7 @@
 //! Model loaders, one file per format. Every loader reads tensors only (safetensors through
 //! candle) and a declarative description; none executes code from the model directory.
 
+pub mod bert;
 pub mod net;
 
 use super::error::{BehaveError, Result};
@@ -14,6 +15,8 @@ use std::path::Path;
 pub enum OutputKind {
     Logits,
     Probabilities,
+    /// A pooled text embedding (BERT-family encoders).
+    Embedding,
 }
 
 /// What the report says about a loaded model; also what compatibility is checked on.
@@ -29,11 +32,14 @@ pub struct ModelInfo {
     pub arch: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sha256: Option<String>,
 }
 
 /// A loaded model of any supported format.
 pub enum Model {
     Net(net::NetModel),
+    Bert(Box<bert::BertEmbedder>),
 }
 
 impl Model {
@@ -53,10 +59,15 @@ impl Model {
         if dir.join(net::SPEC_FILE).is_file() {
             return Ok(Model::Net(net::NetModel::load(dir, device)?));
         }
+        if bert::detect(dir) {
+            return Ok(Model::Bert(Box::new(bert::BertEmbedder::load(
+                dir, device,
+            )?)));
+        }
         Err(BehaveError::format(
             dir,
             format!(
-                "no supported model found: expected {} (mlsign network spec) in the directory",
+                "no supported model found: expected {} (mlsign network spec) or config.json + tokenizer.json + model.safetensors (BERT encoder)",
                 net::SPEC_FILE
             ),
         ))
@@ -65,6 +76,7 @@ impl Model {
     pub fn info(&self) -> &ModelInfo {
         match self {
             Model::Net(m) => &m.info,
+            Model::Bert(m) => &m.info,
         }
     }
 
@@ -76,8 +88,23 @@ impl Model {
                 match m.info.output {
                     OutputKind::Probabilities => Ok(y),
                     OutputKind::Logits => net::softmax(&y),
+                    OutputKind::Embedding => Ok(y),
                 }
             }
+            Model::Bert(_) => Err(candle_core::Error::Msg(
+                "a text encoder has no class probabilities: use a suite with task = \"embedding\""
+                    .into(),
+            )),
+        }
+    }
+
+    /// Pooled embeddings `[B, H]` for texts (text encoders only).
+    pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
+        match self {
+            Model::Bert(m) => m.embed(texts),
+            Model::Net(_) => Err(candle_core::Error::Msg(
+                "an mlsign network takes tensors, not text: use a suite with task = \"classification\"".into(),
+            )),
         }
     }
 }

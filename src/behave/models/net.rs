@@ -323,6 +323,7 @@ impl NetModel {
                 output,
                 arch,
                 labels: spec.labels.clone(),
+                tokenizer_sha256: None,
             },
         })
     }
