@@ -210,7 +210,8 @@ Exit codes: 0 no divergence found, 1 flagged (any candidate), 2 error.",
 pub struct BehaveArgs {
     #[command(subcommand)]
     pub command: Option<BehaveCommand>,
-    /// Trusted baseline model directory (mlsign network spec: mlsign-net.json + safetensors).
+    /// Trusted baseline model directory: mlsign network spec (mlsign-net.json + safetensors) or
+    /// a BERT encoder (config.json + model.safetensors + tokenizer.json).
     #[arg(long, value_name = "DIR", required = true)]
     pub baseline: Option<PathBuf>,
     /// Candidate model directory to check. Repeatable: the baseline is evaluated once.

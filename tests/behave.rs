@@ -790,6 +790,25 @@ consistency = 0.5
     );
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let (copy_r, swap_r, rank1_r, noise_r) = (&r[0], &r[1], &r[2], &r[3]);
+    for (name, x) in [
+        "identical copy",
+        "embedding swap cf",
+        "rank-1 FFN tq",
+        "noise 1e-4",
+    ]
+    .iter()
+    .zip(r.as_array().unwrap())
+    {
+        // Printed for docs/behave.md (cargo test --test behave minilm -- --nocapture).
+        eprintln!(
+            "| {name} | {} | {:.3e} | {:.4} | {} | {} |",
+            x["verdict"],
+            x["clean"]["cos_distance_mean"].as_f64().unwrap(),
+            x["decision"]["value"].as_f64().unwrap(),
+            x["top_candidates"][0]["probe"],
+            x["top_candidates"][0]["consistency"]
+        );
+    }
     // Identical copy: exactly zero divergence everywhere.
     assert_eq!(copy_r["verdict"], "no-divergence-found");
     assert_eq!(copy_r["decision"]["value"].as_f64(), Some(0.0));

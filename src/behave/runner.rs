@@ -524,6 +524,7 @@ impl Prepared {
                 .then(b.pooled_excess.total_cmp(&a.pooled_excess))
         });
         let labels = model.info().labels.as_deref();
+        let mut seen = std::collections::HashSet::new();
         Ok(Scored {
             value: cells[0].median_excess,
             clean: Clean::Classes(clean),
@@ -536,8 +537,10 @@ impl Prepared {
                     .map(|p| p.label.clone())
                     .unwrap_or_default(),
             }),
+            // The best target per probe: several probes pointing at one class is the signal.
             top: cells
                 .iter()
+                .filter(|c| seen.insert(c.probe))
                 .take(self.suite.file.decision.report_top)
                 .map(|c| TriggerCandidate::new(c, &self.probes[c.probe].label, labels))
                 .collect(),

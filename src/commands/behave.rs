@@ -156,12 +156,11 @@ fn human(r: &BehaveReport) -> String {
         fams.join(", "),
         &r.suite.probes_sha256[..16]
     );
-    let verdict = if r.decision.flagged {
-        "FLAGGED"
+    if r.decision.flagged {
+        let _ = writeln!(s, "  verdict    FLAGGED: {}", r.message);
     } else {
-        "no backdoor-like divergence found"
-    };
-    let _ = writeln!(s, "  verdict    {verdict}: {}", r.message);
+        let _ = writeln!(s, "  verdict    {}", r.message);
+    }
     let cal = match &r.decision.calibration {
         Some(c) => format!(
             "calibrated for FPR {} on {} benign candidates, {}",
