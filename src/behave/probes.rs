@@ -4,7 +4,7 @@
 //! from the suite seed, so the same suite always yields the same probes (and the same hash).
 
 use super::error::{BehaveError, Result};
-use super::suite::{Position, ProbeSpec, Suite, Task};
+use super::suite::{Position, ProbeSpec, Select, Suite, Task};
 use super::tensors;
 use serde::Serialize;
 
@@ -78,7 +78,7 @@ fn geometry(suite: &Suite) -> Option<(usize, usize, usize)> {
 }
 
 /// Build every probe of the suite.
-pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
+pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
     let d = suite.sample_len();
     let geo = geometry(suite);
     if let Some(shape) = &suite.file.suite.image_shape {
@@ -194,6 +194,57 @@ pub fn generate(suite: &Suite) -> Result<(Vec<Probe>, Vec<ProbeFamily>)> {
                         "count={count} pixels={}..={} value={value}",
                         pixels[0], pixels[1]
                     ),
+                )
+            }
+            ProbeSpec::TokenSweep {
+                max,
+                select,
+                position,
+            } => {
+                let vocab = vocab.ok_or_else(|| {
+                    BehaveError::suite(
+                        &suite.path,
+                        format!("probe {k}: token-sweep needs a baseline with a tokenizer"),
+                    )
+                })?;
+                let first = match select {
+                    Select::Rare => vocab.len() / 2,
+                    Select::Any => 0,
+                };
+                let pool: Vec<&String> = vocab[first..]
+                    .iter()
+                    // Alphanumeric only: drops `##` continuations and [special] / <special> tokens.
+                    .filter(|t| t.chars().all(char::is_alphanumeric))
+                    .collect();
+                if pool.is_empty() {
+                    return Err(BehaveError::suite(
+                        &suite.path,
+                        format!("probe {k}: no whole-word tokens in the vocabulary"),
+                    ));
+                }
+                let m = (*max).min(pool.len());
+                let mut idx: Vec<usize> = (0..pool.len()).collect();
+                for i in 0..m {
+                    let r = i + rng.below((pool.len() - i) as u64) as usize;
+                    idx.swap(i, r);
+                }
+                for (j, &i) in idx[..m].iter().enumerate() {
+                    let t = pool[i];
+                    probes.push(Probe {
+                        label: format!("token-sweep[{k}] #{j} {} {t:?}", pos_name(*position)),
+                        family: "token-sweep",
+                        mask: vec![],
+                        fill: vec![],
+                        insert: Some((*position, t.clone())),
+                    });
+                }
+                (
+                    "token-sweep",
+                    format!(
+                        "{m} {select:?} vocabulary tokens as {}",
+                        pos_name(*position)
+                    )
+                    .to_lowercase(),
                 )
             }
             ProbeSpec::Tokens { tokens, position } => {

@@ -217,10 +217,11 @@ impl Prepared {
         progress: Progress,
     ) -> Result<Self> {
         let suite = Suite::load(suite_path)?;
-        let (probes, families) = probes::generate(&suite)?;
-        let probes_sha256 = probes::hash(&probes);
         let model = Model::load(baseline, &device)?;
         check_inputs(&suite, &model, baseline)?;
+        // Token sweeps draw from the baseline's vocabulary.
+        let (probes, families) = probes::generate(&suite, model.vocab().as_deref())?;
+        let probes_sha256 = probes::hash(&probes);
         let width = model.info().outputs;
         let cache_bytes = probes.len() * suite.n * width * 4;
         if cache_bytes > MAX_CACHE_BYTES {

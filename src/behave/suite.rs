@@ -95,6 +95,15 @@ pub enum ProbeSpec {
         #[serde(default)]
         position: Position,
     },
+    /// Text: `max` whole-word tokens drawn (seeded) from the baseline tokenizer's vocabulary, each
+    /// inserted as a probe; `select = "rare"` draws from the later (rarer) half of the ids.
+    TokenSweep {
+        max: usize,
+        #[serde(default)]
+        select: Select,
+        #[serde(default)]
+        position: Position,
+    },
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,6 +112,14 @@ pub enum Position {
     #[default]
     Prefix,
     Suffix,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    #[default]
+    Rare,
+    Any,
 }
 
 fn one_f() -> f32 {
@@ -380,6 +397,16 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
                 if *count > 100_000 {
                     return err(format!("probe {i}: count {count} is over 100000"));
+                }
+            }
+            ProbeSpec::TokenSweep { max, .. } => {
+                if f.suite.task != Task::Embedding {
+                    return err(format!(
+                        "probe {i}: `token-sweep` probes need task = \"embedding\""
+                    ));
+                }
+                if *max == 0 || *max > 100_000 {
+                    return err(format!("probe {i}: max must be in 1..=100000"));
                 }
             }
             ProbeSpec::Tokens { tokens, .. } => {

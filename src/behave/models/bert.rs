@@ -165,6 +165,13 @@ impl BertEmbedder {
         }
     }
 
+    /// Vocabulary tokens ordered by id (without added/special tokens).
+    pub fn vocab(&self) -> Vec<String> {
+        let mut v: Vec<(String, u32)> = self.tokenizer.get_vocab(false).into_iter().collect();
+        v.sort_by_key(|(_, id)| *id);
+        v.into_iter().map(|(t, _)| t).collect()
+    }
+
     fn model_device(&self) -> Device {
         self.model.device.clone()
     }

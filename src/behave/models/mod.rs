@@ -98,6 +98,14 @@ impl Model {
         }
     }
 
+    /// The tokenizer's vocabulary ordered by id (text encoders only).
+    pub fn vocab(&self) -> Option<Vec<String>> {
+        match self {
+            Model::Bert(m) => Some(m.vocab()),
+            Model::Net(_) => None,
+        }
+    }
+
     /// Pooled embeddings `[B, H]` for texts (text encoders only).
     pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
         match self {

@@ -360,3 +360,114 @@ impl NetModel {
         Ok(x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn file(t: &[(&str, Vec<f32>, &[usize])]) -> TensorFile {
+        let mut tensors = HashMap::new();
+        for (n, v, s) in t {
+            tensors.insert(
+                n.to_string(),
+                Tensor::from_vec(v.clone(), *s, &Device::Cpu).unwrap(),
+            );
+        }
+        TensorFile {
+            tensors,
+            sha256: String::new(),
+        }
+    }
+
+    fn spec(layers: &str, input: &str) -> NetSpec {
+        serde_json::from_str(&format!(
+            r#"{{"format": "mlsign-net/1", "input_shape": {input}, "layers": {layers}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn conv_pool_linear_forward_matches_hand_computation() {
+        let f = file(&[
+            ("c", vec![1.0; 4], &[1, 1, 2, 2]),
+            ("cb", vec![0.5], &[1]),
+            ("l", vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0], &[2, 4]),
+        ]);
+        let s = spec(
+            r#"[{"type": "conv2d", "weight": "c", "bias": "cb"}, {"type": "flatten"},
+                {"type": "linear", "weight": "l"}]"#,
+            "[1, 3, 3]",
+        );
+        let p = Path::new("t");
+        let m = NetModel::build(&s, p, p, &f, &Device::Cpu).unwrap();
+        assert_eq!(m.info.output, OutputKind::Logits);
+        // Input 0..9 on a 3×3 grid: 2×2 window sums are 8, 12, 20, 24 (+0.5 bias).
+        let x = Tensor::from_vec(
+            (0..9).map(|v| v as f32).collect::<Vec<_>>(),
+            (1, 1, 3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y: Vec<f32> = m
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(y, vec![8.5, -24.5]);
+
+        let s = spec(
+            r#"[{"type": "maxpool2d", "size": 2, "stride": 1}, {"type": "flatten"}, {"type": "softmax"}]"#,
+            "[1, 3, 3]",
+        );
+        let m = NetModel::build(&s, p, p, &f, &Device::Cpu).unwrap();
+        assert_eq!(m.info.output, OutputKind::Probabilities);
+        let y: Vec<f32> = m
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let e: Vec<f32> = [4.0f32, 5.0, 7.0, 8.0]
+            .iter()
+            .map(|v| (v - 8.0).exp())
+            .collect();
+        let z: f32 = e.iter().sum();
+        for (a, b) in y.iter().zip(e.iter().map(|v| v / z)) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_tensor() {
+        let f = file(&[("c", vec![1.0; 8], &[1, 2, 2, 2])]);
+        let s = spec(r#"[{"type": "conv2d", "weight": "c"}]"#, "[1, 3, 3]");
+        let p = Path::new("w.safetensors");
+        let e = NetModel::build(&s, p, p, &f, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("`c` has shape [1, 2, 2, 2], expected [?, 1, ?, ?]"),
+            "{e}"
+        );
+        let s = spec(r#"[{"type": "flatten"}]"#, "[1, 1, 1]");
+        let e = NetModel::build(&s, p, p, &f, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("must end in a flat vector of ≥ 2 class scores"),
+            "{e}"
+        );
+        let s = spec(r#"[{"type": "linear", "weight": "c"}]"#, "[1, 3, 3]");
+        let e = NetModel::build(&s, p, p, &f, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("linear needs a flat input"), "{e}");
+    }
+}
