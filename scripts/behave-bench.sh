@@ -4,7 +4,7 @@
 # positives, prints the table committed in docs/behave.md.
 #   scripts/behave-bench.sh                      # full run (300 + 300 + 135 models)
 #   scripts/behave-bench.sh --cal-neg 100 --test-neg 100 --pos-per-cell 5   # smaller
-# Needs: numpy, scikit-learn (scripts/deps/python/behave.txt) in $PYTHON or .venv.
+# Needs: numpy, scikit-learn (pip install -r scripts/behave-bench-requirements.txt) in $PYTHON or .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-.bench/behave}

@@ -506,6 +506,19 @@ fn bad_inputs_are_clear_errors() {
     candle_core::safetensors::save(&m, ints.join("model.safetensors")).unwrap();
     call(run(&ints, &suite), &["fc2.bias", "dtype I64"]);
 
+    // NaN in a weight tensor.
+    let nanw = write_mlp(&t.path().join("nanw"), PLAIN);
+    let mut m =
+        candle_core::safetensors::load(nanw.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut b: Vec<f32> = m["fc1.bias"].to_vec1().unwrap();
+    b[3] = f32::NAN;
+    m.insert(
+        "fc1.bias".into(),
+        Tensor::from_vec(b, 11, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&m, nanw.join("model.safetensors")).unwrap();
+    call(run(&nanw, &suite), &["fc1.bias", "NaN or infinite values"]);
+
     // Outputs that overflow to Inf/NaN.
     let nan = write_mlp(&t.path().join("nan"), Variant { nan: true, ..PLAIN });
     call(
