@@ -374,6 +374,27 @@ fn benign_noise_is_not_flagged_and_calibration_round_trips() {
         .unwrap()
         .iter()
         .all(|f| f["code"] != "BHV003"));
+    assert!(r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["code"] != "BHV004"));
+    // Calibration made for another baseline is called out (and does not fail the run by itself).
+    let (code, r) = json_run(&benign[1], &benign[1], &suite);
+    assert_eq!(code, 0);
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "BHV004")
+        .expect("BHV004");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("other baseline weights"),
+        "{f}"
+    );
     // A fresh benign candidate (other seed) stays below the calibrated threshold.
     let fresh = write_mlp(
         &t.path().join("fresh"),

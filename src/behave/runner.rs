@@ -402,6 +402,33 @@ impl Prepared {
                 );
             }
         }
+        if let Some(c) = &dec.calibration {
+            let mut stale = vec![];
+            if c.baseline_sha256 != self.baseline.info().weights_sha256 {
+                stale.push("baseline weights");
+            }
+            if c.inputs_sha256 != self.suite.inputs_sha256 {
+                stale.push("inputs");
+            }
+            if c.probes_sha256 != self.probes_sha256 {
+                stale.push("probes");
+            }
+            if !stale.is_empty() {
+                findings.push(
+                    Finding::new(
+                        codes::BHV004,
+                        Severity::Low,
+                        format!(
+                            "the threshold's calibration (FPR {} on {} benign candidates) was made with other {}; re-run `mlsign behave calibrate`",
+                            c.fpr,
+                            c.n_benign,
+                            stale.join(", ")
+                        ),
+                    )
+                    .at(Location::path(self.suite.path.display().to_string())),
+                );
+            }
+        }
         if dec.calibration.is_none() {
             findings.push(
                 Finding::new(

@@ -107,11 +107,12 @@ fn run_diff(
         reports.push(r);
     }
     bar.finish();
-    let flagged = reports.iter().any(|r| {
-        !r.findings
-            .iter()
-            .all(|f| f.code == crate::report::codes::BHV003)
-    });
+    // Exit 1 for divergence (BHV001) and the clean-drift gate (BHV002); calibration notes
+    // (BHV003/BHV004) are reported but do not fail the run.
+    let gating = [crate::report::codes::BHV001, crate::report::codes::BHV002];
+    let flagged = reports
+        .iter()
+        .any(|r| r.findings.iter().any(|f| gating.contains(&f.code)));
     match opts.format {
         Format::Json => {
             let v = if reports.len() == 1 {
