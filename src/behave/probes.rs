@@ -17,14 +17,27 @@ pub struct Probe {
     pub fill: Vec<f32>,
     /// Text probes: what to insert and where (mask/fill are empty).
     pub insert: Option<(Position, String)>,
+    /// Seed for random insertion positions (part of the probe hash).
+    pub seed: u64,
 }
 
 impl Probe {
-    /// The probed version of a prompt.
-    pub fn apply_text(&self, text: &str) -> String {
+    /// The probed version of prompt number `input`.
+    pub fn apply_text(&self, text: &str, input: usize) -> String {
         match &self.insert {
             Some((Position::Prefix, t)) => format!("{t} {text}"),
             Some((Position::Suffix, t)) => format!("{text} {t}"),
+            Some((Position::Random, t)) => {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let mut rng =
+                    SplitMix64::new(self.seed ^ (input as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+                let at = rng.below(words.len() as u64 + 1) as usize;
+                let mut out: Vec<&str> = Vec::with_capacity(words.len() + 1);
+                out.extend(&words[..at]);
+                out.push(t);
+                out.extend(&words[at..]);
+                out.join(" ")
+            }
             None => text.to_string(),
         }
     }
@@ -136,6 +149,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                             mask,
                             fill: vec![*value; d],
                             insert: None,
+                            seed: 0,
                         });
                     }
                 }
@@ -186,6 +200,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                         mask,
                         fill: vec![*value; d],
                         insert: None,
+                        seed: 0,
                     });
                 }
                 (
@@ -236,6 +251,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                         mask: vec![],
                         fill: vec![],
                         insert: Some((*position, t.clone())),
+                        seed: rng.next_u64(),
                     });
                 }
                 (
@@ -255,6 +271,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                         mask: vec![],
                         fill: vec![],
                         insert: Some((*position, t.clone())),
+                        seed: rng.next_u64(),
                     });
                 }
                 (
@@ -294,6 +311,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                             mask: vec![*alpha; d],
                             fill: chunk.to_vec(),
                             insert: None,
+                            seed: 0,
                         });
                     }
                     ("blend", format!("pattern={file} alpha={alpha}"))
@@ -307,6 +325,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                             mask: vec![*alpha; d],
                             fill,
                             insert: None,
+                            seed: 0,
                         });
                     }
                     ("blend", format!("random={n} alpha={alpha} value={value}"))
@@ -326,6 +345,7 @@ fn pos_name(p: Position) -> &'static str {
     match p {
         Position::Prefix => "prefix",
         Position::Suffix => "suffix",
+        Position::Random => "random",
     }
 }
 
@@ -337,6 +357,7 @@ pub fn hash(probes: &[Probe]) -> String {
         ctx.update(p.label.as_bytes());
         if let Some((pos, t)) = &p.insert {
             ctx.update(&[*pos as u8]);
+            ctx.update(&p.seed.to_le_bytes());
             ctx.update(&(t.len() as u64).to_le_bytes());
             ctx.update(t.as_bytes());
         }
@@ -365,6 +386,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_insertion_positions() {
+        let mk = |pos| Probe {
+            label: "t".into(),
+            family: "tokens",
+            mask: vec![],
+            fill: vec![],
+            insert: Some((pos, "cf".to_string())),
+            seed: 7,
+        };
+        assert_eq!(mk(Position::Prefix).apply_text("a b c", 0), "cf a b c");
+        assert_eq!(mk(Position::Suffix).apply_text("a b c", 0), "a b c cf");
+        let r = mk(Position::Random);
+        let outs: std::collections::HashSet<String> =
+            (0..40).map(|i| r.apply_text("a b c", i)).collect();
+        // Every one of the 4 slots shows up across inputs, the words keep their order, and the
+        // same (probe, input) always gives the same text.
+        assert_eq!(outs.len(), 4, "{outs:?}");
+        for o in &outs {
+            assert_eq!(o.replace("cf ", "").replace(" cf", ""), "a b c");
+        }
+        assert_eq!(r.apply_text("a b c", 3), r.apply_text("a b c", 3));
+    }
+
+    #[test]
     fn splitmix_is_stable() {
         // Fixed reference values: changing the generator would silently change every suite's probes.
         let mut r = SplitMix64::new(0);
@@ -380,6 +425,7 @@ mod tests {
             mask: vec![1.0, 0.0],
             fill: vec![5.0, 5.0],
             insert: None,
+            seed: 0,
         };
         let mut out = vec![];
         apply(&p, &[1.0, 2.0, 3.0, 4.0], &mut out);
@@ -390,6 +436,7 @@ mod tests {
             mask: vec![0.25, 0.25],
             fill: vec![4.0, 0.0],
             insert: None,
+            seed: 0,
         };
         out.clear();
         apply(&b, &[0.0, 4.0], &mut out);

@@ -79,7 +79,7 @@ fn stream_text(
         for r in start..end {
             let t = &suite.texts[r % n];
             texts.push(match probes {
-                Some(ps) => ps[r / n].apply_text(t),
+                Some(ps) => ps[r / n].apply_text(t, r % n),
                 None => t.clone(),
             });
         }

@@ -112,6 +112,8 @@ pub enum Position {
     #[default]
     Prefix,
     Suffix,
+    /// Between two words, at a position drawn from the suite seed, the probe and the input.
+    Random,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
