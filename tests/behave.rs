@@ -615,6 +615,37 @@ fn bad_inputs_are_clear_errors() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // A probe library that would not fit in memory is refused before it is built.
+    let big = t.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let mut m = HashMap::new();
+    m.insert(
+        "x",
+        Tensor::zeros((1, 1, 512, 512), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&m, big.join("inputs.safetensors")).unwrap();
+    std::fs::write(
+        big.join("suite.toml"),
+        "[suite]\nname = \"big\"\ninputs = \"inputs.safetensors\"\n[[probe]]\nkind = \"patch-grid\"\nsize = 1\nstride = 1\n",
+    )
+    .unwrap();
+    let big_model = t.path().join("bigmodel");
+    std::fs::create_dir_all(&big_model).unwrap();
+    let mut m = HashMap::new();
+    m.insert(
+        "w",
+        Tensor::zeros((2, 512 * 512), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&m, big_model.join("model.safetensors")).unwrap();
+    std::fs::write(
+        big_model.join("mlsign-net.json"),
+        r#"{"format": "mlsign-net/1", "input_shape": [1, 512, 512], "layers": [{"type": "flatten"}, {"type": "linear", "weight": "w"}]}"#,
+    )
+    .unwrap();
+    let mut v = run(&big_model, &big.join("suite.toml"));
+    v[2] = s(&big_model).into();
+    call(v, &["262144 probes", "larger stride"]);
+
     // Garbage instead of safetensors; missing model dir.
     let junk = write_mlp(&t.path().join("junk"), PLAIN);
     std::fs::write(

@@ -51,6 +51,9 @@ pub struct ProbeFamily {
     pub spec: String,
 }
 
+/// Cap on the memory held by generated probes (dense mask + fill per probe).
+const MAX_PROBE_BYTES: usize = 2 << 30;
+
 /// SplitMix64: tiny, fixed forever (reports must reproduce across mlsign versions).
 pub struct SplitMix64(u64);
 
@@ -104,6 +107,16 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
     }
     let mut probes = Vec::new();
     let mut families = Vec::new();
+    // Refuse before allocating: every image probe holds a dense mask and fill of `d` values.
+    let budget = |n: usize| -> Result<()> {
+        if n.saturating_mul(d).saturating_mul(8) > MAX_PROBE_BYTES {
+            return Err(BehaveError::suite(
+                &suite.path,
+                format!("{n} probes of {d} values would need over {} MiB; use a larger stride or fewer patterns", MAX_PROBE_BYTES >> 20),
+            ));
+        }
+        Ok(())
+    };
     for (k, spec) in suite.file.probes.iter().enumerate() {
         let before = probes.len();
         // Each generator gets its own stream so adding one does not move the others.
@@ -131,6 +144,8 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                         format!("probe {k}: patch size {size} is larger than the {h}x{w} image"),
                     ));
                 }
+                let per_axis = |len: usize| (len - size) / stride + 1;
+                budget(probes.len() + per_axis(h) * per_axis(w))?;
                 for r in (0..=h - size).step_by(stride) {
                     for col in (0..=w - size).step_by(stride) {
                         let mut mask = vec![0f32; d];
@@ -171,6 +186,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                         format!("probe {k}: {} pixels do not fit a {h}x{w} image", pixels[1]),
                     ));
                 }
+                budget(probes.len() + count)?;
                 for j in 0..*count {
                     let m = pixels[0] + rng.below((pixels[1] - pixels[0] + 1) as u64) as usize;
                     // Partial Fisher-Yates over pixel positions: m distinct pixels.
@@ -317,6 +333,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                     ("blend", format!("pattern={file} alpha={alpha}"))
                 } else {
                     let n = random.unwrap_or(1);
+                    budget(probes.len() + n)?;
                     for j in 0..n {
                         let fill: Vec<f32> = (0..d).map(|_| rng.unit_f32() * value).collect();
                         probes.push(Probe {

@@ -362,8 +362,8 @@ pub fn resolve(suite_path: &Path, rel: &str) -> PathBuf {
 
 fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     let err = |m: String| Err(BehaveError::suite(path, m));
-    if f.suite.batch_size == 0 {
-        return err("batch_size must be ≥ 1".into());
+    if f.suite.batch_size == 0 || f.suite.batch_size > 65_536 {
+        return err("batch_size must be in 1..=65536".into());
     }
     if f.probes.is_empty() {
         return err("no [[probe]] sections: a behavioural diff needs at least one probe generator (clean-only drift does not reveal backdoors)".into());
