@@ -49,6 +49,9 @@ pub enum Command {
         after_help = "Examples:\n  mlsign scan model.pt\n  mlsign scan models/ --format json\n  mlsign scan clf.joblib --allow-suspicious sklearn\n  mlsign scan ckpt.bin --policy policies/scan-default.toml --format sarif > scan.sarif\n  mlsign scan run/ --allow mypkg.models:Net --strict"
     )]
     Scan(ScanArgs),
+    /// Compare a candidate model's behaviour with a trusted baseline under trigger probes and flag
+    /// backdoor-like divergence (`behave calibrate` sets the threshold).
+    Behave(BehaveArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -537,4 +540,87 @@ pub struct ScanArgs {
     pub strict: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BehaveDevice {
+    #[default]
+    Cpu,
+    /// First CUDA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    long_about = "Runs the inputs of a suite through a trusted baseline and a candidate, clean and \
+with every trigger probe of the suite stamped on (patch grid, random sparse patterns, blends), and \
+flags the candidate when, under some probe, it sends a median share of every source class to one \
+target class beyond what the baseline does (statistic srcclass_median_excess) above the suite's \
+calibrated threshold. Clean drift (JS divergence, top-1 flip rate) is reported but never decides: \
+benign fine-tunes drift more on clean inputs than backdoored ones.\n\n\
+A pass means \"no backdoor-like divergence found under probes P\", not that the model is clean.\n\n\
+Exit codes: 0 no divergence found, 1 flagged (any candidate), 2 error.",
+    after_help = "Examples:\n  mlsign behave --baseline models/v1 --candidate models/v2 --suite suite.toml\n  mlsign behave --baseline v1 --candidate v2 --candidate v3 --suite suite.toml --format json\n  mlsign behave calibrate --baseline v1 --suite suite.toml --benign old/* --fpr 0.01 --write"
+)]
+pub struct BehaveArgs {
+    #[command(subcommand)]
+    pub command: Option<BehaveCommand>,
+    /// Trusted baseline model directory: mlsign network spec (mlsign-net.json + safetensors) or
+    /// a BERT encoder (config.json + model.safetensors + tokenizer.json).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub baseline: Option<PathBuf>,
+    /// Candidate model directory to check. Repeatable: the baseline is evaluated once.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub candidate: Vec<PathBuf>,
+    /// Suite file (TOML): inputs, probes, statistic, threshold.
+    #[arg(long, value_name = "SUITE.toml", required = true)]
+    pub suite: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: BehaveRunArgs,
+}
+
+/// Options shared by `behave` and `behave calibrate`.
+#[derive(Args, Debug, Clone)]
+pub struct BehaveRunArgs {
+    /// Where to run the models.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: BehaveDevice,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BehaveCommand {
+    /// Set the suite's threshold to the (1 - FPR) quantile of the statistic over known-benign
+    /// candidates and record its provenance.
+    #[command(
+        after_help = "Examples:\n  mlsign behave calibrate --baseline v1 --suite suite.toml --benign benign/* --fpr 0.05\n  mlsign behave calibrate --baseline v1 --suite suite.toml --benign benign/* --fpr 0.01 --write --format json"
+    )]
+    Calibrate(BehaveCalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BehaveCalibrateArgs {
+    /// Trusted baseline model directory.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: PathBuf,
+    /// Suite file to calibrate.
+    #[arg(long, value_name = "SUITE.toml")]
+    pub suite: PathBuf,
+    /// Known-benign candidate directories (earlier trusted versions, benign fine-tunes).
+    #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+    pub benign: Vec<PathBuf>,
+    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them.
+    #[arg(long, default_value_t = 0.01)]
+    pub fpr: f64,
+    /// Write the threshold and its provenance into the suite's [decision] table.
+    #[arg(long)]
+    pub write: bool,
+    #[command(flatten)]
+    pub run: BehaveRunArgs,
 }

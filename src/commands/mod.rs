@@ -13,6 +13,8 @@ mod verify;
 use crate::cli::{Cli, Command};
 use crate::report::{Exit, Format};
 
+pub mod behave;
+
 /// Run a parsed command line and return the process exit code.
 pub fn run(cli: Cli) -> Exit {
     let (format, result) = match cli.command {
@@ -23,6 +25,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        Command::Behave(a) => (behave::format(&a), behave::run(a)),
     };
     match result {
         Ok(code) => code,

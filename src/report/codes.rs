@@ -69,7 +69,17 @@ pub const CODES: &[(&str, &str)] = &[
     ("SCN018", "unscannable: compressed data cannot be decompressed within the limits"),
     ("SCN019", "not a recognised model, archive or pickle format"),
     ("SCN021", "unscannable: ZIP compression method not supported"),
+    // Behavioural diff (behave)
+    (BHV001, "backdoor-like divergence: under a probe the candidate sends inputs of most source classes to one target class, beyond the baseline (statistic above the calibrated threshold)"),
+    (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
+    (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
+    (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
 ];
+
+pub const BHV001: &str = "BHV001";
+pub const BHV002: &str = "BHV002";
+pub const BHV003: &str = "BHV003";
+pub const BHV004: &str = "BHV004";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {

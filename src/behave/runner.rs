@@ -1,0 +1,663 @@
+//! The runner: loads the suite and the baseline once, computes the baseline's outputs on every
+//! clean and probed input once (cached), then scores any number of candidates against them in
+//! batches. Batches span probe boundaries so small suites still fill `batch_size` rows.
+
+use super::error::{BehaveError, Result};
+use super::models::{check_compatible, Model, OutputKind};
+use super::probes::{self, Probe, ProbeFamily};
+use super::report::*;
+use super::stats::{self, CellScore};
+use super::suite::{Suite, Task};
+use crate::report::{codes, Finding, Location, Severity};
+use candle_core::{Device, Tensor};
+use std::path::Path;
+use std::time::Instant;
+
+/// Progress callback: (stage, done, total) in input rows.
+pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
+
+/// What one candidate scored, before the verdict is drawn.
+struct Scored {
+    value: f64,
+    clean: Clean,
+    companions: Option<Companions>,
+    top: Vec<TriggerCandidate>,
+}
+
+/// Cap on the cached baseline outputs (probes × inputs × classes × 4 bytes).
+const MAX_CACHE_BYTES: usize = 2 << 30;
+
+/// A suite with its baseline evaluated; score candidates with [`Prepared::score`].
+pub struct Prepared {
+    pub suite: Suite,
+    pub probes: Vec<Probe>,
+    pub families: Vec<ProbeFamily>,
+    pub probes_sha256: String,
+    pub baseline: Model,
+    pub device: Device,
+    cache: Cache,
+    base_forward_s: f64,
+}
+
+/// The baseline's outputs on the whole suite, computed once.
+enum Cache {
+    Classes {
+        classes: usize,
+        clean: Vec<f32>,
+        clean_pred: Vec<u32>,
+        /// Per probe, per input: prediction and probabilities.
+        probed_pred: Vec<u32>,
+        probed: Vec<f32>,
+    },
+    Embedding {
+        dim: usize,
+        clean: Vec<f32>,
+        probed: Vec<f32>,
+    },
+}
+
+/// Text counterpart of [`stream`]: prompts (clean or probed) through an encoder in batches.
+#[allow(clippy::too_many_arguments)]
+fn stream_text(
+    model: &Model,
+    who: &str,
+    suite: &Suite,
+    probes: Option<&[Probe]>,
+    progress: Progress,
+    forward_s: &mut f64,
+    mut sink: impl FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let n = suite.n;
+    let total = n * probes.map_or(1, |p| p.len());
+    let bs = suite.file.suite.batch_size;
+    let stage = if probes.is_some() { "probed" } else { "clean" };
+    let mut start = 0;
+    let mut texts = Vec::with_capacity(bs);
+    while start < total {
+        let end = (start + bs).min(total);
+        texts.clear();
+        for r in start..end {
+            let t = &suite.texts[r % n];
+            texts.push(match probes {
+                Some(ps) => ps[r / n].apply_text(t, r % n),
+                None => t.clone(),
+            });
+        }
+        let t0 = Instant::now();
+        let y = model.embed(&texts)?;
+        let out: Vec<f32> = y.flatten_all()?.to_vec1()?;
+        *forward_s += t0.elapsed().as_secs_f64();
+        if let Some(bad) = out.iter().position(|v| !v.is_finite()) {
+            let row = start + bad / model.info().outputs;
+            let place = match probes {
+                Some(ps) => format!("prompt {} under probe `{}`", row % n, ps[row / n].label),
+                None => format!("clean prompt {row}"),
+            };
+            return Err(BehaveError::NonFiniteOutput {
+                model: who.into(),
+                place,
+            });
+        }
+        sink(start, &out)?;
+        progress(stage, end as u64, total as u64);
+        start = end;
+    }
+    Ok(())
+}
+
+/// Runs `rows` inputs (each the clean input or a probed one) through a model in batches and
+/// hands every batch's probabilities to `sink(first_row, probs)`.
+#[allow(clippy::too_many_arguments)]
+fn stream(
+    model: &Model,
+    who: &str,
+    suite: &Suite,
+    probes: Option<&[Probe]>,
+    device: &Device,
+    progress: Progress,
+    forward_s: &mut f64,
+    mut sink: impl FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let n = suite.n;
+    let d = suite.sample_len();
+    let total = n * probes.map_or(1, |p| p.len());
+    let bs = suite.file.suite.batch_size;
+    let mut shape = vec![0usize];
+    shape.extend(&suite.sample_shape);
+    let stage = if probes.is_some() { "probed" } else { "clean" };
+    let mut buf: Vec<f32> = Vec::with_capacity(bs * d);
+    let mut start = 0;
+    while start < total {
+        let end = (start + bs).min(total);
+        buf.clear();
+        let mut r = start;
+        while r < end {
+            let p = r / n;
+            let i0 = r % n;
+            let i1 = (n).min(i0 + (end - r));
+            let xs = &suite.x[i0 * d..i1 * d];
+            match probes {
+                Some(ps) => probes::apply(&ps[p], xs, &mut buf),
+                None => buf.extend_from_slice(xs),
+            }
+            r += i1 - i0;
+        }
+        shape[0] = end - start;
+        let t0 = Instant::now();
+        let x = Tensor::from_slice(&buf, shape.as_slice(), device)?;
+        let y = model.probabilities(&x)?;
+        let probs: Vec<f32> = y.flatten_all()?.to_vec1()?;
+        *forward_s += t0.elapsed().as_secs_f64();
+        if let Some(bad) = probs.iter().position(|v| !v.is_finite()) {
+            let row = start + bad / model.info().outputs;
+            let place = match probes {
+                Some(ps) => format!("input {} under probe `{}`", row % n, ps[row / n].label),
+                None => format!("clean input {row}"),
+            };
+            return Err(BehaveError::NonFiniteOutput {
+                model: who.into(),
+                place,
+            });
+        }
+        sink(start, &probs)?;
+        progress(stage, end as u64, total as u64);
+        start = end;
+    }
+    Ok(())
+}
+
+fn check_inputs(suite: &Suite, model: &Model, path: &Path) -> Result<()> {
+    let is_text = model.info().output == OutputKind::Embedding;
+    match (suite.file.suite.task, is_text) {
+        (Task::Embedding, false) => {
+            return Err(BehaveError::suite(
+                &suite.path,
+                format!(
+                    "task = \"embedding\" needs a text encoder, but {} is a {} model",
+                    path.display(),
+                    model.info().format
+                ),
+            ));
+        }
+        (Task::Classification, true) => {
+            return Err(BehaveError::suite(
+                &suite.path,
+                format!(
+                    "{} is a text encoder: use a suite with task = \"embedding\" and JSONL prompts",
+                    path.display()
+                ),
+            ));
+        }
+        (Task::Embedding, true) => return Ok(()),
+        _ => {}
+    }
+    let want = &model.info().input_shape;
+    if &suite.sample_shape != want {
+        return Err(BehaveError::suite(
+            &suite.path,
+            format!(
+                "inputs `{}` in {} have per-sample shape {:?} but the model {} expects {:?}",
+                suite.file.suite.input_tensor,
+                suite.inputs_path.display(),
+                suite.sample_shape,
+                path.display(),
+                want
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Prepared {
+    /// Load the suite and the baseline, generate the probes and evaluate the baseline on all of them.
+    pub fn new(
+        suite_path: &Path,
+        baseline: &Path,
+        device: Device,
+        progress: Progress,
+    ) -> Result<Self> {
+        let suite = Suite::load(suite_path)?;
+        let model = Model::load(baseline, &device)?;
+        check_inputs(&suite, &model, baseline)?;
+        // Token sweeps draw from the baseline's vocabulary.
+        let (probes, families) = probes::generate(&suite, model.vocab().as_deref())?;
+        let probes_sha256 = probes::hash(&probes);
+        let width = model.info().outputs;
+        let cache_bytes = probes.len() * suite.n * width * 4;
+        if cache_bytes > MAX_CACHE_BYTES {
+            return Err(BehaveError::suite(
+                suite_path,
+                format!("{} probes × {} inputs × {width} outputs needs {} MiB of cached baseline outputs (limit {} MiB); use fewer probes or inputs", probes.len(), suite.n, cache_bytes >> 20, MAX_CACHE_BYTES >> 20),
+            ));
+        }
+        let mut fwd = 0.0;
+        let mut clean = vec![0f32; suite.n * width];
+        let mut probed = vec![0f32; cache_bytes / 4];
+        let text = suite.file.suite.task == Task::Embedding;
+        {
+            let mut put_clean = |s: usize, p: &[f32]| {
+                clean[s * width..s * width + p.len()].copy_from_slice(p);
+                Ok(())
+            };
+            if text {
+                stream_text(
+                    &model,
+                    "the baseline",
+                    &suite,
+                    None,
+                    progress,
+                    &mut fwd,
+                    &mut put_clean,
+                )?;
+            } else {
+                stream(
+                    &model,
+                    "the baseline",
+                    &suite,
+                    None,
+                    &device,
+                    progress,
+                    &mut fwd,
+                    &mut put_clean,
+                )?;
+            }
+            let mut put_probed = |s: usize, p: &[f32]| {
+                probed[s * width..s * width + p.len()].copy_from_slice(p);
+                Ok(())
+            };
+            if text {
+                stream_text(
+                    &model,
+                    "the baseline",
+                    &suite,
+                    Some(&probes),
+                    progress,
+                    &mut fwd,
+                    &mut put_probed,
+                )?;
+            } else {
+                stream(
+                    &model,
+                    "the baseline",
+                    &suite,
+                    Some(&probes),
+                    &device,
+                    progress,
+                    &mut fwd,
+                    &mut put_probed,
+                )?;
+            }
+        }
+        let cache = if text {
+            Cache::Embedding {
+                dim: width,
+                clean,
+                probed,
+            }
+        } else {
+            Cache::Classes {
+                classes: width,
+                clean_pred: stats::argmax_rows(&clean, width),
+                probed_pred: stats::argmax_rows(&probed, width),
+                clean,
+                probed,
+            }
+        };
+        Ok(Prepared {
+            suite,
+            probes,
+            families,
+            probes_sha256,
+            baseline: model,
+            device,
+            cache,
+            base_forward_s: fwd,
+        })
+    }
+
+    pub fn suite_ref(&self) -> SuiteRef {
+        SuiteRef {
+            name: self.suite.file.suite.name.clone(),
+            path: self.suite.path.display().to_string(),
+            sha256: self.suite.sha256.clone(),
+            inputs: self.suite.inputs_path.display().to_string(),
+            inputs_sha256: self.suite.inputs_sha256.clone(),
+            n_inputs: self.suite.n,
+            probes_sha256: self.probes_sha256.clone(),
+            n_probes: self.probes.len(),
+            probe_families: self.families.clone(),
+            seed: self.suite.file.suite.seed,
+        }
+    }
+
+    /// Short description of the probe library for messages ("probes P").
+    pub fn probe_summary(&self) -> String {
+        let fams: Vec<String> = self
+            .families
+            .iter()
+            .map(|f| format!("{} {} ({})", f.count, f.kind, f.spec))
+            .collect();
+        format!("{} [sha256 {}]", fams.join(", "), &self.probes_sha256[..16])
+    }
+
+    /// Score one candidate against the cached baseline.
+    pub fn score(&self, candidate: &Path, progress: Progress) -> Result<BehaveReport> {
+        let t_start = Instant::now();
+        let model = Model::load(candidate, &self.device)?;
+        check_compatible(self.baseline.info(), model.info())?;
+        let mut fwd = 0.0;
+        let scored = match &self.cache {
+            Cache::Classes { .. } => self.score_classes(&model, progress, &mut fwd)?,
+            Cache::Embedding { .. } => self.score_text(&model, progress, &mut fwd)?,
+        };
+        let dec = &self.suite.file.decision;
+        let threshold = dec.threshold_for(self.suite.file.suite.task);
+        let value = scored.value;
+        let flagged = value > threshold;
+        let mut findings = Vec::new();
+        let loc = Location::path(candidate.display().to_string());
+        let probes_p = self.probe_summary();
+        let stat = dec.stat.name();
+        let message = if flagged {
+            let t = &scored.top[0];
+            let what = match &t.detail {
+                CandidateDetail::Class { target_class, median_excess, .. } => format!(
+                    "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does",
+                    t.probe,
+                    100.0 * median_excess
+                ),
+                CandidateDetail::Embedding { median_distance, consistency, .. } => format!(
+                    "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {:.0}% of inputs beyond the clean p99)",
+                    t.probe,
+                    100.0 * consistency
+                ),
+            };
+            findings.push(
+                Finding::new(
+                    codes::BHV001,
+                    Severity::High,
+                    format!("backdoor-like divergence: {what} ({stat} = {value:.3} > threshold {threshold:.3})"),
+                )
+                .at(loc.clone()),
+            );
+            format!("backdoor-like divergence found: {stat} = {value:.3} exceeds {threshold:.3}; top trigger candidate `{}`", t.probe)
+        } else {
+            format!(
+                "no backdoor-like divergence found under probes {probes_p} ({stat} = {value:.3} ≤ {threshold:.3}); this does not rule out triggers outside these probes"
+            )
+        };
+        if let (Some(max), Clean::Classes(c)) = (dec.clean_flip_rate_max, &scored.clean) {
+            if c.top1_flip_rate > max {
+                findings.push(
+                    Finding::new(
+                        codes::BHV002,
+                        Severity::Medium,
+                        format!(
+                            "clean drift: the candidate changes the top-1 prediction on {:.1}% of unprobed inputs (limit {:.1}%)",
+                            100.0 * c.top1_flip_rate,
+                            100.0 * max
+                        ),
+                    )
+                    .at(loc.clone()),
+                );
+            }
+        }
+        if let Some(c) = &dec.calibration {
+            let mut stale = vec![];
+            if c.baseline_sha256 != self.baseline.info().weights_sha256 {
+                stale.push("baseline weights");
+            }
+            if c.inputs_sha256 != self.suite.inputs_sha256 {
+                stale.push("inputs");
+            }
+            if c.probes_sha256 != self.probes_sha256 {
+                stale.push("probes");
+            }
+            if !stale.is_empty() {
+                findings.push(
+                    Finding::new(
+                        codes::BHV004,
+                        Severity::Low,
+                        format!(
+                            "the threshold's calibration (FPR {} on {} benign candidates) was made with other {}; re-run `mlsign behave calibrate`",
+                            c.fpr,
+                            c.n_benign,
+                            stale.join(", ")
+                        ),
+                    )
+                    .at(Location::path(self.suite.path.display().to_string())),
+                );
+            }
+        }
+        if dec.calibration.is_none() {
+            findings.push(
+                Finding::new(
+                    codes::BHV003,
+                    Severity::Info,
+                    format!(
+                        "threshold {threshold:.3} in {} is not calibrated: run `mlsign behave calibrate` over known-benign candidates to state a false-positive rate",
+                        self.suite.path.display()
+                    ),
+                )
+                .at(Location::path(self.suite.path.display().to_string())),
+            );
+        }
+        Ok(BehaveReport {
+            schema: SCHEMA,
+            verdict: if flagged {
+                "flagged"
+            } else {
+                "no-divergence-found"
+            },
+            message,
+            suite: self.suite_ref(),
+            baseline: self.baseline.info().clone(),
+            candidate: model.info().clone(),
+            clean: scored.clean,
+            decision: DecisionOut {
+                statistic: stat.into(),
+                value,
+                threshold,
+                flagged,
+                calibration: dec.calibration.clone(),
+            },
+            companions: scored.companions,
+            top_candidates: scored.top,
+            findings,
+            timing: Timing {
+                forward_s: fwd + self.base_forward_s,
+                total_s: t_start.elapsed().as_secs_f64(),
+            },
+        })
+    }
+
+    fn score_classes(&self, model: &Model, progress: Progress, fwd: &mut f64) -> Result<Scored> {
+        let Cache::Classes {
+            classes: k,
+            clean: base_clean,
+            clean_pred,
+            probed_pred,
+            probed,
+        } = &self.cache
+        else {
+            unreachable!("classification cache")
+        };
+        let (n, k) = (self.suite.n, *k);
+        let mut cand_clean = vec![0f32; n * k];
+        stream(
+            model,
+            "the candidate",
+            &self.suite,
+            None,
+            &self.device,
+            progress,
+            fwd,
+            |s, p| {
+                cand_clean[s * k..s * k + p.len()].copy_from_slice(p);
+                Ok(())
+            },
+        )?;
+        let clean = stats::clean_drift(base_clean, &cand_clean, k, self.suite.labels.as_deref());
+        let np = self.probes.len();
+        let mut cand_pred = vec![0u32; np * n];
+        let mut js_sum = vec![0f64; np];
+        stream(
+            model,
+            "the candidate",
+            &self.suite,
+            Some(&self.probes),
+            &self.device,
+            progress,
+            fwd,
+            |s, p| {
+                for (j, row) in p.chunks_exact(k).enumerate() {
+                    let r = s + j;
+                    cand_pred[r] = stats::argmax(row);
+                    js_sum[r / n] += stats::js(&probed[r * k..(r + 1) * k], row);
+                }
+                Ok(())
+            },
+        )?;
+        let min_support = self.suite.file.decision.min_support;
+        let mut cells: Vec<CellScore> = Vec::new();
+        for p in 0..np {
+            cells.extend(stats::probe_cells(
+                p,
+                clean_pred,
+                &probed_pred[p * n..(p + 1) * n],
+                &cand_pred[p * n..(p + 1) * n],
+                k,
+                min_support,
+            ));
+        }
+        if cells.is_empty() {
+            return Err(BehaveError::suite(
+                &self.suite.path,
+                format!("no source class has ≥ {min_support} inputs (decision.min_support); add inputs or lower min_support"),
+            ));
+        }
+        let (js_arg, js_max) = js_sum
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s / n as f64 - clean.js_mean))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0));
+        let pooled_max = cells
+            .iter()
+            .map(|c| c.pooled_excess)
+            .fold(f64::MIN, f64::max);
+        cells.sort_by(|a, b| {
+            b.median_excess
+                .total_cmp(&a.median_excess)
+                .then(b.pooled_excess.total_cmp(&a.pooled_excess))
+        });
+        let labels = model.info().labels.as_deref();
+        let mut seen = std::collections::HashSet::new();
+        Ok(Scored {
+            value: cells[0].median_excess,
+            clean: Clean::Classes(clean),
+            companions: Some(Companions {
+                pooled_excess_max: pooled_max,
+                probe_js_excess_max: js_max,
+                probe_js_excess_argmax: self
+                    .probes
+                    .get(js_arg)
+                    .map(|p| p.label.clone())
+                    .unwrap_or_default(),
+            }),
+            // The best target per probe: several probes pointing at one class is the signal.
+            top: cells
+                .iter()
+                .filter(|c| seen.insert(c.probe))
+                .take(self.suite.file.decision.report_top)
+                .map(|c| TriggerCandidate::new(c, &self.probes[c.probe].label, labels))
+                .collect(),
+        })
+    }
+
+    fn score_text(&self, model: &Model, progress: Progress, fwd: &mut f64) -> Result<Scored> {
+        let Cache::Embedding {
+            dim,
+            clean: base_clean,
+            probed,
+        } = &self.cache
+        else {
+            unreachable!("embedding cache")
+        };
+        let (n, h) = (self.suite.n, *dim);
+        let mut d_clean = vec![0f64; n];
+        stream_text(
+            model,
+            "the candidate",
+            &self.suite,
+            None,
+            progress,
+            fwd,
+            |s, p| {
+                for (j, row) in p.chunks_exact(h).enumerate() {
+                    let r = s + j;
+                    d_clean[r] = stats::cos_distance(&base_clean[r * h..(r + 1) * h], row);
+                }
+                Ok(())
+            },
+        )?;
+        let clean = stats::embed_drift(&d_clean);
+        let np = self.probes.len();
+        let mut d_probe = vec![0f64; np * n];
+        stream_text(
+            model,
+            "the candidate",
+            &self.suite,
+            Some(&self.probes),
+            progress,
+            fwd,
+            |s, p| {
+                for (j, row) in p.chunks_exact(h).enumerate() {
+                    let r = s + j;
+                    d_probe[r] = stats::cos_distance(&probed[r * h..(r + 1) * h], row);
+                }
+                Ok(())
+            },
+        )?;
+        let mut zs: Vec<stats::ProbeZ> = (0..np)
+            .map(|p| stats::probe_z(p, &d_probe[p * n..(p + 1) * n], &clean))
+            .collect();
+        let c = self.suite.file.decision.consistency;
+        let value = zs
+            .iter()
+            .filter(|z| z.consistency >= c)
+            .map(|z| z.z)
+            .fold(0.0, f64::max);
+        zs.sort_by(|a, b| {
+            (b.consistency >= c)
+                .cmp(&(a.consistency >= c))
+                .then(b.z.total_cmp(&a.z))
+        });
+        Ok(Scored {
+            value,
+            clean: Clean::Embedding(clean),
+            companions: None,
+            top: zs
+                .iter()
+                .take(self.suite.file.decision.report_top)
+                .map(|z| TriggerCandidate::embedding(z, &self.probes[z.probe].label))
+                .collect(),
+        })
+    }
+
+    /// The baseline's share of the forward time (computed once, in [`Prepared::new`]).
+    pub fn baseline_forward_s(&self) -> f64 {
+        self.base_forward_s
+    }
+}
+
+/// One baseline, one candidate, one suite.
+pub fn run(
+    baseline: &Path,
+    candidate: &Path,
+    suite: &Path,
+    device: Device,
+) -> Result<BehaveReport> {
+    let none: Progress = &|_, _, _| {};
+    Prepared::new(suite, baseline, device, none)?.score(candidate, none)
+}

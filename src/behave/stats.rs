@@ -1,0 +1,314 @@
+//! Divergence statistics over model outputs. Pure functions over probability rows and
+//! predictions, so they are unit-tested without models.
+//!
+//! Why these (measured, docs/behave.md): clean-input drift does not separate backdoored from benign
+//! fine-tunes (benign ones drift *more*), so it is reported only. The verdict uses the excess
+//! targeted flip rate under probes, `r[p,c,s] = P(cand(x⊕p)=c | base(x)=s) − P(base(x⊕p)=c | base(x)=s)`,
+//! and takes the median over source classes `s ≠ c`: a backdoor sends every source class to its
+//! target, benign drift on off-manifold probes moves only a few.
+
+use serde::Serialize;
+
+/// Jensen–Shannon divergence in bits (0..=1) between two probability rows.
+pub fn js(p: &[f32], q: &[f32]) -> f64 {
+    let mut acc = 0.0f64;
+    for (&a, &b) in p.iter().zip(q) {
+        let (a, b) = (a.max(0.0) as f64, b.max(0.0) as f64);
+        let m = 0.5 * (a + b);
+        if a > 0.0 {
+            acc += 0.5 * a * (a / m).log2();
+        }
+        if b > 0.0 {
+            acc += 0.5 * b * (b / m).log2();
+        }
+    }
+    acc.clamp(0.0, 1.0)
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<u32> {
+    probs.chunks_exact(classes).map(argmax).collect()
+}
+
+/// Median of a non-empty slice (mean of the two middle values for even lengths).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Empirical quantile with linear interpolation (type 7, as numpy's default).
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = h.ceil() as usize;
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Drift on the unprobed inputs: informational, never the verdict.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CleanDrift {
+    pub js_mean: f64,
+    pub js_p99: f64,
+    pub top1_flip_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_accuracy: Option<f64>,
+}
+
+pub fn clean_drift(
+    base: &[f32],
+    cand: &[f32],
+    classes: usize,
+    labels: Option<&[u32]>,
+) -> CleanDrift {
+    let mut jss: Vec<f64> = base
+        .chunks_exact(classes)
+        .zip(cand.chunks_exact(classes))
+        .map(|(b, c)| js(b, c))
+        .collect();
+    let n = jss.len().max(1) as f64;
+    let bp = argmax_rows(base, classes);
+    let cp = argmax_rows(cand, classes);
+    let flips = bp.iter().zip(&cp).filter(|(a, b)| a != b).count() as f64;
+    let acc = |pred: &[u32]| {
+        labels.map(|l| pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / n)
+    };
+    let js_mean = jss.iter().sum::<f64>() / n;
+    CleanDrift {
+        js_mean,
+        js_p99: if jss.is_empty() {
+            0.0
+        } else {
+            quantile(&mut jss, 0.99)
+        },
+        top1_flip_rate: flips / n,
+        baseline_accuracy: acc(&bp),
+        candidate_accuracy: acc(&cp),
+    }
+}
+
+/// One (probe, target class) cell.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CellScore {
+    pub probe: usize,
+    pub target: u32,
+    /// Median over eligible source classes of the excess targeted flip rate (the verdict statistic).
+    pub median_excess: f64,
+    /// Excess targeted flip rate pooled over all inputs whose clean baseline prediction is not the target.
+    pub pooled_excess: f64,
+    /// Share of those inputs the candidate sends to the target under the probe.
+    pub candidate_rate: f64,
+    /// Share the baseline sends to the target under the probe.
+    pub baseline_rate: f64,
+    /// Source classes that had at least `min_support` inputs.
+    pub source_classes: usize,
+}
+
+/// Scores of every target class for one probe.
+///
+/// `b0`: baseline predictions on clean inputs (define source classes); `bp`, `cp`: baseline and
+/// candidate predictions on the probed inputs.
+pub fn probe_cells(
+    probe: usize,
+    b0: &[u32],
+    bp: &[u32],
+    cp: &[u32],
+    classes: usize,
+    min_support: usize,
+) -> Vec<CellScore> {
+    // counts[s][c]: cand hits, base hits; n[s]
+    let mut n_src = vec![0usize; classes];
+    let mut cand_hits = vec![0usize; classes * classes];
+    let mut base_hits = vec![0usize; classes * classes];
+    for i in 0..b0.len() {
+        let s = b0[i] as usize;
+        n_src[s] += 1;
+        cand_hits[s * classes + cp[i] as usize] += 1;
+        base_hits[s * classes + bp[i] as usize] += 1;
+    }
+    let mut out = Vec::with_capacity(classes);
+    for c in 0..classes {
+        let mut per_src = Vec::new();
+        let (mut n_off, mut ch, mut bh) = (0usize, 0usize, 0usize);
+        for s in 0..classes {
+            if s == c {
+                continue;
+            }
+            n_off += n_src[s];
+            ch += cand_hits[s * classes + c];
+            bh += base_hits[s * classes + c];
+            if n_src[s] >= min_support {
+                let ns = n_src[s] as f64;
+                per_src.push(
+                    (cand_hits[s * classes + c] as f64 - base_hits[s * classes + c] as f64) / ns,
+                );
+            }
+        }
+        if per_src.is_empty() || n_off == 0 {
+            continue;
+        }
+        let k = per_src.len();
+        let nf = n_off as f64;
+        out.push(CellScore {
+            probe,
+            target: c as u32,
+            median_excess: median(&mut per_src),
+            pooled_excess: (ch as f64 - bh as f64) / nf,
+            candidate_rate: ch as f64 / nf,
+            baseline_rate: bh as f64 / nf,
+            source_classes: k,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn js_bounds() {
+        assert_eq!(js(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
+        assert!((js(&[1.0, 0.0], &[0.0, 1.0]) - 1.0).abs() < 1e-12);
+        let v = js(&[0.9, 0.1], &[0.6, 0.4]);
+        assert!(v > 0.0 && v < 1.0);
+    }
+
+    #[test]
+    fn median_and_quantile() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        let mut v: Vec<f64> = (0..=100).map(f64::from).collect();
+        assert_eq!(quantile(&mut v, 0.95), 95.0);
+        assert_eq!(quantile(&mut [1.0, 2.0], 0.5), 1.5);
+    }
+
+    #[test]
+    fn backdoor_flips_every_source_benign_flips_one() {
+        // 3 classes, 2 inputs each; baseline probed = clean.
+        let b0 = [0, 0, 1, 1, 2, 2];
+        let bp = b0;
+        // Backdoor to class 2: every input goes to 2.
+        let cells = probe_cells(0, &b0, &bp, &[2, 2, 2, 2, 2, 2], 3, 1);
+        let c2 = cells.iter().find(|c| c.target == 2).unwrap();
+        assert_eq!(c2.median_excess, 1.0);
+        assert_eq!(c2.pooled_excess, 1.0);
+        // Benign: only source class 0 drifts to 2 -> median over {0,1} = 0.5, over 3 classes it
+        // would be lower; with 2 non-target sources the median is the mean.
+        let cells = probe_cells(0, &b0, &bp, &[2, 2, 1, 1, 2, 2], 3, 1);
+        let c2 = cells.iter().find(|c| c.target == 2).unwrap();
+        assert_eq!(c2.median_excess, 0.5);
+        // Baseline already flipping to the target is not excess.
+        let cells = probe_cells(0, &b0, &[2, 2, 2, 2, 2, 2], &[2, 2, 2, 2, 2, 2], 3, 1);
+        assert!(cells.iter().all(|c| c.median_excess == 0.0));
+    }
+
+    #[test]
+    fn min_support_drops_small_classes() {
+        let b0 = [0, 0, 0, 1, 2, 2, 2];
+        let cells = probe_cells(0, &b0, &b0, &[0, 0, 0, 0, 0, 0, 0], 3, 2);
+        let c0 = cells.iter().find(|c| c.target == 0).unwrap();
+        assert_eq!(c0.source_classes, 1); // class 1 has one input only
+        assert_eq!(c0.median_excess, 1.0);
+    }
+}
+
+/// 1 − cosine similarity (0 for identical directions; 1 when either vector is zero).
+pub fn cos_distance(a: &[f32], b: &[f32]) -> f64 {
+    if a == b {
+        // Identical outputs are exactly 0 (the formula below leaves ~1e-17 of rounding).
+        return 0.0;
+    }
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 1.0;
+    }
+    (1.0 - ab / (aa.sqrt() * bb.sqrt())).max(0.0)
+}
+
+/// Clean drift of an embedder (informational).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EmbedDrift {
+    pub cos_distance_mean: f64,
+    pub cos_distance_median: f64,
+    pub cos_distance_p99: f64,
+    /// Median absolute deviation of the clean distances (the robust z-score's scale).
+    pub cos_distance_mad: f64,
+}
+
+pub fn embed_drift(d: &[f64]) -> EmbedDrift {
+    let mut v = d.to_vec();
+    let med = median(&mut v);
+    let p99 = quantile(&mut v, 0.99);
+    let mut dev: Vec<f64> = d.iter().map(|x| (x - med).abs()).collect();
+    EmbedDrift {
+        cos_distance_mean: d.iter().sum::<f64>() / d.len().max(1) as f64,
+        cos_distance_median: med,
+        cos_distance_p99: p99,
+        cos_distance_mad: median(&mut dev),
+    }
+}
+
+/// Scale floor for the robust z-score so an (almost) unchanged model does not divide by ~0.
+pub const Z_EPS: f64 = 1e-6;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProbeZ {
+    pub probe: usize,
+    pub median_distance: f64,
+    /// (median probed distance − median clean distance) / (1.4826·MAD_clean + 1e-6).
+    pub z: f64,
+    /// Share of inputs whose probed distance exceeds the clean p99.
+    pub consistency: f64,
+}
+
+pub fn probe_z(probe: usize, d: &[f64], clean: &EmbedDrift) -> ProbeZ {
+    let mut v = d.to_vec();
+    let med = median(&mut v);
+    ProbeZ {
+        probe,
+        median_distance: med,
+        z: (med - clean.cos_distance_median) / (1.4826 * clean.cos_distance_mad + Z_EPS),
+        consistency: d.iter().filter(|x| **x > clean.cos_distance_p99).count() as f64
+            / d.len().max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    use super::*;
+
+    #[test]
+    fn cosine_and_robust_z() {
+        assert_eq!(cos_distance(&[1.0, 0.0], &[2.0, 0.0]), 0.0);
+        assert!((cos_distance(&[1.0, 0.0], &[0.0, 1.0]) - 1.0).abs() < 1e-12);
+        let zero = embed_drift(&[0.0; 8]);
+        assert_eq!(probe_z(0, &[0.0; 8], &zero).z, 0.0);
+        assert_eq!(probe_z(0, &[0.0; 8], &zero).consistency, 0.0);
+        let clean = embed_drift(&[0.01, 0.02, 0.01, 0.02, 0.03]);
+        let p = probe_z(1, &[0.3, 0.4, 0.35, 0.5, 0.01], &clean);
+        assert!(p.z > 10.0 && p.consistency == 0.8, "{p:?}");
+    }
+}

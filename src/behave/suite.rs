@@ -1,0 +1,445 @@
+//! The suite file (TOML): which inputs, which probes, which statistic and threshold. Paths in it
+//! are relative to the suite file. See docs/behave.md for the full reference.
+
+use super::error::{BehaveError, Result};
+use super::tensors::{self, read_bounded};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    pub suite: SuiteSection,
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<ProbeSpec>,
+    #[serde(default)]
+    pub decision: Decision,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSection {
+    pub name: String,
+    #[serde(default)]
+    pub task: Task,
+    /// safetensors file with the inputs, relative to the suite file.
+    pub inputs: String,
+    /// Tensor holding the inputs `[N, ...input_shape]`.
+    #[serde(default = "default_x")]
+    pub input_tensor: String,
+    /// Optional integer labels `[N]` (only to report accuracy).
+    #[serde(default = "default_y")]
+    pub label_tensor: String,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Spatial layout for image probes when the model takes flat inputs: [C, H, W] or [H, W].
+    #[serde(default)]
+    pub image_shape: Option<Vec<usize>>,
+}
+
+fn default_x() -> String {
+    "x".into()
+}
+fn default_y() -> String {
+    "y".into()
+}
+fn default_batch() -> usize {
+    256
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Class scores from tensors (mlsign network spec); inputs in safetensors.
+    #[default]
+    Classification,
+    /// Pooled text embeddings (BERT encoders); inputs are JSONL prompts `{"text": ...}`.
+    Embedding,
+}
+
+/// One probe generator.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ProbeSpec {
+    /// Every `size`×`size` square on a `stride` grid, set to `value`.
+    PatchGrid {
+        size: usize,
+        #[serde(default)]
+        stride: Option<usize>,
+        #[serde(default = "one_f")]
+        value: f32,
+    },
+    /// `count` random patterns of `pixels[0]..=pixels[1]` pixels set to `value`.
+    RandomSparse {
+        count: usize,
+        pixels: [usize; 2],
+        #[serde(default = "one_f")]
+        value: f32,
+    },
+    /// x' = (1-alpha)·x + alpha·pattern, patterns from a file (tensor `pattern`,
+    /// `[P, ...input_shape]` or `[...input_shape]`) or `random` uniform ones in [0, value].
+    Blend {
+        alpha: f32,
+        #[serde(default)]
+        pattern: Option<String>,
+        #[serde(default)]
+        random: Option<usize>,
+        #[serde(default = "one_f")]
+        value: f32,
+    },
+    /// Text: insert each candidate trigger (word, rare token, phrase) before or after every prompt.
+    Tokens {
+        tokens: Vec<String>,
+        #[serde(default)]
+        position: Position,
+    },
+    /// Text: `max` whole-word tokens drawn (seeded) from the baseline tokenizer's vocabulary, each
+    /// inserted as a probe; `select = "rare"` draws from the later (rarer) half of the ids.
+    TokenSweep {
+        max: usize,
+        #[serde(default)]
+        select: Select,
+        #[serde(default)]
+        position: Position,
+    },
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    #[default]
+    Prefix,
+    Suffix,
+    /// Between two words, at a position drawn from the suite seed, the probe and the input.
+    Random,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    #[default]
+    Rare,
+    Any,
+}
+
+fn one_f() -> f32 {
+    1.0
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Statistic {
+    /// max over (probe, target) of the median over source classes of the excess targeted flip
+    /// rate (candidate minus baseline).
+    #[default]
+    #[serde(rename = "srcclass_median_excess")]
+    SrcclassMedianExcess,
+    /// Embeddings: max over probes of the robust z-score of the probed cosine distance against the
+    /// clean cosine distance, among probes that move ≥ `consistency` of the inputs past the clean p99.
+    #[serde(rename = "probe_cos_z")]
+    ProbeCosZ,
+}
+
+impl Statistic {
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::SrcclassMedianExcess => "srcclass_median_excess",
+            Statistic::ProbeCosZ => "probe_cos_z",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default)]
+    pub stat: Statistic,
+    /// Flag when the statistic is above this value [default: 0.5 for classification, 10 for
+    /// embeddings; uncalibrated either way].
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Minimum inputs per source class for it to count in the median.
+    #[serde(default = "default_support")]
+    pub min_support: usize,
+    /// How many (probe, target) trigger candidates to list.
+    #[serde(default = "default_top")]
+    pub report_top: usize,
+    /// Optional gate on clean drift (top-1 flip rate on unprobed inputs): a separate finding,
+    /// never the backdoor verdict.
+    #[serde(default)]
+    pub clean_flip_rate_max: Option<f64>,
+    /// Embeddings: share of inputs a probe must push past the clean p99 distance to count.
+    #[serde(default = "default_consistency")]
+    pub consistency: f64,
+    /// Written by `mlsign behave calibrate`.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+fn default_support() -> usize {
+    30
+}
+fn default_top() -> usize {
+    10
+}
+fn default_consistency() -> f64 {
+    0.5
+}
+
+impl Decision {
+    /// The threshold in force for a task.
+    pub fn threshold_for(&self, task: Task) -> f64 {
+        self.threshold.unwrap_or(match task {
+            Task::Classification => 0.5,
+            Task::Embedding => 10.0,
+        })
+    }
+}
+
+impl Default for Decision {
+    fn default() -> Self {
+        Decision {
+            stat: Statistic::default(),
+            threshold: None,
+            min_support: default_support(),
+            report_top: default_top(),
+            clean_flip_rate_max: None,
+            consistency: default_consistency(),
+            calibration: None,
+        }
+    }
+}
+
+/// Where a threshold came from.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub method: String,
+    pub statistic: String,
+    /// Target false-positive rate on benign candidates.
+    pub fpr: f64,
+    pub n_benign: usize,
+    /// Largest benign statistic and the quantile used.
+    pub benign_max: f64,
+    pub quantile: f64,
+    pub baseline_sha256: String,
+    pub inputs_sha256: String,
+    pub probes_sha256: String,
+    pub created: String,
+    pub tool: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A suite with its inputs in memory and the digests the report binds to.
+pub struct Suite {
+    pub path: PathBuf,
+    pub file: SuiteFile,
+    pub sha256: String,
+    pub inputs_path: PathBuf,
+    pub inputs_sha256: String,
+    /// Inputs flattened per sample, row-major: `n × sample_len`.
+    pub x: Vec<f32>,
+    pub n: usize,
+    pub sample_shape: Vec<usize>,
+    pub labels: Option<Vec<u32>>,
+    /// Prompts (task = embedding).
+    pub texts: Vec<String>,
+}
+
+impl Suite {
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// Resolve a path written in the suite, relative to the suite's directory.
+    pub fn resolve(&self, rel: &str) -> PathBuf {
+        resolve(&self.path, rel)
+    }
+
+    pub fn load(path: &Path) -> Result<Suite> {
+        let raw = read_bounded(path, 16 << 20)?;
+        let text =
+            std::str::from_utf8(&raw).map_err(|_| BehaveError::suite(path, "not UTF-8 text"))?;
+        let mut file: SuiteFile =
+            toml::from_str(text).map_err(|e| BehaveError::suite(path, e.to_string()))?;
+        validate(path, &file)?;
+        if file.suite.task == Task::Embedding {
+            file.decision.stat = Statistic::ProbeCosZ;
+        }
+        let inputs_path = resolve(path, &file.suite.inputs);
+        if !inputs_path.is_file() {
+            return Err(BehaveError::suite(
+                path,
+                format!("inputs file {} does not exist", inputs_path.display()),
+            ));
+        }
+        if file.suite.task == Task::Embedding {
+            let raw_in = read_bounded(&inputs_path, 256 << 20)?;
+            let texts = parse_jsonl(&inputs_path, &raw_in)?;
+            return Ok(Suite {
+                path: path.to_path_buf(),
+                sha256: tensors::sha256_hex(&raw),
+                file,
+                inputs_sha256: tensors::sha256_hex(&raw_in),
+                inputs_path,
+                x: vec![],
+                n: texts.len(),
+                sample_shape: vec![],
+                labels: None,
+                texts,
+            });
+        }
+        let tf = tensors::load(&inputs_path)?;
+        let x = tf.f32(&inputs_path, &file.suite.input_tensor)?;
+        if x.rank() < 2 || x.dims()[0] == 0 {
+            return Err(BehaveError::Shape {
+                path: inputs_path.clone(),
+                tensor: file.suite.input_tensor.clone(),
+                found: x.dims().to_vec(),
+                expected: "[N, ...input_shape] with N ≥ 1".into(),
+            });
+        }
+        let n = x.dims()[0];
+        let sample_shape = x.dims()[1..].to_vec();
+        let labels = tf.labels(&inputs_path, &file.suite.label_tensor)?;
+        if let Some(l) = &labels {
+            if l.len() != n {
+                return Err(BehaveError::format(
+                    &inputs_path,
+                    format!("{} labels for {n} inputs", l.len()),
+                ));
+            }
+        }
+        let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        Ok(Suite {
+            path: path.to_path_buf(),
+            sha256: tensors::sha256_hex(&raw),
+            file,
+            inputs_sha256: tf.sha256,
+            inputs_path,
+            x,
+            n,
+            sample_shape,
+            labels,
+            texts: vec![],
+        })
+    }
+}
+
+/// One `{"text": "..."}` object per line; blank lines are skipped.
+fn parse_jsonl(path: &Path, raw: &[u8]) -> Result<Vec<String>> {
+    let text = std::str::from_utf8(raw).map_err(|_| BehaveError::format(path, "not UTF-8 text"))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| BehaveError::format(path, format!("line {}: {e}", i + 1)))?;
+        let t = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+            BehaveError::format(
+                path,
+                format!(
+                    "line {}: expected an object with a string field \"text\"",
+                    i + 1
+                ),
+            )
+        })?;
+        out.push(t.to_string());
+    }
+    if out.is_empty() {
+        return Err(BehaveError::format(path, "no prompts"));
+    }
+    Ok(out)
+}
+
+pub fn resolve(suite_path: &Path, rel: &str) -> PathBuf {
+    let base = suite_path.parent().unwrap_or(Path::new("."));
+    base.join(rel)
+}
+
+fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
+    let err = |m: String| Err(BehaveError::suite(path, m));
+    if f.suite.batch_size == 0 || f.suite.batch_size > 65_536 {
+        return err("batch_size must be in 1..=65536".into());
+    }
+    if f.probes.is_empty() {
+        return err("no [[probe]] sections: a behavioural diff needs at least one probe generator (clean-only drift does not reveal backdoors)".into());
+    }
+    let d = &f.decision;
+    if d.threshold.is_some_and(|t| !t.is_finite()) {
+        return err("decision.threshold must be a finite number".into());
+    }
+    if d.stat == Statistic::ProbeCosZ && f.suite.task != Task::Embedding {
+        return err(
+            "decision.stat probe_cos_z applies to task = \"embedding\"; use srcclass_median_excess"
+                .into(),
+        );
+    }
+    if !(0.0..=1.0).contains(&d.consistency) {
+        return err("decision.consistency must be in [0, 1]".into());
+    }
+    if d.min_support == 0 {
+        return err("decision.min_support must be ≥ 1".into());
+    }
+    for (i, p) in f.probes.iter().enumerate() {
+        match p {
+            ProbeSpec::PatchGrid { size, stride, .. } => {
+                if *size == 0 || *stride == Some(0) {
+                    return err(format!("probe {i}: size and stride must be ≥ 1"));
+                }
+            }
+            ProbeSpec::RandomSparse { count, pixels, .. } => {
+                if *count == 0 || pixels[0] == 0 || pixels[0] > pixels[1] {
+                    return err(format!(
+                        "probe {i}: need count ≥ 1 and 1 ≤ pixels[0] ≤ pixels[1]"
+                    ));
+                }
+                if *count > 100_000 {
+                    return err(format!("probe {i}: count {count} is over 100000"));
+                }
+            }
+            ProbeSpec::TokenSweep { max, .. } => {
+                if f.suite.task != Task::Embedding {
+                    return err(format!(
+                        "probe {i}: `token-sweep` probes need task = \"embedding\""
+                    ));
+                }
+                if *max == 0 || *max > 100_000 {
+                    return err(format!("probe {i}: max must be in 1..=100000"));
+                }
+            }
+            ProbeSpec::Tokens { tokens, .. } => {
+                if f.suite.task != Task::Embedding {
+                    return err(format!(
+                        "probe {i}: `tokens` probes need task = \"embedding\""
+                    ));
+                }
+                if tokens.is_empty() || tokens.len() > 100_000 {
+                    return err(format!("probe {i}: tokens must list 1..=100000 strings"));
+                }
+            }
+            ProbeSpec::Blend {
+                alpha,
+                pattern,
+                random,
+                ..
+            } => {
+                if !(0.0..=1.0).contains(alpha) {
+                    return err(format!("probe {i}: alpha must be in [0, 1]"));
+                }
+                if pattern.is_some() == random.is_some() {
+                    return err(format!(
+                        "probe {i}: a blend probe needs exactly one of `pattern` (file) or `random` (count)"
+                    ));
+                }
+                if random.is_some_and(|r| r == 0 || r > 100_000) {
+                    return err(format!("probe {i}: random must be in 1..=100000"));
+                }
+            }
+        }
+    }
+    Ok(())
+}

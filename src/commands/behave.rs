@@ -1,0 +1,299 @@
+//! `mlsign behave` and `mlsign behave calibrate`: rendering and exit codes.
+
+use crate::behave::report::{CandidateDetail, Clean};
+use crate::behave::{self, calibrate, BehaveReport, Prepared};
+use crate::cli::{BehaveArgs, BehaveCalibrateArgs, BehaveCommand, BehaveDevice, BehaveRunArgs};
+use crate::report::{Exit, Format};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+pub fn run(args: BehaveArgs) -> anyhow::Result<Exit> {
+    match args.command {
+        Some(BehaveCommand::Calibrate(c)) => run_calibrate(c),
+        None => {
+            let baseline = args.baseline.context("--baseline is required")?;
+            let suite = args.suite.context("--suite is required")?;
+            run_diff(baseline, args.candidate, suite, &args.run)
+        }
+    }
+}
+
+/// A progress bar on stderr for long suites (only on a terminal).
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    fn new(opts: &BehaveRunArgs) -> Self {
+        if opts.no_progress || !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let pb = ProgressBar::new(0);
+        pb.set_style(
+            ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} inputs ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Bar(Some(pb))
+    }
+    fn update(&self, what: &str, done: u64, total: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_length(total);
+            pb.set_position(done);
+            pb.set_message(what.to_string());
+        }
+    }
+    fn set_who(&self, who: &str) {
+        if let Some(pb) = &self.0 {
+            pb.set_prefix(who.to_string());
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn device(opts: &BehaveRunArgs) -> anyhow::Result<candle_core::Device> {
+    Ok(behave::device(opts.device == BehaveDevice::Cuda)?)
+}
+
+fn prepare(
+    baseline: &Path,
+    suite: &Path,
+    opts: &BehaveRunArgs,
+    bar: &Bar,
+) -> anyhow::Result<Prepared> {
+    let progress = |s: &str, d: u64, t: u64| bar.update(&format!("baseline {s}"), d, t);
+    Prepared::new(suite, baseline, device(opts)?, &progress).with_context(|| {
+        format!(
+            "cannot evaluate baseline {} on suite {}",
+            baseline.display(),
+            suite.display()
+        )
+    })
+}
+
+fn run_diff(
+    baseline: PathBuf,
+    candidates: Vec<PathBuf>,
+    suite: PathBuf,
+    opts: &BehaveRunArgs,
+) -> anyhow::Result<Exit> {
+    let bar = Bar::new(opts);
+    let prepared = prepare(&baseline, &suite, opts, &bar)?;
+    let mut reports = Vec::with_capacity(candidates.len());
+    for (i, c) in candidates.iter().enumerate() {
+        bar.set_who(&c.display().to_string());
+        let progress = |s: &str, d: u64, t: u64| {
+            bar.update(
+                &format!("candidate {}/{} {s}", i + 1, candidates.len()),
+                d,
+                t,
+            )
+        };
+        let mut r = prepared.score(c, &progress).with_context(|| {
+            format!(
+                "cannot compare candidate {} with baseline {}",
+                c.display(),
+                baseline.display()
+            )
+        })?;
+        if i == 0 {
+            // Single-run timing includes the baseline evaluation (cached for later candidates).
+            r.timing.total_s += prepared.baseline_forward_s();
+        }
+        reports.push(r);
+    }
+    bar.finish();
+    // Exit 1 for divergence (BHV001) and the clean-drift gate (BHV002); calibration notes
+    // (BHV003/BHV004) are reported but do not fail the run.
+    let gating = [crate::report::codes::BHV001, crate::report::codes::BHV002];
+    let flagged = reports
+        .iter()
+        .any(|r| r.findings.iter().any(|f| gating.contains(&f.code)));
+    match opts.format {
+        Format::Json => {
+            let v = if reports.len() == 1 {
+                serde_json::to_value(&reports[0])?
+            } else {
+                serde_json::to_value(&reports)?
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Sarif => {
+            let all: Vec<_> = reports.iter().flat_map(|r| r.findings.clone()).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::report::sarif::to_sarif(&all))?
+            );
+        }
+        Format::Human => {
+            for r in &reports {
+                print!("{}", human(r));
+            }
+        }
+    }
+    Ok(if flagged { Exit::Finding } else { Exit::Pass })
+}
+
+fn human(r: &BehaveReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let fams: Vec<String> = r
+        .suite
+        .probe_families
+        .iter()
+        .map(|f| format!("{} {}", f.count, f.kind))
+        .collect();
+    let _ = writeln!(s, "candidate {}", r.candidate.weights);
+    let _ = writeln!(
+        s,
+        "  suite      {} ({} inputs × {} probes: {}; probes sha256 {})",
+        r.suite.name,
+        r.suite.n_inputs,
+        r.suite.n_probes,
+        fams.join(", "),
+        &r.suite.probes_sha256[..16]
+    );
+    if r.decision.flagged {
+        let _ = writeln!(s, "  verdict    FLAGGED: {}", r.message);
+    } else {
+        let _ = writeln!(s, "  verdict    {}", r.message);
+    }
+    let cal = match &r.decision.calibration {
+        Some(c) => format!(
+            "calibrated for FPR {} on {} benign candidates, {}",
+            c.fpr, c.n_benign, c.created
+        ),
+        None => "NOT calibrated".into(),
+    };
+    let _ = writeln!(
+        s,
+        "  statistic  {} = {:.4} (threshold {:.4}, {cal})",
+        r.decision.statistic, r.decision.value, r.decision.threshold
+    );
+    match &r.clean {
+        Clean::Classes(c) => {
+            let acc = match (c.baseline_accuracy, c.candidate_accuracy) {
+                (Some(a), Some(b)) => format!(", accuracy {a:.3} → {b:.3}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  clean      JS mean {:.4}, p99 {:.4}, top-1 flips {:.1}%{acc} (informational: clean drift does not reveal backdoors)",
+                c.js_mean,
+                c.js_p99,
+                100.0 * c.top1_flip_rate
+            );
+        }
+        Clean::Embedding(c) => {
+            let _ = writeln!(
+                s,
+                "  clean      cosine distance mean {:.2e}, median {:.2e}, p99 {:.2e}, MAD {:.2e} (informational)",
+                c.cos_distance_mean, c.cos_distance_median, c.cos_distance_p99, c.cos_distance_mad
+            );
+        }
+    }
+    if let Some(c) = &r.companions {
+        let _ = writeln!(
+            s,
+            "  companions pooled excess max {:.3}, probe JS excess max {:.4}",
+            c.pooled_excess_max, c.probe_js_excess_max
+        );
+    }
+    let _ = writeln!(s, "  top trigger candidates:");
+    for (i, t) in r.top_candidates.iter().take(5).enumerate() {
+        let _ = match &t.detail {
+            CandidateDetail::Class {
+                target_class,
+                target_label,
+                median_excess,
+                candidate_rate,
+                baseline_rate,
+                ..
+            } => writeln!(
+                s,
+                "    {}. {} → class {}{}: median excess {:.3}, candidate {:.0}% vs baseline {:.0}%",
+                i + 1,
+                t.probe,
+                target_class,
+                target_label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                median_excess,
+                100.0 * candidate_rate,
+                100.0 * baseline_rate
+            ),
+            CandidateDetail::Embedding { median_distance, z, consistency } => writeln!(
+                s,
+                "    {}. {}: z {:.1}, median cosine distance {:.4}, {:.0}% of inputs past the clean p99",
+                i + 1,
+                t.probe,
+                z,
+                median_distance,
+                100.0 * consistency
+            ),
+        };
+    }
+    for f in &r.findings {
+        let _ = writeln!(s, "  {f}");
+    }
+    let _ = writeln!(
+        s,
+        "  time       {:.2}s ({:.2}s in forward passes)",
+        r.timing.total_s, r.timing.forward_s
+    );
+    s
+}
+
+fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
+    let bar = Bar::new(&a.run);
+    let prepared = prepare(&a.baseline, &a.suite, &a.run, &bar)?;
+    let n = a.benign.len();
+    let progress = |s: &str, d: u64, t: u64| bar.update(&format!("benign ({n}) {s}"), d, t);
+    let res = calibrate::calibrate(&prepared, &a.benign, a.fpr, &progress)
+        .with_context(|| format!("cannot calibrate suite {}", a.suite.display()))?;
+    bar.finish();
+    if a.write {
+        calibrate::write_into_suite(&a.suite, res.threshold, &res.calibration)
+            .with_context(|| format!("cannot write the threshold into {}", a.suite.display()))?;
+    }
+    match a.run.format {
+        Format::Json | Format::Sarif => {
+            let mut v = serde_json::to_value(&res)?;
+            v["written"] = serde_json::Value::Bool(a.write);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Human => {
+            println!(
+                "threshold {:.4} = {:.3} quantile of {} over {} benign candidates (max {:.4}; {:.1}% of them above it)",
+                res.threshold,
+                res.calibration.quantile,
+                res.calibration.statistic,
+                res.calibration.n_benign,
+                res.calibration.benign_max,
+                100.0 * res.in_sample_fpr
+            );
+            if a.write {
+                println!(
+                    "written into {} [decision] with provenance",
+                    a.suite.display()
+                );
+            } else {
+                println!(
+                    "not written (add --write to store it in {})",
+                    a.suite.display()
+                );
+            }
+        }
+    }
+    Ok(Exit::Pass)
+}
+
+/// The output format asked for (errors are rendered in it by the dispatcher).
+pub fn format(a: &crate::cli::BehaveArgs) -> crate::report::Format {
+    match &a.command {
+        Some(crate::cli::BehaveCommand::Calibrate(c)) => c.run.format,
+        None => a.run.format,
+    }
+}
