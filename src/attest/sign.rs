@@ -219,6 +219,12 @@ pub fn sign_model(
     let payload = model_statement(&subject, opts.kind, &manifest, &config);
     let bundle = sign_statement(signer, &payload);
     write_atomic(&bundle_path, &bundle.to_json(), opts.force)?;
+    // A bundle is public material (the temp file behind it was 0600).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bundle_path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(&bundle_path, e))?;
+    }
     Ok(SignOutcome {
         bundle: bundle_path,
         subject,
