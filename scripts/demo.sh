@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on shipped sample data: sign the tiny model in testdata/, verify it, then show
-# what a tampered copy looks like. Builds mlsign first. Leaves its files in a temp directory.
+# The main job on shipped sample data: sign the tiny model in testdata/, verify it, scan it,
+# describe it in an ML-BOM, compare two small models' behaviour, then show what a tampered copy
+# looks like. Builds mlsign first. Leaves its files in a temp directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
@@ -17,6 +18,21 @@ echo; echo "== mlsign sign tiny-model --key signer.pem --bundle tiny-model.sig"
 
 echo; echo "== mlsign verify tiny-model --bundle tiny-model.sig --key signer.pub"
 "$ml" verify "$work/tiny-model" --bundle "$work/tiny-model.sig" --key "$work/signer.pub"
+
+echo; echo "== mlsign scan tiny-model testdata/scan/torch (code-carrying formats are checked statically)"
+"$ml" scan "$work/tiny-model" testdata/scan/torch
+
+echo; echo "== mlsign bom tiny-model -o tiny-model.cdx.json, then validate and show it"
+"$ml" bom "$work/tiny-model" -o "$work/tiny-model.cdx.json" --signature "$work/tiny-model.sig" --signature-key "$work/signer.pub"
+"$ml" bom validate "$work/tiny-model.cdx.json"
+"$ml" bom show "$work/tiny-model.cdx.json"
+
+echo; echo "== mlsign behave: a candidate with a planted trigger against its baseline (exit 1 expected)"
+set +e
+"$ml" behave --baseline testdata/behave/base --candidate testdata/behave/backdoored --suite testdata/behave/suite.toml --no-progress
+code=$?
+set -e
+[ "$code" = 1 ] || { echo "demo: expected the backdoored candidate to be flagged" >&2; exit 1; }
 
 echo; echo "== tamper: flip the classifier bias and add a file, then verify again (exit 1 expected)"
 printf '\x00' | dd of="$work/tiny-model/model.safetensors" bs=1 seek=840 conv=notrunc status=none
