@@ -1,7 +1,7 @@
 //! `mlsign bom …`: build, validate, verify (drift + signature), sign, show.
 
-use super::common::{passphrase, print_json, read_small};
-use crate::attest::{self, bundle::Bundle, cert, Signer, SigningKey, Trust, VerifyingKey};
+use super::common::{load_signer, print_json, read_small};
+use crate::attest::{self, bundle::Bundle, cert, Trust, VerifyingKey};
 use crate::bom::cyclonedx::{ctype, Property};
 use crate::bom::{self, drift, show, validate, BomError, BuildOptions};
 use crate::cli::{
@@ -390,28 +390,12 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
             issues.len()
         );
     }
-    let key_pem = read_small(&a.key, "private key")?;
-    let env = a.passphrase_env.clone();
-    let key = SigningKey::from_pem(&key_pem, &mut || passphrase(env.as_deref(), &a.key))
-        .with_context(|| format!("private key {}", a.key.display()))?;
-    let signer = match &a.cert {
-        None => Signer::from_key(key),
-        Some(leaf_path) => {
-            let pem = read_small(leaf_path, "certificate")?;
-            let mut leaf = cert::load_pem_chain(pem.as_bytes())
-                .with_context(|| format!("{}", leaf_path.display()))?;
-            let leaf = leaf.remove(0);
-            let mut chain = Vec::new();
-            for p in &a.chain {
-                let pem = read_small(p, "certificate chain")?;
-                chain.extend(
-                    cert::load_pem_chain(pem.as_bytes())
-                        .with_context(|| format!("{}", p.display()))?,
-                );
-            }
-            Signer::with_certificates(key, leaf, chain)?
-        }
-    };
+    let signer = load_signer(
+        &a.key,
+        a.passphrase_env.as_deref(),
+        a.cert.as_deref(),
+        &a.chain,
+    )?;
     let name = a
         .bom
         .file_name()

@@ -152,6 +152,35 @@ pub fn passphrase(
     )))
 }
 
+/// The signer for `--key` (with `--passphrase-env`), or the certificate method when `--cert`
+/// (and `--chain`) are given. Shared by `sign` and `bom sign`.
+pub fn load_signer(
+    key_path: &Path,
+    passphrase_env: Option<&str>,
+    cert: Option<&Path>,
+    chain: &[std::path::PathBuf],
+) -> Result<crate::attest::Signer> {
+    use crate::attest::{cert as x509, Signer, SigningKey};
+    let key_pem = Zeroizing::new(read_small(key_path, "private key")?);
+    let key = SigningKey::from_pem(&key_pem, &mut || passphrase(passphrase_env, key_path))
+        .with_context(|| format!("private key {}", key_path.display()))?;
+    let Some(leaf_path) = cert else {
+        return Ok(Signer::from_key(key));
+    };
+    let pem = read_small(leaf_path, "certificate")?;
+    let mut leaf =
+        x509::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", leaf_path.display()))?;
+    let leaf = leaf.remove(0);
+    let mut certs = Vec::new();
+    for p in chain {
+        let pem = read_small(p, "certificate chain")?;
+        certs.extend(
+            x509::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", p.display()))?,
+        );
+    }
+    Signer::with_certificates(key, leaf, certs).with_context(|| format!("{}", leaf_path.display()))
+}
+
 /// Read a small text file (keys, certificates) with a size bound.
 pub fn read_small(path: &Path, what: &str) -> Result<String> {
     let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;

@@ -1,5 +1,5 @@
-use super::common::{hash_config, human_bytes, passphrase, print_json, read_small, Bar};
-use crate::attest::{cert, sign_model, SignOptions, Signer, SigningKey, SubjectKind};
+use super::common::{hash_config, human_bytes, load_signer, print_json, Bar};
+use crate::attest::{sign_model, SignOptions, SubjectKind};
 use crate::cli::{SignArgs, SubjectKind as CliKind};
 use crate::report::{Exit, Format};
 use anyhow::{Context, Result};
@@ -26,30 +26,12 @@ pub fn run(a: SignArgs) -> Result<Exit> {
         anyhow::bail!("{}: no such file or directory", a.path.display());
     }
     let config = hash_config(&a.path, &a.hashing)?;
-    let key_pem = read_small(&a.key, "private key")?;
-    let env = a.passphrase_env.clone();
-    let key = SigningKey::from_pem(&key_pem, &mut || passphrase(env.as_deref(), &a.key))
-        .with_context(|| format!("private key {}", a.key.display()))?;
-    drop(key_pem);
-    let signer = match &a.cert {
-        None => Signer::from_key(key),
-        Some(leaf_path) => {
-            let leaf_pem = read_small(leaf_path, "certificate")?;
-            let mut leaf = cert::load_pem_chain(leaf_pem.as_bytes())
-                .with_context(|| format!("{}", leaf_path.display()))?;
-            let leaf = leaf.remove(0);
-            let mut chain = Vec::new();
-            for p in &a.chain {
-                let pem = read_small(p, "certificate chain")?;
-                chain.extend(
-                    cert::load_pem_chain(pem.as_bytes())
-                        .with_context(|| format!("{}", p.display()))?,
-                );
-            }
-            Signer::with_certificates(key, leaf, chain)
-                .with_context(|| format!("{}", leaf_path.display()))?
-        }
-    };
+    let signer = load_signer(
+        &a.key,
+        a.passphrase_env.as_deref(),
+        a.cert.as_deref(),
+        &a.chain,
+    )?;
     let bundle_path = match &a.bundle {
         Some(b) => b.clone(),
         None => default_bundle(&a.path)?,

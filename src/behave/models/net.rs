@@ -124,7 +124,7 @@ fn check_shape(path: &Path, name: &str, t: &Tensor, expected: &[Option<usize>]) 
         && dims
             .iter()
             .zip(expected)
-            .all(|(d, e)| e.map_or(true, |e| *d == e));
+            .all(|(d, e)| e.is_none_or(|e| *d == e));
     if ok {
         return Ok(());
     }

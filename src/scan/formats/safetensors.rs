@@ -145,7 +145,7 @@ mod tests {
     fn st(header: &str, body: usize) -> Vec<u8> {
         let mut v = (header.len() as u64).to_le_bytes().to_vec();
         v.extend_from_slice(header.as_bytes());
-        v.extend(std::iter::repeat(0u8).take(body));
+        v.extend(std::iter::repeat_n(0u8, body));
         v
     }
 

@@ -73,7 +73,7 @@ pub fn scan_streams(
     };
     let mut pos = 0usize;
     let mut idx = 0u32;
-    while pos < data.len() && max_streams.map_or(true, |m| (idx as usize) < m) {
+    while pos < data.len() && max_streams.is_none_or(|m| (idx as usize) < m) {
         if idx >= MAX_STREAMS {
             out.findings.push(
                 ctx.stamp(
