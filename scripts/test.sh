@@ -39,3 +39,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== cargo test"
 cargo test --locked --all-targets "$@"
 cargo test --locked --doc
+
+# 4. Fuzz smoke over every parser of untrusted input: pickle VM, ZIP, formats, BOM/lineage,
+#    bundles/keys/certificates. MLSIGN_FUZZ_SECS=0 skips it (seconds per target, default 15).
+fuzz_secs=${MLSIGN_FUZZ_SECS:-15}
+if [ "$fuzz_secs" != 0 ]; then
+  echo "== fuzz smoke (${fuzz_secs}s per target)"
+  scripts/fuzz-smoke.sh "$fuzz_secs"
+fi
