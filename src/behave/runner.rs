@@ -87,17 +87,7 @@ fn stream_text(
         let y = model.embed(&texts)?;
         let out: Vec<f32> = y.flatten_all()?.to_vec1()?;
         *forward_s += t0.elapsed().as_secs_f64();
-        if let Some(bad) = out.iter().position(|v| !v.is_finite()) {
-            let row = start + bad / model.info().outputs;
-            let place = match probes {
-                Some(ps) => format!("prompt {} under probe `{}`", row % n, ps[row / n].label),
-                None => format!("clean prompt {row}"),
-            };
-            return Err(BehaveError::NonFiniteOutput {
-                model: who.into(),
-                place,
-            });
-        }
+        check_finite(&out, start, n, model, who, probes, "prompt")?;
         sink(start, &out)?;
         progress(stage, end as u64, total as u64);
         start = end;
@@ -148,22 +138,36 @@ fn stream(
         let y = model.probabilities(&x)?;
         let probs: Vec<f32> = y.flatten_all()?.to_vec1()?;
         *forward_s += t0.elapsed().as_secs_f64();
-        if let Some(bad) = probs.iter().position(|v| !v.is_finite()) {
-            let row = start + bad / model.info().outputs;
-            let place = match probes {
-                Some(ps) => format!("input {} under probe `{}`", row % n, ps[row / n].label),
-                None => format!("clean input {row}"),
-            };
-            return Err(BehaveError::NonFiniteOutput {
-                model: who.into(),
-                place,
-            });
-        }
+        check_finite(&probs, start, n, model, who, probes, "input")?;
         sink(start, &probs)?;
         progress(stage, end as u64, total as u64);
         start = end;
     }
     Ok(())
+}
+
+/// NaN/Inf in a batch's outputs is an error naming the model, the input and the probe.
+fn check_finite(
+    out: &[f32],
+    start: usize,
+    n: usize,
+    model: &Model,
+    who: &str,
+    probes: Option<&[Probe]>,
+    noun: &str,
+) -> Result<()> {
+    let Some(bad) = out.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let row = start + bad / model.info().outputs;
+    let place = match probes {
+        Some(ps) => format!("{noun} {} under probe `{}`", row % n, ps[row / n].label),
+        None => format!("clean {noun} {row}"),
+    };
+    Err(BehaveError::NonFiniteOutput {
+        model: who.into(),
+        place,
+    })
 }
 
 fn check_inputs(suite: &Suite, model: &Model, path: &Path) -> Result<()> {
