@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
+mkdir -p .bench
 if [ ! -x .venv/bin/model_signing ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q -r scripts/deps/python/signing.txt
@@ -12,4 +13,6 @@ fi
 if ! command -v b3sum >/dev/null && [ ! -x .bench/tools/bin/b3sum ]; then
   cargo install --locked b3sum --version 1.8.7 --root .bench/tools
 fi
+# The SHA-256 ceiling of this CPU (in-memory kernels), read by the table's last section.
+cargo bench --locked --bench sha256_kernels 2>/dev/null | tail -n 1 > .bench/kernels.json
 exec python3 scripts/bench_signing.py "$@"

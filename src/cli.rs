@@ -206,6 +206,10 @@ pub struct VerifyArgs {
     /// Follow symbolic links inside the root (must match how the model was signed).
     #[arg(long)]
     pub allow_symlinks: bool,
+    /// Also accept a signature over the faulty PAE encoding of model_signing 0.2 (bundles from
+    /// before its 1.0 release), with a warning. Off by default: such bundles fail with SIG005.
+    #[arg(long)]
+    pub legacy_pae: bool,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

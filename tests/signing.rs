@@ -252,6 +252,75 @@ fn json(r: &Run) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()))
 }
 
+#[test]
+fn legacy_pae_bundles_fail_closed_unless_asked_for() {
+    // A bundle signed over model_signing 0.2's faulty PAE, made with upstream's own pae_compat.
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let prefix = t.path().join("k");
+    assert_eq!(mlsign(os!["keygen", "--out", prefix]).code, 0);
+    let (pem, pubk) = (t.path().join("k.pem"), t.path().join("k.pub"));
+    let (good, old) = (t.path().join("good.sig"), t.path().join("old.sig"));
+    assert_eq!(
+        mlsign(os!["sign", m, "--key", pem, "--bundle", good]).code,
+        0
+    );
+    let r = oms_api(os!["legacy-resign", good, pem, old]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Default: rejected (exit 1), and the message says what the bundle is and what to do.
+    let r = mlsign(os!["verify", m, "--bundle", old, "--key", pubk]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("SIG005") && r.all().contains("--legacy-pae"),
+        "{}",
+        r.all()
+    );
+    // Opted in: verified, with a warning in the report.
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        old,
+        "--key",
+        pubk,
+        "--legacy-pae",
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = json(&r);
+    assert_eq!(v["verified"], true);
+    assert!(v["warnings"].to_string().contains("faulty PAE"), "{v}");
+    // The flag never weakens anything else: a tampered tree still fails.
+    fs::write(m.join("a.txt"), "changed\n").unwrap();
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        old,
+        "--key",
+        pubk,
+        "--legacy-pae"
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    // And a current bundle is unaffected by the flag (no warning).
+    fs::write(m.join("a.txt"), "sorted after a/b\n").unwrap();
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        good,
+        "--key",
+        pubk,
+        "--legacy-pae",
+        "--format",
+        "json"
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!json(&r)["warnings"].to_string().contains("PAE"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // mlsign alone
 
@@ -1269,26 +1338,29 @@ fn every_read_and_hash_path_agrees() {
 
 #[test]
 fn unreadable_file_is_an_io_error() {
-    // As root every file is readable, so this case can only be shown unprivileged.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!(
-            "note: running as root; a directory we cannot list stands in for an unreadable file"
-        );
-    }
+    // Root reads mode-000 files, so as root the binary runs as `nobody` through setpriv
+    // (util-linux); that way CI, which runs as root, exercises the real permission error.
+    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    use std::os::unix::fs::PermissionsExt;
-    let f = m.join("a.txt");
-    fs::set_permissions(&f, fs::Permissions::from_mode(0o000)).unwrap();
-    let r = mlsign(os!["hash", m]);
-    if unsafe { libc::geteuid() } != 0 {
-        assert_eq!(r.code, 2);
-        assert!(
-            r.stderr.contains("a.txt") && r.stderr.contains("cannot read"),
-            "{}",
-            r.stderr
-        );
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(m.join("a.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let r = if unsafe { libc::geteuid() } == 0 {
+        // A copy of the binary beside the model: the build tree may sit under a 0700 home.
+        let bin = t.path().join("mlsign");
+        fs::copy(env!("CARGO_BIN_EXE_mlsign"), &bin).unwrap();
+        run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("hash")
+            .arg(&m))
     } else {
-        assert_eq!(r.code, 0, "root reads mode-000 files: {}", r.all());
-    }
+        mlsign(os!["hash", m])
+    };
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("a.txt") && r.stderr.contains("cannot read"),
+        "{}",
+        r.stderr
+    );
 }

@@ -21,5 +21,6 @@ pub use keys::{KeyKind, SigningKey, VerifyingKey};
 pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
-    verify_bundle, verify_model, Trust, VerifiedPayload, VerifyOptions, VerifyOutcome,
+    verify_bundle, verify_bundle_with, verify_model, Trust, VerifiedPayload, VerifyOptions,
+    VerifyOutcome,
 };

@@ -29,6 +29,8 @@ pub struct VerifiedPayload {
     pub warnings: Vec<String>,
 }
 
+const LEGACY_PAE_WARNING: &str = "the signature is over model_signing 0.2's faulty PAE encoding (accepted because of --legacy-pae); re-sign with a current signer";
+
 fn rejected(code: &'static str, message: impl Into<String>) -> Error {
     Error::Rejected {
         code,
@@ -42,6 +44,18 @@ pub fn verify_bundle(
     bundle: &Bundle,
     bundle_path: &Path,
     trust: &Trust,
+) -> Result<VerifiedPayload, Error> {
+    verify_bundle_with(bundle, bundle_path, trust, false)
+}
+
+/// [`verify_bundle`], optionally accepting a signature over model_signing 0.2's faulty PAE
+/// ([`dsse::pae_compat`]) with a warning. Without `legacy_pae` such a signature is still
+/// rejected, but the message says what it is and how to accept it.
+pub fn verify_bundle_with(
+    bundle: &Bundle,
+    bundle_path: &Path,
+    trust: &Trust,
+    legacy_pae: bool,
 ) -> Result<VerifiedPayload, Error> {
     let malformed = |why: &str| Error::MalformedBundle {
         path: bundle_path.into(),
@@ -76,6 +90,25 @@ pub fn verify_bundle(
     let pae = dsse::pae(&env.payload_type, &payload);
     let vm = &bundle.verification_material;
     let mut warnings = Vec::new();
+    // Standard PAE first; the legacy encoding only decides the message unless asked for.
+    // Ok(true): accepted over the legacy encoding.
+    let check = |key: &VerifyingKey, what: String| -> Result<bool, Error> {
+        if key.verify(&pae, &sig_bytes) {
+            return Ok(false);
+        }
+        let legacy = key.verify(&dsse::pae_compat(&env.payload_type, &payload), &sig_bytes);
+        match (legacy, legacy_pae) {
+            (true, true) => Ok(true),
+            (true, false) => Err(rejected(
+                "SIG005",
+                format!("the signature {what} covers model_signing 0.2's faulty PAE encoding, not the DSSE one; pass --legacy-pae to accept such old bundles, or re-sign"),
+            )),
+            (false, _) => Err(rejected(
+                "SIG005",
+                format!("the signature does not verify over the signed payload {what} (payload or signature altered, or another key)"),
+            )),
+        }
+    };
     if !vm.tlog_entries.is_empty() || vm.timestamp_verification_data.is_some() {
         warnings.push("the bundle carries transparency-log or timestamp data, which key and certificate verification do not check".into());
     }
@@ -102,11 +135,8 @@ pub fn verify_bundle(
                 Some(h) if !h.is_empty() => {}
                 _ => warnings.push("the bundle has no public-key hint (older format); re-sign to record one".into()),
             }
-            if !key.verify(&pae, &sig_bytes) {
-                return Err(rejected(
-                    "SIG005",
-                    "the signature does not verify over the signed payload with the given key (payload or signature altered, or another key)",
-                ));
+            if check(key, "with the given key".into())? {
+                warnings.push(LEGACY_PAE_WARNING.into());
             }
             ("key", hint)
         }
@@ -134,11 +164,8 @@ pub fn verify_bundle(
             let key = cert::verify_chain(leaf, rest, roots).map_err(|why| {
                 rejected("SIG007", format!("untrusted signing certificate: {why}"))
             })?;
-            if !key.verify(&pae, &sig_bytes) {
-                return Err(rejected(
-                    "SIG005",
-                    format!("the signature does not verify over the signed payload with the key of '{}'", leaf.subject()),
-                ));
+            if check(&key, format!("with the key of '{}'", leaf.subject()))? {
+                warnings.push(LEGACY_PAE_WARNING.into());
             }
             ("certificate", leaf.subject())
         }
@@ -159,6 +186,8 @@ pub struct VerifyOptions {
     pub extra_ignore: Vec<String>,
     pub allow_symlinks: bool,
     pub threads: Option<usize>,
+    /// Accept signatures over model_signing 0.2's faulty PAE (see [`dsse::pae_compat`]).
+    pub legacy_pae: bool,
 }
 
 /// The result of checking a tree against its signature.
@@ -195,7 +224,7 @@ pub fn verify_model(
     let root = std::fs::canonicalize(path)
         .map_err(|e| Error::Digest(crate::digest::Error::io(path, e)))?;
     let bundle = Bundle::read(bundle_path)?;
-    let vp = verify_bundle(&bundle, bundle_path, trust)?;
+    let vp = verify_bundle_with(&bundle, bundle_path, trust, opts.legacy_pae)?;
     if vp.payload_type != bundle::IN_TOTO_PAYLOAD_TYPE {
         return Err(rejected(
             "SIG008",

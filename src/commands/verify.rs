@@ -124,6 +124,7 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         extra_ignore: ignore_list(&a.path, &a.ignore),
         allow_symlinks: a.allow_symlinks,
         threads: a.threads,
+        legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
     match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {

@@ -23,3 +23,33 @@ pub(crate) use hash::sha256;
 pub use manifest::root_digest_of as manifest_root;
 pub use manifest::{check_resource_name, Manifest, Resource};
 pub use walk::{normalize_ignore, Entry};
+
+/// The raw SHA-256 kernels on in-memory data, for `benches/sha256_kernels.rs` only: it measures
+/// the SHA unit's ceiling so the signing benchmark can say how close the file path gets to it.
+#[doc(hidden)]
+pub mod kernels {
+    use super::sha256ni::{self, Sha256Ni};
+
+    /// SHA-256 through `ring` (one stream).
+    pub fn sha256_ring(data: &[u8]) -> [u8; 32] {
+        super::hash::sha256(data)
+    }
+
+    /// One stream on the SHA extensions; `None` where the CPU lacks them.
+    pub fn sha256_ni(data: &[u8]) -> Option<[u8; 32]> {
+        sha256ni::available().then(|| {
+            let mut h = Sha256Ni::new();
+            h.update(data);
+            h.finish()
+        })
+    }
+
+    /// Two streams interleaved on the SHA extensions, as the hashing workers run them.
+    pub fn sha256_ni_pair(a: &[u8], b: &[u8]) -> Option<([u8; 32], [u8; 32])> {
+        sha256ni::available().then(|| {
+            let (mut ha, mut hb) = (Sha256Ni::new(), Sha256Ni::new());
+            Sha256Ni::update2(&mut ha, a, &mut hb, b);
+            (ha.finish(), hb.finish())
+        })
+    }
+}

@@ -204,7 +204,6 @@ impl Sha256Ni {
         }
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn update(&mut self, data: &[u8]) {
         let rest = self.fill(data);
         let full = rest.len() / 64 * 64;

@@ -5,6 +5,9 @@ variants exist only through the API, so the tests call this script.
 
   oms_api.py sign   MODEL KEY.pem SIG  [--alg sha256|blake2|blake3] [--shard-size N] [--password P]
   oms_api.py verify MODEL KEY.pub SIG  [--alg ...] [--shard-size N]
+  oms_api.py legacy-resign BUNDLE KEY.pem OUT
+      re-sign BUNDLE's payload over the faulty PAE of model_signing 0.2, with upstream's own
+      `pae_compat`, as a bundle from before model_signing 1.0 would be signed
 """
 import argparse
 import sys
@@ -21,9 +24,26 @@ def hashing_config(args):
     return cfg
 
 
+def legacy_resign(bundle_path, key_path, out_path):
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from model_signing._signing import sign_sigstore_pb
+
+    bundle = json.load(open(bundle_path))
+    env = bundle["dsseEnvelope"]
+    payload = base64.b64decode(env["payload"])
+    key = serialization.load_pem_private_key(open(key_path, "rb").read(), password=None)
+    sig = key.sign(sign_sigstore_pb.pae_compat(payload), ec.ECDSA(hashes.SHA256()))
+    env["signatures"][0]["sig"] = base64.b64encode(sig).decode()
+    json.dump(bundle, open(out_path, "w"))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("op", choices=["sign", "verify"])
+    p.add_argument("op", choices=["sign", "verify", "legacy-resign"])
     p.add_argument("model")
     p.add_argument("key")
     p.add_argument("sig")
@@ -31,7 +51,9 @@ def main():
     p.add_argument("--shard-size", type=int, default=0)
     p.add_argument("--password", default=None)
     args = p.parse_args()
-    if args.op == "sign":
+    if args.op == "legacy-resign":
+        legacy_resign(args.model, args.key, args.sig)
+    elif args.op == "sign":
         (
             model_signing.signing.Config()
             .use_elliptic_key_signer(

@@ -1,0 +1,70 @@
+//! The SHA-256 ceiling of this CPU: the raw kernels on in-memory data, per core, in CPU time.
+//!
+//! `cargo bench --bench sha256_kernels` prints one JSON line that `scripts/bench_signing.py`
+//! reads: GB/s per core for `ring` (one stream), SHA-NI one stream and SHA-NI two interleaved
+//! streams (what a hashing worker runs). The two-stream figure is the most any file path can
+//! reach per core, so it bounds the signing speed-up over other tools on the same machine.
+//! Under `cargo test --all-targets` it runs once on a small buffer as a smoke check.
+
+use mlsign::digest::kernels;
+
+/// CPU time of this thread, immune to other processes on a shared machine.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Best of `rounds` runs of `f` over `bytes` bytes, in GB/s.
+fn best(rounds: usize, bytes: usize, mut f: impl FnMut()) -> f64 {
+    (0..rounds)
+        .map(|_| {
+            let t = thread_cpu();
+            f();
+            bytes as f64 / (thread_cpu() - t).max(1e-9) / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let (size, rounds) = if smoke { (1 << 20, 1) } else { (128 << 20, 5) };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut fill = || -> Vec<u8> {
+        (0..size)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let (a, b) = (fill(), fill());
+    // The kernels must agree before their speed means anything.
+    let want = (kernels::sha256_ring(&a), kernels::sha256_ring(&b));
+    let ring = best(rounds, size, || {
+        std::hint::black_box(kernels::sha256_ring(&a));
+    });
+    let (ni1, ni2) = if kernels::sha256_ni(&a).is_some() {
+        assert_eq!(kernels::sha256_ni(&a), Some(want.0));
+        assert_eq!(kernels::sha256_ni_pair(&a, &b), Some(want));
+        (
+            best(rounds, size, || {
+                std::hint::black_box(kernels::sha256_ni(&a));
+            }),
+            best(rounds, 2 * size, || {
+                std::hint::black_box(kernels::sha256_ni_pair(&a, &b));
+            }),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    println!(
+        "{{\"ring_gbps\": {ring:.3}, \"sha_ni_1_gbps\": {ni1:.3}, \"sha_ni_2_gbps\": {ni2:.3}, \"bytes\": {size}}}"
+    );
+}
