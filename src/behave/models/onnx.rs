@@ -244,7 +244,11 @@ files only: re-save it with onnx.save_model(model, path, save_as_external_data=F
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(BehaveError::NonFiniteTensor {
                     path: path.into(),
-                    tensor: what.into(),
+                    tensor: if t.name.is_empty() {
+                        what.into()
+                    } else {
+                        t.name.clone()
+                    },
                 });
             }
             Tensor::from_vec(v, dims, dev)?
@@ -686,7 +690,9 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         let frees: Vec<Vec<String>> = (0..steps.len())
             .map(|i| {
                 last.iter()
-                    .filter(|(n, &l)| l == i && !consts.contains_key(**n) && **n != output_name)
+                    .filter(|&(n, l)| {
+                        *l == i && !consts.contains_key(*n) && *n != output_name.as_str()
+                    })
                     .map(|(n, _)| n.to_string())
                     .collect()
             })
@@ -721,9 +727,7 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         // One dry run on a zero sample: the number of classes, and any evaluation error named now.
         let mut shape = vec![1usize];
         shape.extend(&input_shape);
-        let y = m
-            .forward(&Tensor::zeros(shape, DType::F32, device)?)
-            .map_err(|e| fmt_err(path, format!("evaluating the graph on a zero input failed: {e}")))?;
+        let y = m.forward(&Tensor::zeros(shape, DType::F32, device)?)?;
         m.info.outputs = y.dims()[1];
         if m.info.outputs < 2 {
             return Err(fmt_err(
@@ -902,7 +906,9 @@ fn input_signature(path: &Path, input: &onnx::ValueInfoProto) -> Result<(bool, V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onnx::{tensor_shape_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+    use candle_onnx::onnx::{
+        tensor_shape_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
+    };
 
     fn vi(name: &str, elem: DataType, dims: &[i64]) -> onnx::ValueInfoProto {
         let dim = dims
