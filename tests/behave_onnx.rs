@@ -43,7 +43,10 @@ fn behave_json(base: &Path, cand: &Path) -> (i32, Value) {
     ]);
     let code = o.status.code().expect("exit code");
     assert!(code != 2, "error: {}", String::from_utf8_lossy(&o.stderr));
-    (code, serde_json::from_slice(&o.stdout).expect("json report"))
+    (
+        code,
+        serde_json::from_slice(&o.stdout).expect("json report"),
+    )
 }
 
 fn expect_error(base: &Path, cand: &Path, needles: &[&str]) {
@@ -67,8 +70,8 @@ fn expect_error(base: &Path, cand: &Path, needles: &[&str]) {
 
 #[test]
 fn candle_onnx_matches_the_numpy_reference() {
-    let refs = candle_core::safetensors::load(td("onnx/reference.safetensors"), &Device::Cpu)
-        .unwrap();
+    let refs =
+        candle_core::safetensors::load(td("onnx/reference.safetensors"), &Device::Cpu).unwrap();
     let x = &refs["x"];
     let mut worst = 0f32;
     for name in [
@@ -110,8 +113,20 @@ fn candle_onnx_matches_the_numpy_reference() {
 
 /// The same fixture in both formats must reach the same verdict and name the same trigger.
 fn same_verdict_as_net(onnx_dir: &str, net_dir: &str, flagged: bool) -> Value {
-    let (code, r) = behave_json(&td(&format!("{onnx_dir}/base")), &td(&format!("{onnx_dir}/{}", if flagged { "backdoored" } else { "benign" })));
-    let (ncode, n) = behave_json(&td(&format!("{net_dir}/base")), &td(&format!("{net_dir}/{}", if flagged { "backdoored" } else { "benign" })));
+    let (code, r) = behave_json(
+        &td(&format!("{onnx_dir}/base")),
+        &td(&format!(
+            "{onnx_dir}/{}",
+            if flagged { "backdoored" } else { "benign" }
+        )),
+    );
+    let (ncode, n) = behave_json(
+        &td(&format!("{net_dir}/base")),
+        &td(&format!(
+            "{net_dir}/{}",
+            if flagged { "backdoored" } else { "benign" }
+        )),
+    );
     assert_eq!(code, if flagged { 1 } else { 0 }, "{r:#}");
     assert_eq!(code, ncode);
     assert_eq!(r["verdict"], n["verdict"]);
@@ -123,7 +138,10 @@ fn same_verdict_as_net(onnx_dir: &str, net_dir: &str, flagged: bool) -> Value {
     assert_eq!(r["clean"]["top1_flip_rate"], n["clean"]["top1_flip_rate"]);
     assert_eq!(r["baseline"]["format"], "onnx");
     if flagged {
-        assert_eq!(r["top_candidates"][0]["probe"], n["top_candidates"][0]["probe"]);
+        assert_eq!(
+            r["top_candidates"][0]["probe"],
+            n["top_candidates"][0]["probe"]
+        );
         assert_eq!(r["top_candidates"][0]["target_class"], 3);
     }
     r
@@ -160,7 +178,10 @@ fn backdoored_mlp_is_flagged_naming_the_trigger() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("BHV001") && out.contains("(row 0, col 0)"), "{out}");
+    assert!(
+        out.contains("BHV001") && out.contains("(row 0, col 0)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -193,7 +214,10 @@ fn identical_copy_and_fixed_batch_export_have_zero_divergence() {
     assert_eq!(r["decision"]["value"].as_f64(), Some(0.0));
     assert_eq!(r["clean"]["js_mean"].as_f64(), Some(0.0));
     assert_eq!(r["companions"]["probe_js_excess_max"].as_f64(), Some(0.0));
-    assert_eq!(r["baseline"]["weights_sha256"], r["candidate"]["weights_sha256"]);
+    assert_eq!(
+        r["baseline"]["weights_sha256"],
+        r["candidate"]["weights_sha256"]
+    );
     // Batch fixed to 1 in the graph: run per sample, same architecture, same predictions.
     let (code, r) = behave_json(&td("onnx/mlp/base"), &td("onnx/mlp-batch1"));
     assert_eq!(code, 0);
@@ -242,7 +266,10 @@ fn external_data_truncated_and_garbage_files_are_errors() {
     expect_error(
         &td("onnx/mlp/base"),
         &td("onnx/external-data"),
-        &["initializer `fc1.weight`", "external file (`../weights.bin`)"],
+        &[
+            "initializer `fc1.weight`",
+            "external file (`../weights.bin`)",
+        ],
     );
     let t = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(td("onnx/mlp/base/model.onnx")).unwrap();
@@ -250,7 +277,11 @@ fn external_data_truncated_and_garbage_files_are_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("model.onnx");
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
-    expect_error(&td("onnx/mlp/base"), &dir, &["model.onnx", "not a valid ONNX model"]);
+    expect_error(
+        &td("onnx/mlp/base"),
+        &dir,
+        &["model.onnx", "not a valid ONNX model"],
+    );
     let mut x = 0x9e3779b97f4a7c15u64;
     let garbage: Vec<u8> = (0..4096)
         .map(|_| {
@@ -274,7 +305,10 @@ fn external_data_truncated_and_garbage_files_are_errors() {
             assert!(cut > bytes.len() - 200, "prefix of {cut} bytes loaded");
         }
     }
-    eprintln!("{loaded} of {} prefixes loaded (cut after the graph)", bytes.len());
+    eprintln!(
+        "{loaded} of {} prefixes loaded (cut after the graph)",
+        bytes.len()
+    );
     // Two .onnx files in one directory: ambiguous.
     std::fs::write(&f, &bytes).unwrap();
     std::fs::write(dir.join("other.onnx"), &bytes).unwrap();

@@ -139,7 +139,8 @@ impl Model {
 }
 
 fn is_onnx(p: &Path) -> bool {
-    p.extension().is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
+    p.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
 }
 
 /// The ONNX file to load: `path` itself when it is a `.onnx` file, else the directory's one
@@ -210,7 +211,10 @@ mod tests_without_onnx {
     fn onnx_directory_without_the_feature_is_a_clear_error() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("model.onnx"), b"\x08\x08").unwrap();
-        let e = Model::load(t.path(), &Device::Cpu).err().unwrap().to_string();
+        let e = Model::load(t.path(), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.contains("model.onnx: ONNX support is not built in: rebuild with --features onnx"),
             "{e}"

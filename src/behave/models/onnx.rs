@@ -213,7 +213,9 @@ files only: re-save it with onnx.save_model(model, path, save_as_external_data=F
                     _ => {
                         width(2)?;
                         raw.chunks_exact(2)
-                            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                            .map(|c| {
+                                f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)
+                            })
                             .collect()
                     }
                 }
@@ -258,7 +260,9 @@ files only: re-save it with onnx.save_model(model, path, save_as_external_data=F
                 if dt == DataType::Int64 {
                     width(8)?;
                     raw.chunks_exact(8)
-                        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                        .map(|c| {
+                            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+                        })
                         .collect()
                 } else {
                     width(4)?;
@@ -285,12 +289,10 @@ files only: re-save it with onnx.save_model(model, path, save_as_external_data=F
             };
             Tensor::from_vec(v, dims, dev)?
         }
-        other => {
-            return Err(bad(format!(
-                "has data type {other:?} ({}); mlsign reads float, int32/int64 and uint8/bool tensors",
-                t.data_type
-            )))
-        }
+        other => return Err(bad(format!(
+            "has data type {other:?} ({}); mlsign reads float, int32/int64 and uint8/bool tensors",
+            t.data_type
+        ))),
     };
     Ok(tensor)
 }
@@ -320,9 +322,7 @@ fn describe_attrs(node: &onnx::NodeProto) -> String {
             AttributeType::Int => Some(format!("{}={}", a.name, a.i)),
             AttributeType::Ints => Some(format!("{}={:?}", a.name, a.ints)),
             AttributeType::Float => Some(format!("{}={}", a.name, a.f)),
-            AttributeType::String => {
-                Some(format!("{}={}", a.name, String::from_utf8_lossy(&a.s)))
-            }
+            AttributeType::String => Some(format!("{}={}", a.name, String::from_utf8_lossy(&a.s))),
             _ => None,
         })
         .collect();
@@ -341,7 +341,12 @@ fn constant_value(path: &Path, node: &onnx::NodeProto, what: &str) -> Result<Ten
         .attribute
         .first()
         .filter(|_| node.attribute.len() == 1)
-        .ok_or_else(|| fmt_err(path, format!("{what}: a Constant needs exactly one attribute")))?;
+        .ok_or_else(|| {
+            fmt_err(
+                path,
+                format!("{what}: a Constant needs exactly one attribute"),
+            )
+        })?;
     let t = match a.name.as_str() {
         "value" => match &a.t {
             Some(t) => decode_tensor(path, t, what)?,
@@ -436,15 +441,12 @@ fn output_bound(node: &onnx::NodeProto, ins: &[&Tensor]) -> usize {
             let big = |d: &[usize]| d.iter().rev().take(2).copied().max().unwrap_or(1);
             let mn = big(a).saturating_mul(big(b));
             let c = dims.get(2).map_or(1, |d| prod(d));
-            batch(a)
-                .max(batch(b))
-                .saturating_mul(mn)
-                .max(c)
-                .max(max_in)
+            batch(a).max(batch(b)).saturating_mul(mn).max(c).max(max_in)
         }
         "Conv" => {
             let (x, w) = (dims[0], dims[1]);
-            let pads: i64 = attr_ints(node, "pads").map_or(0, |p| p.iter().copied().max().unwrap_or(0));
+            let pads: i64 =
+                attr_ints(node, "pads").map_or(0, |p| p.iter().copied().max().unwrap_or(0));
             let spatial = x
                 .iter()
                 .skip(2)
@@ -459,7 +461,11 @@ fn output_bound(node: &onnx::NodeProto, ins: &[&Tensor]) -> usize {
         "Gather" => {
             let (x, idx) = (dims[0], ins[1].elem_count().max(1));
             let axis = attr_i(node, "axis").unwrap_or(0);
-            let axis = if axis < 0 { axis + x.len() as i64 } else { axis };
+            let axis = if axis < 0 {
+                axis + x.len() as i64
+            } else {
+                axis
+            };
             let along = usize::try_from(axis)
                 .ok()
                 .and_then(|a| x.get(a).copied())
@@ -572,9 +578,10 @@ impl OnnxModel {
             } else {
                 node.name.clone()
             };
-            let file = path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into());
+            let file = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |f| f.to_string_lossy().into(),
+            );
             let op = &node.op_type;
             let what = format!("node `{label}` ({op})");
             let known = SUPPORTED_OPS.iter().find(|o| o.0 == op);
@@ -669,7 +676,12 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
                 single,
                 name: label,
                 op: op.clone(),
-                inputs: node.input.iter().filter(|s| !s.is_empty()).cloned().collect(),
+                inputs: node
+                    .input
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect(),
                 output: out,
                 frees: vec![],
             });
@@ -700,7 +712,10 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         for (s, f) in steps.iter_mut().zip(frees) {
             s.frees = f;
         }
-        let output = if producer_op.get(&output_name).is_some_and(|o| o == "Softmax") {
+        let output = if producer_op
+            .get(&output_name)
+            .is_some_and(|o| o == "Softmax")
+        {
             OutputKind::Probabilities
         } else {
             OutputKind::Logits
@@ -732,7 +747,10 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         if m.info.outputs < 2 {
             return Err(fmt_err(
                 path,
-                format!("output `{}` has {} class score(s); mlsign needs ≥ 2", m.output_name, m.info.outputs),
+                format!(
+                    "output `{}` has {} class score(s); mlsign needs ≥ 2",
+                    m.output_name, m.info.outputs
+                ),
             ));
         }
         let meta_labels = model
@@ -741,7 +759,10 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
             .find(|p| p.key == "labels")
             .map(|p| {
                 serde_json::from_str::<Vec<String>>(&p.value).map_err(|e| {
-                    fmt_err(path, format!("metadata_props `labels` is not a JSON array of strings: {e}"))
+                    fmt_err(
+                        path,
+                        format!("metadata_props `labels` is not a JSON array of strings: {e}"),
+                    )
                 })
             })
             .transpose()?;
@@ -757,7 +778,11 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         Ok(m)
     }
 
-    fn run_node(&self, step: &Step, values: &HashMap<String, Tensor>) -> candle_core::Result<Tensor> {
+    fn run_node(
+        &self,
+        step: &Step,
+        values: &HashMap<String, Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let here = |m: String| {
             candle_core::Error::Msg(format!(
                 "{}: node `{}` ({}): {m}",
@@ -791,13 +816,20 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         let mut out = match res {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => return Err(here(e.to_string())),
-            Err(_) => return Err(here("candle-onnx panicked evaluating this node (malformed node?)".into())),
+            Err(_) => {
+                return Err(here(
+                    "candle-onnx panicked evaluating this node (malformed node?)".into(),
+                ))
+            }
         };
         let y = out
             .remove(&step.output)
             .ok_or_else(|| here("no output produced".into()))?;
         if y.elem_count() > MAX_TENSOR_ELEMS {
-            return Err(here(format!("produced {} elements (limit {MAX_TENSOR_ELEMS})", y.elem_count())));
+            return Err(here(format!(
+                "produced {} elements (limit {MAX_TENSOR_ELEMS})",
+                y.elem_count()
+            )));
         }
         Ok(y)
     }
@@ -815,7 +847,9 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
         let y = values
             .remove(&self.output_name)
             .or_else(|| self.consts.get(&self.output_name).cloned())
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: no output", self.path.display())))?;
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!("{}: no output", self.path.display()))
+            })?;
         let b = x.dims()[0];
         if y.rank() != 2 || y.dims()[0] != b {
             return Err(candle_core::Error::Msg(format!(
@@ -848,7 +882,8 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
 fn input_signature(path: &Path, input: &onnx::ValueInfoProto) -> Result<(bool, Vec<usize>)> {
     let name = &input.name;
     let bad = |m: String| Err(fmt_err(path, format!("input `{name}`: {m}")));
-    let Some(type_proto::Value::TensorType(tt)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(type_proto::Value::TensorType(tt)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return bad("is not a tensor".into());
     };
@@ -945,7 +980,13 @@ mod tests {
         }
     }
 
-    fn node(op: &str, name: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+    fn node(
+        op: &str,
+        name: &str,
+        ins: &[&str],
+        out: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
         NodeProto {
             op_type: op.into(),
             name: name.into(),
@@ -1040,16 +1081,22 @@ mod tests {
         assert!(err(m).contains("reads `nope`, which no earlier node"));
         // Data shorter than the shape says.
         let mut m = gemm_model(-1);
-        m.graph.as_mut().unwrap().initializer[0].raw_data.truncate(8);
+        m.graph.as_mut().unwrap().initializer[0]
+            .raw_data
+            .truncate(8);
         let e = err(m);
-        assert!(e.contains("initializer `w`: shape [2, 3] needs 24 bytes of data, the file holds 8"), "{e}");
+        assert!(
+            e.contains("initializer `w`: shape [2, 3] needs 24 bytes of data, the file holds 8"),
+            "{e}"
+        );
         // Negative dims, absurd pads.
         let mut m = gemm_model(-1);
         m.graph.as_mut().unwrap().initializer[1].dims = vec![-2];
         assert!(err(m).contains("negative dimension"));
         let mut m = gemm_model(-1);
         m.graph.as_mut().unwrap().node[1].op_type = "MaxPool".into();
-        m.graph.as_mut().unwrap().node[1].attribute = vec![ints("kernel_shape", &[2, 2]), ints("pads", &[-1, 0, 0, 0])];
+        m.graph.as_mut().unwrap().node[1].attribute =
+            vec![ints("kernel_shape", &[2, 2]), ints("pads", &[-1, 0, 0, 0])];
         assert!(err(m).contains("attribute `pads` = [-1, 0, 0, 0] is out of range"));
         // NaN weights.
         let mut m = gemm_model(-1);
@@ -1065,21 +1112,37 @@ mod tests {
         m.graph.as_mut().unwrap().input[0] = vi("x", DataType::Int64, &[-1, 3]);
         assert!(err(m).contains("input `x`: has element type Int64; mlsign feeds float tensors"));
         let mut m = gemm_model(-1);
-        m.graph.as_mut().unwrap().input.push(vi("x2", DataType::Float, &[-1, 3]));
+        m.graph
+            .as_mut()
+            .unwrap()
+            .input
+            .push(vi("x2", DataType::Float, &[-1, 3]));
         assert!(err(m).contains("the graph has 2 inputs (`x`, `x2`)"));
         let mut m = gemm_model(-1);
-        m.graph.as_mut().unwrap().output.push(vi("h", DataType::Float, &[-1, 2]));
+        m.graph
+            .as_mut()
+            .unwrap()
+            .output
+            .push(vi("h", DataType::Float, &[-1, 2]));
         assert!(err(m).contains("the graph has 2 outputs (`y`, `h`)"));
         let mut m = gemm_model(-1);
         m.graph.as_mut().unwrap().input[0] = vi("x", DataType::Float, &[-1, -1]);
         assert!(err(m).contains("dimension 1 is symbolic (`N`)"));
         let mut m = gemm_model(4);
         m.graph.as_mut().unwrap().output.clear();
-        m.graph.as_mut().unwrap().output.push(vi("y", DataType::Float, &[4, 2]));
+        m.graph
+            .as_mut()
+            .unwrap()
+            .output
+            .push(vi("y", DataType::Float, &[4, 2]));
         assert!(err(m).contains("batch dimension is fixed to 4"));
         // Initializers listed as inputs (IR < 4 exports) are not counted as inputs.
         let mut m = gemm_model(-1);
-        m.graph.as_mut().unwrap().input.push(vi("w", DataType::Float, &[2, 3]));
+        m.graph
+            .as_mut()
+            .unwrap()
+            .input
+            .push(vi("w", DataType::Float, &[2, 3]));
         assert!(load(m).is_ok());
     }
 
@@ -1094,7 +1157,10 @@ mod tests {
             value: "../../etc/passwd".into(),
         });
         let e = err(m);
-        assert!(e.contains("stores its data in an external file (`../../etc/passwd`)"), "{e}");
+        assert!(
+            e.contains("stores its data in an external file (`../../etc/passwd`)"),
+            "{e}"
+        );
         let mut m = gemm_model(-1);
         m.graph.as_mut().unwrap().initializer[0].dims = vec![1 << 20, 1 << 20];
         assert!(err(m).contains("is too large"));
@@ -1106,10 +1172,14 @@ mod tests {
         // [1, 1 << 13, 1] term the bound passes the limit before anything is allocated.
         let mut m = gemm_model(-1);
         let g = m.graph.as_mut().unwrap();
-        g.initializer.push(init("big", &[1 << 16, 1, 1], &vec![0.0; 1 << 16]));
-        g.initializer.push(init("wide", &[1, 1 << 13, 1], &vec![0.0; 1 << 13]));
-        g.node.insert(0, node("Add", "a1", &["x", "big"], "x1", vec![]));
-        g.node.insert(1, node("Add", "a2", &["x1", "wide"], "x2", vec![]));
+        g.initializer
+            .push(init("big", &[1 << 16, 1, 1], &vec![0.0; 1 << 16]));
+        g.initializer
+            .push(init("wide", &[1, 1 << 13, 1], &vec![0.0; 1 << 13]));
+        g.node
+            .insert(0, node("Add", "a1", &["x", "big"], "x1", vec![]));
+        g.node
+            .insert(1, node("Add", "a2", &["x1", "wide"], "x2", vec![]));
         g.node[2].input[0] = "x2".into();
         let e = err(m);
         assert!(e.contains("node `a2` (Add): would produce up to"), "{e}");
