@@ -392,15 +392,11 @@ fn check_attrs(path: &Path, node: &onnx::NodeProto, what: &str) -> Result<()> {
                 }
             }
         }
-        "MaxPool" | "AveragePool" => {
-            if attr_ints(node, "kernel_shape").is_none() {
-                return bad("pooling needs a `kernel_shape` attribute".into());
-            }
+        "MaxPool" | "AveragePool" if attr_ints(node, "kernel_shape").is_none() => {
+            return bad("pooling needs a `kernel_shape` attribute".into());
         }
-        "Unsqueeze" => {
-            if node.input.len() < 2 && attr_ints(node, "axes").is_none() {
-                return bad("Unsqueeze needs `axes` (attribute or second input)".into());
-            }
+        "Unsqueeze" if node.input.len() < 2 && attr_ints(node, "axes").is_none() => {
+            return bad("Unsqueeze needs `axes` (attribute or second input)".into());
         }
         "Concat" if attr_i(node, "axis").is_none() => {
             return bad("Concat needs an `axis` attribute".into());
