@@ -314,3 +314,45 @@ fn external_data_truncated_and_garbage_files_are_errors() {
     std::fs::write(dir.join("other.onnx"), &bytes).unwrap();
     expect_error(&td("onnx/mlp/base"), &dir, &["holds 2 .onnx files"]);
 }
+
+#[test]
+fn mutated_models_load_or_fail_cleanly() {
+    // Seeded byte mutations of both fixture graphs, loaded in process (a panic fails the test).
+    // Errors must name the file; a panic caught inside candle-onnx is counted and must not occur.
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("model.onnx");
+    let mut x = 0x2545f4914f6cdd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut ok, mut failed, mut caught) = (0, 0, 0);
+    for src in ["onnx/mlp/base/model.onnx", "onnx/cnn/backdoored/model.onnx"] {
+        let orig = std::fs::read(td(src)).unwrap();
+        for _ in 0..600 {
+            let mut b = orig.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % b.len();
+                b[i] = next() as u8;
+            }
+            std::fs::write(&f, &b).unwrap();
+            match Model::load(t.path(), &Device::Cpu) {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("model.onnx") || e.contains("architectures"),
+                        "{e}"
+                    );
+                    caught += e.contains("panicked") as usize;
+                    failed += 1;
+                }
+            }
+        }
+    }
+    eprintln!("mutations: {ok} loaded, {failed} refused, {caught} candle-onnx panics caught");
+    assert_eq!(caught, 0);
+    assert!(failed > 100, "{failed}");
+}

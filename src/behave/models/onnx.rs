@@ -289,10 +289,12 @@ files only: re-save it with onnx.save_model(model, path, save_as_external_data=F
             };
             Tensor::from_vec(v, dims, dev)?
         }
-        other => return Err(bad(format!(
+        other => {
+            return Err(bad(format!(
             "has data type {other:?} ({}); mlsign reads float, int32/int64 and uint8/bool tensors",
             t.data_type
-        ))),
+        )))
+        }
     };
     Ok(tensor)
 }
