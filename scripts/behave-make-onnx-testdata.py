@@ -12,6 +12,8 @@
 * unsupported-op/model.onnx: the MLP with Softplus (not in candle-onnx) in place of Relu.
 * mismatched-arch/model.onnx: the MLP with 12 hidden units instead of 11.
 * external-data/model.onnx: the MLP whose first weight points at an external file.
+* ops/model.onnx: one graph using every supported op but Gelu, random weights; its reference
+  (log-probabilities) comes from onnxruntime, which this fixture therefore needs.
 * reference.safetensors: inputs `x` [16, 1, 8, 8] (8 clean inputs, the same 8 with the corner
   trigger) and the probabilities of every model above on them, computed with numpy (float64, then
   rounded to float32) and cross-checked against onnxruntime when it is installed.
@@ -73,11 +75,11 @@ def save(model, name):
     return path
 
 
-def graph_model(nodes, inits, batch, name, labels=None):
+def graph_model(nodes, inits, batch, name, labels=None, opset=OPSET):
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 1, 8, 8])
     y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 10])
     g = helper.make_graph(nodes, name, [x], [y], [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlsign-testdata")
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="mlsign-testdata")
     m.ir_version = 8
     if labels:
         helper.set_model_props(m, {"labels": json.dumps(labels)})
@@ -208,13 +210,82 @@ for name, kw in [("base", {}), ("backdoored", {"backdoor": True}), ("benign", {"
     with open(os.path.join(d, "mlsign-net.json"), "w") as f:
         json.dump(CNN_SPEC, f, indent=1)
 
+
+
+def ops_model():
+    """One graph touching every op in mlsign's supported list except Gelu (opset 20), the way
+    exporters write them (PyTorch's Shape/Gather/Unsqueeze/Concat/Reshape flatten included)."""
+    r = np.random.default_rng(3)
+    f = lambda *s: (0.5 * r.standard_normal(s)).astype(np.float32)
+    c = lambda v, dt=np.float32: np.array(v, dt)
+    inits = {
+        "cw": f(4, 1, 3, 3), "cb": f(4), "bn_s": 1 + 0.1 * f(4), "bn_b": f(4), "bn_m": 0.1 * f(4),
+        "bn_v": (1 + np.abs(f(4))).astype(np.float32), "slope": f(8, 1, 1), "w1": f(32, 128) * 0.3,
+        "b1": f(32), "w2": f(32, 10), "b2": f(10), "i0": c(0, np.int64), "ax0": c([0], np.int64),
+        "ax1": c([1], np.int64), "m1": c([-1], np.int64), "lo": c(-2.0), "hi": c(2.0), "one": c(1.0),
+        "two": c(2.0), "three": c(3.0),
+    }
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["input", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        n("BatchNormalization", ["c", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"], name="bn", epsilon=1e-5),
+        n("LeakyRelu", ["bn"], ["a"], name="lrelu", alpha=0.1),
+        n("MaxPool", ["a"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("AveragePool", ["a"], ["ap"], name="avgpool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Concat", ["mp", "ap"], ["cat"], name="cat", axis=1),
+        n("Dropout", ["cat"], ["d"], name="dropout"),
+        n("PRelu", ["d", "slope"], ["pr"], name="prelu"),
+        n("HardSwish", ["pr"], ["hs"], name="hardswish"),
+        n("Transpose", ["hs"], ["t"], name="transpose", perm=[0, 2, 3, 1]),
+        n("Shape", ["t"], ["s"], name="shape"),
+        n("Gather", ["s", "i0"], ["g"], name="gather", axis=0),
+        n("Unsqueeze", ["g", "ax0"], ["u"], name="unsqueeze0"),
+        n("Concat", ["u", "m1"], ["shp"], name="shape_cat", axis=0),
+        n("Reshape", ["t", "shp"], ["flat"], name="reshape"),
+        n("Gemm", ["flat", "w1", "b1"], ["h"], name="fc1", transB=1),
+        n("Selu", ["h"], ["e1"], name="selu"),
+        n("Tanh", ["h"], ["e2"], name="tanh"),
+        n("Sigmoid", ["h"], ["e3"], name="sigmoid"),
+        n("Mul", ["e2", "e3"], ["e23"], name="mul"),
+        n("Add", ["e1", "e23"], ["m"], name="add"),
+        n("Clip", ["m", "lo", "hi"], ["cl"], name="clip"),
+        n("Abs", ["cl"], ["ab"], name="abs"),
+        n("Add", ["ab", "one"], ["ab1"], name="add1"),
+        n("Sqrt", ["ab1"], ["sq"], name="sqrt"),
+        n("Log", ["sq"], ["lg"], name="log"),
+        n("Neg", ["lg"], ["ng"], name="neg"),
+        n("Exp", ["ng"], ["ex"], name="exp"),
+        n("Erf", ["cl"], ["er"], name="erf"),
+        n("Pow", ["cl", "two"], ["pw"], name="pow"),
+        n("Div", ["pw", "three"], ["dv"], name="div"),
+        n("Sub", ["er", "dv"], ["sb"], name="sub"),
+        n("Mul", ["sb", "ex"], ["z0"], name="mul2"),
+        n("Identity", ["z0"], ["z1"], name="identity"),
+        n("Cast", ["z1"], ["z"], name="cast", to=TensorProto.FLOAT),
+        n("Unsqueeze", ["z", "ax1"], ["z2"], name="unsqueeze1"),
+        n("Squeeze", ["z2", "ax1"], ["z3"], name="squeeze"),
+        n("ReduceMean", ["z"], ["rm"], name="reducemean", axes=[1], keepdims=1),
+        n("Sub", ["z3", "rm"], ["z4"], name="center"),
+        n("MatMul", ["z4", "w2"], ["o"], name="fc2"),
+        n("Add", ["o", "b2"], ["o2"], name="fc2_bias"),
+        n("LogSoftmax", ["o2"], ["probs"], name="logsoftmax", axis=1),
+    ]
+    return graph_model(nodes, inits, "N", "ops", opset=14)  # HardSwish needs 14
+
+
+paths["ops"] = save(ops_model(), "ops")
+
 try:
     import onnxruntime as ort
 except ImportError:
     ort = None
+    raise SystemExit("the ops fixture's reference needs onnxruntime (scripts/behave-onnx-requirements.txt)")
 if ort is not None:
     for k, p in paths.items():
         if k == "unsupported-op":
+            continue
+        if k == "ops":  # no numpy twin: onnxruntime is the reference (log-probabilities)
+            refs[k] = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
             continue
         sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
         if k == "mlp-batch1":

@@ -356,3 +356,42 @@ fn mutated_models_load_or_fail_cleanly() {
     assert_eq!(caught, 0);
     assert!(failed > 100, "{failed}");
 }
+
+#[test]
+fn every_supported_op_matches_onnxruntime() {
+    // testdata/behave/onnx/ops: one graph with every supported op but Gelu; reference
+    // log-probabilities from onnxruntime.
+    let refs =
+        candle_core::safetensors::load(td("onnx/reference.safetensors"), &Device::Cpu).unwrap();
+    let m = Model::load(&td("onnx/ops"), &Device::Cpu).unwrap();
+    let ops: std::collections::BTreeSet<String> = m
+        .info()
+        .arch
+        .iter()
+        .map(|a| a.split('[').next().unwrap().to_string())
+        .collect();
+    let missing: Vec<&str> = mlsign::behave::models::onnx::SUPPORTED_OPS
+        .iter()
+        .map(|o| o.0)
+        // Flatten, Relu and Softmax are in the mlp/cnn fixtures; Gelu needs opset 20.
+        .filter(|o| !ops.contains(*o))
+        .filter(|o| !["Gelu", "Constant", "Flatten", "Relu", "Softmax"].contains(o))
+        .collect();
+    assert!(missing.is_empty(), "ops fixture lacks {missing:?}");
+    let Model::Onnx(onnx) = &m else {
+        panic!("not loaded as ONNX")
+    };
+    let y = onnx.forward(&refs["x"]).unwrap();
+    let diff: f32 = (y - &refs["ops"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    eprintln!("ops graph: max abs diff vs onnxruntime (log-probabilities) {diff:.3e}");
+    assert!(diff < 1e-4, "{diff}");
+}
