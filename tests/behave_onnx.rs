@@ -395,3 +395,23 @@ fn every_supported_op_matches_onnxruntime() {
     eprintln!("ops graph: max abs diff vs onnxruntime (log-probabilities) {diff:.3e}");
     assert!(diff < 1e-4, "{diff}");
 }
+
+#[test]
+fn labels_sidecar_overrides_metadata_and_is_checked() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::copy(td("onnx/mlp/base/model.onnx"), t.path().join("model.onnx")).unwrap();
+    let names: Vec<String> = (0..10).map(|k| format!("class {k}")).collect();
+    std::fs::write(
+        t.path().join("labels.json"),
+        serde_json::to_string(&names).unwrap(),
+    )
+    .unwrap();
+    let m = Model::load(t.path(), &Device::Cpu).unwrap();
+    assert_eq!(m.info().labels.as_ref(), Some(&names));
+    std::fs::write(t.path().join("labels.json"), r#"["a", "b", "c"]"#).unwrap();
+    let e = Model::load(t.path(), &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("3 labels for 10 outputs"), "{e}");
+    std::fs::write(t.path().join("labels.json"), "{").unwrap();
+    let e = Model::load(t.path(), &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("labels.json: expected a JSON array of class names"), "{e}");
+}
