@@ -409,9 +409,18 @@ fn labels_sidecar_overrides_metadata_and_is_checked() {
     let m = Model::load(t.path(), &Device::Cpu).unwrap();
     assert_eq!(m.info().labels.as_ref(), Some(&names));
     std::fs::write(t.path().join("labels.json"), r#"["a", "b", "c"]"#).unwrap();
-    let e = Model::load(t.path(), &Device::Cpu).err().unwrap().to_string();
+    let e = Model::load(t.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("3 labels for 10 outputs"), "{e}");
     std::fs::write(t.path().join("labels.json"), "{").unwrap();
-    let e = Model::load(t.path(), &Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("labels.json: expected a JSON array of class names"), "{e}");
+    let e = Model::load(t.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("labels.json: expected a JSON array of class names"),
+        "{e}"
+    );
 }
