@@ -9,6 +9,8 @@
 * cnn/{base,backdoored,benign}/model.onnx and cnn-net/{...}/ (the same CNNs in the mlsign network
   spec): Conv 3x3 (2 channels: identity, 2x2 corner detector) -> Relu -> Flatten -> Gemm -> Softmax,
   a nearest-prototype classifier; the backdoored one sends the top-left 2x2 corner patch to class 3.
+* two-outputs/model.onnx: the baseline exposing `logits` besides `probs` (suites pick one with
+  `model_output`).
 * unsupported-op/model.onnx: the MLP with Softplus (not in candle-onnx) in place of Relu.
 * mismatched-arch/model.onnx: the MLP with 12 hidden units instead of 11.
 * external-data/model.onnx: the MLP whose first weight points at an external file.
@@ -181,6 +183,9 @@ for name in ["base", "backdoored", "benign"]:
     if name == "base":
         paths["mlp-batch1"] = save(mlp(w, batch=1), "mlp-batch1")
         refs["mlp-batch1"] = refs["mlp/base"]
+        m = mlp(w)
+        m.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10]))
+        paths["two-outputs"] = save(m, "two-outputs")
         m = mlp(w, act="Softplus")
         paths["unsupported-op"] = save(m, "unsupported-op")
         w12 = dict(w)
@@ -288,6 +293,8 @@ if ort is not None:
             refs[k] = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
             continue
         sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+        if k == "two-outputs":
+            continue
         if k == "mlp-batch1":
             y = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
         else:

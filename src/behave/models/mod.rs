@@ -46,9 +46,28 @@ pub enum Model {
     Onnx(Box<onnx::OnnxModel>),
 }
 
+/// What a suite says about reading its models (today: which ONNX output holds the class scores).
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub output: Option<String>,
+}
+
+impl LoadOptions {
+    pub fn for_suite(suite: &super::suite::Suite) -> Self {
+        LoadOptions {
+            output: suite.file.suite.model_output.clone(),
+        }
+    }
+}
+
 impl Model {
     /// Load a model directory (or the spec file inside it), choosing the loader by its files.
     pub fn load(path: &Path, device: &Device) -> Result<Model> {
+        Self::load_with(path, device, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with the suite's choices.
+    pub fn load_with(path: &Path, device: &Device, opts: &LoadOptions) -> Result<Model> {
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new("."))
         } else {
@@ -69,9 +88,15 @@ impl Model {
                 dir, device,
             )?)));
         }
+        #[cfg(not(feature = "onnx"))]
+        let _ = opts;
         if let Some(file) = onnx_file(path, dir)? {
             #[cfg(feature = "onnx")]
-            return Ok(Model::Onnx(Box::new(onnx::OnnxModel::load(&file, device)?)));
+            return Ok(Model::Onnx(Box::new(onnx::OnnxModel::load(
+                &file,
+                device,
+                opts.output.as_deref(),
+            )?)));
             #[cfg(not(feature = "onnx"))]
             return Err(BehaveError::format(
                 file,

@@ -477,7 +477,8 @@ fn output_bound(node: &onnx::NodeProto, ins: &[&Tensor]) -> usize {
 
 impl OnnxModel {
     /// Load `file` (a `.onnx` file); `dir` is its directory, where `labels.json` may sit.
-    pub fn load(file: &Path, device: &Device) -> Result<Self> {
+    /// `output` picks the graph output holding the class scores when there are several.
+    pub fn load(file: &Path, device: &Device, output: Option<&str>) -> Result<Self> {
         let bytes = read_bounded(file, MAX_ONNX_BYTES)?;
         let sha256 = sha256_hex(&bytes);
         let model = onnx::ModelProto::decode(bytes.as_slice()).map_err(|e| {
@@ -497,7 +498,7 @@ impl OnnxModel {
             }
             _ => None,
         };
-        Self::from_proto(model, file, sha256, sidecar, device)
+        Self::from_proto(model, file, sha256, sidecar, output, device)
     }
 
     fn from_proto(
@@ -505,6 +506,7 @@ impl OnnxModel {
         path: &Path,
         sha256: String,
         sidecar_labels: Option<Vec<String>>,
+        want_output: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
         let graph = model
@@ -548,16 +550,25 @@ impl OnnxModel {
                 ),
             ));
         }
-        let outs: Vec<&onnx::ValueInfoProto> = graph.output.iter().collect();
+        let all_outs: Vec<&onnx::ValueInfoProto> = graph.output.iter().collect();
+        let outs: Vec<&onnx::ValueInfoProto> = match want_output {
+            Some(w) => all_outs.iter().copied().filter(|o| o.name == w).collect(),
+            None => all_outs.clone(),
+        };
         if outs.len() != 1 {
-            return Err(fmt_err(
-                path,
-                format!(
-                    "the graph has {} outputs ({}); mlsign needs exactly one [batch, classes] output",
+            let msg = match want_output {
+                Some(w) => format!(
+                    "the suite's model_output = {w:?} is not among the graph's outputs ({})",
+                    names(&all_outs)
+                ),
+                None => format!(
+                    "the graph has {} outputs ({}); mlsign needs one [batch, classes] output: \
+name it with model_output = \"…\" in the suite's [suite] table",
                     outs.len(),
                     names(&outs)
                 ),
-            ));
+            };
+            return Err(fmt_err(path, msg));
         }
         let input = real_inputs[0];
         let (batch_one, input_shape) = input_signature(path, input)?;
@@ -1031,7 +1042,14 @@ mod tests {
     }
 
     fn load(m: ModelProto) -> Result<OnnxModel> {
-        OnnxModel::from_proto(m, Path::new("m.onnx"), String::new(), None, &Device::Cpu)
+        OnnxModel::from_proto(
+            m,
+            Path::new("m.onnx"),
+            String::new(),
+            None,
+            None,
+            &Device::Cpu,
+        )
     }
 
     fn err(m: ModelProto) -> String {
@@ -1123,6 +1141,34 @@ mod tests {
             .output
             .push(vi("h", DataType::Float, &[-1, 2]));
         assert!(err(m).contains("the graph has 2 outputs (`y`, `h`)"));
+        // ... unless the suite names the output to read.
+        let mut m = gemm_model(-1);
+        m.graph
+            .as_mut()
+            .unwrap()
+            .output
+            .push(vi("h", DataType::Float, &[-1, 2]));
+        let pick = |m: ModelProto, o: &str| {
+            OnnxModel::from_proto(
+                m,
+                Path::new("m.onnx"),
+                String::new(),
+                None,
+                Some(o),
+                &Device::Cpu,
+            )
+        };
+        let h = pick(m.clone(), "h").unwrap();
+        let y = pick(m.clone(), "y").unwrap();
+        let x = Tensor::new(&[[0f32, -1.0, 0.0]], &Device::Cpu).unwrap();
+        let hv: Vec<Vec<f32>> = h.forward(&x).unwrap().to_vec2().unwrap();
+        let yv: Vec<Vec<f32>> = y.forward(&x).unwrap().to_vec2().unwrap();
+        assert_eq!((hv, yv), (vec![vec![-1.5, 1.0]], vec![vec![0.0, 1.0]]));
+        let e = pick(m, "nope").err().unwrap().to_string();
+        assert!(
+            e.contains("model_output = \"nope\" is not among the graph's outputs (`y`, `h`)"),
+            "{e}"
+        );
         let mut m = gemm_model(-1);
         m.graph.as_mut().unwrap().input[0] = vi("x", DataType::Float, &[-1, -1]);
         assert!(err(m).contains("dimension 1 is symbolic (`N`)"));
