@@ -424,3 +424,69 @@ fn labels_sidecar_overrides_metadata_and_is_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn suite_model_output_picks_one_of_several_outputs() {
+    let two = td("onnx/two-outputs");
+    expect_error(
+        &td("onnx/mlp/base"),
+        &two,
+        &[
+            "the graph has 2 outputs (`probs`, `logits`)",
+            "model_output",
+        ],
+    );
+    let t = tempfile::tempdir().unwrap();
+    let inputs = td("inputs.safetensors");
+    let base_suite = std::fs::read_to_string(suite()).unwrap();
+    for (out, zero) in [("probs", true), ("logits", true), ("nope", false)] {
+        let s = t.path().join(format!("{out}.toml"));
+        let text = base_suite.replace(
+            "inputs = \"inputs.safetensors\"",
+            &format!(
+                "inputs = {:?}\nmodel_output = {out:?}",
+                inputs.to_str().unwrap()
+            ),
+        );
+        assert!(text.contains("model_output"));
+        std::fs::write(&s, text).unwrap();
+        let o = mlsign(&[
+            "behave",
+            "--baseline",
+            td("onnx/mlp/base").to_str().unwrap(),
+            "--candidate",
+            two.to_str().unwrap(),
+            "--suite",
+            s.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if !zero {
+            assert_eq!(o.status.code(), Some(2), "{err}");
+            // The single-output baseline ignores the setting; the candidate cannot honour it.
+            assert!(
+                err.contains(
+                    "model_output = \"nope\" is not among the graph's outputs (`probs`, `logits`)"
+                ),
+                "{err}"
+            );
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        // Logits are softmaxed: the same probabilities, so no divergence either way.
+        assert_eq!(r["decision"]["value"].as_f64(), Some(0.0), "{out}");
+        assert_eq!(r["clean"]["top1_flip_rate"].as_f64(), Some(0.0), "{out}");
+        assert!(r["clean"]["js_mean"].as_f64().unwrap() < 1e-9, "{out}");
+        assert_eq!(
+            r["candidate"]["output"],
+            if out == "probs" {
+                "probabilities"
+            } else {
+                "logits"
+            }
+        );
+    }
+}

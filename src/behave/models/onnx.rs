@@ -477,7 +477,8 @@ fn output_bound(node: &onnx::NodeProto, ins: &[&Tensor]) -> usize {
 
 impl OnnxModel {
     /// Load `file` (a `.onnx` file); `dir` is its directory, where `labels.json` may sit.
-    /// `output` picks the graph output holding the class scores when there are several.
+    /// `output` picks the graph output holding the class scores when there are several (a graph
+    /// with one output uses it whatever `output` says).
     pub fn load(file: &Path, device: &Device, output: Option<&str>) -> Result<Self> {
         let bytes = read_bounded(file, MAX_ONNX_BYTES)?;
         let sha256 = sha256_hex(&bytes);
@@ -551,6 +552,8 @@ impl OnnxModel {
             ));
         }
         let all_outs: Vec<&onnx::ValueInfoProto> = graph.output.iter().collect();
+        // The suite's choice matters only when there is a choice.
+        let want_output = want_output.filter(|_| all_outs.len() > 1);
         let outs: Vec<&onnx::ValueInfoProto> = match want_output {
             Some(w) => all_outs.iter().copied().filter(|o| o.name == w).collect(),
             None => all_outs.clone(),
