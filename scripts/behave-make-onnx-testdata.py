@@ -18,10 +18,9 @@
   (log-probabilities) comes from onnxruntime, which this fixture therefore needs.
 * reference.safetensors: inputs `x` [16, 1, 8, 8] (8 clean inputs, the same 8 with the corner
   trigger) and the probabilities of every model above on them, computed with numpy (float64, then
-  rounded to float32) and cross-checked against onnxruntime when it is installed.
+  rounded to float32) and cross-checked against onnxruntime.
 
-Needs numpy and onnx (scripts/deps/python/behave.txt); onnxruntime is optional
-(scripts/behave-onnx-requirements.txt pins it)."""
+Needs numpy, onnx and onnxruntime (pinned in scripts/behave-onnx-requirements.txt)."""
 import json
 import os
 import struct
@@ -283,25 +282,23 @@ paths["ops"] = save(ops_model(), "ops")
 try:
     import onnxruntime as ort
 except ImportError:
-    ort = None
-    raise SystemExit("the ops fixture's reference needs onnxruntime (scripts/behave-onnx-requirements.txt)")
-if ort is not None:
-    for k, p in paths.items():
-        if k == "unsupported-op":
-            continue
-        if k == "ops":  # no numpy twin: onnxruntime is the reference (log-probabilities)
-            refs[k] = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-            continue
-        sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
-        if k == "two-outputs":
-            continue
-        if k == "mlp-batch1":
-            y = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
-        else:
-            y = sess.run(None, {"input": x})[0]
-        diff = np.abs(y - refs[k]).max()
-        assert diff < 1e-5, (k, diff)
-        print(f"onnxruntime {ort.__version__} vs numpy on {k}: max abs diff {diff:.2e}")
+    raise SystemExit("the references need onnxruntime (scripts/behave-onnx-requirements.txt)")
+for k, p in paths.items():
+    if k == "unsupported-op":
+        continue
+    if k == "ops":  # no numpy twin: onnxruntime is the reference (log-probabilities)
+        refs[k] = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        continue
+    sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+    if k == "two-outputs":
+        continue
+    if k == "mlp-batch1":
+        y = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+    else:
+        y = sess.run(None, {"input": x})[0]
+    diff = np.abs(y - refs[k]).max()
+    assert diff < 1e-5, (k, diff)
+    print(f"onnxruntime {ort.__version__} vs numpy on {k}: max abs diff {diff:.2e}")
 
 write_safetensors(os.path.join(out, "reference.safetensors"), refs)
 for k in ["mlp/backdoored", "cnn/backdoored", "cnn/base"]:
