@@ -98,6 +98,9 @@ struct Step {
     output: String,
     /// Values no later step reads: dropped after this one.
     frees: Vec<String>,
+    /// Softmax/LogSoftmax of opset < 13 (flattens to 2-D at `axis`): only rank-2 inputs are
+    /// computed the same way by candle-onnx.
+    legacy_softmax: bool,
 }
 
 pub struct OnnxModel {
@@ -400,6 +403,30 @@ fn check_attrs(path: &Path, node: &onnx::NodeProto, what: &str) -> Result<()> {
         "Unsqueeze" if node.input.len() < 2 && attr_ints(node, "axes").is_none() => {
             return bad("Unsqueeze needs `axes` (attribute or second input)".into());
         }
+        // Attributes candle-onnx 0.11.1 ignores: refused rather than silently computed wrong.
+        "MaxPool" | "AveragePool" if attr_i(node, "ceil_mode").is_some_and(|v| v != 0) => {
+            return bad("ceil_mode = 1 is not supported (candle-onnx rounds down)".into());
+        }
+        "Gelu" if attr(node, "approximate").is_some_and(|a| a.s != b"none") => {
+            return bad(
+                "approximate = \"tanh\" is not supported (candle-onnx computes the erf form)"
+                    .into(),
+            );
+        }
+        "Clip" if attr(node, "min").is_some() || attr(node, "max").is_some() => {
+            return bad(
+                "min/max as attributes (opset < 11) are not supported (candle-onnx reads them as \
+inputs); re-export with opset ≥ 11"
+                    .into(),
+            );
+        }
+        "Squeeze" if attr(node, "axes").is_some() => {
+            return bad(
+                "`axes` as an attribute (opset < 13) is not supported (candle-onnx ignores it); \
+re-export with opset ≥ 13"
+                    .into(),
+            );
+        }
         "Concat" if attr_i(node, "axis").is_none() => {
             return bad("Concat needs an `axis` attribute".into());
         }
@@ -520,6 +547,12 @@ impl OnnxModel {
                 "sparse initializers are not supported; densify them before export",
             ));
         }
+        // Default-domain opset (ONNX's own default when absent is not defined; assume current).
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map_or(i64::MAX, |o| o.version);
         // Initializers, decoded and checked here.
         let mut consts: HashMap<String, Tensor> = HashMap::new();
         let mut init_shapes: HashMap<String, Vec<usize>> = HashMap::new();
@@ -696,6 +729,7 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
                     .collect(),
                 output: out,
                 frees: vec![],
+                legacy_softmax: opset < 13 && (op == "Softmax" || op == "LogSoftmax"),
             });
         }
         if !defined.contains(&output_name) {
@@ -815,6 +849,14 @@ Re-export the model with supported ops (e.g. a lower opset or constant folding) 
             }
             ins.insert(n.clone(), t.clone());
             refs.push(t);
+        }
+        if step.legacy_softmax && refs[0].rank() != 2 {
+            return Err(here(format!(
+                "opset < 13 {} of a rank-{} input is not supported (candle-onnx applies the opset-13 \
+semantics); re-export with opset ≥ 13",
+                step.op,
+                refs[0].rank()
+            )));
         }
         let bound = output_bound(&step.single.graph.as_ref().unwrap().node[0], &refs);
         if bound > MAX_TENSOR_ELEMS {
@@ -1263,6 +1305,95 @@ mod tests {
             .unwrap();
         let e = (-9.5f32).exp();
         assert!((y[0][0] - 1.0 / (1.0 + e)).abs() < 1e-6, "{y:?}");
+    }
+
+    #[test]
+    fn attributes_candle_onnx_ignores_are_refused() {
+        let with = |op: &str, a: AttributeProto| {
+            let mut m = gemm_model(-1);
+            let n = &mut m.graph.as_mut().unwrap().node[1];
+            n.op_type = op.into();
+            n.attribute = vec![a];
+            err(m)
+        };
+        let int = |name: &str, i: i64| AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Int as i32,
+            i,
+            ..Default::default()
+        };
+        let e = with(
+            "Gelu",
+            AttributeProto {
+                name: "approximate".into(),
+                r#type: AttributeType::String as i32,
+                s: b"tanh".to_vec(),
+                ..Default::default()
+            },
+        );
+        assert!(
+            e.contains("node `act` (Gelu): approximate = \"tanh\" is not supported"),
+            "{e}"
+        );
+        let e = with(
+            "Clip",
+            AttributeProto {
+                name: "min".into(),
+                r#type: AttributeType::Float as i32,
+                f: 0.0,
+                ..Default::default()
+            },
+        );
+        assert!(e.contains("min/max as attributes"), "{e}");
+        assert!(with("Squeeze", ints("axes", &[1])).contains("`axes` as an attribute"));
+        let mut m = gemm_model(-1);
+        let n = &mut m.graph.as_mut().unwrap().node[1];
+        n.op_type = "MaxPool".into();
+        n.attribute = vec![ints("kernel_shape", &[1, 1]), int("ceil_mode", 1)];
+        assert!(err(m).contains("ceil_mode = 1 is not supported"));
+        // opset 11 Softmax: fine on [B, C] ...
+        let mut m = gemm_model(-1);
+        m.opset_import.push(onnx::OperatorSetIdProto {
+            domain: String::new(),
+            version: 11,
+        });
+        m.graph.as_mut().unwrap().node[1].op_type = "Softmax".into();
+        assert!(load(m.clone()).is_ok());
+        // ... refused on a rank-3 input, where opset 11 flattens and candle-onnx would not.
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(TensorProto {
+            name: "shp".into(),
+            dims: vec![3],
+            data_type: DataType::Int64 as i32,
+            int64_data: vec![-1, 1, 2],
+            ..Default::default()
+        });
+        g.node
+            .insert(1, node("Reshape", "r", &["h", "shp"], "h3", vec![]));
+        g.node[2].input[0] = "h3".into();
+        let e = err(m);
+        assert!(
+            e.contains("node `act` (Softmax): opset < 13 Softmax of a rank-3 input"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn gelu_is_the_erf_form() {
+        let mut m = gemm_model(-1);
+        m.graph.as_mut().unwrap().node[1].op_type = "Gelu".into();
+        let m = load(m).unwrap();
+        // h = [6.5, -3] and [1.5 - 2 = -1.5, 1]
+        let x = Tensor::new(&[[1f32, 1.0, 1.0], [0.0, -1.0, 0.0]], &Device::Cpu).unwrap();
+        let y: Vec<Vec<f32>> = m.forward(&x).unwrap().to_vec2().unwrap();
+        // 0.5·x·(1 + erf(x/√2)): gelu(6.5) ≈ 6.5, gelu(-3) = -0.0040497 (the tanh form gives -0.00364),
+        // gelu(-1.5) = -0.1002108, gelu(1) = 0.8413447.
+        let want = [[6.5f32, -0.004_049_7], [-0.100_210_8, 0.841_344_7]];
+        for (r, w) in y.iter().zip(want) {
+            for (a, b) in r.iter().zip(w) {
+                assert!((a - b).abs() < 1e-5, "{y:?}");
+            }
+        }
     }
 
     #[test]
