@@ -35,10 +35,11 @@ fi
 export MLSIGN_TEST_PYTHON="$PWD/.venv/bin/python"
 export PATH="$PWD/.venv/bin:$PATH"
 
-# 3. One build, every test (unit, integration driving the real binary, doc tests).
+# 3. One build, every test (unit, integration driving the real binary, doc tests), with the
+#    optional ONNX loader (`onnx` feature: candle-onnx, needs protoc from step 1) built in.
 echo "== cargo test"
-cargo test --locked --all-targets "$@"
-cargo test --locked --doc
+cargo test --locked --all-targets --features onnx "$@"
+cargo test --locked --doc --features onnx
 
 # 4. Fuzz smoke over every parser of untrusted input: pickle VM, ZIP, formats, BOM/lineage,
 #    bundles/keys/certificates. MLSIGN_FUZZ_SECS=0 skips it (seconds per target, default 15).

@@ -3,7 +3,7 @@
 //! batches. Batches span probe boundaries so small suites still fill `batch_size` rows.
 
 use super::error::{BehaveError, Result};
-use super::models::{check_compatible, Model, OutputKind};
+use super::models::{check_compatible, LoadOptions, Model, OutputKind};
 use super::probes::{self, Probe, ProbeFamily};
 use super::report::*;
 use super::stats::{self, CellScore};
@@ -221,7 +221,7 @@ impl Prepared {
         progress: Progress,
     ) -> Result<Self> {
         let suite = Suite::load(suite_path)?;
-        let model = Model::load(baseline, &device)?;
+        let model = Model::load_with(baseline, &device, &LoadOptions::for_suite(&suite))?;
         check_inputs(&suite, &model, baseline)?;
         // Token sweeps draw from the baseline's vocabulary.
         let (probes, families) = probes::generate(&suite, model.vocab().as_deref())?;
@@ -347,7 +347,11 @@ impl Prepared {
     /// Score one candidate against the cached baseline.
     pub fn score(&self, candidate: &Path, progress: Progress) -> Result<BehaveReport> {
         let t_start = Instant::now();
-        let model = Model::load(candidate, &self.device)?;
+        let model = Model::load_with(
+            candidate,
+            &self.device,
+            &LoadOptions::for_suite(&self.suite),
+        )?;
         check_compatible(self.baseline.info(), model.info())?;
         let mut fwd = 0.0;
         let scored = match &self.cache {

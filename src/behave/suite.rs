@@ -37,6 +37,10 @@ pub struct SuiteSection {
     /// Spatial layout for image probes when the model takes flat inputs: [C, H, W] or [H, W].
     #[serde(default)]
     pub image_shape: Option<Vec<usize>>,
+    /// ONNX graphs with several outputs: the name of the one holding `[batch, classes]` scores
+    /// (ignored for single-output graphs).
+    #[serde(default)]
+    pub model_output: Option<String>,
 }
 
 fn default_x() -> String {

@@ -3,6 +3,8 @@
 
 pub mod bert;
 pub mod net;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 use super::error::{BehaveError, Result};
 use candle_core::{Device, Tensor};
@@ -40,11 +42,32 @@ pub struct ModelInfo {
 pub enum Model {
     Net(net::NetModel),
     Bert(Box<bert::BertEmbedder>),
+    #[cfg(feature = "onnx")]
+    Onnx(Box<onnx::OnnxModel>),
+}
+
+/// What a suite says about reading its models (today: which ONNX output holds the class scores).
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub output: Option<String>,
+}
+
+impl LoadOptions {
+    pub fn for_suite(suite: &super::suite::Suite) -> Self {
+        LoadOptions {
+            output: suite.file.suite.model_output.clone(),
+        }
+    }
 }
 
 impl Model {
     /// Load a model directory (or the spec file inside it), choosing the loader by its files.
     pub fn load(path: &Path, device: &Device) -> Result<Model> {
+        Self::load_with(path, device, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with the suite's choices.
+    pub fn load_with(path: &Path, device: &Device, opts: &LoadOptions) -> Result<Model> {
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new("."))
         } else {
@@ -56,18 +79,34 @@ impl Model {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such model directory"),
             ));
         }
-        if dir.join(net::SPEC_FILE).is_file() {
+        let explicit_onnx = path.is_file() && is_onnx(path);
+        if !explicit_onnx && dir.join(net::SPEC_FILE).is_file() {
             return Ok(Model::Net(net::NetModel::load(dir, device)?));
         }
-        if bert::detect(dir) {
+        if !explicit_onnx && bert::detect(dir) {
             return Ok(Model::Bert(Box::new(bert::BertEmbedder::load(
                 dir, device,
             )?)));
         }
+        #[cfg(not(feature = "onnx"))]
+        let _ = opts;
+        if let Some(file) = onnx_file(path, dir)? {
+            #[cfg(feature = "onnx")]
+            return Ok(Model::Onnx(Box::new(onnx::OnnxModel::load(
+                &file,
+                device,
+                opts.output.as_deref(),
+            )?)));
+            #[cfg(not(feature = "onnx"))]
+            return Err(BehaveError::format(
+                file,
+                "ONNX support is not built in: rebuild with --features onnx (needs Debian's protobuf-compiler)",
+            ));
+        }
         Err(BehaveError::format(
             dir,
             format!(
-                "no supported model found: expected {} (mlsign network spec) or config.json + tokenizer.json + model.safetensors (BERT encoder)",
+                "no supported model found: expected {} (mlsign network spec), config.json + tokenizer.json + model.safetensors (BERT encoder) or one *.onnx file",
                 net::SPEC_FILE
             ),
         ))
@@ -77,6 +116,8 @@ impl Model {
         match self {
             Model::Net(m) => &m.info,
             Model::Bert(m) => &m.info,
+            #[cfg(feature = "onnx")]
+            Model::Onnx(m) => &m.info,
         }
     }
 
@@ -91,6 +132,11 @@ impl Model {
                     OutputKind::Embedding => Ok(y),
                 }
             }
+            #[cfg(feature = "onnx")]
+            Model::Onnx(m) => match m.info.output {
+                OutputKind::Logits => net::softmax(&m.forward(x)?),
+                _ => m.forward(x),
+            },
             Model::Bert(_) => Err(candle_core::Error::Msg(
                 "a text encoder has no class probabilities: use a suite with task = \"embedding\""
                     .into(),
@@ -102,7 +148,7 @@ impl Model {
     pub fn vocab(&self) -> Option<Vec<String>> {
         match self {
             Model::Bert(m) => Some(m.vocab()),
-            Model::Net(_) => None,
+            _ => None,
         }
     }
 
@@ -110,11 +156,38 @@ impl Model {
     pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
         match self {
             Model::Bert(m) => m.embed(texts),
-            Model::Net(_) => Err(candle_core::Error::Msg(
+            _ => Err(candle_core::Error::Msg(
                 "an mlsign network takes tensors, not text: use a suite with task = \"classification\"".into(),
             )),
         }
     }
+}
+
+fn is_onnx(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
+}
+
+/// The ONNX file to load: `path` itself when it is a `.onnx` file, else the directory's one
+/// `*.onnx` file (several are an error).
+fn onnx_file(path: &Path, dir: &Path) -> Result<Option<std::path::PathBuf>> {
+    if path.is_file() && is_onnx(path) {
+        return Ok(Some(path.to_path_buf()));
+    }
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| BehaveError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_onnx(p))
+        .collect();
+    found.sort();
+    if found.len() > 1 {
+        let names: Vec<_> = found.iter().filter_map(|p| p.file_name()).collect();
+        return Err(BehaveError::format(
+            dir,
+            format!("holds {} .onnx files ({names:?}); put one model per directory or pass the file itself", found.len()),
+        ));
+    }
+    Ok(found.pop())
 }
 
 /// Refuse to diff two models whose interfaces or layer structures differ.
@@ -153,4 +226,23 @@ pub fn check_compatible(base: &ModelInfo, cand: &ModelInfo) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, not(feature = "onnx")))]
+mod tests_without_onnx {
+    use super::*;
+
+    #[test]
+    fn onnx_directory_without_the_feature_is_a_clear_error() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("model.onnx"), b"\x08\x08").unwrap();
+        let e = Model::load(t.path(), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("model.onnx: ONNX support is not built in: rebuild with --features onnx"),
+            "{e}"
+        );
+    }
 }
