@@ -4,7 +4,7 @@
 //! from the suite seed, so the same suite always yields the same probes (and the same hash).
 
 use super::error::{BehaveError, Result};
-use super::suite::{Position, ProbeSpec, Select, Suite, Task};
+use super::suite::{Position, ProbeSpec, Select, Suite};
 use super::tensors;
 use serde::Serialize;
 
@@ -301,8 +301,8 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                 random,
                 value,
             } => {
-                if suite.file.suite.task == Task::Embedding {
-                    return Err(BehaveError::suite(&suite.path, format!("probe {k}: blend probes need tensor inputs (task = \"classification\")")));
+                if suite.text {
+                    return Err(BehaveError::suite(&suite.path, format!("probe {k}: blend probes need tensor inputs (safetensors), not prompts")));
                 }
                 if let Some(file) = pattern {
                     let p = suite.resolve(file);
