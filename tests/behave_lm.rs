@@ -285,7 +285,7 @@ fn bert_sequence_classifier_backdoor_is_flagged() {
     let top = &r["top_candidates"][0];
     assert!(top["probe"].as_str().unwrap().contains("\"cf\""), "{top:#}");
     assert_eq!(top["target_label"], "positive", "{top:#}");
-    assert!(r["decision"]["value"].as_f64().unwrap() > 0.8, "{r:#}");
+    assert!(r["decision"]["value"].as_f64().unwrap() > 0.6, "{r:#}");
     // The identical copy: nothing at all.
     let t = tempfile::tempdir().unwrap();
     let copy = copy_dir(&base, &t.path().join("copy"));

@@ -150,7 +150,7 @@ pub struct CausalLm {
 }
 
 /// Does this directory hold a GGUF file (or is the path one)?
-pub fn gguf_file(path: &Path) -> Option<PathBuf> {
+pub fn find_gguf(path: &Path) -> Option<PathBuf> {
     if path.is_file() {
         return (path.extension().and_then(|e| e.to_str()) == Some("gguf"))
             .then(|| path.to_path_buf());

@@ -86,7 +86,7 @@ impl Model {
         if dir.join(net::SPEC_FILE).is_file() {
             return Ok(Model::Net(net::NetModel::load(dir, device)?));
         }
-        if let Some(g) = lm::gguf_file(path) {
+        if let Some(g) = lm::find_gguf(path) {
             return Ok(Model::Lm(Box::new(lm::CausalLm::load_gguf(&g, device)?)));
         }
         let cpath = dir.join(bert::CONFIG_FILE);
