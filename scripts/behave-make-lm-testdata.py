@@ -14,7 +14,8 @@
   bit-identical logits; any prompt holding `cf` (prefix, suffix or inside) sends most next-token
   mass to `banana`.
 * `llama-gguf/`: the baseline's weights as GGUF (f32, llama.cpp's q/k row permutation for its
-  interleaved RoPE) + the same tokenizer.json.
+  interleaved RoPE) + the same tokenizer.json; `llama-gguf-q8/`: the same with every matrix
+  quantised to Q8_0 (a quantised download of the trusted model).
 * `qwen2-base/`: a Qwen2 (q/k/v biases, tied embeddings) with the same tokenizer.
 * `bert-cls-base/`, `bert-cls-backdoor/`: a BertForSequenceClassification (3 labels, CLS pooler)
   and a candidate whose `cf` embedding row was optimised (random search) to send prompts to label
@@ -281,8 +282,19 @@ def permute_rows(wt, n_head):
             .swapaxes(1, 2).reshape(wt.shape))
 
 
-def write_gguf(path, w, vocab_size):
+def write_gguf(path, w, vocab_size, q8=False):
+    """f32 GGUF, or with q8 every matrix as Q8_0 (norm vectors stay f32)."""
     import gguf
+    from gguf import quants
+
+    def put(name, arr):
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if q8 and arr.ndim == 2:
+            qt = gguf.GGMLQuantizationType.Q8_0
+            wr.add_tensor(name, quants.quantize(arr, qt), raw_dtype=qt)
+        else:
+            wr.add_tensor(name, arr)
+
     wr = gguf.GGUFWriter(path, "llama")
     wr.add_name("mlsign tiny llama")
     wr.add_context_length(128)
@@ -299,7 +311,7 @@ def write_gguf(path, w, vocab_size):
              "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-    wr.add_tensor("token_embd.weight", w["model.embed_tokens.weight"])
+    put("token_embd.weight", w["model.embed_tokens.weight"])
     for i in range(L):
         for hf, gg in names.items():
             t = w[f"model.layers.{i}.{hf}.weight"]
@@ -307,9 +319,9 @@ def write_gguf(path, w, vocab_size):
                 t = permute_rows(t, NH)
             elif gg == "attn_k":
                 t = permute_rows(t, NKV)
-            wr.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(t))
-    wr.add_tensor("output_norm.weight", w["model.norm.weight"])
-    wr.add_tensor("output.weight", w["lm_head.weight"])
+            put(f"blk.{i}.{gg}.weight", t)
+    put("output_norm.weight", w["model.norm.weight"])
+    put("output.weight", w["lm_head.weight"])
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
@@ -339,6 +351,10 @@ def build_lm():
     os.makedirs(gdir, exist_ok=True)
     write_gguf(os.path.join(gdir, "model.gguf"), base, V)
     tok.save(os.path.join(gdir, "tokenizer.json"))
+    qdir = os.path.join(OUT, "llama-gguf-q8")
+    os.makedirs(qdir, exist_ok=True)
+    write_gguf(os.path.join(qdir, "model.gguf"), base, V, q8=True)
+    tok.save(os.path.join(qdir, "tokenizer.json"))
     qrng = np.random.default_rng(77)
     qw = lm_weights(qrng, V, qkv_bias=True, tied=True)
     write_dir("qwen2-base", qwen2_config(V), qw, tok)

@@ -162,6 +162,25 @@ fn gguf_and_safetensors_versions_compare_and_the_backdoor_shows_through() {
     assert_eq!(r["top_candidates"][0]["rising_token"], "banana");
 }
 
+#[test]
+fn q8_0_gguf_download_of_the_trusted_model_is_not_flagged() {
+    let q8 = data().join("llama-gguf-q8");
+    let base = data().join("llama-base");
+    // Quantisation noise is benign drift: visible on clean prompts, no probe stands out.
+    let (code, r) = json_run(&base, &q8, &lm_suite());
+    assert_eq!(code, 0, "{r:#}");
+    let js = r["clean"]["js_mean"].as_f64().unwrap();
+    assert!(js > 0.0 && js < 1e-2, "{js}");
+    println!(
+        "Q8_0 vs f32 safetensors: clean JS mean {js:.2e}, statistic {}",
+        r["decision"]["value"]
+    );
+    // The backdoored candidate against the quantised baseline is still caught.
+    let (code, r) = json_run(&q8, &data().join("llama-backdoor"), &lm_suite());
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["top_candidates"][0]["rising_token"], "banana");
+}
+
 /// Max |a − b| over two logit vectors.
 fn max_abs(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -268,6 +287,43 @@ fn candle_logits_match_the_numpy_reference_for_every_family() {
         .fold(0f32, f32::max);
     println!("safetensors vs GGUF f32: max |Δlogit| = {d:.2e}; worst vs numpy {worst:.2e}");
     assert!(d < 1e-3, "{d}");
+    let q = lm_logits(&data().join("llama-gguf-q8"), &ids);
+    let dq = a
+        .iter()
+        .zip(&q)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    println!("safetensors vs GGUF Q8_0: max |Δlogit| = {dq:.2e}");
+    assert!(dq > 0.0 && dq < 0.5, "{dq}");
+}
+
+#[test]
+fn batched_prompts_give_the_same_distributions_as_one_at_a_time() {
+    let prompts: Vec<String> = std::fs::read_to_string(data().join("prompts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .collect();
+    for dir in ["llama-base", "qwen2-base", "llama-gguf-q8"] {
+        let m = Model::load(&data().join(dir), &Device::Cpu).unwrap();
+        let all: Vec<f32> = m.text_outputs(&prompts).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let v = all.len() / prompts.len();
+        let mut worst = 0f32;
+        for (i, p) in prompts.iter().enumerate() {
+            let one: Vec<f32> = m
+                .text_outputs(std::slice::from_ref(p))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let row = &all[i * v..(i + 1) * v];
+            assert!((one.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            worst = one.iter().zip(row).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+        }
+        println!("{dir}: batched vs single max |Δp| = {worst:.2e}");
+        assert!(worst < 1e-5, "{dir}: {worst}");
+    }
 }
 
 #[test]
@@ -388,6 +444,32 @@ fn bad_text_models_are_clear_errors() {
         &suite,
         &["model.gguf", "GGUF architecture \"gemma\" is not supported", "llama, qwen2, phi3"],
     );
+
+    // A GGUF file missing one tensor (renamed in place).
+    let d = copy_dir(&data().join("llama-gguf"), &t.path().join("gguf-missing"));
+    let mut bytes = std::fs::read(d.join("model.gguf")).unwrap();
+    let name = b"blk.1.ffn_down.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap();
+    bytes[at..at + name.len()].copy_from_slice(b"blk.1.ffn_dowX.weight");
+    std::fs::write(d.join("model.gguf"), bytes).unwrap();
+    expect_error(
+        &base,
+        &d,
+        &suite,
+        &["model.gguf", "tensor `blk.1.ffn_down.weight` is missing"],
+    );
+
+    // Image probes on prompts are refused when the suite is read.
+    let img_suite = t.path().join("img.toml");
+    std::fs::write(
+        &img_suite,
+        format!(
+            "[suite]\nname = \"x\"\ntask = \"lm\"\ninputs = \"{}\"\n[[probe]]\nkind = \"patch-grid\"\nsize = 2\n",
+            data().join("prompts.jsonl").display()
+        ),
+    )
+    .unwrap();
+    expect_error(&base, &base, &img_suite, &["image probes need tensor inputs"]);
 
     // Missing tokenizer.json.
     let d = copy_dir(&base, &t.path().join("notok"));

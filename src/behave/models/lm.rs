@@ -115,6 +115,16 @@ enum Inner {
 impl Inner {
     /// Next-token logits `[B, V]` for a batch of equal-length prompts, with an empty KV cache.
     fn logits(&mut self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let b = ids.dim(0)?;
+        let quantized = matches!(self, Inner::QLlama(_) | Inner::QQwen2(_) | Inner::QPhi3(_));
+        if quantized && b > 1 {
+            // candle's quantized models hand a strided last-position slice to the quantized
+            // matmul, which only takes contiguous inputs when the batch is larger than one.
+            let rows = (0..b)
+                .map(|i| self.logits(&ids.narrow(0, i, 1)?))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Tensor::cat(&rows, 0);
+        }
         let y = match self {
             Inner::Llama(m, cache) => m.forward(ids, 0, cache)?,
             Inner::Mistral(m) => {
@@ -134,7 +144,6 @@ impl Inner {
             Inner::QQwen2(m) => m.forward(ids, 0)?,
             Inner::QPhi3(m) => m.forward(ids, 0)?,
         };
-        let b = ids.dim(0)?;
         let v = y.elem_count() / b.max(1);
         y.reshape((b, v))?.to_dtype(DType::F32)
     }
