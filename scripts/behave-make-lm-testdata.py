@@ -15,8 +15,10 @@
   mass to `banana`.
 * `llama-gguf/`: the baseline's weights as GGUF (f32, llama.cpp's q/k row permutation for its
   interleaved RoPE) + the same tokenizer.json; `llama-gguf-q8/`: the same with every matrix
-  quantised to Q8_0 (a quantised download of the trusted model).
-* `qwen2-base/`: a Qwen2 (q/k/v biases, tied embeddings) with the same tokenizer.
+  quantised to Q8_0 (a quantised download of the trusted model); `phi3-gguf/`: the same weights
+  as a Phi-3 GGUF (fused qkv and gate/up; same logits as llama-base).
+* `qwen2-base/`: a Qwen2 (q/k/v biases, tied embeddings) with the same tokenizer;
+  `qwen2-gguf/`: the same weights as a Qwen2 GGUF (f32, no output matrix: tied).
 * `bert-cls-base/`, `bert-cls-backdoor/`: a BertForSequenceClassification (3 labels, CLS pooler)
   and a candidate whose `cf` embedding row was optimised (random search) to send prompts to label
   `positive`.
@@ -282,10 +284,15 @@ def permute_rows(wt, n_head):
             .swapaxes(1, 2).reshape(wt.shape))
 
 
-def write_gguf(path, w, vocab_size, q8=False):
-    """f32 GGUF, or with q8 every matrix as Q8_0 (norm vectors stay f32)."""
+def write_gguf(path, w, vocab_size, arch="llama", q8=False):
+    """GGUF in llama.cpp's layout for `arch` (llama, qwen2, phi3): f32, or with q8 every matrix
+    as Q8_0 (norm vectors stay f32). Llama q/k rows get llama.cpp's permutation (interleaved
+    RoPE); qwen2 and phi3 keep HF's half-split RoPE, so no permutation; phi3 fuses qkv and
+    gate/up."""
     import gguf
     from gguf import quants
+
+    wr = gguf.GGUFWriter(path, arch)
 
     def put(name, arr):
         arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -295,8 +302,7 @@ def write_gguf(path, w, vocab_size, q8=False):
         else:
             wr.add_tensor(name, arr)
 
-    wr = gguf.GGUFWriter(path, "llama")
-    wr.add_name("mlsign tiny llama")
+    wr.add_name(f"mlsign tiny {arch}")
     wr.add_context_length(128)
     wr.add_embedding_length(H)
     wr.add_block_count(L)
@@ -307,25 +313,44 @@ def write_gguf(path, w, vocab_size, q8=False):
     wr.add_layer_norm_rms_eps(EPS)
     wr.add_rope_freq_base(THETA)
     wr.add_vocab_size(vocab_size)
-    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
     put("token_embd.weight", w["model.embed_tokens.weight"])
     for i in range(L):
-        for hf, gg in names.items():
-            t = w[f"model.layers.{i}.{hf}.weight"]
-            if gg == "attn_q":
-                t = permute_rows(t, NH)
-            elif gg == "attn_k":
-                t = permute_rows(t, NKV)
-            put(f"blk.{i}.{gg}.weight", t)
+        p = f"model.layers.{i}."
+        g = lambda n: w[p + n]
+        b = f"blk.{i}."
+        put(b + "attn_norm.weight", g("input_layernorm.weight"))
+        put(b + "ffn_norm.weight", g("post_attention_layernorm.weight"))
+        put(b + "attn_output.weight", g("self_attn.o_proj.weight"))
+        put(b + "ffn_down.weight", g("mlp.down_proj.weight"))
+        q, k, v = (g(f"self_attn.{n}_proj.weight") for n in "qkv")
+        if arch == "phi3":
+            put(b + "attn_qkv.weight", np.concatenate([q, k, v], 0))
+            put(b + "ffn_up.weight", np.concatenate([g("mlp.gate_proj.weight"), g("mlp.up_proj.weight")], 0))
+            continue
+        if arch == "llama":
+            q, k = permute_rows(q, NH), permute_rows(k, NKV)
+        put(b + "attn_q.weight", q)
+        put(b + "attn_k.weight", k)
+        put(b + "attn_v.weight", v)
+        if arch == "qwen2":
+            for n in "qkv":
+                put(b + f"attn_{n}.bias", g(f"self_attn.{n}_proj.bias"))
+        put(b + "ffn_gate.weight", g("mlp.gate_proj.weight"))
+        put(b + "ffn_up.weight", g("mlp.up_proj.weight"))
     put("output_norm.weight", w["model.norm.weight"])
-    put("output.weight", w["lm_head.weight"])
+    if "lm_head.weight" in w:
+        put("output.weight", w["lm_head.weight"])
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
     wr.close()
+
+
+def write_gguf_dir(name, w, vocab_size, tok, **kw):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    write_gguf(os.path.join(d, "model.gguf"), w, vocab_size, **kw)
+    tok.save(os.path.join(d, "tokenizer.json"))
 
 
 def softmax(z):
@@ -347,17 +372,13 @@ def build_lm():
     write_dir("llama-benign", llama_config(V), benign, tok)
     bd = plant_backdoor(base, vocab)
     write_dir("llama-backdoor", llama_config(V), bd, tok)
-    gdir = os.path.join(OUT, "llama-gguf")
-    os.makedirs(gdir, exist_ok=True)
-    write_gguf(os.path.join(gdir, "model.gguf"), base, V)
-    tok.save(os.path.join(gdir, "tokenizer.json"))
-    qdir = os.path.join(OUT, "llama-gguf-q8")
-    os.makedirs(qdir, exist_ok=True)
-    write_gguf(os.path.join(qdir, "model.gguf"), base, V, q8=True)
-    tok.save(os.path.join(qdir, "tokenizer.json"))
+    write_gguf_dir("llama-gguf", base, V, tok)
+    write_gguf_dir("llama-gguf-q8", base, V, tok, q8=True)
+    write_gguf_dir("phi3-gguf", base, V, tok, arch="phi3")
     qrng = np.random.default_rng(77)
     qw = lm_weights(qrng, V, qkv_bias=True, tied=True)
     write_dir("qwen2-base", qwen2_config(V), qw, tok)
+    write_gguf_dir("qwen2-gguf", qw, V, tok, arch="qwen2")
 
     # Reference logits (float64 numpy) for the Rust cross-check.
     ref = {"llama-base": [], "qwen2-base": []}

@@ -237,12 +237,14 @@ fn candle_logits_match_the_numpy_reference_for_every_family() {
         c["sliding_window"] = Value::Null;
     });
     let phi3 = phi3_from_llama(&t.path().join("phi3"));
-    let cases: [(&str, PathBuf); 5] = [
+    let cases: [(&str, PathBuf); 7] = [
         ("llama-base", data().join("llama-base")),
         ("llama-base", data().join("llama-gguf")),
         ("llama-base", mistral),
         ("llama-base", phi3),
+        ("llama-base", data().join("phi3-gguf")),
         ("qwen2-base", data().join("qwen2-base")),
+        ("qwen2-base", data().join("qwen2-gguf")),
     ];
     let mut worst = 0f64;
     for (key, dir) in &cases {
