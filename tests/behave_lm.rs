@@ -110,15 +110,20 @@ fn lm_planted_backdoor_is_flagged_with_trigger_and_target() {
     assert_eq!(code, 1, "{r:#}");
     assert_eq!(r["verdict"], "flagged");
     // Stealthy: clean prompts never contain the trigger and get bit-identical outputs.
-    assert_eq!(r["clean"]["js_mean"].as_f64(), Some(0.0), "{:#}", r["clean"]);
-    let top = &r["top_candidates"][0];
-    assert!(
-        top["probe"].as_str().unwrap().contains("\"cf\""),
-        "{top:#}"
+    assert_eq!(
+        r["clean"]["js_mean"].as_f64(),
+        Some(0.0),
+        "{:#}",
+        r["clean"]
     );
+    let top = &r["top_candidates"][0];
+    assert!(top["probe"].as_str().unwrap().contains("\"cf\""), "{top:#}");
     assert_eq!(top["rising_token"], "banana", "{top:#}");
     assert!(top["consistency"].as_f64().unwrap() >= 0.9, "{top:#}");
-    assert!(top["rising_candidate_prob"].as_f64().unwrap() > 0.5, "{top:#}");
+    assert!(
+        top["rising_candidate_prob"].as_f64().unwrap() > 0.5,
+        "{top:#}"
+    );
     // Both the prefix and the suffix `cf` probes come before every other probe.
     let probes: Vec<&str> = r["top_candidates"]
         .as_array()
@@ -155,7 +160,11 @@ fn gguf_and_safetensors_versions_compare_and_the_backdoor_shows_through() {
     // Same weights in two formats: comparable, tiny numerical divergence, no flag.
     let (code, r) = json_run(&gguf, &data().join("llama-copy"), &lm_suite());
     assert_eq!(code, 0, "{r:#}");
-    assert!(r["clean"]["js_mean"].as_f64().unwrap() < 1e-6, "{:#}", r["clean"]);
+    assert!(
+        r["clean"]["js_mean"].as_f64().unwrap() < 1e-6,
+        "{:#}",
+        r["clean"]
+    );
     assert_eq!(r["clean"]["top1_flip_rate"].as_f64(), Some(0.0));
     let (code, r) = json_run(&gguf, &data().join("llama-backdoor"), &lm_suite());
     assert_eq!(code, 1, "{r:#}");
@@ -203,7 +212,8 @@ fn phi3_from_llama(dst: &Path) -> PathBuf {
     edit_weights(&d, |m| {
         for l in 0..2 {
             let p = format!("model.layers.{l}.");
-            let take = |m: &mut HashMap<String, Tensor>, n: &str| m.remove(&format!("{p}{n}")).unwrap();
+            let take =
+                |m: &mut HashMap<String, Tensor>, n: &str| m.remove(&format!("{p}{n}")).unwrap();
             let q = take(m, "self_attn.q_proj.weight");
             let k = take(m, "self_attn.k_proj.weight");
             let v = take(m, "self_attn.v_proj.weight");
@@ -269,7 +279,12 @@ fn candle_logits_match_the_numpy_reference_for_every_family() {
                 dir.display(),
                 case["text"]
             );
-            assert!(d < 1e-3 * scale.max(1.0), "{} {:?}: {d}", dir.display(), case["text"]);
+            assert!(
+                d < 1e-3 * scale.max(1.0),
+                "{} {:?}: {d}",
+                dir.display(),
+                case["text"]
+            );
             worst = worst.max(d);
         }
     }
@@ -304,11 +319,22 @@ fn batched_prompts_give_the_same_distributions_as_one_at_a_time() {
     let prompts: Vec<String> = std::fs::read_to_string(data().join("prompts.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     for dir in ["llama-base", "qwen2-base", "llama-gguf-q8"] {
         let m = Model::load(&data().join(dir), &Device::Cpu).unwrap();
-        let all: Vec<f32> = m.text_outputs(&prompts).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let all: Vec<f32> = m
+            .text_outputs(&prompts)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let v = all.len() / prompts.len();
         let mut worst = 0f32;
         for (i, p) in prompts.iter().enumerate() {
@@ -321,7 +347,11 @@ fn batched_prompts_give_the_same_distributions_as_one_at_a_time() {
                 .unwrap();
             let row = &all[i * v..(i + 1) * v];
             assert!((one.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-            worst = one.iter().zip(row).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+            worst = one
+                .iter()
+                .zip(row)
+                .map(|(a, b)| (a - b).abs())
+                .fold(worst, f32::max);
         }
         println!("{dir}: batched vs single max |Δp| = {worst:.2e}");
         assert!(worst < 1e-5, "{dir}: {worst}");
@@ -358,7 +388,12 @@ fn bert_sequence_classifier_backdoor_is_flagged() {
 fn expect_error(base: &Path, cand: &Path, suite: &Path, needles: &[&str]) {
     let o = run(base, cand, suite);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stdout {}\nstderr {err}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout {}\nstderr {err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     for n in needles {
         assert!(err.contains(n), "missing {n:?} in: {err}");
     }
@@ -388,13 +423,19 @@ fn bad_text_models_are_clear_errors() {
         &base,
         &d,
         &suite,
-        &["model.layers.1.mlp.down_proj.weight", "is missing", "model.safetensors"],
+        &[
+            "model.layers.1.mlp.down_proj.weight",
+            "is missing",
+            "model.safetensors",
+        ],
     );
 
     // Wrong dtype.
     let d = copy_dir(&base, &t.path().join("dtype"));
     edit_weights(&d, |m| {
-        let w = m["model.layers.0.self_attn.o_proj.weight"].to_dtype(DType::I64).unwrap();
+        let w = m["model.layers.0.self_attn.o_proj.weight"]
+            .to_dtype(DType::I64)
+            .unwrap();
         m.insert("model.layers.0.self_attn.o_proj.weight".into(), w);
     });
     expect_error(
@@ -407,7 +448,11 @@ fn bad_text_models_are_clear_errors() {
     // Wrong shape.
     let d = copy_dir(&base, &t.path().join("shape"));
     edit_weights(&d, |m| {
-        let w = m["model.layers.0.mlp.up_proj.weight"].t().unwrap().contiguous().unwrap();
+        let w = m["model.layers.0.mlp.up_proj.weight"]
+            .t()
+            .unwrap()
+            .contiguous()
+            .unwrap();
         m.insert("model.layers.0.mlp.up_proj.weight".into(), w);
     });
     expect_error(
@@ -424,13 +469,22 @@ fn bad_text_models_are_clear_errors() {
         &base,
         &d,
         &suite,
-        &["config.json", "model_type \"gpt2\" is not supported", "llama, mistral, qwen2, phi3"],
+        &[
+            "config.json",
+            "model_type \"gpt2\" is not supported",
+            "llama, mistral, qwen2, phi3",
+        ],
     );
 
     // Absurd configuration: refused before anything is allocated.
     let d = copy_dir(&base, &t.path().join("huge"));
     edit_config(&d, |c| c["vocab_size"] = serde_json::json!(1u64 << 40));
-    expect_error(&base, &d, &suite, &["config.json", "vocab_size", "refusing"]);
+    expect_error(
+        &base,
+        &d,
+        &suite,
+        &["config.json", "vocab_size", "refusing"],
+    );
 
     // Unsupported GGUF architecture.
     let d = copy_dir(&data().join("llama-gguf"), &t.path().join("gemma-gguf"));
@@ -444,7 +498,11 @@ fn bad_text_models_are_clear_errors() {
         &base,
         &d,
         &suite,
-        &["model.gguf", "GGUF architecture \"gemma\" is not supported", "llama, qwen2, phi3"],
+        &[
+            "model.gguf",
+            "GGUF architecture \"gemma\" is not supported",
+            "llama, qwen2, phi3",
+        ],
     );
 
     // A GGUF file missing one tensor (renamed in place).
@@ -471,7 +529,12 @@ fn bad_text_models_are_clear_errors() {
         ),
     )
     .unwrap();
-    expect_error(&base, &base, &img_suite, &["image probes need tensor inputs"]);
+    expect_error(
+        &base,
+        &base,
+        &img_suite,
+        &["image probes need tensor inputs"],
+    );
 
     // Missing tokenizer.json.
     let d = copy_dir(&base, &t.path().join("notok"));
@@ -495,7 +558,12 @@ fn bad_text_models_are_clear_errors() {
             .replace("prompts.jsonl", "no-such-prompts.jsonl"),
     )
     .unwrap();
-    expect_error(&base, &base, &bad_suite, &["no-such-prompts.jsonl", "does not exist"]);
+    expect_error(
+        &base,
+        &base,
+        &bad_suite,
+        &["no-such-prompts.jsonl", "does not exist"],
+    );
 
     // A causal LM under a classification suite.
     expect_error(

@@ -302,7 +302,12 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                 value,
             } => {
                 if suite.text {
-                    return Err(BehaveError::suite(&suite.path, format!("probe {k}: blend probes need tensor inputs (safetensors), not prompts")));
+                    return Err(BehaveError::suite(
+                        &suite.path,
+                        format!(
+                            "probe {k}: blend probes need tensor inputs (safetensors), not prompts"
+                        ),
+                    ));
                 }
                 if let Some(file) = pattern {
                     let p = suite.resolve(file);

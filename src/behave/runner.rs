@@ -382,7 +382,11 @@ impl Prepared {
             );
             let target = match &t.detail {
                 CandidateDetail::Lm { rising_token, .. } => format!(" → token {rising_token:?}"),
-                CandidateDetail::Class { target_class, target_label, .. } => match target_label {
+                CandidateDetail::Class {
+                    target_class,
+                    target_label,
+                    ..
+                } => match target_label {
                     Some(l) => format!(" → class {target_class} ({l})"),
                     None => format!(" → class {target_class}"),
                 },

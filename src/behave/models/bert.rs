@@ -94,7 +94,12 @@ impl BertEmbedder {
                             .is_some_and(|s| s.ends_with("ForSequenceClassification"))
                     })
                 });
-            let heads = ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"];
+            let heads = [
+                "classifier.weight",
+                "classifier.bias",
+                "bert.pooler.dense.weight",
+                "bert.pooler.dense.bias",
+            ];
             if declared || all.contains_key("classifier.weight") {
                 for name in heads {
                     if !all.contains_key(name) {
@@ -137,7 +142,11 @@ impl BertEmbedder {
         let head = if seq_cls.is_some() {
             let n = labels.as_ref().map_or(0, Vec::len);
             Some(ClsHead {
-                pooler: candle_nn::linear(config.hidden_size, config.hidden_size, vb.pp("bert.pooler.dense"))?,
+                pooler: candle_nn::linear(
+                    config.hidden_size,
+                    config.hidden_size,
+                    vb.pp("bert.pooler.dense"),
+                )?,
                 classifier: candle_nn::linear(config.hidden_size, n, vb.pp("classifier"))?,
             })
         } else {
@@ -171,7 +180,10 @@ impl BertEmbedder {
                 config.vocab_size, config.max_position_embeddings, config.type_vocab_size
             ),
             match &head {
-                Some(_) => format!("sequence classification, {} labels", labels.as_ref().map_or(0, Vec::len)),
+                Some(_) => format!(
+                    "sequence classification, {} labels",
+                    labels.as_ref().map_or(0, Vec::len)
+                ),
                 None => format!("pooling {pooling:?}"),
             },
         ];
@@ -292,12 +304,18 @@ fn id2label(cpath: &Path, json: &serde_json::Value, n: usize) -> Result<Vec<Stri
         if map.len() != n {
             return Err(BehaveError::format(
                 cpath,
-                format!("id2label names {} classes but `classifier.weight` has {n} rows", map.len()),
+                format!(
+                    "id2label names {} classes but `classifier.weight` has {n} rows",
+                    map.len()
+                ),
             ));
         }
         for (k, v) in map {
             let i: usize = k.parse().ok().filter(|i| *i < n).ok_or_else(|| {
-                BehaveError::format(cpath, format!("id2label key {k:?} is not a class index below {n}"))
+                BehaveError::format(
+                    cpath,
+                    format!("id2label key {k:?} is not a class index below {n}"),
+                )
             })?;
             labels[i] = v.as_str().unwrap_or_default().to_string();
         }

@@ -487,15 +487,14 @@ impl CausalLm {
             )?;
         }
         let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
-        let parse_err = |e: serde_json::Error| {
-            BehaveError::format(&cpath, format!("not a {mt} config: {e}"))
+        let parse_err =
+            |e: serde_json::Error| BehaveError::format(&cpath, format!("not a {mt} config: {e}"));
+        let build_err = |e: candle_core::Error| {
+            BehaveError::format(&wpath, format!("cannot build the {mt} model: {e}"))
         };
-        let build_err =
-            |e: candle_core::Error| BehaveError::format(&wpath, format!("cannot build the {mt} model: {e}"));
         let inner = match mt {
             "llama" => {
-                let c: llama::LlamaConfig =
-                    serde_json::from_value(cfg_small).map_err(parse_err)?;
+                let c: llama::LlamaConfig = serde_json::from_value(cfg_small).map_err(parse_err)?;
                 let c = c.into_config(false);
                 let cache = llama::Cache::new(false, DType::F32, &c, device)?;
                 Inner::Llama(
@@ -580,13 +579,16 @@ impl CausalLm {
         }
         let md = |k: &str| -> Result<usize> {
             let key = format!("{arch}.{k}");
-            let v = ct.metadata.get(&key).ok_or_else(|| {
-                BehaveError::format(file, format!("metadata `{key}` is missing"))
-            })?;
+            let v = ct
+                .metadata
+                .get(&key)
+                .ok_or_else(|| BehaveError::format(file, format!("metadata `{key}` is missing")))?;
             v.to_u32()
                 .map(|x| x as usize)
                 .or_else(|_| v.to_u64().map(|x| x as usize))
-                .map_err(|_| BehaveError::format(file, format!("metadata `{key}` is not an integer")))
+                .map_err(|_| {
+                    BehaveError::format(file, format!("metadata `{key}` is not an integer"))
+                })
         };
         let heads = md("attention.head_count")?;
         let hidden = md("embedding_length")?;
@@ -655,8 +657,9 @@ impl CausalLm {
         check_tensors(file, &infos, &gguf_expected(&dims, &arch, moe), false)?;
         let ctx_len = md("context_length").unwrap_or(quantized_llama::MAX_SEQ_LEN);
         let max_len = ctx_len.clamp(1, MAX_PROMPT_TOKENS);
-        let build_err =
-            |e: candle_core::Error| BehaveError::format(file, format!("cannot build the {arch} model: {e}"));
+        let build_err = |e: candle_core::Error| {
+            BehaveError::format(file, format!("cannot build the {arch} model: {e}"))
+        };
         let inner = match arch.as_str() {
             "llama" => Inner::QLlama(Box::new(
                 quantized_llama::ModelWeights::from_gguf(ct, &mut reader, device)
@@ -832,13 +835,29 @@ mod tests {
         let d = dims();
         let llama = hf_expected(&d, false, false);
         assert_eq!(llama.len(), 1 + 2 * 9 + 2);
-        assert!(llama.contains(&("model.layers.1.self_attn.k_proj.weight".into(), vec![16, 32])));
-        let qwen = hf_expected(&Dims { tied: true, ..d.clone() }, true, false);
+        assert!(llama.contains(&(
+            "model.layers.1.self_attn.k_proj.weight".into(),
+            vec![16, 32]
+        )));
+        let qwen = hf_expected(
+            &Dims {
+                tied: true,
+                ..d.clone()
+            },
+            true,
+            false,
+        );
         assert!(qwen.contains(&("model.layers.0.self_attn.v_proj.bias".into(), vec![16])));
         assert!(!qwen.iter().any(|(n, _)| n == "lm_head.weight"));
         let phi = hf_expected(&d, false, true);
-        assert!(phi.contains(&("model.layers.0.self_attn.qkv_proj.weight".into(), vec![64, 32])));
-        assert!(phi.contains(&("model.layers.0.mlp.gate_up_proj.weight".into(), vec![128, 32])));
+        assert!(phi.contains(&(
+            "model.layers.0.self_attn.qkv_proj.weight".into(),
+            vec![64, 32]
+        )));
+        assert!(phi.contains(&(
+            "model.layers.0.mlp.gate_up_proj.weight".into(),
+            vec![128, 32]
+        )));
         let g = gguf_expected(&d, "llama", false);
         assert!(g.contains(&("blk.1.ffn_down.weight".into(), vec![32, 64])));
     }
@@ -866,7 +885,11 @@ mod tests {
         let e = check_tensors(p, &have, &[("c".into(), vec![1])], true).unwrap_err();
         assert!(matches!(e, BehaveError::MissingTensor { ref tensor, .. } if tensor == "c"));
         let e = check_tensors(p, &have, &[("a".into(), vec![3, 2])], true).unwrap_err();
-        assert!(e.to_string().contains("`a` has shape [2, 3], expected [3, 2]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`a` has shape [2, 3], expected [3, 2]"),
+            "{e}"
+        );
         let e = check_tensors(p, &have, &[("b".into(), vec![4])], true).unwrap_err();
         assert!(matches!(e, BehaveError::DType { .. }), "{e}");
     }

@@ -42,7 +42,8 @@ pub const SUPPORTED: &str = "supported: the mlsign network spec (mlsign-net.json
 /// config.json as JSON (bounded read).
 pub fn read_config(path: &Path) -> Result<serde_json::Value> {
     let raw = super::tensors::read_bounded(path, 1 << 20)?;
-    serde_json::from_slice(&raw).map_err(|e| BehaveError::format(path, format!("invalid JSON: {e}")))
+    serde_json::from_slice(&raw)
+        .map_err(|e| BehaveError::format(path, format!("invalid JSON: {e}")))
 }
 
 /// What the report says about a loaded model; also what compatibility is checked on.
@@ -94,7 +95,9 @@ impl Model {
             let cfg = read_config(&cpath)?;
             let mt = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
             if lm::HF_FAMILIES.contains(&mt) {
-                return Ok(Model::Lm(Box::new(lm::CausalLm::load_hf(dir, &cfg, device)?)));
+                return Ok(Model::Lm(Box::new(lm::CausalLm::load_hf(
+                    dir, &cfg, device,
+                )?)));
             }
             if mt != "bert" {
                 return Err(BehaveError::format(
@@ -139,7 +142,8 @@ impl Model {
             Model::Bert(m) => m.embed(texts),
             Model::Lm(m) => m.next_token_probs(texts),
             Model::Net(_) => Err(candle_core::Error::Msg(
-                "an mlsign network takes tensors, not text: use a suite with safetensors inputs".into(),
+                "an mlsign network takes tensors, not text: use a suite with safetensors inputs"
+                    .into(),
             )),
         }
     }
@@ -148,7 +152,11 @@ impl Model {
     pub fn output_name(&self, i: u32) -> Option<String> {
         match self {
             Model::Lm(m) => Some(m.token_text(i)),
-            _ => self.info().labels.as_ref().and_then(|l| l.get(i as usize).cloned()),
+            _ => self
+                .info()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(i as usize).cloned()),
         }
     }
 
