@@ -536,6 +536,19 @@ fn bad_text_models_are_clear_errors() {
         &["image probes need tensor inputs"],
     );
 
+    // A tokenizer that does not belong to the weights (ids past the vocabulary).
+    let d = copy_dir(&base, &t.path().join("badtok"));
+    let tp = d.join("tokenizer.json");
+    let mut tok: Value = serde_json::from_slice(&std::fs::read(&tp).unwrap()).unwrap();
+    tok["model"]["vocab"]["the"] = serde_json::json!(5000);
+    std::fs::write(&tp, serde_json::to_vec(&tok).unwrap()).unwrap();
+    expect_error(
+        &base,
+        &d,
+        &suite,
+        &["token id 5000", "outside the model's vocabulary of 241"],
+    );
+
     // Missing tokenizer.json.
     let d = copy_dir(&base, &t.path().join("notok"));
     std::fs::remove_file(d.join("tokenizer.json")).unwrap();

@@ -248,18 +248,27 @@ fn human(r: &BehaveReport) -> String {
                 rising_baseline_prob,
                 rising_candidate_prob,
                 ..
-            } => writeln!(
-                s,
-                "    {}. {}: z {:.1}, median JS {:.4} bits, {:.0}% of prompts past the clean p99; token {:?} rises {:.1}% → {:.1}%",
-                i + 1,
-                t.probe,
-                z,
-                median_js,
-                100.0 * consistency,
-                rising_token,
-                100.0 * rising_baseline_prob,
-                100.0 * rising_candidate_prob
-            ),
+            } => {
+                let rise = if rising_candidate_prob > rising_baseline_prob {
+                    format!(
+                        "token {:?} rises {:.1}% → {:.1}%",
+                        rising_token,
+                        100.0 * rising_baseline_prob,
+                        100.0 * rising_candidate_prob
+                    )
+                } else {
+                    "no token's probability rises".into()
+                };
+                writeln!(
+                    s,
+                    "    {}. {}: z {:.1}, median JS {:.4} bits, {:.0}% of prompts past the clean p99; {rise}",
+                    i + 1,
+                    t.probe,
+                    z,
+                    median_js,
+                    100.0 * consistency,
+                )
+            }
         };
     }
     for f in &r.findings {

@@ -343,3 +343,26 @@ fn pooling_mode(dir: &Path) -> Result<Pooling> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id2label_reads_names_and_refuses_mismatches() {
+        let p = Path::new("config.json");
+        let j = serde_json::json!({"id2label": {"1": "pos", "0": "neg"}});
+        assert_eq!(id2label(p, &j, 2).unwrap(), vec!["neg", "pos"]);
+        assert_eq!(
+            id2label(p, &serde_json::json!({}), 2).unwrap(),
+            vec!["LABEL_0", "LABEL_1"]
+        );
+        let e = id2label(p, &j, 3).unwrap_err().to_string();
+        assert!(e.contains("2 classes") && e.contains("3 rows"), "{e}");
+        let j = serde_json::json!({"id2label": {"0": "a", "7": "b"}});
+        assert!(id2label(p, &j, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("\"7\""));
+    }
+}

@@ -735,13 +735,21 @@ impl CausalLm {
                 ids[ids.len().saturating_sub(self.max_len)..].to_vec()
             })
             .collect();
+        let v = self.dims.vocab;
+        for (i, x) in ids.iter().enumerate() {
+            if let Some(bad) = x.iter().find(|&&id| id as usize >= v) {
+                return Err(candle_core::Error::Msg(format!(
+                    "tokenizer.json maps prompt {:?} to token id {bad}, outside the model's vocabulary of {v}: the tokenizer does not belong to these weights",
+                    texts[i]
+                )));
+            }
+        }
         if let Some(i) = ids.iter().position(|v| v.is_empty()) {
             return Err(candle_core::Error::Msg(format!(
                 "prompt {:?} has no tokens under this tokenizer",
                 texts[i]
             )));
         }
-        let v = self.dims.vocab;
         let mut out = vec![0f32; ids.len() * v];
         let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, x) in ids.iter().enumerate() {
