@@ -578,6 +578,37 @@ fn bad_text_models_are_clear_errors() {
         &["no-such-prompts.jsonl", "does not exist"],
     );
 
+    // Sequence classifiers: a head tensor missing, and labels that do not match the head.
+    let cls_base = data().join("bert-cls-base");
+    let cls_suite = data().join("cls-suite.toml");
+    let d = copy_dir(&cls_base, &t.path().join("cls-nobias"));
+    edit_weights(&d, |m| {
+        m.remove("classifier.bias");
+    });
+    expect_error(
+        &cls_base,
+        &d,
+        &cls_suite,
+        &["tensor `classifier.bias` is missing", "model.safetensors"],
+    );
+    let d = copy_dir(&cls_base, &t.path().join("cls-labels"));
+    edit_config(&d, |c| {
+        c["id2label"] = serde_json::json!({"0": "neg", "1": "pos"});
+    });
+    expect_error(
+        &cls_base,
+        &d,
+        &cls_suite,
+        &["config.json", "id2label names 2 classes", "has 3 rows"],
+    );
+    // An LM candidate against a BERT classifier baseline.
+    expect_error(
+        &cls_base,
+        &base,
+        &cls_suite,
+        &["architectures differ", "hf-bert-seq-cls", "causal-lm"],
+    );
+
     // A causal LM under a classification suite.
     expect_error(
         &base,
