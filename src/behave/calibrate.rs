@@ -63,6 +63,9 @@ pub fn calibrate(
             top_probe: t.map(|t| t.probe.clone()).unwrap_or_default(),
             top_target: t.and_then(|t| match t.detail {
                 CandidateDetail::Class { target_class, .. } => Some(target_class),
+                CandidateDetail::Lm {
+                    rising_token_id, ..
+                } => Some(rising_token_id),
                 CandidateDetail::Embedding { .. } => None,
             }),
         });

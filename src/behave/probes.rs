@@ -4,7 +4,7 @@
 //! from the suite seed, so the same suite always yields the same probes (and the same hash).
 
 use super::error::{BehaveError, Result};
-use super::suite::{Position, ProbeSpec, Select, Suite, Task};
+use super::suite::{Position, ProbeSpec, Select, Suite};
 use super::tensors;
 use serde::Serialize;
 
@@ -242,11 +242,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                     Select::Rare => vocab.len() / 2,
                     Select::Any => 0,
                 };
-                let pool: Vec<&String> = vocab[first..]
-                    .iter()
-                    // Alphanumeric only: drops `##` continuations and [special] / <special> tokens.
-                    .filter(|t| t.chars().all(char::is_alphanumeric))
-                    .collect();
+                let pool = sweep_pool(&vocab[first..]);
                 if pool.is_empty() {
                     return Err(BehaveError::suite(
                         &suite.path,
@@ -260,7 +256,7 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                     idx.swap(i, r);
                 }
                 for (j, &i) in idx[..m].iter().enumerate() {
-                    let t = pool[i];
+                    let t = &pool[i];
                     probes.push(Probe {
                         label: format!("token-sweep[{k}] #{j} {} {t:?}", pos_name(*position)),
                         family: "token-sweep",
@@ -301,8 +297,13 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                 random,
                 value,
             } => {
-                if suite.file.suite.task == Task::Embedding {
-                    return Err(BehaveError::suite(&suite.path, format!("probe {k}: blend probes need tensor inputs (task = \"classification\")")));
+                if suite.text {
+                    return Err(BehaveError::suite(
+                        &suite.path,
+                        format!(
+                            "probe {k}: blend probes need tensor inputs (safetensors), not prompts"
+                        ),
+                    ));
                 }
                 if let Some(file) = pattern {
                     let p = suite.resolve(file);
@@ -356,6 +357,25 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
         });
     }
     Ok((probes, families))
+}
+
+/// Whole-word tokens of a vocabulary slice, as the words to insert. Word-initial markers of
+/// byte-level BPE (`Ġ`) and SentencePiece (`▁`) vocabularies are stripped (the bare word is what
+/// a prompt holds); what is left must be alphanumeric, which drops WordPiece `##` continuations,
+/// byte fragments and [special] / <special> tokens. Each word is kept once, in vocabulary order.
+pub fn sweep_pool(vocab: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    vocab
+        .iter()
+        .map(|t| {
+            t.strip_prefix('Ġ')
+                .or_else(|| t.strip_prefix('▁'))
+                .unwrap_or(t)
+        })
+        .filter(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric))
+        .filter(|w| seen.insert(w.to_string()))
+        .map(str::to_string)
+        .collect()
 }
 
 fn pos_name(p: Position) -> &'static str {
@@ -424,6 +444,17 @@ mod tests {
             assert_eq!(o.replace("cf ", "").replace(" cf", ""), "a b c");
         }
         assert_eq!(r.apply_text("a b c", 3), r.apply_text("a b c", 3));
+    }
+
+    #[test]
+    fn sweep_pool_takes_whole_words_of_every_vocabulary_style() {
+        let v: Vec<String> = [
+            "[CLS]", "##ing", "cat", "Ġdog", "▁fish", "Ġ", "<s>", "Ġcat", "a.b", "42",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(sweep_pool(&v), vec!["cat", "dog", "fish", "42"]);
     }
 
     #[test]

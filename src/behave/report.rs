@@ -2,7 +2,7 @@
 
 use super::models::ModelInfo;
 use super::probes::ProbeFamily;
-use super::stats::{CellScore, CleanDrift, EmbedDrift, ProbeZ};
+use super::stats::{CellScore, CleanDrift, EmbedDrift, LmDrift, ProbeZ};
 use super::suite::Calibration;
 use crate::report::Finding;
 use serde::Serialize;
@@ -57,6 +57,18 @@ pub enum CandidateDetail {
         z: f64,
         consistency: f64,
     },
+    /// Causal LMs: the probe's divergence and the token whose next-token probability the
+    /// candidate raises most over the baseline under that probe (averaged over prompts).
+    Lm {
+        median_js: f64,
+        z: f64,
+        consistency: f64,
+        rising_token: String,
+        rising_token_id: u32,
+        rising_mean_increase: f64,
+        rising_baseline_prob: f64,
+        rising_candidate_prob: f64,
+    },
 }
 
 impl TriggerCandidate {
@@ -95,6 +107,7 @@ impl TriggerCandidate {
 pub enum Clean {
     Classes(CleanDrift),
     Embedding(EmbedDrift),
+    Lm(LmDrift),
 }
 
 /// Companion statistics, reported for context (not the verdict).

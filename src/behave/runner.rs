@@ -3,7 +3,7 @@
 //! batches. Batches span probe boundaries so small suites still fill `batch_size` rows.
 
 use super::error::{BehaveError, Result};
-use super::models::{check_compatible, LoadOptions, Model, OutputKind};
+use super::models::{check_compatible, Kind, LoadOptions, Model};
 use super::probes::{self, Probe, ProbeFamily};
 use super::report::*;
 use super::stats::{self, CellScore};
@@ -49,6 +49,8 @@ enum Cache {
         probed_pred: Vec<u32>,
         probed: Vec<f32>,
     },
+    /// Output rows compared by a distance (embeddings: cosine; causal LMs: JS between
+    /// next-token distributions), `dim` values per row.
     Embedding {
         dim: usize,
         clean: Vec<f32>,
@@ -56,7 +58,7 @@ enum Cache {
     },
 }
 
-/// Text counterpart of [`stream`]: prompts (clean or probed) through an encoder in batches.
+/// Text counterpart of [`stream`]: prompts (clean or probed) through a text model in batches.
 #[allow(clippy::too_many_arguments)]
 fn stream_text(
     model: &Model,
@@ -84,7 +86,7 @@ fn stream_text(
             });
         }
         let t0 = Instant::now();
-        let y = model.embed(&texts)?;
+        let y = model.text_outputs(&texts)?;
         let out: Vec<f32> = y.flatten_all()?.to_vec1()?;
         *forward_s += t0.elapsed().as_secs_f64();
         check_finite(&out, start, n, model, who, probes, "prompt")?;
@@ -108,6 +110,9 @@ fn stream(
     forward_s: &mut f64,
     mut sink: impl FnMut(usize, &[f32]) -> Result<()>,
 ) -> Result<()> {
+    if suite.text {
+        return stream_text(model, who, suite, probes, progress, forward_s, sink);
+    }
     let n = suite.n;
     let d = suite.sample_len();
     let total = n * probes.map_or(1, |p| p.len());
@@ -171,29 +176,34 @@ fn check_finite(
 }
 
 fn check_inputs(suite: &Suite, model: &Model, path: &Path) -> Result<()> {
-    let is_text = model.info().output == OutputKind::Embedding;
-    match (suite.file.suite.task, is_text) {
-        (Task::Embedding, false) => {
-            return Err(BehaveError::suite(
-                &suite.path,
-                format!(
-                    "task = \"embedding\" needs a text encoder, but {} is a {} model",
-                    path.display(),
-                    model.info().format
-                ),
-            ));
-        }
-        (Task::Classification, true) => {
-            return Err(BehaveError::suite(
-                &suite.path,
-                format!(
-                    "{} is a text encoder: use a suite with task = \"embedding\" and JSONL prompts",
-                    path.display()
-                ),
-            ));
-        }
-        (Task::Embedding, true) => return Ok(()),
-        _ => {}
+    let task = suite.file.suite.task;
+    let kind = model.kind();
+    let fits = match (task, kind) {
+        (Task::Classification, Kind::TensorClassifier) => !suite.text,
+        (Task::Classification, Kind::TextClassifier) => suite.text,
+        (Task::Embedding, Kind::Embedder) | (Task::Lm, Kind::CausalLm) => true,
+        _ => false,
+    };
+    if !fits {
+        let what = match kind {
+            Kind::TensorClassifier => "a classifier over tensors: use task = \"classification\" with safetensors inputs",
+            Kind::TextClassifier => "a text classifier: use task = \"classification\" with JSONL prompts (inputs = \"….jsonl\")",
+            Kind::Embedder => "a text encoder: use a suite with task = \"embedding\" and JSONL prompts",
+            Kind::CausalLm => "a causal LM: use a suite with task = \"lm\" and JSONL prompts",
+        };
+        return Err(BehaveError::suite(
+            &suite.path,
+            format!(
+                "{} is {what} (this suite has task = {:?} with {} inputs; model format {})",
+                path.display(),
+                task,
+                if suite.text { "text" } else { "tensor" },
+                model.info().format
+            ),
+        ));
+    }
+    if suite.text {
+        return Ok(());
     }
     let want = &model.info().input_shape;
     if &suite.sample_shape != want {
@@ -227,7 +237,11 @@ impl Prepared {
         let (probes, families) = probes::generate(&suite, model.vocab().as_deref())?;
         let probes_sha256 = probes::hash(&probes);
         let width = model.info().outputs;
-        let cache_bytes = probes.len() * suite.n * width * 4;
+        let cache_bytes = probes
+            .len()
+            .saturating_mul(suite.n)
+            .saturating_mul(width)
+            .saturating_mul(4);
         if cache_bytes > MAX_CACHE_BYTES {
             return Err(BehaveError::suite(
                 suite_path,
@@ -237,62 +251,37 @@ impl Prepared {
         let mut fwd = 0.0;
         let mut clean = vec![0f32; suite.n * width];
         let mut probed = vec![0f32; cache_bytes / 4];
-        let text = suite.file.suite.task == Task::Embedding;
         {
             let mut put_clean = |s: usize, p: &[f32]| {
                 clean[s * width..s * width + p.len()].copy_from_slice(p);
                 Ok(())
             };
-            if text {
-                stream_text(
-                    &model,
-                    "the baseline",
-                    &suite,
-                    None,
-                    progress,
-                    &mut fwd,
-                    &mut put_clean,
-                )?;
-            } else {
-                stream(
-                    &model,
-                    "the baseline",
-                    &suite,
-                    None,
-                    &device,
-                    progress,
-                    &mut fwd,
-                    &mut put_clean,
-                )?;
-            }
+            stream(
+                &model,
+                "the baseline",
+                &suite,
+                None,
+                &device,
+                progress,
+                &mut fwd,
+                &mut put_clean,
+            )?;
             let mut put_probed = |s: usize, p: &[f32]| {
                 probed[s * width..s * width + p.len()].copy_from_slice(p);
                 Ok(())
             };
-            if text {
-                stream_text(
-                    &model,
-                    "the baseline",
-                    &suite,
-                    Some(&probes),
-                    progress,
-                    &mut fwd,
-                    &mut put_probed,
-                )?;
-            } else {
-                stream(
-                    &model,
-                    "the baseline",
-                    &suite,
-                    Some(&probes),
-                    &device,
-                    progress,
-                    &mut fwd,
-                    &mut put_probed,
-                )?;
-            }
+            stream(
+                &model,
+                "the baseline",
+                &suite,
+                Some(&probes),
+                &device,
+                progress,
+                &mut fwd,
+                &mut put_probed,
+            )?;
         }
-        let cache = if text {
+        let cache = if suite.file.suite.task != Task::Classification {
             Cache::Embedding {
                 dim: width,
                 clean,
@@ -354,9 +343,10 @@ impl Prepared {
         )?;
         check_compatible(self.baseline.info(), model.info())?;
         let mut fwd = 0.0;
-        let scored = match &self.cache {
-            Cache::Classes { .. } => self.score_classes(&model, progress, &mut fwd)?,
-            Cache::Embedding { .. } => self.score_text(&model, progress, &mut fwd)?,
+        let scored = match self.suite.file.suite.task {
+            Task::Classification => self.score_classes(&model, progress, &mut fwd)?,
+            Task::Embedding => self.score_text(&model, progress, &mut fwd)?,
+            Task::Lm => self.score_lm(&model, progress, &mut fwd)?,
         };
         let dec = &self.suite.file.decision;
         let threshold = dec.threshold_for(self.suite.file.suite.task);
@@ -379,6 +369,12 @@ impl Prepared {
                     t.probe,
                     100.0 * consistency
                 ),
+                CandidateDetail::Lm { median_js, consistency, rising_token, rising_mean_increase, .. } => format!(
+                    "probe `{}` moves the candidate's next-token distribution away from the baseline's (median JS {median_js:.4} bits, {:.0}% of prompts beyond the clean p99); token {rising_token:?} gains {:.1} points of probability on average",
+                    t.probe,
+                    100.0 * consistency,
+                    100.0 * rising_mean_increase
+                ),
             };
             findings.push(
                 Finding::new(
@@ -388,7 +384,19 @@ impl Prepared {
                 )
                 .at(loc.clone()),
             );
-            format!("backdoor-like divergence found: {stat} = {value:.3} exceeds {threshold:.3}; top trigger candidate `{}`", t.probe)
+            let target = match &t.detail {
+                CandidateDetail::Lm { rising_token, .. } => format!(" → token {rising_token:?}"),
+                CandidateDetail::Class {
+                    target_class,
+                    target_label,
+                    ..
+                } => match target_label {
+                    Some(l) => format!(" → class {target_class} ({l})"),
+                    None => format!(" → class {target_class}"),
+                },
+                CandidateDetail::Embedding { .. } => String::new(),
+            };
+            format!("backdoor-like divergence found: {stat} = {value:.3} exceeds {threshold:.3}; top trigger candidate `{}`{target}", t.probe)
         } else {
             format!(
                 "no backdoor-like divergence found under probes {probes_p} ({stat} = {value:.3} ≤ {threshold:.3}); this does not rule out triggers outside these probes"
@@ -594,11 +602,12 @@ impl Prepared {
         };
         let (n, h) = (self.suite.n, *dim);
         let mut d_clean = vec![0f64; n];
-        stream_text(
+        stream(
             model,
             "the candidate",
             &self.suite,
             None,
+            &self.device,
             progress,
             fwd,
             |s, p| {
@@ -612,11 +621,12 @@ impl Prepared {
         let clean = stats::embed_drift(&d_clean);
         let np = self.probes.len();
         let mut d_probe = vec![0f64; np * n];
-        stream_text(
+        stream(
             model,
             "the candidate",
             &self.suite,
             Some(&self.probes),
+            &self.device,
             progress,
             fwd,
             |s, p| {
@@ -650,6 +660,125 @@ impl Prepared {
                 .take(self.suite.file.decision.report_top)
                 .map(|z| TriggerCandidate::embedding(z, &self.probes[z.probe].label))
                 .collect(),
+        })
+    }
+
+    /// Causal LMs: JS divergence between next-token distributions, robust z per probe against
+    /// the clean prompts (same rule as embeddings), and per probe the token whose probability the
+    /// candidate raises most over the baseline (the trigger's likely target).
+    fn score_lm(&self, model: &Model, progress: Progress, fwd: &mut f64) -> Result<Scored> {
+        let Cache::Embedding {
+            dim,
+            clean: base_clean,
+            probed,
+        } = &self.cache
+        else {
+            unreachable!("distribution cache")
+        };
+        let (n, v) = (self.suite.n, *dim);
+        let mut d_clean = vec![0f64; n];
+        let mut flips = 0usize;
+        stream(
+            model,
+            "the candidate",
+            &self.suite,
+            None,
+            &self.device,
+            progress,
+            fwd,
+            |s, p| {
+                for (j, row) in p.chunks_exact(v).enumerate() {
+                    let r = s + j;
+                    let b = &base_clean[r * v..(r + 1) * v];
+                    d_clean[r] = stats::js(b, row);
+                    flips += usize::from(stats::argmax(b) != stats::argmax(row));
+                }
+                Ok(())
+            },
+        )?;
+        let clean = stats::lm_drift(&d_clean, flips);
+        let np = self.probes.len();
+        let mut d_probe = vec![0f64; np * n];
+        // Per probe, the sum over prompts of candidate minus baseline probability per token.
+        let mut rise = vec![0f32; np * v];
+        stream(
+            model,
+            "the candidate",
+            &self.suite,
+            Some(&self.probes),
+            &self.device,
+            progress,
+            fwd,
+            |s, p| {
+                for (j, row) in p.chunks_exact(v).enumerate() {
+                    let r = s + j;
+                    let b = &probed[r * v..(r + 1) * v];
+                    d_probe[r] = stats::js(b, row);
+                    let acc = &mut rise[(r / n) * v..(r / n + 1) * v];
+                    for ((a, c), b) in acc.iter_mut().zip(row).zip(b) {
+                        *a += c - b;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let mut zs: Vec<stats::ProbeZ> = (0..np)
+            .map(|p| {
+                stats::probe_z_with(
+                    p,
+                    &d_probe[p * n..(p + 1) * n],
+                    clean.js_median,
+                    clean.js_mad,
+                    clean.js_p99,
+                )
+            })
+            .collect();
+        let c = self.suite.file.decision.consistency;
+        let value = zs
+            .iter()
+            .filter(|z| z.consistency >= c)
+            .map(|z| z.z)
+            .fold(0.0, f64::max);
+        zs.sort_by(|a, b| {
+            (b.consistency >= c)
+                .cmp(&(a.consistency >= c))
+                .then(b.z.total_cmp(&a.z))
+        });
+        let top = zs
+            .iter()
+            .take(self.suite.file.decision.report_top)
+            .map(|z| {
+                let acc = &rise[z.probe * v..(z.probe + 1) * v];
+                let tok = stats::argmax(acc);
+                let base_mean = (0..n)
+                    .map(|i| probed[(z.probe * n + i) * v + tok as usize] as f64)
+                    .sum::<f64>()
+                    / n as f64;
+                let inc = acc[tok as usize] as f64 / n as f64;
+                TriggerCandidate {
+                    probe: self.probes[z.probe].label.clone(),
+                    probe_index: z.probe,
+                    detail: CandidateDetail::Lm {
+                        median_js: z.median_distance,
+                        z: z.z,
+                        consistency: z.consistency,
+                        rising_token: self
+                            .baseline
+                            .output_name(tok)
+                            .unwrap_or_else(|| format!("<id {tok}>")),
+                        rising_token_id: tok,
+                        rising_mean_increase: inc,
+                        rising_baseline_prob: base_mean,
+                        rising_candidate_prob: base_mean + inc,
+                    },
+                }
+            })
+            .collect();
+        Ok(Scored {
+            value,
+            clean: Clean::Lm(clean),
+            companions: None,
+            top,
         })
     }
 

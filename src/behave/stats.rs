@@ -285,14 +285,47 @@ pub struct ProbeZ {
 }
 
 pub fn probe_z(probe: usize, d: &[f64], clean: &EmbedDrift) -> ProbeZ {
+    probe_z_with(
+        probe,
+        d,
+        clean.cos_distance_median,
+        clean.cos_distance_mad,
+        clean.cos_distance_p99,
+    )
+}
+
+/// Robust z of a probe's distances against a clean distribution given by its median, MAD and p99.
+pub fn probe_z_with(probe: usize, d: &[f64], median0: f64, mad0: f64, p99: f64) -> ProbeZ {
     let mut v = d.to_vec();
     let med = median(&mut v);
     ProbeZ {
         probe,
         median_distance: med,
-        z: (med - clean.cos_distance_median) / (1.4826 * clean.cos_distance_mad + Z_EPS),
-        consistency: d.iter().filter(|x| **x > clean.cos_distance_p99).count() as f64
-            / d.len().max(1) as f64,
+        z: (med - median0) / (1.4826 * mad0 + Z_EPS),
+        consistency: d.iter().filter(|x| **x > p99).count() as f64 / d.len().max(1) as f64,
+    }
+}
+
+/// Clean drift of a causal LM (informational): JS divergence between the two models'
+/// next-token distributions on the unprobed prompts, and how often the top token differs.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LmDrift {
+    pub js_mean: f64,
+    pub js_median: f64,
+    pub js_p99: f64,
+    /// Median absolute deviation of the clean JS values (the robust z-score's scale).
+    pub js_mad: f64,
+    pub top1_flip_rate: f64,
+}
+
+pub fn lm_drift(js_values: &[f64], flips: usize) -> LmDrift {
+    let e = embed_drift(js_values);
+    LmDrift {
+        js_mean: e.cos_distance_mean,
+        js_median: e.cos_distance_median,
+        js_p99: e.cos_distance_p99,
+        js_mad: e.cos_distance_mad,
+        top1_flip_rate: flips as f64 / js_values.len().max(1) as f64,
     }
 }
 
@@ -310,5 +343,18 @@ mod embed_tests {
         let clean = embed_drift(&[0.01, 0.02, 0.01, 0.02, 0.03]);
         let p = probe_z(1, &[0.3, 0.4, 0.35, 0.5, 0.01], &clean);
         assert!(p.z > 10.0 && p.consistency == 0.8, "{p:?}");
+    }
+
+    #[test]
+    fn lm_drift_and_js_z() {
+        let d = lm_drift(&[0.0, 0.0, 0.0, 0.0], 0);
+        assert_eq!((d.js_mean, d.js_mad, d.top1_flip_rate), (0.0, 0.0, 0.0));
+        // Identical models: every probe has z exactly 0 and no consistency.
+        let p = probe_z_with(0, &[0.0; 4], d.js_median, d.js_mad, d.js_p99);
+        assert_eq!((p.z, p.consistency), (0.0, 0.0));
+        let d = lm_drift(&[0.001, 0.002, 0.001, 0.003], 1);
+        assert_eq!(d.top1_flip_rate, 0.25);
+        let p = probe_z_with(3, &[0.5, 0.6, 0.7, 0.001], d.js_median, d.js_mad, d.js_p99);
+        assert!(p.z > 100.0 && p.consistency == 0.75, "{p:?}");
     }
 }

@@ -61,6 +61,9 @@ pub enum Task {
     Classification,
     /// Pooled text embeddings (BERT encoders); inputs are JSONL prompts `{"text": ...}`.
     Embedding,
+    /// Next-token distributions of causal LMs; inputs are JSONL prompts.
+    #[serde(rename = "lm", alias = "causal-lm")]
+    Lm,
 }
 
 /// One probe generator.
@@ -143,6 +146,10 @@ pub enum Statistic {
     /// clean cosine distance, among probes that move ≥ `consistency` of the inputs past the clean p99.
     #[serde(rename = "probe_cos_z")]
     ProbeCosZ,
+    /// Causal LMs: the same robust z-score and consistency condition over the Jensen–Shannon
+    /// divergence between the two models' next-token distributions.
+    #[serde(rename = "probe_js_z")]
+    ProbeJsZ,
 }
 
 impl Statistic {
@@ -150,6 +157,7 @@ impl Statistic {
         match self {
             Statistic::SrcclassMedianExcess => "srcclass_median_excess",
             Statistic::ProbeCosZ => "probe_cos_z",
+            Statistic::ProbeJsZ => "probe_js_z",
         }
     }
 }
@@ -196,7 +204,7 @@ impl Decision {
     pub fn threshold_for(&self, task: Task) -> f64 {
         self.threshold.unwrap_or(match task {
             Task::Classification => 0.5,
-            Task::Embedding => 10.0,
+            Task::Embedding | Task::Lm => 10.0,
         })
     }
 }
@@ -248,8 +256,10 @@ pub struct Suite {
     pub n: usize,
     pub sample_shape: Vec<usize>,
     pub labels: Option<Vec<u32>>,
-    /// Prompts (task = embedding).
+    /// Prompts (JSONL inputs: task = embedding or lm, or text classification).
     pub texts: Vec<String>,
+    /// Inputs are prompts rather than tensors.
+    pub text: bool,
 }
 
 impl Suite {
@@ -269,8 +279,10 @@ impl Suite {
         let mut file: SuiteFile =
             toml::from_str(text).map_err(|e| BehaveError::suite(path, e.to_string()))?;
         validate(path, &file)?;
-        if file.suite.task == Task::Embedding {
-            file.decision.stat = Statistic::ProbeCosZ;
+        match file.suite.task {
+            Task::Embedding => file.decision.stat = Statistic::ProbeCosZ,
+            Task::Lm => file.decision.stat = Statistic::ProbeJsZ,
+            Task::Classification => {}
         }
         let inputs_path = resolve(path, &file.suite.inputs);
         if !inputs_path.is_file() {
@@ -279,7 +291,7 @@ impl Suite {
                 format!("inputs file {} does not exist", inputs_path.display()),
             ));
         }
-        if file.suite.task == Task::Embedding {
+        if text_inputs(&file) {
             let raw_in = read_bounded(&inputs_path, 256 << 20)?;
             let texts = parse_jsonl(&inputs_path, &raw_in)?;
             return Ok(Suite {
@@ -293,6 +305,7 @@ impl Suite {
                 sample_shape: vec![],
                 labels: None,
                 texts,
+                text: true,
             });
         }
         let tf = tensors::load(&inputs_path)?;
@@ -328,6 +341,7 @@ impl Suite {
             sample_shape,
             labels,
             texts: vec![],
+            text: false,
         })
     }
 }
@@ -364,8 +378,15 @@ pub fn resolve(suite_path: &Path, rel: &str) -> PathBuf {
     base.join(rel)
 }
 
+/// Prompts (JSONL) rather than tensors: always for embedding and lm tasks; for classification
+/// when `inputs` names a `.jsonl` file (text classifiers).
+pub fn text_inputs(f: &SuiteFile) -> bool {
+    f.suite.task != Task::Classification || f.suite.inputs.ends_with(".jsonl")
+}
+
 fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     let err = |m: String| Err(BehaveError::suite(path, m));
+    let text = text_inputs(f);
     if f.suite.batch_size == 0 || f.suite.batch_size > 65_536 {
         return err("batch_size must be in 1..=65536".into());
     }
@@ -382,6 +403,12 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 .into(),
         );
     }
+    if d.stat == Statistic::ProbeJsZ && f.suite.task != Task::Lm {
+        return err(
+            "decision.stat probe_js_z applies to task = \"lm\" (causal LMs); use srcclass_median_excess for classifiers"
+                .into(),
+        );
+    }
     if !(0.0..=1.0).contains(&d.consistency) {
         return err("decision.consistency must be in [0, 1]".into());
     }
@@ -390,6 +417,11 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     }
     for (i, p) in f.probes.iter().enumerate() {
         match p {
+            ProbeSpec::PatchGrid { .. } | ProbeSpec::RandomSparse { .. } if text => {
+                return err(format!(
+                    "probe {i}: image probes need tensor inputs; prompts take `tokens` or `token-sweep` probes"
+                ));
+            }
             ProbeSpec::PatchGrid { size, stride, .. } => {
                 if *size == 0 || *stride == Some(0) {
                     return err(format!("probe {i}: size and stride must be ≥ 1"));
@@ -406,9 +438,9 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
             }
             ProbeSpec::TokenSweep { max, .. } => {
-                if f.suite.task != Task::Embedding {
+                if !text {
                     return err(format!(
-                        "probe {i}: `token-sweep` probes need task = \"embedding\""
+                        "probe {i}: `token-sweep` probes need JSONL prompts (inputs = \"….jsonl\")"
                     ));
                 }
                 if *max == 0 || *max > 100_000 {
@@ -416,9 +448,9 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
             }
             ProbeSpec::Tokens { tokens, .. } => {
-                if f.suite.task != Task::Embedding {
+                if !text {
                     return err(format!(
-                        "probe {i}: `tokens` probes need task = \"embedding\""
+                        "probe {i}: `tokens` probes need JSONL prompts (inputs = \"….jsonl\")"
                     ));
                 }
                 if tokens.is_empty() || tokens.len() > 100_000 {

@@ -195,6 +195,13 @@ fn human(r: &BehaveReport) -> String {
                 c.cos_distance_mean, c.cos_distance_median, c.cos_distance_p99, c.cos_distance_mad
             );
         }
+        Clean::Lm(c) => {
+            let _ = writeln!(
+                s,
+                "  clean      next-token JS mean {:.2e}, median {:.2e}, p99 {:.2e}, MAD {:.2e}, top-1 flips {:.1}% (informational)",
+                c.js_mean, c.js_median, c.js_p99, c.js_mad, 100.0 * c.top1_flip_rate
+            );
+        }
     }
     if let Some(c) = &r.companions {
         let _ = writeln!(
@@ -233,6 +240,35 @@ fn human(r: &BehaveReport) -> String {
                 median_distance,
                 100.0 * consistency
             ),
+            CandidateDetail::Lm {
+                median_js,
+                z,
+                consistency,
+                rising_token,
+                rising_baseline_prob,
+                rising_candidate_prob,
+                ..
+            } => {
+                let rise = if rising_candidate_prob > rising_baseline_prob {
+                    format!(
+                        "token {:?} rises {:.1}% → {:.1}%",
+                        rising_token,
+                        100.0 * rising_baseline_prob,
+                        100.0 * rising_candidate_prob
+                    )
+                } else {
+                    "no token's probability rises".into()
+                };
+                writeln!(
+                    s,
+                    "    {}. {}: z {:.1}, median JS {:.4} bits, {:.0}% of prompts past the clean p99; {rise}",
+                    i + 1,
+                    t.probe,
+                    z,
+                    median_js,
+                    100.0 * consistency,
+                )
+            }
         };
     }
     for f in &r.findings {

@@ -1,6 +1,8 @@
 //! BERT-family encoders from a Hugging Face directory: `config.json` + `model.safetensors` +
 //! `tokenizer.json` (+ `1_Pooling/config.json` from sentence-transformers for the pooling mode).
-//! Output: one pooled embedding per text. Nothing from the directory is executed.
+//! Output: one pooled embedding per text, or, for `BertForSequenceClassification` checkpoints
+//! (`bert.pooler.dense` + `classifier`, labels from `id2label`), class probabilities per text.
+//! Nothing from the directory is executed.
 
 use super::{ModelInfo, OutputKind};
 use crate::behave::error::{BehaveError, Result};
@@ -18,8 +20,15 @@ pub enum Pooling {
     Cls,
 }
 
+/// The sequence-classification head: tanh pooler over the [CLS] state, then a linear classifier.
+struct ClsHead {
+    pooler: candle_nn::Linear,
+    classifier: candle_nn::Linear,
+}
+
 pub struct BertEmbedder {
     model: BertModel,
+    head: Option<ClsHead>,
     tokenizer: Tokenizer,
     pooling: Pooling,
     max_len: usize,
@@ -34,9 +43,7 @@ pub fn detect(dir: &Path) -> bool {
 impl BertEmbedder {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cpath = dir.join(CONFIG_FILE);
-        let raw = read_bounded(&cpath, 1 << 20)?;
-        let json: serde_json::Value = serde_json::from_slice(&raw)
-            .map_err(|e| BehaveError::format(&cpath, format!("invalid JSON: {e}")))?;
+        let json = super::read_config(&cpath)?;
         let mt = json
             .get("model_type")
             .and_then(|v| v.as_str())
@@ -44,7 +51,7 @@ impl BertEmbedder {
         if mt != "bert" {
             return Err(BehaveError::format(
                 &cpath,
-                format!("model_type {mt:?} is not supported; this mlsign loads BERT encoders (model_type \"bert\") and the mlsign network spec"),
+                format!("model_type {mt:?} is not supported; {}", super::SUPPORTED),
             ));
         }
         let config: Config = serde_json::from_value(json.clone())
@@ -59,7 +66,7 @@ impl BertEmbedder {
         let bytes = read_bounded(&wpath, MAX_FILE_BYTES)?;
         let weights_sha256 = sha256_hex(&bytes);
         // Validate the container first: a readable error naming the file and tensor beats candle's.
-        {
+        let seq_cls = {
             let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
                 BehaveError::format(&wpath, format!("not a valid safetensors file: {e}"))
             })?;
@@ -78,9 +85,74 @@ impl BertEmbedder {
                     });
                 }
             }
-        }
+            let declared = json
+                .get("architectures")
+                .and_then(|a| a.as_array())
+                .is_some_and(|a| {
+                    a.iter().any(|x| {
+                        x.as_str()
+                            .is_some_and(|s| s.ends_with("ForSequenceClassification"))
+                    })
+                });
+            let heads = [
+                "classifier.weight",
+                "classifier.bias",
+                "bert.pooler.dense.weight",
+                "bert.pooler.dense.bias",
+            ];
+            if declared || all.contains_key("classifier.weight") {
+                for name in heads {
+                    if !all.contains_key(name) {
+                        return Err(BehaveError::MissingTensor {
+                            path: wpath.clone(),
+                            tensor: name.into(),
+                            present: present_names(&all),
+                        });
+                    }
+                }
+                let (h, cls) = (config.hidden_size, &all["classifier.weight"]);
+                let n_labels = cls.dims().first().copied().unwrap_or(0);
+                let want: [(&str, Vec<usize>); 4] = [
+                    ("bert.pooler.dense.weight", vec![h, h]),
+                    ("bert.pooler.dense.bias", vec![h]),
+                    ("classifier.weight", vec![n_labels.max(1), h]),
+                    ("classifier.bias", vec![n_labels.max(1)]),
+                ];
+                for (name, shape) in want {
+                    if all[name].dims() != shape.as_slice() {
+                        return Err(BehaveError::Shape {
+                            path: wpath.clone(),
+                            tensor: name.into(),
+                            found: all[name].dims().to_vec(),
+                            expected: format!("{shape:?} (hidden_size {h})"),
+                        });
+                    }
+                }
+                Some(n_labels)
+            } else {
+                None
+            }
+        };
+        let labels = match seq_cls {
+            Some(n) => Some(id2label(&cpath, &json, n)?),
+            None => None,
+        };
         let vb = candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?;
-        let model = BertModel::load(vb, &config)
+        let prefixed = vb.contains_tensor("bert.embeddings.word_embeddings.weight");
+        let head = if seq_cls.is_some() {
+            let n = labels.as_ref().map_or(0, Vec::len);
+            Some(ClsHead {
+                pooler: candle_nn::linear(
+                    config.hidden_size,
+                    config.hidden_size,
+                    vb.pp("bert.pooler.dense"),
+                )?,
+                classifier: candle_nn::linear(config.hidden_size, n, vb.pp("classifier"))?,
+            })
+        } else {
+            None
+        };
+        let model = BertModel::load(if prefixed { vb.pp("bert") } else { vb }, &config)
             .map_err(|e| BehaveError::format(&wpath, format!("does not match config.json: {e}")))?;
         let tpath = dir.join("tokenizer.json");
         let tbytes = read_bounded(&tpath, 64 << 20)?;
@@ -107,29 +179,73 @@ impl BertEmbedder {
                 "vocab{}/pos{}/types{}",
                 config.vocab_size, config.max_position_embeddings, config.type_vocab_size
             ),
-            format!("pooling {pooling:?}"),
+            match &head {
+                Some(_) => format!(
+                    "sequence classification, {} labels",
+                    labels.as_ref().map_or(0, Vec::len)
+                ),
+                None => format!("pooling {pooling:?}"),
+            },
         ];
+        let (format, outputs, output) = match &labels {
+            Some(l) => ("hf-bert-seq-cls", l.len(), OutputKind::Probabilities),
+            None => ("hf-bert", config.hidden_size, OutputKind::Embedding),
+        };
         Ok(BertEmbedder {
             model,
+            head,
             tokenizer,
             pooling,
             max_len,
             info: ModelInfo {
-                format: "hf-bert".into(),
+                format: format.into(),
                 weights: wpath.display().to_string(),
                 weights_sha256,
                 input_shape: vec![],
-                outputs: config.hidden_size,
-                output: OutputKind::Embedding,
+                outputs,
+                output,
                 arch,
-                labels: None,
+                labels,
                 tokenizer_sha256: Some(sha256_hex(&tbytes)),
             },
         })
     }
 
+    /// Is this a sequence classifier (class probabilities) rather than an embedder?
+    pub fn is_classifier(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// Class probabilities `[B, C]` (sequence classifiers only).
+    pub fn classify(&self, texts: &[String]) -> candle_core::Result<Tensor> {
+        let Some(head) = &self.head else {
+            return Err(candle_core::Error::Msg(
+                "this BERT checkpoint has no classifier head".into(),
+            ));
+        };
+        let (h, _) = self.encode(texts)?;
+        let cls = h.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = candle_nn::Module::forward(&head.pooler, &cls)?.tanh()?;
+        let logits = candle_nn::Module::forward(&head.classifier, &pooled)?;
+        candle_nn::ops::softmax_last_dim(&logits)
+    }
+
     /// Pooled embeddings `[B, H]` for a batch of texts.
     pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
+        let (h, mask) = self.encode(texts)?;
+        match self.pooling {
+            Pooling::Cls => h.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Mean => {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let sum = h.broadcast_mul(&m)?.sum(1)?;
+                let cnt = m.sum(1)?.clamp(1.0, f64::MAX)?;
+                sum.broadcast_div(&cnt)
+            }
+        }
+    }
+
+    /// Final hidden states `[B, T, H]` and the attention mask `[B, T]` of a padded batch.
+    fn encode(&self, texts: &[String]) -> candle_core::Result<(Tensor, Tensor)> {
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
@@ -154,15 +270,7 @@ impl BertEmbedder {
         let mask = Tensor::from_vec(mask, (b, t), &dev)?;
         let types = ids.zeros_like()?;
         let h = self.model.forward(&ids, &types, Some(&mask))?;
-        match self.pooling {
-            Pooling::Cls => h.narrow(1, 0, 1)?.squeeze(1),
-            Pooling::Mean => {
-                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let sum = h.broadcast_mul(&m)?.sum(1)?;
-                let cnt = m.sum(1)?.clamp(1.0, f64::MAX)?;
-                sum.broadcast_div(&cnt)
-            }
-        }
+        Ok((h, mask))
     }
 
     /// Vocabulary tokens ordered by id (without added/special tokens).
@@ -175,6 +283,44 @@ impl BertEmbedder {
     fn model_device(&self) -> Device {
         self.model.device.clone()
     }
+}
+
+fn present_names(all: &std::collections::HashMap<String, Tensor>) -> String {
+    let mut names: Vec<&str> = all.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let n = names.len();
+    names.truncate(12);
+    if n > 12 {
+        format!("{}, … ({n} in all)", names.join(", "))
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Class names from config.json's `id2label` (`{"0": "negative", …}`), or `LABEL_i`.
+fn id2label(cpath: &Path, json: &serde_json::Value, n: usize) -> Result<Vec<String>> {
+    let mut labels: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
+    if let Some(map) = json.get("id2label").and_then(|m| m.as_object()) {
+        if map.len() != n {
+            return Err(BehaveError::format(
+                cpath,
+                format!(
+                    "id2label names {} classes but `classifier.weight` has {n} rows",
+                    map.len()
+                ),
+            ));
+        }
+        for (k, v) in map {
+            let i: usize = k.parse().ok().filter(|i| *i < n).ok_or_else(|| {
+                BehaveError::format(
+                    cpath,
+                    format!("id2label key {k:?} is not a class index below {n}"),
+                )
+            })?;
+            labels[i] = v.as_str().unwrap_or_default().to_string();
+        }
+    }
+    Ok(labels)
 }
 
 fn pooling_mode(dir: &Path) -> Result<Pooling> {
@@ -195,5 +341,28 @@ fn pooling_mode(dir: &Path) -> Result<Pooling> {
             &p,
             "only mean or CLS pooling is supported",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id2label_reads_names_and_refuses_mismatches() {
+        let p = Path::new("config.json");
+        let j = serde_json::json!({"id2label": {"1": "pos", "0": "neg"}});
+        assert_eq!(id2label(p, &j, 2).unwrap(), vec!["neg", "pos"]);
+        assert_eq!(
+            id2label(p, &serde_json::json!({}), 2).unwrap(),
+            vec!["LABEL_0", "LABEL_1"]
+        );
+        let e = id2label(p, &j, 3).unwrap_err().to_string();
+        assert!(e.contains("2 classes") && e.contains("3 rows"), "{e}");
+        let j = serde_json::json!({"id2label": {"0": "a", "7": "b"}});
+        assert!(id2label(p, &j, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("\"7\""));
     }
 }

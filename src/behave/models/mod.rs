@@ -2,6 +2,7 @@
 //! candle) and a declarative description; none executes code from the model directory.
 
 pub mod bert;
+pub mod lm;
 pub mod net;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -19,6 +20,32 @@ pub enum OutputKind {
     Probabilities,
     /// A pooled text embedding (BERT-family encoders).
     Embedding,
+    /// The next-token probability distribution at the last prompt position (causal LMs).
+    #[serde(rename = "next-token")]
+    NextToken,
+}
+
+/// What a model does, which decides the suite tasks it can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Class scores from tensor inputs (mlsign network spec).
+    TensorClassifier,
+    /// Class probabilities from text (BERT sequence classification).
+    TextClassifier,
+    /// Pooled text embeddings (BERT encoders).
+    Embedder,
+    /// Next-token distributions (causal LMs).
+    CausalLm,
+}
+
+/// What `Model::load` accepts, for error messages.
+pub const SUPPORTED: &str = "supported: the mlsign network spec (mlsign-net.json); Hugging Face directories with config.json + model.safetensors + tokenizer.json for model_type \"bert\" (embeddings or BertForSequenceClassification) and the causal LMs llama, mistral, qwen2, phi3; GGUF files (llama, qwen2, phi3) with tokenizer.json; one *.onnx classifier (built with --features onnx)";
+
+/// config.json as JSON (bounded read).
+pub fn read_config(path: &Path) -> Result<serde_json::Value> {
+    let raw = super::tensors::read_bounded(path, 1 << 20)?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| BehaveError::format(path, format!("invalid JSON: {e}")))
 }
 
 /// What the report says about a loaded model; also what compatibility is checked on.
@@ -42,6 +69,7 @@ pub struct ModelInfo {
 pub enum Model {
     Net(net::NetModel),
     Bert(Box<bert::BertEmbedder>),
+    Lm(Box<lm::CausalLm>),
     #[cfg(feature = "onnx")]
     Onnx(Box<onnx::OnnxModel>),
 }
@@ -83,7 +111,27 @@ impl Model {
         if !explicit_onnx && dir.join(net::SPEC_FILE).is_file() {
             return Ok(Model::Net(net::NetModel::load(dir, device)?));
         }
-        if !explicit_onnx && bert::detect(dir) {
+        let mut unsupported_type = None;
+        if !explicit_onnx {
+            if let Some(g) = lm::find_gguf(path) {
+                return Ok(Model::Lm(Box::new(lm::CausalLm::load_gguf(&g, device)?)));
+            }
+            let cpath = dir.join(bert::CONFIG_FILE);
+            if cpath.is_file() {
+                let cfg = read_config(&cpath)?;
+                let mt = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+                if lm::HF_FAMILIES.contains(&mt) {
+                    return Ok(Model::Lm(Box::new(lm::CausalLm::load_hf(
+                        dir, &cfg, device,
+                    )?)));
+                }
+                if mt != "bert" {
+                    // An ONNX export may carry its source config.json: decide after looking for it.
+                    unsupported_type = Some((cpath, mt.to_string()));
+                }
+            }
+        }
+        if !explicit_onnx && unsupported_type.is_none() && bert::detect(dir) {
             return Ok(Model::Bert(Box::new(bert::BertEmbedder::load(
                 dir, device,
             )?)));
@@ -103,12 +151,15 @@ impl Model {
                 "ONNX support is not built in: rebuild with --features onnx (needs Debian's protobuf-compiler)",
             ));
         }
+        if let Some((cpath, mt)) = unsupported_type {
+            return Err(BehaveError::format(
+                &cpath,
+                format!("model_type {mt:?} is not supported; {SUPPORTED}"),
+            ));
+        }
         Err(BehaveError::format(
             dir,
-            format!(
-                "no supported model found: expected {} (mlsign network spec), config.json + tokenizer.json + model.safetensors (BERT encoder) or one *.onnx file",
-                net::SPEC_FILE
-            ),
+            format!("no supported model found; {SUPPORTED}"),
         ))
     }
 
@@ -116,8 +167,51 @@ impl Model {
         match self {
             Model::Net(m) => &m.info,
             Model::Bert(m) => &m.info,
+            Model::Lm(m) => &m.info,
             #[cfg(feature = "onnx")]
             Model::Onnx(m) => &m.info,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Model::Net(_) => Kind::TensorClassifier,
+            #[cfg(feature = "onnx")]
+            Model::Onnx(_) => Kind::TensorClassifier,
+            Model::Bert(m) if m.is_classifier() => Kind::TextClassifier,
+            Model::Bert(_) => Kind::Embedder,
+            Model::Lm(_) => Kind::CausalLm,
+        }
+    }
+
+    /// Outputs `[B, outputs]` for prompts: class probabilities (text classifiers), pooled
+    /// embeddings (encoders) or next-token distributions (causal LMs).
+    pub fn text_outputs(&self, texts: &[String]) -> candle_core::Result<Tensor> {
+        match self {
+            Model::Bert(m) if m.is_classifier() => m.classify(texts),
+            Model::Bert(m) => m.embed(texts),
+            Model::Lm(m) => m.next_token_probs(texts),
+            Model::Net(_) => Err(candle_core::Error::Msg(
+                "an mlsign network takes tensors, not text: use a suite with safetensors inputs"
+                    .into(),
+            )),
+            #[cfg(feature = "onnx")]
+            Model::Onnx(_) => Err(candle_core::Error::Msg(
+                "an ONNX classifier takes tensors, not text: use a suite with safetensors inputs"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The text of one output index: a class label, or a token for causal LMs.
+    pub fn output_name(&self, i: u32) -> Option<String> {
+        match self {
+            Model::Lm(m) => Some(m.token_text(i)),
+            _ => self
+                .info()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(i as usize).cloned()),
         }
     }
 
@@ -129,7 +223,7 @@ impl Model {
                 match m.info.output {
                     OutputKind::Probabilities => Ok(y),
                     OutputKind::Logits => net::softmax(&y),
-                    OutputKind::Embedding => Ok(y),
+                    OutputKind::Embedding | OutputKind::NextToken => Ok(y),
                 }
             }
             #[cfg(feature = "onnx")]
@@ -137,9 +231,8 @@ impl Model {
                 OutputKind::Logits => net::softmax(&m.forward(x)?),
                 _ => m.forward(x),
             },
-            Model::Bert(_) => Err(candle_core::Error::Msg(
-                "a text encoder has no class probabilities: use a suite with task = \"embedding\""
-                    .into(),
+            Model::Bert(_) | Model::Lm(_) => Err(candle_core::Error::Msg(
+                "a text model takes prompts, not tensors: use a suite with JSONL prompts".into(),
             )),
         }
     }
@@ -148,17 +241,10 @@ impl Model {
     pub fn vocab(&self) -> Option<Vec<String>> {
         match self {
             Model::Bert(m) => Some(m.vocab()),
-            _ => None,
-        }
-    }
-
-    /// Pooled embeddings `[B, H]` for texts (text encoders only).
-    pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
-        match self {
-            Model::Bert(m) => m.embed(texts),
-            _ => Err(candle_core::Error::Msg(
-                "an mlsign network takes tensors, not text: use a suite with task = \"classification\"".into(),
-            )),
+            Model::Lm(m) => Some(m.vocab()),
+            Model::Net(_) => None,
+            #[cfg(feature = "onnx")]
+            Model::Onnx(_) => None,
         }
     }
 }
@@ -219,6 +305,11 @@ pub fn check_compatible(base: &ModelInfo, cand: &ModelInfo) -> Result<()> {
         ));
     }
     for (i, (a, b)) in base.arch.iter().zip(&cand.arch).enumerate() {
+        if a != b && base.output == OutputKind::NextToken {
+            return mismatch(format!(
+                "the configuration is `{a}` in the baseline but `{b}` in the candidate"
+            ));
+        }
         if a != b {
             return mismatch(format!(
                 "layer {i} is {a} in the baseline but {b} in the candidate"
