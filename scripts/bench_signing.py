@@ -6,7 +6,7 @@
 
 Generates a model of FILES random files (SIZE_MB in total) under .bench/, warms the page cache,
 then times every tool REPEAT times and prints a Markdown table: median wall seconds, CPU seconds
-(user+sys), MB/s, peak RSS, and the ratio against mlsign. The machine is shared and noisy: read
+(user+sys), MB/s, peak RSS, and the ratio against mlsign. Rounds are interleaved. The machine is shared and noisy: read
 the ratios and the CPU seconds, not only the wall times.
 """
 import argparse
@@ -36,17 +36,6 @@ def run_once(cmd, cwd):
         sys.exit(f"benchmark command failed ({code}): {' '.join(map(str, cmd))}\n{err}")
     cpu = ru.ru_utime + ru.ru_stime
     return wall, cpu, ru.ru_maxrss / 1024.0, ru.ru_stime  # MiB
-
-
-def measure(cmd, cwd, repeat):
-    run_once(cmd, cwd)  # warm-up (page cache, lazy loading)
-    runs = [run_once(cmd, cwd) for _ in range(repeat)]
-    return (
-        statistics.median(r[0] for r in runs),
-        statistics.median(r[1] for r in runs),
-        max(r[2] for r in runs),
-        statistics.median(r[3] for r in runs),
-    )
 
 
 def make_model(path, size_mb, files):
@@ -108,10 +97,24 @@ def main():
         ("mlsign verify 20 MB model", [ml, "verify", small, "--bundle", sig("ml-small.sig"), "--key", pub, "--no-progress"]),
         ("model_signing verify 20 MB model", [oms, "verify", "key", small, "--signature", sig("oms-small.sig"), "--public_key", pub]),
     ]
-    results = {}
-    for name, cmd in rows:
-        results[name] = measure(cmd, ROOT, args.repeat)
-        print(f"  measured {name}: {results[name][0]:.3f}s", file=sys.stderr)
+    # Rounds are interleaved (every tool once per round) so a burst of load on this shared
+    # machine lands on all tools alike instead of on whichever ran during it.
+    for _, cmd in rows:
+        run_once(cmd, ROOT)  # warm-up (page cache, lazy loading)
+    runs = {name: [] for name, _ in rows}
+    for r in range(args.repeat):
+        for name, cmd in rows:
+            runs[name].append(run_once(cmd, ROOT))
+        print(f"  round {r + 1}/{args.repeat} done", file=sys.stderr)
+    results = {
+        name: (
+            statistics.median(x[0] for x in rs),
+            statistics.median(x[1] for x in rs),
+            max(x[2] for x in rs),
+            statistics.median(x[3] for x in rs),
+        )
+        for name, rs in runs.items()
+    }
 
     def ratio(slow, fast):
         return results[slow][0] / results[fast][0]
