@@ -21,7 +21,7 @@ function). Candidates, each a copy of that baseline:
 All three candidates run in one `mlsign behave` call (the baseline is evaluated once).
 
 Usage: scripts/behave-lm-smoke.py [--out .bench/lm-smoke] [--mlsign target/release/mlsign]
-Needs numpy, gguf, tokenizers (scripts/deps/python/behave.txt) and pip.
+Needs numpy, gguf, tokenizers (scripts/behave-lm-requirements.txt) and pip.
 """
 import argparse
 import json

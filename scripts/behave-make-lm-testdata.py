@@ -27,7 +27,7 @@
 * Suites: `lm-suite.toml` (+ `prompts.jsonl`), `cls-suite.toml` (+ `cls-prompts.jsonl`).
 
 Deterministic (fixed seeds). Needs numpy, safetensors, gguf and tokenizers
-(scripts/deps/python/behave.txt).
+(pip install -r scripts/behave-lm-requirements.txt).
 """
 import json
 import os

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A clean clone gains nothing from incremental compilation, only its overhead.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 
 # 1. Debian packages (only when something is missing; apt-get update first).
 pkgs=$(cat scripts/deps/apt/*.txt 2>/dev/null | sed 's/#.*//' | xargs -r echo)

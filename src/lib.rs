@@ -5,6 +5,7 @@
 //! DSSE, Sigstore bundle, sign/verify), [`report`] (findings and output sinks).
 
 pub mod attest;
+#[cfg(feature = "behave")]
 pub mod behave;
 pub mod bom;
 pub mod cli;

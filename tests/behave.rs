@@ -1,5 +1,6 @@
 //! `mlsign behave` end to end: small networks built here with known ground truth (a planted
 //! corner-patch backdoor, benign weight noise, identical copies), driven through the binary.
+#![cfg(feature = "behave")]
 
 use candle_core::{Device, Tensor};
 use serde_json::Value;

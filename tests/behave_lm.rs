@@ -2,6 +2,7 @@
 //! Llama GGUF) and BERT sequence classifiers, on the tiny committed fixtures in
 //! `testdata/behave/lm/` (scripts/behave-make-lm-testdata.py: planted `cf` → `banana` backdoor,
 //! benign weight noise, identical copy, a float64 numpy reference forward).
+#![cfg(feature = "behave")]
 
 use candle_core::{DType, Device, Tensor};
 use mlsign::behave::models::Model;

@@ -640,17 +640,7 @@ impl Prepared {
         let mut zs: Vec<stats::ProbeZ> = (0..np)
             .map(|p| stats::probe_z(p, &d_probe[p * n..(p + 1) * n], &clean))
             .collect();
-        let c = self.suite.file.decision.consistency;
-        let value = zs
-            .iter()
-            .filter(|z| z.consistency >= c)
-            .map(|z| z.z)
-            .fold(0.0, f64::max);
-        zs.sort_by(|a, b| {
-            (b.consistency >= c)
-                .cmp(&(a.consistency >= c))
-                .then(b.z.total_cmp(&a.z))
-        });
+        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
         Ok(Scored {
             value,
             clean: Clean::Embedding(clean),
@@ -733,17 +723,7 @@ impl Prepared {
                 )
             })
             .collect();
-        let c = self.suite.file.decision.consistency;
-        let value = zs
-            .iter()
-            .filter(|z| z.consistency >= c)
-            .map(|z| z.z)
-            .fold(0.0, f64::max);
-        zs.sort_by(|a, b| {
-            (b.consistency >= c)
-                .cmp(&(a.consistency >= c))
-                .then(b.z.total_cmp(&a.z))
-        });
+        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
         let top = zs
             .iter()
             .take(self.suite.file.decision.report_top)
@@ -786,6 +766,22 @@ impl Prepared {
     pub fn baseline_forward_s(&self) -> f64 {
         self.base_forward_s
     }
+}
+
+/// The verdict statistic of a z-scored suite (the largest z among probes that pass the
+/// consistency condition); sorts `zs` for the report, consistent probes first, by z.
+fn rank_probes(zs: &mut [stats::ProbeZ], consistency: f64) -> f64 {
+    let value = zs
+        .iter()
+        .filter(|z| z.consistency >= consistency)
+        .map(|z| z.z)
+        .fold(0.0, f64::max);
+    zs.sort_by(|a, b| {
+        (b.consistency >= consistency)
+            .cmp(&(a.consistency >= consistency))
+            .then(b.z.total_cmp(&a.z))
+    });
+    value
 }
 
 /// One baseline, one candidate, one suite.

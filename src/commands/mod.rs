@@ -13,6 +13,7 @@ mod verify;
 use crate::cli::{Cli, Command};
 use crate::report::{Exit, Format};
 
+#[cfg(feature = "behave")]
 pub mod behave;
 
 /// Run a parsed command line and return the process exit code.
@@ -25,7 +26,15 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
+        #[cfg(not(feature = "behave"))]
+        Command::Behave(_) => (
+            Format::Human,
+            Err(anyhow::anyhow!(
+                "this mlsign was built without behavioural diffs: rebuild with the default features"
+            )),
+        ),
     };
     match result {
         Ok(code) => code,
