@@ -550,7 +550,7 @@ pub struct ScanArgs {
 pub enum BehaveDevice {
     #[default]
     Cpu,
-    /// First CUDA GPU (needs a build with `--features cuda`).
+    /// First CUDA GPU (needs a build with `--features cuda` and the NVIDIA driver).
     Cuda,
 }
 
@@ -571,8 +571,10 @@ Exit codes: 0 no divergence found, 1 flagged (any candidate), 2 error.",
 pub struct BehaveArgs {
     #[command(subcommand)]
     pub command: Option<BehaveCommand>,
-    /// Trusted baseline model directory: mlsign network spec (mlsign-net.json + safetensors) or
-    /// a BERT encoder (config.json + model.safetensors + tokenizer.json).
+    /// Trusted baseline model directory: mlsign network spec (mlsign-net.json + safetensors), a
+    /// Hugging Face model (config.json + safetensors + tokenizer.json: BERT encoder or sequence
+    /// classifier; Llama, Mistral, Qwen2 or Phi-3 causal LM), a GGUF causal LM, or an ONNX
+    /// classifier (builds with `--features onnx`).
     #[arg(long, value_name = "DIR", required = true)]
     pub baseline: Option<PathBuf>,
     /// Candidate model directory to check. Repeatable: the baseline is evaluated once.

@@ -956,3 +956,19 @@ consistency = 0.5
     assert!(noise_r["clean"]["cos_distance_mean"].as_f64().unwrap() > 0.0);
     assert_eq!(noise_r["verdict"], "no-divergence-found", "{noise_r:#}");
 }
+
+#[path = "support/device.rs"]
+mod device;
+
+/// The committed demo pair under `--device cuda`: the GPU verdict equals the CPU one, or, where
+/// there is no GPU or no CUDA build, a clear exit 2 (see support/device.rs).
+#[test]
+fn cuda_device_agrees_with_cpu_or_says_why_not() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave");
+    let on_gpu = device::cuda_matches_cpu(
+        &data.join("base"),
+        &data.join("backdoored"),
+        &data.join("suite.toml"),
+    );
+    println!("compared on a GPU: {on_gpu}");
+}

@@ -618,3 +618,22 @@ fn bad_text_models_are_clear_errors() {
         &["is a causal LM", "task = \"lm\""],
     );
 }
+
+#[path = "support/device.rs"]
+mod device;
+
+/// Causal LM (safetensors and quantised GGUF) and BERT classifier pairs under `--device cuda`:
+/// the GPU verdict equals the CPU one, or a clear exit 2 without a GPU or a CUDA build.
+#[test]
+fn cuda_device_agrees_with_cpu_or_says_why_not() {
+    let d = data();
+    let pairs = [
+        ("llama-base", "llama-backdoor", "lm-suite.toml"),
+        ("llama-gguf-q8", "llama-backdoor", "lm-suite.toml"),
+        ("bert-cls-base", "bert-cls-backdoor", "cls-suite.toml"),
+    ];
+    for (base, cand, suite) in pairs {
+        let on_gpu = device::cuda_matches_cpu(&d.join(base), &d.join(cand), &d.join(suite));
+        println!("{base} vs {cand}: compared on a GPU: {on_gpu}");
+    }
+}

@@ -490,3 +490,20 @@ fn suite_model_output_picks_one_of_several_outputs() {
         );
     }
 }
+
+#[path = "support/device.rs"]
+mod device;
+
+/// ONNX MLP and CNN pairs, and the CNN's mlsign-net twin (conv2d), under `--device cuda`: the GPU
+/// verdict equals the CPU one, or a clear exit 2 without a GPU or a CUDA build.
+#[test]
+fn cuda_device_agrees_with_cpu_or_says_why_not() {
+    for dir in ["onnx/mlp", "onnx/cnn", "onnx/cnn-net"] {
+        let on_gpu = device::cuda_matches_cpu(
+            &td(&format!("{dir}/base")),
+            &td(&format!("{dir}/backdoored")),
+            &suite(),
+        );
+        println!("{dir}: compared on a GPU: {on_gpu}");
+    }
+}

@@ -28,8 +28,42 @@ pub fn device(cuda: bool) -> Result<candle_core::Device> {
                 message: "this mlsign was built without CUDA support (cargo feature `cuda`)".into(),
             });
         }
-        Ok(candle_core::Device::new_cuda(0)?)
+        new_cuda()
     } else {
         Ok(candle_core::Device::Cpu)
+    }
+}
+
+/// Opens GPU 0. cudarc loads the driver library (`libcuda.so`) on first use and panics when it
+/// is absent (a CUDA build on a machine without the NVIDIA driver), so the panic is caught and
+/// turned into an error here, with the default hook silenced for that one call.
+fn new_cuda() -> Result<candle_core::Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| candle_core::Device::new_cuda(0));
+    std::panic::set_hook(hook);
+    let cuda_error = |message: String| {
+        BehaveError::Format {
+        path: "--device".into(),
+        message: format!(
+            "cannot open CUDA device 0: {message}; check that the NVIDIA driver is installed \
+             (libcuda.so on the library path) and a GPU is visible (nvidia-smi), or use --device cpu"
+        ),
+    }
+    };
+    match opened {
+        Ok(Ok(device)) => Ok(device),
+        // The first line only: candle appends a backtrace when RUST_BACKTRACE is set.
+        Ok(Err(e)) => Err(cuda_error(
+            e.to_string().lines().next().unwrap_or_default().to_string(),
+        )),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the CUDA library panicked".into());
+            Err(cuda_error(message))
+        }
     }
 }
