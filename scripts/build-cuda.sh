@@ -22,6 +22,8 @@ wheels=(nvidia-cuda-nvcc==13.4.92 nvidia-nvvm==13.4.92 nvidia-cuda-runtime==13.4
   nvidia-cuda-crt==13.4.92 nvidia-cuda-cccl==13.3.5.0.6 nvidia-cuda-nvrtc==13.4.92
   nvidia-curand==10.4.5.25 nvidia-cublas==13.10.0.20)
 
+# grep -c reads all of ldconfig's output: with pipefail, grep -q could end it by SIGPIPE.
+have_driver=$(ldconfig -p 2>/dev/null | grep -c 'libcuda\.so\.1 ' || true)
 if ! command -v nvcc >/dev/null; then
   venv=${MLSIGN_CUDA_VENV:-.venv-cuda}
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -35,27 +37,28 @@ if ! command -v nvcc >/dev/null; then
   done
   export PATH="$cu/bin:$cu/nvvm/bin:$PATH" CUDA_HOME="$cu" CUDA_PATH="$cu" NVCC="$cu/bin/nvcc"
   runtime_libs="$cu/lib"
+  if [ "$have_driver" = 0 ]; then
+    # No driver: a stub from the entry points cudarc declares, in lib/stubs where cudarc's build
+    # script looks, and on the runtime path only of this driverless machine.
+    if [ ! -e "$cu/lib/stubs/libcuda.so.1" ]; then
+      cudarc=$(cargo metadata --locked --format-version 1 --features cuda | python3 -c \
+        'import json, os, sys; print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')
+      mkdir -p "$cu/lib/stubs"
+      grep -ohE '\bfn cu[A-Za-z0-9_]+\(' "$cudarc/src/driver/sys/mod.rs" | sed 's/^fn //; s/($//' \
+        | sort -u | awk '{ print "int " $1 "(void) { return 100; }" }' >"$cu/lib/stubs/libcuda-stub.c"
+      cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cu/lib/stubs/libcuda.so" "$cu/lib/stubs/libcuda-stub.c"
+      ln -sf libcuda.so "$cu/lib/stubs/libcuda.so.1"
+    fi
+    runtime_libs="$runtime_libs:$cu/lib/stubs"
+    echo "no NVIDIA driver here: the binary will start with a stub libcuda and report no CUDA device"
+  fi
 else
-  cu=$(dirname "$(dirname "$(command -v nvcc)")")
+  # A system toolkit links against its own lib64/stubs; the binary then starts only where the
+  # driver is.
   runtime_libs=""
 fi
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 nvcc --version | tail -1
-
-if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 ' && [ ! -e "$cu/lib/stubs/libcuda.so" ]; then
-  # No driver: a link-time stub from the entry points cudarc declares.
-  cudarc=$(cargo metadata --locked --format-version 1 --features cuda | python3 -c \
-    'import json, os, sys; print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')
-  mkdir -p "$cu/lib/stubs"
-  grep -ohE '\bfn cu[A-Za-z0-9_]+\(' "$cudarc/src/driver/sys/mod.rs" | sed 's/^fn //; s/($//' \
-    | sort -u | awk '{ print "int " $1 "(void) { return 100; }" }' >"$cu/lib/stubs/libcuda-stub.c"
-  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cu/lib/stubs/libcuda.so" "$cu/lib/stubs/libcuda-stub.c"
-  ln -sf libcuda.so "$cu/lib/stubs/libcuda.so.1"
-fi
-if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
-  runtime_libs="${runtime_libs:+$runtime_libs:}$cu/lib/stubs"
-  echo "no NVIDIA driver here: the binary will start with the stub libcuda and report no CUDA device"
-fi
 
 features=cuda
 if command -v protoc >/dev/null; then features=cuda,onnx; fi
