@@ -6,7 +6,11 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+#[path = "support/behave.rs"]
+mod support;
+use support::{mlsign, s};
 
 const N_PER_CLASS: usize = 20;
 const TARGET: usize = 3;
@@ -24,17 +28,6 @@ impl Rng {
         let (u, v) = (self.next().max(1e-7), self.next());
         (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
     }
-}
-
-fn mlsign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(args)
-        .output()
-        .expect("run mlsign")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Ten class prototypes in [0, 0.7) on 8×8 images.
@@ -957,15 +950,12 @@ consistency = 0.5
     assert_eq!(noise_r["verdict"], "no-divergence-found", "{noise_r:#}");
 }
 
-#[path = "support/device.rs"]
-mod device;
-
 /// The committed demo pair under `--device cuda`: the GPU verdict equals the CPU one, or, where
 /// there is no GPU or no CUDA build, a clear exit 2 (see support/device.rs).
 #[test]
 fn cuda_device_agrees_with_cpu_or_says_why_not() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave");
-    let on_gpu = device::cuda_matches_cpu(
+    let on_gpu = support::cuda_matches_cpu(
         &data.join("base"),
         &data.join("backdoored"),
         &data.join("suite.toml"),

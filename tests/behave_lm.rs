@@ -9,21 +9,14 @@ use mlsign::behave::models::Model;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+#[path = "support/behave.rs"]
+mod support;
+use support::{mlsign, s};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave/lm")
-}
-
-fn mlsign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(args)
-        .output()
-        .expect("run mlsign")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn run(base: &Path, cand: &Path, suite: &Path) -> Output {
@@ -619,9 +612,6 @@ fn bad_text_models_are_clear_errors() {
     );
 }
 
-#[path = "support/device.rs"]
-mod device;
-
 /// Causal LM (safetensors and quantised GGUF) and BERT classifier pairs under `--device cuda`:
 /// the GPU verdict equals the CPU one, or a clear exit 2 without a GPU or a CUDA build.
 #[test]
@@ -633,7 +623,7 @@ fn cuda_device_agrees_with_cpu_or_says_why_not() {
         ("bert-cls-base", "bert-cls-backdoor", "cls-suite.toml"),
     ];
     for (base, cand, suite) in pairs {
-        let on_gpu = device::cuda_matches_cpu(&d.join(base), &d.join(cand), &d.join(suite));
+        let on_gpu = support::cuda_matches_cpu(&d.join(base), &d.join(cand), &d.join(suite));
         println!("{base} vs {cand}: compared on a GPU: {on_gpu}");
     }
 }

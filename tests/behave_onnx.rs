@@ -9,7 +9,10 @@ use candle_core::{Device, Tensor};
 use mlsign::behave::models::Model;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+#[path = "support/behave.rs"]
+mod support;
+use support::mlsign;
 
 fn td(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,13 +22,6 @@ fn td(rel: &str) -> PathBuf {
 
 fn suite() -> PathBuf {
     td("suite.toml")
-}
-
-fn mlsign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(args)
-        .output()
-        .expect("run mlsign")
 }
 
 fn behave_json(base: &Path, cand: &Path) -> (i32, Value) {
@@ -491,15 +487,12 @@ fn suite_model_output_picks_one_of_several_outputs() {
     }
 }
 
-#[path = "support/device.rs"]
-mod device;
-
 /// ONNX MLP and CNN pairs, and the CNN's mlsign-net twin (conv2d), under `--device cuda`: the GPU
 /// verdict equals the CPU one, or a clear exit 2 without a GPU or a CUDA build.
 #[test]
 fn cuda_device_agrees_with_cpu_or_says_why_not() {
     for dir in ["onnx/mlp", "onnx/cnn", "onnx/cnn-net"] {
-        let on_gpu = device::cuda_matches_cpu(
+        let on_gpu = support::cuda_matches_cpu(
             &td(&format!("{dir}/base")),
             &td(&format!("{dir}/backdoored")),
             &suite(),

@@ -58,6 +58,16 @@ enum Cache {
     },
 }
 
+impl Cache {
+    /// Output values per row.
+    fn width(&self) -> usize {
+        match self {
+            Cache::Classes { classes, .. } => *classes,
+            Cache::Embedding { dim, .. } => *dim,
+        }
+    }
+}
+
 /// Text counterpart of [`stream`]: prompts (clean or probed) through a text model in batches.
 #[allow(clippy::too_many_arguments)]
 fn stream_text(
@@ -487,6 +497,35 @@ impl Prepared {
         })
     }
 
+    /// Runs the candidate over the clean inputs (`probed` false) or every probe and hands each
+    /// output row to `row(r, values)`, r = probe × n + input as in the baseline cache.
+    fn candidate_rows(
+        &self,
+        model: &Model,
+        probed: bool,
+        progress: Progress,
+        fwd: &mut f64,
+        mut row: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let width = self.cache.width();
+        let probes = probed.then_some(self.probes.as_slice());
+        stream(
+            model,
+            "the candidate",
+            &self.suite,
+            probes,
+            &self.device,
+            progress,
+            fwd,
+            |s, p| {
+                for (j, values) in p.chunks_exact(width).enumerate() {
+                    row(s + j, values);
+                }
+                Ok(())
+            },
+        )
+    }
+
     fn score_classes(&self, model: &Model, progress: Progress, fwd: &mut f64) -> Result<Scored> {
         let Cache::Classes {
             classes: k,
@@ -500,40 +539,17 @@ impl Prepared {
         };
         let (n, k) = (self.suite.n, *k);
         let mut cand_clean = vec![0f32; n * k];
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            None,
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                cand_clean[s * k..s * k + p.len()].copy_from_slice(p);
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, false, progress, fwd, |r, row| {
+            cand_clean[r * k..(r + 1) * k].copy_from_slice(row);
+        })?;
         let clean = stats::clean_drift(base_clean, &cand_clean, k, self.suite.labels.as_deref());
         let np = self.probes.len();
         let mut cand_pred = vec![0u32; np * n];
         let mut js_sum = vec![0f64; np];
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            Some(&self.probes),
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                for (j, row) in p.chunks_exact(k).enumerate() {
-                    let r = s + j;
-                    cand_pred[r] = stats::argmax(row);
-                    js_sum[r / n] += stats::js(&probed[r * k..(r + 1) * k], row);
-                }
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, true, progress, fwd, |r, row| {
+            cand_pred[r] = stats::argmax(row);
+            js_sum[r / n] += stats::js(&probed[r * k..(r + 1) * k], row);
+        })?;
         let min_support = self.suite.file.decision.min_support;
         let mut cells: Vec<CellScore> = Vec::new();
         for p in 0..np {
@@ -602,41 +618,15 @@ impl Prepared {
         };
         let (n, h) = (self.suite.n, *dim);
         let mut d_clean = vec![0f64; n];
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            None,
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                for (j, row) in p.chunks_exact(h).enumerate() {
-                    let r = s + j;
-                    d_clean[r] = stats::cos_distance(&base_clean[r * h..(r + 1) * h], row);
-                }
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, false, progress, fwd, |r, row| {
+            d_clean[r] = stats::cos_distance(&base_clean[r * h..(r + 1) * h], row);
+        })?;
         let clean = stats::embed_drift(&d_clean);
         let np = self.probes.len();
         let mut d_probe = vec![0f64; np * n];
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            Some(&self.probes),
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                for (j, row) in p.chunks_exact(h).enumerate() {
-                    let r = s + j;
-                    d_probe[r] = stats::cos_distance(&probed[r * h..(r + 1) * h], row);
-                }
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, true, progress, fwd, |r, row| {
+            d_probe[r] = stats::cos_distance(&probed[r * h..(r + 1) * h], row);
+        })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
             .map(|p| stats::probe_z(p, &d_probe[p * n..(p + 1) * n], &clean))
             .collect();
@@ -668,50 +658,24 @@ impl Prepared {
         let (n, v) = (self.suite.n, *dim);
         let mut d_clean = vec![0f64; n];
         let mut flips = 0usize;
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            None,
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                for (j, row) in p.chunks_exact(v).enumerate() {
-                    let r = s + j;
-                    let b = &base_clean[r * v..(r + 1) * v];
-                    d_clean[r] = stats::js(b, row);
-                    flips += usize::from(stats::argmax(b) != stats::argmax(row));
-                }
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, false, progress, fwd, |r, row| {
+            let b = &base_clean[r * v..(r + 1) * v];
+            d_clean[r] = stats::js(b, row);
+            flips += usize::from(stats::argmax(b) != stats::argmax(row));
+        })?;
         let clean = stats::lm_drift(&d_clean, flips);
         let np = self.probes.len();
         let mut d_probe = vec![0f64; np * n];
         // Per probe, the sum over prompts of candidate minus baseline probability per token.
         let mut rise = vec![0f32; np * v];
-        stream(
-            model,
-            "the candidate",
-            &self.suite,
-            Some(&self.probes),
-            &self.device,
-            progress,
-            fwd,
-            |s, p| {
-                for (j, row) in p.chunks_exact(v).enumerate() {
-                    let r = s + j;
-                    let b = &probed[r * v..(r + 1) * v];
-                    d_probe[r] = stats::js(b, row);
-                    let acc = &mut rise[(r / n) * v..(r / n + 1) * v];
-                    for ((a, c), b) in acc.iter_mut().zip(row).zip(b) {
-                        *a += c - b;
-                    }
-                }
-                Ok(())
-            },
-        )?;
+        self.candidate_rows(model, true, progress, fwd, |r, row| {
+            let b = &probed[r * v..(r + 1) * v];
+            d_probe[r] = stats::js(b, row);
+            let acc = &mut rise[(r / n) * v..(r / n + 1) * v];
+            for ((a, c), b) in acc.iter_mut().zip(row).zip(b) {
+                *a += c - b;
+            }
+        })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
             .map(|p| {
                 stats::probe_z_with(

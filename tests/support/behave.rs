@@ -1,28 +1,45 @@
-//! `--device cuda` checked against the CPU run of the same pair, shared by the behave test files.
+//! Shared by the behave test files: running the binary, and `--device cuda` checked against the
+//! CPU run of the same pair. Each file uses part of it.
 //!
-//! What it can check depends on the build and the machine, and it says which it did:
+//! What `cuda_matches_cpu` can check depends on the build and the machine; it says which:
 //! - built without the `cuda` feature: `--device cuda` is a usage error (exit 2) that names the
 //!   feature;
 //! - built with it, on a machine without the NVIDIA driver or a GPU: exit 2 naming CUDA device 0
 //!   and what to check, never a panic;
 //! - built with it on a GPU: the same exit code, verdict and top trigger candidate as on the CPU,
 //!   and the decision statistic within float tolerance.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
+
+pub fn mlsign(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .args(args)
+        .output()
+        .expect("run mlsign")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
 
 fn behave(base: &Path, cand: &Path, suite: &Path, device: &str) -> (i32, Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(["behave", "--baseline"])
-        .arg(base)
-        .arg("--candidate")
-        .arg(cand)
-        .arg("--suite")
-        .arg(suite)
-        .args(["--format", "json", "--no-progress", "--device", device])
-        .output()
-        .expect("run mlsign");
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(base),
+        "--candidate",
+        s(cand),
+        "--suite",
+        s(suite),
+        "--format",
+        "json",
+        "--no-progress",
+        "--device",
+        device,
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
         !stderr.contains("panicked"),
