@@ -1,7 +1,8 @@
 //! Content manifests: walk a model or dataset, hash every file (or shard) in parallel with bounded
 //! memory, and order the results exactly as OpenSSF model signing (`model_signing`) does.
 //!
-//! ```no_run
+//! ```ignore
+//! // compiled as the unit test `digest::doc_example`
 //! use mlsign::digest::{HashConfig, Manifest};
 //! let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
 //! println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
@@ -52,4 +53,12 @@ pub mod kernels {
             (ha.finish(), hb.finish())
         })
     }
+}
+
+/// The module-level usage example, compiled (doc tests are off: see Cargo.toml).
+#[cfg(test)]
+#[allow(dead_code)]
+fn doc_example() {
+    let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
+    println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
 }
