@@ -1979,6 +1979,22 @@ fn since_with_shards_reuses_per_file_and_verify_ignores_the_cache() {
     );
     assert_eq!(incremental(&r), (0, 2));
     assert!(r.stderr.contains("shard size"), "{}", r.stderr);
+    // A bundle of the current state, then the cache is refreshed by `hash`.
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--force",
+            "--shard-size",
+            "1000000"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
     // verify re-hashes everything whatever the cache says: change big.bin, keep its mtime.
     let f = m.join("big.bin");
     let meta = fs::metadata(&f).unwrap();
@@ -1996,10 +2012,16 @@ fn since_with_shards_reuses_per_file_and_verify_ignores_the_cache() {
     );
     let r = mlsign_in(
         &cache,
-        os!["verify", m, "--bundle", old, "--key", pubk, "--format", "json"],
+        os!["verify", m, "--bundle", new, "--key", pubk, "--format", "json"],
     );
     assert_eq!(r.code, 1, "{}", r.all());
     assert_eq!(codes(&r), ["SIG001"]);
+    assert_eq!(
+        json(&r)["differences"][0]["path"],
+        "big.bin",
+        "{}",
+        r.stdout
+    );
 }
 
 // --- partitioned manifests --------------------------------------------------------------------

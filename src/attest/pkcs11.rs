@@ -185,10 +185,12 @@ impl Pkcs11Uri {
                             .into(),
                     ))
                 }
-                (n, true) => return Err(Error::Uri(format!(
+                (n, true) => {
+                    return Err(Error::Uri(format!(
                     "path attribute {n:?} is not supported (known: token, manufacturer, serial, \
                          model, slot-id, object, id, type)"
-                ))),
+                )))
+                }
                 (n, false) => {
                     return Err(Error::Uri(format!(
                         "query attribute {n:?} is not supported (known: module-path, pin-source)"
