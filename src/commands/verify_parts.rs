@@ -32,6 +32,18 @@ pub fn run(
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
             emit(a, Some(&o), &findings);
+            if a.format == crate::report::Format::Human {
+                match a.partition {
+                    Some(spec) => eprintln!(
+                        "note: partition {spec} only; the other partitions are checked by their \
+                         own runs (merge their --output files with --from-parts)"
+                    ),
+                    None => eprintln!(
+                        "note: merged the results of every partition (each present once, all \
+                         for this bundle)"
+                    ),
+                }
+            }
             Ok(if findings.is_empty() {
                 Exit::Pass
             } else {
