@@ -8,11 +8,13 @@
 //! println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
 //! ```
 
+pub mod cache;
 mod config;
 mod diff;
 mod error;
 mod hash;
 mod manifest;
+mod schedule;
 mod sha256ni;
 mod sigbus;
 mod walk;
@@ -22,8 +24,9 @@ pub use diff::{diff, Difference};
 pub use error::Error;
 pub(crate) use hash::sha256;
 pub use manifest::root_digest_of as manifest_root;
-pub use manifest::{check_resource_name, Manifest, Resource};
-pub use walk::{normalize_ignore, Entry};
+pub use manifest::{check_resource_name, pieces, Manifest, Resource, Reuse};
+pub mod partition;
+pub use walk::{normalize_ignore, walk, Entry};
 
 /// The raw SHA-256 kernels on in-memory data, for `benches/sha256_kernels.rs` only: it measures
 /// the SHA unit's ceiling so the signing benchmark can say how close the file path gets to it.
