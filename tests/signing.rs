@@ -2295,3 +2295,495 @@ fn partitioned_verify_merges_every_difference() {
         r.stderr
     );
 }
+// Certificate chains by RFC 5280 (issue 10 §8): one PKI per constraint, made by openssl; each
+// chain goes through `mlsign verify` and `openssl verify` at the same time (the signing
+// certificate's notBefore, model_signing's rule) and both must agree, except where mlsign is
+// stricter on purpose (docs/cert-chains.md), which the cases say.
+
+const CHAIN_EXT: &str = "\
+[root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[root_pl0]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[root_nocertsign]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,cRLSign,digitalSignature\n\
+[root_crit]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[root_plain]\nsubjectKeyIdentifier=hash\n\
+[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[ca_pl0]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[ca_nocertsign]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,cRLSign\n\
+[ca_noku]\nbasicConstraints=critical,CA:TRUE\n\
+[ca_crit]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[ca_nc]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nnameConstraints=critical,permitted;DNS:good.example\n\
+[ca_nc_email]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nnameConstraints=critical,permitted;email:good.example\n\
+[ca_eku_server]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nextendedKeyUsage=serverAuth\n\
+[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
+[leaf_crit]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[leaf_dns_ok]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=DNS:signer.good.example\n\
+[leaf_dns_bad]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=DNS:signer.evil.example\n\
+[leaf_email_ok]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:signer@good.example\n\
+[leaf_email_bad]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:signer@evil.example\n\
+[leaf_noku]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=codeSigning\n\
+[leaf_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,keyCertSign\nextendedKeyUsage=codeSigning\n";
+
+/// A P-256 certificate `name.crt` (key `name.pem`) with extension section `section`: self-signed
+/// when `issuer` is None.
+fn chain_cert(dir: &Path, name: &str, cn: &str, issuer: Option<&str>, section: &str) -> PathBuf {
+    ec_key(dir, name, "prime256v1");
+    let (key, crt, csr) = (
+        format!("{name}.pem"),
+        format!("{name}.crt"),
+        format!("{name}.csr"),
+    );
+    let subj = format!("/CN={cn}");
+    match issuer {
+        None => openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &subj,
+                "-days",
+                "3650",
+                "-extensions",
+                section,
+                "-config",
+                "ext.cnf",
+                "-out",
+                &crt,
+            ],
+        ),
+        Some(i) => {
+            openssl(
+                dir,
+                &["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr],
+            );
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &format!("{i}.crt"),
+                    "-CAkey",
+                    &format!("{i}.pem"),
+                    "-CAcreateserial",
+                    "-days",
+                    "365",
+                    "-extfile",
+                    "ext.cnf",
+                    "-extensions",
+                    section,
+                    "-out",
+                    &crt,
+                ],
+            );
+        }
+    }
+    dir.join(crt)
+}
+
+/// The signing certificate's notBefore in seconds since 1970 (the time every check uses).
+fn not_before(crt: &Path) -> u64 {
+    use x509_cert::der::DecodePem;
+    let c = x509_cert::Certificate::from_pem(fs::read(crt).unwrap()).unwrap();
+    c.tbs_certificate
+        .validity
+        .not_before
+        .to_unix_duration()
+        .as_secs()
+}
+
+/// Concatenate PEM files into `out`.
+fn pem_cat(dir: &Path, out: &str, parts: &[&str]) -> PathBuf {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(fs::read(dir.join(format!("{p}.crt"))).unwrap());
+    }
+    let path = dir.join(out);
+    fs::write(&path, all).unwrap();
+    path
+}
+
+struct ChainCase {
+    name: &'static str,
+    roots: &'static [&'static str],
+    chain: &'static [&'static str],
+    leaf: &'static str,
+    /// What openssl verify says (and model_signing, which calls it).
+    openssl_ok: bool,
+    /// What mlsign says, and a phrase its message must hold when it rejects.
+    mlsign_ok: bool,
+    why: &'static str,
+}
+
+#[test]
+fn certificate_chains_follow_rfc5280_like_openssl() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    // Roots.
+    for r in [
+        "root",
+        "root_pl0",
+        "root_nocertsign",
+        "root_crit",
+        "root_plain",
+    ] {
+        chain_cert(dir, r, &format!("Root {r}"), None, r);
+    }
+    // Intermediates (i_<section>), under `root` unless named.
+    for (name, issuer, section) in [
+        ("i_ca", "root", "ca"),
+        ("i_ca_pl0", "root", "ca_pl0"),
+        ("i_below_pl0", "i_ca_pl0", "ca"),
+        ("i_nocertsign", "root", "ca_nocertsign"),
+        ("i_noku", "root", "ca_noku"),
+        ("i_crit", "root", "ca_crit"),
+        ("i_nc", "root", "ca_nc"),
+        ("i_nc_email", "root", "ca_nc_email"),
+        ("i_eku_server", "root", "ca_eku_server"),
+        ("i_root_pl0", "root_pl0", "ca"),
+        ("i_root_nocertsign", "root_nocertsign", "ca"),
+        ("i_root_crit", "root_crit", "ca"),
+        ("i_root_plain", "root_plain", "ca"),
+    ] {
+        chain_cert(
+            dir,
+            name,
+            &format!("Intermediate {name}"),
+            Some(issuer),
+            section,
+        );
+    }
+    // Signing certificates (l_<case>).
+    for (name, cn, issuer, section) in [
+        ("l_ok", "Model Signer", "i_ca", "leaf"),
+        ("l_pl_broken", "Model Signer", "i_below_pl0", "leaf"),
+        ("l_pl_kept", "Model Signer", "i_ca_pl0", "leaf"),
+        ("l_crit", "Model Signer", "i_ca", "leaf_crit"),
+        ("l_under_crit", "Model Signer", "i_crit", "leaf"),
+        ("l_nocertsign", "Model Signer", "i_nocertsign", "leaf"),
+        ("l_noku_issuer", "Model Signer", "i_noku", "leaf"),
+        ("l_dns_ok", "Model Signer", "i_nc", "leaf_dns_ok"),
+        ("l_dns_bad", "Model Signer", "i_nc", "leaf_dns_bad"),
+        ("l_cn_bad", "signer.evil.example", "i_nc", "leaf"),
+        ("l_cn_ok", "signer.good.example", "i_nc", "leaf"),
+        (
+            "l_email_bad",
+            "Model Signer",
+            "i_nc_email",
+            "leaf_email_bad",
+        ),
+        ("l_email_ok", "Model Signer", "i_nc_email", "leaf_email_ok"),
+        ("l_eku_issuer", "Model Signer", "i_eku_server", "leaf"),
+        ("l_root_pl0", "Model Signer", "i_root_pl0", "leaf"),
+        (
+            "l_root_nocertsign",
+            "Model Signer",
+            "i_root_nocertsign",
+            "leaf",
+        ),
+        ("l_root_crit", "Model Signer", "i_root_crit", "leaf"),
+        ("l_root_plain", "Model Signer", "i_root_plain", "leaf"),
+        ("l_ca", "Model Signer", "i_ca", "leaf_ca"),
+    ] {
+        chain_cert(dir, name, cn, Some(issuer), section);
+    }
+    let ok = |name, roots, chain, leaf| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: true,
+        mlsign_ok: true,
+        why: "",
+    };
+    let bad = |name, roots, chain, leaf, why| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: false,
+        mlsign_ok: false,
+        why,
+    };
+    let stricter = |name, roots, chain, leaf, why| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: true,
+        mlsign_ok: false,
+        why,
+    };
+    let cases = [
+        ok("valid two-level chain", &["root"], &["i_ca"], "l_ok"),
+        bad(
+            "an intermediate's pathLenConstraint broken",
+            &["root"],
+            &["i_below_pl0", "i_ca_pl0"],
+            "l_pl_broken",
+            "pathLenConstraint",
+        ),
+        ok("pathLenConstraint 0 kept", &["root"], &["i_ca_pl0"], "l_pl_kept"),
+        bad(
+            "the root's pathLenConstraint broken",
+            &["root_pl0"],
+            &["i_root_pl0"],
+            "l_root_pl0",
+            "pathLenConstraint of 'CN=Root root_pl0'",
+        ),
+        bad(
+            "unknown critical extension in the signing certificate",
+            &["root"],
+            &["i_ca"],
+            "l_crit",
+            "critical extension 1.3.6.1.4.1.55555.1",
+        ),
+        bad(
+            "unknown critical extension in an intermediate",
+            &["root"],
+            &["i_crit"],
+            "l_under_crit",
+            "'CN=Intermediate i_crit' has a critical extension 1.3.6.1.4.1.55555.1",
+        ),
+        bad(
+            "unknown critical extension in the root",
+            &["root_crit"],
+            &["i_root_crit"],
+            "l_root_crit",
+            "'CN=Root root_crit' has a critical extension",
+        ),
+        bad(
+            "issuer keyUsage without keyCertSign",
+            &["root"],
+            &["i_nocertsign"],
+            "l_nocertsign",
+            "'CN=Intermediate i_nocertsign' issues certificates, but its keyUsage does not allow keyCertSign",
+        ),
+        bad(
+            "root keyUsage without keyCertSign",
+            &["root_nocertsign"],
+            &["i_root_nocertsign"],
+            "l_root_nocertsign",
+            "keyCertSign",
+        ),
+        bad(
+            "root that is not a CA",
+            &["root_plain"],
+            &["i_root_plain"],
+            "l_root_plain",
+            "'CN=Root root_plain' issues certificates, but it is not a CA",
+        ),
+        ok("issuer without keyUsage", &["root"], &["i_noku"], "l_noku_issuer"),
+        ok("dNSName inside the name constraints", &["root"], &["i_nc"], "l_dns_ok"),
+        bad(
+            "dNSName outside the name constraints",
+            &["root"],
+            &["i_nc"],
+            "l_dns_bad",
+            "outside the name constraints",
+        ),
+        bad(
+            "host-name commonName outside the name constraints",
+            &["root"],
+            &["i_nc"],
+            "l_cn_bad",
+            "commonName 'signer.evil.example'",
+        ),
+        ok("host-name commonName inside the name constraints", &["root"], &["i_nc"], "l_cn_ok"),
+        bad(
+            "email outside the name constraints",
+            &["root"],
+            &["i_nc_email"],
+            "l_email_bad",
+            "outside the name constraints",
+        ),
+        bad(
+            "trust anchor that is not self-signed (no partial chains)",
+            &["i_ca"],
+            &[],
+            "l_ok",
+            "not self-signed",
+        ),
+        ok(
+            "intermediate from the roots file, chained to its root",
+            &["root", "i_ca"],
+            &[],
+            "l_ok",
+        ),
+        bad("another root", &["root_pl0"], &["i_ca"], "l_ok", "no trusted root"),
+        stricter(
+            "email inside rfc822Name constraints (not processed: fail closed)",
+            &["root"],
+            &["i_nc_email"],
+            "l_email_ok",
+            "outside the name constraints",
+        ),
+        stricter(
+            "intermediate whose extendedKeyUsage excludes codeSigning",
+            &["root"],
+            &["i_eku_server"],
+            "l_eku_issuer",
+            "extendedKeyUsage without codeSigning",
+        ),
+        stricter(
+            "CA certificate as the signing certificate",
+            &["root"],
+            &["i_ca"],
+            "l_ca",
+            "is a CA certificate",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let roots = pem_cat(dir, &format!("roots{i}.pem"), c.roots);
+        let leaf = dir.join(format!("{}.crt", c.leaf));
+        let leaf_key = dir.join(format!("{}.pem", c.leaf));
+        let bundle = dir.join(format!("case{i}.sig"));
+        let mut sign: Vec<PathBuf> = vec![
+            "sign".into(),
+            m.clone(),
+            "--key".into(),
+            leaf_key,
+            "--cert".into(),
+            leaf.clone(),
+            "--bundle".into(),
+            bundle.clone(),
+        ];
+        let mut untrusted = Vec::new();
+        if !c.chain.is_empty() {
+            let chain = pem_cat(dir, &format!("chain{i}.pem"), c.chain);
+            sign.extend(["--chain".into(), chain.clone()]);
+            untrusted = vec!["-untrusted".to_string(), chain.display().to_string()];
+        }
+        let r = mlsign(&sign);
+        assert_eq!(r.code, 0, "{}: signing: {}", c.name, r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            roots,
+            "--format",
+            "json"
+        ]);
+        let ours = match r.code {
+            0 => true,
+            1 => false,
+            _ => panic!("{}: mlsign verify: {}", c.name, r.all()),
+        };
+        let mut args = vec![
+            "verify".to_string(),
+            "-attime".into(),
+            not_before(&leaf).to_string(),
+            "-CAfile".into(),
+            roots.display().to_string(),
+        ];
+        args.extend(untrusted);
+        args.push(leaf.display().to_string());
+        let o = run(Command::new("openssl").args(&args));
+        let theirs = o.code == 0;
+        if theirs != c.openssl_ok {
+            failures.push(format!(
+                "{}: openssl verify says {theirs}, the case expects {}: {}",
+                c.name,
+                c.openssl_ok,
+                o.all()
+            ));
+        }
+        if ours != c.mlsign_ok {
+            failures.push(format!(
+                "{}: mlsign says {ours}, expected {}: {}",
+                c.name,
+                c.mlsign_ok,
+                r.all()
+            ));
+        } else if !ours {
+            let v = json(&r);
+            let msg = v["findings"][0]["message"].as_str().unwrap_or_default();
+            if v["findings"][0]["code"] != "SIG007" || !msg.contains(c.why) {
+                failures.push(format!(
+                    "{}: expected SIG007 saying {:?}, got {}",
+                    c.name, c.why, r.stdout
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn certificate_holes_are_closed_for_model_signing_too() {
+    // The four chains of issue 10 §8: model_signing (OpenSSL) rejects each, and so does mlsign.
+    // A signing certificate with extendedKeyUsage codeSigning and no keyUsage: both accept it.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = model(dir);
+    chain_cert(dir, "root", "Root", None, "root");
+    for (name, issuer, section) in [
+        ("i_ca", "root", "ca"),
+        ("i_ca_pl0", "root", "ca_pl0"),
+        ("i_below_pl0", "i_ca_pl0", "ca"),
+        ("i_nc", "root", "ca_nc"),
+        ("i_nocertsign", "root", "ca_nocertsign"),
+    ] {
+        chain_cert(dir, name, name, Some(issuer), section);
+    }
+    for (leaf, chain, section, ok) in [
+        ("l_pathlen", vec!["i_below_pl0", "i_ca_pl0"], "leaf", false),
+        ("l_crit", vec!["i_ca"], "leaf_crit", false),
+        ("l_nc", vec!["i_nc"], "leaf_dns_bad", false),
+        ("l_keycertsign", vec!["i_nocertsign"], "leaf", false),
+        ("l_noku", vec!["i_ca"], "leaf_noku", true),
+    ] {
+        chain_cert(dir, leaf, "Model Signer", Some(chain[0]), section);
+        let chain_pem = pem_cat(dir, &format!("{leaf}-chain.pem"), &chain);
+        let bundle = dir.join(format!("{leaf}.sig"));
+        let r = mlsign(os![
+            "sign",
+            m,
+            "--key",
+            dir.join(format!("{leaf}.pem")),
+            "--cert",
+            dir.join(format!("{leaf}.crt")),
+            "--chain",
+            chain_pem,
+            "--bundle",
+            bundle
+        ]);
+        assert_eq!(r.code, 0, "{leaf}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(
+            r.code,
+            if ok { 0 } else { 1 },
+            "{leaf}: mlsign: {}",
+            r.all()
+        );
+        let r = oms(os![
+            "verify",
+            "certificate",
+            m,
+            "--signature",
+            bundle,
+            "--certificate_chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(r.code == 0, ok, "{leaf}: model_signing: {}", r.all());
+    }
+}

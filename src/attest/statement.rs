@@ -170,8 +170,8 @@ fn parse_hex(s: &str, len: usize, at: &str) -> Result<Vec<u8>, String> {
 /// Parse the signed payload of a model signature (predicate v1.0 or legacy v0.1). Every error is
 /// a reason to reject the signature: the payload is what was signed.
 pub fn parse_model_statement(payload: &[u8]) -> Result<SignedManifest, String> {
-    let v: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    let v: Value = crate::json::value_from_slice(payload)
+        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
     let t = get_str(&v, "_type", "statement")?;
     if t != STATEMENT_TYPE {
         return Err(format!(

@@ -443,7 +443,7 @@ fn show_cmd(a: BomShowArgs) -> Result<Exit> {
         ShowFormat::Html => v.html(),
     };
     match &a.output {
-        Some(p) => bom::write_public(p, text.as_bytes(), true)?,
+        Some(p) => bom::write_public(p, text.as_bytes(), a.force)?,
         None => print!("{text}"),
     }
     Ok(Exit::Pass)
