@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Short fuzz smoke run of the scan parsers (pickle VM, ZIP reader, all formats), for CI.
-# Usage: scripts/scan-fuzz-smoke.sh [SECONDS_PER_TARGET]   (default 30; 3 targets)
+# Usage: scripts/scan-fuzz-smoke.sh [SECONDS_PER_TARGET]   (default 30; 4 targets)
 # Needs cargo-fuzz (installed from crates.io if missing). The toolchain here is stable Rust:
 # RUSTC_BOOTSTRAP=1 lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage).
 # Seeds: the committed fixtures plus hand-made pickles; crashes land in fuzz/artifacts/.
@@ -18,13 +18,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2 -q
 fi
 seeds=fuzz/seeds
-mkdir -p "$seeds/pickle" "$seeds/zip" "$seeds/formats"
+mkdir -p "$seeds/pickle" "$seeds/zip" "$seeds/formats" "$seeds/containers"
 cp testdata/scan/torch/* "$seeds/zip/"
 cp testdata/scan/torch/* "$seeds/formats/"
+cp testdata/scan/torch/* "$seeds/containers/"
+printf '{{ x|attr("\\x5f\\x5fcla"~"ss\\x5f\\x5f") }}{%% for m in messages %%}{{ m.content }}{%% endfor %%}' > "$seeds/containers/template"
+printf '{"class_name": "Sequential", "config": {"layers": [NaN, "\\ud800"]}}' > "$seeds/containers/config.json"
 printf 'cos\nsystem\n(S'"'"'id'"'"'\ntR.' > "$seeds/pickle/p0"
 printf '\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.' > "$seeds/pickle/p4"
 printf '\x93NUMPY\x01\x00\x16\x00{'"'"'descr'"'"': '"'"'|O'"'"'}   \n\x80\x02N.' > "$seeds/formats/npy"
-for t in pickle zip formats; do
+for t in pickle zip formats containers; do
   echo "== fuzzing $t for ${secs}s"
   cargo fuzz run "${fuzz_opts[@]}" "$t" "$seeds/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -max_len=1048576 -timeout=10 -print_final_stats=1 2>&1 \
