@@ -1102,7 +1102,7 @@ fn hostile_manifests_are_rejected_before_reading_the_disk() {
             r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"m","digest":{{"sha256":"{}"}}}}],"predicateType":"https://model_signing/signature/v1.0","predicate":{{"serialization":{{"method":"files","hash_type":"sha256","allow_symlinks":false}},"resources":[{{"name":"{name}","algorithm":"sha256","digest":"{digest}"}}]}}}}"#,
             root(1)
         );
-        let b = sign_statement(&signer, stmt.as_bytes());
+        let b = sign_statement(&signer, stmt.as_bytes()).unwrap();
         let p = t.path().join("hostile.sig");
         fs::write(&p, b.to_json()).unwrap();
         let r = mlsign(os![
@@ -1121,7 +1121,7 @@ fn hostile_manifests_are_rejected_before_reading_the_disk() {
     }
     let stmt = serde_json::json!({"_type": "https://in-toto.io/Statement/v1", "subject": subjects,
         "predicateType": "https://model_signing/Digests/v0.1", "predicate": {}});
-    let b = sign_statement(&signer, &serde_json::to_vec(&stmt).unwrap());
+    let b = sign_statement(&signer, &serde_json::to_vec(&stmt).unwrap()).unwrap();
     let p = t.path().join("legacy.sig");
     fs::write(&p, b.to_json()).unwrap();
     let r = mlsign(os![
@@ -1366,6 +1366,935 @@ fn unreadable_file_is_an_io_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Issue 17: scheduler shapes, PKCS#11, incremental re-signing, partitioned manifests.
+
+/// `mlsign` with its stat cache in `cache` (never the user's own).
+fn mlsign_in<I, S>(cache: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .env("XDG_CACHE_HOME", cache)
+        .args(args))
+}
+
+fn root_of(r: &Run) -> String {
+    json(r)["root_digest"]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no root digest: {}", r.all()))
+        .to_string()
+}
+
+/// Deterministic pseudo-random bytes (so shapes differ in content, not only in size).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn scheduler_every_shape_gives_the_same_digests() {
+    // 1, 2, 3, C, 2C, many; equal and skewed; files and shards: whatever the plan (pairs, solo
+    // streams, thread counts), the manifest must equal the one-thread, no-SHA-NI manifest.
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("one", vec![3 << 20]),
+        ("two", vec![2 << 20, 2 << 20]),
+        ("three", vec![1 << 20, 1 << 20, 1 << 20]),
+        (
+            "skewed",
+            vec![4 << 20, 300_000, 300_000, 300_000, 300_000, 17, 0],
+        ),
+        ("many", (0..300).map(|i| 100 + i * 37).collect()),
+    ];
+    for (name, sizes) in shapes {
+        let m = t.path().join(name);
+        fs::create_dir_all(&m).unwrap();
+        for (i, s) in sizes.iter().enumerate() {
+            fs::write(m.join(format!("f{i:04}")), noise(*s, i as u64 + 1)).unwrap();
+        }
+        for shard in [None, Some("1000000")] {
+            let mut base = vec!["hash".to_string(), m.display().to_string()];
+            base.extend(["--format".into(), "json".into()]);
+            if let Some(s) = shard {
+                base.extend(["--shard-size".into(), s.into()]);
+            }
+            let reference = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                .env("XDG_CACHE_HOME", &cache)
+                .env("MLSIGN_NO_SHANI", "1")
+                .args(&base)
+                .args(["--threads", "1"]));
+            assert_eq!(reference.code, 0, "{}", reference.all());
+            for threads in ["1", "2", "3", "8"] {
+                let r = mlsign_in(
+                    &cache,
+                    base.iter()
+                        .map(String::as_str)
+                        .chain(["--threads", threads]),
+                );
+                assert_eq!(r.code, 0, "{}", r.all());
+                assert_eq!(
+                    json(&r)["resources"],
+                    json(&reference)["resources"],
+                    "{name} {shard:?} threads {threads}"
+                );
+                assert_eq!(root_of(&r), root_of(&reference));
+            }
+        }
+    }
+}
+
+// --- PKCS#11 against SoftHSM v2 ---------------------------------------------------------------
+
+const SOFTHSM_MODULES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+/// A fresh SoftHSM token in `dir` (its own config, so nothing outside the temp dir is touched).
+struct Hsm {
+    conf: PathBuf,
+    module: String,
+    pin_file: PathBuf,
+}
+
+impl Hsm {
+    const PIN: &'static str = "4931-pin";
+
+    fn new(dir: &Path) -> Hsm {
+        let module = SOFTHSM_MODULES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .expect("PKCS#11 tests need SoftHSM v2: apt-get install softhsm2 (scripts/deps/apt/pkcs11.txt)")
+            .to_string();
+        let tokens = dir.join("tokens");
+        fs::create_dir_all(&tokens).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let r = run(Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", "mlsign-test"])
+            .args(["--so-pin", "so-secret-1", "--pin", Self::PIN]));
+        assert_eq!(r.code, 0, "softhsm2-util: {}", r.all());
+        let pin_file = dir.join("pin");
+        fs::write(&pin_file, format!("{}\n", Self::PIN)).unwrap();
+        Hsm {
+            conf,
+            module,
+            pin_file,
+        }
+    }
+
+    fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token=mlsign-test;object={object}?module-path={}&pin-source=file:{}",
+            self.module,
+            self.pin_file.display()
+        )
+    }
+
+    fn run(&self, args: &[&OsStr]) -> Run {
+        run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("XDG_CACHE_HOME", self.conf.with_file_name("cache"))
+            .env_remove("MLSIGN_PKCS11_PIN")
+            .args(args))
+    }
+}
+
+#[test]
+fn pkcs11_keys_on_softhsm_sign_bundles_both_verifiers_accept() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let hsm = Hsm::new(t.path());
+    for (alg, object) in [("p256", "release-256"), ("p384", "release-384")] {
+        let prefix = t.path().join(object);
+        let uri = hsm.uri(object);
+        let r = hsm.run(os![
+            "keygen",
+            "--out",
+            prefix,
+            "--algorithm",
+            alg,
+            "--pkcs11-uri",
+            uri
+        ]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            !prefix.with_extension("pem").exists(),
+            "no private key file for a token key"
+        );
+        let pubk = t.path().join(format!("{object}.pub"));
+        // A second key under the same name is refused, not silently added.
+        let r = hsm.run(os![
+            "keygen",
+            "--out",
+            t.path().join("dup"),
+            "--algorithm",
+            alg,
+            "--pkcs11-uri",
+            uri
+        ]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+
+        let bundle = t.path().join(format!("{object}.sig"));
+        let r = hsm.run(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            uri,
+            "--bundle",
+            bundle,
+            "--format",
+            "json"
+        ]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(!r.all().contains(Hsm::PIN), "the PIN must never be printed");
+        let r = mlsign(os!["verify", m, "--bundle", bundle, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let r = oms(os![
+            "verify",
+            "key",
+            m,
+            "--signature",
+            bundle,
+            "--public_key",
+            pubk
+        ]);
+        assert_eq!(r.code, 0, "model_signing verify key: {}", r.all());
+        // The PIN from the environment works as well as from pin-source.
+        let env_uri = format!(
+            "pkcs11:token=mlsign-test;object={object}?module-path={}",
+            hsm.module
+        );
+        let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+            .env("SOFTHSM2_CONF", &hsm.conf)
+            .env("XDG_CACHE_HOME", t.path().join("cache"))
+            .env("MLSIGN_PKCS11_PIN", Hsm::PIN)
+            .args(os![
+                "sign",
+                m,
+                "--pkcs11-uri",
+                env_uri,
+                "--bundle",
+                bundle,
+                "--force"
+            ]));
+        assert_eq!(r.code, 0, "{}", r.all());
+        let r = mlsign(os!["verify", m, "--bundle", bundle, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+}
+
+#[test]
+fn pkcs11_bad_input_fails_with_exit_2_and_keeps_the_old_bundle() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let hsm = Hsm::new(t.path());
+    let r = hsm.run(os![
+        "keygen",
+        "--out",
+        t.path().join("k"),
+        "--pkcs11-uri",
+        hsm.uri("k")
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let bundle = t.path().join("old.sig");
+    fs::write(&bundle, "previous bundle").unwrap();
+    let wrong_pin = t.path().join("wrong-pin");
+    fs::write(&wrong_pin, "0000\n").unwrap();
+    let bad = |uri: String, want: &str| {
+        let r = hsm.run(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            uri,
+            "--bundle",
+            bundle,
+            "--force"
+        ]);
+        assert_eq!(r.code, 2, "{uri}: {}", r.all());
+        assert!(
+            r.stderr.contains(want),
+            "{uri}: want {want:?} in {}",
+            r.stderr
+        );
+        assert!(!r.all().contains(Hsm::PIN));
+        assert_eq!(fs::read_to_string(&bundle).unwrap(), "previous bundle");
+    };
+    let base = |rest: &str| {
+        format!(
+            "pkcs11:{rest}?module-path={}&pin-source=file:{}",
+            hsm.module,
+            hsm.pin_file.display()
+        )
+    };
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-source=file:{}",
+            hsm.module,
+            wrong_pin.display()
+        ),
+        "PIN is wrong",
+    );
+    bad(
+        base("token=mlsign-test;object=nope"),
+        "no private key matches object=nope",
+    );
+    bad(
+        base("token=other-token;object=k"),
+        "no token matches token=other-token",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-value={}",
+            hsm.module,
+            Hsm::PIN
+        ),
+        "process list",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}/missing.so",
+            t.path().display()
+        ),
+        "cannot load the PKCS#11 module",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-source=file:{}/none",
+            hsm.module,
+            t.path().display()
+        ),
+        "pin-source",
+    );
+    // An unreadable token store: the token is gone.
+    let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .env("SOFTHSM2_CONF", t.path().join("no-such.conf"))
+        .args(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            hsm.uri("k"),
+            "--bundle",
+            bundle,
+            "--force"
+        ]));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("PKCS#11"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&bundle).unwrap(), "previous bundle");
+    // --key and --pkcs11-uri together is a usage error.
+    let (key, _) = ec_key(t.path(), "file", "prime256v1");
+    let r = hsm.run(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--pkcs11-uri",
+        hsm.uri("k"),
+        "--bundle",
+        bundle
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}
+
+// --- incremental re-signing -------------------------------------------------------------------
+
+fn incremental(r: &Run) -> (u64, u64) {
+    let v = json(r);
+    let i = &v["incremental"];
+    (
+        i["reused_files"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}", r.all())),
+        i["hashed_files"].as_u64().unwrap(),
+    )
+}
+
+fn cache_files(cache: &Path) -> Vec<PathBuf> {
+    fs::read_dir(cache.join("mlsign"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("stat-")
+        })
+        .collect()
+}
+
+#[test]
+fn since_reuses_only_what_the_stat_cache_proves_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = t.path().join("model");
+    fs::create_dir_all(m.join("shards")).unwrap();
+    for i in 0..6 {
+        fs::write(m.join(format!("shards/w{i}.bin")), noise(200_000, i)).unwrap();
+    }
+    fs::write(m.join("README.md"), "# model\n").unwrap();
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let (other_key, _) = ec_key(t.path(), "other", "prime256v1");
+    // Files changed within the racy window of a run are never recorded; let them age.
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let old = t.path().join("old.sig");
+    let r = mlsign_in(
+        &cache,
+        os!["sign", m, "--key", key, "--bundle", old, "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["stat_cache_entries"], 7, "{}", r.all());
+
+    let fresh_root = |m: &Path| {
+        root_of(&mlsign_in(
+            &cache,
+            os!["hash", m, "--format", "json", "--no-stat-cache"],
+        ))
+    };
+    let since = |args: &[&OsStr]| {
+        let new = t.path().join("new.sig");
+        let mut a: Vec<&OsStr> =
+            os!["sign", m, "--bundle", new, "--force", "--format", "json", "--since", old].to_vec();
+        a.extend_from_slice(args);
+        let r = mlsign_in(&cache, a);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let v = mlsign(os!["verify", m, "--bundle", new, "--key", pubk]);
+        assert_eq!(v.code, 0, "the incremental bundle must verify: {}", v.all());
+        r
+    };
+
+    // Nothing changed: everything reused, same root.
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (7, 0));
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // README edited: only it is re-hashed.
+    fs::write(m.join("README.md"), "# model, edited\n").unwrap();
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (6, 1), "{}", r.stdout);
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // Same size, mtime put back: ctime still differs, so the file is re-hashed.
+    let f = m.join("shards/w3.bin");
+    let meta = fs::metadata(&f).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let stamp = format!("@{}.{:09}", meta.mtime(), meta.mtime_nsec());
+    fs::write(&f, noise(200_000, 99)).unwrap();
+    let r = run(Command::new("touch")
+        .args(["-m", "-d", stamp.as_str()])
+        .arg(&f));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fs::metadata(&f).unwrap().mtime_nsec(), meta.mtime_nsec());
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (5, 2), "{}", r.stdout);
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // Doubt ⇒ full re-hash with a warning: tampered, corrupt or missing cache; another key;
+    // another algorithm.
+    let cf = cache_files(&cache);
+    assert_eq!(cf.len(), 1, "{cf:?}");
+    let good = fs::read(&cf[0]).unwrap();
+    let mut tampered = good.clone();
+    let at = tampered.len() - 20;
+    tampered[at] ^= 1;
+    for (what, bytes, want) in [
+        ("tampered", tampered, "MAC does not match"),
+        ("corrupt", good[..good.len() / 2].to_vec(), "MAC"),
+        ("empty", Vec::new(), "corrupt"),
+    ] {
+        fs::write(&cf[0], &bytes).unwrap();
+        let r = since(os!["--key", key, "--no-stat-cache"]);
+        assert_eq!(incremental(&r), (0, 7), "{what}: {}", r.all());
+        assert!(r.stderr.contains(want), "{what}: {}", r.stderr);
+    }
+    fs::remove_file(&cf[0]).unwrap();
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(r.stderr.contains("no stat cache"), "{}", r.stderr);
+    fs::write(&cf[0], &good).unwrap();
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--bundle",
+            t.path().join("x.sig"),
+            "--since",
+            old,
+            "--key",
+            other_key,
+            "--format",
+            "json",
+            "--no-stat-cache"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(
+        r.stderr.contains("not signed by this signing key"),
+        "{}",
+        r.stderr
+    );
+    let r = since(os![
+        "--key",
+        key,
+        "--no-stat-cache",
+        "--algorithm",
+        "blake3"
+    ]);
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(r.stderr.contains("another algorithm"), "{}", r.stderr);
+
+    // Another tree at another path has no cache of its own.
+    let copy = t.path().join("copy");
+    fs::create_dir_all(copy.join("shards")).unwrap();
+    for e in fs::read_dir(m.join("shards")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), copy.join("shards").join(e.file_name())).unwrap();
+    }
+    fs::copy(m.join("README.md"), copy.join("README.md")).unwrap();
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            copy,
+            "--bundle",
+            t.path().join("c.sig"),
+            "--since",
+            old,
+            "--key",
+            key,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (0, 7));
+
+    // A bad --since is an error naming it, and the existing bundle stays as it was.
+    let keep = t.path().join("keep.sig");
+    fs::write(&keep, "keep me").unwrap();
+    for bad in [t.path().join("missing.sig"), m.join("README.md")] {
+        let r = mlsign_in(
+            &cache,
+            os!["sign", m, "--key", key, "--bundle", keep, "--force", "--since", bad],
+        );
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr
+                .contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(fs::read_to_string(&keep).unwrap(), "keep me");
+    }
+}
+
+fn root_of_sign(r: &Run) -> String {
+    json(r)["root_digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn since_with_shards_reuses_per_file_and_verify_ignores_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = t.path().join("model");
+    fs::create_dir_all(&m).unwrap();
+    fs::write(m.join("big.bin"), noise(2_500_000, 5)).unwrap();
+    fs::write(m.join("small.txt"), "hello\n").unwrap();
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let old = t.path().join("old.sig");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            old,
+            "--shard-size",
+            "1000000"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(m.join("small.txt"), "hello again\n").unwrap();
+    let new = t.path().join("new.sig");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--shard-size",
+            "1000000",
+            "--since",
+            old,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (1, 1));
+    // Another shard size: nothing reused.
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--force",
+            "--shard-size",
+            "500000",
+            "--since",
+            old,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(incremental(&r), (0, 2));
+    assert!(r.stderr.contains("shard size"), "{}", r.stderr);
+    // A bundle of the current state, then the cache is refreshed by `hash`.
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--force",
+            "--shard-size",
+            "1000000"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    // verify re-hashes everything whatever the cache says: change big.bin, keep its mtime.
+    let f = m.join("big.bin");
+    let meta = fs::metadata(&f).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let stamp = format!("@{}.{:09}", meta.mtime(), meta.mtime_nsec());
+    let mut bytes = fs::read(&f).unwrap();
+    bytes[1_700_000] ^= 0xff;
+    fs::write(&f, &bytes).unwrap();
+    assert_eq!(
+        run(Command::new("touch")
+            .args(["-m", "-d", stamp.as_str()])
+            .arg(&f))
+        .code,
+        0
+    );
+    let r = mlsign_in(
+        &cache,
+        os!["verify", m, "--bundle", new, "--key", pubk, "--format", "json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(codes(&r), ["SIG001"]);
+    assert_eq!(
+        json(&r)["differences"][0]["path"],
+        "big.bin",
+        "{}",
+        r.stdout
+    );
+}
+
+// --- partitioned manifests --------------------------------------------------------------------
+
+fn tree_for_parts(dir: &Path) -> PathBuf {
+    let m = dir.join("dataset");
+    for i in 0..40 {
+        let d = m.join(format!("d{}", i % 5));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("f{i}.bin")), noise(1000 + i * 301, i as u64)).unwrap();
+    }
+    fs::write(m.join("empty"), "").unwrap();
+    m
+}
+
+#[test]
+fn four_partitions_in_separate_processes_sign_the_same_bundle() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let parts = t.path().join("parts");
+    fs::create_dir_all(&parts).unwrap();
+    for shard in [None, Some("2000")] {
+        let extra: Vec<&str> = shard.map_or(vec![], |s| vec!["--shard-size", s]);
+        // Four separate processes at once, as an indexed Job would run them.
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                    .env("XDG_CACHE_HOME", &cache)
+                    .args(os![
+                        "hash",
+                        m,
+                        "--partition",
+                        format!("{i}/4"),
+                        "-o",
+                        parts.join(format!("part-{i}.json")),
+                        "--force"
+                    ])
+                    .args(&extra)
+                    .output()
+                    .unwrap()
+            })
+            .collect();
+        for c in &children {
+            assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+        }
+        let merged = t.path().join("merged.sig");
+        let single = t.path().join("single.sig");
+        let pattern = parts.join("part-*.json");
+        let r = mlsign_in(
+            &cache,
+            os![
+                "sign",
+                m,
+                "--key",
+                key,
+                "--bundle",
+                merged,
+                "--force",
+                "--from-parts",
+                pattern
+            ]
+            .iter()
+            .copied()
+            .chain(extra.iter().map(OsStr::new)),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            r.stdout.contains("merged 4 partial manifests"),
+            "{}",
+            r.stdout
+        );
+        let r = mlsign_in(
+            &cache,
+            os!["sign", m, "--key", key, "--bundle", single, "--force"]
+                .iter()
+                .copied()
+                .chain(extra.iter().map(OsStr::new)),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert_eq!(
+            fs::read(&merged).unwrap(),
+            fs::read(&single).unwrap(),
+            "merged and single-machine bundles must be byte-identical ({shard:?})"
+        );
+        let r = mlsign(os!["verify", m, "--bundle", merged, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+}
+
+#[test]
+fn bad_parts_fail_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, _) = ec_key(t.path(), "k", "prime256v1");
+    let parts = t.path().join("parts");
+    fs::create_dir_all(&parts).unwrap();
+    let part = |i: usize| parts.join(format!("part-{i}.json"));
+    for i in 0..4 {
+        let r = mlsign_in(
+            &cache,
+            os!["hash", m, "--partition", format!("{i}/4"), "-o", part(i)],
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+    let bundle = t.path().join("b.sig");
+    fs::write(&bundle, "old").unwrap();
+    let sign = |files: &[PathBuf], want: &str| {
+        let mut a: Vec<&OsStr> = os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            bundle,
+            "--force",
+            "--from-parts"
+        ]
+        .to_vec();
+        a.extend(files.iter().map(|p| p.as_os_str()));
+        let r = mlsign_in(&cache, a);
+        assert_eq!(r.code, 2, "{want}: {}", r.all());
+        assert!(r.stderr.contains(want), "want {want:?}: {}", r.stderr);
+        assert_eq!(fs::read_to_string(&bundle).unwrap(), "old");
+    };
+    sign(&[part(0), part(1), part(3)], "partition 2 of 4 is missing");
+    let dup = parts.join("dup.json");
+    fs::copy(part(1), &dup).unwrap();
+    sign(
+        &[part(0), part(1), dup.clone(), part(2), part(3)],
+        "appears twice",
+    );
+    // Tampered: a digest edited by hand.
+    let text = fs::read_to_string(part(2)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let d = v["resources"][0]["digest"].as_str().unwrap().to_string();
+    let flipped = format!("{}{}", if d.starts_with('0') { "1" } else { "0" }, &d[1..]);
+    let tampered = parts.join("tampered.json");
+    fs::write(&tampered, text.replace(&d, &flipped)).unwrap();
+    sign(&[part(0), part(1), tampered, part(3)], "checksum mismatch");
+    let junk = parts.join("junk.json");
+    fs::write(&junk, "{\"format\": 1").unwrap();
+    sign(&[part(0), part(1), junk, part(3)], "not a partial manifest");
+    // Other settings than the signing run.
+    let b3 = parts.join("b3.json");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "hash",
+            m,
+            "--partition",
+            "2/4",
+            "-o",
+            b3,
+            "--algorithm",
+            "blake3"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    sign(
+        &[part(0), part(1), b3, part(3)],
+        "algorithm blake3 vs sha256",
+    );
+    // A pattern that matches nothing.
+    sign(&[parts.join("nothing-*.json")], "matches no file");
+    // The directory changed after hashing.
+    fs::write(m.join("d0/new-file"), "late").unwrap();
+    sign(
+        &[part(0), part(1), part(2), part(3)],
+        "the directory changed since this part was hashed",
+    );
+}
+
+#[test]
+fn partitioned_verify_merges_every_difference() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let bundle = t.path().join("b.sig");
+    let r = mlsign_in(&cache, os!["sign", m, "--key", key, "--bundle", bundle]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let verify_all = |label: &str| -> Run {
+        for i in 0..3 {
+            let r = mlsign(os![
+                "verify",
+                m,
+                "--bundle",
+                bundle,
+                "--key",
+                pubk,
+                "--partition",
+                format!("{i}/3"),
+                "-o",
+                t.path().join(format!("v-{i}.json"))
+            ]);
+            assert!(r.code == 0 || r.code == 1, "{label}: {}", r.all());
+        }
+        mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--key",
+            pubk,
+            "--from-parts",
+            t.path().join("v-*.json"),
+            "--format",
+            "json"
+        ])
+    };
+    let r = verify_all("clean");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["files_checked"], 41);
+    // One modified, one removed, one renamed (likely across partitions), one added.
+    fs::write(m.join("d1/f1.bin"), "changed").unwrap();
+    fs::remove_file(m.join("d2/f2.bin")).unwrap();
+    fs::rename(m.join("d3/f3.bin"), m.join("d3/f3-renamed.bin")).unwrap();
+    fs::write(m.join("added"), "new").unwrap();
+    let r = verify_all("tampered");
+    assert_eq!(r.code, 1, "{}", r.all());
+    let diffs = json(&r)["differences"].clone();
+    let kinds: Vec<(String, String)> = diffs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d.get("path")
+                    .or(d.get("to"))
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("extra".to_string(), "added".to_string()),
+            ("modified".into(), "d1/f1.bin".into()),
+            ("missing".into(), "d2/f2.bin".into()),
+            ("renamed".into(), "d3/f3-renamed.bin".into()),
+        ]
+    );
+    // The merged verdict equals the single-machine one.
+    let single = mlsign(os![
+        "verify", m, "--bundle", bundle, "--key", pubk, "--format", "json"
+    ]);
+    assert_eq!(json(&single)["differences"], diffs);
+    // A missing or duplicated result is an error.
+    fs::remove_file(t.path().join("v-1.json")).unwrap();
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        bundle,
+        "--key",
+        pubk,
+        "--from-parts",
+        t.path().join("v-*.json")
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("partition 1/3 is missing"),
+        "{}",
+        r.stderr
+    );
+}
 // Certificate chains by RFC 5280 (issue 10 §8): one PKI per constraint, made by openssl; each
 // chain goes through `mlsign verify` and `openssl verify` at the same time (the signing
 // certificate's notBefore, model_signing's rule) and both must agree, except where mlsign is

@@ -403,7 +403,7 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         .unwrap_or_else(|| "bom.cdx.json".into());
     let statement = bom::sign::statement(&bytes, &name)
         .map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
-    let bundle = attest::sign_statement(&signer, &statement);
+    let bundle = attest::sign_statement(&signer, &statement)?;
     let out = a.bundle.clone().unwrap_or_else(|| {
         let mut s = a.bom.as_os_str().to_os_string();
         s.push(".sig");
