@@ -2787,3 +2787,140 @@ fn certificate_holes_are_closed_for_model_signing_too() {
         assert_eq!(r.code == 0, ok, "{leaf}: model_signing: {}", r.all());
     }
 }
+
+/// A signing certificate with explicit validity dates (`openssl ca`), issued by `issuer`.
+fn dated_leaf(dir: &Path, name: &str, issuer: &str, start: &str, end: &str) -> PathBuf {
+    if !dir.join("ca.cnf").exists() {
+        fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\n\
+             default_md = sha256\npolicy = p\nunique_subject = no\ncopy_extensions = none\n\
+             [p]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        fs::write(dir.join("index.txt"), "").unwrap();
+        fs::write(dir.join("serial.txt"), "01\n").unwrap();
+    }
+    ec_key(dir, name, "prime256v1");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.pem"),
+            "-subj",
+            "/CN=Dated Signer",
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            &format!("{issuer}.crt"),
+            "-keyfile",
+            &format!("{issuer}.pem"),
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.crt"),
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "leaf",
+            "-notext",
+        ],
+    );
+    dir.join(format!("{name}.crt"))
+}
+
+#[test]
+fn certificate_validity_is_checked_at_the_signing_time() {
+    // model_signing's rule: no trusted time in these bundles, so the whole path is evaluated at
+    // the signing certificate's notBefore. openssl verify -attime at that instant must agree.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    chain_cert(dir, "root", "Root", None, "root"); // now .. now + 10 years
+    chain_cert(dir, "i_ca", "Intermediate", Some("root"), "ca"); // now .. now + 1 year
+    let cases = [
+        // (leaf, issuer, start, end, accepted, certificate named in the message)
+        ("in_time", "i_ca", None, true, ""),
+        (
+            "after_issuer",
+            "i_ca",
+            Some(("20300101000000Z", "20310101000000Z")),
+            false,
+            "'CN=Intermediate' is not valid at the signing time 2030-01-01T00:00:00Z",
+        ),
+        (
+            "before_issuer",
+            "i_ca",
+            Some(("20200101000000Z", "20400101000000Z")),
+            false,
+            "'CN=Intermediate' is not valid at the signing time 2020-01-01T00:00:00Z",
+        ),
+        (
+            "after_root",
+            "root",
+            Some(("20400101000000Z", "20410101000000Z")),
+            false,
+            "'CN=Root' is not valid at the signing time 2040-01-01T00:00:00Z",
+        ),
+    ];
+    for (name, issuer, dates, accepted, why) in cases {
+        let leaf = match dates {
+            Some((start, end)) => dated_leaf(dir, name, issuer, start, end),
+            None => chain_cert(dir, name, "Signer", Some(issuer), "leaf"),
+        };
+        let bundle = dir.join(format!("{name}.sig"));
+        let mut args: Vec<PathBuf> = vec![
+            "sign".into(),
+            m.clone(),
+            "--key".into(),
+            dir.join(format!("{name}.pem")),
+            "--cert".into(),
+            leaf.clone(),
+            "--bundle".into(),
+            bundle.clone(),
+        ];
+        if issuer != "root" {
+            args.extend(["--chain".into(), dir.join(format!("{issuer}.crt"))]);
+        }
+        let r = mlsign(&args);
+        assert_eq!(r.code, 0, "{name}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(r.code, if accepted { 0 } else { 1 }, "{name}: {}", r.all());
+        assert!(r.stdout.contains(why), "{name}: {why:?} not in {}", r.all());
+        let o = run(Command::new("openssl").current_dir(dir).args([
+            "verify",
+            "-attime",
+            &not_before(&leaf).to_string(),
+            "-CAfile",
+            "root.crt",
+            "-untrusted",
+            "i_ca.crt",
+            &format!("{name}.crt"),
+        ]));
+        assert_eq!(o.code == 0, accepted, "{name}: openssl: {}", o.all());
+    }
+}
