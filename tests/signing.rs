@@ -2924,3 +2924,147 @@ fn certificate_validity_is_checked_at_the_signing_time() {
         assert_eq!(o.code == 0, accepted, "{name}: openssl: {}", o.all());
     }
 }
+
+/// Seeded generator for the randomised chain comparison (no dependency for one test).
+struct Lcg(u64);
+impl Lcg {
+    fn pick(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn random_chains_agree_with_openssl() {
+    // Differential: random PKIs over the constraints both sides process (basicConstraints,
+    // pathLenConstraint, keyUsage, unknown critical extensions, dNSName constraints), each
+    // judged by mlsign verify and openssl verify -attime. Every verdict must match.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    let mut rng = Lcg(0x5eed_2026);
+    let mut ext = String::new();
+    let mut disagreements = Vec::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    for case in 0..16 {
+        let ca_section = |name: &str, rng: &mut Lcg, root: bool| {
+            let bc = if !root && rng.pick(8) == 0 {
+                "CA:FALSE".to_string()
+            } else {
+                match rng.pick(4) {
+                    0 => "CA:TRUE,pathlen:0".into(),
+                    1 => "CA:TRUE,pathlen:1".into(),
+                    _ => "CA:TRUE".into(),
+                }
+            };
+            let mut s = format!("[{name}]\nbasicConstraints=critical,{bc}\n");
+            match rng.pick(6) {
+                0 => s.push_str("keyUsage=critical,digitalSignature,cRLSign\n"),
+                1 => {}
+                _ => s.push_str("keyUsage=critical,keyCertSign,cRLSign\n"),
+            }
+            if rng.pick(8) == 0 {
+                s.push_str("1.3.6.1.4.1.55555.2=critical,ASN1:UTF8String:x\n");
+            }
+            if !root && rng.pick(4) == 0 {
+                s.push_str("nameConstraints=critical,permitted;DNS:good.example\n");
+            }
+            s
+        };
+        let depth = 1 + rng.pick(2) as usize;
+        let root = format!("r{case}");
+        ext.push_str(&ca_section(&root, &mut rng, true));
+        let mut issuer = root.clone();
+        let mut chain = Vec::new();
+        let mut sections = vec![(root.clone(), None)];
+        for d in 0..depth {
+            let name = format!("c{case}i{d}");
+            ext.push_str(&ca_section(&name, &mut rng, false));
+            sections.push((name.clone(), Some(issuer.clone())));
+            chain.insert(0, name.clone());
+            issuer = name;
+        }
+        let leaf = format!("c{case}leaf");
+        ext.push_str(&format!(
+            "[{leaf}]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n"
+        ));
+        match rng.pick(3) {
+            0 => ext.push_str("subjectAltName=DNS:signer.good.example\n"),
+            1 => ext.push_str("subjectAltName=DNS:signer.evil.example\n"),
+            _ => {}
+        }
+        if rng.pick(8) == 0 {
+            ext.push_str("1.3.6.1.4.1.55555.3=critical,ASN1:UTF8String:y\n");
+        }
+        sections.push((leaf.clone(), Some(issuer)));
+        fs::write(dir.join("ext.cnf"), &ext).unwrap();
+        for (name, iss) in &sections {
+            chain_cert(dir, name, name, iss.as_deref(), name);
+        }
+        let chain_refs: Vec<&str> = chain.iter().map(String::as_str).collect();
+        let chain_pem = pem_cat(dir, &format!("c{case}chain.pem"), &chain_refs);
+        let bundle = dir.join(format!("c{case}.sig"));
+        let r = mlsign(os![
+            "sign",
+            m,
+            "--key",
+            dir.join(format!("{leaf}.pem")),
+            "--cert",
+            dir.join(format!("{leaf}.crt")),
+            "--chain",
+            chain_pem,
+            "--bundle",
+            bundle
+        ]);
+        assert_eq!(r.code, 0, "case {case}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join(format!("{root}.crt"))
+        ]);
+        assert!(r.code == 0 || r.code == 1, "case {case}: {}", r.all());
+        let leaf_crt = dir.join(format!("{leaf}.crt"));
+        let o = run(Command::new("openssl").current_dir(dir).args([
+            "verify",
+            "-attime",
+            &not_before(&leaf_crt).to_string(),
+            "-CAfile",
+            &format!("{root}.crt"),
+            "-untrusted",
+            &format!("c{case}chain.pem"),
+            &format!("{leaf}.crt"),
+        ]));
+        if (r.code == 0) != (o.code == 0) {
+            disagreements.push(format!(
+                "case {case} (mlsign exit {}, openssl exit {}):\n{}\nmlsign: {}\nopenssl: {}",
+                r.code,
+                o.code,
+                fs::read_to_string(dir.join("ext.cnf"))
+                    .unwrap()
+                    .split(&format!("[r{case}]"))
+                    .nth(1)
+                    .unwrap_or_default(),
+                r.stdout,
+                o.all()
+            ));
+        }
+        if r.code == 0 {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n\n"));
+    // The generator must exercise both outcomes, or the comparison proves little.
+    assert!(
+        accepted >= 2 && rejected >= 2,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}
