@@ -243,6 +243,13 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
             add("numpy.random._sfc64", &["SFC64"]);
             add("numpy.random.mtrand", &["RandomState"]);
             add("numpy.random._generator", &["Generator"]);
+            // Cython's generated unpickler of numpy's SeedSequence (in every default_rng()
+            // pickle): checks a layout checksum, `SeedSequence.__new__(type)` (the type must be a
+            // subclass) and sets the C attributes from a data tuple.
+            add(
+                "numpy.random.bit_generator",
+                &["SeedSequence", "__pyx_unpickle_SeedSequence"],
+            );
         }
         "joblib" => {
             // joblib's array placeholders: no `__setstate__` (BUILD updates `__dict__`), and
@@ -339,6 +346,7 @@ pub fn arg_kinds(module: &str, name: &str) -> Option<&'static [ArgKind]> {
         // Suspicious tier, but followed the same way: `base.__new__(cls, state)`.
         ("copyreg", "_reconstructor") => &[Type, Type, Data],
         ("copyreg", "__newobj__" | "__newobj_ex__") => &[Type],
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence") => &[Type, Data, Data],
         _ => return None,
     };
     Some(kinds)

@@ -334,9 +334,10 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
 }
 
 /// What a plain unpickler does with the bytes joblib reads as array data (from offset `from`
-/// on): denylisted globals, calls of globals outside the allowlist and non-allowlisted callables
-/// reaching invokers. Array bytes misread as opcodes usually just break the stream, which is
-/// not reported; random data naming and calling a global is not expected.
+/// on). Raw array bytes misread as opcodes, and joblib's nested object-array pickles replayed
+/// against the outer memo, routinely name junk globals (`NumpyArrayWrapper.dtype`) that only
+/// fail to import; so that reading is judged by the denylist (critical) alone, and the other
+/// globals it would call are listed in one low finding.
 fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<ScanFinding> {
     let mut out = vec![];
     let why = "where joblib reads array data, a plain pickle.load (numpy.load, torch.load, pickle.load) reads opcodes";
@@ -347,55 +348,48 @@ fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<Scan
         }
     }
     let mut seen = std::collections::HashSet::new();
+    let mut others = vec![];
     for (i, g) in plain.globals.iter().enumerate() {
-        let denied = super::policy::deny_reason(&g.module, &g.name);
-        if g.offset < from || !(called.contains(&i) || denied.is_some()) {
+        if g.offset < from || !seen.insert((g.module.as_str(), g.name.as_str())) {
             continue;
         }
-        if !seen.insert((g.module.clone(), g.name.clone())) {
-            continue;
+        match policy.judge(&g.module, &g.name) {
+            Decision::Allowed | Decision::AllowedSuspicious => {}
+            Decision::Unsafe {
+                severity: Severity::Critical,
+                why: reason,
+            } => out.push(
+                ScanFinding::new(
+                    "PKL001",
+                    Severity::Critical,
+                    format!(
+                        "{why}: there it resolves {} at offset {} ({reason})",
+                        g.qualified(),
+                        g.offset
+                    ),
+                )
+                .offset(g.offset)
+                .global(g.qualified()),
+            ),
+            _ if called.contains(&i) => others.push(g.qualified()),
+            _ => {}
         }
-        let (code, sev, what) = match policy.judge(&g.module, &g.name) {
-            Decision::Allowed | Decision::AllowedSuspicious => continue,
-            Decision::Suspicious => (
-                "PKL003",
-                Severity::Medium,
-                "a custom class outside the allowlist".to_string(),
-            ),
-            Decision::Unsafe { severity, why } => (
-                if severity == Severity::Critical {
-                    "PKL001"
-                } else {
-                    "PKL002"
-                },
-                severity,
-                why,
-            ),
-        };
+    }
+    if !others.is_empty() {
+        let n = others.len();
+        others.truncate(5);
         out.push(
             ScanFinding::new(
-                code,
-                sev,
+                "PKL002",
+                Severity::Low,
                 format!(
-                    "{why}: there it resolves {} at offset {} ({what})",
-                    g.qualified(),
-                    g.offset
+                    "{why}: there it would import and call {n} global(s) outside the allowlist ({}); none is denylisted, and such names usually come from array data read as opcodes",
+                    others.join(", ")
                 ),
             )
-            .offset(g.offset)
-            .global(g.qualified()),
+            .offset(from),
         );
     }
-    let mut inv = vec![];
-    invocation_findings(plain, policy, &mut inv);
-    out.extend(
-        inv.into_iter()
-            .filter(|f| f.offset.is_some_and(|o| o >= from))
-            .map(|mut f| {
-                f.message = format!("{why}: {}", f.message);
-                f
-            }),
-    );
     out
 }
 
