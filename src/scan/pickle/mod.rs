@@ -104,13 +104,25 @@ pub fn scan_streams(
                     .offset(*offset),
                 );
             } else {
+                // Whitespace is no opcode and no payload (numpy 1.0 wrote a newline after its
+                // object-array pickles): worth a note, not a warning.
+                let blank = data[pos..].iter().all(u8::is_ascii_whitespace);
                 fs.push(
                     ScanFinding::new(
                         "PKL012",
-                        Severity::Medium,
+                        if blank {
+                            Severity::Low
+                        } else {
+                            Severity::Medium
+                        },
                         format!(
-                            "{} byte(s) of non-pickle data after the last STOP",
-                            data.len() - pos
+                            "{} byte(s) of {} after the last STOP",
+                            data.len() - pos,
+                            if blank {
+                                "whitespace"
+                            } else {
+                                "non-pickle data"
+                            }
                         ),
                     )
                     .offset(base + pos as u64),
@@ -558,6 +570,14 @@ mod tests {
         assert!(c.contains(&"PKL001"));
         let c = codes(b"\x80\x02N.\xff\xff");
         assert_eq!(c, vec!["PKL012"]);
+        let s = scan_streams(
+            b"\x80\x02N.\n",
+            0,
+            &Ctx::default(),
+            &Policy::default(),
+            None,
+        );
+        assert_eq!(s.findings[0].severity, Severity::Low);
     }
 
     fn g(m: &str, n: &str) -> Vec<u8> {

@@ -710,7 +710,8 @@ impl<'a, 'p> Vm<'a, 'p> {
         } else if names.is_some_and(|n| !self.is_none(n)) {
             return Err("dtype names without fields".into());
         }
-        if d.datetime && !metadata.is_some_and(|m| self.items_of(m).is_some_and(|t| t.len() == 2)) {
+        let has_metadata = metadata.and_then(|m| self.items_of(m)).map(<[Id]>::len) == Some(2);
+        if d.datetime && !has_metadata {
             return Err("datetime dtype state without (metadata, c_metadata)".into());
         }
         if d.flexible {
