@@ -12,5 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod digest;
+pub mod gate;
+pub mod policy;
 pub mod report;
 pub mod scan;

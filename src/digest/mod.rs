@@ -10,6 +10,7 @@
 mod config;
 mod diff;
 mod error;
+mod finding;
 mod hash;
 mod manifest;
 mod sha256ni;
