@@ -104,7 +104,6 @@ fn zfile_length_ok(field: &[u8]) -> bool {
     true
 }
 
-
 /// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
 fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
     Ok(match c {
