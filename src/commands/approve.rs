@@ -60,7 +60,7 @@ pub fn run(a: ApproveArgs) -> Result<Exit> {
     };
     let m = Manifest::from_path(&abs, &cfg)?;
     let digest = m.root_digest_hex();
-    let hint = signer.key().verifying_key().hint();
+    let hint = signer.verifying_key().hint();
     let now = time::OffsetDateTime::now_utc();
     let expires = now + time::Duration::days(a.expires_in.into());
     let name = abs
@@ -68,7 +68,7 @@ pub fn run(a: ApproveArgs) -> Result<Exit> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "subject".into());
     let payload = approval::statement(&name, &digest, &hint, now, expires, a.note.as_deref());
-    let bundle = approval::sign(&signer, &payload);
+    let bundle = approval::sign(&signer, &payload)?;
     let out = match &a.output {
         Some(p) => p.clone(),
         None => approval::default_path(&abs, &hint)

@@ -5,7 +5,12 @@ use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+/// The signature finding of a difference (codes and severities live in `digest`).
+pub(super) fn finding_of(d: &crate::digest::Difference) -> Finding {
+    d.to_finding()
+}
+
+pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     let ok = findings.is_empty();
     match a.format {
         Format::Human => {
@@ -102,6 +107,10 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
+    if a.partition.is_some() || !a.from_parts.is_empty() {
+        // Partitioned verification (see commands/verify_parts.rs).
+        return super::verify_parts::run(&a, &trust, &opts, &bar);
+    }
     match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
