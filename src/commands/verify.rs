@@ -5,11 +5,6 @@ use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-/// The signature finding of a difference (codes and severities live in `digest`).
-pub(super) fn finding_of(d: &crate::digest::Difference) -> Finding {
-    d.to_finding()
-}
-
 pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     let ok = findings.is_empty();
     match a.format {

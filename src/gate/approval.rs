@@ -52,7 +52,7 @@ pub fn statement(
 }
 
 /// Sign an approval statement.
-pub fn sign(signer: &Signer, payload: &[u8]) -> Result<Bundle, attest::Error> {
+pub fn sign(signer: &Signer, payload: &[u8]) -> Result<Bundle, crate::attest::Error> {
     attest::sign_statement(signer, payload)
 }
 
@@ -217,7 +217,7 @@ pub fn check(bundle: &Bundle, file: &Path, cx: &Context) -> Result<Approval, Rej
     if cx.signer_hints.contains(&hint) {
         return Err(Rejection::SignersOwnKey);
     }
-    let st: Value = crate::json::value_from_slice(&vp.payload)
+    let st: Value = serde_json::from_slice(&vp.payload)
         .map_err(|e| Rejection::NotAnApproval(format!("payload is not JSON: {e}")))?;
     if st["_type"] != STATEMENT_TYPE {
         return Err(Rejection::NotAnApproval("not an in-toto statement".into()));

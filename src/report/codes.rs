@@ -48,6 +48,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL017", "out-of-band buffer opcode (NEXT_BUFFER) without buffers"),
     ("PKL018", "custom class allowed by the policy"),
     ("PKL019", "call result thrown away right after the call (payload-then-POP)"),
+    ("PKL020", "joblib < 0.10 array wrapper loads a companion file with numpy.load(allow_pickle=True) (high when the name leaves the file's directory)"),
     // Scanning (containers)
     ("SCN001", "unscannable: archive, compression or encryption mlsign cannot look inside"),
     ("SCN002", "unscannable: container is corrupt or too large to read"),
