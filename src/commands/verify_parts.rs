@@ -5,7 +5,7 @@ use crate::attest::partition::{merge_results, verify_partition};
 use crate::attest::{Error as AttestError, Trust, VerifyOptions};
 use crate::cli::VerifyArgs;
 use crate::digest::Progress;
-use crate::report::{Exit, Finding, Location, Severity};
+use crate::report::{Exit, Finding};
 use anyhow::Result;
 
 pub fn run(
@@ -50,12 +50,12 @@ pub fn run(
                 Exit::Finding
             })
         }
-        Err(AttestError::Rejected { code, message }) => {
-            let f = Finding::new(code, Severity::Critical, message)
-                .at(Location::path(a.bundle.display().to_string()));
-            emit(a, None, &[f]);
-            Ok(Exit::Finding)
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match e.to_finding(&a.bundle.display().to_string()) {
+            Some(f) => {
+                emit(a, None, &[f]);
+                Ok(Exit::Finding)
+            }
+            None => Err(e.into()),
+        },
     }
 }

@@ -1086,7 +1086,9 @@ impl Cx<'_> {
             Ok(b) => b,
             Err(e) => return Check::error(NAME, unreadable(&path, e)),
         };
-        let v: serde_json::Value = match serde_json::from_slice(&bytes) {
+        // Strict JSON: a duplicate key could make the report say one thing here and another
+        // to whoever reads it next.
+        let v: serde_json::Value = match crate::json::value_from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => return Check::error(NAME, unreadable(&path, format!("not JSON: {e}"))),
         };
