@@ -518,10 +518,13 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         if dt.flags & 1 != 0 {
             let start = self.r.pos;
+            // The nested stream spends this stream's opcode budget.
+            let mut limits = self.limits;
+            limits.max_ops = limits.max_ops.saturating_sub(self.t.ops);
             let inner = super::run_stream_with(
                 &self.r.data[start..],
                 self.base + start as u64,
-                self.limits,
+                limits,
                 false,
             );
             let broken = match &inner.outcome {
@@ -598,6 +601,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             .nested
             .extend(inner.nested.into_iter().map(|(o, s, l)| (o, s + start, l)));
         self.t.max_proto = self.t.max_proto.max(inner.max_proto);
+        self.t.ops = self.t.ops.saturating_add(inner.ops);
     }
 
     /// The key BUILD states of a dtype object are filed under, if `obj` is `numpy.dtype(...)`.
