@@ -162,6 +162,16 @@ def samples():
         "numpy",
         "§4 the same inside an object .npy: numpy.load's pickle.load runs the array bytes",
     )
+    # joblib < 0.10 'ZF' zlib file (joblib 1.x still loads it): scanned after decompression.
+    import zlib
+
+    raw = b"\x80\x02" + PAYLOAD + b"."
+    out["joblib_zfile_payload.gz"] = (
+        b"ZF" + hex(len(raw)).encode().ljust(19) + zlib.compress(raw),
+        "malicious",
+        "joblib",
+        "joblib < 0.10 ZF-compressed pickle (was 'not a model')",
+    )
     # joblib < 0.10 NDArrayWrapper: numpy.load(allow_pickle=True) of whatever path it names.
     out["joblib_companion_path.pkl"] = (
         b"\x80\x02"
