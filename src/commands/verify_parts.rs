@@ -1,6 +1,6 @@
 //! `verify --partition I/N [-o RESULT.json]` and `verify --from-parts RESULT…`.
 
-use super::verify::{emit, finding_of};
+use super::verify::emit;
 use crate::attest::partition::{merge_results, verify_partition};
 use crate::attest::{Error as AttestError, Trust, VerifyOptions};
 use crate::cli::VerifyArgs;
@@ -30,7 +30,7 @@ pub fn run(
     };
     match result {
         Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
             emit(a, Some(&o), &findings);
             if a.format == crate::report::Format::Human {
                 match a.partition {

@@ -12,6 +12,7 @@ pub mod cache;
 mod config;
 mod diff;
 mod error;
+mod finding;
 mod hash;
 mod manifest;
 mod schedule;
@@ -63,5 +64,9 @@ pub mod kernels {
 #[allow(dead_code)]
 fn doc_example() {
     let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
-    println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
+    println!(
+        "{} files, root {}",
+        m.resources().len(),
+        m.root_digest_hex()
+    );
 }

@@ -67,6 +67,9 @@ pub fn sniff(h: &[u8]) -> Option<Codec> {
     None
 }
 
+/// Most memory an xz / lzma dictionary may take (KiB): joblib's presets use at most 64 MiB.
+const DICT_LIMIT_KB: u32 = 160 << 10;
+
 /// `ZF` + `hex(length)` left-justified to 19 bytes (joblib's `_MAX_LEN`).
 const ZFILE_HEADER: usize = 21;
 
@@ -100,9 +103,6 @@ fn zfile_length_ok(field: &[u8]) -> bool {
     }
     true
 }
-
-/// Most memory an xz / lzma dictionary may take (KiB): joblib's presets use at most 64 MiB.
-const DICT_LIMIT_KB: u32 = 160 << 10;
 
 /// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
 fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
