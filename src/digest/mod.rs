@@ -63,5 +63,9 @@ pub mod kernels {
 #[allow(dead_code)]
 fn doc_example() {
     let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
-    println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
+    println!(
+        "{} files, root {}",
+        m.resources().len(),
+        m.root_digest_hex()
+    );
 }

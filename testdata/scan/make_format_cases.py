@@ -158,6 +158,14 @@ if have_torch:
     manifest["code.pt"] = {"expect": "clean", "codes": [], "confirmed": "written by torch.save"}
 case("torch_prefix_code.pt", data, "malicious", ["PKL001"], confirmed)
 
+# 5b. Extension tricks (CVE-2025-1889 class): a pickle member under a name no scanner list
+#     knows, in an archive that is not a torch checkpoint, is still read by content.
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("readme.txt", "weights inside")
+    z.writestr("model.weights", EVIL)
+case("zip_pickle_member_odd_name.zip", buf.getvalue(), "malicious", ["PKL001"])
+
 # 6. tar with a pax `size` record: Python's tarfile takes the member's size (and so its data
 #    and the next header's position) from it, not from the ustar size field (0 here).
 import tarfile  # noqa: E402
