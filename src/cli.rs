@@ -58,6 +58,11 @@ pub enum Command {
     Policy(crate::commands::policy::PolicyArgs),
     /// Sign an approval of a model (human review, separate from the signer) for the gate.
     Approve(crate::commands::approve::ApproveArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Write the man pages into a directory (used by the release script).
+    #[command(hide = true)]
+    Man(crate::commands::completions::ManArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
