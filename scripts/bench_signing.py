@@ -203,7 +203,7 @@ def large(args, ml, key):
     rows = [
         ("mlsign hash", [ml, "hash", model, "--no-progress", "--no-stat-cache", "--ignore", stamp]),
         ("mlsign sign", [ml, "sign", model, "--key", key, "--bundle", BENCH / "tree.sig", "--force", "--no-progress", "--no-stat-cache", "--ignore", stamp]),
-        ("find | xargs sha256sum", ["bash", "-c", f"find {model} -type f -print0 | xargs -0 -P {os.cpu_count() or 1} -n 2000 sha256sum > /dev/null"]),
+        ("find \\| xargs sha256sum", ["bash", "-c", f"find {model} -type f -print0 | xargs -0 -P {os.cpu_count() or 1} -n 2000 sha256sum > /dev/null"]),
     ]
     res = interleaved(rows, args.repeat)
     print(f"\n## Large tree: {n:,} files of 1 KB\n")
