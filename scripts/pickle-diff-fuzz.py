@@ -310,7 +310,7 @@ def run_round(mlsign, cases, allowed_cache, work):
             if r["complete"] and not bad and first_breaks and side == "c":
                 stats["vm_stricter_than_c"] += 1
                 if SHOW_STRICT:
-                    print("STRICT %r\n  %s" % (data[:200], json.dumps(f["findings"])[:400]))
+                    print(ascii("STRICT %r\n  %s" % (data[:200], json.dumps(f["findings"])[:400])))
     return bugs, stats
 
 
@@ -347,9 +347,9 @@ def main():
     if a.keep and all_bugs:
         os.makedirs(a.keep, exist_ok=True)
     for k, (name, data, why, o, f) in enumerate(all_bugs[:50]):
-        print("BUG %d: %s\n  bytes: %r\n  oracle: %s\n  mlsign: %s" % (
+        print(ascii("BUG %d: %s\n  bytes: %r\n  oracle: %s\n  mlsign: %s" % (
             k, why, data[:300], json.dumps(o)[:600],
-            json.dumps(f)[:600] if f else None))
+            json.dumps(f)[:600] if f else None)).replace("\\n", "\n"))
         if a.keep:
             with open(os.path.join(a.keep, "bug-%d-%d.bin" % (a.seed, k)), "wb") as out:
                 out.write(data)

@@ -130,12 +130,20 @@ def _run(cls, data):
 
 def limit_memory(gib=4):
     """The C unpickler sizes its memo from LONG_BINPUT keys: cap the address space so a
-    huge key fails with MemoryError instead of exhausting the machine."""
+    huge key fails with MemoryError instead of exhausting the machine. Also silences the
+    unraisable-exception noise of half-built objects freed later."""
+    sys.unraisablehook = _quiet_unraisable
     lim = gib << 30
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         lim = min(lim, hard)
     resource.setrlimit(resource.RLIMIT_AS, (lim, hard))
+
+
+def _quiet_unraisable(_):
+    # The C unpickler can leave "Exception ignored" noise (a bytearray with exported buffers
+    # freed after an error); it says nothing about what was loaded.
+    pass
 
 
 def oracle(data):

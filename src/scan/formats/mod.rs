@@ -277,6 +277,11 @@ pub fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
         || ran_out
         || t.unfollowable
         || !t.calls.is_empty()
+        // STACK_GLOBAL on computed or non-name text: find_class may import its module.
+        || t
+            .anomalies
+            .iter()
+            .any(|a| a.kind == pickle::vm::AnomalyKind::NonLiteralStackGlobal)
         || t.globals.iter().any(|g| {
             super::policy::deny_reason(&g.module, &g.name).is_some()
                 || pickle::modules::importable(&g.module)
@@ -568,6 +573,12 @@ mod tests {
         let (v, c) = scan(b"cantigravity\nx\n\xff");
         assert_ne!(v, crate::scan::Verdict::Clean, "{c:?}");
         assert!(!c.contains(&"SCN019"));
+        // Found by the differential fuzzer: STACK_GLOBAL('os', '\ud800system') imports os
+        // before the stream breaks.
+        let d = b"V\\u006f\\u0073\np0\n0V\\ud800system\np1\n0(g0\ng1\n\x93S'tru\xe5'\ntR";
+        let (v, c) = scan(d);
+        assert_ne!(v, crate::scan::Verdict::Clean, "{c:?}");
+        assert!(c.contains(&"PKL005"), "{c:?}");
     }
 
     #[test]

@@ -476,6 +476,10 @@ mod tests {
         assert!(t.unfollowable);
         let c = codes(d);
         assert!(c.contains(&"PKL014") && c.contains(&"PKL009"), "{c:?}");
+        // The same for a binary argument (SHORT_BINUNICODE of 5 in a frame of 6).
+        let d =
+            b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00\x8c\x05\x95\x12\x00\x00\x00\x00\x00.";
+        assert!(vm::run_stream(d, 0, Limits::default()).unfollowable);
         // A line wholly inside its frame is fine.
         let d = b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00cbuiltins\nset\n.";
         assert!(codes(d).is_empty(), "{:?}", codes(d));

@@ -236,7 +236,7 @@ struct Reader<'a> {
     pos: usize,
     /// End of the current FRAME (may lie past the data).
     frame_end: usize,
-    /// A text line ran past the end of its FRAME (see [`Reader::line`]).
+    /// An argument ran past the end of its FRAME (see [`Reader::line`]).
     line_crossed_frame: bool,
 }
 
@@ -245,6 +245,18 @@ struct Fail(String);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
+        // See `line`: CPython 3.11's C loader on a file object reads an argument that runs
+        // past the FRAME's end afresh from the file, dropping the frame's tail.
+        if self.pos < self.frame_end
+            && self.frame_end <= self.data.len()
+            && n > self.frame_end - self.pos
+        {
+            self.line_crossed_frame = true;
+            return Err(Fail(format!(
+                "argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
+                self.frame_end
+            )));
+        }
         if n > self.data.len() - self.pos {
             return Err(Fail(format!(
                 "pickle data was truncated (needs {n} bytes, {} left)",
@@ -266,7 +278,11 @@ impl<'a> Reader<'a> {
             // `pickle.loads`, refused by the pure-Python loader, and by the C loader on a file
             // without `peek` (the BytesIO torch gives it for `data.pkl`) from the frame's end
             // on, dropping the frame's tail. Picklers never write one; it is not followable.
-            Some(i) if self.pos < self.frame_end && self.pos + i >= self.frame_end => {
+            Some(i)
+                if self.pos < self.frame_end
+                    && self.frame_end <= self.data.len()
+                    && self.pos + i >= self.frame_end =>
+            {
                 self.line_crossed_frame = true;
                 Err(Fail(format!(
                     "text argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
@@ -379,9 +395,9 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
         t.anomalies.push(Anomaly {
             kind: AnomalyKind::Limit,
             offset: base + end as u64,
-            detail: "a text argument crosses the end of its FRAME: the C unpickler reading a \
-                     file object drops the frame's tail, pickle.loads does not, so loaders \
-                     see different names"
+            detail: "an opcode argument crosses the end of its FRAME: the C unpickler reading \
+                     a file object drops the frame's tail, pickle.loads does not and the \
+                     pure-Python unpickler refuses, so loaders see different values"
                 .into(),
         });
     }
