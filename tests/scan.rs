@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+// Container formats (ZIP readings, Keras, GGUF templates, special files, bombs).
+#[path = "scan/formats.rs"]
+mod formats;
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mlsign")
 }

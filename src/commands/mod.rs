@@ -9,6 +9,7 @@ mod keygen;
 pub mod scan;
 mod sign;
 mod verify;
+mod verify_parts;
 
 use crate::cli::{Cli, Command};
 use crate::report::{Exit, Format};

@@ -8,7 +8,7 @@ use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-fn finding_of(d: &Difference) -> Finding {
+pub(super) fn finding_of(d: &Difference) -> Finding {
     let (code, sev, msg) = match d {
         Difference::Modified { .. } => (
             "SIG001",
@@ -30,7 +30,7 @@ fn finding_of(d: &Difference) -> Finding {
     Finding::new(code, sev, msg).at(Location::path(d.path()))
 }
 
-fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     let ok = findings.is_empty();
     match a.format {
         Format::Human => {
@@ -127,6 +127,10 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
+    if a.partition.is_some() || !a.from_parts.is_empty() {
+        // Partitioned verification (see commands/verify_parts.rs).
+        return super::verify_parts::run(&a, &trust, &opts, &bar);
+    }
     match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();

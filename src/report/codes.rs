@@ -69,6 +69,9 @@ pub const CODES: &[(&str, &str)] = &[
     ("SCN018", "unscannable: compressed data cannot be decompressed within the limits"),
     ("SCN019", "not a recognised model, archive or pickle format"),
     ("SCN021", "unscannable: ZIP compression method not supported"),
+    ("SCN030", "ZIP readers disagree: several end records or directories, loaders read different archives"),
+    ("SCN031", "unscannable: GGUF chat template is not valid Jinja (or not UTF-8), so it cannot be checked"),
+    ("SCN032", "unscannable: special file (FIFO, device, socket) or symlinked directory skipped"),
     // Behavioural diff (behave)
     (BHV001, "backdoor-like divergence: under a probe the candidate sends inputs of most source classes to one target class, beyond the baseline (statistic above the calibrated threshold)"),
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),

@@ -51,6 +51,9 @@ pub struct Policy {
     pub max_member_bytes: u64,
     /// Total bytes read from members and decompressed per scanned file (zip-bomb bound).
     pub max_total_bytes: u64,
+    /// Largest member or decompressed payload held in memory to be scanned whole (pickles,
+    /// nested containers); larger ones are unscannable. Everything else is streamed.
+    pub max_in_memory_bytes: u64,
 }
 
 /// The TOML shape of a policy file (`[scan]` table).
@@ -72,6 +75,7 @@ struct ScanSection {
     max_depth: Option<u32>,
     max_member_bytes: Option<u64>,
     max_total_bytes: Option<u64>,
+    max_in_memory_bytes: Option<u64>,
 }
 
 impl Default for Policy {
@@ -84,6 +88,7 @@ impl Default for Policy {
             max_depth: 4,
             max_member_bytes: 1 << 30,
             max_total_bytes: 4 << 30,
+            max_in_memory_bytes: super::formats::IN_MEMORY_MAX,
         };
         for name in presets::PRESETS {
             p.add_preset(name).expect("built-in preset");
@@ -182,6 +187,9 @@ impl Policy {
         }
         if let Some(v) = s.max_member_bytes {
             p.max_member_bytes = v;
+        }
+        if let Some(v) = s.max_in_memory_bytes {
+            p.max_in_memory_bytes = v;
         }
         if let Some(v) = s.max_total_bytes {
             p.max_total_bytes = v;

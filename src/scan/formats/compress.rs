@@ -1,7 +1,8 @@
 //! Compressed payloads (joblib's zlib/gzip/bz2/xz/lzma), decompressed with pure-Rust decoders
 //! and a hard output limit.
 
-use std::io::{Read, Write};
+use super::source::{Collected, Collector};
+use std::io::Read;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
@@ -58,26 +59,26 @@ pub fn sniff(h: &[u8]) -> Option<Codec> {
     None
 }
 
-/// A writer that refuses to grow past a limit.
-struct Capped {
-    out: Vec<u8>,
-    max: u64,
-}
+/// Most memory an xz / lzma dictionary may take (KiB): joblib's presets use at most 64 MiB.
+const DICT_LIMIT_KB: u32 = 160 << 10;
 
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() as u64 + buf.len() as u64 > self.max {
-            return Err(std::io::Error::other(format!(
-                "decompresses to more than {} bytes",
-                self.max
-            )));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
+fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
+    Ok(match c {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+        // Python's lzma reads concatenated streams.
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            data,
+            true,
+            DICT_LIMIT_KB,
+        )),
+        Codec::Lzma => Box::new(
+            lzma_rust2::LzmaReader::new_mem_limit(data, DICT_LIMIT_KB, None)
+                .map_err(|e| e.to_string())?,
+        ),
+    })
 }
 
 fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
@@ -92,33 +93,25 @@ fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Decompress whole, refusing more than `max` bytes.
 pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
-    match c {
-        Codec::Gzip => read_capped(flate2::read::MultiGzDecoder::new(data), max),
-        Codec::Zlib => read_capped(flate2::read::ZlibDecoder::new(data), max),
-        Codec::Bzip2 => read_capped(bzip2::read::MultiBzDecoder::new(data), max),
-        Codec::Xz => {
-            let mut w = Capped { out: vec![], max };
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(data), &mut w)
-                .map_err(|e| format!("{e:?}"))?;
-            Ok(w.out)
-        }
-        Codec::Lzma => {
-            let mut w = Capped { out: vec![], max };
-            let opts = lzma_rs::decompress::Options {
-                unpacked_size: lzma_rs::decompress::UnpackedSize::ReadFromHeader,
-                memlimit: Some(1 << 28),
-                allow_incomplete: false,
-            };
-            lzma_rs::lzma_decompress_with_options(
-                &mut std::io::BufReader::new(data),
-                &mut w,
-                &opts,
-            )
-            .map_err(|e| format!("{e:?}"))?;
-            Ok(w.out)
-        }
-    }
+    read_capped(reader(c, data)?, max)
+}
+
+/// Decompress as a stream into a [`Collector`]: only the head is held unless `decide` says
+/// the payload must be scanned whole. Returns what was kept and the decompressed size.
+pub fn decompress_collect(
+    c: Codec,
+    data: &[u8],
+    head: usize,
+    cap: u64,
+    hold: u64,
+    decide: &dyn Fn(&[u8]) -> bool,
+) -> Result<(Collected, u64), String> {
+    let mut col = Collector::new(head, cap, hold, decide);
+    std::io::copy(&mut reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
+    let total = col.total();
+    Ok((col.finish(), total))
 }
 
 #[cfg(test)]
