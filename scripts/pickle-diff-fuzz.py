@@ -223,6 +223,25 @@ def mutate(d, rnd, pool):
     return bytes(d)
 
 
+SNIPPETS = [
+    b"(", b"N", b"I1\n", b"I01\n", b"K\x01", b"M\x00\x01", b"S'os'\n", b"Vsystem\n", b"\x8c\x02os",
+    b"\x8c\x06system", b"X\x03\x00\x00\x00set", b"cos\nsystem\n", b"c__builtin__\nset\n",
+    b"cbuiltins\ngetattr\n", b"ccollections\nOrderedDict\n", b"t", b")", b"\x85", b"\x86", b"\x87",
+    b"R", b"0", b"1", b"2", b"p0\n", b"p1_0\n", b"g0\n", b"g1_0\n", b"q\x01", b"h\x01", b"\x94",
+    b"h\x00", b"\x93", b"]", b"a", b"e", b"}", b"s", b"u", b"b", b"o", b"i__builtin__\nlist\n",
+    b"ios\nsystem\n", b"\x81", b"\x92", b"l", b"d", b"\x8f", b"\x90", b"\x91", b"P1\n", b"Q",
+    b"\x88", b"\x89", b"G\x00\x00\x00\x00\x00\x00\x00\x00", b"C\x01x", b"\x80\x01", b"\x80\x04",
+    b"\x95\x08\x00\x00\x00\x00\x00\x00\x00", b"L5L\n", b"F1.0\n", b"V\\ud800\n", b".",
+]
+
+
+def random_program(rnd):
+    """A random opcode sequence from well-formed snippets: exercises stack, mark and memo
+    semantics rather than argument parsing."""
+    out = b"".join(rnd.choice(SNIPPETS) for _ in range(rnd.randrange(2, 30)))
+    return out + (b"." if rnd.random() < 0.7 else b"")
+
+
 # ---------------------------------------------------------------- running
 def top_level_importable(module):
     top = module.split(".")[0]
@@ -333,7 +352,10 @@ def main():
         for rno in range(a.rounds):
             cases = list(pool) if rno == 0 else []
             while len(cases) < a.per_round:
-                cases.append(mutate(rnd.choice(pool), rnd, pool))
+                if rnd.random() < 0.3:
+                    cases.append(random_program(rnd))
+                else:
+                    cases.append(mutate(rnd.choice(pool), rnd, pool))
             bugs, stats = run_round(a.mlsign, cases, allowed, work)
             total.update(stats)
             total["files"] += len(cases)
