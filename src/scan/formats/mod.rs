@@ -331,12 +331,16 @@ pub fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
     t.outcome == pickle::Outcome::Complete
         || ran_out
         || t.unfollowable
-        || !t.calls.is_empty()
+        // Calls on literal values (None, numbers, containers) fail in the loader too; a call
+        // that can run anything starts at a global.
+        || t.calls.iter().any(|c| {
+            matches!(
+                c.target,
+                pickle::vm::Target::Global(_) | pickle::vm::Target::MethodOf(..)
+            )
+        })
         // STACK_GLOBAL on computed or non-name text: find_class may import its module.
-        || t
-            .anomalies
-            .iter()
-            .any(|a| a.kind == pickle::vm::AnomalyKind::NonLiteralStackGlobal)
+        || t.computed_global
         || t.globals.iter().any(|g| {
             super::policy::deny_reason(&g.module, &g.name).is_some()
                 || pickle::modules::importable(&g.module)
@@ -786,6 +790,10 @@ mod tests {
 
     #[test]
     fn text_acts_as_pickle_only_when_a_loader_would_act() {
+        // Calls and STACK_GLOBAL on literal non-text values fail in CPython before anything
+        // runs: binary data that happens to read so is not a pickle.
+        assert_eq!(scan(b"NNR\xff").1, vec!["SCN019"]);
+        assert_eq!(scan(b"NN\x93\xff").1, vec!["SCN019"]);
         // The benign corpus's vocab.txt: GLOBAL of module `at`, which cannot import.
         assert_eq!(scan(b"cat\ndog\nbird\n(fish)\n").1, vec!["SCN019"]);
         // Importing `antigravity` runs it, even though the stream then breaks.

@@ -139,6 +139,9 @@ pub struct Trace {
     /// The replay stopped at one of mlsign's own limits (opcodes, values, memo, a joblib array
     /// it cannot size), not at an error of the loader: the loader may go on from there.
     pub unfollowable: bool,
+    /// A STACK_GLOBAL ran on operands that may be text at run time but are not literal names:
+    /// the loader's `find_class` may import something.
+    pub computed_global: bool,
 }
 
 type Id = u32;
@@ -353,6 +356,7 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
         ops: 0,
         max_proto: 0,
         unfollowable: false,
+        computed_global: false,
     };
     let mut vm = Vm {
         r: Reader {
@@ -1101,6 +1105,22 @@ impl<'a, 'p> Vm<'a, 'p> {
                             offset: self.off(op_pos),
                             detail,
                         });
+                        // CPython calls find_class only when both are str at run time.
+                        let may_be_str = |id: Id| {
+                            matches!(
+                                self.nodes.get(id as usize),
+                                Some(
+                                    Node::Str(_)
+                                        | Node::OpaqueStr
+                                        | Node::Unknown
+                                        | Node::Object { .. }
+                                        | Node::Persistent
+                                )
+                            )
+                        };
+                        if may_be_str(m) && may_be_str(n) {
+                            self.t.computed_global = true;
+                        }
                         self.push(Node::Unknown)?;
                     }
                 }
