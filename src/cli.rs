@@ -52,6 +52,12 @@ pub enum Command {
     /// Compare a candidate model's behaviour with a trusted baseline under trigger probes and flag
     /// backdoor-like divergence (`behave calibrate` sets the threshold).
     Behave(BehaveArgs),
+    /// May this model be promoted? Run every check a policy requires and print one verdict.
+    Gate(crate::commands::gate::GateArgs),
+    /// Write (`init`), lint (`check`) and explain gate policies.
+    Policy(crate::commands::policy::PolicyArgs),
+    /// Sign an approval of a model (human review, separate from the signer) for the gate.
+    Approve(crate::commands::approve::ApproveArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

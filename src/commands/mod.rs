@@ -1,11 +1,14 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+pub mod approve;
 mod bom;
 mod common;
 mod dataset;
+pub mod gate;
 mod hash;
 mod keygen;
+pub mod policy;
 pub mod scan;
 mod sign;
 mod verify;
@@ -27,6 +30,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        Command::Gate(a) => (a.format.errors(), gate::run(a)),
+        Command::Policy(a) => (policy::format(&a), policy::run(a)),
+        Command::Approve(a) => (a.format, approve::run(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

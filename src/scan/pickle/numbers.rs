@@ -311,7 +311,7 @@ fn strtol0(s: &[u8]) -> Strtol {
 /// What the INT opcode pushes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IntValue {
-    Bool,
+    Bool(bool),
     Int(PyInt),
 }
 
@@ -327,7 +327,7 @@ pub fn int_opcode(line: &[u8]) -> Option<IntValue> {
         // End of the C string is the `\n` or the NUL: accepted.
         Strtol::Value(v, end) if end == s.len() => {
             if line.len() == 2 && (v == 0 || v == 1) {
-                return Some(IntValue::Bool);
+                return Some(IntValue::Bool(v == 1));
             }
             Some(IntValue::Int(PyInt {
                 negative: v < 0,
@@ -337,7 +337,7 @@ pub fn int_opcode(line: &[u8]) -> Option<IntValue> {
         // No digits and an empty C string (the line starts with NUL): `end` is the start,
         // which is the NUL itself, so the C loader accepts 0.
         Strtol::NoDigits if s.is_empty() => Some(if line.len() == 2 {
-            IntValue::Bool
+            IntValue::Bool(false)
         } else {
             IntValue::Int(PyInt {
                 negative: false,
@@ -421,8 +421,8 @@ mod tests {
         assert_eq!(i(b"1_000"), Some(1000));
         assert_eq!(i(b"7 "), Some(7));
         assert_eq!(i(b"12\0x"), Some(12));
-        assert_eq!(int_opcode(b"01"), Some(IntValue::Bool));
-        assert_eq!(int_opcode(b"00"), Some(IntValue::Bool));
+        assert_eq!(int_opcode(b"01"), Some(IntValue::Bool(true)));
+        assert_eq!(int_opcode(b"00"), Some(IntValue::Bool(false)));
         assert_eq!(i(b"1"), Some(1));
         assert!(int_opcode(b"x").is_none());
         assert!(int_opcode(b"").is_none());
