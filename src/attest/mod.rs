@@ -13,6 +13,7 @@ pub mod dsse;
 mod error;
 pub mod keys;
 mod sign;
+pub mod sigstore;
 pub mod statement;
 mod verify;
 
@@ -21,6 +22,6 @@ pub use keys::{KeyKind, SigningKey, VerifyingKey};
 pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
-    verify_bundle, verify_bundle_with, verify_model, Trust, VerifiedPayload, VerifyOptions,
-    VerifyOutcome,
+    verify_bundle, verify_bundle_with, verify_model, KeylessTrust, Trust, VerifiedPayload,
+    VerifyOptions, VerifyOutcome,
 };

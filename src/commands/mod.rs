@@ -3,6 +3,7 @@
 
 mod bom;
 mod common;
+mod conformance;
 mod dataset;
 mod hash;
 mod keygen;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        Command::Conformance(a) => (conformance::format(&a), conformance::run(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

@@ -1,8 +1,10 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
+use crate::attest::sigstore::{Expect, Matcher, TrustRoot};
+use crate::attest::KeylessTrust;
 use crate::attest::{
     cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
 };
-use crate::cli::VerifyArgs;
+use crate::cli::{KeylessVerifyArgs, VerifyArgs};
 use crate::digest::Difference;
 use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
 use anyhow::{Context, Result};
@@ -100,8 +102,31 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     }
 }
 
+/// The keyless trust from `--identity[-regex] --issuer[-regex] [--trusted-root F | --staging]`.
+pub fn keyless_trust(k: &KeylessVerifyArgs) -> Result<KeylessTrust> {
+    let identity = match (&k.identity, &k.identity_regex) {
+        (Some(id), _) => Matcher::exact(id.clone()),
+        (None, Some(re)) => Matcher::regex("identity", re)?,
+        (None, None) => anyhow::bail!("keyless verification needs --identity or --identity-regex"),
+    };
+    let issuer = match (&k.issuer, &k.issuer_regex) {
+        (Some(iss), _) => Matcher::exact(iss.clone()),
+        (None, Some(re)) => Matcher::regex("issuer", re)?,
+        (None, None) => anyhow::bail!(
+            "keyless verification needs --issuer URL (or --issuer-regex): an identity means nothing without the OIDC issuer that vouched for it"
+        ),
+    };
+    Ok(KeylessTrust {
+        root: TrustRoot::load(k.trusted_root.as_deref(), k.staging)?,
+        expect: Expect::Identity { identity, issuer },
+    })
+}
+
 pub fn run(a: VerifyArgs) -> Result<Exit> {
     let trust = match (&a.key, &a.cert_chain) {
+        _ if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() => {
+            Trust::Keyless(keyless_trust(&a.keyless)?)
+        }
         (Some(k), _) => {
             let pem = read_small(k, "public key")?;
             Trust::Key(
@@ -115,7 +140,9 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
                 cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", c.display()))?,
             )
         }
-        (None, None) => anyhow::bail!("pass --key PUB.pem or --cert-chain ROOTS.pem"),
+        (None, None) => anyhow::bail!(
+            "pass --key PUB.pem, --cert-chain ROOTS.pem, or --identity ID --issuer URL (keyless)"
+        ),
     };
     if !a.path.exists() {
         anyhow::bail!("{}: no such file or directory", a.path.display());

@@ -74,6 +74,22 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    // Keyless Sigstore verification (verify --identity, conformance verify-bundle)
+    ("SGS001", "Fulcio certificate chain does not lead to a CA of the trusted root"),
+    ("SGS002", "signing certificate not valid at the verified signing time (expired or not yet valid)"),
+    ("SGS003", "signed certificate timestamp (SCT) missing or not signed by a CT log of the trusted root"),
+    ("SGS004", "certificate identity (SAN) is not the expected signer"),
+    ("SGS005", "certificate OIDC issuer is not the expected one"),
+    ("SGS006", "transparency-log inclusion proof does not lead to the checkpoint's root"),
+    ("SGS007", "checkpoint missing, unsigned, signed by an unknown key or for another root"),
+    ("SGS008", "signed entry timestamp (SET) does not verify"),
+    ("SGS009", "RFC 3161 timestamp invalid, untrusted or outside its authority's validity"),
+    ("SGS010", "transparency log not in the trusted root"),
+    ("SGS011", "transparency-log entry inconsistent with the bundle (signature, certificate, envelope)"),
+    ("SGS012", "integrated time in the future or outside the certificate's validity"),
+    ("SGS013", "signature does not verify over the artifact or DSSE payload"),
+    ("SGS014", "bundle or its log entry is for other content than the artifact"),
+    ("SGS015", "managed-key bundle not signed by the given key"),
 ];
 
 pub const BHV001: &str = "BHV001";
