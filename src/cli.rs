@@ -55,6 +55,12 @@ pub enum Command {
     /// Compare a candidate model's behaviour with a trusted baseline under trigger probes and flag
     /// backdoor-like divergence (`behave calibrate` sets the threshold).
     Behave(BehaveArgs),
+    /// May this model be promoted? Run every check a policy requires and print one verdict.
+    Gate(crate::commands::gate::GateArgs),
+    /// Write (`init`), lint (`check`) and explain gate policies.
+    Policy(crate::commands::policy::PolicyArgs),
+    /// Sign an approval of a model (human review, separate from the signer) for the gate.
+    Approve(crate::commands::approve::ApproveArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +80,15 @@ pub enum KeyAlgorithm {
     after_help = "Examples:\n  mlsign keygen --out signer\n  mlsign keygen --out release-key --algorithm p384\n  MLSIGN_PASS=secret mlsign keygen --out signer --passphrase-env MLSIGN_PASS"
 )]
 pub struct KeygenArgs {
-    /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub.
+    /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub (with --pkcs11-uri
+    /// only PREFIX.pub: the private key stays on the token).
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
+    /// Create the key pair on a PKCS#11 token instead (RFC 7512 URI naming the token, the new
+    /// key's object= label and optionally id=; p256 or p384). PIN from pin-source or
+    /// $MLSIGN_PKCS11_PIN.
+    #[arg(long, value_name = "URI", conflicts_with = "passphrase_env")]
+    pub pkcs11_uri: Option<String>,
     /// Key algorithm.
     #[arg(long, value_enum, default_value = "p256")]
     pub algorithm: KeyAlgorithm,
@@ -125,6 +137,9 @@ pub struct HashingArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not record the stat cache that `sign --since` uses (in $XDG_CACHE_HOME/mlsign).
+    #[arg(long)]
+    pub no_stat_cache: bool,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +151,16 @@ pub struct HashArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub hashing: HashingArgs,
+    /// Hash only partition I of N (0-based; by hash of each file's path) and write an unsigned
+    /// partial manifest to --output; `sign --from-parts` merges the N parts.
+    #[arg(long, value_name = "I/N", requires = "output")]
+    pub partition: Option<crate::digest::partition::Spec>,
+    /// Where --partition writes its partial manifest.
+    #[arg(long, short = 'o', value_name = "PART.json", requires = "partition")]
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing --output file.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }
@@ -149,16 +174,21 @@ pub enum SubjectKind {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written)."
+    after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n  mlsign sign models/bert --keyless                          # in GitHub Actions (id-token: write)\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written)."
 )]
 pub struct SignArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
     /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
-    #[arg(long, value_name = "PRIV.pem")]
-    pub key: PathBuf,
-    /// Leaf certificate for the certificate method (PEM); its key must match --key.
-    #[arg(long, value_name = "LEAF.pem", requires = "key")]
+    #[arg(long, value_name = "PRIV.pem", required_unless_present_any = ["pkcs11_uri", "keyless"])]
+    pub key: Option<PathBuf>,
+    /// Sign with a key on a PKCS#11 token (RFC 7512 URI, as model_signing takes it):
+    /// 'pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path/pin'.
+    /// The PIN comes from pin-source or $MLSIGN_PKCS11_PIN, never from the command line.
+    #[arg(long, value_name = "URI", conflicts_with_all = ["key", "passphrase_env"])]
+    pub pkcs11_uri: Option<String>,
+    /// Leaf certificate for the certificate method (PEM); its key must match the signing key.
+    #[arg(long, value_name = "LEAF.pem")]
     pub cert: Option<PathBuf>,
     /// Intermediate certificates to embed after the leaf (PEM, may hold several).
     #[arg(long, value_name = "CHAIN.pem", requires = "cert")]
@@ -176,6 +206,16 @@ pub struct SignArgs {
     /// Overwrite an existing bundle.
     #[arg(long)]
     pub force: bool,
+    /// Incremental re-signing: take the digests OLD.sig recorded for files that the stat cache
+    /// (written by the last `sign`/`hash` of this tree) proves unchanged; hash the rest.
+    #[arg(long, value_name = "OLD.sig", conflicts_with = "from_parts")]
+    pub since: Option<PathBuf>,
+    /// Sign the merge of partial manifests from `mlsign hash --partition I/N` (files or
+    /// patterns such as 'parts/part-*.json'); checks them against the directory, hashes nothing.
+    #[arg(long, value_name = "PART.json", num_args = 1..)]
+    pub from_parts: Vec<String>,
+    #[command(flatten)]
+    pub keyless: KeylessSignArgs,
     #[command(flatten)]
     pub hashing: HashingArgs,
     #[arg(long, value_enum, default_value = "human")]
@@ -221,6 +261,17 @@ pub struct VerifyArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Check only partition I of N (0-based, as `hash --partition`): the signature, then the
+    /// files of that partition; with --output the result is written for a merge.
+    #[arg(long, value_name = "I/N", conflicts_with = "from_parts")]
+    pub partition: Option<crate::digest::partition::Spec>,
+    /// Where --partition writes its result (JSON) for `verify --from-parts`.
+    #[arg(long, short = 'o', value_name = "RESULT.json", requires = "partition")]
+    pub output: Option<PathBuf>,
+    /// Merge the results of `verify --partition` runs (files or patterns): every partition
+    /// present once, all for this bundle; reports every difference they found.
+    #[arg(long, value_name = "RESULT.json", num_args = 1..)]
+    pub from_parts: Vec<String>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }
@@ -410,6 +461,9 @@ pub struct BomShowArgs {
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the -o file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -638,6 +692,37 @@ pub struct BehaveCalibrateArgs {
 
 // ---------------------------------------------------------------------------------------------
 // Keyless Sigstore (mlsign verify --identity …, mlsign conformance)
+
+/// Keyless signing: an OIDC identity token, a Fulcio certificate, a Rekor entry.
+#[derive(Args, Debug, Default)]
+pub struct KeylessSignArgs {
+    /// Sign keylessly (Sigstore): an ephemeral key, certified by Fulcio for your OIDC identity,
+    /// the signature logged in Rekor (and timestamped when the signing config names a TSA).
+    /// Token from --identity-token[-file], $SIGSTORE_ID_TOKEN or GitHub Actions.
+    #[arg(long, conflicts_with_all = ["key", "pkcs11_uri", "cert", "passphrase_env", "since", "from_parts"])]
+    pub keyless: bool,
+    /// Keyless: the OIDC identity token (prefer --identity-token-file: argv is visible to others).
+    #[arg(long, value_name = "TOKEN", requires = "keyless")]
+    pub identity_token: Option<String>,
+    /// Keyless: read the OIDC identity token from this file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "keyless",
+        conflicts_with = "identity_token"
+    )]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json (Fulcio, Rekor, TSA URLs) [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against before it is written
+    /// [default: the embedded production root].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: use Sigstore's staging instance (its signing config and trusted root).
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
+}
 
 /// Keyless verification: a Fulcio identity from an OIDC issuer, checked against a Sigstore
 /// trusted root (offline).

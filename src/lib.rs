@@ -12,5 +12,8 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod digest;
+pub mod gate;
+pub mod json;
+pub mod policy;
 pub mod report;
 pub mod scan;

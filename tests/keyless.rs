@@ -745,7 +745,6 @@ fn github_actions_ambient_token() {
 
 #[test]
 fn keyless_model_directory_is_oms_compatible() {
-    use mlsign::attest::sigstore::{sign as ks, TrustRoot};
     let s = local_sigstore();
     let work = tempfile::tempdir().unwrap();
     let model = work.path().join("bert");
@@ -753,28 +752,47 @@ fn keyless_model_directory_is_oms_compatible() {
     fs::write(model.join("config.json"), b"{\"layers\": 2}").unwrap();
     fs::write(model.join("sub/weights.bin"), vec![7u8; 4096]).unwrap();
     let bundle = work.path().join("bert.sig");
-    let services = ks::Services::from_signing_config(
-        &fs::read_to_string(s.file("signing_config_tsa.json")).unwrap(),
-    )
-    .unwrap();
-    let root = TrustRoot::load(Some(&s.file("trusted_root.json")), false).unwrap();
-    let tok = ks::IdentityToken::new(token(SIGNER, TEST_ISSUER)).unwrap();
-    let opts = mlsign::attest::SignOptions {
-        kind: mlsign::attest::SubjectKind::Model,
-        config: mlsign::digest::HashConfig::default(),
-        bundle_path: bundle.clone(),
-        force: false,
-    };
-    let o = ks::sign_model_keyless(
-        &model,
-        &opts,
-        &tok,
-        &services,
-        &root,
-        &mlsign::digest::NoProgress,
-    )
-    .unwrap();
-    assert_eq!(o.files, 2);
+    let tok = token(SIGNER, TEST_ISSUER);
+    let tok_file = work.path().join("token");
+    fs::write(&tok_file, &tok).unwrap();
+    let r = mlsign(&[
+        "sign",
+        model.to_str().unwrap(),
+        "--keyless",
+        "--identity-token-file",
+        tok_file.to_str().unwrap(),
+        "--signing-config",
+        s.file("signing_config_tsa.json").to_str().unwrap(),
+        "--trusted-root",
+        s.file("trusted_root.json").to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains(&tok), "token printed");
+    let out: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(out["files"], 2);
+    // Never over an existing bundle without --force, and no key flags with --keyless.
+    let r = mlsign(&[
+        "sign",
+        model.to_str().unwrap(),
+        "--keyless",
+        "--identity-token-file",
+        tok_file.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    expect_check(&r, 2, "already exists");
+    let r = mlsign(&[
+        "sign",
+        model.to_str().unwrap(),
+        "--keyless",
+        "--key",
+        "k.pem",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
     // model_signing accepts it with the matching trust config.
     let oms = |m: &Path, identity: &str| {
         run_tool(

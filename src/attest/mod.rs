@@ -11,7 +11,10 @@ pub mod bundle;
 pub mod cert;
 pub mod dsse;
 mod error;
+mod finding;
 pub mod keys;
+pub mod partition;
+pub mod pkcs11;
 mod sign;
 pub mod sigstore;
 pub mod statement;
@@ -19,7 +22,10 @@ mod verify;
 
 pub use error::Error;
 pub use keys::{KeyKind, SigningKey, VerifyingKey};
-pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
+pub use sign::{
+    sign_model, sign_model_with, sign_statement, write_atomic, ManifestSource, SignExtras,
+    SignOptions, SignOutcome, Signer, SigningBackend, SourceReport,
+};
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
     verify_bundle, verify_bundle_with, verify_model, KeylessTrust, Trust, VerifiedPayload,

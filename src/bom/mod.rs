@@ -3,7 +3,8 @@
 //! schema plus reference checks, re-hash what it names, sign it as an in-toto attestation, and
 //! render it for auditors.
 //!
-//! ```no_run
+//! ```ignore
+//! // compiled as the unit test `bom::doc_example`
 //! use mlsign::bom::{build, BuildOptions};
 //! let bom = build(&BuildOptions::new("models/bert".into())).unwrap();
 //! println!("{}", mlsign::bom::to_json(&bom).unwrap());
@@ -12,6 +13,8 @@
 pub mod build;
 pub mod cyclonedx;
 pub mod drift;
+mod finding;
+pub use finding::attestation_finding;
 pub mod lockfiles;
 pub mod modelcard;
 pub mod show;
@@ -111,4 +114,12 @@ pub fn write_public(path: &Path, bytes: &[u8], force: bool) -> Result<(), crate:
         })?;
     }
     Ok(())
+}
+
+/// The module-level usage example, compiled (doc tests are off: see Cargo.toml).
+#[cfg(test)]
+#[allow(dead_code)]
+fn doc_example() {
+    let bom = build(&BuildOptions::new("models/bert".into())).unwrap();
+    println!("{}", to_json(&bom).unwrap());
 }

@@ -1,15 +1,20 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+pub mod approve;
 mod bom;
 mod common;
 mod conformance;
 mod dataset;
+pub mod gate;
 mod hash;
 mod keygen;
+mod keyless_sign;
+pub mod policy;
 pub mod scan;
 mod sign;
 mod verify;
+mod verify_parts;
 
 use crate::cli::{Cli, Command};
 use crate::report::{Exit, Format};
@@ -28,6 +33,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
         Command::Conformance(a) => (conformance::format(&a), conformance::run(a)),
+        Command::Gate(a) => (a.format.errors(), gate::run(a)),
+        Command::Policy(a) => (policy::format(&a), policy::run(a)),
+        Command::Approve(a) => (a.format, approve::run(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

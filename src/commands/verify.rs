@@ -1,38 +1,14 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
 use crate::attest::sigstore::{Expect, Matcher, TrustRoot};
-use crate::attest::KeylessTrust;
 use crate::attest::{
-    cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
+    cert, verify_model, KeylessTrust, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
 };
 use crate::cli::{KeylessVerifyArgs, VerifyArgs};
-use crate::digest::Difference;
-use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
+use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-fn finding_of(d: &Difference) -> Finding {
-    let (code, sev, msg) = match d {
-        Difference::Modified { .. } => (
-            "SIG001",
-            Severity::Critical,
-            "content differs from what was signed".to_string(),
-        ),
-        Difference::Missing { .. } => ("SIG002", Severity::High, "signed, but missing".to_string()),
-        Difference::Extra { .. } => (
-            "SIG003",
-            Severity::High,
-            "present, but not covered by the signature".to_string(),
-        ),
-        Difference::Renamed { from, .. } => (
-            "SIG004",
-            Severity::High,
-            format!("renamed from {from} (same content)"),
-        ),
-    };
-    Finding::new(code, sev, msg).at(Location::path(d.path()))
-}
-
-fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
     let ok = findings.is_empty();
     match a.format {
         Format::Human => {
@@ -154,9 +130,13 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
+    if a.partition.is_some() || !a.from_parts.is_empty() {
+        // Partitioned verification (see commands/verify_parts.rs).
+        return super::verify_parts::run(&a, &trust, &opts, &bar);
+    }
     match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
         Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
             emit(&a, Some(&o), &findings);
             Ok(if findings.is_empty() {
                 Exit::Pass
@@ -164,12 +144,12 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
                 Exit::Finding
             })
         }
-        Err(AttestError::Rejected { code, message }) => {
-            let f = Finding::new(code, Severity::Critical, message)
-                .at(Location::path(a.bundle.display().to_string()));
-            emit(&a, None, &[f]);
-            Ok(Exit::Finding)
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match e.to_finding(&a.bundle.display().to_string()) {
+            Some(f) => {
+                emit(&a, None, &[f]);
+                Ok(Exit::Finding)
+            }
+            None => Err(e.into()),
+        },
     }
 }

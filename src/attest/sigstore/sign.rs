@@ -725,6 +725,7 @@ pub fn sign_model_keyless(
         bytes: manifest.total_bytes,
         algorithm: config.algorithm.name(),
         ignore_paths: config.ignore_paths,
+        source: Default::default(),
         warnings: Vec::new(),
     })
 }
