@@ -434,8 +434,11 @@ fn rekor_entry(rekor: &str, proposed: &Value) -> Result<Value, SignError> {
     }))
 }
 
-/// One DER TLV at the start of `b`: (tag, whole TLV, contents, rest). Bounded, no panics.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// (tag, whole TLV, contents, rest).
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// One DER TLV at the start of `b`. Bounded, no panics.
+fn tlv(b: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = b.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
