@@ -12,5 +12,6 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod digest;
+pub mod oci;
 pub mod report;
 pub mod scan;

@@ -6,6 +6,9 @@ mod common;
 mod dataset;
 mod hash;
 mod keygen;
+mod oci;
+mod pull;
+mod push;
 pub mod scan;
 mod sign;
 mod verify;
@@ -26,6 +29,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        Command::Push(a) => (a.format, push::run(a)),
+        Command::Pull(a) => (a.format, pull::run(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

@@ -20,6 +20,9 @@ fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
 }
 
 pub fn run(a: SignArgs) -> Result<Exit> {
+    if let Some(r) = a.path.to_str().filter(|s| crate::oci::is_oci(s)) {
+        return super::oci::sign(&a, r);
+    }
     super::common::no_sarif(a.format)?;
     // Everything that can fail cheaply fails before hashing.
     if !a.path.exists() {

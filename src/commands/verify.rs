@@ -8,7 +8,7 @@ use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-fn finding_of(d: &Difference) -> Finding {
+pub(super) fn finding_of(d: &Difference) -> Finding {
     let (code, sev, msg) = match d {
         Difference::Modified { .. } => (
             "SIG001",
@@ -30,7 +30,12 @@ fn finding_of(d: &Difference) -> Finding {
     Finding::new(code, sev, msg).at(Location::path(d.path()))
 }
 
-fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+fn emit(
+    a: &VerifyArgs,
+    bundle: &std::path::Path,
+    outcome: Option<&VerifyOutcome>,
+    findings: &[Finding],
+) {
     let ok = findings.is_empty();
     match a.format {
         Format::Human => {
@@ -38,7 +43,7 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
                 println!(
                     "Verified: {} matches {}",
                     a.path.display(),
-                    a.bundle.display()
+                    bundle.display()
                 );
                 println!(
                     "  {} {}, signed with the {} method by {}",
@@ -61,7 +66,7 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
                 println!(
                     "FAILED: {} does not match {}",
                     a.path.display(),
-                    a.bundle.display()
+                    bundle.display()
                 );
                 for f in findings {
                     println!("  {f}");
@@ -77,7 +82,7 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
             let mut v = json!({
                 "verified": ok,
                 "path": a.path,
-                "bundle": a.bundle,
+                "bundle": bundle,
                 "findings": findings,
             });
             if let Some(o) = outcome {
@@ -101,6 +106,15 @@ fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
 }
 
 pub fn run(a: VerifyArgs) -> Result<Exit> {
+    if let Some(r) = a.path.to_str().filter(|s| crate::oci::is_oci(s)) {
+        return super::oci::verify(&a, r);
+    }
+    if let Some(r) = &a.against {
+        return super::oci::verify_against(&a, r);
+    }
+    let Some(bundle) = a.bundle.clone() else {
+        anyhow::bail!("pass --bundle B.json (or --against oci://REF for a pushed model)");
+    };
     let trust = match (&a.key, &a.cert_chain) {
         (Some(k), _) => {
             let pem = read_small(k, "public key")?;
@@ -127,10 +141,10 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
-    match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
+    match verify_model(&a.path, &bundle, &trust, &opts, &bar) {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
-            emit(&a, Some(&o), &findings);
+            emit(&a, &bundle, Some(&o), &findings);
             Ok(if findings.is_empty() {
                 Exit::Pass
             } else {
@@ -139,8 +153,8 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         }
         Err(AttestError::Rejected { code, message }) => {
             let f = Finding::new(code, Severity::Critical, message)
-                .at(Location::path(a.bundle.display().to_string()));
-            emit(&a, None, &[f]);
+                .at(Location::path(bundle.display().to_string()));
+            emit(&a, &bundle, None, &[f]);
             Ok(Exit::Finding)
         }
         Err(e) => Err(e.into()),

@@ -74,6 +74,12 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    // Registries (verify oci://…, verify DIR --against oci://…)
+    ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
+    ("OCI002", "signature covers another digest than the one the reference names now"),
+    ("OCI003", "signature was made for another repository, or records none"),
+    ("OCI004", "model artifact's filepath → digest set differs from the signed OMS manifest"),
+    ("OCI005", "signature candidate unreadable: junk referrer entry, digest mismatch, malformed bundle or layer"),
 ];
 
 pub const BHV001: &str = "BHV001";
