@@ -54,8 +54,174 @@ def make_model(path, size_mb, files):
     return want * files
 
 
+def make_sizes(path, sizes, seed_name="f"):
+    """A tree with one random file per entry of `sizes` (bytes); reused when already there."""
+    path.mkdir(parents=True, exist_ok=True)
+    width = len(str(len(sizes)))
+    for i, size in enumerate(sizes):
+        sub = path / f"d{i // 1000:04d}" if len(sizes) > 1000 else path
+        sub.mkdir(exist_ok=True)
+        f = sub / f"{seed_name}-{i:0{width}d}.bin"
+        if f.exists() and f.stat().st_size == size:
+            continue
+        with open(f, "wb") as out:
+            left = size
+            while left:
+                n = min(left, 8 << 20)
+                out.write(os.urandom(n))
+                left -= n
+    return sum(sizes)
+
+
+def kernel_rates(path):
+    """(best single-stream GB/s per core, two-stream GB/s per core) from the kernels bench."""
+    import json
+    p = pathlib.Path(path)
+    if not p.exists():
+        return None
+    k = json.loads(p.read_text().strip().splitlines()[-1])
+    single = max(k["ring_gbps"], k.get("sha_ni_1_gbps") or 0)
+    pair = k.get("sha_ni_2_gbps") or single
+    return single, max(pair, single)
+
+
+def interleaved(rows, repeat):
+    for _, cmd in rows:
+        run_once(cmd, ROOT)  # warm-up (page cache, lazy loading)
+    runs = {name: [] for name, _ in rows}
+    for r in range(repeat):
+        for name, cmd in rows:
+            runs[name].append(run_once(cmd, ROOT))
+        print(f"  round {r + 1}/{repeat} done", file=sys.stderr)
+    return {
+        name: (
+            statistics.median(x[0] for x in rs),
+            statistics.median(x[1] for x in rs),
+            max(x[2] for x in rs),
+            statistics.median(x[3] for x in rs),
+        )
+        for name, rs in runs.items()
+    }
+
+
+MIB = 1 << 20
+SHAPES = [
+    # name, sizes, target ratio model_signing ÷ mlsign, extra target text
+    ("1 × 1 GiB", [1024 * MIB], 1.3, ""),
+    ("2 × 512 MiB", [512 * MIB] * 2, 1.8, "CPU/wall ≥ 1.6"),
+    ("3 × 512 MiB", [512 * MIB] * 3, None, ""),
+    ("4 × 512 MiB (2C)", [512 * MIB] * 4, None, ""),
+    ("skewed 1 GiB + 8 × 64 MiB", [1024 * MIB] + [64 * MIB] * 8, None, ""),
+    ("20,000 small files (2–8 KB)", None, 4.0, ""),
+]
+
+
+def shapes(args, key, ml, oms):
+    """Every model shape of issue 17, mlsign vs model_signing in the same interleaved rounds,
+    with each shape's floor: the largest single stream at the best one-stream rate, or all bytes
+    over all cores at the two-stream rate, whichever is larger."""
+    import random
+    rates = kernel_rates(args.kernels)
+    cores = os.cpu_count() or 1
+    print("\n## Model shapes (issue 17)\n")
+    print(f"{cores} CPUs; median of {args.repeat}; floor from `cargo bench --bench sha256_kernels`"
+          + (f" (one stream {rates[0]:.2f} GB/s, two streams {rates[1]:.2f} GB/s per core)." if rates else " (not measured)."))
+    print()
+    print("| shape | mlsign wall s | cpu s | CPU/wall | model_signing wall s | ratio | target | floor s | mlsign ÷ floor | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for name, sizes, target, extra in SHAPES:
+        if sizes is None:
+            rnd = random.Random(17)
+            sizes = [rnd.randint(2048, 8192) for _ in range(20000)]
+            tag = "small-20000"
+        else:
+            tag = name.split(" (")[0].replace(" ", "").replace("×", "x").replace("+", "_").replace(",", "")
+        model = BENCH / f"shape-{tag}"
+        total = make_sizes(model, sizes)
+        rows = [
+            ("mlsign", [ml, "sign", model, "--key", key, "--bundle", BENCH / "s.sig", "--force", "--no-progress", "--no-stat-cache"]),
+            ("oms", [oms, "sign", "key", model, "--private_key", key, "--signature", BENCH / "s2.sig"]),
+        ]
+        res = interleaved(rows, args.repeat)
+        w, c, rss, _ = res["mlsign"]
+        ow = res["oms"][0]
+        floor = ""
+        vs_floor = ""
+        if rates:
+            f = max(max(sizes) / (rates[0] * 1e9), total / (cores * rates[1] * 1e9))
+            floor = f"{f:.3f}"
+            vs_floor = f"{w / f:.2f}×"
+        tgt = (f"≥ {target}×" if target else "–") + (f", {extra}" if extra else "")
+        print(f"| {name} | {w:.3f} | {c:.2f} | {c / w:.2f} | {ow:.3f} | {ow / w:.2f}× | {tgt} | {floor} | {vs_floor} | {rss:.1f} |")
+        sys.stdout.flush()
+
+
+def incremental(args, key, ml):
+    """README edit in a 2 GiB model: `sign --since` vs a full sign."""
+    model = BENCH / "incr-2g"
+    make_sizes(model, [512 * MIB] * 4)
+    readme = model / "README.md"
+    readme.write_text("# model\n")
+    cache = BENCH / "xdg-cache"
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    old = BENCH / "incr-old.sig"
+    time.sleep(0.2)  # let the files age past the stat cache's racy window
+    subprocess.run([ml, "sign", model, "--key", key, "--bundle", old, "--force", "--no-progress"], check=True, stdout=subprocess.DEVNULL, env=env)
+    walls, full = [], []
+    for i in range(args.repeat):
+        readme.write_text(f"# model\nedit {i}\n")
+        time.sleep(0.06)
+        t0 = time.perf_counter()
+        subprocess.run([ml, "sign", model, "--key", key, "--bundle", BENCH / "incr-new.sig", "--force", "--no-progress", "--since", old, "--no-stat-cache"], check=True, stdout=subprocess.DEVNULL, env=env)
+        walls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([ml, "sign", model, "--key", key, "--bundle", BENCH / "incr-full.sig", "--force", "--no-progress", "--no-stat-cache"], check=True, stdout=subprocess.DEVNULL, env=env)
+        full.append(time.perf_counter() - t0)
+    print("\n## Incremental re-signing (README.md edited in a 2 GiB model)\n")
+    print("| run | wall ms (median) | target |")
+    print("|---|---:|---|")
+    print(f"| `sign --since OLD.sig` | {statistics.median(walls) * 1000:.1f} | < 20 ms + hashing the changed bytes |")
+    print(f"| full `sign` | {statistics.median(full) * 1000:.1f} | – |")
+
+
+def large(args, ml, key):
+    """Flat memory on big trees: peak RSS of `hash` and `sign` over N small files, and N × 1 KB
+    with `mlsign hash` vs `find | xargs sha256sum`."""
+    n = args.large_files
+    model = BENCH / f"tree-{n}"
+    stamp = model / ".complete"
+    if not stamp.exists():
+        print(f"  generating {n} files of 1 KB ...", file=sys.stderr)
+        blob = os.urandom(1024 + n)
+        for i in range(n):
+            d = model / f"{i // 1000:05d}"
+            if i % 1000 == 0:
+                d.mkdir(parents=True, exist_ok=True)
+            with open(d / f"{i:08d}.bin", "wb") as f:
+                f.write(blob[i:i + 1024])
+        stamp.write_text("")
+    rows = [
+        ("mlsign hash", [ml, "hash", model, "--no-progress", "--no-stat-cache", "--ignore", stamp]),
+        ("mlsign sign", [ml, "sign", model, "--key", key, "--bundle", BENCH / "tree.sig", "--force", "--no-progress", "--no-stat-cache", "--ignore", stamp]),
+        ("find | xargs sha256sum", ["bash", "-c", f"find {model} -type f -print0 | xargs -0 -P {os.cpu_count() or 1} -n 2000 sha256sum > /dev/null"]),
+    ]
+    res = interleaved(rows, args.repeat)
+    print(f"\n## Large tree: {n:,} files of 1 KB\n")
+    print("| tool | wall s | cpu s | files/s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, _ in rows:
+        w, c, rss, _ = res[name]
+        print(f"| {name} | {w:.2f} | {c:.2f} | {n / w:,.0f} | {rss:.1f} |")
+    print("\n(peak RSS of the xargs row is the largest sha256sum process, not their sum.)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="classic,shapes,incremental",
+                    help="comma list of: classic (tools side by side on one model), shapes "
+                         "(issue 17 shapes vs model_signing with floors), incremental, large")
+    ap.add_argument("--large-files", type=int, default=100_000,
+                    help="files in the `large` suite (1000000 for the README figure)")
     ap.add_argument("--size-mb", type=int, default=2048)
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
@@ -78,6 +244,15 @@ def main():
         subprocess.run(["openssl", "ec", "-in", key, "-pubout", "-out", pub], check=True, stderr=subprocess.DEVNULL)
     files = sorted(str(p) for p in model.iterdir())
     ml, oms = args.mlsign, args.model_signing
+    suites = set(args.suite.split(","))
+    if "classic" not in suites:
+        if "shapes" in suites:
+            shapes(args, key, ml, oms)
+        if "incremental" in suites:
+            incremental(args, key, ml)
+        if "large" in suites:
+            large(args, ml, key)
+        return
     sig = lambda name: str(BENCH / name)  # noqa: E731
     # Bundles the verify rows need.
     subprocess.run([ml, "sign", model, "--key", key, "--bundle", sig("ml.sig"), "--force", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
@@ -157,6 +332,12 @@ def main():
         print(f"| mlsign sign CPU ÷ that floor | {results['mlsign sign (sha256)'][1] / floor_cpu:.2f}× |")
         print(f"| best wall on {min(cores, args.files)} cores at the ceiling, no I/O cost | {best_wall:.3f} s |")
         print(f"| model_signing sign ÷ that best wall (the most any tool could show) | {oms_wall / best_wall:.2f}× |")
+    if "shapes" in suites:
+        shapes(args, key, ml, oms)
+    if "incremental" in suites:
+        incremental(args, key, ml)
+    if "large" in suites:
+        large(args, ml, key)
 
 
 if __name__ == "__main__":

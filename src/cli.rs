@@ -76,9 +76,15 @@ pub enum KeyAlgorithm {
     after_help = "Examples:\n  mlsign keygen --out signer\n  mlsign keygen --out release-key --algorithm p384\n  MLSIGN_PASS=secret mlsign keygen --out signer --passphrase-env MLSIGN_PASS"
 )]
 pub struct KeygenArgs {
-    /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub.
+    /// Output prefix: writes PREFIX.pem (private, mode 0600) and PREFIX.pub (with --pkcs11-uri
+    /// only PREFIX.pub: the private key stays on the token).
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
+    /// Create the key pair on a PKCS#11 token instead (RFC 7512 URI naming the token, the new
+    /// key's object= label and optionally id=; p256 or p384). PIN from pin-source or
+    /// $MLSIGN_PKCS11_PIN.
+    #[arg(long, value_name = "URI", conflicts_with = "passphrase_env")]
+    pub pkcs11_uri: Option<String>,
     /// Key algorithm.
     #[arg(long, value_enum, default_value = "p256")]
     pub algorithm: KeyAlgorithm,
@@ -127,6 +133,9 @@ pub struct HashingArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not record the stat cache that `sign --since` uses (in $XDG_CACHE_HOME/mlsign).
+    #[arg(long)]
+    pub no_stat_cache: bool,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +147,16 @@ pub struct HashArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub hashing: HashingArgs,
+    /// Hash only partition I of N (0-based; by hash of each file's path) and write an unsigned
+    /// partial manifest to --output; `sign --from-parts` merges the N parts.
+    #[arg(long, value_name = "I/N", requires = "output")]
+    pub partition: Option<crate::digest::partition::Spec>,
+    /// Where --partition writes its partial manifest.
+    #[arg(long, short = 'o', value_name = "PART.json", requires = "partition")]
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing --output file.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }
@@ -157,10 +176,15 @@ pub struct SignArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
     /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
-    #[arg(long, value_name = "PRIV.pem")]
-    pub key: PathBuf,
-    /// Leaf certificate for the certificate method (PEM); its key must match --key.
-    #[arg(long, value_name = "LEAF.pem", requires = "key")]
+    #[arg(long, value_name = "PRIV.pem", required_unless_present = "pkcs11_uri")]
+    pub key: Option<PathBuf>,
+    /// Sign with a key on a PKCS#11 token (RFC 7512 URI, as model_signing takes it):
+    /// 'pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path/pin'.
+    /// The PIN comes from pin-source or $MLSIGN_PKCS11_PIN, never from the command line.
+    #[arg(long, value_name = "URI", conflicts_with_all = ["key", "passphrase_env"])]
+    pub pkcs11_uri: Option<String>,
+    /// Leaf certificate for the certificate method (PEM); its key must match the signing key.
+    #[arg(long, value_name = "LEAF.pem")]
     pub cert: Option<PathBuf>,
     /// Intermediate certificates to embed after the leaf (PEM, may hold several).
     #[arg(long, value_name = "CHAIN.pem", requires = "cert")]
@@ -178,6 +202,14 @@ pub struct SignArgs {
     /// Overwrite an existing bundle.
     #[arg(long)]
     pub force: bool,
+    /// Incremental re-signing: take the digests OLD.sig recorded for files that the stat cache
+    /// (written by the last `sign`/`hash` of this tree) proves unchanged; hash the rest.
+    #[arg(long, value_name = "OLD.sig", conflicts_with = "from_parts")]
+    pub since: Option<PathBuf>,
+    /// Sign the merge of partial manifests from `mlsign hash --partition I/N` (files or
+    /// patterns such as 'parts/part-*.json'); checks them against the directory, hashes nothing.
+    #[arg(long, value_name = "PART.json", num_args = 1..)]
+    pub from_parts: Vec<String>,
     #[command(flatten)]
     pub hashing: HashingArgs,
     #[arg(long, value_enum, default_value = "human")]
@@ -226,6 +258,17 @@ pub struct VerifyArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Check only partition I of N (0-based, as `hash --partition`): the signature, then the
+    /// files of that partition; with --output the result is written for a merge.
+    #[arg(long, value_name = "I/N", conflicts_with = "from_parts")]
+    pub partition: Option<crate::digest::partition::Spec>,
+    /// Where --partition writes its result (JSON) for `verify --from-parts`.
+    #[arg(long, short = 'o', value_name = "RESULT.json", requires = "partition")]
+    pub output: Option<PathBuf>,
+    /// Merge the results of `verify --partition` runs (files or patterns): every partition
+    /// present once, all for this bundle; reports every difference they found.
+    #[arg(long, value_name = "RESULT.json", num_args = 1..)]
+    pub from_parts: Vec<String>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
     /// Check the directory against the signed model artifact at this oci:// reference.
@@ -480,6 +523,9 @@ pub struct BomShowArgs {
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the -o file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod digest;
+pub mod json;
 pub mod oci;
 pub mod report;
 pub mod scan;

@@ -1335,3 +1335,66 @@ fn show_renders_tree_json_and_self_contained_html() {
         "self-contained: nothing loaded from elsewhere"
     );
 }
+
+#[test]
+fn duplicate_json_keys_are_refused_and_show_keeps_existing_files() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // The same key twice (also spelled with an escape): which value counts depends on the
+    // parser, so the document is refused, naming the key and the place.
+    for (name, doc) in [
+        (
+            "dup-top.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"version":2}"#,
+        ),
+        (
+            "dup-nested.json",
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,
+"components":[{"type":"data","name":"a","\u006eame":"b"}]}"#,
+        ),
+    ] {
+        write(&d.join(name), doc);
+        for cmd in ["validate", "show"] {
+            let r = mlsign_in(d, ["bom", cmd, name]);
+            assert_eq!(r.code, 2, "{cmd} {name}: {}", r.all());
+            assert!(r.stderr.contains("duplicate key"), "{}", r.all());
+            assert!(r.stderr.contains("line "), "{}", r.all());
+        }
+    }
+    // Without duplicates the same document is fine.
+    write(
+        &d.join("ok.json"),
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}"#,
+    );
+    let r = mlsign_in(d, ["bom", "validate", "ok.json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Lineage files are strict too.
+    write(
+        &d.join("lineage.json"),
+        r#"{"mlsign_lineage":1,"datasets":[{"name":"a","path":"x","digest":"sha256:00",
+"files":[],"recordedAt":"t","step":{"name":"s","command":"c",
+"parameters":{"seed":"1","seed":"2"}}}]}"#,
+    );
+    let r = mlsign_in(d, ["dataset", "verify", "--lineage", "lineage.json"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("duplicate key"), "{}", r.all());
+
+    // `bom show -o` does not replace an existing file unless --force.
+    write(&d.join("view.txt"), "keep me\n");
+    let r = mlsign_in(d, ["bom", "show", "ok.json", "-o", "view.txt"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--force"), "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(d.join("view.txt")).unwrap(),
+        "keep me\n"
+    );
+    let r = mlsign_in(d, ["bom", "show", "ok.json", "-o", "view.txt", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_ne!(
+        std::fs::read_to_string(d.join("view.txt")).unwrap(),
+        "keep me\n"
+    );
+    let r = mlsign_in(d, ["bom", "show", "ok.json", "-o", "new.txt"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}

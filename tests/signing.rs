@@ -1102,7 +1102,7 @@ fn hostile_manifests_are_rejected_before_reading_the_disk() {
             r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"m","digest":{{"sha256":"{}"}}}}],"predicateType":"https://model_signing/signature/v1.0","predicate":{{"serialization":{{"method":"files","hash_type":"sha256","allow_symlinks":false}},"resources":[{{"name":"{name}","algorithm":"sha256","digest":"{digest}"}}]}}}}"#,
             root(1)
         );
-        let b = sign_statement(&signer, stmt.as_bytes());
+        let b = sign_statement(&signer, stmt.as_bytes()).unwrap();
         let p = t.path().join("hostile.sig");
         fs::write(&p, b.to_json()).unwrap();
         let r = mlsign(os![
@@ -1121,7 +1121,7 @@ fn hostile_manifests_are_rejected_before_reading_the_disk() {
     }
     let stmt = serde_json::json!({"_type": "https://in-toto.io/Statement/v1", "subject": subjects,
         "predicateType": "https://model_signing/Digests/v0.1", "predicate": {}});
-    let b = sign_statement(&signer, &serde_json::to_vec(&stmt).unwrap());
+    let b = sign_statement(&signer, &serde_json::to_vec(&stmt).unwrap()).unwrap();
     let p = t.path().join("legacy.sig");
     fs::write(&p, b.to_json()).unwrap();
     let r = mlsign(os![
@@ -1363,4 +1363,1427 @@ fn unreadable_file_is_an_io_error() {
         "{}",
         r.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: scheduler shapes, PKCS#11, incremental re-signing, partitioned manifests.
+
+/// `mlsign` with its stat cache in `cache` (never the user's own).
+fn mlsign_in<I, S>(cache: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .env("XDG_CACHE_HOME", cache)
+        .args(args))
+}
+
+fn root_of(r: &Run) -> String {
+    json(r)["root_digest"]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no root digest: {}", r.all()))
+        .to_string()
+}
+
+/// Deterministic pseudo-random bytes (so shapes differ in content, not only in size).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn scheduler_every_shape_gives_the_same_digests() {
+    // 1, 2, 3, C, 2C, many; equal and skewed; files and shards: whatever the plan (pairs, solo
+    // streams, thread counts), the manifest must equal the one-thread, no-SHA-NI manifest.
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("one", vec![3 << 20]),
+        ("two", vec![2 << 20, 2 << 20]),
+        ("three", vec![1 << 20, 1 << 20, 1 << 20]),
+        (
+            "skewed",
+            vec![4 << 20, 300_000, 300_000, 300_000, 300_000, 17, 0],
+        ),
+        ("many", (0..300).map(|i| 100 + i * 37).collect()),
+    ];
+    for (name, sizes) in shapes {
+        let m = t.path().join(name);
+        fs::create_dir_all(&m).unwrap();
+        for (i, s) in sizes.iter().enumerate() {
+            fs::write(m.join(format!("f{i:04}")), noise(*s, i as u64 + 1)).unwrap();
+        }
+        for shard in [None, Some("1000000")] {
+            let mut base = vec!["hash".to_string(), m.display().to_string()];
+            base.extend(["--format".into(), "json".into()]);
+            if let Some(s) = shard {
+                base.extend(["--shard-size".into(), s.into()]);
+            }
+            let reference = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                .env("XDG_CACHE_HOME", &cache)
+                .env("MLSIGN_NO_SHANI", "1")
+                .args(&base)
+                .args(["--threads", "1"]));
+            assert_eq!(reference.code, 0, "{}", reference.all());
+            for threads in ["1", "2", "3", "8"] {
+                let r = mlsign_in(
+                    &cache,
+                    base.iter()
+                        .map(String::as_str)
+                        .chain(["--threads", threads]),
+                );
+                assert_eq!(r.code, 0, "{}", r.all());
+                assert_eq!(
+                    json(&r)["resources"],
+                    json(&reference)["resources"],
+                    "{name} {shard:?} threads {threads}"
+                );
+                assert_eq!(root_of(&r), root_of(&reference));
+            }
+        }
+    }
+}
+
+// --- PKCS#11 against SoftHSM v2 ---------------------------------------------------------------
+
+const SOFTHSM_MODULES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+/// A fresh SoftHSM token in `dir` (its own config, so nothing outside the temp dir is touched).
+struct Hsm {
+    conf: PathBuf,
+    module: String,
+    pin_file: PathBuf,
+}
+
+impl Hsm {
+    const PIN: &'static str = "4931-pin";
+
+    fn new(dir: &Path) -> Hsm {
+        let module = SOFTHSM_MODULES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .expect("PKCS#11 tests need SoftHSM v2: apt-get install softhsm2 (scripts/deps/apt/pkcs11.txt)")
+            .to_string();
+        let tokens = dir.join("tokens");
+        fs::create_dir_all(&tokens).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let r = run(Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", "mlsign-test"])
+            .args(["--so-pin", "so-secret-1", "--pin", Self::PIN]));
+        assert_eq!(r.code, 0, "softhsm2-util: {}", r.all());
+        let pin_file = dir.join("pin");
+        fs::write(&pin_file, format!("{}\n", Self::PIN)).unwrap();
+        Hsm {
+            conf,
+            module,
+            pin_file,
+        }
+    }
+
+    fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token=mlsign-test;object={object}?module-path={}&pin-source=file:{}",
+            self.module,
+            self.pin_file.display()
+        )
+    }
+
+    fn run(&self, args: &[&OsStr]) -> Run {
+        run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("XDG_CACHE_HOME", self.conf.with_file_name("cache"))
+            .env_remove("MLSIGN_PKCS11_PIN")
+            .args(args))
+    }
+}
+
+#[test]
+fn pkcs11_keys_on_softhsm_sign_bundles_both_verifiers_accept() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let hsm = Hsm::new(t.path());
+    for (alg, object) in [("p256", "release-256"), ("p384", "release-384")] {
+        let prefix = t.path().join(object);
+        let uri = hsm.uri(object);
+        let r = hsm.run(os![
+            "keygen",
+            "--out",
+            prefix,
+            "--algorithm",
+            alg,
+            "--pkcs11-uri",
+            uri
+        ]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            !prefix.with_extension("pem").exists(),
+            "no private key file for a token key"
+        );
+        let pubk = t.path().join(format!("{object}.pub"));
+        // A second key under the same name is refused, not silently added.
+        let r = hsm.run(os![
+            "keygen",
+            "--out",
+            t.path().join("dup"),
+            "--algorithm",
+            alg,
+            "--pkcs11-uri",
+            uri
+        ]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+
+        let bundle = t.path().join(format!("{object}.sig"));
+        let r = hsm.run(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            uri,
+            "--bundle",
+            bundle,
+            "--format",
+            "json"
+        ]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(!r.all().contains(Hsm::PIN), "the PIN must never be printed");
+        let r = mlsign(os!["verify", m, "--bundle", bundle, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let r = oms(os![
+            "verify",
+            "key",
+            m,
+            "--signature",
+            bundle,
+            "--public_key",
+            pubk
+        ]);
+        assert_eq!(r.code, 0, "model_signing verify key: {}", r.all());
+        // The PIN from the environment works as well as from pin-source.
+        let env_uri = format!(
+            "pkcs11:token=mlsign-test;object={object}?module-path={}",
+            hsm.module
+        );
+        let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+            .env("SOFTHSM2_CONF", &hsm.conf)
+            .env("XDG_CACHE_HOME", t.path().join("cache"))
+            .env("MLSIGN_PKCS11_PIN", Hsm::PIN)
+            .args(os![
+                "sign",
+                m,
+                "--pkcs11-uri",
+                env_uri,
+                "--bundle",
+                bundle,
+                "--force"
+            ]));
+        assert_eq!(r.code, 0, "{}", r.all());
+        let r = mlsign(os!["verify", m, "--bundle", bundle, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+}
+
+#[test]
+fn pkcs11_bad_input_fails_with_exit_2_and_keeps_the_old_bundle() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let hsm = Hsm::new(t.path());
+    let r = hsm.run(os![
+        "keygen",
+        "--out",
+        t.path().join("k"),
+        "--pkcs11-uri",
+        hsm.uri("k")
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let bundle = t.path().join("old.sig");
+    fs::write(&bundle, "previous bundle").unwrap();
+    let wrong_pin = t.path().join("wrong-pin");
+    fs::write(&wrong_pin, "0000\n").unwrap();
+    let bad = |uri: String, want: &str| {
+        let r = hsm.run(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            uri,
+            "--bundle",
+            bundle,
+            "--force"
+        ]);
+        assert_eq!(r.code, 2, "{uri}: {}", r.all());
+        assert!(
+            r.stderr.contains(want),
+            "{uri}: want {want:?} in {}",
+            r.stderr
+        );
+        assert!(!r.all().contains(Hsm::PIN));
+        assert_eq!(fs::read_to_string(&bundle).unwrap(), "previous bundle");
+    };
+    let base = |rest: &str| {
+        format!(
+            "pkcs11:{rest}?module-path={}&pin-source=file:{}",
+            hsm.module,
+            hsm.pin_file.display()
+        )
+    };
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-source=file:{}",
+            hsm.module,
+            wrong_pin.display()
+        ),
+        "PIN is wrong",
+    );
+    bad(
+        base("token=mlsign-test;object=nope"),
+        "no private key matches object=nope",
+    );
+    bad(
+        base("token=other-token;object=k"),
+        "no token matches token=other-token",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-value={}",
+            hsm.module,
+            Hsm::PIN
+        ),
+        "process list",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}/missing.so",
+            t.path().display()
+        ),
+        "cannot load the PKCS#11 module",
+    );
+    bad(
+        format!(
+            "pkcs11:token=mlsign-test;object=k?module-path={}&pin-source=file:{}/none",
+            hsm.module,
+            t.path().display()
+        ),
+        "pin-source",
+    );
+    // An unreadable token store: the token is gone.
+    let r = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .env("SOFTHSM2_CONF", t.path().join("no-such.conf"))
+        .args(os![
+            "sign",
+            m,
+            "--pkcs11-uri",
+            hsm.uri("k"),
+            "--bundle",
+            bundle,
+            "--force"
+        ]));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("PKCS#11"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&bundle).unwrap(), "previous bundle");
+    // --key and --pkcs11-uri together is a usage error.
+    let (key, _) = ec_key(t.path(), "file", "prime256v1");
+    let r = hsm.run(os![
+        "sign",
+        m,
+        "--key",
+        key,
+        "--pkcs11-uri",
+        hsm.uri("k"),
+        "--bundle",
+        bundle
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}
+
+// --- incremental re-signing -------------------------------------------------------------------
+
+fn incremental(r: &Run) -> (u64, u64) {
+    let v = json(r);
+    let i = &v["incremental"];
+    (
+        i["reused_files"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}", r.all())),
+        i["hashed_files"].as_u64().unwrap(),
+    )
+}
+
+fn cache_files(cache: &Path) -> Vec<PathBuf> {
+    fs::read_dir(cache.join("mlsign"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("stat-")
+        })
+        .collect()
+}
+
+#[test]
+fn since_reuses_only_what_the_stat_cache_proves_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = t.path().join("model");
+    fs::create_dir_all(m.join("shards")).unwrap();
+    for i in 0..6 {
+        fs::write(m.join(format!("shards/w{i}.bin")), noise(200_000, i)).unwrap();
+    }
+    fs::write(m.join("README.md"), "# model\n").unwrap();
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let (other_key, _) = ec_key(t.path(), "other", "prime256v1");
+    // Files changed within the racy window of a run are never recorded; let them age.
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let old = t.path().join("old.sig");
+    let r = mlsign_in(
+        &cache,
+        os!["sign", m, "--key", key, "--bundle", old, "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["stat_cache_entries"], 7, "{}", r.all());
+
+    let fresh_root = |m: &Path| {
+        root_of(&mlsign_in(
+            &cache,
+            os!["hash", m, "--format", "json", "--no-stat-cache"],
+        ))
+    };
+    let since = |args: &[&OsStr]| {
+        let new = t.path().join("new.sig");
+        let mut a: Vec<&OsStr> =
+            os!["sign", m, "--bundle", new, "--force", "--format", "json", "--since", old].to_vec();
+        a.extend_from_slice(args);
+        let r = mlsign_in(&cache, a);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let v = mlsign(os!["verify", m, "--bundle", new, "--key", pubk]);
+        assert_eq!(v.code, 0, "the incremental bundle must verify: {}", v.all());
+        r
+    };
+
+    // Nothing changed: everything reused, same root.
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (7, 0));
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // README edited: only it is re-hashed.
+    fs::write(m.join("README.md"), "# model, edited\n").unwrap();
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (6, 1), "{}", r.stdout);
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // Same size, mtime put back: ctime still differs, so the file is re-hashed.
+    let f = m.join("shards/w3.bin");
+    let meta = fs::metadata(&f).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let stamp = format!("@{}.{:09}", meta.mtime(), meta.mtime_nsec());
+    fs::write(&f, noise(200_000, 99)).unwrap();
+    let r = run(Command::new("touch")
+        .args(["-m", "-d", stamp.as_str()])
+        .arg(&f));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fs::metadata(&f).unwrap().mtime_nsec(), meta.mtime_nsec());
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (5, 2), "{}", r.stdout);
+    assert_eq!(root_of_sign(&r), fresh_root(&m));
+
+    // Doubt ⇒ full re-hash with a warning: tampered, corrupt or missing cache; another key;
+    // another algorithm.
+    let cf = cache_files(&cache);
+    assert_eq!(cf.len(), 1, "{cf:?}");
+    let good = fs::read(&cf[0]).unwrap();
+    let mut tampered = good.clone();
+    let at = tampered.len() - 20;
+    tampered[at] ^= 1;
+    for (what, bytes, want) in [
+        ("tampered", tampered, "MAC does not match"),
+        ("corrupt", good[..good.len() / 2].to_vec(), "MAC"),
+        ("empty", Vec::new(), "corrupt"),
+    ] {
+        fs::write(&cf[0], &bytes).unwrap();
+        let r = since(os!["--key", key, "--no-stat-cache"]);
+        assert_eq!(incremental(&r), (0, 7), "{what}: {}", r.all());
+        assert!(r.stderr.contains(want), "{what}: {}", r.stderr);
+    }
+    fs::remove_file(&cf[0]).unwrap();
+    let r = since(os!["--key", key, "--no-stat-cache"]);
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(r.stderr.contains("no stat cache"), "{}", r.stderr);
+    fs::write(&cf[0], &good).unwrap();
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--bundle",
+            t.path().join("x.sig"),
+            "--since",
+            old,
+            "--key",
+            other_key,
+            "--format",
+            "json",
+            "--no-stat-cache"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(
+        r.stderr.contains("not signed by this signing key"),
+        "{}",
+        r.stderr
+    );
+    let r = since(os![
+        "--key",
+        key,
+        "--no-stat-cache",
+        "--algorithm",
+        "blake3"
+    ]);
+    assert_eq!(incremental(&r), (0, 7));
+    assert!(r.stderr.contains("another algorithm"), "{}", r.stderr);
+
+    // Another tree at another path has no cache of its own.
+    let copy = t.path().join("copy");
+    fs::create_dir_all(copy.join("shards")).unwrap();
+    for e in fs::read_dir(m.join("shards")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), copy.join("shards").join(e.file_name())).unwrap();
+    }
+    fs::copy(m.join("README.md"), copy.join("README.md")).unwrap();
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            copy,
+            "--bundle",
+            t.path().join("c.sig"),
+            "--since",
+            old,
+            "--key",
+            key,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (0, 7));
+
+    // A bad --since is an error naming it, and the existing bundle stays as it was.
+    let keep = t.path().join("keep.sig");
+    fs::write(&keep, "keep me").unwrap();
+    for bad in [t.path().join("missing.sig"), m.join("README.md")] {
+        let r = mlsign_in(
+            &cache,
+            os!["sign", m, "--key", key, "--bundle", keep, "--force", "--since", bad],
+        );
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr
+                .contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(fs::read_to_string(&keep).unwrap(), "keep me");
+    }
+}
+
+fn root_of_sign(r: &Run) -> String {
+    json(r)["root_digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn since_with_shards_reuses_per_file_and_verify_ignores_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = t.path().join("model");
+    fs::create_dir_all(&m).unwrap();
+    fs::write(m.join("big.bin"), noise(2_500_000, 5)).unwrap();
+    fs::write(m.join("small.txt"), "hello\n").unwrap();
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let old = t.path().join("old.sig");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            old,
+            "--shard-size",
+            "1000000"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(m.join("small.txt"), "hello again\n").unwrap();
+    let new = t.path().join("new.sig");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--shard-size",
+            "1000000",
+            "--since",
+            old,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(incremental(&r), (1, 1));
+    // Another shard size: nothing reused.
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--force",
+            "--shard-size",
+            "500000",
+            "--since",
+            old,
+            "--format",
+            "json"
+        ],
+    );
+    assert_eq!(incremental(&r), (0, 2));
+    assert!(r.stderr.contains("shard size"), "{}", r.stderr);
+    // A bundle of the current state, then the cache is refreshed by `hash`.
+    let r = mlsign_in(
+        &cache,
+        os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            new,
+            "--force",
+            "--shard-size",
+            "1000000"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    // verify re-hashes everything whatever the cache says: change big.bin, keep its mtime.
+    let f = m.join("big.bin");
+    let meta = fs::metadata(&f).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let stamp = format!("@{}.{:09}", meta.mtime(), meta.mtime_nsec());
+    let mut bytes = fs::read(&f).unwrap();
+    bytes[1_700_000] ^= 0xff;
+    fs::write(&f, &bytes).unwrap();
+    assert_eq!(
+        run(Command::new("touch")
+            .args(["-m", "-d", stamp.as_str()])
+            .arg(&f))
+        .code,
+        0
+    );
+    let r = mlsign_in(
+        &cache,
+        os!["verify", m, "--bundle", new, "--key", pubk, "--format", "json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(codes(&r), ["SIG001"]);
+    assert_eq!(
+        json(&r)["differences"][0]["path"],
+        "big.bin",
+        "{}",
+        r.stdout
+    );
+}
+
+// --- partitioned manifests --------------------------------------------------------------------
+
+fn tree_for_parts(dir: &Path) -> PathBuf {
+    let m = dir.join("dataset");
+    for i in 0..40 {
+        let d = m.join(format!("d{}", i % 5));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("f{i}.bin")), noise(1000 + i * 301, i as u64)).unwrap();
+    }
+    fs::write(m.join("empty"), "").unwrap();
+    m
+}
+
+#[test]
+fn four_partitions_in_separate_processes_sign_the_same_bundle() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let parts = t.path().join("parts");
+    fs::create_dir_all(&parts).unwrap();
+    for shard in [None, Some("2000")] {
+        let extra: Vec<&str> = shard.map_or(vec![], |s| vec!["--shard-size", s]);
+        // Four separate processes at once, as an indexed Job would run them.
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_mlsign"))
+                    .env("XDG_CACHE_HOME", &cache)
+                    .args(os![
+                        "hash",
+                        m,
+                        "--partition",
+                        format!("{i}/4"),
+                        "-o",
+                        parts.join(format!("part-{i}.json")),
+                        "--force"
+                    ])
+                    .args(&extra)
+                    .output()
+                    .unwrap()
+            })
+            .collect();
+        for c in &children {
+            assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+        }
+        let merged = t.path().join("merged.sig");
+        let single = t.path().join("single.sig");
+        let pattern = parts.join("part-*.json");
+        let r = mlsign_in(
+            &cache,
+            os![
+                "sign",
+                m,
+                "--key",
+                key,
+                "--bundle",
+                merged,
+                "--force",
+                "--from-parts",
+                pattern
+            ]
+            .iter()
+            .copied()
+            .chain(extra.iter().map(OsStr::new)),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            r.stdout.contains("merged 4 partial manifests"),
+            "{}",
+            r.stdout
+        );
+        let r = mlsign_in(
+            &cache,
+            os!["sign", m, "--key", key, "--bundle", single, "--force"]
+                .iter()
+                .copied()
+                .chain(extra.iter().map(OsStr::new)),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert_eq!(
+            fs::read(&merged).unwrap(),
+            fs::read(&single).unwrap(),
+            "merged and single-machine bundles must be byte-identical ({shard:?})"
+        );
+        let r = mlsign(os!["verify", m, "--bundle", merged, "--key", pubk]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+}
+
+#[test]
+fn bad_parts_fail_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, _) = ec_key(t.path(), "k", "prime256v1");
+    let parts = t.path().join("parts");
+    fs::create_dir_all(&parts).unwrap();
+    let part = |i: usize| parts.join(format!("part-{i}.json"));
+    for i in 0..4 {
+        let r = mlsign_in(
+            &cache,
+            os!["hash", m, "--partition", format!("{i}/4"), "-o", part(i)],
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+    let bundle = t.path().join("b.sig");
+    fs::write(&bundle, "old").unwrap();
+    let sign = |files: &[PathBuf], want: &str| {
+        let mut a: Vec<&OsStr> = os![
+            "sign",
+            m,
+            "--key",
+            key,
+            "--bundle",
+            bundle,
+            "--force",
+            "--from-parts"
+        ]
+        .to_vec();
+        a.extend(files.iter().map(|p| p.as_os_str()));
+        let r = mlsign_in(&cache, a);
+        assert_eq!(r.code, 2, "{want}: {}", r.all());
+        assert!(r.stderr.contains(want), "want {want:?}: {}", r.stderr);
+        assert_eq!(fs::read_to_string(&bundle).unwrap(), "old");
+    };
+    sign(&[part(0), part(1), part(3)], "partition 2 of 4 is missing");
+    let dup = parts.join("dup.json");
+    fs::copy(part(1), &dup).unwrap();
+    sign(
+        &[part(0), part(1), dup.clone(), part(2), part(3)],
+        "appears twice",
+    );
+    // Tampered: a digest edited by hand.
+    let text = fs::read_to_string(part(2)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let d = v["resources"][0]["digest"].as_str().unwrap().to_string();
+    let flipped = format!("{}{}", if d.starts_with('0') { "1" } else { "0" }, &d[1..]);
+    let tampered = parts.join("tampered.json");
+    fs::write(&tampered, text.replace(&d, &flipped)).unwrap();
+    sign(&[part(0), part(1), tampered, part(3)], "checksum mismatch");
+    let junk = parts.join("junk.json");
+    fs::write(&junk, "{\"format\": 1").unwrap();
+    sign(&[part(0), part(1), junk, part(3)], "not a partial manifest");
+    // Other settings than the signing run.
+    let b3 = parts.join("b3.json");
+    let r = mlsign_in(
+        &cache,
+        os![
+            "hash",
+            m,
+            "--partition",
+            "2/4",
+            "-o",
+            b3,
+            "--algorithm",
+            "blake3"
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    sign(
+        &[part(0), part(1), b3, part(3)],
+        "algorithm blake3 vs sha256",
+    );
+    // A pattern that matches nothing.
+    sign(&[parts.join("nothing-*.json")], "matches no file");
+    // The directory changed after hashing.
+    fs::write(m.join("d0/new-file"), "late").unwrap();
+    sign(
+        &[part(0), part(1), part(2), part(3)],
+        "the directory changed since this part was hashed",
+    );
+}
+
+#[test]
+fn partitioned_verify_merges_every_difference() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let m = tree_for_parts(t.path());
+    let (key, pubk) = ec_key(t.path(), "k", "prime256v1");
+    let bundle = t.path().join("b.sig");
+    let r = mlsign_in(&cache, os!["sign", m, "--key", key, "--bundle", bundle]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let verify_all = |label: &str| -> Run {
+        for i in 0..3 {
+            let r = mlsign(os![
+                "verify",
+                m,
+                "--bundle",
+                bundle,
+                "--key",
+                pubk,
+                "--partition",
+                format!("{i}/3"),
+                "-o",
+                t.path().join(format!("v-{i}.json"))
+            ]);
+            assert!(r.code == 0 || r.code == 1, "{label}: {}", r.all());
+        }
+        mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--key",
+            pubk,
+            "--from-parts",
+            t.path().join("v-*.json"),
+            "--format",
+            "json"
+        ])
+    };
+    let r = verify_all("clean");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(json(&r)["files_checked"], 41);
+    // One modified, one removed, one renamed (likely across partitions), one added.
+    fs::write(m.join("d1/f1.bin"), "changed").unwrap();
+    fs::remove_file(m.join("d2/f2.bin")).unwrap();
+    fs::rename(m.join("d3/f3.bin"), m.join("d3/f3-renamed.bin")).unwrap();
+    fs::write(m.join("added"), "new").unwrap();
+    let r = verify_all("tampered");
+    assert_eq!(r.code, 1, "{}", r.all());
+    let diffs = json(&r)["differences"].clone();
+    let kinds: Vec<(String, String)> = diffs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d.get("path")
+                    .or(d.get("to"))
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("extra".to_string(), "added".to_string()),
+            ("modified".into(), "d1/f1.bin".into()),
+            ("missing".into(), "d2/f2.bin".into()),
+            ("renamed".into(), "d3/f3-renamed.bin".into()),
+        ]
+    );
+    // The merged verdict equals the single-machine one.
+    let single = mlsign(os![
+        "verify", m, "--bundle", bundle, "--key", pubk, "--format", "json"
+    ]);
+    assert_eq!(json(&single)["differences"], diffs);
+    // A missing or duplicated result is an error.
+    fs::remove_file(t.path().join("v-1.json")).unwrap();
+    let r = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        bundle,
+        "--key",
+        pubk,
+        "--from-parts",
+        t.path().join("v-*.json")
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("partition 1/3 is missing"),
+        "{}",
+        r.stderr
+    );
+}
+// Certificate chains by RFC 5280 (issue 10 §8): one PKI per constraint, made by openssl; each
+// chain goes through `mlsign verify` and `openssl verify` at the same time (the signing
+// certificate's notBefore, model_signing's rule) and both must agree, except where mlsign is
+// stricter on purpose (docs/cert-chains.md), which the cases say.
+
+const CHAIN_EXT: &str = "\
+[root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[root_pl0]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[root_nocertsign]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,cRLSign,digitalSignature\n\
+[root_crit]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[root_plain]\nsubjectKeyIdentifier=hash\n\
+[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[ca_pl0]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+[ca_nocertsign]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,cRLSign\n\
+[ca_noku]\nbasicConstraints=critical,CA:TRUE\n\
+[ca_crit]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[ca_nc]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nnameConstraints=critical,permitted;DNS:good.example\n\
+[ca_nc_email]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nnameConstraints=critical,permitted;email:good.example\n\
+[ca_eku_server]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nextendedKeyUsage=serverAuth\n\
+[leaf]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
+[leaf_crit]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n1.3.6.1.4.1.55555.1=critical,ASN1:UTF8String:unknown\n\
+[leaf_dns_ok]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=DNS:signer.good.example\n\
+[leaf_dns_bad]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=DNS:signer.evil.example\n\
+[leaf_email_ok]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:signer@good.example\n\
+[leaf_email_bad]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:signer@evil.example\n\
+[leaf_noku]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=codeSigning\n\
+[leaf_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,keyCertSign\nextendedKeyUsage=codeSigning\n";
+
+/// A P-256 certificate `name.crt` (key `name.pem`) with extension section `section`: self-signed
+/// when `issuer` is None.
+fn chain_cert(dir: &Path, name: &str, cn: &str, issuer: Option<&str>, section: &str) -> PathBuf {
+    ec_key(dir, name, "prime256v1");
+    let (key, crt, csr) = (
+        format!("{name}.pem"),
+        format!("{name}.crt"),
+        format!("{name}.csr"),
+    );
+    let subj = format!("/CN={cn}");
+    match issuer {
+        None => openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &subj,
+                "-days",
+                "3650",
+                "-extensions",
+                section,
+                "-config",
+                "ext.cnf",
+                "-out",
+                &crt,
+            ],
+        ),
+        Some(i) => {
+            openssl(
+                dir,
+                &["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr],
+            );
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &format!("{i}.crt"),
+                    "-CAkey",
+                    &format!("{i}.pem"),
+                    "-CAcreateserial",
+                    "-days",
+                    "365",
+                    "-extfile",
+                    "ext.cnf",
+                    "-extensions",
+                    section,
+                    "-out",
+                    &crt,
+                ],
+            );
+        }
+    }
+    dir.join(crt)
+}
+
+/// The signing certificate's notBefore in seconds since 1970 (the time every check uses).
+fn not_before(crt: &Path) -> u64 {
+    use x509_cert::der::DecodePem;
+    let c = x509_cert::Certificate::from_pem(fs::read(crt).unwrap()).unwrap();
+    c.tbs_certificate
+        .validity
+        .not_before
+        .to_unix_duration()
+        .as_secs()
+}
+
+/// Concatenate PEM files into `out`.
+fn pem_cat(dir: &Path, out: &str, parts: &[&str]) -> PathBuf {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(fs::read(dir.join(format!("{p}.crt"))).unwrap());
+    }
+    let path = dir.join(out);
+    fs::write(&path, all).unwrap();
+    path
+}
+
+struct ChainCase {
+    name: &'static str,
+    roots: &'static [&'static str],
+    chain: &'static [&'static str],
+    leaf: &'static str,
+    /// What openssl verify says (and model_signing, which calls it).
+    openssl_ok: bool,
+    /// What mlsign says, and a phrase its message must hold when it rejects.
+    mlsign_ok: bool,
+    why: &'static str,
+}
+
+#[test]
+fn certificate_chains_follow_rfc5280_like_openssl() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    // Roots.
+    for r in [
+        "root",
+        "root_pl0",
+        "root_nocertsign",
+        "root_crit",
+        "root_plain",
+    ] {
+        chain_cert(dir, r, &format!("Root {r}"), None, r);
+    }
+    // Intermediates (i_<section>), under `root` unless named.
+    for (name, issuer, section) in [
+        ("i_ca", "root", "ca"),
+        ("i_ca_pl0", "root", "ca_pl0"),
+        ("i_below_pl0", "i_ca_pl0", "ca"),
+        ("i_nocertsign", "root", "ca_nocertsign"),
+        ("i_noku", "root", "ca_noku"),
+        ("i_crit", "root", "ca_crit"),
+        ("i_nc", "root", "ca_nc"),
+        ("i_nc_email", "root", "ca_nc_email"),
+        ("i_eku_server", "root", "ca_eku_server"),
+        ("i_root_pl0", "root_pl0", "ca"),
+        ("i_root_nocertsign", "root_nocertsign", "ca"),
+        ("i_root_crit", "root_crit", "ca"),
+        ("i_root_plain", "root_plain", "ca"),
+    ] {
+        chain_cert(
+            dir,
+            name,
+            &format!("Intermediate {name}"),
+            Some(issuer),
+            section,
+        );
+    }
+    // Signing certificates (l_<case>).
+    for (name, cn, issuer, section) in [
+        ("l_ok", "Model Signer", "i_ca", "leaf"),
+        ("l_pl_broken", "Model Signer", "i_below_pl0", "leaf"),
+        ("l_pl_kept", "Model Signer", "i_ca_pl0", "leaf"),
+        ("l_crit", "Model Signer", "i_ca", "leaf_crit"),
+        ("l_under_crit", "Model Signer", "i_crit", "leaf"),
+        ("l_nocertsign", "Model Signer", "i_nocertsign", "leaf"),
+        ("l_noku_issuer", "Model Signer", "i_noku", "leaf"),
+        ("l_dns_ok", "Model Signer", "i_nc", "leaf_dns_ok"),
+        ("l_dns_bad", "Model Signer", "i_nc", "leaf_dns_bad"),
+        ("l_cn_bad", "signer.evil.example", "i_nc", "leaf"),
+        ("l_cn_ok", "signer.good.example", "i_nc", "leaf"),
+        (
+            "l_email_bad",
+            "Model Signer",
+            "i_nc_email",
+            "leaf_email_bad",
+        ),
+        ("l_email_ok", "Model Signer", "i_nc_email", "leaf_email_ok"),
+        ("l_eku_issuer", "Model Signer", "i_eku_server", "leaf"),
+        ("l_root_pl0", "Model Signer", "i_root_pl0", "leaf"),
+        (
+            "l_root_nocertsign",
+            "Model Signer",
+            "i_root_nocertsign",
+            "leaf",
+        ),
+        ("l_root_crit", "Model Signer", "i_root_crit", "leaf"),
+        ("l_root_plain", "Model Signer", "i_root_plain", "leaf"),
+        ("l_ca", "Model Signer", "i_ca", "leaf_ca"),
+    ] {
+        chain_cert(dir, name, cn, Some(issuer), section);
+    }
+    let ok = |name, roots, chain, leaf| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: true,
+        mlsign_ok: true,
+        why: "",
+    };
+    let bad = |name, roots, chain, leaf, why| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: false,
+        mlsign_ok: false,
+        why,
+    };
+    let stricter = |name, roots, chain, leaf, why| ChainCase {
+        name,
+        roots,
+        chain,
+        leaf,
+        openssl_ok: true,
+        mlsign_ok: false,
+        why,
+    };
+    let cases = [
+        ok("valid two-level chain", &["root"], &["i_ca"], "l_ok"),
+        bad(
+            "an intermediate's pathLenConstraint broken",
+            &["root"],
+            &["i_below_pl0", "i_ca_pl0"],
+            "l_pl_broken",
+            "pathLenConstraint",
+        ),
+        ok("pathLenConstraint 0 kept", &["root"], &["i_ca_pl0"], "l_pl_kept"),
+        bad(
+            "the root's pathLenConstraint broken",
+            &["root_pl0"],
+            &["i_root_pl0"],
+            "l_root_pl0",
+            "pathLenConstraint of 'CN=Root root_pl0'",
+        ),
+        bad(
+            "unknown critical extension in the signing certificate",
+            &["root"],
+            &["i_ca"],
+            "l_crit",
+            "critical extension 1.3.6.1.4.1.55555.1",
+        ),
+        bad(
+            "unknown critical extension in an intermediate",
+            &["root"],
+            &["i_crit"],
+            "l_under_crit",
+            "'CN=Intermediate i_crit' has a critical extension 1.3.6.1.4.1.55555.1",
+        ),
+        bad(
+            "unknown critical extension in the root",
+            &["root_crit"],
+            &["i_root_crit"],
+            "l_root_crit",
+            "'CN=Root root_crit' has a critical extension",
+        ),
+        bad(
+            "issuer keyUsage without keyCertSign",
+            &["root"],
+            &["i_nocertsign"],
+            "l_nocertsign",
+            "'CN=Intermediate i_nocertsign' issues certificates, but its keyUsage does not allow keyCertSign",
+        ),
+        bad(
+            "root keyUsage without keyCertSign",
+            &["root_nocertsign"],
+            &["i_root_nocertsign"],
+            "l_root_nocertsign",
+            "keyCertSign",
+        ),
+        bad(
+            "root that is not a CA",
+            &["root_plain"],
+            &["i_root_plain"],
+            "l_root_plain",
+            "'CN=Root root_plain' issues certificates, but it is not a CA",
+        ),
+        ok("issuer without keyUsage", &["root"], &["i_noku"], "l_noku_issuer"),
+        ok("dNSName inside the name constraints", &["root"], &["i_nc"], "l_dns_ok"),
+        bad(
+            "dNSName outside the name constraints",
+            &["root"],
+            &["i_nc"],
+            "l_dns_bad",
+            "outside the name constraints",
+        ),
+        bad(
+            "host-name commonName outside the name constraints",
+            &["root"],
+            &["i_nc"],
+            "l_cn_bad",
+            "commonName 'signer.evil.example'",
+        ),
+        ok("host-name commonName inside the name constraints", &["root"], &["i_nc"], "l_cn_ok"),
+        bad(
+            "email outside the name constraints",
+            &["root"],
+            &["i_nc_email"],
+            "l_email_bad",
+            "outside the name constraints",
+        ),
+        bad(
+            "trust anchor that is not self-signed (no partial chains)",
+            &["i_ca"],
+            &[],
+            "l_ok",
+            "not self-signed",
+        ),
+        ok(
+            "intermediate from the roots file, chained to its root",
+            &["root", "i_ca"],
+            &[],
+            "l_ok",
+        ),
+        bad("another root", &["root_pl0"], &["i_ca"], "l_ok", "no trusted root"),
+        stricter(
+            "email inside rfc822Name constraints (not processed: fail closed)",
+            &["root"],
+            &["i_nc_email"],
+            "l_email_ok",
+            "outside the name constraints",
+        ),
+        stricter(
+            "intermediate whose extendedKeyUsage excludes codeSigning",
+            &["root"],
+            &["i_eku_server"],
+            "l_eku_issuer",
+            "extendedKeyUsage without codeSigning",
+        ),
+        stricter(
+            "CA certificate as the signing certificate",
+            &["root"],
+            &["i_ca"],
+            "l_ca",
+            "is a CA certificate",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let roots = pem_cat(dir, &format!("roots{i}.pem"), c.roots);
+        let leaf = dir.join(format!("{}.crt", c.leaf));
+        let leaf_key = dir.join(format!("{}.pem", c.leaf));
+        let bundle = dir.join(format!("case{i}.sig"));
+        let mut sign: Vec<PathBuf> = vec![
+            "sign".into(),
+            m.clone(),
+            "--key".into(),
+            leaf_key,
+            "--cert".into(),
+            leaf.clone(),
+            "--bundle".into(),
+            bundle.clone(),
+        ];
+        let mut untrusted = Vec::new();
+        if !c.chain.is_empty() {
+            let chain = pem_cat(dir, &format!("chain{i}.pem"), c.chain);
+            sign.extend(["--chain".into(), chain.clone()]);
+            untrusted = vec!["-untrusted".to_string(), chain.display().to_string()];
+        }
+        let r = mlsign(&sign);
+        assert_eq!(r.code, 0, "{}: signing: {}", c.name, r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            roots,
+            "--format",
+            "json"
+        ]);
+        let ours = match r.code {
+            0 => true,
+            1 => false,
+            _ => panic!("{}: mlsign verify: {}", c.name, r.all()),
+        };
+        let mut args = vec![
+            "verify".to_string(),
+            "-attime".into(),
+            not_before(&leaf).to_string(),
+            "-CAfile".into(),
+            roots.display().to_string(),
+        ];
+        args.extend(untrusted);
+        args.push(leaf.display().to_string());
+        let o = run(Command::new("openssl").args(&args));
+        let theirs = o.code == 0;
+        if theirs != c.openssl_ok {
+            failures.push(format!(
+                "{}: openssl verify says {theirs}, the case expects {}: {}",
+                c.name,
+                c.openssl_ok,
+                o.all()
+            ));
+        }
+        if ours != c.mlsign_ok {
+            failures.push(format!(
+                "{}: mlsign says {ours}, expected {}: {}",
+                c.name,
+                c.mlsign_ok,
+                r.all()
+            ));
+        } else if !ours {
+            let v = json(&r);
+            let msg = v["findings"][0]["message"].as_str().unwrap_or_default();
+            if v["findings"][0]["code"] != "SIG007" || !msg.contains(c.why) {
+                failures.push(format!(
+                    "{}: expected SIG007 saying {:?}, got {}",
+                    c.name, c.why, r.stdout
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn certificate_holes_are_closed_for_model_signing_too() {
+    // The four chains of issue 10 §8: model_signing (OpenSSL) rejects each, and so does mlsign.
+    // A signing certificate with extendedKeyUsage codeSigning and no keyUsage: both accept it.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = model(dir);
+    chain_cert(dir, "root", "Root", None, "root");
+    for (name, issuer, section) in [
+        ("i_ca", "root", "ca"),
+        ("i_ca_pl0", "root", "ca_pl0"),
+        ("i_below_pl0", "i_ca_pl0", "ca"),
+        ("i_nc", "root", "ca_nc"),
+        ("i_nocertsign", "root", "ca_nocertsign"),
+    ] {
+        chain_cert(dir, name, name, Some(issuer), section);
+    }
+    for (leaf, chain, section, ok) in [
+        ("l_pathlen", vec!["i_below_pl0", "i_ca_pl0"], "leaf", false),
+        ("l_crit", vec!["i_ca"], "leaf_crit", false),
+        ("l_nc", vec!["i_nc"], "leaf_dns_bad", false),
+        ("l_keycertsign", vec!["i_nocertsign"], "leaf", false),
+        ("l_noku", vec!["i_ca"], "leaf_noku", true),
+    ] {
+        chain_cert(dir, leaf, "Model Signer", Some(chain[0]), section);
+        let chain_pem = pem_cat(dir, &format!("{leaf}-chain.pem"), &chain);
+        let bundle = dir.join(format!("{leaf}.sig"));
+        let r = mlsign(os![
+            "sign",
+            m,
+            "--key",
+            dir.join(format!("{leaf}.pem")),
+            "--cert",
+            dir.join(format!("{leaf}.crt")),
+            "--chain",
+            chain_pem,
+            "--bundle",
+            bundle
+        ]);
+        assert_eq!(r.code, 0, "{leaf}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(
+            r.code,
+            if ok { 0 } else { 1 },
+            "{leaf}: mlsign: {}",
+            r.all()
+        );
+        let r = oms(os![
+            "verify",
+            "certificate",
+            m,
+            "--signature",
+            bundle,
+            "--certificate_chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(r.code == 0, ok, "{leaf}: model_signing: {}", r.all());
+    }
 }

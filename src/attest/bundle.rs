@@ -126,7 +126,7 @@ impl Bundle {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(malformed("the file is empty".into()));
         }
-        let b: Bundle = serde_json::from_slice(bytes).map_err(|e| {
+        let b: Bundle = crate::json::from_slice(bytes).map_err(|e| {
             let what = if e.is_eof() {
                 "truncated JSON"
             } else {

@@ -30,6 +30,8 @@ pub enum Error {
     Rejected { code: &'static str, message: String },
     #[error("passphrase: {0}")]
     Passphrase(String),
+    #[error(transparent)]
+    Pkcs11(#[from] super::pkcs11::Error),
 }
 
 impl Error {

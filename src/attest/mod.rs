@@ -12,13 +12,18 @@ pub mod cert;
 pub mod dsse;
 mod error;
 pub mod keys;
+pub mod partition;
+pub mod pkcs11;
 mod sign;
 pub mod statement;
 mod verify;
 
 pub use error::Error;
 pub use keys::{KeyKind, SigningKey, VerifyingKey};
-pub use sign::{sign_model, sign_statement, write_atomic, SignOptions, SignOutcome, Signer};
+pub use sign::{
+    sign_model, sign_model_with, sign_statement, write_atomic, ManifestSource, SignExtras,
+    SignOptions, SignOutcome, Signer, SigningBackend, SourceReport,
+};
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
     verify_bundle, verify_bundle_with, verify_model, Trust, VerifiedPayload, VerifyOptions,

@@ -56,31 +56,79 @@ pub fn serialization_json(config: &HashConfig) -> Value {
 }
 
 /// The exact payload bytes for a model/dataset manifest (2-space indented JSON, as
-/// model_signing writes it).
+/// model_signing writes it). Serialized straight from the manifest, without an intermediate
+/// JSON tree, so a million resources cost their bytes and no more.
 pub fn model_statement(
     subject_name: &str,
     kind: SubjectKind,
     manifest: &Manifest,
     config: &HashConfig,
 ) -> Vec<u8> {
-    let resources: Vec<Value> = manifest
-        .resources()
-        .iter()
-        .map(|r| json!({"name": r.name, "digest": r.hex(), "algorithm": r.algorithm}))
-        .collect();
-    let st = json!({
-        "_type": STATEMENT_TYPE,
-        "subject": [{
-            "name": subject_name,
-            "digest": {"sha256": manifest.root_digest_hex()},
-            "annotations": {KIND_ANNOTATION: kind.name()},
+    use serde::ser::{SerializeSeq, SerializeStruct};
+    struct Resources<'a>(&'a [Resource]);
+    impl serde::Serialize for Resources<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for r in self.0 {
+                seq.serialize_element(&ResourceJson(r))?;
+            }
+            seq.end()
+        }
+    }
+    struct ResourceJson<'a>(&'a Resource);
+    impl serde::Serialize for ResourceJson<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut st = s.serialize_struct("Resource", 3)?;
+            st.serialize_field("name", &self.0.name)?;
+            st.serialize_field("digest", &self.0.hex())?;
+            st.serialize_field("algorithm", &self.0.algorithm)?;
+            st.end()
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Statement<'a> {
+        #[serde(rename = "_type")]
+        type_: &'static str,
+        subject: [Subject<'a>; 1],
+        #[serde(rename = "predicateType")]
+        predicate_type: &'static str,
+        predicate: Predicate<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Subject<'a> {
+        name: &'a str,
+        digest: Digest,
+        annotations: Annotations,
+    }
+    #[derive(serde::Serialize)]
+    struct Digest {
+        sha256: String,
+    }
+    #[derive(serde::Serialize)]
+    struct Annotations {
+        #[serde(rename = "mlsign.dev/kind")]
+        kind: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Predicate<'a> {
+        resources: Resources<'a>,
+        serialization: Value,
+    }
+    let st = Statement {
+        type_: STATEMENT_TYPE,
+        subject: [Subject {
+            name: subject_name,
+            digest: Digest {
+                sha256: manifest.root_digest_hex(),
+            },
+            annotations: Annotations { kind: kind.name() },
         }],
-        "predicateType": PREDICATE_V1,
-        "predicate": {
-            "resources": resources,
-            "serialization": serialization_json(config),
+        predicate_type: PREDICATE_V1,
+        predicate: Predicate {
+            resources: Resources(manifest.resources()),
+            serialization: serialization_json(config),
         },
-    });
+    };
     let mut out = serde_json::to_vec_pretty(&st).unwrap_or_default();
     out.push(b'\n');
     out
@@ -122,8 +170,8 @@ fn parse_hex(s: &str, len: usize, at: &str) -> Result<Vec<u8>, String> {
 /// Parse the signed payload of a model signature (predicate v1.0 or legacy v0.1). Every error is
 /// a reason to reject the signature: the payload is what was signed.
 pub fn parse_model_statement(payload: &[u8]) -> Result<SignedManifest, String> {
-    let v: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    let v: Value = crate::json::value_from_slice(payload)
+        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
     let t = get_str(&v, "_type", "statement")?;
     if t != STATEMENT_TYPE {
         return Err(format!(
@@ -323,6 +371,39 @@ mod tests {
             },
         ]);
         (m, HashConfig::default())
+    }
+
+    #[test]
+    fn streamed_payload_equals_the_json_tree_form() {
+        // The bytes model_signing-compatible verifiers saw before the streaming writer.
+        let (m, cfg) = sample();
+        let resources: Vec<Value> = m
+            .resources()
+            .iter()
+            .map(|r| json!({"name": r.name, "digest": r.hex(), "algorithm": r.algorithm}))
+            .collect();
+        let st = json!({
+            "_type": STATEMENT_TYPE,
+            "subject": [{
+                "name": "bert",
+                "digest": {"sha256": m.root_digest_hex()},
+                "annotations": {KIND_ANNOTATION: "model"},
+            }],
+            "predicateType": PREDICATE_V1,
+            "predicate": {"resources": resources, "serialization": serialization_json(&cfg)},
+        });
+        let mut want = serde_json::to_vec_pretty(&st).unwrap();
+        want.push(b'\n');
+        assert_eq!(
+            String::from_utf8(model_statement("bert", SubjectKind::Model, &m, &cfg)).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        let empty = Manifest::from_resources(vec![]);
+        assert!(
+            String::from_utf8(model_statement("e", SubjectKind::Model, &empty, &cfg))
+                .unwrap()
+                .contains("\"resources\": []")
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! schema plus reference checks, re-hash what it names, sign it as an in-toto attestation, and
 //! render it for auditors.
 //!
-//! ```no_run
+//! ```ignore
+//! // compiled as the unit test `bom::doc_example`
 //! use mlsign::bom::{build, BuildOptions};
 //! let bom = build(&BuildOptions::new("models/bert".into())).unwrap();
 //! println!("{}", mlsign::bom::to_json(&bom).unwrap());
@@ -111,4 +112,12 @@ pub fn write_public(path: &Path, bytes: &[u8], force: bool) -> Result<(), crate:
         })?;
     }
     Ok(())
+}
+
+/// The module-level usage example, compiled (doc tests are off: see Cargo.toml).
+#[cfg(test)]
+#[allow(dead_code)]
+fn doc_example() {
+    let bom = build(&BuildOptions::new("models/bert".into())).unwrap();
+    println!("{}", to_json(&bom).unwrap());
 }

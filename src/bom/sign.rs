@@ -13,7 +13,7 @@ pub fn sha256_hex(b: &[u8]) -> String {
 /// The in-toto Statement (exact bytes to sign) for BOM bytes published under `name`.
 pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
     let predicate: Value =
-        serde_json::from_slice(bom_bytes).map_err(|e| format!("not JSON: {e}"))?;
+        crate::json::value_from_slice(bom_bytes).map_err(|e| format!("not JSON: {e}"))?;
     let st = json!({
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": sha256_hex(bom_bytes)}}],
@@ -26,8 +26,8 @@ pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
 /// Check a verified statement payload against the BOM bytes on disk. `Err` says why the
 /// attestation does not cover this BOM.
 pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, String> {
-    let st: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    let st: Value = crate::json::value_from_slice(payload)
+        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
     if st["_type"] != STATEMENT_TYPE {
         return Err(format!(
             "signed payload is not an in-toto Statement v1 ({})",
@@ -54,7 +54,7 @@ pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, Strin
         ));
     };
     let bom: Value =
-        serde_json::from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
+        crate::json::value_from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
     if st["predicate"] != bom {
         return Err("the attestation's predicate differs from the BOM".into());
     }

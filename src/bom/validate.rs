@@ -64,7 +64,8 @@ pub fn spdx_ids() -> &'static HashMap<String, String> {
 
 /// Parse bytes as JSON; the error names line and column.
 pub fn parse(bytes: &[u8]) -> Result<Value, BomError> {
-    serde_json::from_slice(bytes).map_err(|e| BomError::NotJson(e.to_string()))
+    // Duplicate keys are refused: validators and consumers disagree on which value counts.
+    crate::json::value_from_slice(bytes).map_err(|e| BomError::NotJson(e.to_string()))
 }
 
 /// Validate a parsed document. Returns every issue found (empty = valid). A document that is

@@ -403,7 +403,7 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         .unwrap_or_else(|| "bom.cdx.json".into());
     let statement = bom::sign::statement(&bytes, &name)
         .map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
-    let bundle = attest::sign_statement(&signer, &statement);
+    let bundle = attest::sign_statement(&signer, &statement)?;
     let out = a.bundle.clone().unwrap_or_else(|| {
         let mut s = a.bom.as_os_str().to_os_string();
         s.push(".sig");
@@ -443,7 +443,7 @@ fn show_cmd(a: BomShowArgs) -> Result<Exit> {
         ShowFormat::Html => v.html(),
     };
     match &a.output {
-        Some(p) => bom::write_public(p, text.as_bytes(), true)?,
+        Some(p) => bom::write_public(p, text.as_bytes(), a.force)?,
         None => print!("{text}"),
     }
     Ok(Exit::Pass)

@@ -1,21 +1,74 @@
 use super::common::{hash_config, human_bytes, print_json, Bar};
 use crate::cli::HashArgs;
-use crate::digest::{Manifest, Method};
+use crate::digest::partition::Part;
+use crate::digest::{cache, walk, Manifest, Method};
 use crate::report::{Exit, Format};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
+
+/// `hash --partition I/N -o PART.json`: hash one partition, write its partial manifest.
+fn partition(a: &HashArgs, spec: crate::digest::partition::Spec) -> Result<Exit> {
+    let out = a
+        .output
+        .as_deref()
+        .context("--partition needs --output PART.json")?;
+    let config = hash_config(&a.path, &a.hashing)?;
+    let bar = Bar::new(!a.hashing.no_progress);
+    let all = walk(&a.path, &config.ignore_paths, config.allow_symlinks)?;
+    let own: Vec<_> = all
+        .iter()
+        .filter(|e| spec.contains(&e.name))
+        .cloned()
+        .collect();
+    let m = Manifest::from_entries(&own, &config, &bar)?;
+    let part = Part::new(spec, &config, &all, &m);
+    crate::attest::write_atomic(out, &part.to_json(), a.force)?;
+    match a.format {
+        Format::Human => println!(
+            "partition {spec}: {} of {} files, {} hashed -> {}",
+            own.len(),
+            all.len(),
+            human_bytes(m.total_bytes),
+            out.display()
+        ),
+        Format::Json | Format::Sarif => print_json(&json!({
+            "partition": spec, "output": out, "files": own.len(), "listed_files": all.len(),
+            "bytes": m.total_bytes, "resources": m.resources().len(),
+        })),
+    }
+    Ok(Exit::Pass)
+}
 
 pub fn run(a: HashArgs) -> Result<Exit> {
     super::common::no_sarif(a.format)?;
+    if let Some(spec) = a.partition {
+        return partition(&a, spec);
+    }
     let config = hash_config(&a.path, &a.hashing)?;
     let bar = Bar::new(!a.hashing.no_progress);
-    let m = Manifest::from_path_with(&a.path, &config, &bar)?;
+    let root = std::fs::canonicalize(&a.path).with_context(|| a.path.display().to_string())?;
+    let walk_started = cache::now_ns();
+    let entries = walk(&root, &config.ignore_paths, config.allow_symlinks)?;
+    let m = Manifest::from_entries(&entries, &config, &bar)?;
+    if !a.hashing.no_stat_cache {
+        // For a later `sign --since`; a failure here costs only a full re-hash then.
+        if let Err(why) = cache::store(&root, &config, &entries, m.resources(), walk_started) {
+            eprintln!("warning: stat cache not written: {why}");
+        }
+    }
+    drop(entries);
     match a.format {
         Format::Human => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for r in m.resources() {
-                println!("{}  {}", r.hex(), r.name);
+                // A closed pipe (`| head`) ends the listing quietly.
+                if writeln!(out, "{}  {}", r.hex(), r.name).is_err() {
+                    return Ok(Exit::Pass);
+                }
             }
-            println!(
+            let _ = writeln!(
+                out,
                 "root sha256:{}  ({} files, {}, {}{})",
                 m.root_digest_hex(),
                 m.file_count,

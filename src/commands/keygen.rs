@@ -6,6 +6,49 @@ use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+/// `keygen --pkcs11-uri`: the key pair is made on the token; only PREFIX.pub is written.
+fn on_token(a: &KeygenArgs, kind: KeyKind, uri: &str, pub_path: &std::path::Path) -> Result<Exit> {
+    use crate::attest::pkcs11::{generate, Pkcs11Uri};
+    if !matches!(kind, KeyKind::P256 | KeyKind::P384) {
+        anyhow::bail!("--pkcs11-uri: only p256 and p384 keys can be made on a token");
+    }
+    if !a.force && pub_path.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{} already exists; pass --force to overwrite it",
+            pub_path.display()
+        );
+    }
+    let parsed = Pkcs11Uri::parse(uri)?;
+    let public = generate(&parsed, kind)?;
+    write_atomic(pub_path, public.to_pem().as_bytes(), a.force)?;
+    std::fs::set_permissions(pub_path, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("{}", pub_path.display()))?;
+    match a.format {
+        Format::Human => {
+            println!(
+                "Created a {} key pair on the token ({uri_shown})",
+                kind.name(),
+                uri_shown = redact(uri)
+            );
+            println!(
+                "Wrote {} (public, hint {})",
+                pub_path.display(),
+                public.hint()
+            );
+        }
+        Format::Json | Format::Sarif => print_json(&serde_json::json!({
+            "pkcs11_uri": redact(uri), "public_key": pub_path, "algorithm": kind.name(),
+            "hint": public.hint(),
+        })),
+    }
+    Ok(Exit::Pass)
+}
+
+/// The URI without its query (module path, PIN source) for output.
+fn redact(uri: &str) -> &str {
+    uri.split_once('?').map_or(uri, |(p, _)| p)
+}
+
 pub fn run(a: KeygenArgs) -> Result<Exit> {
     super::common::no_sarif(a.format)?;
     let kind = match a.algorithm {
@@ -19,6 +62,9 @@ pub fn run(a: KeygenArgs) -> Result<Exit> {
         s.push(ext);
         PathBuf::from(s)
     };
+    if let Some(uri) = &a.pkcs11_uri {
+        return on_token(&a, kind, uri, &with_ext(".pub"));
+    }
     let (priv_path, pub_path) = (with_ext(".pem"), with_ext(".pub"));
     if !a.force {
         for p in [&priv_path, &pub_path] {

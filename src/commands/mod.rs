@@ -12,6 +12,7 @@ mod push;
 pub mod scan;
 mod sign;
 mod verify;
+mod verify_parts;
 
 use crate::cli::{Cli, Command};
 use crate::report::{Exit, Format};

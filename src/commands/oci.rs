@@ -1,6 +1,6 @@
 //! The `oci://` branches of `sign` and `verify`, and `verify DIR --against oci://…`.
 
-use super::common::{human_bytes, load_signer, no_sarif, print_json, read_small};
+use super::common::{human_bytes, no_sarif, print_json, read_small};
 use crate::attest::{cert, Trust, VerifyingKey};
 use crate::cli::{RegistryArgs, SignArgs, VerifyArgs};
 use crate::oci::{self, Reference};
@@ -52,12 +52,7 @@ pub fn sign(a: &SignArgs, reference: &str) -> Result<Exit> {
         anyhow::bail!("--bundle is for files on disk; the signature of an oci:// reference is stored in the registry");
     }
     let r = parse_ref(reference)?;
-    let signer = load_signer(
-        &a.key,
-        a.passphrase_env.as_deref(),
-        a.cert.as_deref(),
-        &a.chain,
-    )?;
+    let signer = super::sign::signer_of(a)?;
     let out = oci::sign_reference(&r, &signer, &options(&a.registry)?, a.cosign_compat)?;
     match a.format {
         Format::Human => {

@@ -30,7 +30,7 @@ pub(super) fn finding_of(d: &Difference) -> Finding {
     Finding::new(code, sev, msg).at(Location::path(d.path()))
 }
 
-fn emit(
+pub(super) fn emit(
     a: &VerifyArgs,
     bundle: &std::path::Path,
     outcome: Option<&VerifyOutcome>,
@@ -141,6 +141,10 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         legacy_pae: a.legacy_pae,
     };
     let bar = Bar::new(!a.no_progress);
+    if a.partition.is_some() || !a.from_parts.is_empty() {
+        // Partitioned verification (see commands/verify_parts.rs).
+        return super::verify_parts::run(&a, &bundle, &trust, &opts, &bar);
+    }
     match verify_model(&a.path, &bundle, &trust, &opts, &bar) {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();

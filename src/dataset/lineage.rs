@@ -260,7 +260,7 @@ pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Loaded, LineageError> {
         file: shown.clone(),
         message: m,
     };
-    let lineage: Lineage = serde_json::from_slice(bytes).map_err(|e| {
+    let lineage: Lineage = crate::json::from_slice(bytes).map_err(|e| {
         read_err(format!(
             "line {} column {}: {}",
             e.line(),

@@ -4,7 +4,7 @@ use super::Manifest;
 use std::collections::BTreeMap;
 
 /// One way a tree differs from its signed manifest.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Difference {
     /// Same path, other content.

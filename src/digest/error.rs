@@ -37,6 +37,8 @@ pub enum Error {
     UnsafeName { name: String, why: &'static str },
     #[error("cannot start hashing threads: {0}")]
     Threads(std::io::Error),
+    #[error(transparent)]
+    Partition(#[from] super::partition::PartError),
 }
 
 impl Error {

@@ -5,6 +5,7 @@
 //! the model size. Files are opened without following links and checked before and after
 //! reading, so a file changing underneath is an error, not a silently wrong digest.
 
+use super::schedule;
 use super::sha256ni::{self, Sha256Ni};
 use super::sigbus::Guard;
 use super::{walk::Entry, Error, HashAlgorithm, Progress};
@@ -325,10 +326,6 @@ pub(crate) fn hash_items(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    // Largest first keeps the tail short when sizes are uneven.
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].end - items[i].start));
-    let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Vec<u8>>>> = Mutex::new(vec![None; items.len()]);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
@@ -336,11 +333,16 @@ pub(crate) fn hash_items(
     // Fewer items than cores (one big file): let BLAKE3 spread each item over the cores.
     let parallel = alg == HashAlgorithm::Blake3 && items.len() < threads && threads > 1;
 
-    // Two SHA-256 streams per worker keep the SHA unit busy (MLSIGN_NO_SHANI=1 turns it off).
+    // Two SHA-256 streams per worker keep the SHA unit busy (MLSIGN_NO_SHANI=1 turns it off);
+    // the planner decides which items pair up and which run alone (see `schedule`).
     let pairs = alg == HashAlgorithm::Sha256
         && items.len() > 1
         && sha256ni::available()
         && std::env::var_os("MLSIGN_NO_SHANI").is_none_or(|v| v == "0");
+    let sizes: Vec<u64> = items.iter().map(|it| it.end - it.start).collect();
+    let jobs = schedule::plan(&sizes, workers, pairs);
+    drop(sizes);
+    let next = AtomicUsize::new(0);
     let store =
         |i: usize, d: Vec<u8>| results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(d);
     let fail = |e: Error| {
@@ -350,26 +352,26 @@ pub(crate) fn hash_items(
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(e);
     };
-    let take = || order.get(next.fetch_add(1, Ordering::Relaxed)).copied();
 
     let work = || loop {
         if abort.load(Ordering::Relaxed) {
             return;
         }
-        let Some(i) = take() else { return };
-        let (a, ea) = (items[i], &entries[items[i].entry]);
-        if pairs {
-            if let Some(j) = take() {
-                let (b, eb) = (items[j], &entries[items[j].entry]);
-                match hash_pair((ea, a), (eb, b), progress, &abort) {
-                    Ok((da, db)) => {
-                        store(i, da);
-                        store(j, db);
-                    }
-                    Err(e) => return fail(e),
+        let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)).copied() else {
+            return;
+        };
+        let (i, a) = (job.a, items[job.a]);
+        let ea = &entries[a.entry];
+        if let Some(j) = job.b {
+            let (b, eb) = (items[j], &entries[items[j].entry]);
+            match hash_pair((ea, a), (eb, b), progress, &abort) {
+                Ok((da, db)) => {
+                    store(i, da);
+                    store(j, db);
                 }
-                continue;
+                Err(e) => return fail(e),
             }
+            continue;
         }
         match hash_item(ea, a, alg, parallel, progress, &abort) {
             Ok(d) => store(i, d),

@@ -73,6 +73,38 @@ pub fn check_resource_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// What an incremental run reused and what it hashed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reuse {
+    pub reused_files: usize,
+    pub reused_bytes: u64,
+    pub hashed_files: usize,
+    pub hashed_bytes: u64,
+}
+
+/// The byte ranges hashed into one digest each: the whole file, or `[0,S) [S,2S) …` as
+/// model_signing cuts shards (an empty file has no shard).
+pub fn pieces(size: u64, method: Method) -> impl Iterator<Item = (u64, u64)> {
+    let (step, whole) = match method {
+        Method::Files => (u64::MAX, true),
+        Method::Shards { shard_size } => (shard_size.max(1), false),
+    };
+    let mut start = 0u64;
+    let mut first = true;
+    std::iter::from_fn(move || {
+        if whole {
+            return std::mem::take(&mut first).then_some((0, size));
+        }
+        if start >= size {
+            return None;
+        }
+        let end = start.saturating_add(step).min(size);
+        let r = (start, end);
+        start = end;
+        Some(r)
+    })
+}
+
 /// The content manifest of a model or dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -105,34 +137,43 @@ impl Manifest {
         config: &HashConfig,
         progress: &dyn Progress,
     ) -> Result<Manifest, Error> {
-        let mut items = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            match config.method {
-                Method::Files => items.push(Item {
-                    entry: i,
-                    start: 0,
-                    end: e.size,
-                }),
-                Method::Shards { shard_size } => {
-                    if shard_size == 0 {
-                        return Err(Error::ShardSize(0));
-                    }
-                    // As model_signing: [0,S) [S,2S) … ; an empty file has no shard.
-                    let mut start = 0;
-                    while start < e.size {
-                        let end = (start + shard_size).min(e.size);
-                        items.push(Item {
-                            entry: i,
-                            start,
-                            end,
-                        });
-                        start = end;
-                    }
-                }
-            }
+        Self::from_entries_reusing(entries, config, progress, &|_| None).map(|(m, _)| m)
+    }
+
+    /// Hash already-walked entries, except those for which `reuse` returns their digests (one
+    /// per piece: one for a file, one per shard in order; any other count is ignored and the
+    /// entry is hashed). Incremental re-signing passes digests it proved unchanged.
+    pub fn from_entries_reusing(
+        entries: &[Entry],
+        config: &HashConfig,
+        progress: &dyn Progress,
+        reuse: &dyn Fn(&Entry) -> Option<Vec<Vec<u8>>>,
+    ) -> Result<(Manifest, Reuse), Error> {
+        if let Method::Shards { shard_size: 0 } = config.method {
+            return Err(Error::ShardSize(0));
         }
-        let total: u64 = entries.iter().map(|e| e.size).sum();
-        progress.start(total);
+        let mut items = Vec::with_capacity(entries.len());
+        // Per entry: reused digests, or the index of its first item.
+        let mut known: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(entries.len());
+        let mut stats = Reuse::default();
+        for (i, e) in entries.iter().enumerate() {
+            let n = pieces(e.size, config.method).count();
+            if let Some(d) = reuse(e).filter(|d| d.len() == n) {
+                stats.reused_files += 1;
+                stats.reused_bytes += e.size;
+                known.push(Some(d));
+                continue;
+            }
+            stats.hashed_files += 1;
+            stats.hashed_bytes += e.size;
+            known.push(None);
+            items.extend(pieces(e.size, config.method).map(|(start, end)| Item {
+                entry: i,
+                start,
+                end,
+            }));
+        }
+        progress.start(stats.hashed_bytes);
         let digests = hash_items(
             entries,
             &items,
@@ -141,31 +182,58 @@ impl Manifest {
             progress,
         )?;
         progress.finish();
-        let resources = items
-            .iter()
-            .zip(digests)
-            .map(|(it, digest)| {
-                let e = &entries[it.entry];
-                match config.method {
+        let mut hashed = items.iter().zip(digests).peekable();
+        let mut resources = Vec::with_capacity(entries.len());
+        for (i, (e, k)) in entries.iter().zip(known).enumerate() {
+            let mut one = |start: u64, end: u64, digest: Vec<u8>| {
+                resources.push(match config.method {
                     Method::Files => Resource {
                         name: e.name.clone(),
                         algorithm: config.algorithm.name().to_string(),
                         digest,
                     },
                     Method::Shards { shard_size } => Resource {
-                        name: format!("{}:{}:{}", e.name, it.start, it.end),
+                        name: format!("{}:{}:{}", e.name, start, end),
                         algorithm: format!("{}-sharded-{}", config.algorithm.name(), shard_size),
                         digest,
                     },
+                })
+            };
+            match k {
+                Some(ds) => {
+                    for ((start, end), d) in pieces(e.size, config.method).zip(ds) {
+                        one(start, end, d);
+                    }
                 }
-            })
-            .collect();
-        // Entries are sorted and items follow them, shards in ascending order: already ordered.
-        Ok(Manifest {
+                None => {
+                    while let Some((it, d)) = hashed.next_if(|(it, _)| it.entry == i) {
+                        one(it.start, it.end, d);
+                    }
+                }
+            }
+        }
+        // Entries are sorted and pieces follow them, shards in ascending order: already ordered.
+        Ok((
+            Manifest {
+                resources,
+                total_bytes: stats.reused_bytes + stats.hashed_bytes,
+                file_count: entries.len(),
+            },
+            stats,
+        ))
+    }
+
+    /// Resources already in canonical order (merged partial manifests).
+    pub(crate) fn assembled(
+        resources: Vec<Resource>,
+        total_bytes: u64,
+        file_count: usize,
+    ) -> Manifest {
+        Manifest {
             resources,
-            total_bytes: total,
-            file_count: entries.len(),
-        })
+            total_bytes,
+            file_count,
+        }
     }
 
     /// Build from resources read out of a signature, ordering them canonically.

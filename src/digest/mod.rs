@@ -1,17 +1,20 @@
 //! Content manifests: walk a model or dataset, hash every file (or shard) in parallel with bounded
 //! memory, and order the results exactly as OpenSSF model signing (`model_signing`) does.
 //!
-//! ```no_run
+//! ```ignore
+//! // compiled as the unit test `digest::doc_example`
 //! use mlsign::digest::{HashConfig, Manifest};
 //! let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
 //! println!("{} files, root {}", m.resources().len(), m.root_digest_hex());
 //! ```
 
+pub mod cache;
 mod config;
 mod diff;
 mod error;
 mod hash;
 mod manifest;
+mod schedule;
 mod sha256ni;
 mod sigbus;
 mod walk;
@@ -21,8 +24,9 @@ pub use diff::{diff, Difference};
 pub use error::Error;
 pub(crate) use hash::sha256;
 pub use manifest::root_digest_of as manifest_root;
-pub use manifest::{check_resource_name, Manifest, Resource};
-pub use walk::{normalize_ignore, Entry};
+pub use manifest::{check_resource_name, pieces, Manifest, Resource, Reuse};
+pub mod partition;
+pub use walk::{normalize_ignore, walk, Entry};
 
 /// The raw SHA-256 kernels on in-memory data, for `benches/sha256_kernels.rs` only: it measures
 /// the SHA unit's ceiling so the signing benchmark can say how close the file path gets to it.
@@ -52,4 +56,16 @@ pub mod kernels {
             (ha.finish(), hb.finish())
         })
     }
+}
+
+/// The module-level usage example, compiled (doc tests are off: see Cargo.toml).
+#[cfg(test)]
+#[allow(dead_code)]
+fn doc_example() {
+    let m = Manifest::from_path("models/bert".as_ref(), &HashConfig::default()).unwrap();
+    println!(
+        "{} files, root {}",
+        m.resources().len(),
+        m.root_digest_hex()
+    );
 }

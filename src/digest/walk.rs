@@ -11,13 +11,20 @@ use std::path::{Component, Path, PathBuf};
 pub struct Entry {
     /// Root-relative POSIX path, or `"."` when the root is a single file.
     pub name: String,
-    /// `name` split into components (what the ordering compares).
-    pub components: Vec<String>,
     /// The path to open: the file itself, or the resolved target of an allowed symlink.
     pub open_path: PathBuf,
     pub size: u64,
     pub dev: u64,
     pub ino: u64,
+    /// Modification and status-change times in nanoseconds (what the stat cache compares).
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// (mtime, ctime) in nanoseconds since the epoch, saturating.
+fn times_ns(m: &fs::Metadata) -> (i64, i64) {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    (ns(m.mtime(), m.mtime_nsec()), ns(m.ctime(), m.ctime_nsec()))
 }
 
 fn kind_of(ft: &fs::FileType) -> &'static str {
@@ -120,11 +127,12 @@ pub fn walk(
     if root_meta.is_file() {
         out.push(Entry {
             name: ".".into(),
-            components: vec![],
             open_path: root.to_path_buf(),
             size: root_meta.len(),
             dev: root_meta.dev(),
             ino: root_meta.ino(),
+            mtime_ns: times_ns(&root_meta).0,
+            ctime_ns: times_ns(&root_meta).1,
         });
         return Ok(out);
     }
@@ -157,11 +165,12 @@ pub fn walk(
             } else if ft.is_file() {
                 out.push(Entry {
                     name: comps.join("/"),
-                    components: comps,
                     open_path: path,
                     size: meta.len(),
                     dev: meta.dev(),
                     ino: meta.ino(),
+                    mtime_ns: times_ns(&meta).0,
+                    ctime_ns: times_ns(&meta).1,
                 });
             } else if ft.is_symlink() {
                 if !allow_symlinks {
@@ -183,11 +192,12 @@ pub fn walk(
                 }
                 out.push(Entry {
                     name: comps.join("/"),
-                    components: comps,
                     open_path: target,
                     size: tmeta.len(),
                     dev: tmeta.dev(),
                     ino: tmeta.ino(),
+                    mtime_ns: times_ns(&tmeta).0,
+                    ctime_ns: times_ns(&tmeta).1,
                 });
             } else {
                 return Err(Error::SpecialFile {
@@ -197,7 +207,8 @@ pub fn walk(
             }
         }
     }
-    out.sort_by(|a, b| a.components.cmp(&b.components));
+    // Component by component (`a/b` before `a.txt`), without keeping the split per entry.
+    out.sort_unstable_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
     Ok(out)
 }
 

@@ -211,7 +211,7 @@ fn attach_legacy(
     let tag = format!("{}.sig", cosign::tag_for(digest));
     let step = format!("legacy cosign signature {tag}");
     let payload = cosign::simple_signing_payload(&r.repository_name(), digest);
-    let sig = crate::attest::bundle::b64(&signer.key().sign(&payload));
+    let sig = crate::attest::bundle::b64(&signer.sign_raw(&payload)?);
     let payload_digest = client.push_blob_bytes(repo, &payload, &step)?;
     let mut layers: Vec<Descriptor> = match client.get_manifest_opt(&r.at_tag(&tag), &step)? {
         Some(f) => manifest::ImageManifest::parse(&f.bytes, &step)?.layers,
@@ -268,7 +268,7 @@ pub fn sign_reference(
     };
     let repository = r.repository_name();
     let payload = cosign::image_statement(&repository, &fetched.digest);
-    let bundle = crate::attest::sign_statement(signer, &payload);
+    let bundle = crate::attest::sign_statement(signer, &payload)?;
     let mut attach = attach_bundle(
         &client,
         r,
@@ -285,6 +285,6 @@ pub fn sign_reference(
         digest: fetched.digest,
         media_type: fetched.media_type,
         attach,
-        signer: signer.key().verifying_key().hint(),
+        signer: signer.verifying_key().hint(),
     })
 }

@@ -391,7 +391,7 @@ pub fn push_model(
     let signature = match signer {
         Some(s) => {
             let payload = super::oms_statement_for(&name, &manifest, &config, &r.repository_name());
-            let bundle = crate::attest::sign_statement(s, &payload);
+            let bundle = crate::attest::sign_statement(s, &payload)?;
             let subject = Descriptor {
                 media_type: OCI_MANIFEST.into(),
                 digest: digest.clone(),

@@ -48,6 +48,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL017", "out-of-band buffer opcode (NEXT_BUFFER) without buffers"),
     ("PKL018", "custom class allowed by the policy"),
     ("PKL019", "call result thrown away right after the call (payload-then-POP)"),
+    ("PKL020", "joblib < 0.10 array wrapper loads a companion file with numpy.load(allow_pickle=True) (high when the name leaves the file's directory)"),
     // Scanning (containers)
     ("SCN001", "unscannable: archive, compression or encryption mlsign cannot look inside"),
     ("SCN002", "unscannable: container is corrupt or too large to read"),
@@ -69,6 +70,9 @@ pub const CODES: &[(&str, &str)] = &[
     ("SCN018", "unscannable: compressed data cannot be decompressed within the limits"),
     ("SCN019", "not a recognised model, archive or pickle format"),
     ("SCN021", "unscannable: ZIP compression method not supported"),
+    ("SCN030", "ZIP readers disagree: several end records or directories, loaders read different archives"),
+    ("SCN031", "unscannable: GGUF chat template is not valid Jinja (or not UTF-8), so it cannot be checked"),
+    ("SCN032", "unscannable: special file (FIFO, device, socket) or symlinked directory skipped"),
     // Behavioural diff (behave)
     (BHV001, "backdoor-like divergence: under a probe the candidate sends inputs of most source classes to one target class, beyond the baseline (statistic above the calibrated threshold)"),
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),

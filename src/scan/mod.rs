@@ -72,12 +72,43 @@ pub fn scan_bytes(name: &str, data: &[u8], policy: &Policy) -> FileReport {
     }
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScanError> {
+/// What the walk found at a path: a file to scan, or something skipped (and why).
+enum Walked {
+    File(PathBuf),
+    Skipped(PathBuf, String),
+}
+
+/// Why a non-regular entry is skipped, or `None` for a directory / file.
+fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some(
+                "a FIFO (named pipe): reading it would block or return whatever a writer sends",
+            );
+        }
+        if ft.is_char_device() || ft.is_block_device() {
+            return Some("a device file");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+    }
+    if ft.is_dir() || ft.is_file() || ft.is_symlink() {
+        None
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn collect(path: &Path, out: &mut Vec<Walked>) -> Result<(), ScanError> {
     let io = |source| ScanError::Io {
         path: path.display().to_string(),
         source,
     };
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let ft = meta.file_type();
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(io)?
@@ -88,27 +119,57 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScanError> {
         for e in entries {
             collect(&e, out)?;
         }
-    } else if meta.is_file()
-        || (meta.file_type().is_symlink()
-            && std::fs::metadata(path)
-                .map(|m| m.is_file())
-                .unwrap_or(false))
-    {
-        out.push(path.to_path_buf());
+    } else if ft.is_symlink() {
+        // Links to files are scanned; links to directories are not followed (cycles, escapes),
+        // but a loader given a path through them would read what is there: report them.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => out.push(Walked::File(path.to_path_buf())),
+            Ok(m) if m.is_dir() => out.push(Walked::Skipped(
+                path.to_path_buf(),
+                "a symbolic link to a directory, which is not followed: its files were not scanned (scan the target directory itself)".into(),
+            )),
+            Ok(m) => out.push(Walked::Skipped(
+                path.to_path_buf(),
+                format!("a symbolic link to {}", special_kind(&m.file_type()).unwrap_or("something that is not a regular file")),
+            )),
+            Err(e) => out.push(Walked::Skipped(
+                path.to_path_buf(),
+                format!("a symbolic link whose target cannot be read ({e})"),
+            )),
+        }
+    } else if meta.is_file() {
+        out.push(Walked::File(path.to_path_buf()));
+    } else if let Some(why) = special_kind(&ft) {
+        out.push(Walked::Skipped(path.to_path_buf(), why.to_string()));
     }
     Ok(())
 }
 
 /// Scan files and directories (recursively, in sorted order). Symbolic links to files are
-/// scanned; links to directories are not followed.
+/// scanned; links to directories are not followed. FIFOs, devices, sockets, links to
+/// directories and dangling links are reported as skipped (SCN032, unscannable), never silently.
 pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanError> {
-    let mut files = vec![];
+    let mut walked = vec![];
     for p in paths {
-        collect(p, &mut files)?;
+        collect(p, &mut walked)?;
     }
-    let files = files
+    let files = walked
         .iter()
-        .map(|f| scan_file(f, policy))
+        .map(|w| match w {
+            Walked::File(f) => scan_file(f, policy),
+            Walked::Skipped(f, why) => {
+                let findings = vec![ScanFinding::new(
+                    "SCN032",
+                    crate::report::Severity::High,
+                    format!("skipped: {why}"),
+                )];
+                Ok(FileReport {
+                    path: f.display().to_string(),
+                    verdict: verdict_of(&findings),
+                    findings,
+                })
+            }
+        })
         .collect::<Result<_, _>>()?;
     Ok(ScanReport { files })
 }

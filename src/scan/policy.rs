@@ -51,6 +51,9 @@ pub struct Policy {
     pub max_member_bytes: u64,
     /// Total bytes read from members and decompressed per scanned file (zip-bomb bound).
     pub max_total_bytes: u64,
+    /// Largest member or decompressed payload held in memory to be scanned whole (pickles,
+    /// nested containers); larger ones are unscannable. Everything else is streamed.
+    pub max_in_memory_bytes: u64,
 }
 
 /// The TOML shape of a policy file (`[scan]` table).
@@ -72,6 +75,7 @@ struct ScanSection {
     max_depth: Option<u32>,
     max_member_bytes: Option<u64>,
     max_total_bytes: Option<u64>,
+    max_in_memory_bytes: Option<u64>,
 }
 
 impl Default for Policy {
@@ -84,6 +88,7 @@ impl Default for Policy {
             max_depth: 4,
             max_member_bytes: 1 << 30,
             max_total_bytes: 4 << 30,
+            max_in_memory_bytes: super::formats::IN_MEMORY_MAX,
         };
         for name in presets::PRESETS {
             p.add_preset(name).expect("built-in preset");
@@ -183,6 +188,9 @@ impl Policy {
         if let Some(v) = s.max_member_bytes {
             p.max_member_bytes = v;
         }
+        if let Some(v) = s.max_in_memory_bytes {
+            p.max_in_memory_bytes = v;
+        }
         if let Some(v) = s.max_total_bytes {
             p.max_total_bytes = v;
         }
@@ -191,6 +199,14 @@ impl Policy {
 
     /// Judge one resolved global (after the Python-2 mapping).
     pub fn judge(&self, module: &str, name: &str) -> Decision {
+        self.judge_as(module, name, false)
+    }
+
+    /// [`Policy::judge`], knowing whether the stream proved the global is a class (its first
+    /// use is NEWOBJ, which checks `PyType_Check` before calling, or a class argument that an
+    /// allowlisted function checks before use): a class of a suspicious-tier library is then
+    /// suspicious whatever its name looks like (`scipy.sparse._csr.csr_matrix`).
+    pub fn judge_as(&self, module: &str, name: &str, known_class: bool) -> Decision {
         let key = (module.to_string(), name.to_string());
         if self.allow.contains(&key) {
             return Decision::Allowed;
@@ -207,7 +223,7 @@ impl Policy {
                 why: "dotted name: from protocol 4 on, find_class follows attributes, so this can reach any object".into(),
             };
         }
-        if is_suspicious_tier(module, name) {
+        if is_suspicious_tier(module, name, known_class) {
             let allowed = self.allow_suspicious_names.contains(&key)
                 || self
                     .allow_suspicious_modules
@@ -261,15 +277,15 @@ pub fn deny_reason(module: &str, name: &str) -> Option<String> {
     None
 }
 
-fn is_suspicious_tier(module: &str, name: &str) -> bool {
+fn is_suspicious_tier(module: &str, name: &str, known_class: bool) -> bool {
     if presets::SUSPICIOUS_NAMES
         .iter()
         .any(|(m, n)| *m == module && *n == name)
     {
         return true;
     }
-    let class_like =
-        name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !name.contains('.');
+    let class_like = (known_class || name.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+        && !name.contains('.');
     class_like
         && presets::SUSPICIOUS_MODULES
             .iter()
@@ -317,6 +333,23 @@ mod tests {
         );
         assert!(matches!(
             p.judge("sklearn.utils", "some_function"),
+            Decision::Unsafe { .. }
+        ));
+        // A lower-case class the stream proved to be a class is suspicious, not unknown.
+        assert!(matches!(
+            p.judge("scipy.sparse._csr", "csr_matrix"),
+            Decision::Unsafe { .. }
+        ));
+        assert_eq!(
+            p.judge_as("scipy.sparse._csr", "csr_matrix", true),
+            Decision::Suspicious
+        );
+        assert!(matches!(
+            p.judge_as("os", "system", true),
+            Decision::Unsafe { .. }
+        ));
+        assert!(matches!(
+            p.judge_as("scipy.sparse", "csr_matrix.__init__", true),
             Decision::Unsafe { .. }
         ));
         assert!(matches!(

@@ -212,6 +212,21 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
                 add(&format!("{core}.numeric"), &["_frombuffer"]);
             }
             add("numpy", &["ndarray", "dtype"]);
+            // numpy's name for `ndarray.__new__(subtype, shape, dtype)` before 1.0, still
+            // shipped as a compatibility shim (py2 object-array .npy files use it).
+            add("numpy.core._internal", &["_reconstruct"]);
+            // numpy's own ndarray subclasses, as each numpy version names them in pickles:
+            // `_reconstruct(subtype, ...)` + `ndarray.__setstate__`; their `__array_finalize__`
+            // only copies attributes and none of them takes a callable.
+            add("numpy", &["matrix", "memmap", "recarray", "record"]);
+            add("numpy.matrixlib.defmatrix", &["matrix"]);
+            add("numpy.ma", &["MaskedArray"]);
+            add("numpy.ma.core", &["MaskedArray"]);
+            add("numpy.rec", &["recarray", "record"]);
+            for core in ["numpy.core", "numpy._core"] {
+                add(&format!("{core}.records"), &["recarray", "record"]);
+                add(&format!("{core}.memmap"), &["memmap"]);
+            }
             add("numpy.dtypes", NUMPY_DTYPES);
             add(
                 "numpy.random._pickle",
@@ -228,17 +243,113 @@ pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
             add("numpy.random._sfc64", &["SFC64"]);
             add("numpy.random.mtrand", &["RandomState"]);
             add("numpy.random._generator", &["Generator"]);
+            // Cython's generated unpickler of numpy's SeedSequence (in every default_rng()
+            // pickle): checks a layout checksum, `SeedSequence.__new__(type)` (the type must be a
+            // subclass) and sets the C attributes from a data tuple.
+            add(
+                "numpy.random.bit_generator",
+                &["SeedSequence", "__pyx_unpickle_SeedSequence"],
+            );
         }
         "joblib" => {
-            add("joblib.numpy_pickle", &["NumpyArrayWrapper"]);
-            add(
+            // joblib's array placeholders: no `__setstate__` (BUILD updates `__dict__`), and
+            // joblib's unpickler replaces each by the array it reads right after the BUILD
+            // (the VM follows those bytes as joblib does). `NDArrayWrapper` and
+            // `ZNDArrayWrapper` are the joblib < 0.10 forms (still loaded by joblib 1.x): they
+            // read a companion file named in their state, which the VM checks (PKL020).
+            for m in [
+                "joblib.numpy_pickle",
                 "sklearn.externals.joblib.numpy_pickle",
-                &["NumpyArrayWrapper"],
-            );
+            ] {
+                add(
+                    m,
+                    &["NumpyArrayWrapper", "NDArrayWrapper", "ZNDArrayWrapper"],
+                );
+            }
+            for m in [
+                "joblib.numpy_pickle_compat",
+                "sklearn.externals.joblib.numpy_pickle_compat",
+            ] {
+                add(m, &["NDArrayWrapper", "ZNDArrayWrapper"]);
+            }
         }
         _ => return None,
     }
     Some(v)
+}
+
+/// How an allowlisted function uses one positional argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// Read as data (at most converted through `__index__`, `__iter__` and the like).
+    Data,
+    /// Called, now or later, receiving what [`Gets`] says: only an allowlisted global may be
+    /// passed (an instance or computed value would have its `__call__` run).
+    Callable(Gets),
+    /// A class the function instantiates after checking that it is one (`ndarray.__new__`,
+    /// `object.__new__`, `Tensor.as_subclass`): a global is judged by the allowlist as usual;
+    /// a computed value is rejected.
+    Type,
+    /// A name or instance used as data, but called when it is a class (numpy's bit-generator
+    /// argument): a global there must be allowlisted.
+    CalledIfClass,
+    /// A mapping whose values are called later (torch backward hooks): it must be empty or
+    /// hold allowlisted callables only.
+    CallableValues,
+}
+
+/// What a [`ArgKind::Callable`] argument is called with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gets {
+    Nothing,
+    /// The invoker's own arguments at these positions.
+    Args(&'static [usize]),
+    /// The items of the tuple at this position (`func(*args)`).
+    Unpack(usize),
+}
+
+/// Argument kinds of the allowlisted functions that call or instantiate an argument (the
+/// invokers). Every other preset entry only reads its arguments as data; this table was made
+/// by reading each entry's implementation (torch 2.x, numpy 1.x/2.x, CPython 3.8-3.13).
+pub fn arg_kinds(module: &str, name: &str) -> Option<&'static [ArgKind]> {
+    use ArgKind::{CallableValues as Hooks, *};
+    let kinds: &'static [ArgKind] = match (module, name) {
+        // `defaultdict(default_factory)`: the factory is called for every missing key.
+        ("collections", "defaultdict") => &[Callable(Gets::Nothing)],
+        // `__generator_ctor(bit_generator_name, bit_generator_ctor=__bit_generator_ctor)`
+        // returns `Generator(bit_generator_ctor(bit_generator_name))`; the default ctor calls
+        // its argument when it is a class.
+        ("numpy.random._pickle", "__generator_ctor" | "__randomstate_ctor") => {
+            &[CalledIfClass, Callable(Gets::Args(&[0]))]
+        }
+        ("numpy.random._pickle", "__bit_generator_ctor") => &[CalledIfClass],
+        // `_rebuild_from_type_v2(func, new_type, args, state)`: `func(*args).as_subclass(new_type)`.
+        ("torch._tensor", "_rebuild_from_type_v2") => {
+            &[Callable(Gets::Unpack(2)), Type, Data, Data]
+        }
+        // backward_hooks end up in `tensor._backward_hooks`, called during backward().
+        ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor_v3") => {
+            &[Data, Data, Data, Data, Data, Hooks]
+        }
+        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+            &[Data, Data, Hooks]
+        }
+        ("torch._utils", "_rebuild_qtensor") => &[Data, Data, Data, Data, Data, Data, Hooks],
+        ("torch._utils", "_rebuild_wrapper_subclass") => &[Type],
+        // `ndarray.__new__(subtype, shape, dtype)`.
+        (
+            "numpy.core.multiarray" | "numpy._core.multiarray" | "numpy.core._internal",
+            "_reconstruct",
+        ) => &[Type, Data, Data],
+        // `subtype.__new__(subtype, ndarray.__new__(baseclass, ...), ...)`.
+        ("numpy.ma.core", "_mareconstruct") => &[Type, Type, Data, Data],
+        // Suspicious tier, but followed the same way: `base.__new__(cls, state)`.
+        ("copyreg", "_reconstructor") => &[Type, Type, Data],
+        ("copyreg", "__newobj__" | "__newobj_ex__") => &[Type],
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence") => &[Type, Data, Data],
+        _ => return None,
+    };
+    Some(kinds)
 }
 
 /// Modules (and module prefixes) whose globals are graded critical: known to reach code

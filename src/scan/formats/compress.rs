@@ -1,7 +1,8 @@
 //! Compressed payloads (joblib's zlib/gzip/bz2/xz/lzma), decompressed with pure-Rust decoders
 //! and a hard output limit.
 
-use std::io::{Read, Write};
+use super::source::{Collected, Collector};
+use std::io::Read;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
@@ -10,6 +11,9 @@ pub enum Codec {
     Bzip2,
     Xz,
     Lzma,
+    /// joblib < 0.10 `ZF` file: `ZF`, the length in hex padded to 19 bytes, then zlib data
+    /// (joblib 1.x still loads it).
+    JoblibZfile,
 }
 
 impl Codec {
@@ -20,6 +24,7 @@ impl Codec {
             Codec::Bzip2 => "bzip2 data",
             Codec::Xz => "xz data",
             Codec::Lzma => "lzma (alone) data",
+            Codec::JoblibZfile => "joblib (< 0.10) zlib file",
         }
     }
     pub fn short(self) -> &'static str {
@@ -29,6 +34,7 @@ impl Codec {
             Codec::Bzip2 => "bz2",
             Codec::Xz => "xz",
             Codec::Lzma => "lzma",
+            Codec::JoblibZfile => "joblib-zfile",
         }
     }
 }
@@ -36,6 +42,9 @@ impl Codec {
 pub fn sniff(h: &[u8]) -> Option<Codec> {
     if h.len() < 6 {
         return None;
+    }
+    if h.len() > ZFILE_HEADER && h.starts_with(b"ZF") && zfile_length_ok(&h[2..ZFILE_HEADER]) {
+        return Some(Codec::JoblibZfile);
     }
     if h.starts_with(&[0x1f, 0x8b, 0x08]) {
         return Some(Codec::Gzip);
@@ -58,26 +67,69 @@ pub fn sniff(h: &[u8]) -> Option<Codec> {
     None
 }
 
-/// A writer that refuses to grow past a limit.
-struct Capped {
-    out: Vec<u8>,
-    max: u64,
+/// Most memory an xz / lzma dictionary may take (KiB): joblib's presets use at most 64 MiB.
+const DICT_LIMIT_KB: u32 = 160 << 10;
+
+/// `ZF` + `hex(length)` left-justified to 19 bytes (joblib's `_MAX_LEN`).
+const ZFILE_HEADER: usize = 21;
+
+/// Whether Python's `int(field, 16)` accepts the length field of a `ZF` header (what decides
+/// that joblib reads the file): ASCII whitespace around, a sign, an optional `0x`, hex digits
+/// with single underscores between them (and one after the prefix).
+fn zfile_length_ok(field: &[u8]) -> bool {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let start = field.iter().position(|b| !ws(b)).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    let mut t = &field[start..end];
+    if let [b'+' | b'-', rest @ ..] = t {
+        t = rest;
+    }
+    let mut underscore_ok = false;
+    if let [b'0', b'x' | b'X', rest @ ..] = t {
+        t = rest;
+        underscore_ok = true;
+    }
+    if t.is_empty() {
+        return false;
+    }
+    for (i, b) in t.iter().enumerate() {
+        match b {
+            b'_' if underscore_ok && t.get(i + 1).is_some_and(u8::is_ascii_hexdigit) => {
+                underscore_ok = false
+            }
+            b if b.is_ascii_hexdigit() => underscore_ok = true,
+            _ => return false,
+        }
+    }
+    true
 }
 
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() as u64 + buf.len() as u64 > self.max {
-            return Err(std::io::Error::other(format!(
-                "decompresses to more than {} bytes",
-                self.max
-            )));
+/// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
+fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
+    Ok(match c {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+        Codec::JoblibZfile => {
+            // joblib's read_zfile: skip the header, and one more space that joblib <= 0.8.4
+            // wrote (zlib data never starts with a space), then zlib.
+            let mut rest = data.get(ZFILE_HEADER..).ok_or("truncated ZF header")?;
+            if rest.first() == Some(&b' ') {
+                rest = &rest[1..];
+            }
+            Box::new(flate2::read::ZlibDecoder::new(rest))
         }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+        // Python's lzma reads concatenated streams.
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            data,
+            true,
+            DICT_LIMIT_KB,
+        )),
+        Codec::Lzma => Box::new(
+            lzma_rust2::LzmaReader::new_mem_limit(data, DICT_LIMIT_KB, None)
+                .map_err(|e| e.to_string())?,
+        ),
+    })
 }
 
 fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
@@ -92,33 +144,25 @@ fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Decompress whole, refusing more than `max` bytes.
 pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
-    match c {
-        Codec::Gzip => read_capped(flate2::read::MultiGzDecoder::new(data), max),
-        Codec::Zlib => read_capped(flate2::read::ZlibDecoder::new(data), max),
-        Codec::Bzip2 => read_capped(bzip2::read::MultiBzDecoder::new(data), max),
-        Codec::Xz => {
-            let mut w = Capped { out: vec![], max };
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(data), &mut w)
-                .map_err(|e| format!("{e:?}"))?;
-            Ok(w.out)
-        }
-        Codec::Lzma => {
-            let mut w = Capped { out: vec![], max };
-            let opts = lzma_rs::decompress::Options {
-                unpacked_size: lzma_rs::decompress::UnpackedSize::ReadFromHeader,
-                memlimit: Some(1 << 28),
-                allow_incomplete: false,
-            };
-            lzma_rs::lzma_decompress_with_options(
-                &mut std::io::BufReader::new(data),
-                &mut w,
-                &opts,
-            )
-            .map_err(|e| format!("{e:?}"))?;
-            Ok(w.out)
-        }
-    }
+    read_capped(reader(c, data)?, max)
+}
+
+/// Decompress as a stream into a [`Collector`]: only the head is held unless `decide` says
+/// the payload must be scanned whole. Returns what was kept and the decompressed size.
+pub fn decompress_collect(
+    c: Codec,
+    data: &[u8],
+    head: usize,
+    cap: u64,
+    hold: u64,
+    decide: &dyn Fn(&[u8]) -> bool,
+) -> Result<(Collected, u64), String> {
+    let mut col = Collector::new(head, cap, hold, decide);
+    std::io::copy(&mut reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
+    let total = col.total();
+    Ok((col.finish(), total))
 }
 
 #[cfg(test)]
@@ -143,5 +187,27 @@ mod tests {
         // A protocol-0 pickle starting with MARK is not zlib.
         assert_eq!(sniff(b"(S'os'\n"), None);
         assert!(decompress(Codec::Xz, b"\xfd7zXZ\x00garbage", 100).is_err());
+        // joblib < 0.10 ZF files, with and without joblib 0.8.4's extra space.
+        for pad in ["", " "] {
+            let mut zf = format!("ZF{:<19}{pad}", format!("{:#x}", data.len())).into_bytes();
+            zf.extend_from_slice(&z);
+            assert_eq!(sniff(&zf), Some(Codec::JoblibZfile));
+            assert_eq!(decompress(Codec::JoblibZfile, &zf, 1 << 20).unwrap(), data);
+        }
+        // Text that merely starts with ZF is not one.
+        assert_eq!(sniff(b"ZFS pool notes: nothing to see here at all"), None);
+        for (field, ok) in [
+            ("0x31f", true),
+            (" \t0X_3_1f\r", true),
+            ("-1f", true),
+            ("31_f", true),
+            ("0x", false),
+            ("3__1", false),
+            ("_31", false),
+            ("31_", false),
+            ("0x31g", false),
+        ] {
+            assert_eq!(zfile_length_ok(field.as_bytes()), ok, "{field:?}");
+        }
     }
 }

@@ -2,8 +2,11 @@
 
 pub mod compress;
 pub mod gguf;
+pub mod hdf5;
+pub mod jinja;
 pub mod keras;
 pub mod npy;
+pub mod pyjson;
 pub mod safetensors;
 pub mod source;
 pub mod tar;
@@ -29,6 +32,46 @@ pub fn reset_budget(policy: &Policy) {
 /// The most one more member / payload may take: the per-member limit or what is left.
 fn member_cap(policy: &Policy) -> u64 {
     policy.max_member_bytes.min(BUDGET.with(|b| b.get()))
+}
+
+/// The most bytes of one member or decompressed payload held in memory at once. Larger
+/// payloads are streamed: their head decides whether they must be held (pickles, containers),
+/// else they are counted and dropped. Keeps peak memory bounded on bombs (docs/scan-formats.md).
+pub const IN_MEMORY_MAX: u64 = 192 << 20;
+
+/// Head of a streamed payload that decides whether it must be held whole.
+const STREAM_HEAD: usize = 1 << 20;
+
+/// Whether a payload whose first bytes are `head` must be held whole to be scanned: containers
+/// and pickles yes; plain `.npy` arrays and content that does not act as a pickle no.
+fn must_hold(head: &[u8]) -> bool {
+    match sniff(&head[..head.len().min(4096)], u64::MAX) {
+        Kind::Npy => !npy::streamable(head),
+        Kind::Unknown => acts_as_pickle(head, true),
+        _ => true,
+    }
+}
+
+/// Most bytes held in memory for one payload under this policy.
+fn hold_cap(policy: &Policy) -> u64 {
+    member_cap(policy).min(policy.max_in_memory_bytes)
+}
+
+/// Findings for a payload that was streamed and dropped, or `None` when it must be read whole
+/// after all (data after a plain array, or a ZIP appended to unrecognised data).
+fn dropped_findings(
+    head: &[u8],
+    total: u64,
+    tail_eocd: bool,
+    ctx: &Ctx,
+) -> Option<Vec<ScanFinding>> {
+    if tail_eocd {
+        return None;
+    }
+    if sniff(&head[..head.len().min(4096)], u64::MAX) == Kind::Npy {
+        return npy::scan_streamed(head, total, ctx);
+    }
+    Some(not_a_model(ctx))
 }
 
 fn charge(n: usize) {
@@ -263,10 +306,33 @@ fn scan_compressed(
             ),
         ))];
     }
-    match compress::decompress(c, data, member_cap(policy)) {
-        Ok(inner) => {
-            charge(inner.len());
-            scan_bytes(&inner, &ctx.child(&format!("<{}>", c.short())), policy)
+    let cap = member_cap(policy);
+    let hold = hold_cap(policy);
+    let child = ctx.child(&format!("<{}>", c.short()));
+    let collected = compress::decompress_collect(c, data, STREAM_HEAD, cap, hold, &must_hold)
+        .and_then(|(got, total)| match got {
+            source::Collected::Dropped {
+                head,
+                total,
+                tail_eocd,
+            } => match dropped_findings(&head, total, tail_eocd, &child) {
+                Some(fs) => Ok((Err(fs), total)),
+                // Hold it after all.
+                None => {
+                    compress::decompress_collect(c, data, STREAM_HEAD, cap, hold, &|_: &[u8]| true)
+                        .map(|(got, total)| (Ok(got), total))
+                }
+            },
+            whole => Ok((Ok(whole), total)),
+        });
+    match collected {
+        Ok((got, total)) => {
+            charge(total as usize);
+            match got {
+                Ok(source::Collected::Whole(inner)) => scan_bytes(&inner, &child, policy),
+                Ok(source::Collected::Dropped { .. }) => not_a_model(&child),
+                Err(fs) => fs,
+            }
         }
         // Magic bytes that happen to start a pickle (`]` of lzma-alone is EMPTY_LIST).
         Err(_)
@@ -303,7 +369,7 @@ pub fn scan_nested(
             .ok()
             .map(|_| ("ZIP archive", scan_zip(&data, ctx, policy, false))),
         Kind::Compressed(c) => {
-            let inner = compress::decompress(c, data, member_cap(policy)).ok()?;
+            let inner = compress::decompress(c, data, hold_cap(policy)).ok()?;
             charge(inner.len());
             let (k, f) = scan_nested(&inner, &ctx.child(&format!("<{}>", c.short())), policy)?;
             Some((k, f))
@@ -320,7 +386,7 @@ pub fn scan_zip(
     policy: &Policy,
     prepended_by_sniff: bool,
 ) -> Vec<ScanFinding> {
-    let archive = match zip::read_archive(src) {
+    let archives = match zip::read_archives(src) {
         Ok(a) => a,
         Err(e) => {
             return vec![ctx.stamp(ScanFinding::new(
@@ -331,13 +397,29 @@ pub fn scan_zip(
         }
     };
     let mut fs = vec![];
-    if prepended_by_sniff && archive.prepended == 0 {
+    if prepended_by_sniff && archives.iter().all(|a| a.prepended == 0) {
         fs.push(ctx.stamp(ScanFinding::new(
             "SCN006",
             Severity::Medium,
             "data precedes the ZIP archive",
         )));
     }
+    // Loaders may read these bytes as different archives: scan every reading.
+    for archive in &archives {
+        fs.extend(scan_archive(src, archive, ctx, policy));
+    }
+    let mut seen = std::collections::HashSet::new();
+    fs.retain(|f| seen.insert((f.code, f.member.clone(), f.offset, f.message.clone())));
+    fs
+}
+
+fn scan_archive(
+    src: &dyn Source,
+    archive: &zip::Archive,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Vec<ScanFinding> {
+    let mut fs = vec![];
     for (kind, msg) in &archive.anomalies {
         fs.push(ctx.stamp(zip_anomaly(*kind, msg)));
     }
@@ -345,15 +427,12 @@ pub fn scan_zip(
         .entries
         .iter()
         .any(|e| e.name == "data.pkl" || e.name.ends_with("/data.pkl"));
-    let is_keras = archive.entries.iter().any(|e| e.name == "config.json")
-        && archive
-            .entries
-            .iter()
-            .any(|e| e.name == "metadata.json" || e.name.ends_with(".weights.h5"));
+    // Keras recognises a `.keras` archive by its `config.json` alone.
+    let is_keras = archive.entries.iter().any(|e| e.name == "config.json");
     if is_torch {
-        fs.extend(torch::scan_torch_zip(src, &archive, ctx, policy));
+        fs.extend(torch::scan_torch_zip(src, archive, ctx, policy));
     } else if is_keras {
-        fs.extend(keras::scan_keras_zip(src, &archive, ctx, policy));
+        fs.extend(keras::scan_keras_zip(src, archive, ctx, policy));
     } else {
         for e in &archive.entries {
             if e.name.ends_with('/') && e.usize == 0 {
@@ -372,11 +451,43 @@ pub fn zip_anomaly(kind: zip::Anomaly, msg: &str) -> ScanFinding {
         zip::Anomaly::NameMismatch => "SCN005",
         zip::Anomaly::Prepended => "SCN006",
         zip::Anomaly::Duplicate => "SCN007",
+        zip::Anomaly::Ambiguous => "SCN030",
     };
-    ScanFinding::new(code, Severity::Medium, msg.to_string())
+    let severity = if kind == zip::Anomaly::Ambiguous {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    ScanFinding::new(code, severity, msg.to_string())
 }
 
-/// Read one ZIP member and scan it by content.
+fn too_big_in_memory(n: u64, hold: u64) -> ScanFinding {
+    ScanFinding::new(
+        "SCN002",
+        Severity::High,
+        format!("more than {n} bytes must be scanned whole but exceed the in-memory limit of {hold} bytes (policy max_in_memory_bytes)"),
+    )
+}
+
+/// Scan a container that is read by positioned reads (no copy into memory).
+fn scan_in_place(
+    kind: Kind,
+    src: &dyn Source,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Option<Vec<ScanFinding>> {
+    Some(match kind {
+        Kind::Zip if zip::read_archives(src).is_ok() => scan_zip(src, ctx, policy, false),
+        Kind::Gguf => gguf::scan(src, ctx),
+        Kind::Safetensors => safetensors::scan(src, ctx),
+        Kind::Hdf5 => keras::scan_hdf5(src, ctx),
+        _ => return None,
+    })
+}
+
+/// Read one ZIP member and scan it by content. Members are streamed: stored containers are
+/// read in place, anything else is held in memory only when its head says it must be scanned
+/// whole (bounded by the policy's `max_in_memory_bytes`); the rest is counted (for the CRC) and dropped.
 pub fn scan_member(
     src: &dyn Source,
     e: &zip::Entry,
@@ -394,32 +505,135 @@ pub fn scan_member(
             ),
         ))];
     }
-    match read_zip_member(src, e, &child, policy) {
-        Ok((data, mut fs)) => {
-            let head = &data[..data.len().min(4096)];
-            if e.flags & 1 != 0 && sniff(head, data.len() as u64) == Kind::Unknown {
-                fs.push(child.stamp(ScanFinding::new(
-                    "SCN001",
-                    Severity::High,
-                    "member is encrypted: its content cannot be inspected",
-                )));
+    let cap = member_cap(policy);
+    let (mut r, an) = match zip::open_member(src, e, cap) {
+        Ok(x) => x,
+        Err(err) => return vec![member_error(e, &child, err)],
+    };
+    let mut fs: Vec<ScanFinding> = an
+        .iter()
+        .map(|(k, m)| child.stamp(zip_anomaly(*k, m)))
+        .collect();
+    let mut head = vec![];
+    let ended = match r.read_up_to(&mut head, (STREAM_HEAD as u64).min(cap)) {
+        Ok(x) => x,
+        Err(err) => {
+            fs.push(member_error(e, &child, err));
+            return fs;
+        }
+    };
+    let kind = sniff(&head[..head.len().min(4096)], e.usize);
+    if e.flags & 1 != 0 && kind == Kind::Unknown {
+        fs.push(child.stamp(ScanFinding::new(
+            "SCN001",
+            Severity::High,
+            "member is encrypted: its content cannot be inspected",
+        )));
+        return fs;
+    }
+    if !ended {
+        if let Some(off) = r.stored_at {
+            let sub = source::SubSource {
+                src,
+                off,
+                len: e.usize,
+            };
+            if let Some(found) = scan_in_place(kind, &sub, &child, policy) {
+                if let Err(err) = r.drain(cap.saturating_sub(head.len() as u64)) {
+                    fs.push(member_error(e, &child, err));
+                }
+                charge(r.produced() as usize);
+                fs.extend(r.finish(e).map(|(k, m)| child.stamp(zip_anomaly(k, &m))));
+                fs.extend(found);
                 return fs;
             }
-            fs.extend(scan_bytes(&data, &child, policy));
-            fs
         }
-        Err(f) => vec![f],
+    }
+    let hold = hold_cap(policy);
+    let mut col = source::Collector::new(STREAM_HEAD, cap, hold, &must_hold);
+    let copied = std::io::Write::write_all(&mut col, &head)
+        .and_then(|_| std::io::copy(&mut r, &mut col).map(|_| ()));
+    charge(col.total() as usize);
+    if let Err(err) = copied {
+        fs.push(match err.kind() {
+            std::io::ErrorKind::OutOfMemory => child.stamp(too_big_in_memory(col.total(), hold)),
+            std::io::ErrorKind::Other => member_error(
+                e,
+                &child,
+                zip::ZipError::InflatesPastLimit {
+                    name: e.name.clone(),
+                    max: cap,
+                },
+            ),
+            _ => member_error(
+                e,
+                &child,
+                zip::ZipError::Inflate {
+                    name: e.name.clone(),
+                    msg: err.to_string(),
+                },
+            ),
+        });
+        return fs;
+    }
+    fs.extend(r.finish(e).map(|(k, m)| child.stamp(zip_anomaly(k, &m))));
+    let data = match col.finish() {
+        source::Collected::Whole(d) => d,
+        source::Collected::Dropped {
+            head,
+            total,
+            tail_eocd,
+        } => match dropped_findings(&head, total, tail_eocd, &child) {
+            Some(found) => {
+                fs.extend(found);
+                return fs;
+            }
+            // Read it whole after all (bounded like any held payload).
+            None => match zip::read_member(src, e, hold) {
+                Ok((d, _)) => d,
+                Err(err) => {
+                    fs.push(member_error(e, &child, err));
+                    return fs;
+                }
+            },
+        },
+    };
+    fs.extend(scan_bytes(&data, &child, policy));
+    fs
+}
+
+/// A member that cannot be read is unscannable.
+fn member_error(e: &zip::Entry, child: &Ctx, err: zip::ZipError) -> ScanFinding {
+    let enc = e.flags & 1 != 0;
+    match err {
+        zip::ZipError::Method { method, .. } => child.stamp(ScanFinding::new(
+            "SCN021",
+            Severity::High,
+            format!(
+                "compression method {method} is not supported{}: the member cannot be inspected",
+                if enc { " (member is encrypted)" } else { "" }
+            ),
+        )),
+        err => child.stamp(ScanFinding::new(
+            if enc { "SCN001" } else { "SCN002" },
+            Severity::High,
+            format!(
+                "member cannot be read{}: {err}",
+                if enc { " (encrypted)" } else { "" }
+            ),
+        )),
     }
 }
 
-/// Read a member, turning anomalies into findings; an unreadable member is unscannable.
+/// Read a member whole (at most `max_in_memory_bytes`), turning anomalies into findings;
+/// an unreadable member is unscannable.
 pub fn read_zip_member(
     src: &dyn Source,
     e: &zip::Entry,
     child: &Ctx,
     policy: &Policy,
 ) -> Result<(Vec<u8>, Vec<ScanFinding>), ScanFinding> {
-    match zip::read_member(src, e, member_cap(policy)) {
+    match zip::read_member(src, e, hold_cap(policy)) {
         Ok((data, anomalies)) => {
             charge(data.len());
             let fs = anomalies
@@ -428,26 +642,7 @@ pub fn read_zip_member(
                 .collect();
             Ok((data, fs))
         }
-        Err(zip::ZipError::Method { method, .. }) => Err(child.stamp(ScanFinding::new(
-            "SCN021",
-            Severity::High,
-            format!(
-                "compression method {method} is not supported{}: the member cannot be inspected",
-                if e.flags & 1 != 0 {
-                    " (member is encrypted)"
-                } else {
-                    ""
-                }
-            ),
-        ))),
-        Err(err) => Err(child.stamp(ScanFinding::new(
-            if e.flags & 1 != 0 { "SCN001" } else { "SCN002" },
-            Severity::High,
-            format!(
-                "member cannot be read{}: {err}",
-                if e.flags & 1 != 0 { " (encrypted)" } else { "" }
-            ),
-        ))),
+        Err(err) => Err(member_error(e, child, err)),
     }
 }
 

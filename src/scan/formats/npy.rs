@@ -191,6 +191,35 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     fs
 }
 
+/// Whether a `.npy` whose first bytes are `head` can be streamed instead of held: its header
+/// parses and holds no object dtype, so the data are plain numbers never unpickled.
+pub fn streamable(head: &[u8]) -> bool {
+    parse_header(head).is_ok_and(|h| !h.object)
+}
+
+/// Findings for a streamed (not held) plain `.npy` of `total` bytes whose head is `head`, as
+/// [`scan`] would give; `None` when bytes follow the array data (they must be read and scanned).
+pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFinding>> {
+    let h = parse_header(head).ok().filter(|h| !h.object)?;
+    let itemsize = pickle::vm::dtype_itemsize(h.descr.trim_matches('\''));
+    let mut fs = vec![];
+    if let (Some(c), Some(sz)) = (h.count, itemsize) {
+        let need = c.saturating_mul(sz);
+        let have = total.saturating_sub(h.data_offset as u64);
+        if have > need {
+            return None;
+        }
+        if have < need {
+            fs.push(ctx.stamp(ScanFinding::new(
+                "SCN012",
+                Severity::Medium,
+                format!("array data is truncated: {have} of {need} bytes"),
+            )));
+        }
+    }
+    Some(fs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

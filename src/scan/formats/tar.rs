@@ -30,12 +30,69 @@ fn octal(f: &[u8]) -> Option<u64> {
     u64::from_str_radix(s, 8).ok()
 }
 
-/// List regular-file members (GNU long names supported).
+/// A NUL-terminated header string as Python's tarfile reads it (`nts`: cut at the first NUL).
+fn nts(b: &[u8]) -> String {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// pax extended header records (`"%d key=value\n"`): the `path` and `size` a following member
+/// takes, as Python's tarfile applies them (the size decides where the next header is).
+#[derive(Clone, Default)]
+struct Pax {
+    path: Option<String>,
+    size: Option<u64>,
+}
+
+fn parse_pax(data: &[u8], into: &mut Pax) -> Result<(), String> {
+    let mut p = 0usize;
+    while p < data.len() && data[p] != 0 {
+        let sp = data[p..]
+            .iter()
+            .position(|c| *c == b' ')
+            .ok_or("pax record without a length")?;
+        let len: usize = std::str::from_utf8(&data[p..p + sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|l| *l > sp + 1)
+            .ok_or("bad pax record length")?;
+        let rec = data
+            .get(p + sp + 1..p.checked_add(len).ok_or("pax length overflows")?)
+            .ok_or("pax record runs past its header")?;
+        let rec = rec
+            .strip_suffix(b"\n")
+            .ok_or("pax record without a newline")?;
+        let eq = rec
+            .iter()
+            .position(|c| *c == b'=')
+            .ok_or("pax record without '='")?;
+        let (k, v) = (&rec[..eq], &rec[eq + 1..]);
+        match k {
+            b"path" => into.path = Some(String::from_utf8_lossy(v).into_owned()),
+            b"size" => {
+                into.size = Some(
+                    std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("bad pax size")?,
+                )
+            }
+            _ => {}
+        }
+        p += len;
+    }
+    Ok(())
+}
+
+/// List regular-file members as Python's tarfile does: GNU long names, pax `path`/`size`
+/// overrides (local and global), ustar prefixes. Offsets are checked.
 pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
     let mut out = vec![];
     let mut pos = 0usize;
     let mut long_name: Option<String> = None;
-    while pos + 512 <= d.len() {
+    let mut pax_local = Pax::default();
+    let mut pax_global = Pax::default();
+    while pos.checked_add(512).is_some_and(|e| e <= d.len()) {
         let h = &d[pos..pos + 512];
         if h.iter().all(|b| *b == 0) {
             break;
@@ -54,39 +111,57 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
         if octal(&h[148..156]) != Some(sum) {
             return Err(format!("bad tar header checksum at offset {pos}"));
         }
-        let size = octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {pos}"))?;
+        let ty = h[156];
+        let meta = matches!(ty, b'x' | b'g' | b'L' | b'K');
+        let ustar_size =
+            octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {pos}"))?;
+        // A pax `size` replaces the header's for the member it precedes.
+        let size = if meta {
+            ustar_size
+        } else {
+            pax_local.size.or(pax_global.size).unwrap_or(ustar_size)
+        };
         let start = pos + 512;
         let end = usize::try_from(size)
             .ok()
             .and_then(|s| start.checked_add(s))
             .filter(|e| *e <= d.len())
             .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
-        let mut name: String = String::from_utf8_lossy(&h[..100])
-            .trim_end_matches('\0')
-            .to_string();
-        if &h[257..262] == b"ustar" && h[345] != 0 {
-            let prefix = String::from_utf8_lossy(&h[345..500])
-                .trim_end_matches('\0')
-                .to_string();
+        let mut name = nts(&h[..100]);
+        let prefix = nts(&h[345..500]);
+        if !prefix.is_empty() && !matches!(ty, b'L' | b'K' | b'S') {
             name = format!("{prefix}/{name}");
         }
-        match h[156] {
-            b'L' => {
-                long_name = Some(
-                    String::from_utf8_lossy(&d[start..end])
-                        .trim_end_matches('\0')
-                        .to_string(),
-                )
-            }
-            b'0' | 0 | b'7' => out.push(Member {
-                name: long_name.take().unwrap_or(name),
-                data: &d[start..end],
-            }),
+        match ty {
+            b'L' => long_name = Some(nts(&d[start..end])),
+            b'x' => parse_pax(&d[start..end], &mut pax_local)
+                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
+            b'g' => parse_pax(&d[start..end], &mut pax_global)
+                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
+            b'K' => {}
             _ => {
+                let name = pax_local
+                    .path
+                    .take()
+                    .or_else(|| pax_global.path.clone())
+                    .or_else(|| long_name.take())
+                    .unwrap_or(name);
+                if matches!(ty, b'0' | 0 | b'7') {
+                    out.push(Member {
+                        name,
+                        data: &d[start..end],
+                    });
+                }
                 long_name = None;
+                pax_local = Pax::default();
             }
         }
-        pos = start + (size as usize).div_ceil(512) * 512;
+        let padded = usize::try_from(size)
+            .ok()
+            .and_then(|s| s.div_ceil(512).checked_mul(512))
+            .and_then(|s| start.checked_add(s))
+            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+        pos = padded;
     }
     Ok(out)
 }
@@ -225,4 +300,46 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
         }
     }
     fs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(name: &[u8], size: usize, ty: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name);
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[156] = ty;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[148..156].fill(b' ');
+        let sum: u64 = h.iter().map(|b| *b as u64).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    fn pad(mut v: Vec<u8>) -> Vec<u8> {
+        v.resize(v.len().div_ceil(512) * 512, 0);
+        v
+    }
+
+    #[test]
+    fn pax_size_and_path_apply_to_the_next_member() {
+        let body = b"payload-bytes".to_vec();
+        assert_eq!(body.len(), 13);
+        let rec = "17 path=real.pkl\n11 size=13\n".to_string();
+        let mut t = hdr(b"PaxHeader", rec.len(), b'x');
+        t.extend(pad(rec.into_bytes()));
+        t.extend(hdr(b"decoy\0hidden", 0, b'0'));
+        t.extend(pad(body.clone()));
+        t.extend([0u8; 1024]);
+        let m = members(&t).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].name, "real.pkl");
+        assert_eq!(m[0].data, &body[..]);
+        // The name field is cut at its first NUL, as tarfile's nts() does.
+        let mut t = hdr(b"pickle\0junk", 3, b'0');
+        t.extend(pad(b"abc".to_vec()));
+        assert_eq!(members(&t).unwrap()[0].name, "pickle");
+    }
 }

@@ -264,6 +264,10 @@ fn scan_legacy(
     Some(fs)
 }
 
+fn is_pickle_name(base: &str) -> bool {
+    base.ends_with(".pkl") || base.ends_with(".debug_pkl")
+}
+
 /// The PyTorch ZIP checkpoint / TorchScript archive.
 pub fn scan_torch_zip(
     src: &dyn Source,
@@ -288,7 +292,11 @@ pub fn scan_torch_zip(
         if is_storage || name.ends_with('/') {
             continue; // storage bodies are checked by size only, never read
         }
-        let is_code = dir_parts.contains(&"code") || base.ends_with(".py");
+        // TorchScript source is `<archive>/code/…` below the archive's own top directory, which
+        // is the file stem torch.save was given: `torch.save(x, "code.pt")` puts its pickle at
+        // `code/data.pkl`, which must be scanned like any other. Pickles are never "code".
+        let is_code = !is_pickle_name(base)
+            && (base.ends_with(".py") || (dir_parts.len() >= 3 && dir_parts[1] == "code"));
         if is_code {
             code_members += 1;
             continue;
@@ -300,6 +308,11 @@ pub fn scan_torch_zip(
         if small_meta && e.usize <= 64 {
             continue;
         }
+        if !is_pickle_name(base) {
+            // Anything else is scanned by content, streamed (large members are not held).
+            fs.extend(super::scan_member(src, e, ctx, policy));
+            continue;
+        }
         let child = ctx.child(name);
         let (data, anomalies) = match super::read_zip_member(src, e, &child, policy) {
             Ok(x) => x,
@@ -309,9 +322,6 @@ pub fn scan_torch_zip(
             }
         };
         fs.extend(anomalies);
-        if base.ends_with(".pkl")
-            || base.ends_with(".debug_pkl")
-            || pickle::looks_like_pickle(&data) && data.first() == Some(&0x80)
         {
             let scan = pickle::scan_streams(&data, 0, &child, policy, None);
             fs.extend(scan.findings.iter().cloned());
@@ -341,8 +351,6 @@ pub fn scan_torch_zip(
                     }
                 }
             }
-        } else {
-            fs.extend(super::scan_bytes(&data, &child, policy));
         }
     }
     if code_members > 0 {

@@ -9,6 +9,7 @@ pub mod vm;
 
 use super::finding::{Ctx, ScanFinding};
 use super::policy::{Decision, Policy};
+use super::presets::ArgKind;
 use crate::report::Severity;
 use std::collections::BTreeMap;
 pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
@@ -103,17 +104,40 @@ pub fn scan_streams(
                     .offset(*offset),
                 );
             } else {
+                // Whitespace is no opcode and no payload (numpy 1.0 wrote a newline after its
+                // object-array pickles): worth a note, not a warning.
+                let blank = data[pos..].iter().all(u8::is_ascii_whitespace);
                 fs.push(
                     ScanFinding::new(
                         "PKL012",
-                        Severity::Medium,
+                        if blank {
+                            Severity::Low
+                        } else {
+                            Severity::Medium
+                        },
                         format!(
-                            "{} byte(s) of non-pickle data after the last STOP",
-                            data.len() - pos
+                            "{} byte(s) of {} after the last STOP",
+                            data.len() - pos,
+                            if blank {
+                                "whitespace"
+                            } else {
+                                "non-pickle data"
+                            }
                         ),
                     )
                     .offset(base + pos as u64),
                 );
+            }
+        }
+        if let Some(from) = t.joblib_first_array {
+            // numpy.load, torch.load and pickle.load do not read joblib's arrays: they take
+            // those bytes as opcodes. Report what that reading resolves and calls there.
+            let plain =
+                vm::run_stream_with(&data[pos..], base + pos as u64, Limits::default(), false);
+            for f in plain_reading_findings(&plain, from, policy) {
+                if !fs.iter().any(|x| x.code == f.code && x.offset == f.offset) {
+                    fs.push(f);
+                }
             }
         }
         nested_findings(&t, data, pos, ctx, policy, &mut fs);
@@ -222,6 +246,30 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             );
         }
     }
+    // Globals whose first use proves they are classes (see `Policy::judge_as`).
+    let mut first_use: BTreeMap<(&str, &str), bool> = BTreeMap::new();
+    let mut uses: Vec<(u64, usize, bool)> = t
+        .calls
+        .iter()
+        .filter_map(|c| match c.target {
+            vm::Target::Global(g) => {
+                Some((c.offset, g, matches!(c.opcode, "NEWOBJ" | "NEWOBJ_EX")))
+            }
+            _ => None,
+        })
+        .collect();
+    uses.extend(t.invocations.iter().filter_map(|i| match i.value {
+        vm::Invoked::Global(g) => Some((i.offset, g, i.kind == ArgKind::Type)),
+        vm::Invoked::NotAGlobal(_) => None,
+    }));
+    uses.sort_by_key(|u| u.0);
+    for (_, g, proves) in uses {
+        let gl = &t.globals[g];
+        first_use
+            .entry((gl.module.as_str(), gl.name.as_str()))
+            .or_insert(proves);
+    }
+    invocation_findings(t, policy, &mut fs);
     let mut ordered: Vec<_> = by_name.into_iter().collect();
     ordered.sort_by_key(|(_, (i, _))| *i);
     for ((module, name), (i, calls)) in ordered {
@@ -246,7 +294,11 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
                 }
             )
         };
-        let f = match policy.judge(&module, &name) {
+        let known_class = first_use
+            .get(&(module.as_str(), name.as_str()))
+            .copied()
+            .unwrap_or(false);
+        let f = match policy.judge_as(&module, &name, known_class) {
             Decision::Allowed => continue,
             Decision::AllowedSuspicious => ScanFinding::new(
                 "PKL018",
@@ -285,10 +337,115 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             vm::AnomalyKind::MisplacedProto => ("PKL016", Severity::Low),
             vm::AnomalyKind::OutOfBand => ("PKL017", Severity::Medium),
             vm::AnomalyKind::Limit => ("PKL014", Severity::High),
+            vm::AnomalyKind::JoblibCompanion => ("PKL020", Severity::Low),
+            vm::AnomalyKind::JoblibCompanionPath => ("PKL020", Severity::High),
         };
         fs.push(ScanFinding::new(code, sev, a.detail.clone()).offset(a.offset));
     }
     fs
+}
+
+/// What a plain unpickler does with the bytes joblib reads as array data (from offset `from`
+/// on). Raw array bytes misread as opcodes, and joblib's nested object-array pickles replayed
+/// against the outer memo, routinely name junk globals (`NumpyArrayWrapper.dtype`) that only
+/// fail to import; so that reading is judged by the denylist (critical) alone, and the other
+/// globals it would call are listed in one low finding.
+fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<ScanFinding> {
+    let mut out = vec![];
+    let why = "where joblib reads array data, a plain pickle.load (numpy.load, torch.load, pickle.load) reads opcodes";
+    let mut called: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    for c in plain.calls.iter().filter(|c| c.offset >= from) {
+        if let vm::Target::Global(g) | vm::Target::MethodOf(g, _) = c.target {
+            called.insert(g);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut others = vec![];
+    for (i, g) in plain.globals.iter().enumerate() {
+        if g.offset < from || !seen.insert((g.module.as_str(), g.name.as_str())) {
+            continue;
+        }
+        match policy.judge(&g.module, &g.name) {
+            Decision::Allowed | Decision::AllowedSuspicious => {}
+            Decision::Unsafe {
+                severity: Severity::Critical,
+                why: reason,
+            } => out.push(
+                ScanFinding::new(
+                    "PKL001",
+                    Severity::Critical,
+                    format!(
+                        "{why}: there it resolves {} at offset {} ({reason})",
+                        g.qualified(),
+                        g.offset
+                    ),
+                )
+                .offset(g.offset)
+                .global(g.qualified()),
+            ),
+            _ if called.contains(&i) => others.push(g.qualified()),
+            _ => {}
+        }
+    }
+    if !others.is_empty() {
+        let n = others.len();
+        others.truncate(5);
+        out.push(
+            ScanFinding::new(
+                "PKL002",
+                Severity::Low,
+                format!(
+                    "{why}: there it would import and call {n} global(s) outside the allowlist ({}); none is denylisted, and such names usually come from array data read as opcodes",
+                    others.join(", ")
+                ),
+            )
+            .offset(from),
+        );
+    }
+    out
+}
+
+/// PKL008 for what reaches an argument that an allowlisted function calls or instantiates,
+/// unless it is an allowlisted global.
+fn invocation_findings(t: &Trace, policy: &Policy, fs: &mut Vec<ScanFinding>) {
+    let mut seen = std::collections::HashSet::new();
+    for inv in &t.invocations {
+        let what = match &inv.value {
+            // A class argument is checked by the function itself and judged as a global.
+            vm::Invoked::Global(_) if inv.kind == ArgKind::Type => continue,
+            vm::Invoked::Global(h) => {
+                let gl = &t.globals[*h];
+                if policy.judge(&gl.module, &gl.name) == Decision::Allowed {
+                    continue;
+                }
+                format!("{} (not allowlisted)", gl.qualified())
+            }
+            vm::Invoked::NotAGlobal(s) => s.clone(),
+        };
+        let role = match inv.kind {
+            ArgKind::Data => continue,
+            ArgKind::Callable(_) => "calls it",
+            ArgKind::Type => "instantiates it as a class",
+            ArgKind::CalledIfClass => "calls it when it is a class",
+            ArgKind::CallableValues => "keeps its values as hooks that are called later",
+        };
+        if !seen.insert((inv.offset, inv.arg, what.clone())) {
+            continue;
+        }
+        let invoker = t.globals[inv.invoker].qualified();
+        fs.push(
+            ScanFinding::new(
+                "PKL008",
+                Severity::High,
+                format!(
+                    "{what} reaches argument {} of {invoker} at offset {}, which {role}: only an allowlisted callable may go there",
+                    inv.arg, inv.offset
+                ),
+            )
+            .offset(inv.offset)
+            .global(invoker),
+        );
+    }
 }
 
 /// Does `data` plausibly start a pickle stream (used for content sniffing)?
@@ -413,6 +570,152 @@ mod tests {
         assert!(c.contains(&"PKL001"));
         let c = codes(b"\x80\x02N.\xff\xff");
         assert_eq!(c, vec!["PKL012"]);
+        let s = scan_streams(
+            b"\x80\x02N.\n",
+            0,
+            &Ctx::default(),
+            &Policy::default(),
+            None,
+        );
+        assert_eq!(s.findings[0].severity, Severity::Low);
+    }
+
+    fn g(m: &str, n: &str) -> Vec<u8> {
+        format!("c{m}\n{n}\n").into_bytes()
+    }
+    fn u(s: &str) -> Vec<u8> {
+        let mut v = vec![b'X'];
+        v.extend((s.len() as u32).to_le_bytes());
+        v.extend(s.as_bytes());
+        v
+    }
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// NEWOBJ of a joblib NumpyArrayWrapper with `dtype` and shape (1,), then its BUILD.
+    fn wrapper(dtype: &[u8]) -> Vec<u8> {
+        cat(&[
+            &g("joblib.numpy_pickle", "NumpyArrayWrapper"),
+            b")\x81}(",
+            &u("shape"),
+            b"K\x01\x85",
+            &u("dtype"),
+            dtype,
+            &u("order"),
+            &u("C"),
+            b"ub",
+        ])
+    }
+
+    #[test]
+    fn joblib_object_array_is_unpickled_and_scanned() {
+        let o8 = cat(&[&g("numpy", "dtype"), &u("O8"), b"\x89\x88\x87R"]);
+        let nested = cat(&[b"\x80\x02", &g("os", "system"), &u("id"), b"\x85R."]);
+        let d = cat(&[b"\x80\x02", &wrapper(&o8), &nested, b"."]);
+        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.code == "PKL001" && f.global.as_deref() == Some("os.system")),
+            "{:?}",
+            s.findings
+        );
+        assert_eq!(
+            s.end,
+            d.len(),
+            "the outer stream resumes after the nested one"
+        );
+        // A plain dtype: 8 raw bytes skipped, then the outer STOP.
+        let i8 = cat(&[&g("numpy", "dtype"), &u("i8"), b"\x89\x88\x87R"]);
+        let d = cat(&[b"\x80\x02", &wrapper(&i8), b"cos\nsyst", b"."]);
+        assert!(codes(&d).is_empty(), "{:?}", codes(&d));
+        // Unmodelled dtype spellings fail closed.
+        let named = cat(&[&g("numpy", "dtype"), &u("float64"), b"\x89\x88\x87R"]);
+        let d = cat(&[b"\x80\x02", &wrapper(&named), &[0u8; 8], b"."]);
+        assert!(codes(&d).contains(&"PKL009"), "{:?}", codes(&d));
+    }
+
+    #[test]
+    fn invokers_accept_only_allowlisted_callables() {
+        let ctor = g("numpy.random._pickle", "__generator_ctor");
+        let filetype = cat(&[&g("argparse", "FileType"), &u("w"), b"\x85R"]);
+        // The instance of a suspicious class reaches the callable argument: PKL008.
+        let d = cat(&[b"\x80\x02", &ctor, &u("victim"), &filetype, b"\x86R."]);
+        assert!(codes(&d).contains(&"PKL008"), "{:?}", codes(&d));
+        // numpy's own form: the ctor is __bit_generator_ctor, given a name.
+        let bit = g("numpy.random._pickle", "__bit_generator_ctor");
+        let d = cat(&[b"\x80\x02", &ctor, &u("PCG64"), &bit, b"\x86R."]);
+        assert!(codes(&d).is_empty(), "{:?}", codes(&d));
+        // ... and given a class it calls: the class must be allowlisted.
+        let d = cat(&[
+            b"\x80\x02",
+            &ctor,
+            &g("argparse", "FileType"),
+            &bit,
+            b"\x86R.",
+        ]);
+        assert!(codes(&d).contains(&"PKL008"), "{:?}", codes(&d));
+        let d = cat(&[
+            b"\x80\x02",
+            &ctor,
+            &g("numpy.random._pcg64", "PCG64"),
+            &bit,
+            b"\x86R.",
+        ]);
+        assert!(codes(&d).is_empty(), "{:?}", codes(&d));
+        // defaultdict: list is fine, an instance is not.
+        let dd = g("collections", "defaultdict");
+        let d = cat(&[b"\x80\x02", &dd, &g("builtins", "list"), b"\x85R."]);
+        assert!(codes(&d).is_empty(), "{:?}", codes(&d));
+        let d = cat(&[b"\x80\x02", &dd, &filetype, b"\x85R."]);
+        assert!(codes(&d).contains(&"PKL008"), "{:?}", codes(&d));
+        // torch backward hooks: OrderedDict() is fine, a filled one is not.
+        let rebuild = g("torch._utils", "_rebuild_parameter");
+        let od = cat(&[&g("collections", "OrderedDict"), b")R"]);
+        let d = cat(&[b"\x80\x02", &rebuild, b"(N\x89", &od, b"tR."]);
+        assert!(codes(&d).is_empty(), "{:?}", codes(&d));
+        let d = cat(&[
+            b"\x80\x02",
+            &rebuild,
+            b"(N\x89",
+            &od,
+            b"K\x00",
+            &filetype,
+            b"stR.",
+        ]);
+        assert!(codes(&d).contains(&"PKL008"), "{:?}", codes(&d));
+        // _rebuild_from_type_v2 checks the arguments it passes to an invoker it calls.
+        let d = cat(&[
+            b"\x80\x02",
+            &g("torch._tensor", "_rebuild_from_type_v2"),
+            b"(",
+            &ctor,
+            &g("torch", "Tensor"),
+            &u("victim"),
+            &filetype,
+            b"\x86}tR.",
+        ]);
+        assert!(codes(&d).contains(&"PKL008"), "{:?}", codes(&d));
+    }
+
+    #[test]
+    fn newobj_proves_a_class() {
+        // scipy's lower-case sparse classes: suspicious when built by NEWOBJ ...
+        let d = cat(&[
+            b"\x80\x02",
+            &g("scipy.sparse._csr", "csr_matrix"),
+            b")\x81}b.",
+        ]);
+        assert_eq!(codes(&d), vec!["PKL003"]);
+        // ... but not when first called as a function.
+        let d = cat(&[
+            b"\x80\x02",
+            &g("scipy.sparse._csr", "csr_matrix"),
+            b"q\x00)R0h\x00)\x81.",
+        ]);
+        let c = codes(&d);
+        assert!(c.contains(&"PKL002") && !c.contains(&"PKL003"), "{c:?}");
     }
 
     #[test]

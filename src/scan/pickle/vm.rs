@@ -7,6 +7,9 @@ use super::compat;
 use super::opcodes::{code, lookup, Arg};
 use super::strings;
 
+mod semantics;
+pub use semantics::{Invocation, Invoked};
+
 /// Bounds on one stream's simulation.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -76,6 +79,10 @@ pub enum AnomalyKind {
     MisplacedProto,
     OutOfBand,
     Limit,
+    /// joblib < 0.10 wrapper that loads a companion file next to the pickle.
+    JoblibCompanion,
+    /// joblib < 0.10 wrapper whose companion file is not a plain sibling name.
+    JoblibCompanionPath,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +142,15 @@ pub struct Trace {
     pub top: Option<TopValue>,
     pub ops: u64,
     pub max_proto: u8,
+    /// Callables and classes that reached allowlisted functions which call or instantiate them
+    /// (see [`crate::scan::presets::arg_kinds`]).
+    pub invocations: Vec<Invocation>,
+    /// Where a file-reading Python unpickler leaves the file after STOP: the end of the frame
+    /// STOP sits in, when that frame runs past it (`pickle._Unpickler` reads whole frames).
+    pub file_end: usize,
+    /// Offset of the first joblib `NumpyArrayWrapper` array this stream read (skipped or
+    /// unpickled as joblib does): from there on a plain `pickle.load` reads other opcodes.
+    pub joblib_first_array: Option<u64>,
 }
 
 type Id = u32;
@@ -186,7 +202,7 @@ impl Memo {
 #[derive(Clone, Debug)]
 enum Node {
     None,
-    Bool,
+    Bool(bool),
     Int(i64),
     BigInt(Vec<u8>),
     Float,
@@ -278,10 +294,22 @@ struct Vm<'a, 'p> {
     t: &'p mut Trace,
     /// Index of the call whose result is on top of the stack (for the discarded-result check).
     last_call: Option<(usize, Id)>,
+    /// Follow joblib array wrappers (joblib's unpickler) or not (plain pickle).
+    joblib: bool,
+    /// End of the last FRAME (0 before any).
+    frame_end: usize,
+    jb: semantics::State,
 }
 
 /// Simulate one pickle stream starting at `data[0]`. `base` is added to every reported offset.
+/// joblib array wrappers are followed as `joblib.load` reads them.
 pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
+    run_stream_with(data, base, limits, true)
+}
+
+/// [`run_stream`], with `joblib` saying whether a `NumpyArrayWrapper` BUILD is followed by its
+/// array bytes (joblib's `NumpyUnpickler`) or not (a plain `pickle.Unpickler`).
+pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> Trace {
     let mut t = Trace {
         globals: vec![],
         calls: vec![],
@@ -293,6 +321,9 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
         top: None,
         ops: 0,
         max_proto: 0,
+        invocations: vec![],
+        file_end: 0,
+        joblib_first_array: None,
     };
     let mut vm = Vm {
         r: Reader { data, pos: 0 },
@@ -305,26 +336,31 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
         proto: 0,
         t: &mut t,
         last_call: None,
+        joblib,
+        frame_end: 0,
+        jb: semantics::State::default(),
     };
     vm.nodes.extend([
         Node::None,
-        Node::Bool,
+        Node::Bool(false),
         Node::Float,
         Node::Bytes,
         Node::OpaqueStr,
         Node::Unknown,
         Node::Persistent,
-        Node::Unknown,
+        Node::Bool(true),
     ]);
     vm.nodes.extend((0..256).map(Node::Int));
     let res = vm.run();
     let end = vm.r.pos;
+    let file_end = end.max(vm.frame_end);
     let top = match &res {
         Ok(Some(id)) => Some(vm.top_value(*id)),
         _ => None,
     };
     drop(vm);
     t.end = end;
+    t.file_end = file_end;
     t.top = top;
     if let Err((off, Fail(msg))) = res {
         t.outcome = Outcome::Broken {
@@ -341,7 +377,8 @@ impl<'a, 'p> Vm<'a, 'p> {
         // globals and call results take arena space.
         match n {
             Node::None => return Ok(0),
-            Node::Bool => return Ok(1),
+            Node::Bool(false) => return Ok(1),
+            Node::Bool(true) => return Ok(7),
             Node::Float => return Ok(2),
             Node::Bytes => return Ok(3),
             Node::OpaqueStr => return Ok(4),
@@ -479,6 +516,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         let id = self.push_node(Node::Object { origin, args })?;
         self.stack.push(id);
         self.last_call = Some((self.t.calls.len() - 1, id));
+        self.after_call(op_pos, opcode, callee, args, id);
         Ok(())
     }
 
@@ -517,12 +555,6 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
     }
 
-    fn int_of(&self, id: Id) -> Option<i64> {
-        match self.nodes.get(id as usize)? {
-            Node::Int(i) => Some(*i),
-            _ => None,
-        }
-    }
     fn str_of(&self, id: Id) -> Option<&str> {
         match self.nodes.get(id as usize)? {
             Node::Str(s) => Some(s),
@@ -555,69 +587,6 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             _ => PidItem::Other,
         }
-    }
-
-    /// joblib writes a NumpyArrayWrapper's array bytes straight after its BUILD opcode.
-    fn joblib_skip(&mut self, obj: Id, state: Id) -> Result<(), Fail> {
-        let Some(Node::Object {
-            origin: Some(g), ..
-        }) = self.nodes.get(obj as usize)
-        else {
-            return Ok(());
-        };
-        let gl = &self.t.globals[*g];
-        let is_wrapper = gl.name == "NumpyArrayWrapper"
-            && (gl.module == "joblib.numpy_pickle"
-                || gl.module == "sklearn.externals.joblib.numpy_pickle");
-        if !is_wrapper {
-            return Ok(());
-        }
-        let Some(Node::Dict(pairs)) = self.nodes.get(state as usize) else {
-            return Err(Fail("joblib NumpyArrayWrapper state is not a dict".into()));
-        };
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| self.str_of(*key) == Some(k))
-                .map(|(_, v)| *v)
-        };
-        let shape = get("shape").and_then(|s| match self.nodes.get(s as usize) {
-            Some(Node::Tuple(items)) => items
-                .iter()
-                .map(|i| self.int_of(*i).and_then(|v| u64::try_from(v).ok()))
-                .try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(d))),
-            _ => None,
-        });
-        let itemsize = get("dtype").and_then(|d| match self.nodes.get(d as usize) {
-            Some(Node::Object { args: Some(a), .. }) => match self.nodes.get(*a as usize) {
-                Some(Node::Tuple(items)) => items
-                    .first()
-                    .and_then(|s| self.str_of(*s))
-                    .and_then(dtype_itemsize),
-                _ => None,
-            },
-            _ => None,
-        });
-        let align = get("numpy_array_alignment_bytes")
-            .map(|a| !matches!(self.nodes.get(a as usize), Some(Node::None)))
-            .unwrap_or(false);
-        let (Some(count), Some(itemsize)) = (shape, itemsize) else {
-            return Err(Fail(
-                "cannot locate the array bytes of a joblib NumpyArrayWrapper (shape or dtype not literal)".into(),
-            ));
-        };
-        if align {
-            let pad = self.r.take(1)?[0] as usize;
-            self.r.take(pad)?;
-        }
-        if count > 0 {
-            let n = count
-                .checked_mul(itemsize)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| Fail("joblib array size overflows".into()))?;
-            self.r.take(n)?;
-        }
-        Ok(())
     }
 
     fn run(&mut self) -> Result<Option<Id>, (usize, Fail)> {
@@ -675,6 +644,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                         "FRAME of {n} bytes exceeds the remaining data"
                     )));
                 }
+                self.frame_end = self.r.pos + n as usize;
             }
             code::STOP => {
                 // CPython pops the result: STOP on an empty stack is an error.
@@ -705,13 +675,15 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.stack.push(t);
             }
             code::NONE => self.push(Node::None)?,
-            code::NEWTRUE | code::NEWFALSE => self.push(Node::Bool)?,
+            code::NEWTRUE => self.push(Node::Bool(true))?,
+            code::NEWFALSE => self.push(Node::Bool(false))?,
             code::INT => {
                 let l = self.r.line()?;
                 let s = String::from_utf8_lossy(l);
                 let s = s.trim();
                 let n = match s {
-                    "00" | "01" => Node::Bool,
+                    "00" => Node::Bool(false),
+                    "01" => Node::Bool(true),
                     _ => s.parse::<i64>().map(Node::Int).unwrap_or(Node::Unknown),
                 };
                 self.push(n)?;
@@ -1051,7 +1023,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let state = self.pop()?;
                 let obj = self.top()?;
                 self.method(op_pos, "BUILD", obj, "__setstate__");
-                self.joblib_skip(obj, state)?;
+                self.after_build(op_pos, obj, state)?;
             }
             code::PERSID | code::BINPERSID => {
                 let pid = if op.code == code::PERSID {
@@ -1103,6 +1075,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 Ok(())
             }
             _ => {
+                self.jb.mutated.insert(l);
                 self.method(op_pos, opcode, l, method);
                 Ok(())
             }
@@ -1122,6 +1095,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 Ok(())
             }
             _ => {
+                self.jb.mutated.insert(d);
                 self.method(op_pos, opcode, d, "__setitem__");
                 Ok(())
             }
@@ -1163,7 +1137,7 @@ fn surrogatepass_ok(b: &[u8]) -> bool {
 fn kind_name(n: &Node) -> &'static str {
     match n {
         Node::None => "None",
-        Node::Bool => "bool",
+        Node::Bool(_) => "bool",
         Node::Int(_) | Node::BigInt(_) => "int",
         Node::Float => "float",
         Node::Str(_) | Node::OpaqueStr => "str",

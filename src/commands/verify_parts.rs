@@ -1,0 +1,62 @@
+//! `verify --partition I/N [-o RESULT.json]` and `verify --from-parts RESULT…`.
+
+use super::verify::{emit, finding_of};
+use crate::attest::partition::{merge_results, verify_partition};
+use crate::attest::{Error as AttestError, Trust, VerifyOptions};
+use crate::cli::VerifyArgs;
+use crate::digest::Progress;
+use crate::report::{Exit, Finding, Location, Severity};
+use anyhow::Result;
+
+pub fn run(
+    a: &VerifyArgs,
+    bundle: &std::path::Path,
+    trust: &Trust,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<Exit> {
+    let result = if let Some(spec) = a.partition {
+        verify_partition(&a.path, bundle, trust, opts, spec, progress).and_then(|(o, r)| {
+            if let Some(out) = &a.output {
+                let mut json = serde_json::to_vec_pretty(&r).unwrap_or_default();
+                json.push(b'\n');
+                crate::attest::write_atomic(out, &json, true)?;
+            }
+            Ok(o)
+        })
+    } else {
+        let parts = crate::digest::partition::expand_patterns(&a.from_parts)
+            .map_err(|e| AttestError::Digest(e.into()))?;
+        merge_results(bundle, trust, a.legacy_pae, &parts)
+    };
+    match result {
+        Ok(o) => {
+            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            emit(a, bundle, Some(&o), &findings);
+            if a.format == crate::report::Format::Human {
+                match a.partition {
+                    Some(spec) => eprintln!(
+                        "note: partition {spec} only; the other partitions are checked by their \
+                         own runs (merge their --output files with --from-parts)"
+                    ),
+                    None => eprintln!(
+                        "note: merged the results of every partition (each present once, all \
+                         for this bundle)"
+                    ),
+                }
+            }
+            Ok(if findings.is_empty() {
+                Exit::Pass
+            } else {
+                Exit::Finding
+            })
+        }
+        Err(AttestError::Rejected { code, message }) => {
+            let f = Finding::new(code, Severity::Critical, message)
+                .at(Location::path(bundle.display().to_string()));
+            emit(a, bundle, None, &[f]);
+            Ok(Exit::Finding)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

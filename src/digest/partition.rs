@@ -1,0 +1,505 @@
+//! Partitioned manifests: hash a tree on many machines, sign it once.
+//!
+//! `mlsign hash DIR --partition I/N -o part-I.json` hashes the files whose path hash falls in
+//! partition `I` of `N` (SHA-256 of the root-relative path, first 8 bytes big-endian, modulo
+//! `N`: stable when other files come and go) and writes an unsigned partial manifest. It records
+//! the walk settings, the algorithm and shard size, a digest of the whole directory listing it
+//! saw, its own files with their sizes, and their digests. [`merge`] checks that a set of parts
+//! agrees on all of that, covers every file of the current listing exactly once, and yields the
+//! manifest a single-machine run would compute — so the bundle is byte-identical.
+//!
+//! Parts are trusted input: whoever can edit a part's digests can make the signer sign them,
+//! as whoever can edit the files could. The merge catches inconsistent, duplicated, missing,
+//! stale or corrupted parts; keep their transport as safe as the model's.
+
+use super::manifest::{pieces, Manifest, Resource};
+use super::walk::Entry;
+use super::{HashAlgorithm, HashConfig, Method};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Format tag of a partial manifest.
+pub const FORMAT: &str = "https://mlsign.dev/partial-manifest/v1";
+/// Parts larger than this are not read.
+const MAX_PART: u64 = 8 << 30;
+
+/// `I/N`: partition `I` (0-based) of `N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Spec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Spec, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("partition {s:?}: expected I/N, e.g. 0/4"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("partition {s:?}: I is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("partition {s:?}: N is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "partition {s:?}: need 0 <= I < N (partitions are numbered from 0, as Kubernetes \
+                 JOB_COMPLETION_INDEX is)"
+            ));
+        }
+        Ok(Spec { index, count })
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Which partition of `count` a root-relative path belongs to.
+pub fn index_of(name: &str, count: u32) -> u32 {
+    let h = super::sha256(name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    (u64::from_be_bytes(b) % u64::from(count.max(1))) as u32
+}
+
+impl Spec {
+    pub fn contains(&self, name: &str) -> bool {
+        index_of(name, self.count) == self.index
+    }
+}
+
+/// The settings that decide a manifest (all parts and the signer must agree on them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub algorithm: String,
+    pub shard_size: Option<u64>,
+    pub allow_symlinks: bool,
+    pub ignore_paths: Vec<String>,
+}
+
+impl Settings {
+    pub fn of(config: &HashConfig) -> Settings {
+        let mut ignore_paths = config.ignore_paths.clone();
+        ignore_paths.sort();
+        ignore_paths.dedup();
+        Settings {
+            algorithm: config.algorithm.name().into(),
+            shard_size: match config.method {
+                Method::Files => None,
+                Method::Shards { shard_size } => Some(shard_size),
+            },
+            allow_symlinks: config.allow_symlinks,
+            ignore_paths,
+        }
+    }
+}
+
+/// The whole directory listing as the walk saw it: count and SHA-256 over `path NUL size LF`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub files: u64,
+    pub sha256: String,
+}
+
+pub fn listing_of(entries: &[Entry]) -> Listing {
+    let mut buf = Vec::with_capacity(entries.len() * 48);
+    for e in entries {
+        buf.extend_from_slice(e.name.as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(e.size.to_string().as_bytes());
+        buf.push(b'\n');
+    }
+    Listing {
+        files: entries.len() as u64,
+        sha256: hex::encode(super::sha256(&buf)),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFile {
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartResource {
+    pub name: String,
+    pub algorithm: String,
+    pub digest: String,
+}
+
+/// One partial manifest (the JSON file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    pub format: String,
+    pub partition: Spec,
+    pub settings: Settings,
+    pub listing: Listing,
+    pub files: Vec<PartFile>,
+    pub resources: Vec<PartResource>,
+    /// SHA-256 of this JSON with `checksum` empty: catches truncation and hand edits.
+    pub checksum: String,
+}
+
+impl Part {
+    fn body_digest(&self) -> String {
+        let mut c = self.clone();
+        c.checksum = String::new();
+        hex::encode(super::sha256(&serde_json::to_vec(&c).unwrap_or_default()))
+    }
+
+    /// The part for partition `spec` of already-walked `entries` (the whole listing), from the
+    /// manifest of the partition's entries.
+    pub fn new(spec: Spec, config: &HashConfig, all: &[Entry], own: &Manifest) -> Part {
+        let files = all
+            .iter()
+            .filter(|e| spec.contains(&e.name))
+            .map(|e| PartFile {
+                path: e.name.clone(),
+                size: e.size,
+            })
+            .collect();
+        let resources = own
+            .resources()
+            .iter()
+            .map(|r| PartResource {
+                name: r.name.clone(),
+                algorithm: r.algorithm.clone(),
+                digest: r.hex(),
+            })
+            .collect();
+        let mut p = Part {
+            format: FORMAT.into(),
+            partition: spec,
+            settings: Settings::of(config),
+            listing: listing_of(all),
+            files,
+            resources,
+            checksum: String::new(),
+        };
+        p.checksum = p.body_digest();
+        p
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Read and parse a part file (bounded).
+    pub fn read(path: &Path) -> Result<Part, PartError> {
+        let err = |why: String| PartError::Part {
+            path: path.into(),
+            why,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if meta.len() > MAX_PART {
+            return Err(err(format!("{} bytes is too large", meta.len())));
+        }
+        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let p: Part = serde_json::from_slice(&data)
+            .map_err(|e| err(format!("not a partial manifest ({e})")))?;
+        if p.format != FORMAT {
+            return Err(err(format!("unknown format {:?}", p.format)));
+        }
+        if p.checksum != p.body_digest() {
+            return Err(err(
+                "checksum mismatch: the part was edited or corrupted after `mlsign hash` wrote it"
+                    .into(),
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// Why a set of parts cannot be merged. Each names the part file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    #[error("{path}: {why}")]
+    Part { path: PathBuf, why: String },
+    #[error("no partial manifests given (the pattern matched no file?)")]
+    NoParts,
+    #[error("{path}: partition {got} but {first} has {want} partitions")]
+    Count {
+        path: PathBuf,
+        got: Spec,
+        first: PathBuf,
+        want: u32,
+    },
+    #[error("partition {index} appears twice: {a} and {b}")]
+    Duplicate { index: u32, a: PathBuf, b: PathBuf },
+    #[error("partition {index} of {count} is missing (no part file for it)")]
+    Missing { index: u32, count: u32 },
+    #[error(
+        "{path}: hashed with other settings than this signing run ({why}); use the same \
+         --algorithm, --shard-size, --ignore, --no-ignore-git-paths and --allow-symlinks"
+    )]
+    Settings { path: PathBuf, why: String },
+    #[error(
+        "{path}: the directory changed since this part was hashed (listing of {then} files \
+         differs from the current one of {now} files); hash the partitions again"
+    )]
+    Listing { path: PathBuf, then: u64, now: u64 },
+    #[error("{path}: {why}")]
+    Content { path: PathBuf, why: String },
+}
+
+/// Check `parts` against each other, against `config` and against the current listing
+/// `entries`, and assemble the manifest. No file is read.
+pub fn merge(
+    parts: &[(PathBuf, Part)],
+    config: &HashConfig,
+    entries: &[Entry],
+) -> Result<Manifest, PartError> {
+    let Some((first_path, first)) = parts.first() else {
+        return Err(PartError::NoParts);
+    };
+    let count = first.partition.count;
+    let want_settings = Settings::of(config);
+    let listing = listing_of(entries);
+    let mut by_index: Vec<Option<&(PathBuf, Part)>> = vec![None; count as usize];
+    for pp in parts {
+        let (path, p) = pp;
+        if p.partition.count != count || p.partition.index >= count {
+            return Err(PartError::Count {
+                path: path.clone(),
+                got: p.partition,
+                first: first_path.clone(),
+                want: count,
+            });
+        }
+        if let Some((other, _)) = by_index[p.partition.index as usize] {
+            return Err(PartError::Duplicate {
+                index: p.partition.index,
+                a: other.clone(),
+                b: path.clone(),
+            });
+        }
+        by_index[p.partition.index as usize] = Some(pp);
+        if p.settings != want_settings {
+            let why = if p.settings.algorithm != want_settings.algorithm {
+                format!(
+                    "algorithm {} vs {}",
+                    p.settings.algorithm, want_settings.algorithm
+                )
+            } else if p.settings.shard_size != want_settings.shard_size {
+                format!(
+                    "shard size {:?} vs {:?}",
+                    p.settings.shard_size, want_settings.shard_size
+                )
+            } else if p.settings.allow_symlinks != want_settings.allow_symlinks {
+                "allow_symlinks differs".to_string()
+            } else {
+                format!(
+                    "ignore paths {:?} vs {:?}",
+                    p.settings.ignore_paths, want_settings.ignore_paths
+                )
+            };
+            return Err(PartError::Settings {
+                path: path.clone(),
+                why,
+            });
+        }
+        if p.listing != listing {
+            return Err(PartError::Listing {
+                path: path.clone(),
+                then: p.listing.files,
+                now: listing.files,
+            });
+        }
+    }
+    if let Some(index) = by_index.iter().position(Option::is_none) {
+        return Err(PartError::Missing {
+            index: index as u32,
+            count,
+        });
+    }
+    let alg = HashAlgorithm::from_name(&want_settings.algorithm).unwrap_or_default();
+    let alg_name = match config.method {
+        Method::Files => config.algorithm.name().to_string(),
+        Method::Shards { shard_size } => {
+            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+        }
+    };
+    // Every listed file must be in exactly its own partition's part, with exactly its pieces.
+    let mut resources = Vec::with_capacity(entries.len());
+    let mut cursor: Vec<(usize, usize)> = vec![(0, 0); count as usize];
+    let mut total = 0u64;
+    for e in entries {
+        let idx = index_of(&e.name, count) as usize;
+        let Some((path, p)) = by_index[idx] else {
+            continue;
+        };
+        let content = |why: String| PartError::Content {
+            path: path.clone(),
+            why,
+        };
+        let (fi, ri) = &mut cursor[idx];
+        let f = p.files.get(*fi).ok_or_else(|| {
+            content(format!(
+                "{} is in the directory but not in this part",
+                e.name
+            ))
+        })?;
+        if f.path != e.name || f.size != e.size {
+            return Err(content(format!(
+                "expected {} ({} bytes) next, found {} ({} bytes): the part does not match the \
+                 directory",
+                e.name, e.size, f.path, f.size
+            )));
+        }
+        *fi += 1;
+        for (start, end) in pieces(e.size, config.method) {
+            let r = p
+                .resources
+                .get(*ri)
+                .ok_or_else(|| content(format!("no digest for {}", e.name)))?;
+            let want_name = match config.method {
+                Method::Files => e.name.clone(),
+                Method::Shards { .. } => format!("{}:{start}:{end}", e.name),
+            };
+            if r.name != want_name || r.algorithm != alg_name {
+                return Err(content(format!(
+                    "expected resource {want_name} ({alg_name}), found {} ({})",
+                    r.name, r.algorithm
+                )));
+            }
+            let digest = hex::decode(&r.digest)
+                .ok()
+                .filter(|d| d.len() == alg.digest_len())
+                .ok_or_else(|| content(format!("{}: malformed digest", r.name)))?;
+            *ri += 1;
+            resources.push(Resource {
+                name: want_name,
+                algorithm: alg_name.clone(),
+                digest,
+            });
+        }
+        total += e.size;
+    }
+    for (idx, (fi, ri)) in cursor.iter().enumerate() {
+        if let Some((path, p)) = by_index[idx] {
+            if *fi != p.files.len() || *ri != p.resources.len() {
+                return Err(PartError::Content {
+                    path: path.clone(),
+                    why: format!(
+                        "{} files / {} digests that are not in the directory's partition {idx}",
+                        p.files.len() - fi,
+                        p.resources.len() - ri
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Manifest::assembled(resources, total, entries.len()))
+}
+
+/// `*` and `?` wildcard match of a whole file name.
+fn wildcard(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while n < name.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = n;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            n = mark;
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+/// Expand `--from-parts` arguments: plain paths as given, and patterns with `*`/`?` in the
+/// file name (not in directories) matched in their directory, sorted. A pattern matching
+/// nothing is an error, so a typo never silently drops parts.
+pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
+    let mut out = Vec::new();
+    for a in args {
+        let p = Path::new(a);
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.contains(['*', '?']) {
+            out.push(p.to_path_buf());
+            continue;
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
+            return Err(PartError::Part {
+                path: p.into(),
+                why: "wildcards are supported in the file name only".into(),
+            });
+        }
+        let rd = std::fs::read_dir(dir).map_err(|e| PartError::Part {
+            path: dir.into(),
+            why: e.to_string(),
+        })?;
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
+            })
+            .map(|e| dir.join(e.file_name()))
+            .collect();
+        if found.is_empty() {
+            return Err(PartError::Part {
+                path: p.into(),
+                why: "the pattern matches no file".into(),
+            });
+        }
+        found.sort();
+        out.extend(found);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard(b"part-*.json", b"part-3.json"));
+        assert!(wildcard(b"part-?.json", b"part-3.json"));
+        assert!(!wildcard(b"part-?.json", b"part-13.json"));
+        assert!(wildcard(b"*", b""));
+        assert!(!wildcard(b"a*b", b"acbd"));
+        assert!(wildcard(b"a*b*", b"acbd"));
+    }
+
+    #[test]
+    fn specs_parse_and_partition_deterministically() {
+        assert_eq!("2/4".parse::<Spec>().unwrap(), Spec { index: 2, count: 4 });
+        for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
+            assert!(bad.parse::<Spec>().is_err(), "{bad}");
+        }
+        // Stable and spread.
+        assert_eq!(index_of("a/b.bin", 7), index_of("a/b.bin", 7));
+        let mut counts = [0usize; 4];
+        for i in 0..4000 {
+            counts[index_of(&format!("f{i}"), 4) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+}
