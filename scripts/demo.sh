@@ -27,6 +27,13 @@ echo; echo "== mlsign bom tiny-model -o tiny-model.cdx.json, then validate and s
 "$ml" bom validate "$work/tiny-model.cdx.json"
 "$ml" bom show "$work/tiny-model.cdx.json"
 
+echo; echo "== mlsign gate: one policy, one verdict (signature + clean scan + signed, matching BOM)"
+cp policies/default.toml "$work/default.toml"
+cp "$work/signer.pub" "$work/release.pub"
+"$ml" bom sign "$work/tiny-model.cdx.json" --key "$work/signer.pem"
+"$ml" gate "$work/tiny-model" --policy "$work/default.toml" --bundle "$work/tiny-model.sig" --audit-log "$work/gate-audit.jsonl"
+"$ml" policy explain "$work/default.toml" "$work/tiny-model"
+
 echo; echo "== mlsign behave: a candidate with a planted trigger against its baseline (exit 1 expected)"
 set +e
 "$ml" behave --baseline testdata/behave/base --candidate testdata/behave/backdoored --suite testdata/behave/suite.toml --no-progress
@@ -43,4 +50,10 @@ code=$?
 set -e
 echo "exit code: $code"
 [ "$code" = 1 ] || { echo "demo: expected exit 1 for the tampered model" >&2; exit 1; }
+echo; echo "== the gate on the tampered model (exit 1 expected)"
+set +e
+"$ml" gate "$work/tiny-model" --policy "$work/default.toml" --bundle "$work/tiny-model.sig" --audit-log "$work/gate-audit.jsonl"
+code=$?
+set -e
+[ "$code" = 1 ] || { echo "demo: expected the gate to fail the tampered model" >&2; exit 1; }
 echo; echo "== done: files in $work"

@@ -55,5 +55,6 @@ for f in "$dir"/*; do
   rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$dir/time.txt")
   verdict=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["verdict"])' 2>/dev/null || echo "?")
   printf '%-32s %12s %12s %7s MiB\n' "$(basename "$f")" "$(stat -c %s "$f")" "$verdict" "$((rss / 1024))"
-  if [ "$rss" -ge $((256 * 1024)) ]; then echo "peak RSS over 256 MiB on $(basename "$f")"; exit 1; fi
+  if [ "$rss" -ge $((256 * 1024)) ]; then over="$over $(basename "$f")"; fi
 done
+if [ -n "${over:-}" ]; then echo "peak RSS over 256 MiB on:$over"; exit 1; fi

@@ -57,6 +57,12 @@ pub enum Command {
     /// Pull a model artifact (ModelPack or KitOps) from an OCI registry into a new directory,
     /// every blob checked against its digest.
     Pull(PullArgs),
+    /// May this model be promoted? Run every check a policy requires and print one verdict.
+    Gate(crate::commands::gate::GateArgs),
+    /// Write (`init`), lint (`check`) and explain gate policies.
+    Policy(crate::commands::policy::PolicyArgs),
+    /// Sign an approval of a model (human review, separate from the signer) for the gate.
+    Approve(crate::commands::approve::ApproveArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -962,3 +962,281 @@ fn cuda_device_agrees_with_cpu_or_says_why_not() {
     );
     println!("compared on a GPU: {on_gpu}");
 }
+
+/// A safetensors file written byte by byte: (name, dtype, shape, data). candle cannot write
+/// every dtype a valid file may hold (I8), so the tests make them by hand.
+fn raw_safetensors(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let start = data.len();
+        data.extend_from_slice(bytes);
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let h = serde_json::to_vec(&Value::Object(header)).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    out
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn model_files_stay_inside_the_model_directory() {
+    let (t, suite, base) = setup();
+    let run = |cand: &Path| {
+        mlsign(&[
+            "behave",
+            "--baseline",
+            s(&base),
+            "--candidate",
+            s(cand),
+            "--suite",
+            s(&suite),
+            "--format",
+            "json",
+        ])
+    };
+    // Weights that are a symlink to a file outside the model directory: refused.
+    let linked = t.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::fs::copy(base.join("mlsign-net.json"), linked.join("mlsign-net.json")).unwrap();
+    std::os::unix::fs::symlink(
+        base.join("model.safetensors"),
+        linked.join("model.safetensors"),
+    )
+    .unwrap();
+    let o = run(&linked);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("outside the model directory"), "{err}");
+    // A directory on the weights path that links outside: refused the same way.
+    let via_dir = t.path().join("viadir");
+    std::fs::create_dir_all(&via_dir).unwrap();
+    std::os::unix::fs::symlink(&base, via_dir.join("sub")).unwrap();
+    let spec = std::fs::read_to_string(base.join("mlsign-net.json")).unwrap();
+    std::fs::write(
+        via_dir.join("mlsign-net.json"),
+        spec.replacen('{', "{\"weights\": \"sub/model.safetensors\", ", 1),
+    )
+    .unwrap();
+    let o = run(&via_dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("outside the model directory"), "{err}");
+    // A link that stays inside is fine.
+    let inside = t.path().join("inside");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::copy(base.join("mlsign-net.json"), inside.join("mlsign-net.json")).unwrap();
+    std::fs::copy(
+        base.join("model.safetensors"),
+        inside.join("real.safetensors"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("real.safetensors", inside.join("model.safetensors")).unwrap();
+    let o = run(&inside);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn thresholds_outside_the_statistics_range_are_errors() {
+    let (t, suite, base) = setup();
+    let copy = write_mlp(&t.path().join("copy"), PLAIN);
+    for (threshold, needle) in [
+        ("1.5", "threshold 1.5 is out of range"),
+        ("1.0", "threshold 1 is out of range"),
+        ("-0.1", "threshold -0.1 is below 0"),
+    ] {
+        let bad = t.path().join("bad-threshold.toml");
+        std::fs::write(
+            &bad,
+            std::fs::read_to_string(&suite)
+                .unwrap()
+                .replace("threshold = 0.5", &format!("threshold = {threshold}")),
+        )
+        .unwrap();
+        expect_error(
+            &[
+                "behave",
+                "--baseline",
+                s(&base),
+                "--candidate",
+                s(&copy),
+                "--suite",
+                s(&bad),
+            ],
+            &["decision.threshold", "srcclass_median_excess", needle],
+        );
+    }
+    // In range, 0.99 still runs.
+    let ok = t.path().join("ok.toml");
+    std::fs::write(
+        &ok,
+        std::fs::read_to_string(&suite)
+            .unwrap()
+            .replace("threshold = 0.5", "threshold = 0.99"),
+    )
+    .unwrap();
+    let (code, _) = json_run(&base, &copy, &ok);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn issue_15_small_defects() {
+    let (t, suite, base) = setup();
+    let copy = write_mlp(&t.path().join("copy"), PLAIN);
+    let call = |suite: &Path, cand: &Path, needles: &[&str], not: &[&str]| {
+        let o = mlsign(&[
+            "behave",
+            "--baseline",
+            s(&base),
+            "--candidate",
+            s(cand),
+            "--suite",
+            s(suite),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "`{n}` not in: {err}");
+        }
+        for n in not {
+            assert!(!err.contains(n), "`{n}` in: {err}");
+        }
+    };
+    let inputs =
+        candle_core::safetensors::load(t.path().join("inputs.safetensors"), &Device::Cpu).unwrap();
+    let x: Vec<f32> = inputs["x"].flatten_all().unwrap().to_vec1().unwrap();
+    let y: Vec<u32> = inputs["y"].to_vec1().unwrap();
+    let with_inputs = |name: &str, file: Vec<u8>| {
+        let d = t.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("inputs.safetensors"), file).unwrap();
+        let sp = d.join("suite.toml");
+        std::fs::write(&sp, SUITE).unwrap();
+        sp
+    };
+    let xs = ("x", "F32", vec![200, 1, 8, 8], f32_bytes(&x));
+
+    // Float labels: one clear message, not "expected a float type".
+    let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+    let sp = with_inputs(
+        "float-labels",
+        raw_safetensors(&[xs.clone(), ("y", "F32", vec![200], f32_bytes(&yf))]),
+    );
+    call(
+        &sp,
+        &copy,
+        &["label tensor `y`", "dtype F32", "labels must be integers"],
+        &["expected a float type"],
+    );
+
+    // Labels out of range (12 with 10 classes).
+    let mut yb = y.clone();
+    yb[17] = 12;
+    let yb: Vec<u8> = yb.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let sp = with_inputs(
+        "label-range",
+        raw_safetensors(&[xs.clone(), ("y", "U32", vec![200], yb)]),
+    );
+    call(&sp, &copy, &["holds 12 at input 17", "10 classes"], &[]);
+
+    // A valid safetensors file with an I8 tensor: the dtype is named, the file is not "invalid".
+    let sp = with_inputs(
+        "i8",
+        raw_safetensors(&[xs.clone(), ("q", "I8", vec![4], vec![1, 2, 3, 255])]),
+    );
+    call(
+        &sp,
+        &copy,
+        &["tensor `q` has dtype I8", "cannot load"],
+        &["not a valid safetensors file"],
+    );
+
+    // Calibration errors name the suite once.
+    let o = mlsign(&[
+        "behave",
+        "calibrate",
+        "--baseline",
+        s(&base),
+        "--suite",
+        s(&suite),
+        "--benign",
+        s(&copy),
+        "--fpr",
+        "0.1",
+        "--no-progress",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot calibrate suite"), "{err}");
+    assert_eq!(err.matches(s(&suite)).count(), 1, "{err}");
+
+    // Zero-excess cells are not trigger candidates, in JSON and in the human report.
+    let (_, r) = json_run(&base, &copy, &suite);
+    assert_eq!(
+        r["top_candidates"].as_array().map(Vec::len),
+        Some(0),
+        "{r:#}"
+    );
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&copy),
+        "--suite",
+        s(&suite),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("top trigger candidates: none"), "{out}");
+    assert!(!out.contains("median excess 0.000"), "{out}");
+
+    // Timing: per-candidate forward time within its total, the shared baseline apart.
+    let bd = write_mlp(
+        &t.path().join("bd"),
+        Variant {
+            backdoor: true,
+            ..PLAIN
+        },
+    );
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&copy),
+        "--candidate",
+        s(&bd),
+        "--candidate",
+        s(&copy),
+        "--suite",
+        s(&suite),
+        "--format",
+        "json",
+    ]);
+    let rs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rs = rs.as_array().unwrap();
+    assert_eq!(rs.len(), 3);
+    let base_fwd = rs[0]["timing"]["baseline_forward_s"].as_f64().unwrap();
+    assert!(base_fwd > 0.0);
+    for r in rs {
+        let (f, total) = (
+            r["timing"]["forward_s"].as_f64().unwrap(),
+            r["timing"]["total_s"].as_f64().unwrap(),
+        );
+        assert!(f > 0.0 && f <= total, "forward {f} total {total}");
+        assert_eq!(r["timing"]["baseline_forward_s"].as_f64(), Some(base_fwd));
+    }
+}

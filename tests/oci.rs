@@ -1080,3 +1080,54 @@ fn bad_references_are_usage_errors() {
         assert!(r.stderr.contains("invalid reference"), "{}", r.all());
     }
 }
+
+#[test]
+fn gate_checks_oci_subjects_in_the_registry() {
+    let reg = Registry::start();
+    let k = keys();
+    let digest = push_image(&reg, "team/app:v1", "gate");
+    let s = mlsign(["sign", &reg.oci("team/app:v1"), "--key", p(&k.a_priv)]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&k.a_pub, dir.path().join("release.pub")).unwrap();
+    let policy = |name: &str, extra: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "schema = \"mlsign-policy/1\"\nsubjects = [\"oci://{}/team/*\"]\n[[authorities]]\nname = \"release\"\nkey = \"release.pub\"\n[requirements.signature]\n{extra}",
+                reg.host()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let gate = |pol: &Path| {
+        let r = mlsign([
+            "gate",
+            &reg.oci("team/app:v1"),
+            "--policy",
+            p(pol),
+            "--format",
+            "json",
+        ]);
+        (r.code, r.json(), r.all())
+    };
+    let (code, v, all) = gate(&policy("ok.toml", ""));
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(v["subject"]["digest"], digest, "{v}");
+    let (code, _, all) = gate(&policy(
+        "rev.toml",
+        &format!("[revocation]\ndigests = [\"{digest}\"]\n"),
+    ));
+    assert_eq!(code, 1, "revoked digest: {all}");
+    let (code, _, all) = gate(&policy("scan.toml", "[requirements.scan]\n"));
+    assert_ne!(
+        code, 0,
+        "a file requirement fails closed for a registry subject: {all}"
+    );
+    // Moved tag: no signature covers the new digest.
+    push_image(&reg, "team/app:v1", "moved");
+    let (code, _, all) = gate(&policy("ok2.toml", ""));
+    assert_eq!(code, 1, "{all}");
+}

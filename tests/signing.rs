@@ -2787,3 +2787,284 @@ fn certificate_holes_are_closed_for_model_signing_too() {
         assert_eq!(r.code == 0, ok, "{leaf}: model_signing: {}", r.all());
     }
 }
+
+/// A signing certificate with explicit validity dates (`openssl ca`), issued by `issuer`.
+fn dated_leaf(dir: &Path, name: &str, issuer: &str, start: &str, end: &str) -> PathBuf {
+    if !dir.join("ca.cnf").exists() {
+        fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\n\
+             default_md = sha256\npolicy = p\nunique_subject = no\ncopy_extensions = none\n\
+             [p]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        fs::write(dir.join("index.txt"), "").unwrap();
+        fs::write(dir.join("serial.txt"), "01\n").unwrap();
+    }
+    ec_key(dir, name, "prime256v1");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.pem"),
+            "-subj",
+            "/CN=Dated Signer",
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            &format!("{issuer}.crt"),
+            "-keyfile",
+            &format!("{issuer}.pem"),
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.crt"),
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "leaf",
+            "-notext",
+        ],
+    );
+    dir.join(format!("{name}.crt"))
+}
+
+#[test]
+fn certificate_validity_is_checked_at_the_signing_time() {
+    // model_signing's rule: no trusted time in these bundles, so the whole path is evaluated at
+    // the signing certificate's notBefore. openssl verify -attime at that instant must agree.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("ext.cnf"), CHAIN_EXT).unwrap();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    chain_cert(dir, "root", "Root", None, "root"); // now .. now + 10 years
+    chain_cert(dir, "i_ca", "Intermediate", Some("root"), "ca"); // now .. now + 1 year
+    let cases = [
+        // (leaf, issuer, start, end, accepted, certificate named in the message)
+        ("in_time", "i_ca", None, true, ""),
+        (
+            "after_issuer",
+            "i_ca",
+            Some(("20300101000000Z", "20310101000000Z")),
+            false,
+            "'CN=Intermediate' is not valid at the signing time 2030-01-01T00:00:00Z",
+        ),
+        (
+            "before_issuer",
+            "i_ca",
+            Some(("20200101000000Z", "20400101000000Z")),
+            false,
+            "'CN=Intermediate' is not valid at the signing time 2020-01-01T00:00:00Z",
+        ),
+        (
+            "after_root",
+            "root",
+            Some(("20400101000000Z", "20410101000000Z")),
+            false,
+            "'CN=Root' is not valid at the signing time 2040-01-01T00:00:00Z",
+        ),
+    ];
+    for (name, issuer, dates, accepted, why) in cases {
+        let leaf = match dates {
+            Some((start, end)) => dated_leaf(dir, name, issuer, start, end),
+            None => chain_cert(dir, name, "Signer", Some(issuer), "leaf"),
+        };
+        let bundle = dir.join(format!("{name}.sig"));
+        let mut args: Vec<PathBuf> = vec![
+            "sign".into(),
+            m.clone(),
+            "--key".into(),
+            dir.join(format!("{name}.pem")),
+            "--cert".into(),
+            leaf.clone(),
+            "--bundle".into(),
+            bundle.clone(),
+        ];
+        if issuer != "root" {
+            args.extend(["--chain".into(), dir.join(format!("{issuer}.crt"))]);
+        }
+        let r = mlsign(&args);
+        assert_eq!(r.code, 0, "{name}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join("root.crt")
+        ]);
+        assert_eq!(r.code, if accepted { 0 } else { 1 }, "{name}: {}", r.all());
+        assert!(r.stdout.contains(why), "{name}: {why:?} not in {}", r.all());
+        let o = run(Command::new("openssl").current_dir(dir).args([
+            "verify",
+            "-attime",
+            &not_before(&leaf).to_string(),
+            "-CAfile",
+            "root.crt",
+            "-untrusted",
+            "i_ca.crt",
+            &format!("{name}.crt"),
+        ]));
+        assert_eq!(o.code == 0, accepted, "{name}: openssl: {}", o.all());
+    }
+}
+
+/// Seeded generator for the randomised chain comparison (no dependency for one test).
+struct Lcg(u64);
+impl Lcg {
+    fn pick(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn random_chains_agree_with_openssl() {
+    // Differential: random PKIs over the constraints both sides process (basicConstraints,
+    // pathLenConstraint, keyUsage, unknown critical extensions, dNSName constraints), each
+    // judged by mlsign verify and openssl verify -attime. Every verdict must match.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let m = dir.join("weights.bin");
+    fs::write(&m, b"model bytes").unwrap();
+    let mut rng = Lcg(0x5eed_2026);
+    let mut ext = String::new();
+    let mut disagreements = Vec::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    for case in 0..16 {
+        let ca_section = |name: &str, rng: &mut Lcg, root: bool| {
+            let bc = if !root && rng.pick(8) == 0 {
+                "CA:FALSE".to_string()
+            } else {
+                match rng.pick(4) {
+                    0 => "CA:TRUE,pathlen:0".into(),
+                    1 => "CA:TRUE,pathlen:1".into(),
+                    _ => "CA:TRUE".into(),
+                }
+            };
+            let mut s = format!("[{name}]\nbasicConstraints=critical,{bc}\n");
+            match rng.pick(6) {
+                0 => s.push_str("keyUsage=critical,digitalSignature,cRLSign\n"),
+                1 => {}
+                _ => s.push_str("keyUsage=critical,keyCertSign,cRLSign\n"),
+            }
+            if rng.pick(8) == 0 {
+                s.push_str("1.3.6.1.4.1.55555.2=critical,ASN1:UTF8String:x\n");
+            }
+            if !root && rng.pick(4) == 0 {
+                s.push_str("nameConstraints=critical,permitted;DNS:good.example\n");
+            }
+            s
+        };
+        let depth = 1 + rng.pick(2) as usize;
+        let root = format!("r{case}");
+        ext.push_str(&ca_section(&root, &mut rng, true));
+        let mut issuer = root.clone();
+        let mut chain = Vec::new();
+        let mut sections = vec![(root.clone(), None)];
+        for d in 0..depth {
+            let name = format!("c{case}i{d}");
+            ext.push_str(&ca_section(&name, &mut rng, false));
+            sections.push((name.clone(), Some(issuer.clone())));
+            chain.insert(0, name.clone());
+            issuer = name;
+        }
+        let leaf = format!("c{case}leaf");
+        ext.push_str(&format!(
+            "[{leaf}]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n"
+        ));
+        match rng.pick(3) {
+            0 => ext.push_str("subjectAltName=DNS:signer.good.example\n"),
+            1 => ext.push_str("subjectAltName=DNS:signer.evil.example\n"),
+            _ => {}
+        }
+        if rng.pick(8) == 0 {
+            ext.push_str("1.3.6.1.4.1.55555.3=critical,ASN1:UTF8String:y\n");
+        }
+        sections.push((leaf.clone(), Some(issuer)));
+        fs::write(dir.join("ext.cnf"), &ext).unwrap();
+        for (name, iss) in &sections {
+            chain_cert(dir, name, name, iss.as_deref(), name);
+        }
+        let chain_refs: Vec<&str> = chain.iter().map(String::as_str).collect();
+        let chain_pem = pem_cat(dir, &format!("c{case}chain.pem"), &chain_refs);
+        let bundle = dir.join(format!("c{case}.sig"));
+        let r = mlsign(os![
+            "sign",
+            m,
+            "--key",
+            dir.join(format!("{leaf}.pem")),
+            "--cert",
+            dir.join(format!("{leaf}.crt")),
+            "--chain",
+            chain_pem,
+            "--bundle",
+            bundle
+        ]);
+        assert_eq!(r.code, 0, "case {case}: {}", r.all());
+        let r = mlsign(os![
+            "verify",
+            m,
+            "--bundle",
+            bundle,
+            "--cert-chain",
+            dir.join(format!("{root}.crt"))
+        ]);
+        assert!(r.code == 0 || r.code == 1, "case {case}: {}", r.all());
+        let leaf_crt = dir.join(format!("{leaf}.crt"));
+        let o = run(Command::new("openssl").current_dir(dir).args([
+            "verify",
+            "-attime",
+            &not_before(&leaf_crt).to_string(),
+            "-CAfile",
+            &format!("{root}.crt"),
+            "-untrusted",
+            &format!("c{case}chain.pem"),
+            &format!("{leaf}.crt"),
+        ]));
+        if (r.code == 0) != (o.code == 0) {
+            disagreements.push(format!(
+                "case {case} (mlsign exit {}, openssl exit {}):\n{}\nmlsign: {}\nopenssl: {}",
+                r.code,
+                o.code,
+                fs::read_to_string(dir.join("ext.cnf"))
+                    .unwrap()
+                    .split(&format!("[r{case}]"))
+                    .nth(1)
+                    .unwrap_or_default(),
+                r.stdout,
+                o.all()
+            ));
+        }
+        if r.code == 0 {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n\n"));
+    // The generator must exercise both outcomes, or the comparison proves little.
+    assert!(
+        accepted >= 2 && rejected >= 2,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod cert;
 pub mod dsse;
 mod error;
+mod finding;
 pub mod keys;
 pub mod partition;
 pub mod pkcs11;

@@ -72,7 +72,18 @@ pub fn calibrate(
     }
     let mut v: Vec<f64> = scores.iter().map(|s| s.value).collect();
     let q = 1.0 - fpr;
-    let threshold = stats::quantile(&mut v, q);
+    let stat = prepared.suite.file.decision.stat;
+    // Never below the statistic's floor: a threshold that flags candidates doing no more than the
+    // baseline is no threshold, however the benign ones scored.
+    let threshold = stats::quantile(&mut v, q).max(stat.threshold_range().0);
+    if let Some(why) = stat.check_threshold(threshold) {
+        return Err(BehaveError::suite(
+            path,
+            format!(
+                "the benign candidates give threshold {threshold}, which cannot be used: {why}"
+            ),
+        ));
+    }
     let above = v.iter().filter(|x| **x > threshold).count();
     let benign_max = v.last().copied().unwrap_or(0.0);
     let created = time::OffsetDateTime::now_utc()

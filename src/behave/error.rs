@@ -34,6 +34,32 @@ pub enum BehaveError {
         tensor: String,
         dtype: String,
     },
+    #[error("{path}: tensor `{tensor}` has dtype {dtype}, which mlsign behave cannot load (it reads F32, F16, BF16, F64, U8, U16, U32, I16, I32, I64); convert the tensor")]
+    UnsupportedDType {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{path}: label tensor `{tensor}` has dtype {dtype}; labels must be integers (U8, U32, I16, I32 or I64)")]
+    LabelDType {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{path}: label tensor `{tensor}` holds {label} at input {index}, but the model has {classes} classes (labels run from 0 to {max})", max = .classes.saturating_sub(1))]
+    LabelOutOfRange {
+        path: PathBuf,
+        tensor: String,
+        index: usize,
+        label: u32,
+        classes: usize,
+    },
+    #[error("{path}: resolves to {target}, outside the model directory {dir}; model files must stay inside it (copy the file in rather than linking to it)")]
+    OutsideModel {
+        path: PathBuf,
+        target: PathBuf,
+        dir: PathBuf,
+    },
     #[error("{path}: tensor `{tensor}` holds NaN or infinite values")]
     NonFiniteTensor { path: PathBuf, tensor: String },
     #[error(

@@ -19,6 +19,24 @@ pub use error::{BehaveError, Result};
 pub use report::BehaveReport;
 pub use runner::{run, Prepared, Progress};
 
+/// Fix candle's CPU thread count once, for the whole process. candle-core 0.11 asks for it on
+/// every matmul and, without `RAYON_NUM_THREADS`, works it out again each time from
+/// /sys and /proc/cpuinfo (hundreds of thousands of file opens for one suite, most of the run
+/// time in system calls). Resolved once here and pinned in the variable candle reads first; a
+/// value the user set is kept.
+///
+/// Call at start-up, before any thread exists: it sets an environment variable.
+pub fn pin_thread_count() {
+    let set = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > 0);
+    if !set {
+        let n = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
 /// The compute device: CPU, or CUDA when built with the `cuda` feature.
 pub fn device(cuda: bool) -> Result<candle_core::Device> {
     if cuda {

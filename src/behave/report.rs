@@ -122,9 +122,13 @@ pub struct Companions {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Timing {
-    /// Seconds inside model forward passes (both models; baseline once per suite).
+    /// Seconds in this candidate's forward passes (part of `total_s`).
     pub forward_s: f64,
+    /// Seconds to score this candidate: load, forward passes, statistics.
     pub total_s: f64,
+    /// Seconds in the baseline's forward passes, made once per run and shared by every candidate
+    /// of it: not part of `total_s` or `forward_s`.
+    pub baseline_forward_s: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]

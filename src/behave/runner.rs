@@ -229,6 +229,23 @@ fn check_inputs(suite: &Suite, model: &Model, path: &Path) -> Result<()> {
             ),
         ));
     }
+    // Accuracy is reported from the labels: one outside the classes would be silently wrong.
+    if let Some(labels) = &suite.labels {
+        let classes = model.info().outputs;
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| usize::try_from(l).map_or(true, |l| l >= classes))
+        {
+            return Err(BehaveError::LabelOutOfRange {
+                path: suite.inputs_path.clone(),
+                tensor: suite.file.suite.label_tensor.clone(),
+                index,
+                label,
+                classes,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -366,8 +383,7 @@ impl Prepared {
         let loc = Location::path(candidate.display().to_string());
         let probes_p = self.probe_summary();
         let stat = dec.stat.name();
-        let message = if flagged {
-            let t = &scored.top[0];
+        let message = if let (true, Some(t)) = (flagged, scored.top.first()) {
             let what = match &t.detail {
                 CandidateDetail::Class { target_class, median_excess, .. } => format!(
                     "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does",
@@ -491,8 +507,9 @@ impl Prepared {
             top_candidates: scored.top,
             findings,
             timing: Timing {
-                forward_s: fwd + self.base_forward_s,
+                forward_s: fwd,
                 total_s: t_start.elapsed().as_secs_f64(),
+                baseline_forward_s: self.base_forward_s,
             },
         })
     }
@@ -598,8 +615,10 @@ impl Prepared {
                     .unwrap_or_default(),
             }),
             // The best target per probe: several probes pointing at one class is the signal.
+            // Only cells where the candidate does more than the baseline are trigger candidates.
             top: cells
                 .iter()
+                .filter(|c| c.median_excess > 0.0)
                 .filter(|c| seen.insert(c.probe))
                 .take(self.suite.file.decision.report_top)
                 .map(|c| TriggerCandidate::new(c, &self.probes[c.probe].label, labels))

@@ -153,6 +153,46 @@ pub enum Statistic {
 }
 
 impl Statistic {
+    /// The statistic in force for a task (embedding and LM suites have theirs fixed).
+    pub fn for_task(self, task: Task) -> Statistic {
+        match task {
+            Task::Embedding => Statistic::ProbeCosZ,
+            Task::Lm => Statistic::ProbeJsZ,
+            Task::Classification => self,
+        }
+    }
+
+    /// Thresholds that can both flag and clear a candidate (flagged = value > threshold): the
+    /// lowest usable one, and the value the statistic never exceeds, if it has one. Below the
+    /// lower bound a candidate that does no more than the baseline is flagged; at or above the
+    /// upper bound nothing ever is, so detection would be silently off.
+    pub fn threshold_range(self) -> (f64, Option<f64>) {
+        match self {
+            // A median over source classes of a difference of two rates: within [-1, 1].
+            Statistic::SrcclassMedianExcess => (0.0, Some(1.0)),
+            // Robust z-scores, 0 when no probe passes the consistency condition; unbounded above.
+            Statistic::ProbeCosZ | Statistic::ProbeJsZ => (0.0, None),
+        }
+    }
+
+    /// Why `t` is not a usable threshold for this statistic, if it is not.
+    pub fn check_threshold(self, t: f64) -> Option<String> {
+        let (lo, hi) = self.threshold_range();
+        let name = self.name();
+        if !t.is_finite() {
+            return Some("decision.threshold must be a finite number".into());
+        }
+        if t < lo {
+            return Some(format!("decision.threshold {t} is below {lo}, the least value of {name} that means any divergence: every candidate, even an identical copy of the baseline, would be flagged"));
+        }
+        if let Some(hi) = hi {
+            if t >= hi {
+                return Some(format!("decision.threshold {t} is out of range for {name}, which never exceeds {hi}: no candidate could ever be flagged (use a value in [{lo}, {hi}), e.g. 0.5, or run `mlsign behave calibrate`)"));
+            }
+        }
+        None
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Statistic::SrcclassMedianExcess => "srcclass_median_excess",
@@ -279,11 +319,7 @@ impl Suite {
         let mut file: SuiteFile =
             toml::from_str(text).map_err(|e| BehaveError::suite(path, e.to_string()))?;
         validate(path, &file)?;
-        match file.suite.task {
-            Task::Embedding => file.decision.stat = Statistic::ProbeCosZ,
-            Task::Lm => file.decision.stat = Statistic::ProbeJsZ,
-            Task::Classification => {}
-        }
+        file.decision.stat = file.decision.stat.for_task(file.suite.task);
         let inputs_path = resolve(path, &file.suite.inputs);
         if !inputs_path.is_file() {
             return Err(BehaveError::suite(
@@ -354,7 +390,7 @@ fn parse_jsonl(path: &Path, raw: &[u8]) -> Result<Vec<String>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line)
+        let v: serde_json::Value = crate::json::value_from_str(line)
             .map_err(|e| BehaveError::format(path, format!("line {}: {e}", i + 1)))?;
         let t = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
             BehaveError::format(
@@ -394,8 +430,22 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
         return err("no [[probe]] sections: a behavioural diff needs at least one probe generator (clean-only drift does not reveal backdoors)".into());
     }
     let d = &f.decision;
-    if d.threshold.is_some_and(|t| !t.is_finite()) {
-        return err("decision.threshold must be a finite number".into());
+    if let Some(why) = d
+        .threshold
+        .and_then(|t| d.stat.for_task(f.suite.task).check_threshold(t))
+    {
+        return err(why);
+    }
+    if d.report_top == 0 {
+        return err(
+            "decision.report_top must be ≥ 1 (a flagged verdict names its top trigger candidate)"
+                .into(),
+        );
+    }
+    if let Some(m) = d.clean_flip_rate_max {
+        if !(0.0..1.0).contains(&m) {
+            return err(format!("decision.clean_flip_rate_max {m} must be in [0, 1): the clean top-1 flip rate never exceeds 1, so the gate would be off"));
+        }
     }
     if d.stat == Statistic::ProbeCosZ && f.suite.task != Task::Embedding {
         return err(

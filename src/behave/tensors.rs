@@ -37,9 +37,49 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
 pub fn load(path: &Path) -> Result<TensorFile> {
     let bytes = read_bounded(path, MAX_FILE_BYTES)?;
     let sha256 = sha256_hex(&bytes);
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| BehaveError::format(path, format!("not a valid safetensors file: {e}")))?;
+    let tensors = load_buffer(path, &bytes)?;
     Ok(TensorFile { tensors, sha256 })
+}
+
+/// Every tensor of a safetensors buffer, on the CPU. A file whose container is broken is "not a
+/// valid safetensors file"; a valid one holding a dtype candle cannot load (I8, U16 in some
+/// versions, F8 variants…) says which tensor and dtype instead.
+pub fn load_buffer(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    use candle_core::safetensors::Load;
+    let st = candle_core::safetensors::SliceSafetensors::new(bytes)
+        .map_err(|e| BehaveError::format(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = view.load(&Device::Cpu).map_err(|e| match e {
+            candle_core::Error::UnsupportedSafeTensorDtype(d) => BehaveError::UnsupportedDType {
+                path: path.into(),
+                tensor: name.clone(),
+                dtype: format!("{d:?}"),
+            },
+            other => BehaveError::format(
+                path,
+                format!("cannot load tensor `{name}` ({:?}): {other}", view.dtype()),
+            ),
+        })?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// A model file must stay inside its model directory once symlinks are resolved: a weights file
+/// linking elsewhere (another model, a system file) would be read and reported as this model's.
+pub fn ensure_inside(dir: &Path, file: &Path) -> Result<()> {
+    let d = std::fs::canonicalize(dir).map_err(|e| BehaveError::io(dir, e))?;
+    let f = std::fs::canonicalize(file).map_err(|e| BehaveError::io(file, e))?;
+    if f.starts_with(&d) {
+        Ok(())
+    } else {
+        Err(BehaveError::OutsideModel {
+            path: file.into(),
+            target: f,
+            dir: d,
+        })
+    }
 }
 
 impl TensorFile {
@@ -96,10 +136,10 @@ impl TensorFile {
                 t.to_dtype(DType::I64)?.flatten_all()?.to_vec1()?
             }
             other => {
-                return Err(BehaveError::DType {
+                return Err(BehaveError::LabelDType {
                     path: path.into(),
                     tensor: name.into(),
-                    dtype: format!("{other:?} (labels must be integers)"),
+                    dtype: format!("{other:?}"),
                 })
             }
         };

@@ -163,6 +163,7 @@ pub fn verify(bom: &Bom, bom_path: &Path, o: &DriftOptions) -> Result<DriftRepor
                 Finding::new(code, sev, format!("{} {:?}: {what}", c.kind, c.name)).at(Location {
                     path: shown.clone(),
                     member: Some(d.path().to_string()),
+                    stream: None,
                     offset: None,
                 }),
             );

@@ -13,6 +13,8 @@
 pub mod build;
 pub mod cyclonedx;
 pub mod drift;
+mod finding;
+pub use finding::attestation_finding;
 pub mod lockfiles;
 pub mod modelcard;
 pub mod show;

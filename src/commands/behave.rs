@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 pub fn run(args: BehaveArgs) -> anyhow::Result<Exit> {
+    behave::pin_thread_count();
     match args.command {
         Some(BehaveCommand::Calibrate(c)) => run_calibrate(c),
         None => {
@@ -66,13 +67,28 @@ fn prepare(
     bar: &Bar,
 ) -> anyhow::Result<Prepared> {
     let progress = |s: &str, d: u64, t: u64| bar.update(&format!("baseline {s}"), d, t);
-    Prepared::new(suite, baseline, device(opts)?, &progress).with_context(|| {
-        format!(
-            "cannot evaluate baseline {} on suite {}",
-            baseline.display(),
-            suite.display()
+    Prepared::new(suite, baseline, device(opts)?, &progress).map_err(|e| {
+        about_suite(
+            e,
+            suite,
+            &format!(
+                "cannot evaluate baseline {} on suite {}",
+                baseline.display(),
+                suite.display()
+            ),
         )
     })
+}
+
+/// `what: cause`, where a cause that is about `suite` itself ("suite S: …") does not name the
+/// suite a second time.
+fn about_suite(e: behave::BehaveError, suite: &Path, what: &str) -> anyhow::Error {
+    match e {
+        behave::BehaveError::Suite { path, message } if path == suite => {
+            anyhow::anyhow!("{what}: {message}")
+        }
+        other => anyhow::Error::new(other).context(what.to_string()),
+    }
 }
 
 fn run_diff(
@@ -93,17 +109,13 @@ fn run_diff(
                 t,
             )
         };
-        let mut r = prepared.score(c, &progress).with_context(|| {
+        let r = prepared.score(c, &progress).with_context(|| {
             format!(
                 "cannot compare candidate {} with baseline {}",
                 c.display(),
                 baseline.display()
             )
         })?;
-        if i == 0 {
-            // Single-run timing includes the baseline evaluation (cached for later candidates).
-            r.timing.total_s += prepared.baseline_forward_s();
-        }
         reports.push(r);
     }
     bar.finish();
@@ -210,7 +222,14 @@ fn human(r: &BehaveReport) -> String {
             c.pooled_excess_max, c.probe_js_excess_max
         );
     }
-    let _ = writeln!(s, "  top trigger candidates:");
+    if r.top_candidates.is_empty() {
+        let _ = writeln!(
+            s,
+            "  top trigger candidates: none (no probe sends more inputs to a class than the baseline does)"
+        );
+    } else {
+        let _ = writeln!(s, "  top trigger candidates:");
+    }
     for (i, t) in r.top_candidates.iter().take(5).enumerate() {
         let _ = match &t.detail {
             CandidateDetail::Class {
@@ -276,8 +295,8 @@ fn human(r: &BehaveReport) -> String {
     }
     let _ = writeln!(
         s,
-        "  time       {:.2}s ({:.2}s in forward passes)",
-        r.timing.total_s, r.timing.forward_s
+        "  time       {:.2}s ({:.2}s in forward passes); the baseline's forward passes took {:.2}s once for all candidates",
+        r.timing.total_s, r.timing.forward_s, r.timing.baseline_forward_s
     );
     s
 }
@@ -287,8 +306,13 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
     let prepared = prepare(&a.baseline, &a.suite, &a.run, &bar)?;
     let n = a.benign.len();
     let progress = |s: &str, d: u64, t: u64| bar.update(&format!("benign ({n}) {s}"), d, t);
-    let res = calibrate::calibrate(&prepared, &a.benign, a.fpr, &progress)
-        .with_context(|| format!("cannot calibrate suite {}", a.suite.display()))?;
+    let res = calibrate::calibrate(&prepared, &a.benign, a.fpr, &progress).map_err(|e| {
+        about_suite(
+            e,
+            &a.suite,
+            &format!("cannot calibrate suite {}", a.suite.display()),
+        )
+    })?;
     bar.finish();
     if a.write {
         calibrate::write_into_suite(&a.suite, res.threshold, &res.calibration)

@@ -8,7 +8,7 @@ use crate::cli::{
     BomAction, BomArgs, BomBuildArgs, BomShowArgs, BomSignArgs, BomValidateArgs, BomVerifyArgs,
     ShowFormat,
 };
-use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
+use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -198,28 +198,12 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
     Ok(Exit::Pass)
 }
 
-fn issue_finding(file: &str, i: &validate::Issue) -> Finding {
-    let sev = match i.code {
-        "BOM004" => Severity::Medium,
-        _ => Severity::High,
-    };
-    Finding::new(i.code, sev, i.message.clone()).at(Location {
-        path: file.to_string(),
-        member: Some(if i.pointer.is_empty() {
-            "/".into()
-        } else {
-            i.pointer.clone()
-        }),
-        offset: None,
-    })
-}
-
 fn validate_cmd(a: BomValidateArgs) -> Result<Exit> {
     let bytes = bom::read_limited(&a.file, bom::MAX_BOM_BYTES)?;
     let shown = a.file.display().to_string();
     let doc = validate::parse(&bytes).with_context(|| shown.clone())?;
     let issues = validate::validate(&doc).with_context(|| shown.clone())?;
-    let findings: Vec<Finding> = issues.iter().map(|i| issue_finding(&shown, i)).collect();
+    let findings: Vec<Finding> = issues.iter().map(|i| i.to_finding(&shown)).collect();
     match a.format {
         Format::Human => {
             if issues.is_empty() {
@@ -284,16 +268,11 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
                         eprintln!("warning: {w}");
                     }
                 }
-                Err(why) => {
-                    findings.push(
-                        Finding::new("BOM008", Severity::Critical, why).at(Location::path(&shown)),
-                    );
-                }
+                Err(why) => findings.push(bom::attestation_finding(why, &shown)),
             },
-            Err(attest::Error::Rejected { message, .. }) => findings.push(
-                Finding::new("BOM008", Severity::Critical, message)
-                    .at(Location::path(bp.display().to_string())),
-            ),
+            Err(attest::Error::Rejected { message, .. }) => {
+                findings.push(bom::attestation_finding(message, &bp.display().to_string()))
+            }
             Err(e) => return Err(anyhow!(e)),
         }
         if signature.is_null() {

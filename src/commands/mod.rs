@@ -1,12 +1,15 @@
 //! The CLI edge: each command turns parsed arguments into library calls, renders the result in
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
+pub mod approve;
 mod bom;
 mod common;
 mod dataset;
+pub mod gate;
 mod hash;
 mod keygen;
 mod oci;
+pub mod policy;
 mod pull;
 mod push;
 pub mod scan;
@@ -32,6 +35,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Scan(a) => (a.format, scan::run(a)),
         Command::Push(a) => (a.format, push::run(a)),
         Command::Pull(a) => (a.format, pull::run(a)),
+        Command::Gate(a) => (a.format.errors(), gate::run(a)),
+        Command::Policy(a) => (policy::format(&a), policy::run(a)),
+        Command::Approve(a) => (a.format, approve::run(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

@@ -197,7 +197,7 @@ pub fn verify_against(a: &VerifyArgs, reference: &str) -> Result<Exit> {
     }
     let out = oci::verify_dir_against(&a.path, &r, &t, &options(&a.registry)?)?;
     let mut findings = findings_of(&out.registry);
-    findings.extend(out.differences.iter().map(super::verify::finding_of));
+    findings.extend(out.differences.iter().map(|d| d.to_finding()));
     let ok = out.registry.verified && out.differences.is_empty();
     match a.format {
         Format::Human => {

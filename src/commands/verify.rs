@@ -1,34 +1,9 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
-use crate::attest::{
-    cert, verify_model, Error as AttestError, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
-};
+use crate::attest::{cert, verify_model, Trust, VerifyOptions, VerifyOutcome, VerifyingKey};
 use crate::cli::VerifyArgs;
-use crate::digest::Difference;
-use crate::report::{sarif, Exit, Finding, Format, Location, Severity};
+use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{Context, Result};
 use serde_json::json;
-
-pub(super) fn finding_of(d: &Difference) -> Finding {
-    let (code, sev, msg) = match d {
-        Difference::Modified { .. } => (
-            "SIG001",
-            Severity::Critical,
-            "content differs from what was signed".to_string(),
-        ),
-        Difference::Missing { .. } => ("SIG002", Severity::High, "signed, but missing".to_string()),
-        Difference::Extra { .. } => (
-            "SIG003",
-            Severity::High,
-            "present, but not covered by the signature".to_string(),
-        ),
-        Difference::Renamed { from, .. } => (
-            "SIG004",
-            Severity::High,
-            format!("renamed from {from} (same content)"),
-        ),
-    };
-    Finding::new(code, sev, msg).at(Location::path(d.path()))
-}
 
 pub(super) fn emit(
     a: &VerifyArgs,
@@ -147,7 +122,7 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
     }
     match verify_model(&a.path, &bundle, &trust, &opts, &bar) {
         Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
             emit(&a, &bundle, Some(&o), &findings);
             Ok(if findings.is_empty() {
                 Exit::Pass
@@ -155,12 +130,12 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
                 Exit::Finding
             })
         }
-        Err(AttestError::Rejected { code, message }) => {
-            let f = Finding::new(code, Severity::Critical, message)
-                .at(Location::path(bundle.display().to_string()));
-            emit(&a, &bundle, None, &[f]);
-            Ok(Exit::Finding)
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match e.to_finding(&bundle.display().to_string()) {
+            Some(f) => {
+                emit(&a, &bundle, None, &[f]);
+                Ok(Exit::Finding)
+            }
+            None => Err(e.into()),
+        },
     }
 }

@@ -1,11 +1,11 @@
 //! `verify --partition I/N [-o RESULT.json]` and `verify --from-parts RESULT…`.
 
-use super::verify::{emit, finding_of};
+use super::verify::emit;
 use crate::attest::partition::{merge_results, verify_partition};
 use crate::attest::{Error as AttestError, Trust, VerifyOptions};
 use crate::cli::VerifyArgs;
 use crate::digest::Progress;
-use crate::report::{Exit, Finding, Location, Severity};
+use crate::report::{Exit, Finding};
 use anyhow::Result;
 
 pub fn run(
@@ -31,7 +31,7 @@ pub fn run(
     };
     match result {
         Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(finding_of).collect();
+            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
             emit(a, bundle, Some(&o), &findings);
             if a.format == crate::report::Format::Human {
                 match a.partition {
@@ -51,12 +51,12 @@ pub fn run(
                 Exit::Finding
             })
         }
-        Err(AttestError::Rejected { code, message }) => {
-            let f = Finding::new(code, Severity::Critical, message)
-                .at(Location::path(bundle.display().to_string()));
-            emit(a, bundle, None, &[f]);
-            Ok(Exit::Finding)
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match e.to_finding(&bundle.display().to_string()) {
+            Some(f) => {
+                emit(a, bundle, None, &[f]);
+                Ok(Exit::Finding)
+            }
+            None => Err(e.into()),
+        },
     }
 }

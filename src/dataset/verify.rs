@@ -102,6 +102,7 @@ pub fn verify(l: &Loaded, opts: &VerifyOptions) -> Result<VerifyReport, LineageE
                 .at(Location {
                     path: r.path.clone(),
                     member: Some(d.path().to_string()),
+                    stream: None,
                     offset: None,
                 }),
             );

@@ -313,3 +313,86 @@ pub fn store(
         .map_err(|e| format!("{}: {}", path.display(), e.error))?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::HashAlgorithm;
+
+    fn entry(name: &str, size: u64, ctime_ns: i64) -> Entry {
+        Entry {
+            name: name.into(),
+            open_path: PathBuf::from(name),
+            size,
+            dev: 1,
+            ino: 7,
+            mtime_ns: ctime_ns - 5_000_000_000,
+            ctime_ns,
+        }
+    }
+
+    fn res(name: &str, d: u8) -> Resource {
+        Resource {
+            name: name.into(),
+            algorithm: "sha256".into(),
+            digest: vec![d; 32],
+        }
+    }
+
+    #[test]
+    fn records_only_safe_entries_and_detects_tampering() {
+        let t = tempfile::tempdir().unwrap();
+        // The only test of this binary that reads the cache location from the environment.
+        std::env::set_var("XDG_CACHE_HOME", t.path());
+        let root = t.path().join("model");
+        std::fs::create_dir_all(&root).unwrap();
+        let cfg = HashConfig::default();
+        let now = 1_700_000_000_123_456_789i64;
+        let entries = [
+            entry("old", 3, now - 10_000_000_000),
+            entry("racy", 3, now - 1_000_000), // changed 1 ms before the walk
+            entry("no-ns", 3, 1_600_000_000_000_000_000), // whole seconds only
+        ];
+        let resources = [res("old", 1), res("racy", 2), res("no-ns", 3)];
+        assert_eq!(store(&root, &cfg, &entries, &resources, now).unwrap(), 1);
+        let c = StatCache::load(&root, &cfg).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.lookup(&entries[0]), Some(&[vec![1u8; 32]][..]));
+        assert!(c.lookup(&entries[1]).is_none());
+        let mut changed = entries[0].clone();
+        changed.ctime_ns += 1;
+        assert!(
+            c.lookup(&changed).is_none(),
+            "any stat difference is a miss"
+        );
+        // Another algorithm, another root, a flipped byte: all misses with a reason.
+        let b3 = HashConfig {
+            algorithm: HashAlgorithm::Blake3,
+            ..HashConfig::default()
+        };
+        assert!(StatCache::load(&root, &b3)
+            .err()
+            .unwrap()
+            .0
+            .contains("algorithm"));
+        let other = t.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        assert!(StatCache::load(&other, &cfg)
+            .err()
+            .unwrap()
+            .0
+            .contains("no stat cache"));
+        let file = cache_file(&t.path().join("mlsign"), &root);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 1;
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(StatCache::load(&root, &cfg)
+            .err()
+            .unwrap()
+            .0
+            .contains("MAC"));
+        // A mismatch between entries and resources is refused, not recorded wrongly.
+        assert!(store(&root, &cfg, &entries, &resources[..1], now).is_err());
+    }
+}

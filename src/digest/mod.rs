@@ -12,6 +12,7 @@ pub mod cache;
 mod config;
 mod diff;
 mod error;
+mod finding;
 mod hash;
 mod manifest;
 mod schedule;

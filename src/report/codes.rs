@@ -78,6 +78,19 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    // Gate and policy (mlsign gate, mlsign approve)
+    (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
+    (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
+    (GAT003, "signature requirement not met: fewer policy authorities verified a signature of the subject than the threshold"),
+    (GAT004, "revoked: the subject digest, a signer key or a signer identity is on the policy's revocation list"),
+    (GAT005, "the ML-BOM describes another artifact: its model digest differs from the subject's"),
+    (GAT006, "the ML-BOM is not signed by a policy authority"),
+    (GAT007, "the behave report does not match the policy's pins (suite sha256, baseline digest) or is about another model"),
+    (GAT008, "the behave report did not pass: divergence or clean drift was flagged"),
+    (GAT009, "fewer valid approvals than the policy requires"),
+    (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
+    (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
+    (GAT012, "authority kind not supported by this build (keyless)"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
@@ -90,6 +103,18 @@ pub const BHV001: &str = "BHV001";
 pub const BHV002: &str = "BHV002";
 pub const BHV003: &str = "BHV003";
 pub const BHV004: &str = "BHV004";
+pub const GAT001: &str = "GAT001";
+pub const GAT002: &str = "GAT002";
+pub const GAT003: &str = "GAT003";
+pub const GAT004: &str = "GAT004";
+pub const GAT005: &str = "GAT005";
+pub const GAT006: &str = "GAT006";
+pub const GAT007: &str = "GAT007";
+pub const GAT008: &str = "GAT008";
+pub const GAT009: &str = "GAT009";
+pub const GAT010: &str = "GAT010";
+pub const GAT011: &str = "GAT011";
+pub const GAT012: &str = "GAT012";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
@@ -111,5 +136,43 @@ mod tests {
             assert!(code[3..].chars().all(|c| c.is_ascii_digit()), "{code}");
             assert!(!summary.is_empty());
         }
+    }
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("report/codes.rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Library code only: what follows `#[cfg(test)]` is test code.
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+                out.push((p.display().to_string(), code));
+            }
+        }
+    }
+
+    /// Every code in the table is emitted by library code: its literal (`"SIG001"`) or its
+    /// constant (`codes::BHV001`) appears outside this table and outside tests. A code nothing
+    /// emits is a promise the tool does not keep; remove it or emit it.
+    #[test]
+    fn every_code_is_emitted_somewhere() {
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut never = Vec::new();
+        for (code, _) in CODES {
+            let lit = format!("\"{code}\"");
+            let konst = format!("codes::{code}");
+            let used = files
+                .iter()
+                .any(|(_, t)| t.contains(&lit) || t.contains(&konst));
+            if !used {
+                never.push(*code);
+            }
+        }
+        assert!(never.is_empty(), "codes never emitted: {never:?}");
     }
 }

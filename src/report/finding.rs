@@ -30,12 +30,15 @@ impl std::fmt::Display for Severity {
 }
 
 /// Where a finding is: a path (relative to the scanned root where there is one), optionally a
-/// member inside a container and a byte offset.
+/// member inside a container, a pickle stream index and a byte offset.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Location {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Index of the pickle stream within the member (stacked pickles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
 }
@@ -55,6 +58,9 @@ impl std::fmt::Display for Location {
         if let Some(m) = &self.member {
             write!(f, "!{m}")?;
         }
+        if let Some(s) = self.stream {
+            write!(f, "#{s}")?;
+        }
         if let Some(o) = self.offset {
             write!(f, "@{o}")?;
         }
@@ -70,6 +76,9 @@ pub struct Finding {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// Check-specific structured data (expected vs. found digests, the file looked for…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl Finding {
@@ -79,7 +88,13 @@ impl Finding {
             severity,
             message: message.into(),
             location: None,
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub fn at(mut self, location: Location) -> Self {

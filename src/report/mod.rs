@@ -1,12 +1,18 @@
-//! Findings, verdicts and the output sinks (human, JSON, SARIF) shared by every command.
+//! Findings, verdicts and the output sinks (human, JSON, SARIF, Markdown) shared by every command.
 //!
 //! Every check in mlsign ends as [`Finding`]s with a stable code from [`codes`]; the output
 //! formats are sinks over the same data, so nothing is computed for one format only.
 
+pub mod check;
 pub mod codes;
 pub mod finding;
+pub mod github;
+pub mod human;
+pub mod json;
+pub mod markdown;
 pub mod sarif;
 
+pub use check::{Check, CheckStatus, Verdict};
 pub use finding::{Finding, Location, Severity};
 
 /// Output format selected with `--format`.

@@ -44,6 +44,9 @@ pub fn to_sarif(findings: &[Finding]) -> Value {
                 if let Some(m) = &loc.member {
                     l["logicalLocations"] = json!([{"name": m, "kind": "member"}]);
                 }
+                if let Some(s) = loc.stream {
+                    l["properties"] = json!({"pickleStream": s});
+                }
                 r["locations"] = json!([l]);
             }
             r
@@ -75,6 +78,7 @@ mod tests {
             Finding::new("SIG001", Severity::High, "hash mismatch").at(Location {
                 path: "a/b".into(),
                 member: Some("data.pkl".into()),
+                stream: None,
                 offset: Some(7),
             }),
         ];

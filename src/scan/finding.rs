@@ -86,6 +86,7 @@ impl ScanFinding {
         Finding::new(self.code, self.severity, msg).at(Location {
             path: path.to_string(),
             member: self.member.clone(),
+            stream: self.stream,
             offset: self.offset,
         })
     }

@@ -158,6 +158,14 @@ if have_torch:
     manifest["code.pt"] = {"expect": "clean", "codes": [], "confirmed": "written by torch.save"}
 case("torch_prefix_code.pt", data, "malicious", ["PKL001"], confirmed)
 
+# 5b. Extension tricks (CVE-2025-1889 class): a pickle member under a name no scanner list
+#     knows, in an archive that is not a torch checkpoint, is still read by content.
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("readme.txt", "weights inside")
+    z.writestr("model.weights", EVIL)
+case("zip_pickle_member_odd_name.zip", buf.getvalue(), "malicious", ["PKL001"])
+
 # 6. tar with a pax `size` record: Python's tarfile takes the member's size (and so its data
 #    and the next header's position) from it, not from the ustar size field (0 here).
 import tarfile  # noqa: E402
@@ -223,9 +231,45 @@ case("keras_tfsm_layer.keras",
 case("keras_os_module.keras",
      keras(seq([dense("d", {"module": "os", "class_name": "function", "config": "system", "registered_name": "system"})])),
      "malicious", ["SCN016"])
+# Keras itself confirms what it does with these configs, where it can run (keras + torch).
+try:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras as real_keras
+
+    have_keras = real_keras.backend.backend() == "torch"
+except Exception:  # pragma: no cover - keras / torch optional
+    have_keras = False
+
+
+def keras_load(data, safe_mode):
+    p = os.path.join(out, "probe.keras")
+    with open(p, "wb") as f:
+        f.write(data)
+    try:
+        real_keras.saving.load_model(p, safe_mode=safe_mode)
+        return None
+    except Exception as e:  # the payloads are not real models: loading ends in an error
+        return f"{type(e).__name__}: {e}"
+    finally:
+        os.remove(p)
+
+
+keras_marker = os.path.join(out, "keras-ran")
 wrapper = {"module": "keras.layers", "class_name": "TorchModuleWrapper", "registered_name": None,
-           "config": {"name": "tw", "module": base64.b64encode(EVIL).decode()}}
-case("keras_torch_module_wrapper.keras", keras(seq([wrapper])), "malicious", ["SCN016", "PKL001"])
+           "config": {"name": "tw", "module": base64.b64encode(pickle.dumps(Mkdir(keras_marker), protocol=2)).decode()}}
+data = keras(seq([wrapper]))  # config.json only: no metadata.json, no weights
+confirmed = None
+if have_keras:
+    keras_load(data, safe_mode=False)
+    assert os.path.isdir(keras_marker), "keras did not torch.load the TorchModuleWrapper module"
+    os.rmdir(keras_marker)
+    confirmed = "keras.saving.load_model(safe_mode=False) ran the torch.load payload (marker created)"
+case("keras_torch_module_wrapper.keras", data, "malicious", ["SCN016", "PKL001"], confirmed)
+if have_keras:
+    err = keras_load(keras(seq([{"module": "keras", "class_name": "layers.Lambda",
+                                 "config": {"name": "x", "function": lam["config"]["function"]}}])), True)
+    assert err and "Lambda" in err, err
+    manifest["keras_layers_lambda_spelling.keras"]["confirmed"] = f"keras resolves it to Lambda: {err[:80]}"
 npz = io.BytesIO()
 try:
     import numpy as np

@@ -162,6 +162,31 @@ def samples():
         "numpy",
         "§4 the same inside an object .npy: numpy.load's pickle.load runs the array bytes",
     )
+    # joblib < 0.10 'ZF' zlib file (joblib 1.x still loads it): scanned after decompression.
+    import zlib
+
+    raw = b"\x80\x02" + PAYLOAD + b"."
+    out["joblib_zfile_payload.gz"] = (
+        b"ZF" + hex(len(raw)).encode().ljust(19) + zlib.compress(raw),
+        "malicious",
+        "joblib",
+        "joblib < 0.10 ZF-compressed pickle (was 'not a model')",
+    )
+    # joblib < 0.10 NDArrayWrapper: numpy.load(allow_pickle=True) of whatever path it names.
+    out["joblib_companion_path.pkl"] = (
+        b"\x80\x02"
+        + glob("joblib.numpy_pickle", "NDArrayWrapper")
+        + b")\x81}("
+        + bu("filename")
+        + bu("../companions/evil.npy")
+        + bu("subclass")
+        + glob("numpy", "ndarray")
+        + bu("allow_mmap")
+        + b"\x89ub.",
+        "malicious",
+        "joblib",
+        "joblib < 0.10 NDArrayWrapper naming a companion file outside the directory",
+    )
     # §5: argparse.FileType('w') handed to allowlisted functions that call their argument.
     ft = glob("argparse", "FileType") + bu("w") + b"\x85R"
     for ctor in ["__generator_ctor", "__randomstate_ctor"]:
@@ -384,6 +409,11 @@ def main():
         manifest[name] = {"expect": expect, "loader": loader, "why": why}
         if loader != "none":
             jobs.append((os.path.abspath(p), loader))
+    # The object .npy the companion-path sample points at (outside OUTDIR/).
+    comp = os.path.join(out, "..", "companions")
+    os.makedirs(comp, exist_ok=True)
+    with open(os.path.join(comp, "evil.npy"), "wb") as fh:
+        fh.write(samples()["joblib_array_bytes_as_opcodes.npy"][0])
     if "--confirm" in sys.argv:
         ran = confirm_all(jobs)
         for name, m in manifest.items():

@@ -63,13 +63,12 @@ impl BertEmbedder {
                 "model.safetensors is missing (pickle-based pytorch_model.bin is not loaded: convert it to safetensors)",
             ));
         }
+        crate::behave::tensors::ensure_inside(dir, &wpath)?;
         let bytes = read_bounded(&wpath, MAX_FILE_BYTES)?;
         let weights_sha256 = sha256_hex(&bytes);
         // Validate the container first: a readable error naming the file and tensor beats candle's.
         let seq_cls = {
-            let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
-                BehaveError::format(&wpath, format!("not a valid safetensors file: {e}"))
-            })?;
+            let all = crate::behave::tensors::load_buffer(&wpath, &bytes)?;
             for (name, t) in &all {
                 let float = matches!(
                     t.dtype(),

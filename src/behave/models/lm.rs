@@ -423,11 +423,10 @@ impl CausalLm {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let mut owner: HashMap<String, PathBuf> = HashMap::new();
         for f in &files {
+            crate::behave::tensors::ensure_inside(dir, f)?;
             let bytes = read_bounded(f, MAX_FILE_BYTES)?;
             ctx_hash.update(&bytes);
-            let ts = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
-                BehaveError::format(f, format!("not a valid safetensors file: {e}"))
-            })?;
+            let ts = crate::behave::tensors::load_buffer(f, &bytes)?;
             for (k, v) in ts {
                 owner.insert(k.clone(), f.clone());
                 tensors.insert(k, v);

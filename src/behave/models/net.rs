@@ -144,7 +144,7 @@ impl NetModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let spec_path = dir.join(SPEC_FILE);
         let raw = read_bounded(&spec_path, 4 << 20)?;
-        let spec: NetSpec = serde_json::from_slice(&raw)
+        let spec: NetSpec = crate::json::from_slice(&raw)
             .map_err(|e| BehaveError::format(&spec_path, format!("invalid network spec: {e}")))?;
         if spec.format != FORMAT {
             return Err(BehaveError::format(
@@ -167,6 +167,7 @@ impl NetModel {
             ));
         }
         let wpath: PathBuf = dir.join(rel);
+        tensors::ensure_inside(dir, &wpath)?;
         let file = tensors::load(&wpath)?;
         Self::build(&spec, &spec_path, &wpath, &file, device)
     }

@@ -261,7 +261,7 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, GgufError> {
     if tensors > 0 {
         let start = data_start
             .checked_add(max_start)
-            .ok_or_else(|| GgufError::OffsetOverflow {
+            .ok_or(GgufError::OffsetOverflow {
                 name: last_name,
                 offset: max_start,
                 data_start,

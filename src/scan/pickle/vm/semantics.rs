@@ -57,8 +57,9 @@ const MAX_DTYPE_STATES: usize = 64;
 enum WrapperKind {
     /// `NumpyArrayWrapper` (joblib ≥ 0.10): the array follows in the stream.
     Array,
-    /// `NDArrayWrapper` / `ZNDArrayWrapper` (joblib < 0.10): the array is in a companion file.
-    Companion,
+    /// `NDArrayWrapper` / `ZNDArrayWrapper` (joblib < 0.10): the array is in a companion file,
+    /// read with `numpy.load(allow_pickle=True)` (`unpickles`) or as raw zlib data.
+    Companion { unpickles: bool },
 }
 
 struct Wrapper {
@@ -80,7 +81,8 @@ fn wrapper_kind(module: &str, name: &str) -> Option<WrapperKind> {
     );
     match name {
         "NumpyArrayWrapper" if joblib && !module.ends_with("_compat") => Some(WrapperKind::Array),
-        "NDArrayWrapper" | "ZNDArrayWrapper" if joblib => Some(WrapperKind::Companion),
+        "NDArrayWrapper" if joblib => Some(WrapperKind::Companion { unpickles: true }),
+        "ZNDArrayWrapper" if joblib => Some(WrapperKind::Companion { unpickles: false }),
         _ => None,
     }
 }
@@ -393,7 +395,12 @@ impl<'a, 'p> Vm<'a, 'p> {
         let get = |k: &str| attrs.iter().rev().find(|(n, _)| n == k).map(|(_, v)| *v);
         match kind {
             WrapperKind::Array => self.read_joblib_array(op_pos, &get)?,
-            WrapperKind::Companion => {
+            WrapperKind::Companion { unpickles } => {
+                let how = if unpickles {
+                    "with numpy.load(allow_pickle=True)"
+                } else {
+                    "as raw zlib array data"
+                };
                 let (escapes, detail) = match get("filename").map(|f| self.nodes.get(f as usize)) {
                     Some(Some(Node::Str(f))) => {
                         let bare = !f.is_empty()
@@ -402,13 +409,13 @@ impl<'a, 'p> Vm<'a, 'p> {
                             && !f.contains(['/', '\\', '\0'])
                             && !f.starts_with('~');
                         let what = if bare {
-                            format!("loads the companion file {f:?} next to this file with numpy.load(allow_pickle=True): scan that file too")
+                            format!("loads the companion file {f:?} next to this file {how}: scan that file too")
                         } else {
-                            format!("names the companion file {f:?}, a path outside this file's directory, which it loads with numpy.load(allow_pickle=True)")
+                            format!("names the companion file {f:?}, a path outside this file's directory, which it loads {how}")
                         };
                         (!bare, what)
                     }
-                    _ => (true, "has no literal companion file name (it loads whatever file the value names with numpy.load(allow_pickle=True))".to_string()),
+                    _ => (true, format!("has no literal companion file name (it loads whatever file the value names {how})")),
                 };
                 self.t.anomalies.push(Anomaly {
                     kind: if escapes {
@@ -511,10 +518,13 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         if dt.flags & 1 != 0 {
             let start = self.r.pos;
+            // The nested stream spends this stream's opcode budget.
+            let mut limits = self.limits;
+            limits.max_ops = limits.max_ops.saturating_sub(self.t.ops);
             let inner = super::run_stream_with(
                 &self.r.data[start..],
                 self.base + start as u64,
-                self.limits,
+                limits,
                 false,
             );
             let broken = match &inner.outcome {
@@ -591,6 +601,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             .nested
             .extend(inner.nested.into_iter().map(|(o, s, l)| (o, s + start, l)));
         self.t.max_proto = self.t.max_proto.max(inner.max_proto);
+        self.t.ops = self.t.ops.saturating_add(inner.ops);
     }
 
     /// The key BUILD states of a dtype object are filed under, if `obj` is `numpy.dtype(...)`.

@@ -1,0 +1,206 @@
+//! `mlsign policy init|check|explain`.
+
+use super::common::print_json;
+use crate::policy::{explain, init, Policy};
+use crate::report::{Exit, Format};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  mlsign policy init -o policy.toml --key release.pub\n  mlsign policy init -o strict.toml --key release.pub --require signature,scan,bom,lineage,behave,approvals \\\n      --reviewer alice.pub --reviewer bob.pub --suite suite.toml --baseline base/model.safetensors\n  mlsign policy check policy.toml\n  mlsign policy explain policy.toml models/bert"
+)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: PolicyAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyAction {
+    /// Write a commented starter policy.
+    Init(PolicyInitArgs),
+    /// Lint a policy: errors (exit 2) for unknown keys and conflicting rules, remarks (exit 1)
+    /// for settings that weaken it.
+    Check(PolicyCheckArgs),
+    /// Say in plain words what a policy requires, how its parts combine, and which mlsign
+    /// commands the gate's checks correspond to.
+    Explain(PolicyExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyInitArgs {
+    /// Where to write the policy.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Public key of a signing authority (PEM). Repeatable.
+    #[arg(long = "key", value_name = "PUB.pem")]
+    pub keys: Vec<PathBuf>,
+    /// Root certificate(s) of a certificate authority (PEM). Repeatable.
+    #[arg(long = "cert-root", value_name = "CA.pem")]
+    pub cert_roots: Vec<PathBuf>,
+    /// Requirements, comma-separated: signature, scan, bom, lineage, behave, approvals.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub require: Vec<String>,
+    /// Reviewer public key for `approvals`. Repeatable.
+    #[arg(long = "reviewer", value_name = "PUB.pem")]
+    pub reviewers: Vec<PathBuf>,
+    /// Behave suite to pin (its SHA-256) for `behave`.
+    #[arg(long, value_name = "SUITE.toml")]
+    pub suite: Option<PathBuf>,
+    /// Baseline weights file to pin (its SHA-256) for `behave`.
+    #[arg(long, value_name = "WEIGHTS")]
+    pub baseline: Option<PathBuf>,
+    /// Lineage file for `lineage` (relative to the policy).
+    #[arg(long, value_name = "FILE")]
+    pub lineage: Option<String>,
+    /// Subject pattern (path glob or oci:// glob). Repeatable; default "**".
+    #[arg(long = "subject", value_name = "GLOB")]
+    pub subjects: Vec<String>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCheckArgs {
+    /// The policy file.
+    pub policy: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyExplainArgs {
+    /// The policy file.
+    pub policy: PathBuf,
+    /// A subject to explain the policy for (paths in the commands then name its evidence).
+    pub subject: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+pub fn format(a: &PolicyArgs) -> Format {
+    match &a.action {
+        PolicyAction::Init(x) => x.format,
+        PolicyAction::Check(x) => x.format,
+        PolicyAction::Explain(x) => x.format,
+    }
+}
+
+pub fn run(a: PolicyArgs) -> Result<Exit> {
+    match a.action {
+        PolicyAction::Init(x) => init_cmd(x),
+        PolicyAction::Check(x) => check_cmd(x),
+        PolicyAction::Explain(x) => explain_cmd(x),
+    }
+}
+
+fn sha256_file(p: &Path, what: &str) -> Result<String> {
+    let m = crate::digest::Manifest::from_path(p, &crate::digest::HashConfig::default())
+        .with_context(|| format!("{what} {}", p.display()))?;
+    if !p.is_file() {
+        bail!("{what} {}: must be a file", p.display());
+    }
+    m.resources()
+        .first()
+        .map(|r| r.hex())
+        .with_context(|| format!("{what} {}: empty", p.display()))
+}
+
+fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
+    if !a.force && a.output.symlink_metadata().is_ok() {
+        bail!(
+            "{}: already exists; pass --force to overwrite it",
+            a.output.display()
+        );
+    }
+    let o = init::InitOptions {
+        output: a.output.clone(),
+        keys: a.keys.clone(),
+        cert_roots: a.cert_roots.clone(),
+        reviewers: a.reviewers.clone(),
+        require: a.require.clone(),
+        suite_sha256: a
+            .suite
+            .as_ref()
+            .map(|p| sha256_file(p, "--suite"))
+            .transpose()?,
+        baseline_sha256: a
+            .baseline
+            .as_ref()
+            .map(|p| sha256_file(p, "--baseline"))
+            .transpose()?,
+        lineage: a.lineage.clone(),
+        subjects: a.subjects.clone(),
+    };
+    let text = init::render(&o).map_err(anyhow::Error::msg)?;
+    // What init writes must load.
+    let p = Policy::from_bytes(text.as_bytes(), &a.output)
+        .context("internal error: the generated policy does not load; please report this")?;
+    crate::bom::write_public(&a.output, text.as_bytes(), a.force)?;
+    match a.format {
+        Format::Human => println!(
+            "Wrote {} (requirements: {}); check it with `mlsign policy explain {}`",
+            a.output.display(),
+            p.requirements.names().join(", "),
+            a.output.display()
+        ),
+        _ => print_json(&json!({
+            "output": a.output.display().to_string(),
+            "sha256": p.sha256,
+            "requirements": p.requirements.names(),
+        })),
+    }
+    Ok(Exit::Pass)
+}
+
+fn check_cmd(a: PolicyCheckArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
+    let p = Policy::load(&a.policy)?;
+    match a.format {
+        Format::Human => {
+            println!(
+                "{}: valid policy (mode {}, {} subject pattern(s), {} authorit{}, requirements: {})",
+                a.policy.display(),
+                p.mode.as_str(),
+                p.subjects.len(),
+                p.authorities.len(),
+                if p.authorities.len() == 1 { "y" } else { "ies" },
+                p.requirements.names().join(", ")
+            );
+            for n in &p.notes {
+                println!("  remark: {n}");
+            }
+        }
+        _ => print_json(&json!({
+            "schema": "mlsign-policy-check/1",
+            "policy": a.policy.display().to_string(),
+            "sha256": p.sha256,
+            "valid": true,
+            "mode": p.mode.as_str(),
+            "requirements": p.requirements.names(),
+            "remarks": p.notes,
+        })),
+    }
+    Ok(if p.notes.is_empty() {
+        Exit::Pass
+    } else {
+        Exit::Finding
+    })
+}
+
+fn explain_cmd(a: PolicyExplainArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
+    let p = Policy::load(&a.policy)?;
+    let e = explain::explain(&p, a.subject.as_deref());
+    match a.format {
+        Format::Human => print!("{}", e.human()),
+        _ => print_json(&serde_json::to_value(&e)?),
+    }
+    Ok(Exit::Pass)
+}

