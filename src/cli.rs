@@ -55,6 +55,11 @@ pub enum Command {
     /// Compare a candidate model's behaviour with a trusted baseline under trigger probes and flag
     /// backdoor-like divergence (`behave calibrate` sets the threshold).
     Behave(BehaveArgs),
+    /// Push a model directory to an OCI registry as a CNCF ModelPack artifact (optionally signed).
+    Push(PushArgs),
+    /// Pull a model artifact (ModelPack or KitOps) from an OCI registry into a new directory,
+    /// every blob checked against its digest.
+    Pull(PullArgs),
     /// May this model be promoted? Run every check a policy requires and print one verdict.
     Gate(crate::commands::gate::GateArgs),
     /// Write (`init`), lint (`check`) and explain gate policies.
@@ -225,6 +230,11 @@ pub struct SignArgs {
     pub hashing: HashingArgs,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// For oci:// references: also write the legacy cosign `sha256-<hex>.sig` simple signature.
+    #[arg(long)]
+    pub cosign_compat: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -232,11 +242,11 @@ pub struct SignArgs {
     after_help = "Examples:\n  mlsign verify models/bert --bundle models/bert.sig --key signer.pub\n  mlsign verify models/bert --signature bert.sig --cert-chain roots.pem --format json\n  mlsign verify models/bert --bundle bert.sig --key signer.pub --format sarif > verify.sarif\n\nThe signature is checked first, over the exact signed bytes; then the tree is re-hashed with the\nalgorithm, sharding and ignore list that were signed, and every modified, missing, extra or\nrenamed file is reported.\nExit codes: 0 verified, 1 verification failed, 2 usage or I/O error (e.g. malformed bundle)."
 )]
 pub struct VerifyArgs {
-    /// Model or dataset directory, or a single file.
+    /// Model or dataset directory, a single file, or an oci:// registry reference.
     pub path: PathBuf,
-    /// The signature bundle to check.
+    /// The signature bundle to check (not used for oci:// references or with --against).
     #[arg(long, visible_alias = "signature", value_name = "B.json")]
-    pub bundle: PathBuf,
+    pub bundle: Option<PathBuf>,
     /// Public key (PEM SubjectPublicKeyInfo) for bundles made with the key method.
     #[arg(
         long,
@@ -277,6 +287,71 @@ pub struct VerifyArgs {
     /// present once, all for this bundle; reports every difference they found.
     #[arg(long, value_name = "RESULT.json", num_args = 1..)]
     pub from_parts: Vec<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Check the directory against the signed model artifact at this oci:// reference.
+    #[arg(long, value_name = "oci://REF")]
+    pub against: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How registries are reached (oci:// references).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Registry credentials file in Docker config.json format (auths, credHelpers, credsStore).
+    /// Default: $DOCKER_CONFIG/config.json or ~/.docker/config.json. MLSIGN_REGISTRY_USERNAME /
+    /// MLSIGN_REGISTRY_PASSWORD (or MLSIGN_REGISTRY_TOKEN) in the environment take precedence.
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
+    /// Allow plain HTTP to this registry host (loopback registries always may). Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Seconds to wait for a registry to connect or answer (each request; retried with backoff).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub registry_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  mlsign push models/bert oci://registry.example/team/bert:v1\n  mlsign push models/bert oci://127.0.0.1:5000/bert:v1 --sign --key signer.pem\n\nEach file becomes one raw layer (application/vnd.cncf.model.<role>.v1.raw) with its\norg.cncf.model.filepath annotation, so layer digests are the files' SHA-256 and the artifact can\nbe verified against its OMS signature from the manifest alone.\nExit codes: 0 pushed, 2 usage, I/O or registry error."
+)]
+pub struct PushArgs {
+    /// Model directory.
+    pub path: PathBuf,
+    /// Destination, with a tag: oci://HOST[:PORT]/REPO:TAG.
+    #[arg(value_name = "oci://REF")]
+    pub reference: String,
+    /// Also sign the directory (OMS bundle) and attach the signature as a referrer.
+    #[arg(long, requires = "key")]
+    pub sign: bool,
+    /// Private key for --sign.
+    #[arg(long, value_name = "PRIV.pem")]
+    pub key: Option<PathBuf>,
+    /// Read the private key's passphrase from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  mlsign pull oci://registry.example/team/bert:v1 bert\n  mlsign pull oci://127.0.0.1:5000/bert:v1 bert --key signer.pub\n\nDIR must not exist. Blobs are streamed into a temp directory beside it with their digests\nchecked, then renamed into place; nothing is left behind on failure. With --key the signature\nis verified first and exactly the verified digest is pulled.\nExit codes: 0 pulled, 1 signature verification failed, 2 usage, I/O, registry or integrity error."
+)]
+pub struct PullArgs {
+    /// What to pull: oci://HOST[:PORT]/REPO[:TAG|@DIGEST].
+    #[arg(value_name = "oci://REF")]
+    pub reference: String,
+    /// Directory to create.
+    pub dir: PathBuf,
+    /// Verify the artifact's signature with this public key before pulling.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
 }

@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod digest;
 pub mod gate;
 pub mod json;
+pub mod oci;
 pub mod policy;
 pub mod report;
 pub mod scan;

@@ -106,6 +106,19 @@ impl Signer {
         &self.public
     }
 
+    /// A raw signature over `msg` (cosign's legacy simple signing signs the payload itself,
+    /// not a DSSE PAE), checked against the public key like [`sign_statement`] does.
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let sig = self.backend.sign(msg)?;
+        if !self.public.verify(msg, &sig) {
+            return Err(Error::KeyFormat(format!(
+                "the signature made by the {} does not verify with its public key",
+                self.backend.describe()
+            )));
+        }
+        Ok(sig)
+    }
+
     /// Where the key lives, for messages.
     pub fn describe(&self) -> String {
         self.backend.describe()

@@ -11,7 +11,10 @@ pub mod gate;
 mod hash;
 mod keygen;
 mod keyless_sign;
+mod oci;
 pub mod policy;
+mod pull;
+mod push;
 pub mod scan;
 mod sign;
 mod verify;
@@ -34,6 +37,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
         Command::Conformance(a) => (conformance::format(&a), conformance::run(a)),
+        Command::Push(a) => (a.format, push::run(a)),
+        Command::Pull(a) => (a.format, pull::run(a)),
         Command::Gate(a) => (a.format.errors(), gate::run(a)),
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),

@@ -44,7 +44,7 @@ fn pkcs11_signer(a: &SignArgs, uri: &str) -> Result<Signer> {
         .with_context(|| format!("{}", leaf_path.display()))
 }
 
-fn signer_of(a: &SignArgs) -> Result<Signer> {
+pub(super) fn signer_of(a: &SignArgs) -> Result<Signer> {
     if !a.chain.is_empty() && a.cert.is_none() {
         anyhow::bail!("--chain needs --cert (the leaf certificate of the signing key)");
     }
@@ -61,6 +61,9 @@ fn signer_of(a: &SignArgs) -> Result<Signer> {
 }
 
 pub fn run(a: SignArgs) -> Result<Exit> {
+    if let Some(r) = a.path.to_str().filter(|s| mlsign::oci::is_oci(s)) {
+        return super::oci::sign(&a, r);
+    }
     super::common::no_sarif(a.format)?;
     // Everything that can fail cheaply fails before hashing.
     if !a.path.exists() {

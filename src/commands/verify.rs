@@ -8,7 +8,12 @@ use mlsign::attest::{
 use mlsign::report::{sarif, Exit, Finding, Format};
 use serde_json::json;
 
-pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {
+pub(super) fn emit(
+    a: &VerifyArgs,
+    bundle: &std::path::Path,
+    outcome: Option<&VerifyOutcome>,
+    findings: &[Finding],
+) {
     let ok = findings.is_empty();
     match a.format {
         Format::Human => {
@@ -16,7 +21,7 @@ pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[
                 println!(
                     "Verified: {} matches {}",
                     a.path.display(),
-                    a.bundle.display()
+                    bundle.display()
                 );
                 println!(
                     "  {} {}, signed with the {} method by {}",
@@ -39,7 +44,7 @@ pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[
                 println!(
                     "FAILED: {} does not match {}",
                     a.path.display(),
-                    a.bundle.display()
+                    bundle.display()
                 );
                 for f in findings {
                     println!("  {f}");
@@ -55,7 +60,7 @@ pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[
             let mut v = json!({
                 "verified": ok,
                 "path": a.path,
-                "bundle": a.bundle,
+                "bundle": bundle,
                 "findings": findings,
             });
             if let Some(o) = outcome {
@@ -99,6 +104,15 @@ pub fn keyless_trust(k: &KeylessVerifyArgs) -> Result<KeylessTrust> {
 }
 
 pub fn run(a: VerifyArgs) -> Result<Exit> {
+    if let Some(r) = a.path.to_str().filter(|s| mlsign::oci::is_oci(s)) {
+        return super::oci::verify(&a, r);
+    }
+    if let Some(r) = &a.against {
+        return super::oci::verify_against(&a, r);
+    }
+    let Some(bundle) = a.bundle.clone() else {
+        anyhow::bail!("pass --bundle B.json (or --against oci://REF for a pushed model)");
+    };
     let trust = match (&a.key, &a.cert_chain) {
         _ if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() => {
             Trust::Keyless(keyless_trust(&a.keyless)?)
@@ -132,21 +146,21 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
     let bar = Bar::new(!a.no_progress);
     if a.partition.is_some() || !a.from_parts.is_empty() {
         // Partitioned verification (see commands/verify_parts.rs).
-        return super::verify_parts::run(&a, &trust, &opts, &bar);
+        return super::verify_parts::run(&a, &bundle, &trust, &opts, &bar);
     }
-    match verify_model(&a.path, &a.bundle, &trust, &opts, &bar) {
+    match verify_model(&a.path, &bundle, &trust, &opts, &bar) {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
-            emit(&a, Some(&o), &findings);
+            emit(&a, &bundle, Some(&o), &findings);
             Ok(if findings.is_empty() {
                 Exit::Pass
             } else {
                 Exit::Finding
             })
         }
-        Err(e) => match e.to_finding(&a.bundle.display().to_string()) {
+        Err(e) => match e.to_finding(&bundle.display().to_string()) {
             Some(f) => {
-                emit(&a, None, &[f]);
+                emit(&a, &bundle, None, &[f]);
                 Ok(Exit::Finding)
             }
             None => Err(e.into()),

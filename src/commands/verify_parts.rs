@@ -10,12 +10,13 @@ use mlsign::report::{Exit, Finding};
 
 pub fn run(
     a: &VerifyArgs,
+    bundle: &std::path::Path,
     trust: &Trust,
     opts: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<Exit> {
     let result = if let Some(spec) = a.partition {
-        verify_partition(&a.path, &a.bundle, trust, opts, spec, progress).and_then(|(o, r)| {
+        verify_partition(&a.path, bundle, trust, opts, spec, progress).and_then(|(o, r)| {
             if let Some(out) = &a.output {
                 let mut json = serde_json::to_vec_pretty(&r).unwrap_or_default();
                 json.push(b'\n');
@@ -26,12 +27,12 @@ pub fn run(
     } else {
         let parts = mlsign::digest::partition::expand_patterns(&a.from_parts)
             .map_err(|e| AttestError::Digest(e.into()))?;
-        merge_results(&a.bundle, trust, a.legacy_pae, &parts)
+        merge_results(bundle, trust, a.legacy_pae, &parts)
     };
     match result {
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
-            emit(a, Some(&o), &findings);
+            emit(a, bundle, Some(&o), &findings);
             if a.format == mlsign::report::Format::Human {
                 match a.partition {
                     Some(spec) => eprintln!(
@@ -50,9 +51,9 @@ pub fn run(
                 Exit::Finding
             })
         }
-        Err(e) => match e.to_finding(&a.bundle.display().to_string()) {
+        Err(e) => match e.to_finding(&bundle.display().to_string()) {
             Some(f) => {
-                emit(a, None, &[f]);
+                emit(a, bundle, None, &[f]);
                 Ok(Exit::Finding)
             }
             None => Err(e.into()),

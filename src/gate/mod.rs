@@ -328,16 +328,12 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
 
     let mut revoked = false;
     match &subj {
-        Subject::Oci(_) => {
+        Subject::Oci(r) => {
             if matched.is_some() {
-                checks.push(Check::error(
-                    "subject",
-                    Finding::new(
-                        codes::GAT010,
-                        Severity::High,
-                        format!("{subject}: oci:// subjects cannot be gated by this build yet (registry support is not in it); pull the model and gate the directory"),
-                    ),
-                ));
+                let (c, d, rev) = oci_checks(policy, r);
+                checks.extend(c);
+                digest_out = d;
+                revoked = rev;
             }
         }
         Subject::Path { shown, absolute } => {
@@ -447,6 +443,118 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
         },
         outcome,
     })
+}
+
+/// An `oci://` subject: the signature requirement is checked in the registry by manifest
+/// digest (crate::oci, nothing pulled); revocation by digest and signer key. Requirements that
+/// need the model's files fail closed with advice to pull and gate the directory.
+fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, bool) {
+    const NAME: &str = "signature";
+    let mut checks = Vec::new();
+    let r = match crate::oci::Reference::parse(reference) {
+        Ok(r) => r,
+        Err(e) => {
+            let f = Finding::new(codes::GAT010, Severity::High, e.to_string());
+            return (vec![Check::error("subject", f)], None, false);
+        }
+    };
+    let opts = crate::oci::Options::default();
+    let (mut digest, mut satisfied, mut hints) = (None, Vec::new(), Vec::new());
+    let mut unsupported = Vec::new();
+    for a in &policy.authorities {
+        let trust = match &a.kind {
+            AuthorityKind::Key { key, .. } => Trust::Key(key.clone()),
+            AuthorityKind::CertRoots { roots, .. } => Trust::Roots(roots.clone()),
+            AuthorityKind::Keyless(_) => {
+                unsupported.push(a.name.clone());
+                continue;
+            }
+        };
+        match crate::oci::verify_reference(&r, &trust, &opts) {
+            Ok(o) => {
+                digest = Some(o.digest.clone());
+                if let Some(c) = o.verified_candidate() {
+                    let signer = c.signer.clone().unwrap_or_default();
+                    if !hints.contains(&signer) {
+                        satisfied.push(a.name.clone());
+                        hints.push(signer);
+                    }
+                }
+            }
+            Err(e) => {
+                let f = Finding::new(codes::GAT010, Severity::High, format!("{reference}: {e}"));
+                return (vec![Check::error(NAME, f)], digest, false);
+            }
+        }
+    }
+    let rev = &policy.revocation;
+    let mut rev_findings = Vec::new();
+    if let Some(d) = digest.as_ref().filter(|d| rev.digests.contains(d)) {
+        rev_findings.push(Finding::new(
+            codes::GAT004,
+            Severity::Critical,
+            format!("the subject's digest {d} is revoked by the policy"),
+        ));
+    }
+    for h in hints.iter().filter(|h| rev.keys.contains(h)) {
+        rev_findings.push(Finding::new(
+            codes::GAT004,
+            Severity::Critical,
+            format!("the signer key {h} is revoked by the policy"),
+        ));
+    }
+    let revoked = !rev_findings.is_empty();
+    checks.push(Check::from_findings(
+        "revocation",
+        "registry digest and signer keys",
+        rev_findings,
+    ));
+    let req = &policy.requirements;
+    match &req.signature {
+        None => checks.push(Check::skipped(NAME, "not required by the policy")),
+        Some(sr) => {
+            let have = satisfied.len();
+            let mut findings = Vec::new();
+            if have < sr.threshold {
+                findings.push(
+                    Finding::new(
+                        if unsupported.is_empty() { codes::GAT003 } else { codes::GAT012 },
+                        Severity::Critical,
+                        format!(
+                            "{have} of the {} required policy authorities verified a signature of {reference} in the registry{}",
+                            sr.threshold,
+                            if unsupported.is_empty() { String::new() } else { format!(" (keyless authorities {} cannot be verified by this build)", unsupported.join(", ")) }
+                        ),
+                    )
+                    .at(Location::path(reference)),
+                );
+            }
+            checks.push(Check::from_findings(
+                NAME,
+                format!(
+                    "{have} of {} required authorities verified in the registry",
+                    sr.threshold
+                ),
+                findings,
+            ));
+        }
+    }
+    let local: Vec<&str> = req
+        .names()
+        .into_iter()
+        .filter(|n| *n != "signature")
+        .collect();
+    for n in local {
+        checks.push(Check::error(
+            "subject",
+            Finding::new(
+                codes::GAT010,
+                Severity::High,
+                format!("{reference}: the {n} requirement needs the model's files; `mlsign pull` it (digest-checked) and gate the directory"),
+            ),
+        ));
+    }
+    (checks, digest, revoked)
 }
 
 /// What every check of one path subject shares.

@@ -258,7 +258,7 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
         },
     ];
     if is_oci {
-        combination.push("oci:// subjects cannot be gated by this build yet (exit 2)".into());
+        combination.push("oci:// subjects: the signature is verified in the registry by manifest digest (nothing pulled); requirements that need the files (scan, bom, lineage, behave, approvals) are an error: pull and gate the directory".into());
     }
     let rv = &policy.revocation;
     let mut revocation = Vec::new();

@@ -107,6 +107,12 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
     (GAT012, "authority kind not supported by this build (keyless)"),
+    // Registries (verify oci://…, verify DIR --against oci://…)
+    ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
+    ("OCI002", "signature covers another digest than the one the reference names now"),
+    ("OCI003", "signature was made for another repository, or records none"),
+    ("OCI004", "model artifact's filepath → digest set differs from the signed OMS manifest"),
+    ("OCI005", "signature candidate unreadable: junk referrer entry, digest mismatch, malformed bundle or layer"),
 ];
 
 pub const BHV001: &str = "BHV001";

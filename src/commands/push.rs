@@ -1,0 +1,46 @@
+//! `mlsign push MODEL_DIR oci://…`.
+
+use super::common::{human_bytes, load_signer, no_sarif, print_json};
+use super::oci::{options, parse_ref};
+use crate::cli::PushArgs;
+use anyhow::Result;
+use mlsign::report::{Exit, Format};
+
+pub fn run(a: PushArgs) -> Result<Exit> {
+    no_sarif(a.format)?;
+    let r = parse_ref(&a.reference)?;
+    if !a.path.is_dir() {
+        anyhow::bail!(
+            "{}: not a directory (push takes a model directory)",
+            a.path.display()
+        );
+    }
+    let signer = match (&a.key, a.sign) {
+        (Some(k), true) => Some(load_signer(k, a.passphrase_env.as_deref(), None, &[])?),
+        (Some(_), false) => {
+            anyhow::bail!("--key is for --sign; add --sign to sign the pushed model")
+        }
+        _ => None,
+    };
+    let out = mlsign::oci::push_model(&a.path, &r, &options(&a.registry)?, signer.as_ref())?;
+    match a.format {
+        Format::Human => {
+            println!(
+                "Pushed {} as {} ({} files, {}; {} uploaded)",
+                a.path.display(),
+                out.reference,
+                out.files,
+                human_bytes(out.bytes),
+                human_bytes(out.uploaded)
+            );
+            if let Some(s) = &out.signature {
+                println!(
+                    "  OMS signature {} attached via the {}",
+                    s.signature, s.stored
+                );
+            }
+        }
+        _ => print_json(&serde_json::to_value(&out)?),
+    }
+    Ok(Exit::Pass)
+}
