@@ -315,3 +315,162 @@ fn pre_commit_bom_hook_validates_each_bom() {
     assert!(t.contains("broken.cdx.json"), "{t}");
     assert!(!t.contains("other.json"), "not a BOM name: {t}");
 }
+
+// ---- pip wheel --------------------------------------------------------------------------
+
+fn python() -> PathBuf {
+    std::env::var("MLSIGN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".venv/bin/python"))
+}
+
+/// Build the wheel with maturin from pyproject.toml, reusing the profile, features and target
+/// directory this test binary was built with (so cargo only re-packages the existing binary;
+/// the release script does the same with the release profile).
+fn build_wheel(out: &Path) -> PathBuf {
+    let bin = Path::new(bin());
+    let profile_dir = bin.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    let maturin = python().parent().unwrap().join("maturin");
+    assert!(
+        maturin.exists(),
+        "tests/dist.rs needs maturin next to {} (pip install -r scripts/deps/python/dist.txt)",
+        python().display()
+    );
+    let mut cmd = Command::new(maturin);
+    cmd.current_dir(repo())
+        .args(["build", "--locked", "--profile", &profile, "--target-dir"])
+        .arg(target_dir)
+        .arg("--out")
+        .arg(out);
+    if !cfg!(feature = "behave") {
+        cmd.arg("--no-default-features");
+    }
+    if cfg!(feature = "onnx") {
+        cmd.args(["--features", "onnx"]);
+    }
+    let o = run(&mut cmd);
+    assert!(o.status.success(), "maturin: {}", text(&o));
+    let wheels: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
+        .collect();
+    assert_eq!(wheels.len(), 1, "{wheels:?}");
+    wheels[0].clone()
+}
+
+fn venv(dir: &Path) -> PathBuf {
+    let o = run(Command::new(python()).args(["-m", "venv"]).arg(dir));
+    assert!(o.status.success(), "venv: {}", text(&o));
+    dir.join("bin")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Ignored in the default run: maturin re-runs cargo with its own environment, which rebuilds
+/// `ring` (and relinks mlsign) in this target directory both ways, about 2 minutes on 2 cores.
+/// Run it before a release: `cargo test --features onnx --test dist -- --ignored`.
+#[test]
+#[ignore = "slow: builds the wheel with maturin (run with --ignored before a release)"]
+fn pip_wheel_installs_the_binary_and_refuses_a_tampered_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let wheel = build_wheel(&tmp.path().join("wheels"));
+    eprintln!("wheel built in {:?}", t0.elapsed());
+    let name = wheel.file_name().unwrap().to_str().unwrap().to_string();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        name.starts_with(&format!("mlsign-{version}-py3-none-")),
+        "{name}"
+    );
+    let bytes = std::fs::read(&wheel).unwrap();
+
+    // Pinned by hash, as docs/install.md tells users: the good wheel installs.
+    let good_dir = tmp.path().join("good");
+    std::fs::create_dir_all(&good_dir).unwrap();
+    std::fs::copy(&wheel, good_dir.join(&name)).unwrap();
+    let req = tmp.path().join("req.txt");
+    std::fs::write(
+        &req,
+        format!("mlsign=={version} --hash=sha256:{}\n", sha256_hex(&bytes)),
+    )
+    .unwrap();
+    let vbin = venv(&tmp.path().join("venv"));
+    let o = run(Command::new(vbin.join("pip"))
+        .args(["install", "--no-index", "--require-hashes", "--find-links"])
+        .arg(&good_dir)
+        .arg("-r")
+        .arg(&req));
+    assert!(o.status.success(), "pip: {}", text(&o));
+    eprintln!("installed at {:?}", t0.elapsed());
+    let mlsign = vbin.join("mlsign");
+    let o = run(Command::new(&mlsign).arg("--version"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("mlsign {version}")
+    );
+
+    // Sign / verify round trip with the installed binary, and a tampered model fails.
+    let model = tmp.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), b"\x00\x01\x02 weights").unwrap();
+    std::fs::write(model.join("config.json"), b"{\"layers\": 2}").unwrap();
+    let key = tmp.path().join("signer");
+    let ok = |c: &mut Command| {
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    };
+    ok(Command::new(&mlsign).arg("keygen").arg("--out").arg(&key));
+    let bundle = tmp.path().join("model.sig");
+    ok(Command::new(&mlsign)
+        .arg("sign")
+        .arg(&model)
+        .arg("--key")
+        .arg(key.with_extension("pem"))
+        .arg("--bundle")
+        .arg(&bundle));
+    let verify = || {
+        run(Command::new(&mlsign)
+            .arg("verify")
+            .arg(&model)
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--key")
+            .arg(key.with_extension("pub")))
+    };
+    let o = verify();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::write(model.join("weights.bin"), b"\x00\x01\x03 weights").unwrap();
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    eprintln!("round trip done at {:?}", t0.elapsed());
+    // The same pin against a tampered wheel (one byte changed): pip refuses, installs nothing.
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let mut tampered = bytes.clone();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0x01;
+    std::fs::write(bad_dir.join(&name), &tampered).unwrap();
+    let vbin2 = venv(&tmp.path().join("venv2"));
+    let o = run(Command::new(vbin2.join("pip"))
+        .args(["install", "--no-index", "--require-hashes", "--find-links"])
+        .arg(&bad_dir)
+        .arg("-r")
+        .arg(&req));
+    assert!(!o.status.success(), "pip installed a tampered wheel");
+    assert!(text(&o).contains("HASH"), "{}", text(&o));
+    assert!(
+        !vbin2.join("mlsign").exists(),
+        "tampered wheel left a binary"
+    );
+}
