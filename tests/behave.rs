@@ -1030,6 +1030,17 @@ fn model_files_stay_inside_the_model_directory() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("outside the model directory"), "{err}");
+    // GGUF and ONNX files found in a model directory are held to the same rule (checked before
+    // anything is parsed, so the link's target need not be a model).
+    for name in ["m.gguf", "m.onnx"] {
+        let d = t.path().join(format!("dir-{name}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::symlink(base.join("model.safetensors"), d.join(name)).unwrap();
+        let o = run(&d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains("outside the model directory"), "{name}: {err}");
+    }
     // A link that stays inside is fine.
     let inside = t.path().join("inside");
     std::fs::create_dir_all(&inside).unwrap();

@@ -16,7 +16,7 @@ mod verify;
 mod verify_parts;
 
 use crate::cli::{Cli, Command};
-use crate::report::{Exit, Format};
+use mlsign::report::{Exit, Format};
 
 #[cfg(feature = "behave")]
 pub mod behave;

@@ -324,6 +324,26 @@ try:
 except ImportError:  # pragma: no cover - scripts/deps/python/scan-formats.txt installs h5py
     print("h5py missing: legacy .h5 cases skipped", file=sys.stderr)
 
+# Large plain arrays in a compressed .npz are streamed (header + size checked, data not held);
+# bytes after the array data are still read and scanned.
+try:
+    import numpy as np
+
+    big = io.BytesIO()
+    np.savez_compressed(big, w=np.arange(1 << 20, dtype=np.float32))  # 4 MiB member
+    case("npz_compressed_4mib.npz", big.getvalue(), "clean")
+    arr = io.BytesIO()
+    np.save(arr, np.arange(1 << 19, dtype=np.float32))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("w.npy", arr.getvalue() + EVIL)
+    with np.load(io.BytesIO(buf.getvalue())) as f:
+        assert f["w"].shape == (1 << 19,)
+    case("npz_trailing_payload.npz", buf.getvalue(), "malicious", ["SCN012"],
+         "numpy.load reads the array; the payload rides behind it")
+except ImportError:  # pragma: no cover
+    pass
+
 # --- §7 GGUF chat templates ------------------------------------------------------------------
 def gguf(template):
     key = b"tokenizer.chat_template"

@@ -114,6 +114,10 @@ impl Model {
         let mut unsupported_type = None;
         if !explicit_onnx {
             if let Some(g) = lm::find_gguf(path) {
+                // A file found in the directory must be in it; one named by the user is theirs.
+                if !path.is_file() {
+                    crate::behave::tensors::ensure_inside(dir, &g)?;
+                }
                 return Ok(Model::Lm(Box::new(lm::CausalLm::load_gguf(&g, device)?)));
             }
             let cpath = dir.join(bert::CONFIG_FILE);
@@ -139,6 +143,9 @@ impl Model {
         #[cfg(not(feature = "onnx"))]
         let _ = opts;
         if let Some(file) = onnx_file(path, dir)? {
+            if !path.is_file() {
+                crate::behave::tensors::ensure_inside(dir, &file)?;
+            }
             #[cfg(feature = "onnx")]
             return Ok(Model::Onnx(Box::new(onnx::OnnxModel::load(
                 &file,

@@ -515,16 +515,14 @@ impl MemberReader<'_> {
         self.read
     }
 
-    /// Read at most `max` more bytes into `out`; `Ok(true)` when the member ended.
+    /// Read up to `max` more bytes into `out`; `Ok(true)` when the member ended within them.
+    /// When it did not, `out` holds one byte more than `max` (the probe that showed more data
+    /// follows; it is part of the stream, so it is kept, never dropped).
     pub fn read_up_to(&mut self, out: &mut Vec<u8>, max: u64) -> Result<bool, ZipError> {
         let before = out.len();
         let r = self.by_ref().take(max.saturating_add(1)).read_to_end(out);
         r.map_err(|err| self.err(err))?;
-        if (out.len() - before) as u64 > max {
-            out.truncate(before + max as usize);
-            return Ok(false);
-        }
-        Ok(true)
+        Ok((out.len() - before) as u64 <= max)
     }
 
     /// Read and discard the rest (for the CRC), refusing more than `max` further bytes.
