@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Release build of mlsign: scripts/release.sh VERSION [--check-repro]
+#
+# Writes dist/VERSION/:
+#   mlsign-VERSION-x86_64-unknown-linux-gnu          the binary (stripped, reproducible)
+#   mlsign-VERSION-x86_64-unknown-linux-gnu.sig      its mlsign bundle (sign --key)
+#   mlsign-VERSION.cdx.json (+ .sig)                 mlsign's own CycloneDX SBOM from Cargo.lock,
+#                                                    signed as an in-toto attestation (bom sign)
+#   mlsign-VERSION-*.whl (+ .sig)                    the maturin wheel (bindings = "bin")
+#   mlsign-VERSION-extras.tar.gz                     man pages + shell completions (deterministic tar)
+#   SHA256SUMS (+ SHA256SUMS.sig)
+#
+# Signing key: MLSIGN_RELEASE_KEY (private PEM) and MLSIGN_RELEASE_PUB (public PEM; every bundle
+# is verified with it before the script succeeds). MLSIGN_RELEASE_PASS_ENV names the variable that
+# holds the key's passphrase, if any. Without MLSIGN_RELEASE_KEY nothing is signed and the script
+# says so (a dry run; not a release). Keyless CI signing: not yet (mlsign has no keyless signing).
+#
+# Reproducibility: --locked, SOURCE_DATE_EPOCH (default: the last commit's time), paths remapped
+# (--remap-path-prefix for the source tree, CARGO_HOME and RUSTUP_HOME), symbols stripped,
+# codegen deterministic (the release profile sets codegen-units; no build script stamps time).
+# --check-repro builds a second time in a fresh target directory and compares the bytes; the
+# release fails if they differ. Both builds must use the same toolchain (rust-toolchain or
+# `rustc -V` is recorded in BUILDINFO).
+set -euo pipefail
+
+usage() { echo "usage: scripts/release.sh VERSION [--check-repro]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+VERSION=$1; shift
+CHECK_REPRO=0
+for a in "$@"; do
+    case $a in
+        --check-repro) CHECK_REPRO=1 ;;
+        *) usage ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+CRATE_VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+if [ "$VERSION" != "$CRATE_VERSION" ]; then
+    echo "error: VERSION $VERSION differs from Cargo.toml's version $CRATE_VERSION; bump Cargo.toml first" >&2
+    exit 2
+fi
+
+TARGET=x86_64-unknown-linux-gnu
+: "${SOURCE_DATE_EPOCH:=$(git log -1 --format=%ct)}"
+export SOURCE_DATE_EPOCH
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
+export RUSTFLAGS="--remap-path-prefix=$ROOT=/build/mlsign --remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$RUSTUP_HOME=/rustup -C strip=symbols"
+export CARGO_INCREMENTAL=0
+OUT=$ROOT/dist/$VERSION
+mkdir -p "$OUT"
+NAME=mlsign-$VERSION-$TARGET
+
+build() { # $1: target dir
+    cargo build --release --locked --target "$TARGET" --target-dir "$1" --bin mlsign
+}
+
+echo "== build ($TARGET, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+start=$(date +%s)
+build "$ROOT/target/release-dist"
+echo "   build took $(( $(date +%s) - start ))s"
+BIN=$ROOT/target/release-dist/$TARGET/release/mlsign
+install -m 0755 "$BIN" "$OUT/$NAME"
+
+if [ $CHECK_REPRO = 1 ]; then
+    echo "== reproducibility: second build in a fresh target directory"
+    SECOND=$(mktemp -d)
+    trap 'rm -rf "$SECOND"' EXIT
+    build "$SECOND"
+    a=$(sha256sum < "$BIN" | cut -d' ' -f1)
+    b=$(sha256sum < "$SECOND/$TARGET/release/mlsign" | cut -d' ' -f1)
+    if [ "$a" != "$b" ]; then
+        echo "error: not reproducible: $a vs $b" >&2
+        exit 1
+    fi
+    echo "   identical: $a"
+fi
+
+echo "== man pages and completions"
+EXTRAS=$(mktemp -d)
+mkdir -p "$EXTRAS/man/man1" "$EXTRAS/completions"
+"$BIN" man --out "$EXTRAS/man/man1" >/dev/null
+"$BIN" completions bash > "$EXTRAS/completions/mlsign.bash"
+"$BIN" completions zsh > "$EXTRAS/completions/_mlsign"
+"$BIN" completions fish > "$EXTRAS/completions/mlsign.fish"
+"$BIN" completions powershell > "$EXTRAS/completions/_mlsign.ps1"
+"$BIN" completions elvish > "$EXTRAS/completions/mlsign.elv"
+tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+    --format=gnu -C "$EXTRAS" -cf - man completions | gzip -n -9 > "$OUT/mlsign-$VERSION-extras.tar.gz"
+rm -rf "$EXTRAS"
+
+echo "== SBOM (mlsign bom over Cargo.lock)"
+# `mlsign bom` describes a model: the root component is the release binary, typed
+# machine-learning-model (mlsign bom has no application root yet); the Rust dependencies come
+# from Cargo.lock with purls and checksums.
+SBOM_DIR=$(mktemp -d)
+cp "$OUT/$NAME" "$SBOM_DIR/"
+"$BIN" bom "$SBOM_DIR/$NAME" -o "$OUT/mlsign-$VERSION.cdx.json" --lock Cargo.lock \
+    --name mlsign --model-version "$VERSION" --reproducible --force
+rm -rf "$SBOM_DIR"
+"$BIN" bom validate "$OUT/mlsign-$VERSION.cdx.json"
+
+echo "== wheel (maturin, bindings = bin)"
+MATURIN=${MATURIN:-maturin}
+# Same RUSTFLAGS and target directory: cargo reuses the binary built above.
+"$MATURIN" build --release --locked --target "$TARGET" --target-dir "$ROOT/target/release-dist" \
+    --out "$OUT"
+
+{
+    echo "version $VERSION"
+    echo "source_date_epoch $SOURCE_DATE_EPOCH"
+    echo "commit $(git rev-parse HEAD)"
+    rustc -V
+    cargo -V
+} > "$OUT/BUILDINFO"
+
+SIGN=( )
+if [ -n "${MLSIGN_RELEASE_KEY:-}" ]; then
+    : "${MLSIGN_RELEASE_PUB:?set MLSIGN_RELEASE_PUB to the public key that verifies the release}"
+    [ -n "${MLSIGN_RELEASE_PASS_ENV:-}" ] && SIGN=(--passphrase-env "$MLSIGN_RELEASE_PASS_ENV")
+fi
+
+sign_file() { # $1 artifact
+    "$BIN" sign "$1" --key "$MLSIGN_RELEASE_KEY" --bundle "$1.sig" --force "${SIGN[@]}" >/dev/null
+    "$BIN" verify "$1" --bundle "$1.sig" --key "$MLSIGN_RELEASE_PUB" >/dev/null
+}
+
+if [ -n "${MLSIGN_RELEASE_KEY:-}" ]; then
+    echo "== signing with $MLSIGN_RELEASE_KEY"
+    sign_file "$OUT/$NAME"
+    for w in "$OUT"/*.whl; do sign_file "$w"; done
+    "$BIN" bom sign "$OUT/mlsign-$VERSION.cdx.json" --key "$MLSIGN_RELEASE_KEY" \
+        --bundle "$OUT/mlsign-$VERSION.cdx.json.sig" --force "${SIGN[@]}" >/dev/null
+    "$BIN" bom verify "$OUT/mlsign-$VERSION.cdx.json" --bundle "$OUT/mlsign-$VERSION.cdx.json.sig" \
+        --key "$MLSIGN_RELEASE_PUB" --no-rehash >/dev/null
+else
+    echo "== NOT SIGNED: MLSIGN_RELEASE_KEY is not set (dry run, not a release)"
+fi
+
+echo "== SHA256SUMS"
+(cd "$OUT" && find . -maxdepth 1 -type f ! -name SHA256SUMS ! -name 'SHA256SUMS.sig' -printf '%P\n' \
+    | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
+[ -n "${MLSIGN_RELEASE_KEY:-}" ] && sign_file "$OUT/SHA256SUMS"
+ls -l "$OUT"
