@@ -162,12 +162,20 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
     let head = src.read_vec(0, src.len().min(4096), 4096)?;
     let kind = sniff(&head, src.len());
     let zip_by_tail = kind == Kind::Unknown || kind == Kind::Pickle;
-    match kind {
-        Kind::Zip => return Ok(scan_zip(&src, &ctx, policy, false)),
-        Kind::Safetensors => return Ok(safetensors::scan(&src, &ctx)),
-        Kind::Gguf => return Ok(gguf::scan(&src, &ctx)),
-        Kind::Hdf5 => return Ok(keras::scan_hdf5(&src, &ctx)),
-        _ => {}
+    let mut fs = match kind {
+        Kind::Zip => scan_zip(&src, &ctx, policy, false),
+        Kind::Safetensors => safetensors::scan(&src, &ctx),
+        Kind::Gguf => gguf::scan(&src, &ctx),
+        Kind::Hdf5 => keras::scan_hdf5(&src, &ctx),
+        _ => vec![],
+    };
+    if matches!(
+        kind,
+        Kind::Zip | Kind::Safetensors | Kind::Gguf | Kind::Hdf5
+    ) {
+        // Read through the format's own reader; a pickle reading of the head is added on top.
+        fs.extend(polyglot_in_place(kind, &src, &ctx, policy)?);
+        return Ok(fs);
     }
     // A ZIP end record behind other content: torch.load would unpickle the head (no ZIP magic),
     // zipfile-based tools would read the archive. Scan both readings.
@@ -226,7 +234,59 @@ fn scan_head(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFin
 /// Scan content already in memory (a file, a member, a decompressed payload).
 pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     let head = &data[..data.len().min(4096)];
-    match sniff(head, data.len() as u64) {
+    let kind = sniff(head, data.len() as u64);
+    let mut fs = scan_as(kind, data, ctx, policy);
+    // Recognised formats that also unpickle from offset 0 (compressed data handles its own).
+    if !matches!(kind, Kind::Pickle | Kind::Unknown | Kind::Compressed(_))
+        && acts_as_pickle(data, false)
+    {
+        fs.extend(polyglot_pickle(kind, data, ctx, policy));
+    }
+    fs
+}
+
+/// Content that is a recognised format and, from offset 0, also a pickle that would act: a tar
+/// whose first name field holds a protocol-0 pickle, a GGUF v1 header swallowed by BINFLOAT,
+/// a ZIP whose `PK` reads as PERSID. `pickle.load`, `joblib.load`, `numpy.load`'s fallback and
+/// torch's legacy path unpickle such a file instead of reading the format, so both readings
+/// are scanned. What follows the pickle's streams is the other format, not trailing junk.
+fn polyglot_pickle(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    let child = ctx.child("<as pickle>");
+    let mut fs: Vec<ScanFinding> = pickle::scan_streams(data, 0, &child, policy, None)
+        .findings
+        .into_iter()
+        .filter(|f| f.code != "PKL012")
+        .collect();
+    if let Some(f) = fs.iter_mut().find(|f| f.severity >= Severity::Medium) {
+        f.message = format!(
+            "{} (the {} also reads as a pickle from offset 0, which pickle/joblib/numpy loaders unpickle)",
+            f.message,
+            kind.name()
+        );
+    }
+    fs
+}
+
+/// [`polyglot_pickle`] for content read through a [`Source`]: decided from the first MiB,
+/// then read whole up to the in-memory limit.
+fn polyglot_in_place(
+    kind: Kind,
+    src: &dyn Source,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> std::io::Result<Vec<ScanFinding>> {
+    let n = src.len().min(STREAM_HEAD as u64);
+    let head = src.read_vec(0, n, STREAM_HEAD as u64)?;
+    if !acts_as_pickle(&head, n < src.len()) {
+        return Ok(vec![]);
+    }
+    let cap = hold_cap(policy);
+    let data = src.read_vec(0, src.len().min(cap), cap)?;
+    Ok(polyglot_pickle(kind, &data, ctx, policy))
+}
+
+fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    match kind {
         Kind::Zip => scan_zip(&data, ctx, policy, false),
         Kind::Npy => npy::scan(data, ctx, policy),
         Kind::Safetensors => safetensors::scan(&data, ctx),
@@ -254,12 +314,14 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     }
 }
 
-/// Protocol-0/1 pickles have no magic: content counts as a pickle when a stream completes or
-/// does something a loader would act on.
-/// Whether content without magic acts as a pickle. Text that merely starts like GLOBAL
-/// (`cat\ndog\n…`) does not; a stream that completes, calls something or names a denylisted
-/// global does. `partial`: `data` is only the head of the file, so running out of data counts.
-fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
+/// Whether content read from offset 0 acts as a pickle: a loader that unpickles it
+/// (`pickle.load`, `joblib.load`, `numpy.load`'s fallback, torch's legacy path) would do
+/// something with it. Protocol 0/1 streams need no magic, so this decides by replay: a stream
+/// that completes, calls something, or imports a module a loader can import (an import runs
+/// the module's code) acts; so does one that mlsign cannot follow as far as the loader would.
+/// Text that breaks first (`cat\ndog\n…`: module `at`) does not. `partial`: `data` is only the
+/// head of the file, so running out of data counts.
+pub fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
     if data.is_empty() || !pickle::looks_like_pickle(data) {
         return false;
     }
@@ -268,10 +330,21 @@ fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
         && matches!(&t.outcome, pickle::Outcome::Broken { message, .. } if message.contains("truncated"));
     t.outcome == pickle::Outcome::Complete
         || ran_out
-        || !t.calls.is_empty()
-        || t.globals
-            .iter()
-            .any(|g| super::policy::deny_reason(&g.module, &g.name).is_some())
+        || t.unfollowable
+        // Calls on literal values (None, numbers, containers) fail in the loader too; a call
+        // that can run anything starts at a global.
+        || t.calls.iter().any(|c| {
+            matches!(
+                c.target,
+                pickle::vm::Target::Global(_) | pickle::vm::Target::MethodOf(..)
+            )
+        })
+        // STACK_GLOBAL on computed or non-name text: find_class may import its module.
+        || t.computed_global
+        || t.globals.iter().any(|g| {
+            super::policy::deny_reason(&g.module, &g.name).is_some()
+                || pickle::modules::importable(&g.module)
+        })
 }
 
 fn not_a_model(ctx: &Ctx) -> Vec<ScanFinding> {
@@ -329,7 +402,14 @@ fn scan_compressed(
         Ok((got, total)) => {
             charge(total as usize);
             match got {
-                Ok(source::Collected::Whole(inner)) => scan_bytes(&inner, &child, policy),
+                Ok(source::Collected::Whole(inner)) => {
+                    let mut fs = scan_bytes(&inner, &child, policy);
+                    // Compressed data that also unpickles from offset 0 (a polyglot).
+                    if acts_as_pickle(data, false) {
+                        fs.extend(polyglot_pickle(Kind::Compressed(c), data, ctx, policy));
+                    }
+                    fs
+                }
                 Ok(source::Collected::Dropped { .. }) => not_a_model(&child),
                 Err(fs) => fs,
             }
@@ -361,6 +441,11 @@ pub fn scan_nested(
             let s = pickle::scan_streams(data, 0, ctx, policy, Some(1));
             (s.traces.first()?.outcome == pickle::Outcome::Complete)
                 .then_some(("pickle", s.findings))
+        }
+        // PROTO 0/1 or no PROTO at all: a pickle when a loader would act on it.
+        Kind::Unknown if acts_as_pickle(data, false) => {
+            let s = pickle::scan_streams(data, 0, ctx, policy, Some(1));
+            Some(("pickle", s.findings))
         }
         Kind::Npy => npy::parse_header(data)
             .ok()
@@ -476,13 +561,22 @@ fn scan_in_place(
     ctx: &Ctx,
     policy: &Policy,
 ) -> Option<Vec<ScanFinding>> {
-    Some(match kind {
+    let mut fs = match kind {
         Kind::Zip if zip::read_archives(src).is_ok() => scan_zip(src, ctx, policy, false),
         Kind::Gguf => gguf::scan(src, ctx),
         Kind::Safetensors => safetensors::scan(src, ctx),
         Kind::Hdf5 => keras::scan_hdf5(src, ctx),
         _ => return None,
-    })
+    };
+    match polyglot_in_place(kind, src, ctx, policy) {
+        Ok(more) => fs.extend(more),
+        Err(e) => fs.push(ctx.stamp(ScanFinding::new(
+            "SCN002",
+            Severity::High,
+            format!("member cannot be read again for its pickle reading: {e}"),
+        ))),
+    }
+    Some(fs)
 }
 
 /// Read one ZIP member and scan it by content. Members are streamed: stored containers are
@@ -666,6 +760,76 @@ mod tests {
             r.findings
         );
         assert_eq!(r.findings.iter().filter(|f| f.code == "SCN002").count(), 1);
+    }
+
+    fn scan(d: &[u8]) -> (crate::scan::Verdict, Vec<&'static str>) {
+        let r = crate::scan::scan_bytes("x", d, &Policy::default());
+        (r.verdict, r.findings.iter().map(|f| f.code).collect())
+    }
+
+    #[test]
+    fn proto_0_and_1_headers_are_pickles_everywhere() {
+        let p = b"\x80\x01cos\nsystem\n(S'id'\ntR.";
+        let (v, c) = scan(p);
+        assert_eq!(v, crate::scan::Verdict::Malicious, "{c:?}");
+        assert!(c.contains(&"PKL001"));
+        let p0 = b"\x80\x00cos\nsystem\n(S'id'\ntR.";
+        assert!(scan(p0).1.contains(&"PKL001"));
+        // A benign PROTO 1 stream is a pickle (clean), not "not a model".
+        assert_eq!(scan(b"\x80\x01N."), (crate::scan::Verdict::Clean, vec![]));
+        let z = zip::build_stored(&[("model.pkl", &p[..])]);
+        assert!(scan(&z).1.contains(&"PKL001"));
+        // Nested in bytes (SHORT_BINBYTES) of an ordinary pickle.
+        let mut outer = b"\x80\x03cpickle\nloads\nC".to_vec();
+        outer.push(p.len() as u8);
+        outer.extend_from_slice(p);
+        outer.extend_from_slice(b"\x85R.");
+        let c = scan(&outer).1;
+        assert!(c.contains(&"PKL013") && c.contains(&"PKL001"), "{c:?}");
+    }
+
+    #[test]
+    fn text_acts_as_pickle_only_when_a_loader_would_act() {
+        // Calls and STACK_GLOBAL on literal non-text values fail in CPython before anything
+        // runs: binary data that happens to read so is not a pickle.
+        assert_eq!(scan(b"NNR\xff").1, vec!["SCN019"]);
+        assert_eq!(scan(b"NN\x93\xff").1, vec!["SCN019"]);
+        // The benign corpus's vocab.txt: GLOBAL of module `at`, which cannot import.
+        assert_eq!(scan(b"cat\ndog\nbird\n(fish)\n").1, vec!["SCN019"]);
+        // Importing `antigravity` runs it, even though the stream then breaks.
+        let (v, c) = scan(b"cantigravity\nx\n\xff");
+        assert_ne!(v, crate::scan::Verdict::Clean, "{c:?}");
+        assert!(!c.contains(&"SCN019"));
+        // Found by the differential fuzzer: STACK_GLOBAL('os', '\ud800system') imports os
+        // before the stream breaks.
+        let d = b"V\\u006f\\u0073\np0\n0V\\ud800system\np1\n0(g0\ng1\n\x93S'tru\xe5'\ntR";
+        let (v, c) = scan(d);
+        assert_ne!(v, crate::scan::Verdict::Clean, "{c:?}");
+        assert!(c.contains(&"PKL005"), "{c:?}");
+    }
+
+    #[test]
+    fn polyglots_are_also_scanned_as_pickles() {
+        let payload = b"cos\nsystem\n(S'id'\ntR.";
+        // GGUF v1: BINFLOAT swallows the magic's tail, the version and a byte of n_tensors.
+        let mut g = b"GGUF\x01\x00\x00\x00\x00N0".to_vec();
+        g.extend_from_slice(payload);
+        g.extend_from_slice(&[0; 64]);
+        assert_eq!(sniff(&g, g.len() as u64), Kind::Gguf);
+        assert!(scan(&g).1.contains(&"PKL001"), "{:?}", scan(&g));
+        // tar: the first header's name field holds the pickle.
+        let mut t = vec![0u8; 1024];
+        t[..payload.len()].copy_from_slice(payload);
+        t[100..108].copy_from_slice(b"0000644\0");
+        t[124..136].copy_from_slice(b"00000000000\0");
+        t[156] = b'0';
+        t[257..263].copy_from_slice(b"ustar\0");
+        t[263..265].copy_from_slice(b"00");
+        t[148..156].fill(b' ');
+        let sum: u32 = t[..512].iter().map(|&b| b as u32).sum();
+        t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(sniff(&t, t.len() as u64), Kind::Tar);
+        assert!(scan(&t).1.contains(&"PKL001"), "{:?}", scan(&t));
     }
 
     #[test]

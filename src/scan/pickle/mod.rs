@@ -3,6 +3,8 @@
 //! nested payloads.
 
 pub mod compat;
+pub mod modules;
+pub mod numbers;
 pub mod opcodes;
 pub mod strings;
 pub mod vm;
@@ -448,10 +450,11 @@ fn invocation_findings(t: &Trace, policy: &Policy, fs: &mut Vec<ScanFinding>) {
     }
 }
 
-/// Does `data` plausibly start a pickle stream (used for content sniffing)?
+/// Does `data` plausibly start a pickle stream (used for content sniffing)? CPython accepts
+/// PROTO 0 to 5 anywhere, and protocol 0/1 streams need no PROTO at all.
 pub fn looks_like_pickle(data: &[u8]) -> bool {
     match data {
-        [0x80, p, ..] => (2..=5).contains(p),
+        [0x80, p, ..] => *p <= 5,
         [b, ..] => opcodes::lookup(*b).is_some(),
         [] => false,
     }
@@ -716,6 +719,85 @@ mod tests {
         ]);
         let c = codes(&d);
         assert!(c.contains(&"PKL002") && !c.contains(&"PKL003"), "{c:?}");
+    }
+
+    /// Forms CPython accepts but picklers never write: the replay must go on where the loader
+    /// does (each byte string below was run through pickle.loads / pickle._loads).
+    #[test]
+    fn text_arguments_are_read_as_cpython_reads_them() {
+        let payload = b"cos\nsystem\n(S'id'\ntR.";
+        for head in [
+            &b"S'x'\np1_0\n0g1_0\n0"[..],
+            b"S'x'\np +1 \n0g\t1\x0b\n0",
+            b"S'x'\np-0\n0g0\n0",
+            b"S'x'\np1\x00junk\n0g1\n0",
+            b"V\\ud800\n0",
+            b"V\\U0000dfff\n0",
+            b"I 0x1_0\n0I010\n0L-0b1L\n0L123456789012345678901234567890\n0",
+            b"\x80\x01",
+            b"\x80\x00",
+            b"\x95\xff\xff\x00\x00\x00\x00\x00\x00",
+        ] {
+            let mut d = head.to_vec();
+            d.extend_from_slice(payload);
+            let c = codes(&d);
+            assert_eq!(c, vec!["PKL001"], "{:?}", String::from_utf8_lossy(&d));
+        }
+        // Big PUT/GET keys are legal for the pure-Python loader's dict memo.
+        let big = b"S'os'\np99999999999999999999999\n0S'system'\np1\n0g99999999999999999999999\ng1\n\x93(S'id'\ntR.";
+        assert_eq!(codes(big), vec!["PKL001"]);
+        // Negative PUT and malformed keys stop both loaders.
+        assert!(codes(b"Np-1\n.").contains(&"PKL009"));
+        assert!(codes(b"Np1__0\n.").contains(&"PKL009"));
+        assert!(codes(b"Np0x1\n.").contains(&"PKL009"));
+    }
+
+    #[test]
+    fn last_line_without_newline_acts_like_joblib() {
+        // pickle._Unpickler (joblib) takes readline()[:-1] at EOF and INST calls open.
+        let t = vm::run_stream(b"(S'm'\nS'w'\ni__builtin__\nopenX", 0, Limits::default());
+        assert_eq!(t.calls.len(), 1);
+        assert_eq!(t.globals[0].qualified(), "builtins.open");
+        assert!(matches!(t.outcome, Outcome::Broken { .. }));
+    }
+
+    #[test]
+    fn odd_setitems_assigns_complete_pairs_first() {
+        // The pure-Python loader runs __setitem__ for the first pair before failing.
+        let t = vm::run_stream(b"cos\nenviron\n(S'A'\nS'B'\nS'C'\nu.", 0, Limits::default());
+        assert!(t
+            .anomalies
+            .iter()
+            .any(|a| a.kind == vm::AnomalyKind::BuildOnGlobal));
+    }
+
+    #[test]
+    fn text_line_across_a_frame_end_is_rejected() {
+        // Found by the differential fuzzer: on a BytesIO the C loader reads `iltins` here.
+        let d = b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x03cbuiltins\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.";
+        let t = vm::run_stream(d, 0, Limits::default());
+        assert!(t.unfollowable);
+        let c = codes(d);
+        assert!(c.contains(&"PKL014") && c.contains(&"PKL009"), "{c:?}");
+        // The same for a binary argument (SHORT_BINUNICODE of 5 in a frame of 6).
+        let d =
+            b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00\x8c\x05\x95\x12\x00\x00\x00\x00\x00.";
+        assert!(vm::run_stream(d, 0, Limits::default()).unfollowable);
+        // A line wholly inside its frame is fine.
+        let d = b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00cbuiltins\nset\n.";
+        assert!(codes(d).is_empty(), "{:?}", codes(d));
+    }
+
+    #[test]
+    fn limits_mark_the_trace_unfollowable() {
+        let lim = Limits {
+            max_ops: 3,
+            ..Limits::default()
+        };
+        let t = vm::run_stream(b"NNNNN.", 0, lim);
+        assert!(t.unfollowable);
+        let t = vm::run_stream(b"N\xff", 0, Limits::default());
+        assert!(!t.unfollowable);
     }
 
     #[test]

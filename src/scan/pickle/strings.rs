@@ -2,8 +2,10 @@
 //! `raw-unicode-escape` (UNICODE), `codecs.escape_decode` plus the quote rule (STRING).
 
 /// CPython's `raw_unicode_escape` decoder: bytes are Latin-1, and `\uXXXX` / `\UXXXXXXXX` are
-/// escapes only after an odd number of backslashes.
-pub fn raw_unicode_escape(data: &[u8]) -> Result<String, String> {
+/// escapes only after an odd number of backslashes. `Ok(None)`: valid, but the text holds a
+/// lone surrogate (`\ud800`), which Python keeps and a Rust `String` cannot.
+pub fn raw_unicode_escape(data: &[u8]) -> Result<Option<String>, String> {
+    let mut surrogate = false;
     let mut out = String::with_capacity(data.len());
     let mut i = 0;
     while i < data.len() {
@@ -36,11 +38,16 @@ pub fn raw_unicode_escape(data: &[u8]) -> Result<String, String> {
             ));
         }
         let v = u32::from_str_radix(s, 16).map_err(|e| e.to_string())?;
-        let c = char::from_u32(v).ok_or_else(|| format!("\\U{v:08x} out of range"))?;
-        out.push(c);
+        if v > 0x10ffff {
+            return Err(format!("\\U{v:08x} out of range"));
+        }
+        match char::from_u32(v) {
+            Some(c) => out.push(c),
+            None => surrogate = true,
+        }
         i += n;
     }
-    Ok(out)
+    Ok((!surrogate).then_some(out))
 }
 
 /// `load_string`: strip one pair of matching outer quotes (required), then `escape_decode`.
@@ -118,13 +125,17 @@ mod tests {
 
     #[test]
     fn raw_unicode_escape_matches_cpython() {
-        assert_eq!(raw_unicode_escape(br"\u006f\u0073").unwrap(), "os");
-        assert_eq!(raw_unicode_escape(br"\\u006f").unwrap(), r"\\u006f");
-        assert_eq!(raw_unicode_escape(br"\\\u006f").unwrap(), "\\\\o");
-        assert_eq!(raw_unicode_escape(b"\xe9").unwrap(), "\u{e9}");
-        assert_eq!(raw_unicode_escape(br"\U0001F600").unwrap(), "\u{1F600}");
+        let d = |b: &[u8]| raw_unicode_escape(b).unwrap().unwrap();
+        assert_eq!(d(br"\u006f\u0073"), "os");
+        assert_eq!(d(br"\\u006f"), r"\\u006f");
+        assert_eq!(d(br"\\\u006f"), "\\\\o");
+        assert_eq!(d(b"\xe9"), "\u{e9}");
+        assert_eq!(d(br"\U0001F600"), "\u{1F600}");
         assert!(raw_unicode_escape(br"\u00").is_err());
         assert!(raw_unicode_escape(br"\U00110000").is_err());
+        // Lone surrogates are legal text for CPython (never a valid name).
+        assert_eq!(raw_unicode_escape(br"\ud800"), Ok(None));
+        assert_eq!(raw_unicode_escape(br"a\U0000dfffb"), Ok(None));
     }
 
     #[test]

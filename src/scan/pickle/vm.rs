@@ -4,6 +4,7 @@
 //! and structural anomaly in a [`Trace`]. Memory and time are bounded by [`Limits`].
 
 use super::compat;
+use super::numbers;
 use super::opcodes::{code, lookup, Arg};
 use super::strings;
 
@@ -151,6 +152,12 @@ pub struct Trace {
     /// Offset of the first joblib `NumpyArrayWrapper` array this stream read (skipped or
     /// unpickled as joblib does): from there on a plain `pickle.load` reads other opcodes.
     pub joblib_first_array: Option<u64>,
+    /// The replay stopped at one of mlsign's own limits (opcodes, values, memo, a joblib array
+    /// it cannot size), not at an error of the loader: the loader may go on from there.
+    pub unfollowable: bool,
+    /// A STACK_GLOBAL ran on operands that may be text at run time but are not literal names:
+    /// the loader's `find_class` may import something.
+    pub computed_global: bool,
 }
 
 type Id = u32;
@@ -159,10 +166,12 @@ type Id = u32;
 const SHARED: Id = 8;
 
 /// The unpickler memo: dense keys (what picklers write) in a vector, anything else in a map.
+/// Keys beyond u64 (legal for the pure-Python unpickler's dict memo) by their decimal digits.
 #[derive(Default)]
 struct Memo {
     dense: Vec<Id>,
     sparse: std::collections::HashMap<u64, Id>,
+    big: std::collections::HashMap<String, Id>,
     /// Distinct keys stored (MEMOIZE uses it as the next key, like `len(memo)`).
     count: usize,
 }
@@ -170,6 +179,23 @@ struct Memo {
 const EMPTY: Id = Id::MAX;
 
 impl Memo {
+    fn get_big(&self, k: &numbers::PyInt) -> Option<Id> {
+        match k.to_u64() {
+            Some(k) => self.get(k),
+            None if k.negative => None,
+            None => self.big.get(&k.digits).copied(),
+        }
+    }
+    fn insert_big(&mut self, k: &numbers::PyInt, v: Id) {
+        match k.to_u64() {
+            Some(k) => self.insert(k, v),
+            None => {
+                if self.big.insert(k.digits.clone(), v).is_none() {
+                    self.count += 1;
+                }
+            }
+        }
+    }
     fn get(&self, k: u64) -> Option<Id> {
         match self.dense.get(k as usize) {
             Some(&v) if v != EMPTY => Some(v),
@@ -227,6 +253,13 @@ enum Node {
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// End of the current FRAME (may lie past the data).
+    frame_end: usize,
+    /// An argument ran past the end of its FRAME (see [`Reader::line`]).
+    line_crossed_frame: bool,
+    /// A last line without newline is read as the pure-Python unpickler (joblib's) reads it;
+    /// false for the C unpickler alone (plain `pickle.load`), which raises there.
+    eof_line: bool,
 }
 
 #[derive(Debug)]
@@ -234,6 +267,18 @@ struct Fail(String);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
+        // See `line`: CPython 3.11's C loader on a file object reads an argument that runs
+        // past the FRAME's end afresh from the file, dropping the frame's tail.
+        if self.pos < self.frame_end
+            && self.frame_end <= self.data.len()
+            && n > self.frame_end - self.pos
+        {
+            self.line_crossed_frame = true;
+            return Err(Fail(format!(
+                "argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
+                self.frame_end
+            )));
+        }
         if n > self.data.len() - self.pos {
             return Err(Fail(format!(
                 "pickle data was truncated (needs {n} bytes, {} left)",
@@ -244,16 +289,39 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
+    /// One text argument without its `\n`. At EOF without a newline the C unpickler raises,
+    /// but the pure-Python one (`joblib.load`) takes `readline()[:-1]` (dropping the last byte,
+    /// or giving `b''` at EOF) and acts on it: INST calls, GLOBAL imports the module of
+    /// `c<module>\n` + EOF, PERSID calls `persistent_load`. The stream ends right after.
     fn line(&mut self) -> Result<&'a [u8], Fail> {
         let rest = &self.data[self.pos..];
         match rest.iter().position(|&b| b == b'\n') {
+            // A line that starts inside a FRAME and ends after it is read three ways: whole by
+            // `pickle.loads`, refused by the pure-Python loader, and by the C loader on a file
+            // without `peek` (the BytesIO torch gives it for `data.pkl`) from the frame's end
+            // on, dropping the frame's tail. Picklers never write one; it is not followable.
+            Some(i)
+                if self.pos < self.frame_end
+                    && self.frame_end <= self.data.len()
+                    && self.pos + i >= self.frame_end =>
+            {
+                self.line_crossed_frame = true;
+                Err(Fail(format!(
+                    "text argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
+                    self.frame_end
+                )))
+            }
             Some(i) => {
                 self.pos += i + 1;
                 Ok(&rest[..i])
             }
-            None => Err(Fail(
-                "pickle data was truncated (line without newline)".into(),
+            None if !self.eof_line => Err(Fail(
+                "pickle data was truncated (a text argument has no newline)".into(),
             )),
+            None => {
+                self.pos = self.data.len();
+                Ok(&rest[..rest.len().saturating_sub(1)])
+            }
         }
     }
     fn u32(&mut self) -> Result<u32, Fail> {
@@ -273,7 +341,7 @@ pub fn looks_nested(b: &[u8]) -> bool {
     if b.len() < 8 {
         return false;
     }
-    (b[0] == 0x80 && (2..=5).contains(&b[1]))
+    (b[0] == 0x80 && b[1] <= 5)
         || b.starts_with(b"\x93NUMPY")
         || b.starts_with(b"PK\x03\x04")
         || b.starts_with(&[0x1f, 0x8b])
@@ -296,8 +364,6 @@ struct Vm<'a, 'p> {
     last_call: Option<(usize, Id)>,
     /// Follow joblib array wrappers (joblib's unpickler) or not (plain pickle).
     joblib: bool,
-    /// End of the last FRAME (0 before any).
-    frame_end: usize,
     jb: semantics::State,
 }
 
@@ -308,7 +374,8 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
 }
 
 /// [`run_stream`], with `joblib` saying whether a `NumpyArrayWrapper` BUILD is followed by its
-/// array bytes (joblib's `NumpyUnpickler`) or not (a plain `pickle.Unpickler`).
+/// array bytes (joblib's pure-Python `NumpyUnpickler`) or not (C `pickle.load`, as numpy, torch
+/// and joblib's own object arrays use it: it also raises on a last line without newline).
 pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> Trace {
     let mut t = Trace {
         globals: vec![],
@@ -324,9 +391,17 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         invocations: vec![],
         file_end: 0,
         joblib_first_array: None,
+        unfollowable: false,
+        computed_global: false,
     };
     let mut vm = Vm {
-        r: Reader { data, pos: 0 },
+        r: Reader {
+            data,
+            pos: 0,
+            frame_end: 0,
+            line_crossed_frame: false,
+            eof_line: joblib,
+        },
         base,
         limits,
         nodes: Vec::new(),
@@ -337,7 +412,6 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         t: &mut t,
         last_call: None,
         joblib,
-        frame_end: 0,
         jb: semantics::State::default(),
     };
     vm.nodes.extend([
@@ -353,12 +427,24 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
     vm.nodes.extend((0..256).map(Node::Int));
     let res = vm.run();
     let end = vm.r.pos;
-    let file_end = end.max(vm.frame_end);
+    let file_end = end.max(vm.r.frame_end);
     let top = match &res {
         Ok(Some(id)) => Some(vm.top_value(*id)),
         _ => None,
     };
+    let crossed = vm.r.line_crossed_frame;
     drop(vm);
+    if crossed {
+        t.unfollowable = true;
+        t.anomalies.push(Anomaly {
+            kind: AnomalyKind::Limit,
+            offset: base + end as u64,
+            detail: "an opcode argument crosses the end of its FRAME: the C unpickler reading \
+                     a file object drops the frame's tail, pickle.loads does not and the \
+                     pure-Python unpickler refuses, so loaders see different values"
+                .into(),
+        });
+    }
     t.end = end;
     t.file_end = file_end;
     t.top = top;
@@ -388,6 +474,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             _ => {}
         }
         if self.nodes.len() >= self.limits.max_nodes {
+            self.t.unfollowable = true;
             return Err(Fail(format!(
                 "simulation limit: more than {} values",
                 self.limits.max_nodes
@@ -612,6 +699,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 offset: self.off(op_pos),
                 detail: format!("more than {} opcodes", self.limits.max_ops),
             });
+            self.t.unfollowable = true;
             return Err(Fail("opcode limit reached".into()));
         }
         let byte = self
@@ -638,13 +726,14 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.t.max_proto = self.t.max_proto.max(p);
             }
             code::FRAME => {
+                // Frames only group opcodes. The C loader wants the whole frame present, but
+                // the pure-Python one reads a short frame and runs the opcodes in it, so a
+                // FRAME longer than the data is no reason to stop.
                 let n = self.r.u64()?;
-                if n > (self.r.data.len() - self.r.pos) as u64 {
-                    return Err(Fail(format!(
-                        "FRAME of {n} bytes exceeds the remaining data"
-                    )));
-                }
-                self.frame_end = self.r.pos + n as usize;
+                self.r.frame_end = usize::try_from(n)
+                    .ok()
+                    .and_then(|n| self.r.pos.checked_add(n))
+                    .unwrap_or(usize::MAX);
             }
             code::STOP => {
                 // CPython pops the result: STOP on an empty stack is an error.
@@ -677,22 +766,23 @@ impl<'a, 'p> Vm<'a, 'p> {
             code::NONE => self.push(Node::None)?,
             code::NEWTRUE => self.push(Node::Bool(true))?,
             code::NEWFALSE => self.push(Node::Bool(false))?,
+            // Text numbers: values as CPython computes them. Text CPython refuses becomes an
+            // unknown value rather than a stop, so the replay never ends before the loader does.
             code::INT => {
                 let l = self.r.line()?;
-                let s = String::from_utf8_lossy(l);
-                let s = s.trim();
-                let n = match s {
-                    "00" => Node::Bool(false),
-                    "01" => Node::Bool(true),
-                    _ => s.parse::<i64>().map(Node::Int).unwrap_or(Node::Unknown),
+                let n = match numbers::int_opcode(l) {
+                    Some(numbers::IntValue::Bool(b)) => Node::Bool(b),
+                    Some(numbers::IntValue::Int(v)) => int_node(&v),
+                    None => Node::Unknown,
                 };
                 self.push(n)?;
             }
             code::LONG => {
                 let l = self.r.line()?;
-                let s = String::from_utf8_lossy(l);
-                let s = s.trim().trim_end_matches('L');
-                self.push(s.parse::<i64>().map(Node::Int).unwrap_or(Node::Unknown))?;
+                let n = numbers::long_opcode(l)
+                    .map(|v| int_node(&v))
+                    .unwrap_or(Node::Unknown);
+                self.push(n)?;
             }
             code::FLOAT => {
                 self.r.line()?;
@@ -777,8 +867,11 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::UNICODE => {
                 let l = self.r.line()?;
-                let s = strings::raw_unicode_escape(l).map_err(Fail)?;
-                let n = self.text(s);
+                let n = match strings::raw_unicode_escape(l).map_err(Fail)? {
+                    Some(s) => self.text(s),
+                    // Lone surrogates: legal text, never a name that imports.
+                    None => Node::OpaqueStr,
+                };
                 self.push(n)?;
             }
             code::BINUNICODE | code::SHORT_BINUNICODE | code::BINUNICODE8 => {
@@ -884,20 +977,26 @@ impl<'a, 'p> Vm<'a, 'p> {
             code::SETITEMS => {
                 let items = self.pop_mark()?;
                 if items.len() % 2 == 1 {
+                    // The pure-Python loader assigns the complete pairs before it fails.
+                    if items.len() > 1 {
+                        let d = self.top()?;
+                        self.set_items(op_pos, "SETITEMS", d, &items[..items.len() - 1])?;
+                    }
                     return Err(Fail("odd number of items for SETITEMS".into()));
                 }
                 let d = self.top()?;
                 self.set_items(op_pos, "SETITEMS", d, &items)?;
             }
             code::GET | code::BINGET | code::LONG_BINGET => {
-                let idx = match op.code {
-                    code::GET => parse_line_int(self.r.line()?)?,
-                    code::BINGET => self.r.take(1)?[0] as u64,
-                    _ => self.r.u32()? as u64,
+                let key = match op.code {
+                    code::GET => memo_key_line(self.r.line()?)?,
+                    code::BINGET => numbers::PyInt::from(self.r.take(1)?[0] as u64),
+                    _ => numbers::PyInt::from(self.r.u32()? as u64),
                 };
-                match self.memo.get(idx) {
+                match self.memo.get_big(&key) {
                     Some(id) => self.stack.push(id),
                     None => {
+                        let idx = key.display();
                         self.t.anomalies.push(Anomaly {
                             kind: AnomalyKind::MemoMiss,
                             offset: self.off(op_pos),
@@ -911,17 +1010,24 @@ impl<'a, 'p> Vm<'a, 'p> {
                 }
             }
             code::PUT | code::BINPUT | code::LONG_BINPUT | code::MEMOIZE => {
-                let idx = match op.code {
-                    code::PUT => parse_line_int(self.r.line()?)?,
-                    code::BINPUT => self.r.take(1)?[0] as u64,
-                    code::LONG_BINPUT => self.r.u32()? as u64,
-                    _ => self.memo.count as u64,
+                let key = match op.code {
+                    code::PUT => {
+                        let k = memo_key_line(self.r.line()?)?;
+                        if k.negative {
+                            return Err(Fail("negative PUT argument".into()));
+                        }
+                        k
+                    }
+                    code::BINPUT => numbers::PyInt::from(self.r.take(1)?[0] as u64),
+                    code::LONG_BINPUT => numbers::PyInt::from(self.r.u32()? as u64),
+                    _ => numbers::PyInt::from(self.memo.count as u64),
                 };
                 let t = self.top()?;
                 if self.memo.count >= self.limits.max_nodes {
+                    self.t.unfollowable = true;
                     return Err(Fail("memo limit reached".into()));
                 }
-                self.memo.insert(idx, t);
+                self.memo.insert_big(&key, t);
                 // Memoizing keeps the call result on top: still "pending".
                 self.last_call = pending;
             }
@@ -974,6 +1080,22 @@ impl<'a, 'p> Vm<'a, 'p> {
                             offset: self.off(op_pos),
                             detail,
                         });
+                        // CPython calls find_class only when both are str at run time.
+                        let may_be_str = |id: Id| {
+                            matches!(
+                                self.nodes.get(id as usize),
+                                Some(
+                                    Node::Str(_)
+                                        | Node::OpaqueStr
+                                        | Node::Unknown
+                                        | Node::Object { .. }
+                                        | Node::Persistent
+                                )
+                            )
+                        };
+                        if may_be_str(m) && may_be_str(n) {
+                            self.t.computed_global = true;
+                        }
                         self.push(Node::Unknown)?;
                     }
                 }
@@ -1023,7 +1145,9 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let state = self.pop()?;
                 let obj = self.top()?;
                 self.method(op_pos, "BUILD", obj, "__setstate__");
-                self.after_build(op_pos, obj, state)?;
+                // Losing track of joblib's inline array bytes is mlsign's limit, not joblib's.
+                self.after_build(op_pos, obj, state)
+                    .inspect_err(|_| self.t.unfollowable = true)?;
             }
             code::PERSID | code::BINPERSID => {
                 let pid = if op.code == code::PERSID {
@@ -1103,11 +1227,31 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 }
 
-fn parse_line_int(l: &[u8]) -> Result<u64, Fail> {
-    std::str::from_utf8(l)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .ok_or_else(|| Fail("memo key is not a non-negative integer".into()))
+/// An integer value: `Int` when it fits, else LONG1's bytes (up to 64 of them).
+fn int_node(v: &numbers::PyInt) -> Node {
+    match v.to_i64() {
+        Some(i) => Node::Int(i),
+        // More than 64 bytes (154 decimal digits) is never a value a caller reads.
+        None if v.digits.len() > 160 => Node::Unknown,
+        None => {
+            let b = v.to_le_bytes();
+            if b.len() <= 64 {
+                Node::BigInt(b)
+            } else {
+                Node::Unknown
+            }
+        }
+    }
+}
+
+/// A PUT/GET key as CPython reads it (`1_0`, ` +1 `, `-0` and `1\0junk` are all legal).
+fn memo_key_line(l: &[u8]) -> Result<numbers::PyInt, Fail> {
+    numbers::memo_key(l).ok_or_else(|| {
+        Fail(format!(
+            "memo key {:?} is not an integer",
+            String::from_utf8_lossy(&l[..l.len().min(40)])
+        ))
+    })
 }
 
 /// CPython decodes BINUNICODE with `surrogatepass`: UTF-8 with encoded surrogates is accepted.

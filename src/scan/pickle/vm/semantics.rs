@@ -510,7 +510,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         let dtype = get("dtype").ok_or_else(|| fail("no dtype attribute".into()))?;
         let dt = self.dtype_info(dtype, 0).map_err(fail)?;
-        if self.r.pos < self.frame_end {
+        if self.r.pos < self.r.frame_end {
             // joblib reads the array from the file, past the rest of the current frame.
             return Err(fail(
                 "the array is read from the file while the current pickle frame has bytes left (joblib never writes this)".into(),
@@ -602,6 +602,9 @@ impl<'a, 'p> Vm<'a, 'p> {
             .extend(inner.nested.into_iter().map(|(o, s, l)| (o, s + start, l)));
         self.t.max_proto = self.t.max_proto.max(inner.max_proto);
         self.t.ops = self.t.ops.saturating_add(inner.ops);
+        // What the nested stream's replay could not follow, the outer one cannot either.
+        self.t.unfollowable |= inner.unfollowable;
+        self.t.computed_global |= inner.computed_global;
     }
 
     /// The key BUILD states of a dtype object are filed under, if `obj` is `numpy.dtype(...)`.
