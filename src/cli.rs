@@ -1,7 +1,7 @@
 //! Command-line definitions only (clap). The work is done in [`crate::commands`].
 
-use crate::report::Format;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mlsign::report::Format;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -58,6 +58,11 @@ pub enum Command {
     Policy(crate::commands::policy::PolicyArgs),
     /// Sign an approval of a model (human review, separate from the signer) for the gate.
     Approve(crate::commands::approve::ApproveArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Write the man pages into a directory (used by the release script).
+    #[command(hide = true)]
+    Man(crate::commands::completions::ManArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +156,7 @@ pub struct HashArgs {
     /// Hash only partition I of N (0-based; by hash of each file's path) and write an unsigned
     /// partial manifest to --output; `sign --from-parts` merges the N parts.
     #[arg(long, value_name = "I/N", requires = "output")]
-    pub partition: Option<crate::digest::partition::Spec>,
+    pub partition: Option<mlsign::digest::partition::Spec>,
     /// Where --partition writes its partial manifest.
     #[arg(long, short = 'o', value_name = "PART.json", requires = "partition")]
     pub output: Option<PathBuf>,
@@ -257,7 +262,7 @@ pub struct VerifyArgs {
     /// Check only partition I of N (0-based, as `hash --partition`): the signature, then the
     /// files of that partition; with --output the result is written for a merge.
     #[arg(long, value_name = "I/N", conflicts_with = "from_parts")]
-    pub partition: Option<crate::digest::partition::Spec>,
+    pub partition: Option<mlsign::digest::partition::Spec>,
     /// Where --partition writes its result (JSON) for `verify --from-parts`.
     #[arg(long, short = 'o', value_name = "RESULT.json", requires = "partition")]
     pub output: Option<PathBuf>,

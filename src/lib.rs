@@ -1,5 +1,6 @@
-//! mlsign: ML supply-chain integrity as a library. The binary in `main.rs` is a thin shell over
-//! [`commands::run`].
+//! mlsign: ML supply-chain integrity as a library. The binary (`main.rs`, with the clap
+//! definitions in `cli.rs` and one file per command in `commands/`) is a thin shell over it and
+//! not part of the library API.
 //!
 //! Capabilities, one module each: [`digest`] (walk, hash, manifest), [`attest`] (in-toto statement,
 //! DSSE, Sigstore bundle, sign/verify), [`report`] (findings and output sinks).
@@ -8,8 +9,6 @@ pub mod attest;
 #[cfg(feature = "behave")]
 pub mod behave;
 pub mod bom;
-pub mod cli;
-pub mod commands;
 pub mod dataset;
 pub mod digest;
 pub mod gate;

@@ -1,11 +1,11 @@
 //! `mlsign approve SUBJECT --key REVIEWER.pem`: sign an approval of the subject's digest.
 
 use super::common::{load_signer, print_json};
-use crate::digest::{HashConfig, Manifest};
-use crate::gate::approval;
-use crate::report::{Exit, Format};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use mlsign::digest::{HashConfig, Manifest};
+use mlsign::gate::approval;
+use mlsign::report::{Exit, Format};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -74,7 +74,7 @@ pub fn run(a: ApproveArgs) -> Result<Exit> {
         None => approval::default_path(&abs, &hint)
             .context("cannot place an approval beside the file-system root; pass --output")?,
     };
-    crate::bom::write_public(&out, &bundle.to_json(), a.force)?;
+    mlsign::bom::write_public(&out, &bundle.to_json(), a.force)?;
     match a.format {
         Format::Human => println!(
             "Approved {} sha256:{} as reviewer {} (expires in {} days) -> {}",

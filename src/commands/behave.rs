@@ -1,11 +1,11 @@
 //! `mlsign behave` and `mlsign behave calibrate`: rendering and exit codes.
 
-use crate::behave::report::{CandidateDetail, Clean};
-use crate::behave::{self, calibrate, BehaveReport, Prepared};
 use crate::cli::{BehaveArgs, BehaveCalibrateArgs, BehaveCommand, BehaveDevice, BehaveRunArgs};
-use crate::report::{Exit, Format};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use mlsign::behave::report::{CandidateDetail, Clean};
+use mlsign::behave::{self, calibrate, BehaveReport, Prepared};
+use mlsign::report::{Exit, Format};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +121,7 @@ fn run_diff(
     bar.finish();
     // Exit 1 for divergence (BHV001) and the clean-drift gate (BHV002); calibration notes
     // (BHV003/BHV004) are reported but do not fail the run.
-    let gating = [crate::report::codes::BHV001, crate::report::codes::BHV002];
+    let gating = [mlsign::report::codes::BHV001, mlsign::report::codes::BHV002];
     let flagged = reports
         .iter()
         .any(|r| r.findings.iter().any(|f| gating.contains(&f.code)));
@@ -138,7 +138,7 @@ fn run_diff(
             let all: Vec<_> = reports.iter().flat_map(|r| r.findings.clone()).collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&crate::report::sarif::to_sarif(&all))?
+                serde_json::to_string_pretty(&mlsign::report::sarif::to_sarif(&all))?
             );
         }
         Format::Human => {
@@ -351,7 +351,7 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
 }
 
 /// The output format asked for (errors are rendered in it by the dispatcher).
-pub fn format(a: &crate::cli::BehaveArgs) -> crate::report::Format {
+pub fn format(a: &crate::cli::BehaveArgs) -> mlsign::report::Format {
     match &a.command {
         Some(crate::cli::BehaveCommand::Calibrate(c)) => c.run.format,
         None => a.run.format,

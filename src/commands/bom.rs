@@ -1,15 +1,15 @@
 //! `mlsign bom …`: build, validate, verify (drift + signature), sign, show.
 
 use super::common::{load_signer, print_json, read_small};
-use crate::attest::{self, bundle::Bundle, cert, Trust, VerifyingKey};
-use crate::bom::cyclonedx::{ctype, Property};
-use crate::bom::{self, drift, show, validate, BomError, BuildOptions};
 use crate::cli::{
     BomAction, BomArgs, BomBuildArgs, BomShowArgs, BomSignArgs, BomValidateArgs, BomVerifyArgs,
     ShowFormat,
 };
-use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{anyhow, bail, Context, Result};
+use mlsign::attest::{self, bundle::Bundle, cert, Trust, VerifyingKey};
+use mlsign::bom::cyclonedx::{ctype, Property};
+use mlsign::bom::{self, drift, show, validate, BomError, BuildOptions};
+use mlsign::report::{sarif, Exit, Finding, Format};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,7 @@ fn signature_properties(model: &Path, bundle: &Path, key: &Path) -> Result<Vec<P
         bundle,
         &Trust::Key(key),
         &attest::VerifyOptions::default(),
-        &crate::digest::NoProgress,
+        &mlsign::digest::NoProgress,
     );
     match out {
         Ok(o) if o.verified() => {

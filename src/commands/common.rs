@@ -1,9 +1,9 @@
 //! Helpers shared by the commands: hashing options, sizes, progress, passphrases, output.
 
 use crate::cli::{HashAlg, HashingArgs};
-use crate::digest::{normalize_ignore, HashAlgorithm, HashConfig, Method, Progress, GIT_PATHS};
-use crate::report::Format;
 use anyhow::{bail, Context, Result};
+use mlsign::digest::{normalize_ignore, HashAlgorithm, HashConfig, Method, Progress, GIT_PATHS};
+use mlsign::report::Format;
 use std::io::IsTerminal;
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -132,8 +132,8 @@ impl Progress for Bar {
 pub fn passphrase(
     env: Option<&str>,
     what: &Path,
-) -> Result<Zeroizing<String>, crate::attest::Error> {
-    use crate::attest::Error;
+) -> Result<Zeroizing<String>, mlsign::attest::Error> {
+    use mlsign::attest::Error;
     if let Some(var) = env {
         return std::env::var(var).map(Zeroizing::new).map_err(|_| {
             Error::Passphrase(format!(
@@ -159,8 +159,8 @@ pub fn load_signer(
     passphrase_env: Option<&str>,
     cert: Option<&Path>,
     chain: &[std::path::PathBuf],
-) -> Result<crate::attest::Signer> {
-    use crate::attest::{cert as x509, Signer, SigningKey};
+) -> Result<mlsign::attest::Signer> {
+    use mlsign::attest::{cert as x509, Signer, SigningKey};
     let key_pem = Zeroizing::new(read_small(key_path, "private key")?);
     let key = SigningKey::from_pem(&key_pem, &mut || passphrase(passphrase_env, key_path))
         .with_context(|| format!("private key {}", key_path.display()))?;

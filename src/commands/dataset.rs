@@ -2,9 +2,9 @@
 
 use super::common::print_json;
 use crate::cli::{DatasetAction, DatasetArgs, DatasetCommon, DatasetVerifyArgs};
-use crate::dataset::{self, RecordInput, StepInput, VerifyOptions};
-use crate::report::{sarif, Exit, Format};
 use anyhow::{bail, Context, Result};
+use mlsign::dataset::{self, RecordInput, StepInput, VerifyOptions};
+use mlsign::report::{sarif, Exit, Format};
 use serde_json::json;
 use std::collections::BTreeMap;
 

@@ -1,11 +1,11 @@
-//! `mlsign gate SUBJECT… --policy FILE`: the CLI edge of [`crate::gate`].
+//! `mlsign gate SUBJECT… --policy FILE`: the CLI edge of [`mlsign::gate`].
 
 use super::common::print_json;
-use crate::gate::{self, audit, render, Evidence, GateOptions, GateReport};
-use crate::policy::Policy;
-use crate::report::{self, Exit, Format};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use mlsign::gate::{self, audit, render, Evidence, GateOptions, GateReport};
+use mlsign::policy::Policy;
+use mlsign::report::{self, Exit, Format};
 use std::path::{Path, PathBuf};
 
 /// Output formats of the gate (all render the same report).
@@ -105,7 +105,7 @@ fn sarif(reports: &[GateReport]) -> serde_json::Value {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    crate::bom::write_public(path, text.as_bytes(), true)
+    mlsign::bom::write_public(path, text.as_bytes(), true)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

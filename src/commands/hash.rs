@@ -1,13 +1,13 @@
 use super::common::{hash_config, human_bytes, print_json, Bar};
 use crate::cli::HashArgs;
-use crate::digest::partition::Part;
-use crate::digest::{cache, walk, Manifest, Method};
-use crate::report::{Exit, Format};
 use anyhow::{Context, Result};
+use mlsign::digest::partition::Part;
+use mlsign::digest::{cache, walk, Manifest, Method};
+use mlsign::report::{Exit, Format};
 use serde_json::json;
 
 /// `hash --partition I/N -o PART.json`: hash one partition, write its partial manifest.
-fn partition(a: &HashArgs, spec: crate::digest::partition::Spec) -> Result<Exit> {
+fn partition(a: &HashArgs, spec: mlsign::digest::partition::Spec) -> Result<Exit> {
     let out = a
         .output
         .as_deref()
@@ -22,7 +22,7 @@ fn partition(a: &HashArgs, spec: crate::digest::partition::Spec) -> Result<Exit>
         .collect();
     let m = Manifest::from_entries(&own, &config, &bar)?;
     let part = Part::new(spec, &config, &all, &m);
-    crate::attest::write_atomic(out, &part.to_json(), a.force)?;
+    mlsign::attest::write_atomic(out, &part.to_json(), a.force)?;
     match a.format {
         Format::Human => println!(
             "partition {spec}: {} of {} files, {} hashed -> {}",
@@ -89,7 +89,7 @@ pub fn run(a: HashArgs) -> Result<Exit> {
             print_json(&json!({
                 "path": a.path,
                 "root_digest": {"sha256": m.root_digest_hex()},
-                "serialization": crate::attest::statement::serialization_json(&config),
+                "serialization": mlsign::attest::statement::serialization_json(&config),
                 "files": m.file_count,
                 "bytes": m.total_bytes,
                 "resources": resources,

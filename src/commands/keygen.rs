@@ -1,14 +1,14 @@
 use super::common::print_json;
-use crate::attest::{write_atomic, KeyKind, SigningKey};
 use crate::cli::{KeyAlgorithm, KeygenArgs};
-use crate::report::{Exit, Format};
 use anyhow::{Context, Result};
+use mlsign::attest::{write_atomic, KeyKind, SigningKey};
+use mlsign::report::{Exit, Format};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 /// `keygen --pkcs11-uri`: the key pair is made on the token; only PREFIX.pub is written.
 fn on_token(a: &KeygenArgs, kind: KeyKind, uri: &str, pub_path: &std::path::Path) -> Result<Exit> {
-    use crate::attest::pkcs11::{generate, Pkcs11Uri};
+    use mlsign::attest::pkcs11::{generate, Pkcs11Uri};
     if !matches!(kind, KeyKind::P256 | KeyKind::P384) {
         anyhow::bail!("--pkcs11-uri: only p256 and p384 keys can be made on a token");
     }

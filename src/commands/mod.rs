@@ -4,6 +4,7 @@
 pub mod approve;
 mod bom;
 mod common;
+pub mod completions;
 mod dataset;
 pub mod gate;
 mod hash;
@@ -15,7 +16,7 @@ mod verify;
 mod verify_parts;
 
 use crate::cli::{Cli, Command};
-use crate::report::{Exit, Format};
+use mlsign::report::{Exit, Format};
 
 #[cfg(feature = "behave")]
 pub mod behave;
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Gate(a) => (a.format.errors(), gate::run(a)),
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),
+        Command::Completions(a) => (Format::Human, completions::run_completions(a)),
+        Command::Man(a) => (a.format, completions::run_man(a)),
         #[cfg(feature = "behave")]
         Command::Behave(a) => (behave::format(&a), behave::run(a)),
         #[cfg(not(feature = "behave"))]

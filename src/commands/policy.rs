@@ -1,10 +1,10 @@
 //! `mlsign policy init|check|explain`.
 
 use super::common::print_json;
-use crate::policy::{explain, init, Policy};
-use crate::report::{Exit, Format};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use mlsign::policy::{explain, init, Policy};
+use mlsign::report::{Exit, Format};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +100,7 @@ pub fn run(a: PolicyArgs) -> Result<Exit> {
 }
 
 fn sha256_file(p: &Path, what: &str) -> Result<String> {
-    let m = crate::digest::Manifest::from_path(p, &crate::digest::HashConfig::default())
+    let m = mlsign::digest::Manifest::from_path(p, &mlsign::digest::HashConfig::default())
         .with_context(|| format!("{what} {}", p.display()))?;
     if !p.is_file() {
         bail!("{what} {}: must be a file", p.display());
@@ -142,7 +142,7 @@ fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
     // What init writes must load.
     let p = Policy::from_bytes(text.as_bytes(), &a.output)
         .context("internal error: the generated policy does not load; please report this")?;
-    crate::bom::write_public(&a.output, text.as_bytes(), a.force)?;
+    mlsign::bom::write_public(&a.output, text.as_bytes(), a.force)?;
     match a.format {
         Format::Human => println!(
             "Wrote {} (requirements: {}); check it with `mlsign policy explain {}`",

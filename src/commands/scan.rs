@@ -1,9 +1,9 @@
-//! `mlsign scan`: render a [`crate::scan::ScanReport`] and map verdicts to the exit code.
+//! `mlsign scan`: render a [`mlsign::scan::ScanReport`] and map verdicts to the exit code.
 
 use crate::cli::ScanArgs;
-use crate::report::{sarif, Exit, Format};
-use crate::scan::{scan_path, Policy, Verdict};
 use anyhow::Context;
+use mlsign::report::{sarif, Exit, Format};
+use mlsign::scan::{scan_path, Policy, Verdict};
 
 pub fn run(args: ScanArgs) -> anyhow::Result<Exit> {
     let mut policy = match &args.policy {
@@ -39,7 +39,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Exit> {
             for f in &report.files {
                 println!("{}: {}", f.path, f.verdict.as_str().to_uppercase());
                 for x in &f.findings {
-                    if x.severity == crate::report::Severity::Info && f.verdict == Verdict::Clean {
+                    if x.severity == mlsign::report::Severity::Info && f.verdict == Verdict::Clean {
                         continue;
                     }
                     let mut loc = String::new();

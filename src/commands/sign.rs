@@ -1,11 +1,11 @@
 use super::common::{hash_config, human_bytes, load_signer, print_json, read_small, Bar};
-use crate::attest::pkcs11::{Pkcs11Key, Pkcs11Uri};
-use crate::attest::{
+use crate::cli::{SignArgs, SubjectKind as CliKind};
+use anyhow::{Context, Result};
+use mlsign::attest::pkcs11::{Pkcs11Key, Pkcs11Uri};
+use mlsign::attest::{
     cert as x509, sign_model_with, ManifestSource, SignExtras, SignOptions, Signer, SubjectKind,
 };
-use crate::cli::{SignArgs, SubjectKind as CliKind};
-use crate::report::{Exit, Format};
-use anyhow::{Context, Result};
+use mlsign::report::{Exit, Format};
 use std::path::PathBuf;
 
 /// `PATH.sig` beside the model (never inside it).
@@ -73,7 +73,7 @@ pub fn run(a: SignArgs) -> Result<Exit> {
         }
         ManifestSource::Since(old.clone())
     } else if !a.from_parts.is_empty() {
-        ManifestSource::Parts(crate::digest::partition::expand_patterns(&a.from_parts)?)
+        ManifestSource::Parts(mlsign::digest::partition::expand_patterns(&a.from_parts)?)
     } else {
         ManifestSource::Hash
     };

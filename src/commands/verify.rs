@@ -1,8 +1,8 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
-use crate::attest::{cert, verify_model, Trust, VerifyOptions, VerifyOutcome, VerifyingKey};
 use crate::cli::VerifyArgs;
-use crate::report::{sarif, Exit, Finding, Format};
 use anyhow::{Context, Result};
+use mlsign::attest::{cert, verify_model, Trust, VerifyOptions, VerifyOutcome, VerifyingKey};
+use mlsign::report::{sarif, Exit, Finding, Format};
 use serde_json::json;
 
 pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[Finding]) {

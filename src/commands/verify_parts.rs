@@ -1,12 +1,12 @@
 //! `verify --partition I/N [-o RESULT.json]` and `verify --from-parts RESULT…`.
 
 use super::verify::emit;
-use crate::attest::partition::{merge_results, verify_partition};
-use crate::attest::{Error as AttestError, Trust, VerifyOptions};
 use crate::cli::VerifyArgs;
-use crate::digest::Progress;
-use crate::report::{Exit, Finding};
 use anyhow::Result;
+use mlsign::attest::partition::{merge_results, verify_partition};
+use mlsign::attest::{Error as AttestError, Trust, VerifyOptions};
+use mlsign::digest::Progress;
+use mlsign::report::{Exit, Finding};
 
 pub fn run(
     a: &VerifyArgs,
@@ -19,12 +19,12 @@ pub fn run(
             if let Some(out) = &a.output {
                 let mut json = serde_json::to_vec_pretty(&r).unwrap_or_default();
                 json.push(b'\n');
-                crate::attest::write_atomic(out, &json, true)?;
+                mlsign::attest::write_atomic(out, &json, true)?;
             }
             Ok(o)
         })
     } else {
-        let parts = crate::digest::partition::expand_patterns(&a.from_parts)
+        let parts = mlsign::digest::partition::expand_patterns(&a.from_parts)
             .map_err(|e| AttestError::Digest(e.into()))?;
         merge_results(&a.bundle, trust, a.legacy_pae, &parts)
     };
@@ -32,7 +32,7 @@ pub fn run(
         Ok(o) => {
             let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
             emit(a, Some(&o), &findings);
-            if a.format == crate::report::Format::Human {
+            if a.format == mlsign::report::Format::Human {
                 match a.partition {
                     Some(spec) => eprintln!(
                         "note: partition {spec} only; the other partitions are checked by their \

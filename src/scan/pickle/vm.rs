@@ -143,6 +143,12 @@ pub struct Trace {
     pub top: Option<TopValue>,
     pub ops: u64,
     pub max_proto: u8,
+    /// The replay stopped at one of mlsign's own limits (opcodes, values, memo, a joblib array
+    /// it cannot size), not at an error of the loader: the loader may go on from there.
+    pub unfollowable: bool,
+    /// A STACK_GLOBAL ran on operands that may be text at run time but are not literal names:
+    /// the loader's `find_class` may import something.
+    pub computed_global: bool,
     /// Callables and classes that reached allowlisted functions which call or instantiate them
     /// (see [`crate::scan::presets::arg_kinds`]).
     pub invocations: Vec<Invocation>,
@@ -152,12 +158,6 @@ pub struct Trace {
     /// Offset of the first joblib `NumpyArrayWrapper` array this stream read (skipped or
     /// unpickled as joblib does): from there on a plain `pickle.load` reads other opcodes.
     pub joblib_first_array: Option<u64>,
-    /// The replay stopped at one of mlsign's own limits (opcodes, values, memo, a joblib array
-    /// it cannot size), not at an error of the loader: the loader may go on from there.
-    pub unfollowable: bool,
-    /// A STACK_GLOBAL ran on operands that may be text at run time but are not literal names:
-    /// the loader's `find_class` may import something.
-    pub computed_global: bool,
 }
 
 type Id = u32;
@@ -364,6 +364,8 @@ struct Vm<'a, 'p> {
     last_call: Option<(usize, Id)>,
     /// Follow joblib array wrappers (joblib's unpickler) or not (plain pickle).
     joblib: bool,
+    /// End of the last FRAME (0 before any).
+    frame_end: usize,
     jb: semantics::State,
 }
 
@@ -388,11 +390,11 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         top: None,
         ops: 0,
         max_proto: 0,
+        unfollowable: false,
+        computed_global: false,
         invocations: vec![],
         file_end: 0,
         joblib_first_array: None,
-        unfollowable: false,
-        computed_global: false,
     };
     let mut vm = Vm {
         r: Reader {
@@ -412,6 +414,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         t: &mut t,
         last_call: None,
         joblib,
+        frame_end: 0,
         jb: semantics::State::default(),
     };
     vm.nodes.extend([
@@ -427,7 +430,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
     vm.nodes.extend((0..256).map(Node::Int));
     let res = vm.run();
     let end = vm.r.pos;
-    let file_end = end.max(vm.r.frame_end);
+    let file_end = end.max(vm.frame_end);
     let top = match &res {
         Ok(Some(id)) => Some(vm.top_value(*id)),
         _ => None,
@@ -734,6 +737,8 @@ impl<'a, 'p> Vm<'a, 'p> {
                     .ok()
                     .and_then(|n| self.r.pos.checked_add(n))
                     .unwrap_or(usize::MAX);
+                // The pure-Python loader reads the frame (or what is left of the data) at once.
+                self.frame_end = self.r.frame_end.min(self.r.data.len());
             }
             code::STOP => {
                 // CPython pops the result: STOP on an empty stack is an error.

@@ -510,7 +510,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         let dtype = get("dtype").ok_or_else(|| fail("no dtype attribute".into()))?;
         let dt = self.dtype_info(dtype, 0).map_err(fail)?;
-        if self.r.pos < self.r.frame_end {
+        if self.r.pos < self.frame_end {
             // joblib reads the array from the file, past the rest of the current frame.
             return Err(fail(
                 "the array is read from the file while the current pickle frame has bytes left (joblib never writes this)".into(),
