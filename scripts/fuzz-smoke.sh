@@ -21,6 +21,7 @@ echo "== building fuzz targets"
 cargo fuzz build "${fuzz_opts[@]}" >/dev/null
 scripts/scan-fuzz-smoke.sh "$secs"
 scripts/bom-fuzz-smoke.sh "$secs"
+scripts/keyless-fuzz-smoke.sh "$secs"
 seeds=fuzz/seeds/bundle
 mkdir -p "$seeds"
 cp tests/support/oms_api.py "$seeds/not-a-bundle.py"

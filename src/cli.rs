@@ -34,6 +34,9 @@ pub enum Command {
     Bom(BomArgs),
     /// Record dataset versions and the steps between them (hash-linked lineage), and verify it.
     Dataset(DatasetArgs),
+    /// Sigstore conformance-suite entry point (`verify-bundle`, `sign-bundle`), speaking the
+    /// sigstore-conformance CLI protocol.
+    Conformance(ConformanceArgs),
     /// Reject unsafe pickles and code-carrying model files (static: nothing is executed).
     #[command(
         long_about = "Scan model files for code that runs on load, without Python and without \
@@ -176,13 +179,13 @@ pub enum SubjectKind {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written)."
+    after_help = "Examples:\n  mlsign sign models/bert --key signer.pem                  # writes models/bert.sig\n  mlsign sign data/reviews --key signer.pem --kind dataset --bundle reviews.sig\n  mlsign sign models/bert --key leaf.pem --cert leaf.crt --chain ca.crt\n  MLSIGN_PASS=secret mlsign sign models/bert --key enc.pem --passphrase-env MLSIGN_PASS\n  mlsign sign models/bert --keyless                          # in GitHub Actions (id-token: write)\n\nThe bundle is an OpenSSF model signing (model_signing 1.1.1) compatible Sigstore bundle.\nExit codes: 0 signed, 2 usage or I/O error (nothing is written)."
 )]
 pub struct SignArgs {
     /// Model or dataset directory, or a single file.
     pub path: PathBuf,
     /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
-    #[arg(long, value_name = "PRIV.pem", required_unless_present = "pkcs11_uri")]
+    #[arg(long, value_name = "PRIV.pem", required_unless_present_any = ["pkcs11_uri", "keyless"])]
     pub key: Option<PathBuf>,
     /// Sign with a key on a PKCS#11 token (RFC 7512 URI, as model_signing takes it):
     /// 'pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path/pin'.
@@ -217,6 +220,8 @@ pub struct SignArgs {
     #[arg(long, value_name = "PART.json", num_args = 1..)]
     pub from_parts: Vec<String>,
     #[command(flatten)]
+    pub keyless: KeylessSignArgs,
+    #[command(flatten)]
     pub hashing: HashingArgs,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -236,13 +241,15 @@ pub struct VerifyArgs {
     #[arg(
         long,
         value_name = "PUB.pem",
-        required_unless_present = "cert_chain",
+        required_unless_present_any = ["cert_chain", "identity", "identity_regex"],
         conflicts_with = "cert_chain"
     )]
     pub key: Option<PathBuf>,
     /// Trusted root certificates (PEM) for bundles made with the certificate method.
     #[arg(long, value_name = "ROOTS.pem")]
     pub cert_chain: Option<PathBuf>,
+    #[command(flatten)]
+    pub keyless: KeylessVerifyArgs,
     /// Leave a path out of the comparison in addition to what the signature records. Repeatable.
     #[arg(long = "ignore", value_name = "PATH")]
     pub ignore: Vec<PathBuf>,
@@ -686,4 +693,136 @@ pub struct BehaveCalibrateArgs {
     pub write: bool,
     #[command(flatten)]
     pub run: BehaveRunArgs,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyless Sigstore (mlsign verify --identity …, mlsign conformance)
+
+/// Keyless signing: an OIDC identity token, a Fulcio certificate, a Rekor entry.
+#[derive(Args, Debug, Default)]
+pub struct KeylessSignArgs {
+    /// Sign keylessly (Sigstore): an ephemeral key, certified by Fulcio for your OIDC identity,
+    /// the signature logged in Rekor (and timestamped when the signing config names a TSA).
+    /// Token from --identity-token[-file], $SIGSTORE_ID_TOKEN or GitHub Actions.
+    #[arg(long, conflicts_with_all = ["key", "pkcs11_uri", "cert", "passphrase_env", "since", "from_parts"])]
+    pub keyless: bool,
+    /// Keyless: the OIDC identity token (prefer --identity-token-file: argv is visible to others).
+    #[arg(long, value_name = "TOKEN", requires = "keyless")]
+    pub identity_token: Option<String>,
+    /// Keyless: read the OIDC identity token from this file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "keyless",
+        conflicts_with = "identity_token"
+    )]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json (Fulcio, Rekor, TSA URLs) [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against before it is written
+    /// [default: the embedded production root].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: use Sigstore's staging instance (its signing config and trusted root).
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
+}
+
+/// Keyless verification: a Fulcio identity from an OIDC issuer, checked against a Sigstore
+/// trusted root (offline).
+#[derive(Args, Debug, Default)]
+pub struct KeylessVerifyArgs {
+    /// Keyless: the signer's certificate identity (SAN: e-mail or URI), exact.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["key", "cert_chain", "identity_regex"])]
+    pub identity: Option<String>,
+    /// Keyless: a regex the whole certificate identity must match (anchored).
+    #[arg(long, value_name = "RE", conflicts_with_all = ["key", "cert_chain"])]
+    pub identity_regex: Option<String>,
+    /// Keyless: the OIDC issuer in the certificate, exact (e.g. https://token.actions.githubusercontent.com).
+    #[arg(long, value_name = "URL", conflicts_with = "issuer_regex")]
+    pub issuer: Option<String>,
+    /// Keyless: a regex the whole OIDC issuer must match (anchored).
+    #[arg(long, value_name = "RE")]
+    pub issuer_regex: Option<String>,
+    /// Keyless: Sigstore trusted_root.json [default: the embedded public-good production root].
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: use the embedded Sigstore staging trusted root.
+    #[arg(long, conflicts_with = "trusted_root")]
+    pub staging: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "The sigstore-conformance CLI protocol, so the upstream test suite can drive \
+mlsign: `mlsign conformance verify-bundle ...` and `mlsign conformance sign-bundle ...` (point the \
+suite's --entrypoint at a script running `mlsign conformance \"$@\"`). Exit 0 means the bundle \
+verified (or was written); anything else is a failure, with the failed check on stderr.",
+    after_help = "Examples:\n  mlsign conformance verify-bundle --bundle a.sigstore.json --certificate-identity ID --certificate-oidc-issuer https://token.actions.githubusercontent.com a.txt\n  mlsign conformance verify-bundle --bundle b.json --key key.pub --trusted-root trusted_root.json sha256:<hex>"
+)]
+pub struct ConformanceArgs {
+    #[command(subcommand)]
+    pub action: ConformanceAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConformanceAction {
+    /// Verify a Sigstore bundle over FILE (or a `sha256:<hex>` digest), offline.
+    VerifyBundle(ConformanceVerifyArgs),
+    /// Sign FILE keylessly (Fulcio + Rekor) into a v0.3 Sigstore bundle.
+    SignBundle(ConformanceSignArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConformanceVerifyArgs {
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "key",
+        conflicts_with = "key"
+    )]
+    pub certificate_identity: Option<String>,
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "key",
+        conflicts_with = "key"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Managed key (PEM) instead of a certificate identity.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    #[arg(long)]
+    pub staging: bool,
+    /// The artifact, or `sha256:<64 hex>` (a digest unless such a file exists).
+    pub file_or_digest: String,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ConformanceSignArgs {
+    /// The OIDC identity token (the protocol passes it on the command line).
+    #[arg(long, value_name = "TOKEN")]
+    pub identity_token: String,
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// FILE is an in-toto Statement to sign as DSSE.
+    #[arg(long)]
+    pub in_toto: bool,
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Sigstore signing_config.json naming Fulcio, Rekor and TSA [default: public good].
+    #[arg(long, value_name = "FILE")]
+    pub signing_config: Option<PathBuf>,
+    #[arg(long)]
+    pub staging: bool,
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod partition;
 pub mod pkcs11;
 mod sign;
+pub mod sigstore;
 pub mod statement;
 mod verify;
 
@@ -27,6 +28,6 @@ pub use sign::{
 };
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
-    verify_bundle, verify_bundle_with, verify_model, Trust, VerifiedPayload, VerifyOptions,
-    VerifyOutcome,
+    verify_bundle, verify_bundle_with, verify_model, KeylessTrust, Trust, VerifiedPayload,
+    VerifyOptions, VerifyOutcome,
 };

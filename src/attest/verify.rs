@@ -5,7 +5,7 @@ use super::bundle::{self, Bundle};
 use super::cert::{self, Cert};
 use super::sign::{inside, resolve_output};
 use super::statement::{parse_model_statement, SubjectKind};
-use super::{dsse, Error, VerifyingKey};
+use super::{dsse, sigstore, Error, VerifyingKey};
 use crate::digest::{diff, Difference, Manifest, Progress};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,31 @@ pub enum Trust {
     Key(VerifyingKey),
     /// Root certificates (bundles made with the certificate method).
     Roots(Vec<Cert>),
+    /// A Sigstore trusted root and the signer it must name (keyless bundles, managed keys).
+    Keyless(KeylessTrust),
+}
+
+/// What keyless verification trusts: a trusted root and the expected identity or managed key.
+#[derive(Clone, Debug)]
+pub struct KeylessTrust {
+    pub root: sigstore::TrustRoot,
+    pub expect: sigstore::Expect,
+}
+
+impl KeylessTrust {
+    /// Policies (`keyless = {identity | identity_regex, issuer}`) build their trust here:
+    /// `Matcher::exact(..)` or `Matcher::regex(..)` for each, and a root from
+    /// `TrustRoot::load(path, staging)`; then [`verify_model`] with `Trust::Keyless`.
+    pub fn new(
+        identity: sigstore::Matcher,
+        issuer: sigstore::Matcher,
+        root: sigstore::TrustRoot,
+    ) -> Self {
+        KeylessTrust {
+            root,
+            expect: sigstore::Expect::Identity { identity, issuer },
+        }
+    }
 }
 
 /// A payload whose signature verified.
@@ -121,7 +146,7 @@ pub fn verify_bundle_with(
             }
             if vm.certificate.is_some() {
                 return Err(unsupported(
-                    "it is a keyless Sigstore bundle (Fulcio certificate + Rekor entry), which this version does not verify",
+                    "it is a keyless Sigstore bundle (Fulcio certificate + Rekor entry); verify with --identity ID --issuer URL",
                 ));
             }
             let hint = key.hint();
@@ -145,7 +170,7 @@ pub fn verify_bundle_with(
                 return Err(if vm.public_key.is_some() {
                     unsupported("it was signed with the key method; verify with --key PUB.pem")
                 } else {
-                    unsupported("it has no x509CertificateChain (keyless bundles are not supported by this version)")
+                    unsupported("it has no x509CertificateChain; a keyless bundle is verified with --identity ID --issuer URL")
                 });
             };
             let certs = chain
@@ -169,6 +194,7 @@ pub fn verify_bundle_with(
             }
             ("certificate", leaf.subject())
         }
+        Trust::Keyless(k) => return verify_keyless(bundle, bundle_path, k),
     };
     Ok(VerifiedPayload {
         payload_type: env.payload_type.clone(),
@@ -176,6 +202,63 @@ pub fn verify_bundle_with(
         method,
         signer,
         warnings,
+    })
+}
+
+/// The keyless branch: the whole Sigstore verification (chain, SCT, identity, log entry, inclusion
+/// proof, checkpoint, SET, timestamps) over the statement's subject digest, which the caller then
+/// compares with the re-hashed tree.
+fn verify_keyless(
+    bundle: &Bundle,
+    bundle_path: &Path,
+    k: &KeylessTrust,
+) -> Result<VerifiedPayload, Error> {
+    let malformed = |why: String| Error::MalformedBundle {
+        path: bundle_path.into(),
+        why,
+    };
+    let Some(env) = &bundle.dsse_envelope else {
+        return Err(malformed("no dsseEnvelope".into()));
+    };
+    let vm = &bundle.verification_material;
+    if vm.tlog_entries.is_empty() && vm.timestamp_verification_data.is_none() {
+        return Err(Error::UnsupportedBundle {
+            path: bundle_path.into(),
+            why: if vm.public_key.is_some() {
+                "it was signed with the key method, not keyless; verify with --key PUB.pem".into()
+            } else {
+                "it has no transparency-log entry, so it is not a keyless bundle (certificate method: verify with --cert-chain ROOTS.pem)".into()
+            },
+        });
+    }
+    let payload = bundle::unb64(&env.payload)
+        .ok_or_else(|| malformed("dsseEnvelope.payload is not base64".into()))?;
+    let statement: serde_json::Value = serde_json::from_slice(&payload)
+        .map_err(|e| malformed(format!("the DSSE payload is not JSON: {e}")))?;
+    let digest = statement["subject"][0]["digest"]["sha256"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .ok_or_else(|| malformed("the statement has no subject with a SHA-256 digest".into()))?;
+    let raw = sigstore::read_bounded(bundle_path, bundle::MAX_BUNDLE_BYTES, "bundle")
+        .map_err(|e| malformed(e.to_string()))?;
+    let sb = sigstore::parse_bundle(&raw).map_err(|e| malformed(e.to_string()))?;
+    let v = sigstore::verify(&sb, sigstore::Artifact::Sha256(digest), &k.expect, &k.root).map_err(
+        |e| match e.code() {
+            Some(code) => rejected(code, format!("{e} ({})", e.advice())),
+            None => malformed(e.to_string()),
+        },
+    )?;
+    let signer = match &v.issuer {
+        Some(iss) => format!("{} (issuer {iss})", v.identity),
+        None => format!("managed key {}", v.identity),
+    };
+    Ok(VerifiedPayload {
+        payload_type: env.payload_type.clone(),
+        payload,
+        method: v.method,
+        signer,
+        warnings: Vec::new(),
     })
 }
 

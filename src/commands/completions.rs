@@ -3,9 +3,9 @@
 //! drift from the real command line.
 
 use super::common::{no_sarif, print_json};
-use crate::report::{Exit, Format};
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, ValueEnum};
+use mlsign::report::{Exit, Format};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ pub fn run_man(a: ManArgs) -> Result<Exit> {
     let mut written = Vec::new();
     for (name, bytes) in man_pages()? {
         let path: PathBuf = Path::new(&a.out).join(&name);
-        crate::attest::write_atomic(&path, &bytes, true)
+        mlsign::attest::write_atomic(&path, &bytes, true)
             .with_context(|| format!("writing man page {}", path.display()))?;
         written.push(path);
     }

@@ -5,10 +5,12 @@ pub mod approve;
 mod bom;
 mod common;
 pub mod completions;
+mod conformance;
 mod dataset;
 pub mod gate;
 mod hash;
 mod keygen;
+mod keyless_sign;
 pub mod policy;
 pub mod scan;
 mod sign;
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bom(a) => (bom::format(&a), bom::run(a)),
         Command::Dataset(a) => (dataset::format(&a), dataset::run(a)),
         Command::Scan(a) => (a.format, scan::run(a)),
+        Command::Conformance(a) => (conformance::format(&a), conformance::run(a)),
         Command::Gate(a) => (a.format.errors(), gate::run(a)),
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),

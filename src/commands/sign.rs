@@ -9,7 +9,7 @@ use mlsign::report::{Exit, Format};
 use std::path::PathBuf;
 
 /// `PATH.sig` beside the model (never inside it).
-fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
+pub(super) fn default_bundle(path: &std::path::Path) -> Result<PathBuf> {
     let root = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
     let name = root.file_name().with_context(|| {
         format!(
@@ -67,6 +67,9 @@ pub fn run(a: SignArgs) -> Result<Exit> {
         anyhow::bail!("{}: no such file or directory", a.path.display());
     }
     let config = hash_config(&a.path, &a.hashing)?;
+    if a.keyless.keyless {
+        return super::keyless_sign::run(&a, config);
+    }
     let source = if let Some(old) = &a.since {
         if !old.is_file() {
             anyhow::bail!("--since {}: no such bundle", old.display());

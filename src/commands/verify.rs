@@ -1,7 +1,10 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
-use crate::cli::VerifyArgs;
+use crate::cli::{KeylessVerifyArgs, VerifyArgs};
 use anyhow::{Context, Result};
-use mlsign::attest::{cert, verify_model, Trust, VerifyOptions, VerifyOutcome, VerifyingKey};
+use mlsign::attest::sigstore::{Expect, Matcher, TrustRoot};
+use mlsign::attest::{
+    cert, verify_model, KeylessTrust, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
+};
 use mlsign::report::{sarif, Exit, Finding, Format};
 use serde_json::json;
 
@@ -75,8 +78,31 @@ pub(super) fn emit(a: &VerifyArgs, outcome: Option<&VerifyOutcome>, findings: &[
     }
 }
 
+/// The keyless trust from `--identity[-regex] --issuer[-regex] [--trusted-root F | --staging]`.
+pub fn keyless_trust(k: &KeylessVerifyArgs) -> Result<KeylessTrust> {
+    let identity = match (&k.identity, &k.identity_regex) {
+        (Some(id), _) => Matcher::exact(id.clone()),
+        (None, Some(re)) => Matcher::regex("identity", re)?,
+        (None, None) => anyhow::bail!("keyless verification needs --identity or --identity-regex"),
+    };
+    let issuer = match (&k.issuer, &k.issuer_regex) {
+        (Some(iss), _) => Matcher::exact(iss.clone()),
+        (None, Some(re)) => Matcher::regex("issuer", re)?,
+        (None, None) => anyhow::bail!(
+            "keyless verification needs --issuer URL (or --issuer-regex): an identity means nothing without the OIDC issuer that vouched for it"
+        ),
+    };
+    Ok(KeylessTrust {
+        root: TrustRoot::load(k.trusted_root.as_deref(), k.staging)?,
+        expect: Expect::Identity { identity, issuer },
+    })
+}
+
 pub fn run(a: VerifyArgs) -> Result<Exit> {
     let trust = match (&a.key, &a.cert_chain) {
+        _ if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() => {
+            Trust::Keyless(keyless_trust(&a.keyless)?)
+        }
         (Some(k), _) => {
             let pem = read_small(k, "public key")?;
             Trust::Key(
@@ -90,7 +116,9 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
                 cert::load_pem_chain(pem.as_bytes()).with_context(|| format!("{}", c.display()))?,
             )
         }
-        (None, None) => anyhow::bail!("pass --key PUB.pem or --cert-chain ROOTS.pem"),
+        (None, None) => anyhow::bail!(
+            "pass --key PUB.pem, --cert-chain ROOTS.pem, or --identity ID --issuer URL (keyless)"
+        ),
     };
     if !a.path.exists() {
         anyhow::bail!("{}: no such file or directory", a.path.display());

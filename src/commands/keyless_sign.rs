@@ -1,0 +1,74 @@
+//! `mlsign sign PATH --keyless`: the keyless branch of `sign` (library:
+//! [`mlsign::attest::sigstore::sign`]).
+
+use super::common::{human_bytes, print_json, Bar};
+use crate::cli::{SignArgs, SubjectKind as CliKind};
+use anyhow::{Context, Result};
+use mlsign::attest::sigstore::sign::{obtain_token, sign_model_keyless, Services};
+use mlsign::attest::sigstore::{self, TrustRoot};
+use mlsign::attest::{SignOptions, SubjectKind};
+use mlsign::digest::HashConfig;
+use mlsign::report::{Exit, Format};
+
+pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
+    let k = &a.keyless;
+    // Everything local is checked before the token is fetched and the services are called.
+    let services = match &k.signing_config {
+        Some(p) => {
+            let bytes = sigstore::read_bounded(p, 1 << 20, "signing config")?;
+            Services::from_signing_config(&String::from_utf8_lossy(&bytes))
+                .with_context(|| format!("{}", p.display()))?
+        }
+        None if k.staging => {
+            Services::from_signing_config(sigstore_trust_root::SIGSTORE_STAGING_SIGNING_CONFIG)?
+        }
+        None => Services::production()?,
+    };
+    let root = TrustRoot::load(k.trusted_root.as_deref(), k.staging)?;
+    let bundle_path = match &a.bundle {
+        Some(b) => b.clone(),
+        None => super::sign::default_bundle(&a.path)?,
+    };
+    if bundle_path.exists() && !a.force {
+        anyhow::bail!(
+            "{}: already exists; pass --force to overwrite it",
+            bundle_path.display()
+        );
+    }
+    let token = obtain_token(
+        k.identity_token.as_deref(),
+        k.identity_token_file.as_deref(),
+    )?;
+    let opts = SignOptions {
+        kind: match a.kind {
+            CliKind::Model => SubjectKind::Model,
+            CliKind::Dataset => SubjectKind::Dataset,
+        },
+        config,
+        bundle_path,
+        force: a.force,
+    };
+    let bar = Bar::new(!a.hashing.no_progress);
+    let out = sign_model_keyless(&a.path, &opts, &token, &services, &root, &bar)?;
+    match a.format {
+        Format::Human => {
+            println!(
+                "Signed {} {} keylessly ({} files, {}, {}) -> {}",
+                out.kind.name(),
+                out.subject,
+                out.files,
+                human_bytes(out.bytes),
+                out.algorithm,
+                out.bundle.display()
+            );
+            println!(
+                "identity from issuer {}; logged in {}",
+                token.issuer().unwrap_or("?"),
+                services.rekor
+            );
+            println!("root sha256:{}", out.root_digest);
+        }
+        Format::Json | Format::Sarif => print_json(&serde_json::to_value(&out)?),
+    }
+    Ok(Exit::Pass)
+}
