@@ -311,6 +311,8 @@ fn strtol0(s: &[u8]) -> Strtol {
 /// What the INT opcode pushes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IntValue {
+    /// A two-character line the C loader reads as 0 or 1 (`00`, `01`, `+1`, ` 0`, …): the
+    /// boolean with that value.
     Bool(bool),
     Int(PyInt),
 }
@@ -423,6 +425,10 @@ mod tests {
         assert_eq!(i(b"12\0x"), Some(12));
         assert_eq!(int_opcode(b"01"), Some(IntValue::Bool(true)));
         assert_eq!(int_opcode(b"00"), Some(IntValue::Bool(false)));
+        assert_eq!(int_opcode(b"+1"), Some(IntValue::Bool(true)));
+        assert_eq!(int_opcode(b"-0"), Some(IntValue::Bool(false)));
+        assert_eq!(int_opcode(b"\0x"), Some(IntValue::Bool(false)));
+        assert_eq!(i(b"-1"), Some(-1));
         assert_eq!(i(b"1"), Some(1));
         assert!(int_opcode(b"x").is_none());
         assert!(int_opcode(b"").is_none());

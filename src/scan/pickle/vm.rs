@@ -257,6 +257,9 @@ struct Reader<'a> {
     frame_end: usize,
     /// An argument ran past the end of its FRAME (see [`Reader::line`]).
     line_crossed_frame: bool,
+    /// A last line without newline is read as the pure-Python unpickler (joblib's) reads it;
+    /// false for the C unpickler alone (plain `pickle.load`), which raises there.
+    eof_line: bool,
 }
 
 #[derive(Debug)]
@@ -312,6 +315,9 @@ impl<'a> Reader<'a> {
                 self.pos += i + 1;
                 Ok(&rest[..i])
             }
+            None if !self.eof_line => Err(Fail(
+                "pickle data was truncated (a text argument has no newline)".into(),
+            )),
             None => {
                 self.pos = self.data.len();
                 Ok(&rest[..rest.len().saturating_sub(1)])
@@ -370,7 +376,8 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
 }
 
 /// [`run_stream`], with `joblib` saying whether a `NumpyArrayWrapper` BUILD is followed by its
-/// array bytes (joblib's `NumpyUnpickler`) or not (a plain `pickle.Unpickler`).
+/// array bytes (joblib's pure-Python `NumpyUnpickler`) or not (C `pickle.load`, as numpy, torch
+/// and joblib's own object arrays use it: it also raises on a last line without newline).
 pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> Trace {
     let mut t = Trace {
         globals: vec![],
@@ -395,6 +402,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
             pos: 0,
             frame_end: 0,
             line_crossed_frame: false,
+            eof_line: joblib,
         },
         base,
         limits,

@@ -602,6 +602,9 @@ impl<'a, 'p> Vm<'a, 'p> {
             .extend(inner.nested.into_iter().map(|(o, s, l)| (o, s + start, l)));
         self.t.max_proto = self.t.max_proto.max(inner.max_proto);
         self.t.ops = self.t.ops.saturating_add(inner.ops);
+        // What the nested stream's replay could not follow, the outer one cannot either.
+        self.t.unfollowable |= inner.unfollowable;
+        self.t.computed_global |= inner.computed_global;
     }
 
     /// The key BUILD states of a dtype object are filed under, if `obj` is `numpy.dtype(...)`.
