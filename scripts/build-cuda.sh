@@ -17,10 +17,18 @@
 # (default .venv-cuda). With nvcc on PATH (a system toolkit) the wheels are not used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# CUDA 13.4: the newest toolkit cudarc 0.19 (candle 0.11) knows.
-wheels=(nvidia-cuda-nvcc==13.4.92 nvidia-nvvm==13.4.92 nvidia-cuda-runtime==13.4.92
-  nvidia-cuda-crt==13.4.92 nvidia-cuda-cccl==13.3.5.0.6 nvidia-cuda-nvrtc==13.4.92
-  nvidia-curand==10.4.5.25 nvidia-cublas==13.10.0.20)
+# The toolkit must not be newer than the CUDA version of the driver that will run the binary
+# (nvidia-smi's "CUDA Version"): PTX from a newer nvcc is refused by an older driver.
+# MLSIGN_CUDA_TOOLKIT=13.4 (default: the newest cudarc 0.19 / candle 0.11 knows) or 13.0.
+case "${MLSIGN_CUDA_TOOLKIT:-13.4}" in
+  13.4) wheels=(nvidia-cuda-nvcc==13.4.92 nvidia-nvvm==13.4.92 nvidia-cuda-runtime==13.4.92
+    nvidia-cuda-crt==13.4.92 nvidia-cuda-cccl==13.3.5.0.6 nvidia-cuda-nvrtc==13.4.92
+    nvidia-curand==10.4.5.25 nvidia-cublas==13.10.0.20) ;;
+  13.0) wheels=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96
+    nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85 nvidia-cuda-nvrtc==13.0.88
+    nvidia-curand==10.4.0.35 nvidia-cublas==13.0.2.14) ;;
+  *) echo "MLSIGN_CUDA_TOOLKIT must be 13.4 or 13.0" >&2; exit 2 ;;
+esac
 
 # grep -c reads all of ldconfig's output: with pipefail, grep -q could end it by SIGPIPE.
 have_driver=$(ldconfig -p 2>/dev/null | grep -c 'libcuda\.so\.1 ' || true)
