@@ -378,6 +378,12 @@ pub struct BomArgs {
     pub build: BomBuildArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BomRootType {
+    Model,
+    Application,
+}
+
 #[derive(Args, Debug)]
 pub struct BomBuildArgs {
     /// Model directory (or single model file).
@@ -403,6 +409,15 @@ pub struct BomBuildArgs {
     /// Model component version.
     #[arg(long = "model-version", value_name = "VERSION")]
     pub model_version: Option<String>,
+    /// Type of the root component: `model` (machine-learning-model with a model card) or
+    /// `application` (e.g. a release binary with --lock Cargo.lock: no model card).
+    #[arg(
+        long = "type",
+        value_enum,
+        default_value = "model",
+        value_name = "TYPE"
+    )]
+    pub root_type: BomRootType,
     /// A signature bundle of the model (`mlsign sign`): verified with --signature-key and its
     /// status recorded as mlsign:signature.* properties.
     #[arg(long, value_name = "BUNDLE", requires = "signature_key")]
