@@ -76,8 +76,35 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
             AuthorityKind::CertRoots { file, .. } => {
                 format!("{verb} --cert-chain {}", q(&file.display().to_string()))
             }
-            AuthorityKind::Keyless(_) => {
-                format!("{verb}   # keyless: not verifiable by this build")
+            AuthorityKind::Keyless(k) => {
+                let mut c = verb.clone();
+                match (&k.identity, &k.identity_regex) {
+                    (Some(i), _) => c.push_str(&format!(" --identity {}", q(i))),
+                    (None, Some(r)) => c.push_str(&format!(" --identity-regex {}", q(r))),
+                    (None, None) => {}
+                }
+                match (&k.issuer, &k.issuer_regex) {
+                    (Some(i), _) => c.push_str(&format!(" --issuer {}", q(i))),
+                    (None, Some(r)) => c.push_str(&format!(" --issuer-regex {}", q(r))),
+                    (None, None) => {}
+                }
+                match (&k.trusted_root, k.staging) {
+                    (Some(p), _) => c.push_str(&format!(" --trusted-root {}", q(p))),
+                    (None, true) => c.push_str(" --staging"),
+                    (None, false) => {}
+                }
+                if k.min_tlog_entries() != 1 || k.min_timestamps() != 0 {
+                    c.push_str(&format!(
+                        "   # the gate also requires >= {} log entr{} and >= {} RFC 3161 timestamp(s)",
+                        k.min_tlog_entries(),
+                        if k.min_tlog_entries() == 1 { "y" } else { "ies" },
+                        k.min_timestamps()
+                    ));
+                }
+                if bom {
+                    c.push_str("   # keyless BOM signatures are checked by the gate only");
+                }
+                c
             }
         }
     };

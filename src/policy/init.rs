@@ -134,7 +134,10 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
     }
     let _ = writeln!(
         s,
-        "# Keyless (Sigstore) identities, once this build verifies them:\n\
+        "# Keyless (Sigstore) identities: the signing workflow (exact, or identity_regex, anchored)\n\
+         # and its OIDC issuer; checked offline against Sigstore's public-good root unless\n\
+         # trusted_root = \"trusted_root.json\" (private instance) or staging = true.\n\
+         # Optional: tlog_entries = 1 (default), signed_timestamps = 0 (RFC 3161, default).\n\
          # [[authorities]]\n\
          # name = \"ci\"\n\
          # keyless = {{ identity = \"https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main\", issuer = \"https://token.actions.githubusercontent.com\" }}\n"

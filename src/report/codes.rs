@@ -94,6 +94,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("SGS013", "signature does not verify over the artifact or DSSE payload"),
     ("SGS014", "bundle or its log entry is for other content than the artifact"),
     ("SGS015", "managed-key bundle not signed by the given key"),
+    ("SGS016", "fewer verified transparency-log entries or RFC 3161 timestamps than the policy requires"),
     // Gate and policy (mlsign gate, mlsign approve)
     (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
     (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
@@ -106,7 +107,7 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT009, "fewer valid approvals than the policy requires"),
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
-    (GAT012, "authority kind not supported by this build (keyless)"),
+    (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
