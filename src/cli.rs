@@ -322,8 +322,9 @@ pub struct PushArgs {
     /// Destination, with a tag: oci://HOST[:PORT]/REPO:TAG.
     #[arg(value_name = "oci://REF")]
     pub reference: String,
-    /// Also sign the directory (OMS bundle) and attach the signature as a referrer.
-    #[arg(long, requires = "key")]
+    /// Also sign the directory (OMS bundle) and attach the signature as a referrer
+    /// (with --key, or --keyless).
+    #[arg(long)]
     pub sign: bool,
     /// Private key for --sign.
     #[arg(long, value_name = "PRIV.pem")]
@@ -331,6 +332,23 @@ pub struct PushArgs {
     /// Read the private key's passphrase from this environment variable.
     #[arg(long, value_name = "VAR")]
     pub passphrase_env: Option<String>,
+    /// With --sign: sign keylessly (Sigstore: Fulcio certificate, Rekor entry), as
+    /// `mlsign sign --keyless`. Token from --identity-token-file, $SIGSTORE_ID_TOKEN or
+    /// GitHub Actions.
+    #[arg(long, requires = "sign", conflicts_with_all = ["key", "passphrase_env"])]
+    pub keyless: bool,
+    /// Keyless: read the OIDC identity token from this file.
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against [default: production].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: Sigstore's staging instance.
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "human")]
