@@ -498,6 +498,9 @@ pub struct BomVerifyArgs {
     /// Trusted root certificates for a bundle made with the certificate method.
     #[arg(long, value_name = "ROOTS.pem", requires = "bundle")]
     pub cert_chain: Option<PathBuf>,
+    /// Keyless bundles (`bom sign --keyless`): the signer identity and issuer.
+    #[command(flatten)]
+    pub keyless: KeylessVerifyArgs,
     /// Resolve the paths recorded in the BOM against this directory [default: the BOM's].
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
@@ -519,8 +522,25 @@ pub struct BomSignArgs {
     /// The BOM to sign (it is validated first; an invalid BOM is not signed).
     pub bom: PathBuf,
     /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
-    #[arg(long, value_name = "PRIV.pem")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "PRIV.pem", required_unless_present = "keyless")]
+    pub key: Option<PathBuf>,
+    /// Sign keylessly (Sigstore), as `mlsign sign --keyless`: the attestation gets a Fulcio
+    /// certificate for your OIDC identity and a Rekor entry.
+    #[arg(long, conflicts_with_all = ["key", "cert", "passphrase_env"])]
+    pub keyless: bool,
+    /// Keyless: read the OIDC identity token from this file (else $SIGSTORE_ID_TOKEN or
+    /// GitHub Actions).
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against [default: production].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: Sigstore's staging instance.
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
     /// Leaf certificate for the certificate method (PEM).
     #[arg(long, value_name = "LEAF.pem")]
     pub cert: Option<PathBuf>,

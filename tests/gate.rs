@@ -1322,3 +1322,77 @@ fn keyless_root_gone_at_gate_time_is_an_error() {
     assert_eq!(check(&v, "signature")["status"], "error", "{v:#}");
     assert!(codes(&v).contains(&"GAT012".into()), "{v:#}");
 }
+
+/// A BOM signed keylessly (`bom sign --keyless`) satisfies `[requirements.bom] signed = true`
+/// under a keyless authority; `bom verify --identity` agrees; another identity does not.
+#[test]
+fn keyless_signed_bom() {
+    let k = KeylessSetup::new();
+    let cfg = k.sig.file("signing_config.json");
+    let root = k.sig.file("trusted_root.json");
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "bom".as_ref(),
+            "sign".as_ref(),
+            "model.cdx.json".as_ref(),
+            "--keyless".as_ref(),
+            "--identity-token-file".as_ref(),
+            "token".as_ref(),
+            "--signing-config".as_ref(),
+            cfg.as_os_str(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+            "--force".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let b: Value =
+        serde_json::from_slice(&fs::read(k.s.dir.join("model.cdx.json.sig")).unwrap()).unwrap();
+    assert!(b["verificationMaterial"]["certificate"].is_object(), "{b}");
+    let verify = |identity: &str| {
+        mlsign_in(
+            &k.s.dir,
+            [
+                "bom".as_ref(),
+                "verify".as_ref(),
+                "model.cdx.json".as_ref(),
+                "--bundle".as_ref(),
+                "model.cdx.json.sig".as_ref(),
+                "--identity".as_ref(),
+                OsStr::new(identity),
+                "--issuer".as_ref(),
+                TEST_ISSUER.as_ref(),
+                "--trusted-root".as_ref(),
+                root.as_os_str(),
+                "--no-rehash".as_ref(),
+                "--format".as_ref(),
+                "json".as_ref(),
+            ],
+        )
+    };
+    let r = verify(SIGNER);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["signature"]["method"], "keyless");
+    let r = verify("https://github.com/evil/x");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("SGS004"), "{}", r.all());
+    let policy = |name: &str, identity: &str| {
+        k.s.policy(
+            name,
+            &format!(
+                "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ identity = {identity:?}, issuer = {TEST_ISSUER:?}, trusted_root = \"sigstore_root.json\" }}\n[requirements.signature]\n[requirements.bom]\n"
+            ),
+        );
+    };
+    policy("bom.toml", SIGNER);
+    let (code, v) =
+        k.s.gate_json("bom.toml", &["--bundle", "model.keyless.sig"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(check(&v, "bom")["status"], "pass", "{v:#}");
+    policy("bom-other.toml", "https://github.com/evil/x");
+    let (code, v) =
+        k.s.gate_json("bom-other.toml", &["--bundle", "model.keyless.sig"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT006".into()), "{v:#}");
+}

@@ -101,9 +101,6 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
                         k.min_timestamps()
                     ));
                 }
-                if bom {
-                    c.push_str("   # keyless BOM signatures are checked by the gate only");
-                }
                 c
             }
         }
