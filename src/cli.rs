@@ -66,6 +66,8 @@ pub enum Command {
     Policy(crate::commands::policy::PolicyArgs),
     /// Sign an approval of a model (human review, separate from the signer) for the gate.
     Approve(crate::commands::approve::ApproveArgs),
+    /// Sign or verify a report mlsign wrote (behave, gate) as an in-toto attestation.
+    Attest(crate::commands::attest::AttestArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(crate::commands::completions::CompletionsArgs),
     /// Write the man pages into a directory (used by the release script).

@@ -1395,4 +1395,182 @@ fn keyless_signed_bom() {
         k.s.gate_json("bom-other.toml", &["--bundle", "model.keyless.sig"]);
     assert_eq!(code, 1, "{v:#}");
     assert!(codes(&v).contains(&"GAT006".into()), "{v:#}");
+    // The gate's own report, attested keylessly (`attest sign --keyless`) and verified.
+    let r = k.s.gate(&[
+        "model",
+        "--policy",
+        "bom.toml",
+        "--bundle",
+        "model.keyless.sig",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(k.s.dir.join("gate.json"), &r.stdout).unwrap();
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "attest".as_ref(),
+            "sign".as_ref(),
+            "gate.json".as_ref(),
+            "--keyless".as_ref(),
+            "--identity-token-file".as_ref(),
+            "token".as_ref(),
+            "--signing-config".as_ref(),
+            cfg.as_os_str(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "attest".as_ref(),
+            "verify".as_ref(),
+            "gate.json".as_ref(),
+            "--identity".as_ref(),
+            SIGNER.as_ref(),
+            "--issuer".as_ref(),
+            TEST_ISSUER.as_ref(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["predicateType"], "https://mlsign.dev/gate/v1");
+}
+
+/// `[requirements.behave] signed = true`: the report must be attested (`mlsign attest sign`)
+/// by a policy authority and unchanged since; `mlsign attest verify` agrees.
+#[test]
+fn signed_behave_report() {
+    let s = Setup::new();
+    let bd = repo().join("testdata/behave");
+    copy_dir(&bd.join("benign"), &s.dir.join("cand"));
+    let r = mlsign_in(
+        &s.dir,
+        [
+            OsStr::new("behave"),
+            OsStr::new("--baseline"),
+            bd.join("base").as_os_str(),
+            OsStr::new("--candidate"),
+            OsStr::new("cand"),
+            OsStr::new("--suite"),
+            bd.join("suite.toml").as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new("json"),
+            OsStr::new("--no-progress"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(s.dir.join("cand.behave.json"), &r.stdout).unwrap();
+    let suite = sha256_hex(&fs::read(bd.join("suite.toml")).unwrap());
+    let base = sha256_hex(&fs::read(bd.join("base/model.safetensors")).unwrap());
+    s.policy(
+        "p.toml",
+        &format!("subjects = [\"**\"]\n[[authorities]]\nname = \"release\"\nkey = \"release.pub\"\n[requirements.behave]\nsuite_sha256 = \"{suite}\"\nbaseline_sha256 = \"{base}\"\nsigned = true\n"),
+    );
+    let g = || {
+        let r = s.gate(&["cand", "--policy", "p.toml", "--format", "json"]);
+        (r.code, r.json())
+    };
+    // No signature: a violation naming the file looked for.
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    let f = &check(&v, "behave")["findings"][0];
+    assert_eq!(f["code"], "GAT002", "{v:#}");
+    assert!(f["message"]
+        .as_str()
+        .unwrap()
+        .contains("cand.behave.json.sig"));
+    // Signed by a key that is no authority.
+    ok(mlsign_in(
+        &s.dir,
+        ["attest", "sign", "cand.behave.json", "--key", "ci.pem"],
+    ));
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT013".into()), "{v:#}");
+    // Signed by the release key: pass, and the summary says who.
+    let r = ok(mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "sign",
+            "cand.behave.json",
+            "--key",
+            "release.pem",
+            "--force",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(r.json()["predicateType"], "https://mlsign.dev/behave/v1");
+    let (code, v) = g();
+    assert_eq!(code, 0, "{v:#}");
+    let summary = check(&v, "behave")["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("signed by release"), "{summary}");
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "verify",
+            "cand.behave.json",
+            "--key",
+            "release.pub",
+        ],
+    ));
+    let r = mlsign_in(
+        &s.dir,
+        ["attest", "verify", "cand.behave.json", "--key", "ci.pub"],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    // The same report re-serialised (other bytes): not what was signed.
+    let doc: Value =
+        serde_json::from_slice(&fs::read(s.dir.join("cand.behave.json")).unwrap()).unwrap();
+    fs::write(
+        s.dir.join("cand.behave.json"),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    let msgs = v["findings"].to_string();
+    assert!(
+        codes(&v).contains(&"GAT013".into()) && msgs.contains("changed after it was signed"),
+        "{v:#}"
+    );
+    let r = mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "verify",
+            "cand.behave.json",
+            "--key",
+            "release.pub",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    // explain names the attest command; signed without authorities is a policy error.
+    let r = ok(mlsign_in(&s.dir, ["policy", "explain", "p.toml", "cand"]));
+    assert!(r.stdout.contains("mlsign attest verify"), "{}", r.stdout);
+    s.policy(
+        "noauth.toml",
+        &format!("subjects = [\"**\"]\n[requirements.behave]\nsuite_sha256 = \"{suite}\"\nbaseline_sha256 = \"{base}\"\nsigned = true\n"),
+    );
+    let r = s.gate(&["cand", "--policy", "noauth.toml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    // Not a report mlsign knows: the predicate type must be given.
+    fs::write(s.dir.join("other.json"), b"{\"a\": 1}").unwrap();
+    let r = mlsign_in(
+        &s.dir,
+        ["attest", "sign", "other.json", "--key", "release.pem"],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--predicate-type"), "{}", r.stderr);
 }

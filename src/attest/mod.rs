@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cert;
+pub mod document;
 pub mod dsse;
 mod error;
 mod finding;

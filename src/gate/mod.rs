@@ -406,7 +406,7 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
                     req_checks.push(cx.scan());
                     req_checks.push(cx.bom(&mut signers));
                     req_checks.push(cx.lineage());
-                    req_checks.push(cx.behave());
+                    req_checks.push(cx.behave(&mut signers));
                     req_checks.push(cx.approvals(&signers, &mut approvals));
                 } else {
                     // Claims in the default bundle still count for revocation.
@@ -1166,7 +1166,7 @@ impl Cx<'_> {
         Check::from_findings(NAME, summary, rep.findings)
     }
 
-    fn behave(&self) -> Check {
+    fn behave(&self, signers: &mut Signers) -> Check {
         const NAME: &str = "behave";
         let Some(req) = &self.policy.requirements.behave else {
             return Check::skipped(NAME, "not required by the policy");
@@ -1288,13 +1288,88 @@ impl Cx<'_> {
                 unreadable(&path, format!("unknown verdict {verdict:?}")),
             );
         }
+        let mut signed_by = String::new();
+        if req.signed {
+            match self.report_signature(&path, &bytes, signers) {
+                Ok(Ok(name)) => signed_by = format!(", signed by {name}"),
+                Ok(Err(f)) => findings.push(f),
+                Err(c) => return c,
+            }
+        }
         let summary = format!(
-            "{}: {verdict}",
+            "{}: {verdict}{signed_by}",
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
         Check::from_findings(NAME, summary, findings)
+    }
+
+    /// `REPORT.sig` must verify under a policy authority and attest exactly these report bytes
+    /// (`mlsign attest sign`). `Ok(Ok(authority))`, `Ok(Err(violation))`, or `Err(error check)`.
+    fn report_signature(
+        &self,
+        report: &Path,
+        bytes: &[u8],
+        signers: &mut Signers,
+    ) -> Result<Result<String, Finding>, Check> {
+        const NAME: &str = "behave";
+        let mut bp = report.as_os_str().to_os_string();
+        bp.push(".sig");
+        let bp = PathBuf::from(bp);
+        if !bp.exists() {
+            return Ok(Err(missing(
+                "behave report signature",
+                &bp,
+                "sign the report with `mlsign attest sign REPORT --key KEY` (or `--keyless`)",
+            )));
+        }
+        let bundle = Bundle::read(&bp).map_err(|e| Check::error(NAME, unreadable(&bp, e)))?;
+        signers.add_claims(&bundle);
+        let mut rejections = Vec::new();
+        for a in &self.policy.authorities {
+            let trust = a
+                .trust()
+                .map_err(|e| Check::error(NAME, authority_error(a, e)))?;
+            match attest::verify_bundle(&bundle, &bp, &trust) {
+                Ok(vp) => {
+                    return Ok(attest::document::check(
+                        &vp.payload,
+                        bytes,
+                        attest::document::BEHAVE_PREDICATE,
+                    )
+                    .map(|_| a.name.clone())
+                    .map_err(|why| {
+                        at(
+                            Finding::new(
+                                codes::GAT013,
+                                Severity::Critical,
+                                format!("{}: {why}", bp.display()),
+                            ),
+                            &bp,
+                        )
+                    }))
+                }
+                Err(attest::Error::Rejected { message, .. })
+                | Err(attest::Error::UnsupportedBundle { why: message, .. }) => {
+                    rejections.push(format!("authority {:?}: {message}", a.name))
+                }
+                Err(e) => return Err(Check::error(NAME, unreadable(&bp, e))),
+            }
+        }
+        Ok(Err(at(
+            Finding::new(
+                codes::GAT013,
+                Severity::Critical,
+                format!(
+                    "{}: the behave report is not signed by a policy authority ({})",
+                    bp.display(),
+                    rejections.join("; ")
+                ),
+            ),
+            &bp,
+        )
+        .with_details(json!({"rejections": rejections}))))
     }
 
     fn approvals(&self, signers: &Signers, out: &mut Vec<approval::Approval>) -> Check {

@@ -221,18 +221,34 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
             .clone()
             .map(|p| p.replace("{subject}", subj))
             .unwrap_or_else(|| format!("{subj}.behave.json"));
+        let mut commands = vec![format!(
+            "mlsign behave --baseline BASELINE --candidate {} --suite SUITE.toml --format json > {}",
+            q(subj),
+            q(&report)
+        )];
+        if b.signed {
+            let sig = format!("{report}.sig");
+            commands.extend(policy.authorities.iter().map(|a| {
+                auth_cmd(a, &report, &sig, false).replacen(
+                    "mlsign verify ",
+                    "mlsign attest verify ",
+                    1,
+                )
+            }));
+        }
         reqs.push(Rule {
             check: "behave",
             rule: format!(
-                "the behave report {report} is about this subject's weights, passed (no divergence, no drift over the limit), with suite sha256:{} and baseline weights sha256:{}",
+                "the behave report {report} is about this subject's weights, passed (no divergence, no drift over the limit), with suite sha256:{} and baseline weights sha256:{}{}",
                 &b.suite_sha256[..12],
-                &b.baseline_sha256[..12]
+                &b.baseline_sha256[..12],
+                if b.signed {
+                    format!("; and {report}.sig (`mlsign attest sign`) verifies under any one authority (OR) and attests exactly this report")
+                } else {
+                    "; the report is not required to be signed (whoever can write it can forge it)".into()
+                }
             ),
-            commands: vec![format!(
-                "mlsign behave --baseline BASELINE --candidate {} --suite SUITE.toml --format json > {}",
-                q(subj),
-                q(&report)
-            )],
+            commands,
         });
     }
     if let Some(a) = &r.approvals {

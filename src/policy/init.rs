@@ -181,7 +181,8 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
                 let _ = writeln!(
                     s,
                     "# A passing behave report (SUBJECT.behave.json) for exactly this suite and baseline.\n\
-                     [requirements.behave]\nsuite_sha256 = \"{su}\"\nbaseline_sha256 = \"{ba}\"\n"
+                     [requirements.behave]\nsuite_sha256 = \"{su}\"\nbaseline_sha256 = \"{ba}\"\n\
+                     # signed = true   # also require SUBJECT.behave.json.sig by an authority (`mlsign attest sign`)\n"
                 );
             }
             "approvals" => {

@@ -277,6 +277,8 @@ struct BehaveReqFile {
     suite_sha256: String,
     baseline_sha256: String,
     report: Option<String>,
+    #[serde(default)]
+    signed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,6 +427,10 @@ pub struct BehaveReq {
     pub suite_sha256: String,
     pub baseline_sha256: String,
     pub report: Option<String>,
+    /// The report must be signed (`mlsign attest sign REPORT`, bundle `REPORT.sig`) by a
+    /// policy authority: the gate cannot recompute a behave run, so an unsigned report is
+    /// believed from whoever could write the file.
+    pub signed: bool,
 }
 
 /// `[requirements.approvals]`: `count` valid approvals from distinct reviewer keys, none the
@@ -736,6 +742,11 @@ impl Policy {
             path: b.path,
             signed: b.signed,
         });
+        if r.behave.as_ref().is_some_and(|b| b.signed) && authorities.is_empty() {
+            return Err(conflict(
+                "requirements.behave.signed needs at least one [[authorities]] entry".into(),
+            ));
+        }
         if let Some(b) = &bom {
             if b.signed && authorities.is_empty() {
                 return Err(conflict(
@@ -766,6 +777,7 @@ impl Policy {
                         .trim_start_matches("sha256:")
                         .to_ascii_lowercase(),
                     report: b.report,
+                    signed: b.signed,
                 })
             }
             None => None,

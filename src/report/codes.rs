@@ -108,6 +108,7 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
     (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
+    (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
@@ -132,6 +133,7 @@ pub const GAT009: &str = "GAT009";
 pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
+pub const GAT013: &str = "GAT013";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
