@@ -368,8 +368,14 @@ pub struct PullArgs {
     /// Directory to create.
     pub dir: PathBuf,
     /// Verify the artifact's signature with this public key before pulling.
-    #[arg(long, value_name = "PUB.pem")]
+    #[arg(long, value_name = "PUB.pem", conflicts_with = "cert_chain")]
     pub key: Option<PathBuf>,
+    /// Verify a certificate-method signature against these root certificates before pulling.
+    #[arg(long, value_name = "ROOTS.pem")]
+    pub cert_chain: Option<PathBuf>,
+    /// Verify a keyless signature (identity and issuer) before pulling.
+    #[command(flatten)]
+    pub keyless: KeylessVerifyArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "human")]

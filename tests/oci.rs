@@ -1305,6 +1305,22 @@ fn keyless_sign_verify_push_and_gate_in_the_registry() {
     assert_eq!(c["kind"], "model signature (OMS)", "{v}");
     let r = with(&["verify", p(&m), "--against", &model], &good);
     assert_eq!(r.code, 0, "{}", r.all());
+    // pull verifies keylessly first: the right identity pulls, another pulls nothing.
+    let pulled = work.path().join("pulled");
+    let r = with(&["pull", &model, p(&pulled)], &good);
+    assert_eq!(r.code, 0, "{}", r.all());
+    tree_equal(&m, &pulled);
+    let refused = work.path().join("refused");
+    let r = with(
+        &["pull", &model, p(&refused)],
+        &ident(
+            "https://github.com/evil/x",
+            TEST_ISSUER,
+            &["--trusted-root", p(&root)],
+        ),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(!refused.exists());
     // model_signing accepts the OMS bundle attached in the registry for the local copy.
     let model_digest = v["digest"].as_str().unwrap().to_string();
     let oms = work.path().join("model.sigstore.json");
