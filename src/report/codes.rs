@@ -94,6 +94,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("SGS013", "signature does not verify over the artifact or DSSE payload"),
     ("SGS014", "bundle or its log entry is for other content than the artifact"),
     ("SGS015", "managed-key bundle not signed by the given key"),
+    ("SGS016", "fewer verified transparency-log entries or RFC 3161 timestamps than the policy requires"),
     // Gate and policy (mlsign gate, mlsign approve)
     (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
     (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
@@ -106,7 +107,8 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT009, "fewer valid approvals than the policy requires"),
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
-    (GAT012, "authority kind not supported by this build (keyless)"),
+    (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
+    (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
@@ -131,6 +133,7 @@ pub const GAT009: &str = "GAT009";
 pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
+pub const GAT013: &str = "GAT013";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
