@@ -27,6 +27,7 @@ thread_local! {
 /// Start a new file's read budget.
 pub fn reset_budget(policy: &Policy) {
     BUDGET.with(|b| b.set(policy.max_total_bytes));
+    pickle::reset_memory();
 }
 
 /// The most one more member / payload may take: the per-member limit or what is left.
