@@ -25,14 +25,44 @@ thread_local! {
     static RETAINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+thread_local! {
+    /// Bytes of payloads held in memory on this thread while they are scanned (a file read
+    /// whole, a decompressed payload, a member), see [`hold_data`].
+    static HELD_DATA: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Start a new file: no trace is held any more.
 pub fn reset_memory() {
     RETAINED.with(|r| r.set(0));
 }
 
-/// What one more replay may hold: [`vm::VM_BUDGET`] less what live traces hold.
+/// Held payloads, live traces and the replay together stay within this (plus the binary's own
+/// ~16 MiB), so a scan peaks under 256 MiB when the payloads fit; the replay always gets at
+/// least [`VM_MIN`].
+pub const VM_TOTAL: usize = 208 << 20;
+pub const VM_MIN: usize = 32 << 20;
+
+/// What one more replay may hold: [`vm::VM_BUDGET`], less what held payloads take beyond
+/// [`VM_TOTAL`] (down to [`VM_MIN`]), less what live traces hold.
 pub fn vm_memory_left() -> usize {
-    vm::VM_BUDGET.saturating_sub(RETAINED.with(|r| r.get()))
+    let held = HELD_DATA.with(|h| h.get());
+    let room = VM_TOTAL.saturating_sub(held).max(VM_MIN);
+    vm::VM_BUDGET
+        .min(room)
+        .saturating_sub(RETAINED.with(|r| r.get()))
+}
+
+/// Counts `len` payload bytes as held until the guard is dropped (see [`vm_memory_left`]).
+pub fn hold_data(len: usize) -> impl Drop {
+    struct Data(usize);
+    impl Drop for Data {
+        fn drop(&mut self) {
+            let n = self.0;
+            HELD_DATA.with(|h| h.set(h.get().saturating_sub(n)));
+        }
+    }
+    HELD_DATA.with(|h| h.set(h.get().saturating_add(len)));
+    Data(len)
 }
 
 /// Gives a scan's trace bytes back to the budget when the scan is dropped.
@@ -1035,6 +1065,17 @@ mod tests {
             crate::scan::verdict_of(&s.findings),
             crate::scan::Verdict::Clean
         );
+    }
+
+    #[test]
+    fn held_payloads_shrink_the_budget_down_to_its_floor() {
+        let full = vm_memory_left();
+        let small = hold_data(100 << 20);
+        assert_eq!(vm_memory_left(), full.min(VM_TOTAL - (100 << 20)));
+        let big = hold_data(1 << 30);
+        assert_eq!(vm_memory_left(), VM_MIN);
+        drop((small, big));
+        assert_eq!(vm_memory_left(), full);
     }
 
     #[test]

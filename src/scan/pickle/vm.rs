@@ -362,6 +362,12 @@ impl Mem {
             }
         }
     }
+    /// Room for a short-lived allocation of `n` bytes, without charging it.
+    fn check(&mut self, n: usize) -> Result<(), Fail> {
+        self.charge(n)?;
+        self.used -= n;
+        Ok(())
+    }
     fn charge_trace(&mut self, n: usize) -> Result<(), Fail> {
         self.charge(n)?;
         self.trace = self.trace.saturating_add(n);
@@ -508,7 +514,8 @@ struct Vm<'a, 'p> {
     anomaly_kinds: u32,
     anomalies_dropped: u64,
     stack: Vec<Id>,
-    marks: Vec<usize>,
+    /// Stack heights at each MARK (u32: the stack is far smaller under the budget).
+    marks: Vec<u32>,
     memo: Memo,
     proto: u8,
     t: &'p mut Trace,
@@ -793,7 +800,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         Ok(self.t.calls.len() - 1)
     }
     fn floor(&self) -> usize {
-        self.marks.last().copied().unwrap_or(0)
+        self.marks.last().map_or(0, |&m| m as usize)
     }
     fn pop(&mut self) -> Result<Id, Fail> {
         if self.stack.len() <= self.floor() {
@@ -814,6 +821,10 @@ impl<'a, 'p> Vm<'a, 'p> {
             .marks
             .pop()
             .ok_or_else(|| Fail("could not find MARK".into()))?;
+        let m = m as usize;
+        // The items are copied out: room for them now (what keeps them is charged there).
+        self.mem
+            .check(self.stack.len().saturating_sub(m) * std::mem::size_of::<Id>())?;
         Ok(self.stack.split_off(m))
     }
     fn off(&self, op_pos: usize) -> u64 {
@@ -1061,7 +1072,9 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::MARK => {
                 self.mem.reserve(&mut self.marks, 1)?;
-                self.marks.push(self.stack.len());
+                let h = u32::try_from(self.stack.len())
+                    .map_err(|_| Fail("simulation limit: stack too deep".into()))?;
+                self.marks.push(h);
             }
             code::POP => {
                 if self.stack.len() > self.floor() {

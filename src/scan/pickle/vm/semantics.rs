@@ -11,7 +11,7 @@
 //!   [`presets::arg_kinds`]) record what reaches those arguments, so the policy can demand an
 //!   allowlisted callable there.
 
-use super::{Anomaly, AnomalyKind, Fail, Id, Node, Trace, Vm};
+use super::{AnomalyKind, Fail, Id, Node, Trace, Vm};
 use crate::scan::presets::{self, ArgKind, Gets};
 use std::collections::{HashMap, HashSet};
 
