@@ -49,6 +49,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL018", "custom class allowed by the policy"),
     ("PKL019", "call result thrown away right after the call (payload-then-POP)"),
     ("PKL020", "joblib < 0.10 array wrapper loads a companion file with numpy.load(allow_pickle=True) (high when the name leaves the file's directory)"),
+    ("PKL021", "unscannable: resource limit: replaying the pickle needs more memory or opcodes than mlsign's budget allows"),
     // Scanning (containers)
     ("SCN001", "unscannable: archive, compression or encryption mlsign cannot look inside"),
     ("SCN002", "unscannable: container is corrupt or too large to read"),
