@@ -333,7 +333,17 @@ impl<'l> ListedManifest<'l> {
         progress: &dyn Progress,
         reuse: &dyn Fn(&Entry) -> Option<Vec<u8>>,
     ) -> Result<(ListedManifest<'l>, Reuse), Error> {
-        Self::hash_batched(listing, config, progress, reuse, BATCH_FILES)
+        #[allow(unused_mut)]
+        let mut batch = BATCH_FILES;
+        #[cfg(debug_assertions)]
+        if let Some(n) = std::env::var("MLSIGN_TEST_BATCH_FILES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            // Test hook (debug builds only): small batches on small trees.
+            batch = n;
+        }
+        Self::hash_batched(listing, config, progress, reuse, batch)
     }
 
     fn hash_batched(
