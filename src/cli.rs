@@ -783,6 +783,10 @@ pub struct BehaveArgs {
     /// Suite file (TOML): inputs, probes, statistic, threshold.
     #[arg(long, value_name = "SUITE.toml", required = true)]
     pub suite: Option<PathBuf>,
+    /// With a suite that has [synthesis]: write each candidate's synthesised triggers (mask and
+    /// pattern PNGs per class, and an HTML page) into DIR; the report names the files.
+    #[arg(long, value_name = "DIR")]
+    pub trigger_dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: BehaveRunArgs,
 }
@@ -821,9 +825,17 @@ pub struct BehaveCalibrateArgs {
     /// Known-benign candidate directories (earlier trusted versions, benign fine-tunes).
     #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
     pub benign: Vec<PathBuf>,
-    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them.
+    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them (and
+    /// ln(1 - confidence)/ln(1 - FPR) for the confidence bound to reach it: 59 for 0.05, 299 for 0.01).
     #[arg(long, default_value_t = 0.01)]
     pub fpr: f64,
+    /// Level of the exact (Clopper-Pearson) upper confidence bound reported on the FPR.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Pick the lowest threshold whose upper confidence bound on the FPR meets --fpr (instead of
+    /// the in-sample (1 - FPR) quantile); an error when the benign candidates are too few.
+    #[arg(long)]
+    pub bounded: bool,
     /// Write the threshold and its provenance into the suite's [decision] table.
     #[arg(long)]
     pub write: bool,

@@ -79,6 +79,8 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    (BHV005, "the threshold's calibration sample is too small for its stated false-positive rate: the exact upper confidence bound on the FPR is above it"),
+    (BHV006, "backdoor-like trigger synthesised: a small mask and pattern send most inputs of other classes to one class on the candidate but not on the baseline (synthesis statistic above its threshold)"),
     // Keyless Sigstore verification (verify --identity, conformance verify-bundle)
     ("SGS001", "Fulcio certificate chain does not lead to a CA of the trusted root"),
     ("SGS002", "signing certificate not valid at the verified signing time (expired or not yet valid)"),
@@ -122,6 +124,8 @@ pub const BHV001: &str = "BHV001";
 pub const BHV002: &str = "BHV002";
 pub const BHV003: &str = "BHV003";
 pub const BHV004: &str = "BHV004";
+pub const BHV005: &str = "BHV005";
+pub const BHV006: &str = "BHV006";
 pub const GAT001: &str = "GAT001";
 pub const GAT002: &str = "GAT002";
 pub const GAT003: &str = "GAT003";
