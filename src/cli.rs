@@ -66,6 +66,8 @@ pub enum Command {
     Policy(crate::commands::policy::PolicyArgs),
     /// Sign an approval of a model (human review, separate from the signer) for the gate.
     Approve(crate::commands::approve::ApproveArgs),
+    /// Admission webhook: admit only workloads whose images and models verify (HTTPS; docs/serve.md).
+    Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(crate::commands::completions::CompletionsArgs),
     /// Write the man pages into a directory (used by the release script).
