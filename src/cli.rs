@@ -68,6 +68,8 @@ pub enum Command {
     Approve(crate::commands::approve::ApproveArgs),
     /// Sign or verify a report mlsign wrote (behave, gate) as an in-toto attestation.
     Attest(crate::commands::attest::AttestArgs),
+    /// Admission webhook: admit only workloads whose images and models verify (HTTPS; docs/serve.md).
+    Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(crate::commands::completions::CompletionsArgs),
     /// Write the man pages into a directory (used by the release script).

@@ -112,12 +112,16 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
     (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
     (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
+    (GAT014, "a tag reference where the policy requires a digest (require_digest = true)"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
     ("OCI003", "signature was made for another repository, or records none"),
     ("OCI004", "model artifact's filepath → digest set differs from the signed OMS manifest"),
     ("OCI005", "signature candidate unreadable: junk referrer entry, digest mismatch, malformed bundle or layer"),
+    // Admission webhook (mlsign serve)
+    (SRV001, "the admission deadline passed before verification finished (the slow step is named)"),
+    (SRV002, "an image reference in the workload does not parse"),
 ];
 
 pub const BHV001: &str = "BHV001";
@@ -139,6 +143,9 @@ pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
 pub const GAT013: &str = "GAT013";
+pub const GAT014: &str = "GAT014";
+pub const SRV001: &str = "SRV001";
+pub const SRV002: &str = "SRV002";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
