@@ -19,3 +19,4 @@ pub mod report;
 pub mod scan;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod util;
