@@ -20,7 +20,7 @@ pub struct PolicyArgs {
 #[derive(Subcommand, Debug)]
 pub enum PolicyAction {
     /// Write a commented starter policy.
-    Init(PolicyInitArgs),
+    Init(Box<PolicyInitArgs>),
     /// Lint a policy: errors (exit 2) for unknown keys and conflicting rules, remarks (exit 1)
     /// for settings that weaken it.
     Check(PolicyCheckArgs),
@@ -107,7 +107,7 @@ pub fn format(a: &PolicyArgs) -> Format {
 
 pub fn run(a: PolicyArgs) -> Result<Exit> {
     match a.action {
-        PolicyAction::Init(x) => init_cmd(x),
+        PolicyAction::Init(x) => init_cmd(*x),
         PolicyAction::Check(x) => check_cmd(x),
         PolicyAction::Explain(x) => explain_cmd(x),
     }
