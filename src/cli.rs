@@ -68,6 +68,8 @@ pub enum Command {
     Approve(crate::commands::approve::ApproveArgs),
     /// Sign or verify a report mlsign wrote (behave, gate) as an in-toto attestation.
     Attest(crate::commands::attest::AttestArgs),
+    /// Admission webhook: admit only workloads whose images and models verify (HTTPS; docs/serve.md).
+    Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(crate::commands::completions::CompletionsArgs),
     /// Write the man pages into a directory (used by the release script).
@@ -404,6 +406,12 @@ pub struct BomArgs {
     pub build: BomBuildArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BomRootType {
+    Model,
+    Application,
+}
+
 #[derive(Args, Debug)]
 pub struct BomBuildArgs {
     /// Model directory (or single model file).
@@ -429,6 +437,15 @@ pub struct BomBuildArgs {
     /// Model component version.
     #[arg(long = "model-version", value_name = "VERSION")]
     pub model_version: Option<String>,
+    /// Type of the root component: `model` (machine-learning-model with a model card) or
+    /// `application` (e.g. a release binary with --lock Cargo.lock: no model card).
+    #[arg(
+        long = "type",
+        value_enum,
+        default_value = "model",
+        value_name = "TYPE"
+    )]
+    pub root_type: BomRootType,
     /// A signature bundle of the model (`mlsign sign`): verified with --signature-key and its
     /// status recorded as mlsign:signature.* properties.
     #[arg(long, value_name = "BUNDLE", requires = "signature_key")]
@@ -768,6 +785,10 @@ pub struct BehaveArgs {
     /// Suite file (TOML): inputs, probes, statistic, threshold.
     #[arg(long, value_name = "SUITE.toml", required = true)]
     pub suite: Option<PathBuf>,
+    /// With a suite that has [synthesis]: write each candidate's synthesised triggers (mask and
+    /// pattern PNGs per class, and an HTML page) into DIR; the report names the files.
+    #[arg(long, value_name = "DIR")]
+    pub trigger_dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: BehaveRunArgs,
 }
@@ -806,9 +827,17 @@ pub struct BehaveCalibrateArgs {
     /// Known-benign candidate directories (earlier trusted versions, benign fine-tunes).
     #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
     pub benign: Vec<PathBuf>,
-    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them.
+    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them (and
+    /// ln(1 - confidence)/ln(1 - FPR) for the confidence bound to reach it: 59 for 0.05, 299 for 0.01).
     #[arg(long, default_value_t = 0.01)]
     pub fpr: f64,
+    /// Level of the exact (Clopper-Pearson) upper confidence bound reported on the FPR.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Pick the lowest threshold whose upper confidence bound on the FPR meets --fpr (instead of
+    /// the in-sample (1 - FPR) quantile); an error when the benign candidates are too few.
+    #[arg(long)]
+    pub bounded: bool,
     /// Write the threshold and its provenance into the suite's [decision] table.
     #[arg(long)]
     pub write: bool,

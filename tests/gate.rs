@@ -1364,7 +1364,7 @@ fn keyless_root_gone_at_gate_time_is_an_error() {
             bundles: vec![k.s.dir.join("model.keyless.sig")],
             ..Default::default()
         },
-        threads: None,
+        ..Default::default()
     };
     let r = mlsign::gate::run(&policy, model.to_str().unwrap(), &opts).unwrap();
     assert_eq!(r.outcome.exit, mlsign::report::Exit::Error);

@@ -141,6 +141,10 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         model_properties: props,
         scan: a.scan,
         threads: a.threads,
+        root: match a.root_type {
+            crate::cli::BomRootType::Model => bom::RootKind::Model,
+            crate::cli::BomRootType::Application => bom::RootKind::Application,
+        },
     };
     let bom = bom::build(&opts)?;
     let text = bom::to_json(&bom)?;

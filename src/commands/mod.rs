@@ -17,6 +17,7 @@ pub mod policy;
 mod pull;
 mod push;
 pub mod scan;
+pub mod serve;
 mod sign;
 mod verify;
 mod verify_parts;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),
         Command::Attest(a) => (attest::format(&a), attest::run(a)),
+        Command::Serve(a) => (Format::Human, serve::run(a)),
         Command::Completions(a) => (Format::Human, completions::run_completions(a)),
         Command::Man(a) => (a.format, completions::run_man(a)),
         #[cfg(feature = "behave")]

@@ -41,6 +41,8 @@ pub struct Evidence {
 pub struct GateOptions {
     pub evidence: Evidence,
     pub threads: Option<usize>,
+    /// Registry access for `oci://` subjects (default: `oci::Options::default()`).
+    pub registry: Option<crate::oci::Options>,
 }
 
 /// A subject that cannot be gated at all (exit 2).
@@ -356,7 +358,7 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
     match &subj {
         Subject::Oci(r) => {
             if matched.is_some() {
-                let (c, d, rev) = oci_checks(policy, r);
+                let (c, d, rev) = oci_checks(policy, r, opts);
                 checks.extend(c);
                 digest_out = d;
                 revoked = rev;
@@ -474,7 +476,11 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
 /// An `oci://` subject: the signature requirement is checked in the registry by manifest
 /// digest (crate::oci, nothing pulled); revocation by digest and signer key. Requirements that
 /// need the model's files fail closed with advice to pull and gate the directory.
-fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, bool) {
+fn oci_checks(
+    policy: &Policy,
+    reference: &str,
+    gate_opts: &GateOptions,
+) -> (Vec<Check>, Option<String>, bool) {
     const NAME: &str = "signature";
     let mut checks = Vec::new();
     let r = match crate::oci::Reference::parse(reference) {
@@ -484,7 +490,19 @@ fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, 
             return (vec![Check::error("subject", f)], None, false);
         }
     };
-    let opts = crate::oci::Options::default();
+    if policy.require_digest && r.digest.is_none() {
+        checks.push(Check::from_findings(
+            "digest",
+            "the policy requires references pinned by digest",
+            vec![Finding::new(
+                codes::GAT014,
+                Severity::High,
+                format!("{reference} names a tag, but the policy sets require_digest = true: pin it (`@sha256:…`)"),
+            )
+            .at(Location::path(reference))],
+        ));
+    }
+    let opts = gate_opts.registry.clone().unwrap_or_default();
     let (mut digest, mut satisfied, mut hints) = (None, Vec::new(), Vec::new());
     for a in &policy.authorities {
         let trust = match a.trust() {

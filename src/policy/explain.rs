@@ -300,6 +300,30 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
     if is_oci {
         combination.push("oci:// subjects: the signature is verified in the registry by manifest digest (nothing pulled); requirements that need the files (scan, bom, lineage, behave, approvals) are an error: pull and gate the directory".into());
     }
+    if policy.require_digest {
+        combination.push("require_digest: an oci:// subject (or workload image) named by tag only fails (GAT014); pin it by digest (GitOps-friendly: nothing is rewritten)".into());
+    }
+    if is_oci || policy.subjects.iter().any(|p| p.oci) {
+        let adm = &policy.admission;
+        let mut excluded = vec![
+            "kube-system".to_string(),
+            "the webhook's own namespace".into(),
+        ];
+        excluded.extend(adm.exclude_namespaces.iter().cloned());
+        combination.push(format!(
+            "mlsign serve: every container, initContainer, ephemeralContainer image and image volume must pass as an oci:// subject; namespaces not checked: {}; timeouts and registry errors {}; /mutate pins verified tags to digests on {}",
+            excluded.join(", "),
+            match adm.on_error {
+                super::OnError::Deny => "deny",
+                super::OnError::Warn => "admit with a warning (on_error = warn)",
+            },
+            match adm.pin_digests {
+                super::PinDigests::Pods => "Pods only",
+                super::PinDigests::All => "Pods and controller templates",
+                super::PinDigests::None => "nothing (pin_digests = none)",
+            }
+        ));
+    }
     let rv = &policy.revocation;
     let mut revocation = Vec::new();
     revocation.extend(rv.digests.iter().map(|d| format!("digest {d}")));

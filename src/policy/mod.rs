@@ -116,6 +116,53 @@ struct PolicyFile {
     requirements: RequirementsFile,
     #[serde(default)]
     revocation: Revocation,
+    #[serde(default)]
+    require_digest: bool,
+    #[serde(default)]
+    admission: Admission,
+}
+
+/// `[admission]`: how `mlsign serve` applies the policy to Kubernetes workloads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// Namespaces never checked, besides `kube-system` and the webhook's own namespace.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// What a timeout or an internal/registry error gives: `deny` (default) or `warn`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Which objects `/mutate` pins to digests: `pods` (default), `all` (also controller
+    /// templates; GitOps tools then see drift) or `none`.
+    #[serde(default)]
+    pub pin_digests: PinDigests,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Deny,
+    Warn,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinDigests {
+    #[default]
+    Pods,
+    All,
+    None,
+}
+
+impl PinDigests {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinDigests::Pods => "pods",
+            PinDigests::All => "all",
+            PinDigests::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -520,6 +567,11 @@ pub struct Policy {
     pub authorities: Vec<Authority>,
     pub requirements: Requirements,
     pub revocation: Revocation,
+    /// `oci://` subjects must name a digest: a tag-only reference fails (GAT014). The GitOps
+    /// alternative to `mlsign serve` rewriting tags.
+    pub require_digest: bool,
+    /// `[admission]` settings of `mlsign serve`.
+    pub admission: Admission,
     /// Non-fatal remarks found while loading (shown by `policy check`).
     pub notes: Vec<String>,
 }
@@ -911,6 +963,21 @@ impl Policy {
         if file.no_match == NoMatch::Allow {
             notes.push("no_match = \"allow\": subjects outside the patterns pass unchecked".into());
         }
+        for ns in &file.admission.exclude_namespaces {
+            if ns.is_empty()
+                || ns.len() > 63
+                || !ns
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            {
+                return Err(conflict(format!(
+                    "admission.exclude_namespaces: {ns:?} is not a Kubernetes namespace name"
+                )));
+            }
+        }
+        if file.admission.on_error == OnError::Warn {
+            notes.push("admission.on_error = \"warn\": a timeout or registry error admits the workload with a warning".into());
+        }
         if let Some(b) = &requirements.bom {
             if !b.signed {
                 notes.push("requirements.bom.signed = false: an unsigned BOM is accepted".into());
@@ -927,6 +994,8 @@ impl Policy {
             authorities,
             requirements,
             revocation,
+            require_digest: file.require_digest,
+            admission: file.admission,
             notes,
         })
     }
@@ -935,10 +1004,20 @@ impl Policy {
     /// as-is and as its canonical absolute form.
     pub fn matching_pattern(&self, subject: &Subject) -> Option<&SubjectPattern> {
         match subject {
-            Subject::Oci(r) => self
-                .subjects
-                .iter()
-                .find(|p| p.oci && glob::matches(&p.glob, r)),
+            // `REPO:TAG@DIGEST` is also matched as `REPO:TAG`: pinning a tag to the digest it
+            // names (as `mlsign serve` does) must not take it out of the policy.
+            Subject::Oci(r) => {
+                let tag_form = r.rsplit_once('@').map(|(name, _)| name).filter(|name| {
+                    name.rsplit('/')
+                        .next()
+                        .is_some_and(|last| last.contains(':'))
+                });
+                self.subjects.iter().find(|p| {
+                    p.oci
+                        && (glob::matches(&p.glob, r)
+                            || tag_form.is_some_and(|t| glob::matches(&p.glob, t)))
+                })
+            }
             Subject::Path { shown, absolute } => self.subjects.iter().find(|p| {
                 !p.oci
                     && (glob::matches(&p.glob, shown)
