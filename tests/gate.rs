@@ -1295,6 +1295,56 @@ fn keyless_thresholds_revocation_and_mixed_authorities() {
     assert!(r.stdout.contains("sigstore_root.json"), "{}", r.stdout);
 }
 
+/// `policy init --keyless-identity … --keyless-issuer …` writes a keyless authority that loads
+/// and passes the keylessly signed model; a regex that is too short does not.
+#[test]
+fn keyless_policy_init() {
+    let k = KeylessSetup::new();
+    let init = |out: &str, identity: &str, regex: bool| {
+        let mut a = vec![
+            "policy",
+            "init",
+            "-o",
+            out,
+            "--require",
+            "signature",
+            "--keyless-identity",
+            identity,
+            "--keyless-issuer",
+            TEST_ISSUER,
+            "--keyless-trusted-root",
+            "sigstore_root.json",
+        ];
+        if regex {
+            a.push("--keyless-regex");
+        }
+        ok(mlsign_in(&k.s.dir, a))
+    };
+    init("init.toml", SIGNER, false);
+    let text = fs::read_to_string(k.s.dir.join("init.toml")).unwrap();
+    assert!(text.contains("keyless = { identity = "), "{text}");
+    ok(mlsign_in(&k.s.dir, ["policy", "check", "init.toml"]));
+    let (code, v) = k.gate("init.toml", "model.keyless.sig");
+    assert_eq!(code, 0, "{v:#}");
+    init("re.toml", "https://github\\.com/mlsign-test/.*", true);
+    assert_eq!(k.gate("re.toml", "model.keyless.sig").0, 0);
+    init("short.toml", "https://github\\.com/mlsign-test", true);
+    assert_eq!(k.gate("short.toml", "model.keyless.sig").0, 1);
+    // An identity without its issuer is a usage error.
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "policy",
+            "init",
+            "-o",
+            "x.toml",
+            "--keyless-identity",
+            SIGNER,
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+}
+
 /// The trusted root is read when the gate runs: if it disappears after the policy was
 /// loaded, the authority cannot be evaluated (GAT012, error, exit 2), never a pass.
 #[test]

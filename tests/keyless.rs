@@ -843,3 +843,87 @@ fn key_method_bundle_with_keyless_flags_says_what_it_is() {
     ]);
     expect_check(&r, 2, "key method");
 }
+
+/// A "browser" for the interactive flow: follows the authorization URL to the issuer, which
+/// redirects at once (the user consents), then delivers the redirect to mlsign's loopback
+/// listener, with `edit` applied to the callback URL first. Runs on its own thread, as a real
+/// browser does.
+fn fake_browser(edit: fn(String) -> String) -> impl Fn(&str) {
+    move |url: &str| {
+        let url = url.to_string();
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .max_redirects(0)
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let r = agent.get(&url).call().expect("issuer reachable");
+            assert_eq!(r.status().as_u16(), 302, "the issuer refused {url}");
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            // The redirect names localhost; the listener is on 127.0.0.1.
+            let to = edit(to.replacen("http://localhost:", "http://127.0.0.1:", 1));
+            let _ = agent.get(&to).call();
+        });
+    }
+}
+
+#[test]
+fn interactive_browser_sign_in_with_pkce() {
+    use mlsign::attest::sigstore::oidc::browser_token;
+    use mlsign::attest::sigstore::sign::{sign, Content, Services};
+    let s = local_sigstore();
+    post(
+        &s,
+        "/oauth-claims",
+        &serde_json::json!({"sub": SIGNER, "iss": TEST_ISSUER}),
+    );
+    let issuer = s.url("");
+    let wait = std::time::Duration::from_secs(20);
+    let tok = browser_token(&issuer, "sigstore", &fake_browser(|u| u), wait).unwrap();
+    assert_eq!(tok.issuer(), Some(TEST_ISSUER));
+    assert_eq!(tok.claim("sub").as_deref(), Some(SIGNER));
+    // The token signs: Fulcio certifies it, the bundle verifies with the signer's identity.
+    let services =
+        Services::from_signing_config(&fs::read_to_string(s.file("signing_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(services.oidc.as_deref(), Some(issuer.as_str()));
+    let root = mlsign::attest::sigstore::TrustRoot::load(Some(&s.file("trusted_root.json")), false)
+        .unwrap();
+    let bundle = sign(Content::Blob(b"weights"), &tok, &services, &root).unwrap();
+    assert!(bundle["verificationMaterial"]["certificate"].is_object());
+    // A redirect whose state is not this sign-in's (login CSRF) is refused.
+    let e = browser_token(
+        &issuer,
+        "sigstore",
+        &fake_browser(|u| u.replace("state=", "state=x")),
+        wait,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("state does not match"), "{e}");
+    // A forged authorization code fails at the token endpoint (PKCE, one-time codes).
+    let e = browser_token(
+        &issuer,
+        "sigstore",
+        &fake_browser(|u| u.replace("code=", "code=forged")),
+        wait,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("HTTP 400"), "{e}");
+    // No browser at all: bounded by the timeout.
+    let e = browser_token(
+        &issuer,
+        "sigstore",
+        &|_| {},
+        std::time::Duration::from_millis(300),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("in time"), "{e}");
+    // A plain-HTTP issuer off the loopback interface is refused before anything is sent.
+    let e = browser_token("http://oidc.example.com", "sigstore", &|_| {}, wait)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not HTTPS"), "{e}");
+}

@@ -151,7 +151,11 @@ fn sign(a: AttestSignArgs) -> Result<Exit> {
             a.trusted_root.as_deref(),
             a.staging,
         )?;
-        let token = attest::sigstore::sign::obtain_token(None, a.identity_token_file.as_deref())?;
+        let token = attest::sigstore::sign::obtain_token_or_browser(
+            None,
+            a.identity_token_file.as_deref(),
+            &services,
+        )?;
         attest::sigstore::sign::sign(
             attest::sigstore::sign::Content::Dsse {
                 payload_type: attest::bundle::IN_TOTO_PAYLOAD_TYPE,

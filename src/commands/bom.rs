@@ -408,8 +408,11 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
             a.trusted_root.as_deref(),
             a.staging,
         )?;
-        let token =
-            mlsign::attest::sigstore::sign::obtain_token(None, a.identity_token_file.as_deref())?;
+        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
+            None,
+            a.identity_token_file.as_deref(),
+            &services,
+        )?;
         let b = mlsign::attest::sigstore::sign::sign(
             mlsign::attest::sigstore::sign::Content::Dsse {
                 payload_type: attest::bundle::IN_TOTO_PAYLOAD_TYPE,

@@ -4,7 +4,7 @@
 use super::common::{human_bytes, print_json, Bar};
 use crate::cli::{SignArgs, SubjectKind as CliKind};
 use anyhow::{Context, Result};
-use mlsign::attest::sigstore::sign::{obtain_token, sign_model_keyless, Services};
+use mlsign::attest::sigstore::sign::{obtain_token_or_browser, sign_model_keyless, Services};
 use mlsign::attest::sigstore::{self, TrustRoot};
 use mlsign::attest::{SignOptions, SubjectKind};
 use mlsign::digest::HashConfig;
@@ -50,9 +50,10 @@ pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
             bundle_path.display()
         );
     }
-    let token = obtain_token(
+    let token = obtain_token_or_browser(
         k.identity_token.as_deref(),
         k.identity_token_file.as_deref(),
+        &services,
     )?;
     let opts = SignOptions {
         kind: match a.kind {

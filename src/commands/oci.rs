@@ -63,9 +63,10 @@ pub fn sign(a: &SignArgs, reference: &str) -> Result<Exit> {
             k.staging,
         )?;
         let opts = options(&a.registry)?;
-        let token = mlsign::attest::sigstore::sign::obtain_token(
+        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
             k.identity_token.as_deref(),
             k.identity_token_file.as_deref(),
+            &services,
         )?;
         let signer = oci::KeylessSigner {
             token: &token,

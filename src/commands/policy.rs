@@ -20,7 +20,7 @@ pub struct PolicyArgs {
 #[derive(Subcommand, Debug)]
 pub enum PolicyAction {
     /// Write a commented starter policy.
-    Init(PolicyInitArgs),
+    Init(Box<PolicyInitArgs>),
     /// Lint a policy: errors (exit 2) for unknown keys and conflicting rules, remarks (exit 1)
     /// for settings that weaken it.
     Check(PolicyCheckArgs),
@@ -40,6 +40,20 @@ pub struct PolicyInitArgs {
     /// Root certificate(s) of a certificate authority (PEM). Repeatable.
     #[arg(long = "cert-root", value_name = "CA.pem")]
     pub cert_roots: Vec<PathBuf>,
+    /// Keyless (Sigstore) signer identity of an authority: the certificate SAN, e.g.
+    /// https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main. Repeatable;
+    /// each needs a --keyless-issuer (one given applies to all).
+    #[arg(long, value_name = "ID")]
+    pub keyless_identity: Vec<String>,
+    /// OIDC issuer of the keyless identities (e.g. https://token.actions.githubusercontent.com).
+    #[arg(long, value_name = "URL", requires = "keyless_identity")]
+    pub keyless_issuer: Vec<String>,
+    /// Treat --keyless-identity values as anchored regexes (identity_regex).
+    #[arg(long, requires = "keyless_identity")]
+    pub keyless_regex: bool,
+    /// Sigstore trusted_root.json for the keyless authorities (default: public good).
+    #[arg(long, value_name = "FILE", requires = "keyless_identity")]
+    pub keyless_trusted_root: Option<PathBuf>,
     /// Requirements, comma-separated: signature, scan, bom, lineage, behave, approvals.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub require: Vec<String>,
@@ -93,7 +107,7 @@ pub fn format(a: &PolicyArgs) -> Format {
 
 pub fn run(a: PolicyArgs) -> Result<Exit> {
     match a.action {
-        PolicyAction::Init(x) => init_cmd(x),
+        PolicyAction::Init(x) => init_cmd(*x),
         PolicyAction::Check(x) => check_cmd(x),
         PolicyAction::Explain(x) => explain_cmd(x),
     }
@@ -119,7 +133,24 @@ fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
             a.output.display()
         );
     }
+    let keyless = match (a.keyless_identity.len(), a.keyless_issuer.len()) {
+        (0, _) => Vec::new(),
+        (_, 0) => bail!("--keyless-identity needs --keyless-issuer URL (the OIDC issuer that vouches for it)"),
+        (n, 1) => (0..n)
+            .map(|i| (a.keyless_identity[i].clone(), a.keyless_issuer[0].clone()))
+            .collect(),
+        (n, m) if n == m => a
+            .keyless_identity
+            .iter()
+            .cloned()
+            .zip(a.keyless_issuer.iter().cloned())
+            .collect(),
+        (n, m) => bail!("{n} --keyless-identity but {m} --keyless-issuer: give one issuer for all, or one per identity"),
+    };
     let o = init::InitOptions {
+        keyless,
+        keyless_identity_regex: a.keyless_regex,
+        keyless_trusted_root: a.keyless_trusted_root.clone(),
         output: a.output.clone(),
         keys: a.keys.clone(),
         cert_roots: a.cert_roots.clone(),

@@ -32,8 +32,11 @@ pub fn run(a: PushArgs) -> Result<Exit> {
             a.trusted_root.as_deref(),
             a.staging,
         )?;
-        let token =
-            mlsign::attest::sigstore::sign::obtain_token(None, a.identity_token_file.as_deref())?;
+        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
+            None,
+            a.identity_token_file.as_deref(),
+            &services,
+        )?;
         let k = mlsign::oci::KeylessSigner {
             token: &token,
             services: &services,

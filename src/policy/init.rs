@@ -20,6 +20,12 @@ pub struct InitOptions {
     pub baseline_sha256: Option<String>,
     pub lineage: Option<String>,
     pub subjects: Vec<String>,
+    /// Keyless authorities: (identity, issuer), exact unless `keyless_identity_regex`.
+    pub keyless: Vec<(String, String)>,
+    /// Write `identity_regex` instead of `identity` for the keyless authorities.
+    pub keyless_identity_regex: bool,
+    /// `trusted_root` for the keyless authorities (a Sigstore trusted_root.json).
+    pub keyless_trusted_root: Option<PathBuf>,
 }
 
 fn toml_str(s: &str) -> String {
@@ -69,9 +75,9 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
         _ => PathBuf::from("."),
     };
     let needs_auth = req.contains(&"signature") || req.contains(&"bom");
-    if needs_auth && o.keys.is_empty() && o.cert_roots.is_empty() {
+    if needs_auth && o.keys.is_empty() && o.cert_roots.is_empty() && o.keyless.is_empty() {
         return Err(
-            "signature and bom checks need an authority: pass --key PUB.pem or --cert-root CA.pem"
+            "signature and bom checks need an authority: pass --key PUB.pem, --cert-root CA.pem or --keyless-identity ID --keyless-issuer URL"
                 .into(),
         );
     }
@@ -130,6 +136,24 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
             s,
             "[[authorities]]\nname = \"ca-{n}\"\ncert_roots = {}\n",
             toml_str(&reference(c, &out_dir)?)
+        );
+    }
+    let root = match &o.keyless_trusted_root {
+        Some(r) => format!(", trusted_root = {}", toml_str(&reference(r, &out_dir)?)),
+        None => String::new(),
+    };
+    for (id, iss) in &o.keyless {
+        n += 1;
+        let _ = writeln!(
+            s,
+            "[[authorities]]\nname = \"keyless-{n}\"\nkeyless = {{ {} = {}, issuer = {}{root} }}\n",
+            if o.keyless_identity_regex {
+                "identity_regex"
+            } else {
+                "identity"
+            },
+            toml_str(id),
+            toml_str(iss)
         );
     }
     let _ = writeln!(

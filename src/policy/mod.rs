@@ -202,6 +202,35 @@ pub struct Keyless {
     pub signed_timestamps: Option<usize>,
 }
 
+/// Identities and issuers nobody in a policy means to trust: a regex that matches one of them
+/// lets anyone with a free account sign (the classic keyless misconfiguration).
+const STRANGER_IDENTITIES: &[&str] = &[
+    "https://github.com/mlsign-stranger/evil/.github/workflows/release.yml@refs/heads/main",
+    "https://gitlab.com/mlsign-stranger/evil//.gitlab-ci.yml@refs/heads/main",
+    "mlsign-stranger@example.com",
+];
+const STRANGER_ISSUERS: &[&str] = &["https://mlsign-stranger.example.com"];
+
+/// `policy check` remarks for keyless regexes that a stranger's identity or issuer satisfies.
+fn broad_keyless(name: &str, k: &Keyless) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(re), Ok(m)) = (&k.identity_regex, k.identity_matcher()) {
+        if let Some(s) = STRANGER_IDENTITIES.iter().find(|s| m.matches(s)) {
+            out.push(format!(
+                "keyless authority {name:?}: identity_regex {re:?} also matches a stranger's identity ({s}); pin the organisation and repository"
+            ));
+        }
+    }
+    if let (Some(re), Ok(m)) = (&k.issuer_regex, k.issuer_matcher()) {
+        if let Some(s) = STRANGER_ISSUERS.iter().find(|s| m.matches(s)) {
+            out.push(format!(
+                "keyless authority {name:?}: issuer_regex {re:?} also matches an issuer nobody vouches for ({s}); name the issuer exactly"
+            ));
+        }
+    }
+    out
+}
+
 /// Most log entries or timestamps a policy may demand (bundles carry one or two).
 const MAX_KEYLESS_THRESHOLD: usize = 16;
 
@@ -754,6 +783,7 @@ impl Policy {
                         a.name
                     ));
                 }
+                notes.extend(broad_keyless(&a.name, &k));
                 AuthorityKind::Keyless(k)
             };
             authorities.push(Authority {
@@ -1168,6 +1198,31 @@ mod tests {
         assert!(p
             .matching_pattern(&Subject::Oci("oci://docker.io/acme/m:v1".into()))
             .is_none());
+    }
+
+    #[test]
+    fn broad_keyless_regexes_are_remarked() {
+        let p = |id: &str, iss: &str| {
+            load(&format!("subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ {id}, {iss} }}\n[requirements.signature]\n"))
+                .unwrap()
+                .notes
+        };
+        let iss = "issuer = \"https://token.actions.githubusercontent.com\"";
+        assert!(p("identity_regex = \".*\"", iss)[0].contains("stranger"));
+        assert!(p("identity_regex = \"https://github\\\\.com/.*\"", iss)[0]
+            .contains("pin the organisation"));
+        assert!(p("identity_regex = \".*@example\\\\.com\"", iss)[0].contains("stranger"));
+        assert!(p(
+            "identity_regex = \"https://github\\\\.com/acme/models/\\\\.github/workflows/.*\"",
+            iss
+        )
+        .is_empty());
+        assert!(p("identity = \"x\"", "issuer_regex = \"https://.*\"")[0].contains("issuer_regex"));
+        assert!(p(
+            "identity = \"x\"",
+            "issuer_regex = \"https://token\\\\.actions\\\\.githubusercontent\\\\.com\""
+        )
+        .is_empty());
     }
 
     fn check(status: CheckStatus) -> Check {

@@ -9,6 +9,7 @@
 //! anchored regex), bounded input, and errors that say which check failed, each with its own
 //! finding code. Nothing here touches the network.
 
+pub mod oidc;
 pub mod provider;
 pub mod sign;
 

@@ -113,6 +113,11 @@ impl IdentityToken {
     pub fn issuer(&self) -> Option<&str> {
         self.claims["iss"].as_str()
     }
+
+    /// A string claim of the token (unverified).
+    pub fn claim(&self, name: &str) -> Option<String> {
+        self.claims[name].as_str().map(str::to_string)
+    }
 }
 
 /// Where a token can come from, in order: an explicit value, a file, `SIGSTORE_ID_TOKEN`, the
@@ -146,7 +151,7 @@ pub fn obtain_token(
     Err(SignError::Token(
         "no identity token: pass --identity-token or --identity-token-file, set SIGSTORE_ID_TOKEN, \
          or run in GitHub Actions with `permissions: id-token: write` (the interactive browser \
-         flow is not supported)"
+         sign-in runs only when a terminal is attached)"
             .into(),
     ))
 }
@@ -176,12 +181,45 @@ fn github_actions_token(url: &str, req_token: &str) -> Result<IdentityToken, Sig
     IdentityToken::new(t.to_string())
 }
 
-/// Fulcio, Rekor (v1 API) and optionally a TSA.
+/// Like [`obtain_token`], and when none of those sources has a token and a terminal is
+/// attached (stdin and stderr), the interactive browser sign-in against the signing config's
+/// OIDC issuer ([`super::oidc::browser_token`]); the URL is printed on stderr.
+pub fn obtain_token_or_browser(
+    explicit: Option<&str>,
+    file: Option<&Path>,
+    services: &Services,
+) -> Result<IdentityToken, SignError> {
+    use std::io::IsTerminal;
+    let ambient = explicit.is_some()
+        || file.is_some()
+        || std::env::var("SIGSTORE_ID_TOKEN").is_ok_and(|t| !t.trim().is_empty())
+        || std::env::var_os("ACTIONS_ID_TOKEN_REQUEST_URL").is_some();
+    if ambient || !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return obtain_token(explicit, file);
+    }
+    let issuer = services
+        .oidc
+        .as_deref()
+        .unwrap_or(super::oidc::PUBLIC_GOOD_ISSUER);
+    super::oidc::browser_token(
+        issuer,
+        super::oidc::CLIENT_ID,
+        &|url| {
+            eprintln!("Sign in to {issuer} in your browser; if it does not open, visit:\n  {url}");
+            super::oidc::open_browser(url);
+        },
+        Duration::from_secs(300),
+    )
+}
+
+/// Fulcio, Rekor (v1 API), optionally a TSA, and the OIDC issuer for interactive sign-in.
 #[derive(Clone, Debug)]
 pub struct Services {
     pub fulcio: String,
     pub rekor: String,
     pub tsa: Option<String>,
+    /// The signing config's OIDC issuer (`oidcUrls`), used only by the browser flow.
+    pub oidc: Option<String>,
 }
 
 impl Services {
@@ -204,6 +242,9 @@ impl Services {
             tsa: cfg
                 .tsa_url()
                 .map(|t| t.url.trim_end_matches('/').to_string()),
+            oidc: cfg
+                .oidc_url()
+                .map(|t| t.url.trim_end_matches('/').to_string()),
         })
     }
 
@@ -224,7 +265,7 @@ pub enum Content<'a> {
     },
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(HTTP_TIMEOUT))
         .http_status_as_error(false)
@@ -234,7 +275,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// The body of a 2xx answer, bounded; anything else an error quoting (the start of) the body.
-fn http_call(
+pub(super) fn http_call(
     service: &'static str,
     url: &str,
     r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,

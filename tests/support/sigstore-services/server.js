@@ -162,6 +162,10 @@ async function main() {
   let base;
   // What the GitHub Actions token endpoint hands out (set by the test via POST /gha-claims).
   let ghaClaims = null;
+  // The interactive OIDC provider (authorization code + PKCE, as oauth2.sigstore.dev): the
+  // claims its ID tokens carry (POST /oauth-claims) and the codes it has handed out.
+  let oauthClaims = null;
+  const codes = new Map();
 
   const server = http.createServer(async (req, res) => {
     const send = (status, body, type = 'application/json') => {
@@ -213,6 +217,43 @@ async function main() {
           response_types_supported: ['code'],
           subject_types_supported: ['public'],
           id_token_signing_alg_values_supported: ['ES256'],
+        });
+      }
+      if (req.method === 'POST' && url.pathname === '/oauth-claims') {
+        oauthClaims = JSON.parse(body.toString());
+        return send(200, {});
+      }
+      if (req.method === 'GET' && url.pathname === '/auth') {
+        // The "user" consents at once: redirect back to the client with a one-time code.
+        const q = url.searchParams;
+        const redirect = q.get('redirect_uri') || '';
+        if (!oauthClaims || q.get('response_type') !== 'code' || q.get('code_challenge_method') !== 'S256'
+          || !q.get('code_challenge') || !q.get('state') || !q.get('nonce')
+          || !/^http:\/\/(localhost|127\.0\.0\.1):\d+\//.test(redirect)) {
+          return send(400, { message: 'bad authorization request' });
+        }
+        const code = crypto.randomBytes(16).toString('hex');
+        codes.set(code, { challenge: q.get('code_challenge'), nonce: q.get('nonce'), redirect, client: q.get('client_id') });
+        const to = new URL(redirect);
+        to.searchParams.set('code', code);
+        to.searchParams.set('state', q.get('state'));
+        res.writeHead(302, { Location: to.toString() });
+        return res.end();
+      }
+      if (req.method === 'POST' && url.pathname === '/token') {
+        const f = new URLSearchParams(body.toString());
+        const c = codes.get(f.get('code') || '');
+        codes.delete(f.get('code') || '');
+        const verifier = f.get('code_verifier') || '';
+        if (!c || f.get('grant_type') !== 'authorization_code' || f.get('redirect_uri') !== c.redirect
+          || f.get('client_id') !== c.client
+          || crypto.createHash('sha256').update(verifier).digest('base64url') !== c.challenge) {
+          return send(400, { error: 'invalid_grant' });
+        }
+        return send(200, {
+          access_token: 'unused',
+          token_type: 'Bearer',
+          id_token: mintToken({ ...oauthClaims, aud: c.client, nonce: c.nonce }),
         });
       }
       if (req.method === 'POST' && url.pathname === '/rekor-offset') {
