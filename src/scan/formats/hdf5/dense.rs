@@ -168,12 +168,14 @@ impl Heap {
         if self.cur_rows == 0 {
             return in_block(self.root, 0, self.start);
         }
-        self.in_indirect(f, self.root, 0, self.cur_rows, 0, off, &in_block)
+        let (addr, block_off, size) = self.in_indirect(f, self.root, 0, self.cur_rows, 0, off)?;
+        in_block(addr, block_off, size)
     }
 
-    /// Find `off` under the indirect block at `addr` (heap offset `base`, `rows` rows): rows 0
-    /// and 1 hold blocks of the starting size, then each row doubles; rows past the maximum
-    /// direct block size hold indirect blocks spanning their row's block size.
+    /// The direct block (address, heap offset, size) holding `off` under the indirect block at
+    /// `addr` (heap offset `base`, `rows` rows): rows 0 and 1 hold blocks of the starting size,
+    /// then each row doubles; rows past the maximum direct block size hold indirect blocks
+    /// spanning their row's block size.
     fn in_indirect(
         &self,
         f: &F<'_>,
@@ -182,8 +184,7 @@ impl Heap {
         rows: u64,
         depth: u32,
         off: u64,
-        in_block: &dyn Fn(u64, u64, u64) -> Result<u64, H5Error>,
-    ) -> Result<u64, H5Error> {
+    ) -> Result<(u64, u64, u64), H5Error> {
         if depth > 8 || rows > 64 {
             return Err(heap_err(
                 addr,
@@ -226,13 +227,13 @@ impl Heap {
                     }
                     let a = f.addr(a)?;
                     if r < direct_rows {
-                        return in_block(a, block_off, size);
+                        return Ok((a, block_off, size));
                     }
                     let child_rows = u64::from(log2(size))
                         .checked_sub(u64::from(log2(self.start) + log2(self.width)))
                         .ok_or(heap_err(addr, "indirect row smaller than a row of blocks"))?
                         + 1;
-                    return self.in_indirect(f, a, block_off, child_rows, depth + 1, off, in_block);
+                    return self.in_indirect(f, a, block_off, child_rows, depth + 1, off);
                 }
                 block_off = end;
             }
