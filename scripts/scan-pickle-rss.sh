@@ -4,11 +4,13 @@
 # the payload is held and replayed; the VM charges every value it keeps against its budget
 # (src/scan/pickle/vm.rs, VM_BUDGET) and stops as unscannable (PKL021), so peak RSS must stay
 # under 256 MiB whatever the opcodes are.
-# Usage: scripts/scan-pickle-rss.sh [MLSIGN_BINARY]   (default target/debug/mlsign)
-# Needs python3 and /usr/bin/time (GNU time). Prints one line per input: verdict, seconds, peak RSS.
+# Usage: scripts/scan-pickle-rss.sh [MLSIGN_BINARY...]   (default target/debug/mlsign)
+# Needs python3 and /usr/bin/time (GNU time). Prints one line per input and binary: verdict,
+# seconds, peak RSS; fails when the first binary peaks at 256 MiB or more on any input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/debug/mlsign}
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || bins=(target/debug/mlsign)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 - "$dir" <<'PY'
@@ -57,14 +59,16 @@ write("proto-anomaly-flood", b"N" + flood(b"\x80\x04", N - 1))
 # Calls on a non-global (one call site each).
 write("reduce-flood", b"N" + flood(b"N)R", N - 1))
 PY
-printf '%-26s %12s %12s %8s %10s\n' file "input bytes" verdict seconds "peak RSS"
+printf '%-26s %-22s %12s %12s %8s %10s\n' file binary "input bytes" verdict seconds "peak RSS"
 over=""
 for f in "$dir"/*.joblib; do
-  out=$(/usr/bin/time -v "$bin" scan --format json "$f" 2>"$dir/time.txt" || true)
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$dir/time.txt")
-  secs=$(awk '/Elapsed \(wall clock\)/ {print $NF}' "$dir/time.txt")
-  verdict=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["verdict"])' 2>/dev/null || echo "?")
-  printf '%-26s %12s %12s %8s %6s MiB\n' "$(basename "$f" .joblib)" "$(stat -c %s "$f")" "$verdict" "$secs" "$((rss / 1024))"
-  if [ "$rss" -ge $((256 * 1024)) ]; then over="$over $(basename "$f")"; fi
+  for bin in "${bins[@]}"; do
+    out=$(/usr/bin/time -v "$bin" scan --format json "$f" 2>"$dir/time.txt" || true)
+    rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$dir/time.txt")
+    secs=$(awk '/Elapsed \(wall clock\)/ {print $NF}' "$dir/time.txt")
+    verdict=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["verdict"])' 2>/dev/null || echo "?")
+    printf '%-26s %-22s %12s %12s %8s %6s MiB\n' "$(basename "$f" .joblib)" "$(basename "$bin")" "$(stat -c %s "$f")" "$verdict" "$secs" "$((rss / 1024))"
+    if [ "$bin" = "${bins[0]}" ] && [ "$rss" -ge $((256 * 1024)) ]; then over="$over $(basename "$f")"; fi
+  done
 done
 if [ -n "$over" ]; then echo "peak RSS over 256 MiB on:$over"; exit 1; fi

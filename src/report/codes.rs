@@ -42,7 +42,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL011", "BUILD / item assignment applied to a global itself (mutates module state)"),
     ("PKL012", "non-pickle data after the last STOP"),
     ("PKL013", "bytes inside the pickle hold a nested payload with findings"),
-    ("PKL014", "simulation limit reached (opcodes, values or memo)"),
+    ("PKL014", "loaders disagree on a stream in a way mlsign cannot settle (an argument across a FRAME end), or too many anomalies to list"),
     ("PKL015", "unexpected or malformed persistent id"),
     ("PKL016", "PROTO opcode not at the start of the stream"),
     ("PKL017", "out-of-band buffer opcode (NEXT_BUFFER) without buffers"),

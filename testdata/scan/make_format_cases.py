@@ -307,19 +307,33 @@ try:
     case("keras_legacy_lambda_fixed.h5", h5("x3", lam_seq, fixed=True), "malicious", ["SCN016"],
          "h5py reads a fixed-length string model_config")
     case("keras_legacy_benign.h5", h5("x4", seq([dense("d")])), "clean", [], "h5py reads model_config back")
-    # Many attributes with libver latest: HDF5 moves them to dense storage (a fractal heap),
-    # which is not read: unscannable, never clean.
-    p5 = os.path.join(out, "x5")
-    with h5py.File(p5, "w", libver="latest") as f:
-        for i in range(20):
-            f.attrs[f"a{i}"] = i
-        f.attrs["model_config"] = json.dumps(lam_seq)
-    with h5py.File(p5, "r") as f:
-        assert json.loads(f.attrs["model_config"]) == lam_seq
-    with open(p5, "rb") as f:
-        case("keras_legacy_dense_attrs.h5", f.read(), "unscannable", ["SCN001"],
-             "h5py reads model_config from dense attribute storage")
-    for n in ("x1", "x2", "x3", "x4", "x5"):
+    # Many attributes with libver latest: HDF5 moves them to dense storage (a fractal heap
+    # indexed by a v2 B-tree), where h5py's attrs[...] looks them up: read there too. Sizes
+    # chosen for each heap and tree shape: root indirect block with direct rows and a one-leaf
+    # index (20), a two-level index (2000), nested indirect blocks (20000 attributes).
+    def dense_h5(name, config, n, pad=""):
+        p = os.path.join(out, name)
+        with h5py.File(p, "w", libver="latest") as f:
+            for i in range(n):
+                f.attrs[f"a{i:05d}"] = pad or i
+            f.attrs["model_config"] = json.dumps(config)
+            f.attrs["keras_version"] = "2.15.0"
+        with h5py.File(p, "r") as f:
+            assert json.loads(f.attrs["model_config"]) == config
+        with open(p, "rb") as f:
+            data = f.read()
+        assert b"FRHP" in data and b"BTHD" in data, "not dense storage"
+        return data
+
+    case("keras_legacy_dense_attrs.h5", dense_h5("x5", lam_seq, 20), "malicious", ["SCN016"],
+         "h5py reads model_config from dense attribute storage")
+    case("keras_dense_2000_attrs.h5", dense_h5("x6", lam_seq, 2000), "malicious", ["SCN016"],
+         "h5py reads model_config through a two-level name index")
+    case("keras_dense_nested_heap.h5", dense_h5("x7", lam_seq, 20000, pad="v" * 10), "malicious", ["SCN016"],
+         "h5py reads model_config from a heap with nested indirect blocks")
+    case("keras_dense_benign.h5", dense_h5("x8", seq([dense("d")]), 2000), "clean", [],
+         "h5py reads model_config back")
+    for n in ("x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"):
         os.remove(os.path.join(out, n))
 except ImportError:  # pragma: no cover - scripts/deps/python/scan-formats.txt installs h5py
     print("h5py missing: legacy .h5 cases skipped", file=sys.stderr)

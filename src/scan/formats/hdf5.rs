@@ -4,10 +4,13 @@
 //! Superblock (v0–v3) → root object header (v1, or v2 `OHDR` with `OCHK` continuations) →
 //! attribute messages (v1–v3) → fixed-length strings, or variable-length strings in a global
 //! heap collection (`GCOL`), which is what h5py writes for a Python `str`. Attributes kept in
-//! dense storage (a fractal heap) are not read; the caller is told, so it can fail closed.
+//! dense storage (a fractal heap indexed by a v2 B-tree) are read too ([`dense`]); what that
+//! reader cannot follow is reported, so the caller fails closed.
 //! Every offset from the file is checked; each way a header can be wrong is its own error.
 
 use super::source::Source;
+
+mod dense;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum H5Error {
@@ -37,6 +40,10 @@ pub enum H5Error {
     HeapObject { name: String, index: u32, at: u64 },
     #[error("attribute {name:?}: value of {len} bytes exceeds {MAX_VALUE} bytes")]
     ValueTooLarge { name: String, len: u64 },
+    #[error("fractal heap at {at}: {what}")]
+    FractalHeap { at: u64, what: &'static str },
+    #[error("v2 B-tree at {at}: {what}")]
+    BTree2 { at: u64, what: &'static str },
     #[error("I/O error: {0}")]
     Io(String),
 }
@@ -53,7 +60,8 @@ pub struct RootAttrs {
     pub text: Vec<(String, Vec<u8>)>,
     /// Attributes of the wanted names that are not strings this reader decodes.
     pub unreadable: Vec<(String, H5Error)>,
-    /// The root group keeps (some) attributes in dense storage, which is not read.
+    /// The root group keeps its attributes in dense storage that could not be read (the
+    /// reason is in `unreadable`, under an empty name).
     pub dense: bool,
 }
 
@@ -152,33 +160,44 @@ pub fn root_attrs(src: &dyn Source, wanted: &[&str]) -> Result<RootAttrs, H5Erro
     let root = uint(&head, root_at, o).ok_or(H5Error::NoSuperblock)?;
     let root = f.addr(root)?;
     let mut out = RootAttrs::default();
+    let mut attrs = vec![];
     for (ty, data, at) in messages(&f, root)? {
         match ty {
-            0x000C => {
-                let (name, value) = match attribute(&f, &data, at) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        out.unreadable.push((String::new(), e));
-                        continue;
-                    }
-                };
-                if !wanted.contains(&name.as_str()) {
-                    continue;
-                }
-                match value {
-                    Ok(v) => out.text.push((name, v)),
-                    Err(e) => out.unreadable.push((name, e)),
-                }
-            }
+            0x000C => attrs.push((data, at)),
             0x0015 => {
-                // Attribute info: a defined fractal heap address means dense storage.
+                // Attribute info: a defined fractal heap address means dense storage, where
+                // HDF5 (and so h5py) looks the names up.
                 let flags = *data.get(1).unwrap_or(&0);
                 let off = 2 + if flags & 1 != 0 { 2 } else { 0 };
                 if uint(&data, off, o).is_some_and(|a| !undefined(a, o)) {
-                    out.dense = true;
+                    match dense::attribute_messages(&f, &data, at) {
+                        Ok(found) => attrs.extend(found),
+                        Err(e) => {
+                            out.dense = true;
+                            out.unreadable.push((String::new(), e));
+                        }
+                    }
                 }
             }
             _ => {}
+        }
+    }
+    // Every attribute message found, compact or dense: a name present twice (both storages,
+    // or twice in the index) is kept twice, since which one a reader gets depends on its path.
+    for (data, at) in attrs {
+        let (name, value) = match attribute(&f, &data, at) {
+            Ok(x) => x,
+            Err(e) => {
+                out.unreadable.push((String::new(), e));
+                continue;
+            }
+        };
+        if !wanted.contains(&name.as_str()) {
+            continue;
+        }
+        match value {
+            Ok(v) => out.text.push((name, v)),
+            Err(e) => out.unreadable.push((name, e)),
         }
     }
     Ok(out)

@@ -576,10 +576,19 @@ pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanF
     }
     let found = attrs.text.iter().any(|(n, _)| n == "model_config");
     if attrs.dense && !found {
+        let why: Vec<String> = attrs
+            .unreadable
+            .iter()
+            .filter(|(n, _)| n.is_empty())
+            .map(|(_, e)| e.to_string())
+            .collect();
         out.push(ctx.stamp(ScanFinding::new(
             "SCN001",
             Severity::High,
-            "HDF5 root group keeps attributes in dense storage, which mlsign does not read: a model_config there cannot be checked",
+            format!(
+                "HDF5 root group keeps attributes in dense storage that mlsign cannot read ({}): a model_config there cannot be checked",
+                why.join("; ")
+            ),
         )));
     } else if !found && attrs.unreadable.is_empty() {
         out.push(ctx.stamp(ScanFinding::new(

@@ -147,9 +147,9 @@ pub fn scan_streams(
             out.findings.push(
                 ctx.stamp(
                     ScanFinding::new(
-                        "PKL014",
+                        "PKL021",
                         Severity::High,
-                        format!("more than {MAX_STREAMS} stacked pickle streams"),
+                        format!("resource limit: more than {MAX_STREAMS} stacked pickle streams; a loader reading on would run the rest"),
                     )
                     .offset(base + pos as u64),
                 ),
@@ -450,6 +450,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             vm::AnomalyKind::MisplacedProto => ("PKL016", Severity::Low),
             vm::AnomalyKind::OutOfBand => ("PKL017", Severity::Medium),
             vm::AnomalyKind::Limit => ("PKL014", Severity::High),
+            vm::AnomalyKind::Dropped => ("PKL014", Severity::Info),
             vm::AnomalyKind::Resource => ("PKL021", Severity::High),
             vm::AnomalyKind::JoblibCompanion => ("PKL020", Severity::Low),
             vm::AnomalyKind::JoblibCompanionPath => ("PKL020", Severity::High),
@@ -1061,6 +1062,26 @@ mod tests {
         drop(held);
         // With the budget back, the same lists replay to STOP.
         let s = scan_streams(&only_lists, 0, &Ctx::default(), &Policy::default(), None);
+        assert_eq!(
+            crate::scan::verdict_of(&s.findings),
+            crate::scan::Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn anomalies_past_the_cap_are_counted_without_raising_the_verdict() {
+        let mut d = b"\x80\x04N".to_vec();
+        for _ in 0..5000 {
+            d.extend_from_slice(b"\x80\x04");
+        }
+        d.push(b'.');
+        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        let proto = s.findings.iter().filter(|f| f.code == "PKL016").count();
+        assert!(proto <= 4096, "{proto}");
+        assert!(s
+            .findings
+            .iter()
+            .any(|f| f.code == "PKL014" && f.message.contains("more anomalies")));
         assert_eq!(
             crate::scan::verdict_of(&s.findings),
             crate::scan::Verdict::Clean

@@ -87,6 +87,8 @@ pub enum AnomalyKind {
     OutOfBand,
     /// A loader disagreement mlsign cannot settle (an argument across a FRAME end).
     Limit,
+    /// More anomalies than are listed (each kind is listed at least once).
+    Dropped,
     /// One of mlsign's own resource limits (memory budget, opcode count): not the loader's.
     Resource,
     /// joblib < 0.10 wrapper that loads a companion file next to the pickle.
@@ -613,7 +615,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
     t.mem_bytes = mem_bytes;
     if dropped > 0 {
         t.anomalies.push(Anomaly {
-            kind: AnomalyKind::Limit,
+            kind: AnomalyKind::Dropped,
             offset: base + end as u64,
             detail: format!(
                 "{dropped} more anomalies of kinds already reported were not listed (more than {MAX_ANOMALIES} in one stream)"
