@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cert;
+pub mod document;
 pub mod dsse;
 mod error;
 mod finding;
@@ -29,6 +30,6 @@ pub use sign::{
 };
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
-    verify_bundle, verify_bundle_with, verify_model, KeylessTrust, Trust, VerifiedPayload,
-    VerifyOptions, VerifyOutcome,
+    verify_bundle, verify_bundle_bytes, verify_bundle_with, verify_model, KeylessTrust, Trust,
+    VerifiedPayload, VerifyOptions, VerifyOutcome,
 };
