@@ -49,8 +49,9 @@ pub struct SynthSpec {
     /// Adam learning rate on the mask and pattern logits.
     #[serde(default = "d_lr")]
     pub lr: f64,
-    /// Softplus sharpness β standing in for ReLU in the gradient (0 = plain ReLU): dead units
-    /// pass gradient through the surrogate; feasibility is always judged on the real network.
+    /// Softplus sharpness β standing in for ReLU in the gradient at the first step (0 = plain
+    /// ReLU), raised 64-fold over the run: dead units pass gradient through the surrogate;
+    /// feasibility is always judged on the real network.
     #[serde(default = "d_relax")]
     pub relax: f64,
     /// Values the pattern may take [default: the inputs' range widened to include [0, 1]].
@@ -169,16 +170,18 @@ pub struct ClassResult {
 /// The synthesis part of a report.
 #[derive(Clone, Debug, Serialize)]
 pub struct SynthReport {
-    /// `max_c log2_ratio`: how many times (log2) smaller than the baseline's natural trigger the
-    /// candidate's most suspicious differential trigger is.
+    /// The synthesis statistic: the MAD anomaly index of `log2_ratio` across the searched
+    /// classes ((max − median) / (1.4826 · MAD), MAD ≥ [`MAD_FLOOR`]), and 0 when the class with
+    /// the largest ratio has no feasible trigger. A backdoor gives one class a trigger far
+    /// smaller than the others'; a benign fine-tune (label noise included) moves several.
     pub value: f64,
     pub threshold: f64,
     pub flagged: bool,
     /// Class with the largest `log2_ratio`.
     pub top_class: Option<u32>,
-    /// MAD anomaly index of `log2_ratio` across the searched classes (Neural Cleanse's rule,
-    /// flag above 2), for information.
-    pub anomaly_index: f64,
+    /// `max_c log2_ratio`: how many times (log2) smaller than the baseline's natural trigger
+    /// the candidate's most suspicious differential trigger is (information).
+    pub max_log2_ratio: f64,
     pub classes: Vec<ClassResult>,
     /// Classes left unsearched when the time budget ran out.
     pub not_searched: Vec<u32>,
@@ -339,7 +342,8 @@ impl Setup {
         let mut steps = 0;
         let target = self.spec.target_flip;
         let cap = self.spec.baseline_cap;
-        for _ in 0..self.spec.max_steps {
+        let total = self.spec.max_steps as f64;
+        for step in 0..self.spec.max_steps {
             if Instant::now() >= deadline {
                 break;
             }
@@ -347,7 +351,11 @@ impl Setup {
             let m = sigmoid(a.as_tensor())?;
             let p = ((sigmoid(b.as_tensor())? * span)? + lo)?;
             let xs = self.stamp(&x, &m, &p)?;
-            let relax = (self.spec.relax > 0.0).then_some(self.spec.relax);
+            // The surrogate sharpens towards ReLU over the run (β × 1 → × 64): early steps see
+            // gradients through dead units, late ones optimise (nearly) the real network, so a
+            // trigger the surrogate alone would accept does not stall the search.
+            let relax = (self.spec.relax > 0.0)
+                .then(|| self.spec.relax * (6.0 * step as f64 / total).exp2());
             let lp = log_probs(cand, &xs, relax)?;
             // Feasibility on the real network (its own forward when the gradient uses the surrogate).
             let argmax = |model: &NetModel, lp: &Tensor| -> candle_core::Result<Vec<u32>> {
@@ -541,17 +549,23 @@ pub fn setup(
 }
 
 /// The MAD anomaly index of the largest value: (max − median) / (1.4826 · MAD).
-pub fn anomaly_index(v: &[f64]) -> f64 {
+/// With the MAD floored at `floor`.
+pub fn anomaly_index(v: &[f64], floor: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
     let mut s = v.to_vec();
     let med = super::stats::median(&mut s);
     let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-    let mad = super::stats::median(&mut dev);
+    let mad = super::stats::median(&mut dev).max(floor);
     let max = v.iter().copied().fold(f64::MIN, f64::max);
     (max - med) / (1.4826 * mad + 1e-9)
 }
+
+/// MAD floor of the synthesis statistic, in log2 units: mask sizes within ~19 % of each other
+/// are not told apart (without it, a candidate where no class has a trigger gets a large index
+/// from the tiny spread of the baseline's natural mask sizes alone).
+pub const MAD_FLOOR: f64 = 0.25;
 
 /// Run the differential search on a candidate.
 pub fn run(
@@ -603,14 +617,19 @@ pub fn run(
     let top = classes
         .iter()
         .max_by(|a, b| a.log2_ratio.total_cmp(&b.log2_ratio));
-    let value = top.map_or(0.0, |t| t.log2_ratio);
+    let max_log2_ratio = top.map_or(0.0, |t| t.log2_ratio);
+    // No trigger found for the most suspicious class: nothing to flag, whatever the spread.
+    let value = match top {
+        Some(t) if t.mask_l1.is_some() => anomaly_index(&ratios, MAD_FLOOR),
+        _ => 0.0,
+    };
     let threshold = setup.spec.threshold.unwrap_or(DEFAULT_THRESHOLD);
     Ok(SynthReport {
         value,
         threshold,
         flagged: value > threshold,
         top_class: top.map(|t| t.class),
-        anomaly_index: anomaly_index(&ratios),
+        max_log2_ratio,
         classes,
         not_searched,
         max_steps: setup.spec.max_steps,
@@ -728,12 +747,12 @@ pub fn html(r: &SynthReport, candidate: &str) -> String {
             .unwrap_or_default()
     };
     let mut s = format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>mlsign behave: synthesised triggers</title>\n<h1>Synthesised triggers for {}</h1>\n<p>statistic {:.3} (threshold {:.3}){}; anomaly index {:.2}</p>\n<table border=1 cellpadding=4><tr><th>class</th><th>mask Σm (px)</th><th>baseline's natural mask</th><th>log2 ratio</th><th>candidate flip</th><th>baseline flip</th><th>mask</th><th>pattern</th></tr>\n",
+        "<!doctype html><meta charset=\"utf-8\"><title>mlsign behave: synthesised triggers</title>\n<h1>Synthesised triggers for {}</h1>\n<p>synthesis anomaly index {:.3} (threshold {:.3}){}; largest log2(natural / candidate mask) {:.2}</p>\n<table border=1 cellpadding=4><tr><th>class</th><th>mask Σm (px)</th><th>baseline's natural mask</th><th>log2 ratio</th><th>candidate flip</th><th>baseline flip</th><th>mask</th><th>pattern</th></tr>\n",
         esc(candidate),
         r.value,
         r.threshold,
         if r.flagged { " — FLAGGED" } else { "" },
-        r.anomaly_index
+        r.max_log2_ratio
     );
     for c in &r.classes {
         let f = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.1}"));
@@ -762,8 +781,11 @@ mod tests {
     fn crc_and_anomaly_index() {
         // The PNG spec's check value for "123456789".
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        let ai = anomaly_index(&[1.0, 1.0, 1.2, 0.8, 1.0, 5.0]);
+        let ai = anomaly_index(&[1.0, 1.0, 1.2, 0.8, 1.0, 5.0], 0.0);
         assert!(ai > 10.0, "{ai}");
-        assert_eq!(anomaly_index(&[]), 0.0);
+        // (5 − 1) / (1.4826 · 0.25)
+        let ai = anomaly_index(&[1.0, 1.0, 1.01, 0.99, 1.0, 5.0], MAD_FLOOR);
+        assert!((ai - 4.0 / (1.4826 * 0.25)).abs() < 1e-6, "{ai}");
+        assert_eq!(anomaly_index(&[], 0.0), 0.0);
     }
 }

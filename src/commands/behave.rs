@@ -340,11 +340,11 @@ fn human(r: &BehaveReport) -> String {
     if let Some(sy) = &r.synthesis {
         let _ = writeln!(
             s,
-            "  synthesis  statistic {:.3} (threshold {:.3}{}; anomaly index {:.2}); {} classes in {:.1}s (baseline's natural triggers {:.1}s, once)",
+            "  synthesis  anomaly index {:.3} (threshold {:.3}{}; largest log2 ratio {:.2}); {} classes in {:.1}s (baseline's natural triggers {:.1}s, once)",
             sy.value,
             sy.threshold,
             if sy.flagged { ", FLAGGED" } else { "" },
-            sy.anomaly_index,
+            sy.max_log2_ratio,
             sy.classes.len(),
             sy.seconds,
             sy.baseline_seconds
