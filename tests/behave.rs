@@ -1656,3 +1656,78 @@ rows = [raw[r*(w+1):(r+1)*(w+1)] for r in range(h)]
 assert all(r[0] == 0 for r in rows)
 print(' '.join(str(rows[y*s + s//2][1 + x*s + s//2]) for y in range(8) for x in range(8)))
 "#;
+
+#[test]
+fn calibration_splits_the_fpr_with_synthesis() {
+    let (t, _, base) = setup();
+    let syn = t.path().join("syn.toml");
+    std::fs::write(
+        &syn,
+        format!("{SUITE}\n[synthesis]\nmax_steps = 15\ninputs = 20\nclasses = [3, 5, 8]\n"),
+    )
+    .unwrap();
+    let benign: Vec<PathBuf> = (0..10)
+        .map(|i| {
+            write_mlp(
+                &t.path().join(format!("benign{i}")),
+                Variant {
+                    noise: 0.03,
+                    seed: 500 + i,
+                    ..PLAIN
+                },
+            )
+        })
+        .collect();
+    let mut args = vec![
+        "behave",
+        "calibrate",
+        "--baseline",
+        s(&base),
+        "--suite",
+        s(&syn),
+        "--fpr",
+        "0.2",
+        "--write",
+        "--format",
+        "json",
+        "--no-progress",
+        "--benign",
+    ];
+    args.extend(benign.iter().map(|p| s(p)));
+    let o = mlsign(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Each statistic gets half the FPR.
+    assert_eq!(c["calibration"]["fpr"].as_f64(), Some(0.1));
+    let sy = &c["synthesis"];
+    assert_eq!(sy["calibration"]["fpr"].as_f64(), Some(0.1));
+    assert_eq!(sy["calibration"]["statistic"], "synthesis_anomaly_index");
+    let values: Vec<f64> = c["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["synthesis_value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 10);
+    let st = sy["threshold"].as_f64().unwrap();
+    let pt = c["threshold"].as_f64().unwrap();
+    let either = c["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["value"].as_f64().unwrap() > pt || s["synthesis_value"].as_f64().unwrap() > st
+        })
+        .count();
+    assert_eq!(sy["combined_exceedances"].as_u64(), Some(either as u64));
+    let ub = sy["combined_fpr_upper_bound"].as_f64().unwrap();
+    assert!((ub - scipy_cp_upper(either, 10, 0.95)).abs() < 1e-9, "{ub}");
+    // Written into [synthesis] and read back by the next run.
+    let written = std::fs::read_to_string(&syn).unwrap();
+    assert!(written.contains("[synthesis.calibration]"), "{written}");
+    let (code, r) = json_run(&base, &benign[0], &syn);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["synthesis"]["threshold"].as_f64(), Some(st));
+    assert_eq!(r["synthesis"]["calibration"]["n_benign"], 10);
+}

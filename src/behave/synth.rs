@@ -216,17 +216,53 @@ pub struct Setup {
     pub natural_seconds: f64,
 }
 
-/// The network of a model when synthesis can differentiate it.
-pub fn net_of(model: &Model) -> Option<&NetModel> {
+/// A model synthesis can differentiate: the mlsign network spec (with the softplus surrogate
+/// for ReLU) or an ONNX graph (candle-onnx runs every node as candle tensor ops, so gradients
+/// flow through it; tests/behave_onnx.rs checks them against the mlsign-net twins).
+#[derive(Clone, Copy)]
+pub enum Diff<'a> {
+    Net(&'a NetModel),
+    #[cfg(feature = "onnx")]
+    Onnx(&'a super::models::onnx::OnnxModel),
+}
+
+impl Diff<'_> {
+    /// Class scores (probabilities or logits, as the model emits them).
+    fn forward(&self, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
+        match self {
+            Diff::Net(n) => n.forward_relaxed(x, relax),
+            #[cfg(feature = "onnx")]
+            Diff::Onnx(o) => o.forward(x),
+        }
+    }
+
+    fn output(&self) -> OutputKind {
+        match self {
+            Diff::Net(n) => n.info.output,
+            #[cfg(feature = "onnx")]
+            Diff::Onnx(o) => o.info.output,
+        }
+    }
+
+    /// Whether the ReLU surrogate applies (ONNX graphs run as they are).
+    fn relaxable(&self) -> bool {
+        matches!(self, Diff::Net(_))
+    }
+}
+
+/// The differentiable form of a model, if synthesis supports its format.
+pub fn diff_of(model: &Model) -> Option<Diff<'_>> {
     match model {
-        Model::Net(n) => Some(n),
+        Model::Net(n) => Some(Diff::Net(n)),
+        #[cfg(feature = "onnx")]
+        Model::Onnx(o) => Some(Diff::Onnx(o)),
         _ => None,
     }
 }
 
-fn log_probs(model: &NetModel, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
-    let y = model.forward_relaxed(x, relax)?;
-    match model.info.output {
+fn log_probs(model: Diff, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
+    let y = model.forward(x, relax)?;
+    match model.output() {
         OutputKind::Probabilities => (y + 1e-12)?.log(),
         _ => candle_nn::ops::log_softmax(&y, D::Minus1),
     }
@@ -302,8 +338,8 @@ impl Setup {
     /// `base` (when given) away from it. Returns the smallest feasible mask seen.
     fn search(
         &self,
-        cand: &NetModel,
-        base: Option<&NetModel>,
+        cand: Diff,
+        base: Option<Diff>,
         ci: usize,
         deadline: Instant,
         device: &Device,
@@ -354,13 +390,13 @@ impl Setup {
             // The surrogate sharpens towards ReLU over the run (β × 1 → × 64): early steps see
             // gradients through dead units, late ones optimise (nearly) the real network, so a
             // trigger the surrogate alone would accept does not stall the search.
-            let relax = (self.spec.relax > 0.0)
+            let relax = (self.spec.relax > 0.0 && cand.relaxable())
                 .then(|| self.spec.relax * (6.0 * step as f64 / total).exp2());
             let lp = log_probs(cand, &xs, relax)?;
             // Feasibility on the real network (its own forward when the gradient uses the surrogate).
-            let argmax = |model: &NetModel, lp: &Tensor| -> candle_core::Result<Vec<u32>> {
+            let argmax = |model: Diff, lp: &Tensor| -> candle_core::Result<Vec<u32>> {
                 match relax {
-                    Some(_) => model.forward(&xs.detach())?.argmax(1)?.to_vec1(),
+                    Some(_) => model.forward(&xs.detach(), None)?.argmax(1)?.to_vec1(),
                     None => lp.argmax(1)?.to_vec1(),
                 }
             };
@@ -435,8 +471,8 @@ impl Setup {
     /// Flip rates of a trigger over every source input of a class.
     fn flip_rates(
         &self,
-        cand: &NetModel,
-        base: &NetModel,
+        cand: Diff,
+        base: Diff,
         ci: usize,
         mask: &[f32],
         pattern: &[f32],
@@ -453,8 +489,8 @@ impl Setup {
         let (mut nc, mut nb) = (0usize, 0usize);
         for chunk in src.chunks(512) {
             let xs = self.stamp(&self.batch(chunk, device)?, &m, &p)?;
-            let pc: Vec<u32> = cand.forward(&xs)?.argmax(1)?.to_vec1()?;
-            let pb: Vec<u32> = base.forward(&xs)?.argmax(1)?.to_vec1()?;
+            let pc: Vec<u32> = cand.forward(&xs, None)?.argmax(1)?.to_vec1()?;
+            let pb: Vec<u32> = base.forward(&xs, None)?.argmax(1)?.to_vec1()?;
             nc += pc.iter().filter(|&&v| v == class).count();
             nb += pb.iter().filter(|&&v| v == class).count();
         }
@@ -475,11 +511,11 @@ pub fn setup(
     baseline: &Model,
     device: &Device,
 ) -> Result<Setup> {
-    let net = net_of(baseline).ok_or_else(|| {
+    let net = diff_of(baseline).ok_or_else(|| {
         BehaveError::suite(
             suite_path,
             format!(
-                "[synthesis] needs a model candle can differentiate: the mlsign network spec (this baseline is {}); remove [synthesis] for this model",
+                "[synthesis] needs a model candle can differentiate: the mlsign network spec or an ONNX classifier (this baseline is {}); remove [synthesis] for this model",
                 baseline.info().format
             ),
         )
@@ -576,10 +612,10 @@ pub fn run(
     device: &Device,
 ) -> Result<SynthReport> {
     let t0 = Instant::now();
-    let (Some(cand), Some(base)) = (net_of(candidate), net_of(baseline)) else {
+    let (Some(cand), Some(base)) = (diff_of(candidate), diff_of(baseline)) else {
         return Err(BehaveError::Format {
             path: PathBuf::from(&candidate.info().weights),
-            message: "trigger synthesis needs mlsign network spec models".into(),
+            message: "trigger synthesis needs mlsign network spec or ONNX models".into(),
         });
     };
     let deadline = t0 + std::time::Duration::from_secs_f64(setup.spec.time_budget_s);
