@@ -1512,7 +1512,7 @@ fn trained_population(t: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 
 #[test]
 fn trigger_synthesis_finds_a_trigger_no_probe_covers() {
-    let (t, suite, _) = setup();
+    let (t, _, _) = setup();
     let (base, bd, benign, copy) = trained_population(t.path());
     let syn = t.path().join("syn.toml");
     std::fs::write(

@@ -609,7 +609,7 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
             }
             ProbeSpec::Tiling { periods, .. } => {
-                if periods.is_empty() || periods.iter().any(|&p| p < 2 || p > 64) {
+                if periods.is_empty() || periods.iter().any(|p| !(2..=64).contains(p)) {
                     return err(format!("probe {i}: periods must list values in 2..=64"));
                 }
             }
