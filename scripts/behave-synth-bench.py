@@ -47,7 +47,10 @@ def main():
         reps = [reps]
     by = {}
     for r in reps:
-        by[os.path.relpath(os.path.dirname(r["candidate"]["weights"]), a.dir)] = r
+        w = r["candidate"]["weights"]
+        # Relative paths in the report are relative to where mlsign ran: the population dir.
+        w = w if os.path.isabs(w) else os.path.join(a.dir, w)
+        by[os.path.relpath(os.path.dirname(w), a.dir)] = r
     rows = []
     for m in man["models"]:
         r = by.get(m["path"])
@@ -68,10 +71,13 @@ def main():
         neg_log_mask = [-np.log2(max(c["mask_l1"] if c["mask_l1"] is not None else hw, 1e-3))
                         for c in sy["classes"]]
         m["AIm"] = anomaly_index(neg_log_mask)
-        # Variant: MAD floored at 0.25 (log2 units) and 0 unless the top class has a feasible trigger.
+        # MAD floored at 0.25 (log2 units) and 0 unless the top class has a feasible trigger.
         ratios = [c["log2_ratio"] for c in sy["classes"]]
         best = max(sy["classes"], key=lambda c: c["log2_ratio"])
         m["AIf"] = anomaly_index(ratios, floor=0.25) if best["mask_l1"] is not None else 0.0
+        # The shipped statistic (synth.rs): the same on −log2(differential mask).
+        top = int(np.argmax(neg_log_mask))
+        m["V"] = anomaly_index(neg_log_mask, floor=0.25) if sy["classes"][top]["mask_l1"] is not None else 0.0
         top = [c for c in sy["classes"] if c["class"] == sy["top_class"]]
         m["Y_class"] = sy["top_class"]
         m["Y_mask"] = top[0]["mask_l1"] if top else None
@@ -96,6 +102,7 @@ def main():
         "AI": "synthesis: MAD anomaly index of log2 ratios across classes",
         "AIm": "synthesis: MAD anomaly index of −log2(differential mask) (no natural reference)",
         "AIf": "synthesis: anomaly index of log2 ratios, MAD ≥ 0.25, 0 unless the top class is feasible",
+        "V": "**synthesis statistic shipped**: anomaly index of −log2(differential mask), MAD ≥ 0.25, 0 unless the top class is feasible",
     }
     P("| statistic / rule | AUROC all | AUROC ASR≥0.8 | TPR all | TPR ASR≥0.8 | held-out FPR | FPR label-noise |")
     P("|---|---|---|---|---|---|---|")
@@ -110,7 +117,7 @@ def main():
         rules[key] = (lambda m, t=t, key=key: m[key] > t)
         line(f"{name}, alone", key, rules[key])
     FS = ecdf([m["S"] for m in cal])
-    for key in ["Y", "AI", "AIm", "AIf"]:
+    for key in ["Y", "AIm", "V"]:
         ts, ty = q("S", 1 - f / 2), q(key, 1 - f / 2)
         F = ecdf([m[key] for m in cal])
         ck = "C_" + key

@@ -350,7 +350,9 @@ fn human(r: &BehaveReport) -> String {
             sy.baseline_seconds
         );
         let mut order: Vec<_> = sy.classes.iter().collect();
-        order.sort_by(|a, b| b.log2_ratio.total_cmp(&a.log2_ratio));
+        // Smallest differential mask first (no trigger found: last).
+        let size = |c: &&behave::synth::ClassResult| c.mask_l1.unwrap_or(f64::INFINITY);
+        order.sort_by(|a, b| size(a).total_cmp(&size(b)));
         for c in order.iter().take(3) {
             let px = |v: Option<f64>| v.map_or("none found".into(), |v| format!("{v:.1} px"));
             let _ = writeln!(
