@@ -818,6 +818,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spec_bounds_are_checked() {
+        let ok: SynthSpec = toml::from_str("").unwrap();
+        assert!(ok.validate().is_ok());
+        assert_eq!((ok.max_steps, ok.inputs, ok.target_flip), (150, 100, 0.8));
+        for (bad, needle) in [
+            ("max_steps = 0", "max_steps"),
+            ("time_budget_s = -1.0", "time_budget_s"),
+            ("target_flip = 1.5", "target_flip"),
+            ("baseline_cap = 0.9", "below synthesis.target_flip"),
+            ("lr = 0.0", "lr"),
+            ("value_range = [1.0, 0.0]", "value_range"),
+            ("threshold = nan", "threshold"),
+            ("relax = -1.0", "relax"),
+        ] {
+            let s: SynthSpec = toml::from_str(bad).unwrap();
+            let e = s.validate().unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        assert!(
+            toml::from_str::<SynthSpec>("steps = 3").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn png_is_well_formed() {
+        // 2×1 greyscale at scale 2: IHDR 4×2, rows of 1 + 4 bytes.
+        let p = png(&[0.0, 1.0], (1, 1, 2), 0.0, 1.0, 2);
+        assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&p[12..16], b"IHDR");
+        assert_eq!(&p[16..24], &[0, 0, 0, 4, 0, 0, 0, 2]);
+        let n = u32::from_be_bytes(p[33..37].try_into().unwrap()) as usize;
+        assert_eq!(&p[37..41], b"IDAT");
+        let mut raw = Vec::new();
+        use std::io::Read;
+        flate2::read::ZlibDecoder::new(&p[41..41 + n])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw, vec![0, 0, 0, 255, 255, 0, 0, 0, 255, 255]);
+        assert!(p.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
     fn crc_and_anomaly_index() {
         // The PNG spec's check value for "123456789".
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
