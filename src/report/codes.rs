@@ -49,6 +49,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL018", "custom class allowed by the policy"),
     ("PKL019", "call result thrown away right after the call (payload-then-POP)"),
     ("PKL020", "joblib < 0.10 array wrapper loads a companion file with numpy.load(allow_pickle=True) (high when the name leaves the file's directory)"),
+    ("PKL021", "unscannable: resource limit: replaying the pickle needs more memory or opcodes than mlsign's budget allows"),
     // Scanning (containers)
     ("SCN001", "unscannable: archive, compression or encryption mlsign cannot look inside"),
     ("SCN002", "unscannable: container is corrupt or too large to read"),
@@ -96,6 +97,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("SGS013", "signature does not verify over the artifact or DSSE payload"),
     ("SGS014", "bundle or its log entry is for other content than the artifact"),
     ("SGS015", "managed-key bundle not signed by the given key"),
+    ("SGS016", "fewer verified transparency-log entries or RFC 3161 timestamps than the policy requires"),
     // Gate and policy (mlsign gate, mlsign approve)
     (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
     (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
@@ -108,13 +110,18 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT009, "fewer valid approvals than the policy requires"),
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
-    (GAT012, "authority kind not supported by this build (keyless)"),
+    (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
+    (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
+    (GAT014, "a tag reference where the policy requires a digest (require_digest = true)"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
     ("OCI003", "signature was made for another repository, or records none"),
     ("OCI004", "model artifact's filepath → digest set differs from the signed OMS manifest"),
     ("OCI005", "signature candidate unreadable: junk referrer entry, digest mismatch, malformed bundle or layer"),
+    // Admission webhook (mlsign serve)
+    (SRV001, "the admission deadline passed before verification finished (the slow step is named)"),
+    (SRV002, "an image reference in the workload does not parse"),
 ];
 
 pub const BHV001: &str = "BHV001";
@@ -135,6 +142,10 @@ pub const GAT009: &str = "GAT009";
 pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
+pub const GAT013: &str = "GAT013";
+pub const GAT014: &str = "GAT014";
+pub const SRV001: &str = "SRV001";
+pub const SRV002: &str = "SRV002";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {
