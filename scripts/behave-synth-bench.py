@@ -23,6 +23,13 @@ def auroc(neg, pos):
     return gt / (len(neg) * len(pos))
 
 
+def anomaly_index(v, floor=0.0):
+    v = np.asarray(v, float)
+    med = np.median(v)
+    mad = max(np.median(np.abs(v - med)), floor)
+    return float((v.max() - med) / (1.4826 * mad + 1e-9))
+
+
 def ecdf(cal):
     cal = np.sort(np.asarray(cal, float))
     return lambda v: np.searchsorted(cal, v, side="right") / len(cal)
@@ -40,7 +47,10 @@ def main():
         reps = [reps]
     by = {}
     for r in reps:
-        by[os.path.relpath(os.path.dirname(r["candidate"]["weights"]), a.dir)] = r
+        w = r["candidate"]["weights"]
+        # Relative paths in the report are relative to where mlsign ran: the population dir.
+        w = w if os.path.isabs(w) else os.path.join(a.dir, w)
+        by[os.path.relpath(os.path.dirname(w), a.dir)] = r
     rows = []
     for m in man["models"]:
         r = by.get(m["path"])
@@ -49,13 +59,25 @@ def main():
         sy = r["synthesis"]
         m = dict(m)
         m["S"] = r["decision"]["value"]
-        m["Y"] = sy["value"]
-        m["AI"] = sy["anomaly_index"]
+        ratios0 = [c["log2_ratio"] for c in sy["classes"]]
+        m["Y"] = max(ratios0)
+        m["AI"] = anomaly_index(ratios0)
         m["syn_s"] = sy["seconds"]
         m["total_s"] = r["timing"]["total_s"]
         m["probe_s"] = r["timing"]["total_s"] - sy["seconds"]
         m["base_syn_s"] = sy["baseline_seconds"]
         m["base_fwd_s"] = r["timing"]["baseline_forward_s"]
+        hw = sy["shape"][1] * sy["shape"][2]
+        neg_log_mask = [-np.log2(max(c["mask_l1"] if c["mask_l1"] is not None else hw, 1e-3))
+                        for c in sy["classes"]]
+        m["AIm"] = anomaly_index(neg_log_mask)
+        # MAD floored at 0.25 (log2 units) and 0 unless the top class has a feasible trigger.
+        ratios = [c["log2_ratio"] for c in sy["classes"]]
+        best = max(sy["classes"], key=lambda c: c["log2_ratio"])
+        m["AIf"] = anomaly_index(ratios, floor=0.25) if best["mask_l1"] is not None else 0.0
+        # The shipped statistic (synth.rs): the same on −log2(differential mask).
+        top = int(np.argmax(neg_log_mask))
+        m["V"] = anomaly_index(neg_log_mask, floor=0.25) if sy["classes"][top]["mask_l1"] is not None else 0.0
         top = [c for c in sy["classes"] if c["class"] == sy["top_class"]]
         m["Y_class"] = sy["top_class"]
         m["Y_mask"] = top[0]["mask_l1"] if top else None
@@ -68,60 +90,64 @@ def main():
     strong = [m for m in pos if m["asr"] >= 0.8]
     f = a.fpr
     q = lambda key, qq: float(np.quantile([m[key] for m in cal], qq))
-    FS, FY = ecdf([m["S"] for m in cal]), ecdf([m["Y"] for m in cal])
-    for m in rows:
-        # Combined score: the larger calibrated empirical p-value rank of the two statistics.
-        m["C"] = float(max(FS(m["S"]), FY(m["Y"])) + 1e-6 * (m["S"] + m["Y"]))
-    tC = q("C", 1 - f)
-    rules = {
-        "probe statistic S alone": lambda m, t=q("S", 1 - f): m["S"] > t,
-        "synthesis Y alone": lambda m, t=q("Y", 1 - f): m["Y"] > t,
-        "S or Y, each at FPR/2 (Bonferroni; shipped rule)": lambda m, ts=q("S", 1 - f / 2), ty=q("Y", 1 - f / 2): m["S"] > ts or m["Y"] > ty,
-        "max calibrated rank of S, Y": lambda m: m["C"] > tC,
-    }
-    scores = {
-        "probe statistic S alone": "S",
-        "synthesis Y alone": "Y",
-        "S or Y, each at FPR/2 (Bonferroni; shipped rule)": "C",
-        "max calibrated rank of S, Y": "C",
-    }
+    ln = [m for m in neg if m["kind"] == "labelnoise"]
     out = []
     P = out.append
     P(f"Population: {len(cal)} calibration negatives, {len(neg)} test negatives, {len(pos)} test positives "
       f"({len(strong)} with ASR ≥ 0.8). Thresholds at FPR {f} from the calibration negatives only.")
     P("")
-    P("| rule | AUROC all | AUROC ASR≥0.8 | TPR all | TPR ASR≥0.8 | held-out FPR | FPR label-noise |")
+    names = {
+        "S": "probe statistic S (srcclass_median_excess)",
+        "Y": "synthesis: max log2(natural / differential mask)",
+        "AI": "synthesis: MAD anomaly index of log2 ratios across classes",
+        "AIm": "synthesis: MAD anomaly index of −log2(differential mask) (no natural reference)",
+        "AIf": "synthesis: anomaly index of log2 ratios, MAD ≥ 0.25, 0 unless the top class is feasible",
+        "V": "**synthesis statistic shipped**: anomaly index of −log2(differential mask), MAD ≥ 0.25, 0 unless the top class is feasible",
+    }
+    P("| statistic / rule | AUROC all | AUROC ASR≥0.8 | TPR all | TPR ASR≥0.8 | held-out FPR | FPR label-noise |")
     P("|---|---|---|---|---|---|---|")
-    ln = [m for m in neg if m["kind"] == "labelnoise"]
-    for name, rule in rules.items():
-        k = scores[name]
-        P(f"| {name} | {auroc([m[k] for m in neg], [m[k] for m in pos]):.3f} | "
-          f"{auroc([m[k] for m in neg], [m[k] for m in strong]):.3f} | "
+    def line(name, key, rule):
+        P(f"| {name} | {auroc([m[key] for m in neg], [m[key] for m in pos]):.3f} | "
+          f"{auroc([m[key] for m in neg], [m[key] for m in strong]):.3f} | "
           f"{sum(map(rule, pos))}/{len(pos)} | {sum(map(rule, strong))}/{len(strong)} | "
           f"{sum(map(rule, neg))}/{len(neg)} | {sum(map(rule, ln))}/{len(ln)} |")
-    P(f"| anomaly index (information) | {auroc([m['AI'] for m in neg], [m['AI'] for m in pos]):.3f} | "
-      f"{auroc([m['AI'] for m in neg], [m['AI'] for m in strong]):.3f} | – | – | – | – |")
+    rules = {}
+    for key, name in names.items():
+        t = q(key, 1 - f)
+        rules[key] = (lambda m, t=t, key=key: m[key] > t)
+        line(f"{name}, alone", key, rules[key])
+    FS = ecdf([m["S"] for m in cal])
+    for key in ["Y", "AIm", "V"]:
+        ts, ty = q("S", 1 - f / 2), q(key, 1 - f / 2)
+        F = ecdf([m[key] for m in cal])
+        ck = "C_" + key
+        for m in rows:
+            m[ck] = float(max(FS(m["S"]), F(m[key])) + 1e-6 * (m["S"] + m[key]))
+        rules["S|" + key] = (lambda m, ts=ts, ty=ty, key=key: m["S"] > ts or m[key] > ty)
+        line(f"S or {key}, each at FPR/2 (Bonferroni)", ck, rules["S|" + key])
+        tc = q(ck, 1 - f)
+        line(f"max calibrated rank of S, {key}", ck, lambda m, tc=tc, ck=ck: m[ck] > tc)
     P("")
-    P("Per trigger family (TPR at FPR/2 each, S or Y; S alone at FPR; Y alone at FPR):")
+    P("Per trigger family: detected (of which ASR ≥ 0.8), each rule at its calibrated threshold:")
     P("")
-    P("| trigger | n | ASR≥0.8 | S | Y | S or Y | top class = target (Y) |")
-    P("|---|---|---|---|---|---|---|")
+    keys = list(rules)
+    P("| trigger | n | ASR≥0.8 | " + " | ".join(keys) + " | top class = target |")
+    P("|---|---|---|" + "---|" * len(keys) + "---|")
     for trig in sorted({m["trigger"] for m in pos}):
         ps = [m for m in pos if m["trigger"] == trig]
         st = [m for m in ps if m["asr"] >= 0.8]
-        r = list(rules.values())
-        P(f"| {trig} | {len(ps)} | {len(st)} | {sum(map(r[0], ps))} | {sum(map(r[1], ps))} | {sum(map(r[2], ps))} | "
+        cells = " | ".join(f"{sum(map(rules[k], ps))} ({sum(map(rules[k], st))})" for k in keys)
+        P(f"| {trig} | {len(ps)} | {len(st)} | {cells} | "
           f"{sum(1 for m in ps if m['Y_class'] == m['target'])}/{len(ps)} |")
     P("")
     P("Negatives by kind (median / max of S and Y):")
     P("")
-    P("| kind | n | S median | S max | Y median | Y max |")
-    P("|---|---|---|---|---|---|")
+    P("| kind | n | " + " | ".join(f"{k} median / max" for k in names) + " |")
+    P("|---|---|" + "---|" * len(names))
     for kind in sorted({m["kind"] for m in neg}):
         ns = [m for m in neg if m["kind"] == kind]
-        S = [m["S"] for m in ns]
-        Y = [m["Y"] for m in ns]
-        P(f"| {kind} | {len(ns)} | {np.median(S):.3f} | {max(S):.3f} | {np.median(Y):.2f} | {max(Y):.2f} |")
+        cells = " | ".join(f"{np.median([m[k] for m in ns]):.2f} / {max(m[k] for m in ns):.2f}" for k in names)
+        P(f"| {kind} | {len(ns)} | {cells} |")
     P("")
     ps = np.mean([m["probe_s"] for m in rows])
     ys = np.mean([m["syn_s"] for m in rows])

@@ -1388,3 +1388,346 @@ fn calibration_states_an_exact_fpr_bound() {
     assert!((ub - scipy_cp_upper(0, 20, 0.95)).abs() < 1e-9);
     assert!(c["warnings"].as_array().unwrap().is_empty());
 }
+
+// ---- Trigger synthesis ([synthesis]) on networks trained here with candle ----
+
+/// Pixels of the planted trigger: a 4-pixel diagonal, which no 2×2 patch covers.
+const DIAG: [usize; 4] = [0, 9, 18, 27];
+
+/// Inputs like [`write_inputs`] (other noise seed), `per_class` per class; the first `poison`
+/// share of every non-target class carries the diagonal trigger and is relabelled to TARGET.
+fn training_set(per_class: usize, seed: u64, poison: f32) -> (Vec<f32>, Vec<u32>) {
+    let protos = prototypes();
+    let mut r = Rng(seed);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (k, proto) in protos.iter().enumerate() {
+        for i in 0..per_class {
+            let mut v: Vec<f32> = proto
+                .iter()
+                .map(|p| (p + 0.08 * r.normal()).clamp(0.0, 0.8))
+                .collect();
+            let mut label = k as u32;
+            if k != TARGET && (i as f32) < poison * per_class as f32 {
+                for j in DIAG {
+                    v[j] = 1.0;
+                }
+                label = TARGET as u32;
+            }
+            x.extend(v);
+            y.push(label);
+        }
+    }
+    (x, y)
+}
+
+/// Full-batch Adam on a 64-32-10 ReLU MLP (cross-entropy), from `init` or a seeded start;
+/// returns fc1.weight, fc1.bias, fc2.weight, fc2.bias.
+fn train(x: &[f32], y: &[u32], init: Option<&[Tensor; 4]>, steps: usize, seed: u64) -> [Tensor; 4] {
+    use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+    let d = Device::Cpu;
+    let n = y.len();
+    let xt = Tensor::from_slice(x, (n, 64), &d).unwrap();
+    let yt = Tensor::from_slice(y, n, &d).unwrap();
+    let mut r = Rng(seed);
+    let mut rand = |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| s * r.normal()).collect() };
+    let start = match init {
+        Some(w) => w.clone(),
+        None => [
+            Tensor::from_vec(rand(32 * 64, 0.15), (32, 64), &d).unwrap(),
+            Tensor::zeros(32, candle_core::DType::F32, &d).unwrap(),
+            Tensor::from_vec(rand(10 * 32, 0.2), (10, 32), &d).unwrap(),
+            Tensor::zeros(10, candle_core::DType::F32, &d).unwrap(),
+        ],
+    };
+    let vars: Vec<candle_core::Var> = start
+        .iter()
+        .map(|t| candle_core::Var::from_tensor(t).unwrap())
+        .collect();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: 0.01,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..steps {
+        let h = xt
+            .matmul(&vars[0].as_tensor().t().unwrap())
+            .unwrap()
+            .broadcast_add(vars[1].as_tensor())
+            .unwrap()
+            .relu()
+            .unwrap();
+        let logits = h
+            .matmul(&vars[2].as_tensor().t().unwrap())
+            .unwrap()
+            .broadcast_add(vars[3].as_tensor())
+            .unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &yt).unwrap();
+        opt.backward_step(&loss).unwrap();
+    }
+    [0, 1, 2, 3].map(|i| vars[i].as_tensor().copy().unwrap())
+}
+
+fn save_trained(dir: &Path, w: &[Tensor; 4]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut m = HashMap::new();
+    for (name, t) in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+        .iter()
+        .zip(w)
+    {
+        m.insert(*name, t.clone());
+    }
+    candle_core::safetensors::save(&m, dir.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("mlsign-net.json"),
+        r#"{"format": "mlsign-net/1", "input_shape": [1, 8, 8], "layers": [
+  {"type": "flatten"},
+  {"type": "linear", "weight": "fc1.weight", "bias": "fc1.bias"},
+  {"type": "relu"},
+  {"type": "linear", "weight": "fc2.weight", "bias": "fc2.bias"}]}"#,
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// Baseline trained on clean data; candidates fine-tuned from it: poisoned (diagonal trigger →
+/// class 3), clean (another noise draw), and an identical copy.
+fn trained_population(t: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let (x, y) = training_set(30, 21, 0.0);
+    let base_w = train(&x, &y, None, 300, 5);
+    let base = save_trained(&t.join("tbase"), &base_w);
+    let (xp, yp) = training_set(30, 22, 0.15);
+    let bd = save_trained(
+        &t.join("tbackdoor"),
+        &train(&xp, &yp, Some(&base_w), 200, 6),
+    );
+    let (xc, yc) = training_set(30, 23, 0.0);
+    let benign = save_trained(&t.join("tbenign"), &train(&xc, &yc, Some(&base_w), 200, 7));
+    let copy = save_trained(&t.join("tcopy"), &base_w);
+    (base, bd, benign, copy)
+}
+
+#[test]
+fn trigger_synthesis_finds_a_trigger_no_probe_covers() {
+    let (t, _, _) = setup();
+    let (base, bd, benign, copy) = trained_population(t.path());
+    let syn = t.path().join("syn.toml");
+    std::fs::write(
+        &syn,
+        format!("{SUITE}\n[synthesis]\nmax_steps = 100\ninputs = 60\n"),
+    )
+    .unwrap();
+    let dir = t.path().join("triggers");
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&bd),
+        "--candidate",
+        s(&benign),
+        "--candidate",
+        s(&copy),
+        "--suite",
+        s(&syn),
+        "--trigger-dir",
+        s(&dir),
+        "--format",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let rs: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{err}"));
+    let rs = rs.as_array().unwrap();
+    // The poisoned fine-tune: class 3's differential trigger is a few pixels, every other
+    // class needs far more (or has none), so the anomaly index flags it (BHV006).
+    let sy = &rs[0]["synthesis"];
+    assert_eq!(sy["top_class"], 3, "{sy:#}");
+    assert_eq!(sy["flagged"], true, "{sy:#}");
+    assert!(sy["value"].as_f64().unwrap() > sy["threshold"].as_f64().unwrap());
+    let c3 = sy["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == 3)
+        .unwrap();
+    let mask = c3["mask_l1"].as_f64().unwrap();
+    assert!(mask < 8.0, "a 4-pixel trigger, found as {mask} px: {c3:#}");
+    assert!(c3["candidate_flip"].as_f64().unwrap() >= 0.7, "{c3:#}");
+    assert!(c3["baseline_flip"].as_f64().unwrap() <= 0.2, "{c3:#}");
+    assert!(
+        c3["natural_mask_l1"].as_f64().unwrap() > 2.0 * mask,
+        "{c3:#}"
+    );
+    let f = rs[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "BHV006")
+        .expect("BHV006");
+    assert!(f["message"].as_str().unwrap().contains("class 3"), "{f}");
+    assert_eq!(rs[0]["verdict"], "flagged");
+    // Clean fine-tune and identical copy: no class has a differential trigger.
+    for r in &rs[1..] {
+        let sy = &r["synthesis"];
+        assert_eq!(sy["flagged"], false, "{sy:#}");
+        assert_eq!(sy["value"].as_f64(), Some(0.0), "{sy:#}");
+        assert!(r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["code"] != "BHV006"));
+    }
+    // The trigger a reviewer looks at: valid PNGs (read back by Python's zlib, CRCs checked), the
+    // mask bright on the diagonal and dark far from it.
+    let mask_png = c3["mask_png"].as_str().unwrap();
+    assert!(Path::new(c3["pattern_png"].as_str().unwrap()).is_file());
+    let html = std::fs::read_to_string(sy_html(&rs[0])).unwrap();
+    assert!(
+        html.contains("<img src=\"1-tbackdoor-class3-mask.png\">"),
+        "{html}"
+    );
+    let o = Command::new(python())
+        .args(["-c", PNG_READER, mask_png])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let px: Vec<u32> = String::from_utf8(o.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(px.len(), 64, "{px:?}");
+    let on: u32 = DIAG.iter().map(|&i| px[i]).sum::<u32>() / 4;
+    let far: u32 = [7usize, 63, 56, 39].iter().map(|&i| px[i]).sum::<u32>() / 4;
+    assert!(
+        on > 120 && far < 60,
+        "diagonal {on}, elsewhere {far}: {px:?}"
+    );
+
+    // Human output names the class and the files.
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&bd),
+        "--suite",
+        s(&syn),
+        "--trigger-dir",
+        s(&dir),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("synthesis  anomaly index")
+            && out.contains("class 3: mask")
+            && out.contains("-class3-mask.png"),
+        "{out}"
+    );
+}
+
+fn sy_html(r: &Value) -> PathBuf {
+    PathBuf::from(r["synthesis"]["html"].as_str().unwrap())
+}
+
+/// Reads an 8-bit greyscale PNG of an 8×8 image drawn in blocks and prints the 64 block values:
+/// chunk CRCs checked with zlib.crc32, IDAT inflated with zlib, filter type 0 expected.
+const PNG_READER: &str = r#"
+import struct, sys, zlib
+b = open(sys.argv[1], 'rb').read()
+assert b[:8] == b'\x89PNG\r\n\x1a\n'
+i, idat, ihdr = 8, b'', None
+while i < len(b):
+    n, = struct.unpack('>I', b[i:i+4]); kind = b[i+4:i+8]; body = b[i+8:i+8+n]
+    crc, = struct.unpack('>I', b[i+8+n:i+12+n])
+    assert zlib.crc32(kind + body) == crc, kind
+    if kind == b'IHDR': ihdr = struct.unpack('>IIBBBBB', body)
+    if kind == b'IDAT': idat += body
+    i += 12 + n
+w, h, depth, color = ihdr[:4]
+assert depth == 8 and color == 0 and w == h and w % 8 == 0, ihdr
+raw = zlib.decompress(idat)
+assert len(raw) == h * (w + 1)
+s = w // 8
+rows = [raw[r*(w+1):(r+1)*(w+1)] for r in range(h)]
+assert all(r[0] == 0 for r in rows)
+print(' '.join(str(rows[y*s + s//2][1 + x*s + s//2]) for y in range(8) for x in range(8)))
+"#;
+
+#[test]
+fn calibration_splits_the_fpr_with_synthesis() {
+    let (t, _, base) = setup();
+    let syn = t.path().join("syn.toml");
+    std::fs::write(
+        &syn,
+        format!("{SUITE}\n[synthesis]\nmax_steps = 15\ninputs = 20\nclasses = [3, 5, 8]\n"),
+    )
+    .unwrap();
+    let benign: Vec<PathBuf> = (0..10)
+        .map(|i| {
+            write_mlp(
+                &t.path().join(format!("benign{i}")),
+                Variant {
+                    noise: 0.03,
+                    seed: 500 + i,
+                    ..PLAIN
+                },
+            )
+        })
+        .collect();
+    let mut args = vec![
+        "behave",
+        "calibrate",
+        "--baseline",
+        s(&base),
+        "--suite",
+        s(&syn),
+        "--fpr",
+        "0.2",
+        "--write",
+        "--format",
+        "json",
+        "--no-progress",
+        "--benign",
+    ];
+    args.extend(benign.iter().map(|p| s(p)));
+    let o = mlsign(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Each statistic gets half the FPR.
+    assert_eq!(c["calibration"]["fpr"].as_f64(), Some(0.1));
+    let sy = &c["synthesis"];
+    assert_eq!(sy["calibration"]["fpr"].as_f64(), Some(0.1));
+    assert_eq!(sy["calibration"]["statistic"], "synthesis_anomaly_index");
+    let values: Vec<f64> = c["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["synthesis_value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 10);
+    let st = sy["threshold"].as_f64().unwrap();
+    let pt = c["threshold"].as_f64().unwrap();
+    let either = c["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["value"].as_f64().unwrap() > pt || s["synthesis_value"].as_f64().unwrap() > st
+        })
+        .count();
+    assert_eq!(sy["combined_exceedances"].as_u64(), Some(either as u64));
+    let ub = sy["combined_fpr_upper_bound"].as_f64().unwrap();
+    assert!((ub - scipy_cp_upper(either, 10, 0.95)).abs() < 1e-9, "{ub}");
+    // Written into [synthesis] and read back by the next run.
+    let written = std::fs::read_to_string(&syn).unwrap();
+    assert!(written.contains("[synthesis.calibration]"), "{written}");
+    let (code, r) = json_run(&base, &benign[0], &syn);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["synthesis"]["threshold"].as_f64(), Some(st));
+    assert_eq!(r["synthesis"]["calibration"]["n_benign"], 10);
+}

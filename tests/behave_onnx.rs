@@ -500,3 +500,43 @@ fn cuda_device_agrees_with_cpu_or_says_why_not() {
         println!("{dir}: compared on a GPU: {on_gpu}");
     }
 }
+
+/// Can trigger synthesis differentiate candle-onnx graphs? Gradients of the class-3 log
+/// probability with respect to the input, through the ONNX MLP and CNN and through their
+/// mlsign-net twins (same weights), must agree: candle-onnx evaluates every node with candle
+/// tensor ops, so the autograd graph runs through it.
+#[test]
+fn candle_onnx_graphs_are_differentiable() {
+    let d = Device::Cpu;
+    for (onnx, net) in [
+        ("onnx/mlp/backdoored", "backdoored"),
+        ("onnx/cnn/backdoored", "onnx/cnn-net/backdoored"),
+    ] {
+        let x0: Vec<f32> = (0..4 * 64)
+            .map(|i| ((i * 37) % 101) as f32 / 125.0)
+            .collect();
+        let grad = |dir: &str| -> Vec<f32> {
+            let m = Model::load(&td(dir), &d).unwrap();
+            let x = candle_core::Var::from_vec(x0.clone(), (4, 1, 8, 8), &d).unwrap();
+            let lp = (m.probabilities(x.as_tensor()).unwrap() + 1e-12)
+                .unwrap()
+                .log()
+                .unwrap();
+            let loss = lp.narrow(1, 3, 1).unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap();
+            let gx = g.get(x.as_tensor()).expect("gradient reaches the input");
+            gx.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (go, gn) = (grad(onnx), grad(net));
+        let scale = gn.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(scale > 0.0, "{net}: zero gradient");
+        let diff = go
+            .iter()
+            .zip(&gn)
+            .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "{onnx}: max |Δgrad| {diff} (scale {scale})"
+        );
+    }
+}

@@ -269,7 +269,7 @@ pub fn calibrate(
             .count();
         let combined_ub = stats::clopper_pearson_upper(both, n, opts.confidence);
         let cal = Calibration {
-            statistic: "synthesis_log2_ratio".into(),
+            statistic: "synthesis_anomaly_index".into(),
             benign_max: sv.iter().copied().fold(f64::MIN, f64::max),
             quantile: if opts.bounded {
                 1.0 - sc.exceedances as f64 / n as f64

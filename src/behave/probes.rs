@@ -227,6 +227,184 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
                     ),
                 )
             }
+            ProbeSpec::Pattern {
+                file,
+                positions,
+                stride,
+            } => {
+                let (c, h, w) = need_geo()?;
+                let path = suite.resolve(file);
+                let tf = tensors::load(&path)?;
+                let mt = tf.f32(&path, "mask")?;
+                let pt = tf.f32(&path, "pattern")?;
+                let (mh, mw) = match mt.dims() {
+                    [a, b] => (*a, *b),
+                    dims => {
+                        return Err(BehaveError::Shape {
+                            path,
+                            tensor: "mask".into(),
+                            found: dims.to_vec(),
+                            expected: "[h, w]".into(),
+                        })
+                    }
+                };
+                let pdims = pt.dims().to_vec();
+                let ok = pdims == [mh, mw] || pdims == [c, mh, mw];
+                if !ok || mh == 0 || mw == 0 || mh > h || mw > w {
+                    return Err(BehaveError::Shape {
+                        path,
+                        tensor: if ok { "mask" } else { "pattern" }.into(),
+                        found: if ok { mt.dims().to_vec() } else { pdims },
+                        expected: format!(
+                            "[{c}, {mh}, {mw}] or [{mh}, {mw}] within the {h}x{w} image"
+                        ),
+                    });
+                }
+                let mv: Vec<f32> = mt.flatten_all()?.to_vec1()?;
+                let pv: Vec<f32> = pt.flatten_all()?.to_vec1()?;
+                if mv.iter().chain(&pv).any(|v| !v.is_finite())
+                    || mv.iter().any(|v| !(0.0..=1.0).contains(v))
+                {
+                    return Err(BehaveError::format(
+                        &path,
+                        "`mask` must hold values in [0, 1] and `pattern` finite values",
+                    ));
+                }
+                let per_channel = pv.len() == c * mh * mw;
+                let places: Vec<[usize; 2]> = match positions {
+                    Some(ps) => {
+                        if let Some(bad) = ps.iter().find(|[r, col]| r + mh > h || col + mw > w) {
+                            return Err(BehaveError::suite(
+                                &suite.path,
+                                format!(
+                                    "probe {k}: a {mh}x{mw} pattern at [{}, {}] does not fit the {h}x{w} image",
+                                    bad[0], bad[1]
+                                ),
+                            ));
+                        }
+                        ps.clone()
+                    }
+                    None => {
+                        let st = stride.unwrap_or(1);
+                        (0..=h - mh)
+                            .step_by(st)
+                            .flat_map(|r| (0..=w - mw).step_by(st).map(move |col| [r, col]))
+                            .collect()
+                    }
+                };
+                budget(probes.len() + places.len())?;
+                for [r, col] in &places {
+                    let mut mask = vec![0f32; d];
+                    let mut fill = vec![0f32; d];
+                    for ch in 0..c {
+                        for y in 0..mh {
+                            for x in 0..mw {
+                                let at = ch * h * w + (r + y) * w + (col + x);
+                                mask[at] = mv[y * mw + x];
+                                fill[at] = if per_channel {
+                                    pv[ch * mh * mw + y * mw + x]
+                                } else {
+                                    pv[y * mw + x]
+                                };
+                            }
+                        }
+                    }
+                    probes.push(Probe {
+                        label: format!("pattern[{k}] {file} at (row {r}, col {col})"),
+                        family: "pattern",
+                        mask,
+                        fill,
+                        insert: None,
+                        seed: 0,
+                    });
+                }
+                (
+                    "pattern",
+                    format!("{file} {mh}x{mw} at {} positions", places.len()),
+                )
+            }
+            ProbeSpec::Lines { width, value } => {
+                let (c, h, w) = need_geo()?;
+                let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
+                for r in (0..h).step_by(*width) {
+                    let px = (r..(r + width).min(h)).flat_map(|y| (0..w).map(move |x| y * w + x));
+                    shapes.push((format!("row {r}"), px.collect()));
+                }
+                for col in (0..w).step_by(*width) {
+                    let px =
+                        (0..h).flat_map(|y| (col..(col + width).min(w)).map(move |x| y * w + x));
+                    shapes.push((format!("col {col}"), px.collect()));
+                }
+                let n = h.min(w);
+                shapes.push(("diagonal".into(), (0..n).map(|i| i * w + i).collect()));
+                shapes.push((
+                    "anti-diagonal".into(),
+                    (0..n).map(|i| i * w + (w - 1 - i)).collect(),
+                ));
+                budget(probes.len() + shapes.len())?;
+                for (name, px) in shapes {
+                    probes.push(image_probe(
+                        format!("lines[{k}] {name} width={width} value={value}"),
+                        "lines",
+                        (c, h, w),
+                        &px,
+                        *value,
+                    ));
+                }
+                ("lines", format!("width={width} value={value}"))
+            }
+            ProbeSpec::Frame { thickness, value } => {
+                let (c, h, w) = need_geo()?;
+                budget(probes.len() + 5 * thickness.len())?;
+                for &t in thickness {
+                    let t = t.min(h).min(w);
+                    let side = |name: &str| -> Vec<usize> {
+                        (0..h * w)
+                            .filter(|p| {
+                                let (y, x) = (p / w, p % w);
+                                match name {
+                                    "top" => y < t,
+                                    "bottom" => y >= h - t,
+                                    "left" => x < t,
+                                    "right" => x >= w - t,
+                                    _ => y < t || y >= h - t || x < t || x >= w - t,
+                                }
+                            })
+                            .collect()
+                    };
+                    for name in ["frame", "top", "bottom", "left", "right"] {
+                        probes.push(image_probe(
+                            format!("frame[{k}] {name} thickness={t} value={value}"),
+                            "frame",
+                            (c, h, w),
+                            &side(name),
+                            *value,
+                        ));
+                    }
+                }
+                ("frame", format!("thickness={thickness:?} value={value}"))
+            }
+            ProbeSpec::Tiling { periods, value } => {
+                let (c, h, w) = need_geo()?;
+                budget(probes.len() + periods.iter().map(|p| p * p).sum::<usize>())?;
+                for &p in periods {
+                    for i in 0..p {
+                        for j in 0..p {
+                            let px: Vec<usize> = (0..h * w)
+                                .filter(|q| (q / w) % p == i && (q % w) % p == j)
+                                .collect();
+                            probes.push(image_probe(
+                                format!("tiling[{k}] period={p} offset=({i},{j}) value={value}"),
+                                "tiling",
+                                (c, h, w),
+                                &px,
+                                *value,
+                            ));
+                        }
+                    }
+                }
+                ("tiling", format!("periods={periods:?} value={value}"))
+            }
             ProbeSpec::TokenSweep {
                 max,
                 select,
@@ -359,6 +537,31 @@ pub fn generate(suite: &Suite, vocab: Option<&[String]>) -> Result<(Vec<Probe>, 
     Ok((probes, families))
 }
 
+/// A probe setting the given pixel positions (all channels) to `value`.
+fn image_probe(
+    label: String,
+    family: &'static str,
+    (c, h, w): (usize, usize, usize),
+    pixels: &[usize],
+    value: f32,
+) -> Probe {
+    let d = c * h * w;
+    let mut mask = vec![0f32; d];
+    for &p in pixels {
+        for ch in 0..c {
+            mask[ch * h * w + p] = 1.0;
+        }
+    }
+    Probe {
+        label,
+        family,
+        mask,
+        fill: vec![value; d],
+        insert: None,
+        seed: 0,
+    }
+}
+
 /// Whole-word tokens of a vocabulary slice, as the words to insert. Word-initial markers of
 /// byte-level BPE (`Ġ`) and SentencePiece (`▁`) vocabularies are stripped (the bare word is what
 /// a prompt holds); what is left must be alphanumeric, which drops WordPiece `##` continuations,
@@ -455,6 +658,128 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(sweep_pool(&v), vec!["cat", "dog", "fish", "42"]);
+    }
+
+    /// A 1×4×5 image suite with the given probe tables; returns the generated probes.
+    fn gen(probes_toml: &str, extra: &[(&str, candle_core::Tensor)]) -> Result<Vec<Probe>> {
+        let t = tempfile::tempdir().unwrap();
+        let dev = candle_core::Device::Cpu;
+        let mut m = std::collections::HashMap::new();
+        m.insert(
+            "x",
+            candle_core::Tensor::zeros((3, 1, 4, 5), candle_core::DType::F32, &dev).unwrap(),
+        );
+        candle_core::safetensors::save(&m, t.path().join("in.safetensors")).unwrap();
+        let mut pm = std::collections::HashMap::new();
+        for (k, v) in extra {
+            pm.insert(*k, v.clone());
+        }
+        if !pm.is_empty() {
+            candle_core::safetensors::save(&pm, t.path().join("pat.safetensors")).unwrap();
+        }
+        let sp = t.path().join("s.toml");
+        std::fs::write(
+            &sp,
+            format!("[suite]\nname = \"t\"\ninputs = \"in.safetensors\"\n{probes_toml}"),
+        )
+        .unwrap();
+        let suite = Suite::load(&sp)?;
+        Ok(generate(&suite, None)?.0)
+    }
+
+    fn on(p: &Probe) -> Vec<usize> {
+        p.mask
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn structured_families_cover_their_shapes() {
+        // 4×5 image: rows 4 + cols 5 + 2 diagonals.
+        let ps = gen("[[probe]]\nkind = \"lines\"\n", &[]).unwrap();
+        assert_eq!(ps.len(), 11);
+        assert_eq!(on(&ps[1]), vec![5, 6, 7, 8, 9], "row 1");
+        assert_eq!(on(&ps[4]), vec![0, 5, 10, 15], "col 0");
+        assert_eq!(on(&ps[9]), vec![0, 6, 12, 18], "diagonal");
+        assert_eq!(on(&ps[10]), vec![4, 8, 12, 16], "anti-diagonal");
+        // Frames: whole frame and each side, per thickness.
+        let ps = gen(
+            "[[probe]]\nkind = \"frame\"\nthickness = [1, 2]\nvalue = 0.5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ps.len(), 10);
+        assert_eq!(on(&ps[0]).len(), 14, "4×5 border has 14 pixels");
+        assert_eq!(on(&ps[1]), vec![0, 1, 2, 3, 4], "top");
+        assert_eq!(on(&ps[4]), vec![4, 9, 14, 19], "right");
+        assert_eq!(ps[0].fill[0], 0.5);
+        assert_eq!(on(&ps[5]).len(), 20, "thickness 2 covers a 4×5 image");
+        // Tilings: period 2 has 4 offsets that partition the image.
+        let ps = gen("[[probe]]\nkind = \"tiling\"\nperiods = [2]\n", &[]).unwrap();
+        assert_eq!(ps.len(), 4);
+        assert_eq!(on(&ps[0]), vec![0, 2, 4, 10, 12, 14]);
+        let total: usize = ps.iter().map(|p| on(p).len()).sum();
+        assert_eq!(total, 20);
+        assert!(gen("[[probe]]\nkind = \"tiling\"\nperiods = [1]\n", &[]).is_err());
+    }
+
+    #[test]
+    fn user_pattern_is_stamped_where_asked() {
+        let dev = candle_core::Device::Cpu;
+        let mask = candle_core::Tensor::from_vec(vec![1f32, 0.5, 0.0, 1.0], (2, 2), &dev).unwrap();
+        let pat = candle_core::Tensor::from_vec(vec![0.9f32, 0.8, 0.7, 0.6], (2, 2), &dev).unwrap();
+        let files = [("mask", mask.clone()), ("pattern", pat.clone())];
+        // Every position on stride 1: (4−2+1)·(5−2+1) = 12.
+        let ps = gen(
+            "[[probe]]\nkind = \"pattern\"\nfile = \"pat.safetensors\"\n",
+            &files,
+        )
+        .unwrap();
+        assert_eq!(ps.len(), 12);
+        let ps = gen(
+            "[[probe]]\nkind = \"pattern\"\nfile = \"pat.safetensors\"\npositions = [[2, 3]]\n",
+            &files,
+        )
+        .unwrap();
+        assert_eq!(ps.len(), 1);
+        let p = &ps[0];
+        // Top-left at row 2, col 3 → pixels 13, 14, 18, 19.
+        assert_eq!(
+            (p.mask[13], p.mask[14], p.mask[18], p.mask[19]),
+            (1.0, 0.5, 0.0, 1.0)
+        );
+        assert_eq!((p.fill[13], p.fill[19]), (0.9, 0.6));
+        assert_eq!(on(p), vec![13, 14, 19]);
+        // Out of the image, a mask outside [0, 1], a pattern of the wrong shape: errors.
+        let e = gen(
+            "[[probe]]\nkind = \"pattern\"\nfile = \"pat.safetensors\"\npositions = [[3, 0]]\n",
+            &files,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("does not fit"), "{e}");
+        let bad = candle_core::Tensor::from_vec(vec![2f32, 0.0, 0.0, 0.0], (2, 2), &dev).unwrap();
+        let e = gen(
+            "[[probe]]\nkind = \"pattern\"\nfile = \"pat.safetensors\"\n",
+            &[("mask", bad), ("pattern", pat)],
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("[0, 1]"), "{e}");
+        let wide = candle_core::Tensor::zeros((3, 2), candle_core::DType::F32, &dev).unwrap();
+        let e = gen(
+            "[[probe]]\nkind = \"pattern\"\nfile = \"pat.safetensors\"\n",
+            &[("mask", mask), ("pattern", wide)],
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("`pattern`"), "{e}");
     }
 
     #[test]

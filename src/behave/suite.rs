@@ -99,6 +99,38 @@ pub enum ProbeSpec {
         #[serde(default = "one_f")]
         value: f32,
     },
+    /// A user-supplied trigger: tensors `mask` `[h, w]` (values in [0, 1]) and `pattern`
+    /// `[C, h, w]` or `[h, w]` from a safetensors file, stamped with its top-left corner at each of
+    /// `positions` ([row, col]) or, when absent, at every position on a `stride` grid.
+    Pattern {
+        file: String,
+        #[serde(default)]
+        positions: Option<Vec<[usize; 2]>>,
+        #[serde(default)]
+        stride: Option<usize>,
+    },
+    /// Every full row and column (`width` pixels wide) and both diagonals, set to `value`.
+    Lines {
+        #[serde(default = "one_u")]
+        width: usize,
+        #[serde(default = "one_f")]
+        value: f32,
+    },
+    /// Image borders of each thickness: the whole frame and each side alone, set to `value`.
+    Frame {
+        #[serde(default = "default_thickness")]
+        thickness: Vec<usize>,
+        #[serde(default = "one_f")]
+        value: f32,
+    },
+    /// Dot lattices tiling the image: for each period p, the pixels (y, x) with y ≡ i and
+    /// x ≡ j (mod p), for every offset (i, j), set to `value`.
+    Tiling {
+        #[serde(default = "default_periods")]
+        periods: Vec<usize>,
+        #[serde(default = "one_f")]
+        value: f32,
+    },
     /// Text: insert each candidate trigger (word, rare token, phrase) before or after every prompt.
     Tokens {
         tokens: Vec<String>,
@@ -136,6 +168,15 @@ pub enum Select {
 
 fn one_f() -> f32 {
     1.0
+}
+fn one_u() -> usize {
+    1
+}
+fn default_thickness() -> Vec<usize> {
+    vec![1]
+}
+fn default_periods() -> Vec<usize> {
+    vec![2, 3]
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -512,7 +553,14 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     }
     for (i, p) in f.probes.iter().enumerate() {
         match p {
-            ProbeSpec::PatchGrid { .. } | ProbeSpec::RandomSparse { .. } if text => {
+            ProbeSpec::PatchGrid { .. }
+            | ProbeSpec::RandomSparse { .. }
+            | ProbeSpec::Pattern { .. }
+            | ProbeSpec::Lines { .. }
+            | ProbeSpec::Frame { .. }
+            | ProbeSpec::Tiling { .. }
+                if text =>
+            {
                 return err(format!(
                     "probe {i}: image probes need tensor inputs; prompts take `tokens` or `token-sweep` probes"
                 ));
@@ -530,6 +578,39 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
                 }
                 if *count > 100_000 {
                     return err(format!("probe {i}: count {count} is over 100000"));
+                }
+            }
+            ProbeSpec::Pattern {
+                positions, stride, ..
+            } => {
+                if *stride == Some(0) {
+                    return err(format!("probe {i}: stride must be ≥ 1"));
+                }
+                if positions.is_some() && stride.is_some() {
+                    return err(format!("probe {i}: give `positions` or `stride`, not both"));
+                }
+                if positions
+                    .as_ref()
+                    .is_some_and(|p| p.is_empty() || p.len() > 100_000)
+                {
+                    return err(format!(
+                        "probe {i}: positions must list 1..=100000 [row, col]"
+                    ));
+                }
+            }
+            ProbeSpec::Lines { width, .. } => {
+                if *width == 0 {
+                    return err(format!("probe {i}: width must be ≥ 1"));
+                }
+            }
+            ProbeSpec::Frame { thickness, .. } => {
+                if thickness.is_empty() || thickness.contains(&0) || thickness.len() > 64 {
+                    return err(format!("probe {i}: thickness must list 1..=64 values ≥ 1"));
+                }
+            }
+            ProbeSpec::Tiling { periods, .. } => {
+                if periods.is_empty() || periods.iter().any(|p| !(2..=64).contains(p)) {
+                    return err(format!("probe {i}: periods must list values in 2..=64"));
                 }
             }
             ProbeSpec::TokenSweep { max, .. } => {

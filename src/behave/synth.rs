@@ -51,6 +51,7 @@ pub struct SynthSpec {
     pub lr: f64,
     /// Softplus sharpness β standing in for ReLU in the gradient (0 = plain ReLU): dead units
     /// pass gradient through the surrogate; feasibility is always judged on the real network.
+    /// (Sharpening β over the run was tried: it lost the planted fixture backdoor entirely.)
     #[serde(default = "d_relax")]
     pub relax: f64,
     /// Values the pattern may take [default: the inputs' range widened to include [0, 1]].
@@ -87,7 +88,7 @@ fn d_relax() -> f64 {
 }
 
 /// Default threshold on [`SynthReport::value`] when the suite sets none (uncalibrated).
-pub const DEFAULT_THRESHOLD: f64 = 2.0;
+pub const DEFAULT_THRESHOLD: f64 = 3.0;
 
 impl SynthSpec {
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -169,16 +170,20 @@ pub struct ClassResult {
 /// The synthesis part of a report.
 #[derive(Clone, Debug, Serialize)]
 pub struct SynthReport {
-    /// `max_c log2_ratio`: how many times (log2) smaller than the baseline's natural trigger the
-    /// candidate's most suspicious differential trigger is.
+    /// The synthesis statistic: the MAD anomaly index of −log2(differential mask) across the
+    /// searched classes ((max − median) / (1.4826 · MAD), MAD ≥ [`MAD_FLOOR`]; a class without a
+    /// feasible trigger counts as the whole image), and 0 when the class with the smallest mask
+    /// has no feasible trigger. A backdoor gives one class a trigger far smaller than the
+    /// others'; a benign fine-tune (label noise included) moves several or none. Chosen over
+    /// the ratio to the natural mask by the benchmark in docs/behave.md.
     pub value: f64,
     pub threshold: f64,
     pub flagged: bool,
-    /// Class with the largest `log2_ratio`.
+    /// Class with the smallest differential mask.
     pub top_class: Option<u32>,
-    /// MAD anomaly index of `log2_ratio` across the searched classes (Neural Cleanse's rule,
-    /// flag above 2), for information.
-    pub anomaly_index: f64,
+    /// `max_c log2_ratio`: how many times (log2) smaller than the baseline's natural trigger
+    /// the candidate's most suspicious differential trigger is (information).
+    pub max_log2_ratio: f64,
     pub classes: Vec<ClassResult>,
     /// Classes left unsearched when the time budget ran out.
     pub not_searched: Vec<u32>,
@@ -213,17 +218,53 @@ pub struct Setup {
     pub natural_seconds: f64,
 }
 
-/// The network of a model when synthesis can differentiate it.
-pub fn net_of(model: &Model) -> Option<&NetModel> {
+/// A model synthesis can differentiate: the mlsign network spec (with the softplus surrogate
+/// for ReLU) or an ONNX graph (candle-onnx runs every node as candle tensor ops, so gradients
+/// flow through it; tests/behave_onnx.rs checks them against the mlsign-net twins).
+#[derive(Clone, Copy)]
+pub enum Diff<'a> {
+    Net(&'a NetModel),
+    #[cfg(feature = "onnx")]
+    Onnx(&'a super::models::onnx::OnnxModel),
+}
+
+impl Diff<'_> {
+    /// Class scores (probabilities or logits, as the model emits them).
+    fn forward(&self, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
+        match self {
+            Diff::Net(n) => n.forward_relaxed(x, relax),
+            #[cfg(feature = "onnx")]
+            Diff::Onnx(o) => o.forward(x),
+        }
+    }
+
+    fn output(&self) -> OutputKind {
+        match self {
+            Diff::Net(n) => n.info.output,
+            #[cfg(feature = "onnx")]
+            Diff::Onnx(o) => o.info.output,
+        }
+    }
+
+    /// Whether the ReLU surrogate applies (ONNX graphs run as they are).
+    fn relaxable(&self) -> bool {
+        matches!(self, Diff::Net(_))
+    }
+}
+
+/// The differentiable form of a model, if synthesis supports its format.
+pub fn diff_of(model: &Model) -> Option<Diff<'_>> {
     match model {
-        Model::Net(n) => Some(n),
+        Model::Net(n) => Some(Diff::Net(n)),
+        #[cfg(feature = "onnx")]
+        Model::Onnx(o) => Some(Diff::Onnx(o)),
         _ => None,
     }
 }
 
-fn log_probs(model: &NetModel, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
-    let y = model.forward_relaxed(x, relax)?;
-    match model.info.output {
+fn log_probs(model: Diff, x: &Tensor, relax: Option<f64>) -> candle_core::Result<Tensor> {
+    let y = model.forward(x, relax)?;
+    match model.output() {
         OutputKind::Probabilities => (y + 1e-12)?.log(),
         _ => candle_nn::ops::log_softmax(&y, D::Minus1),
     }
@@ -299,8 +340,8 @@ impl Setup {
     /// `base` (when given) away from it. Returns the smallest feasible mask seen.
     fn search(
         &self,
-        cand: &NetModel,
-        base: Option<&NetModel>,
+        cand: Diff,
+        base: Option<Diff>,
         ci: usize,
         deadline: Instant,
         device: &Device,
@@ -347,12 +388,12 @@ impl Setup {
             let m = sigmoid(a.as_tensor())?;
             let p = ((sigmoid(b.as_tensor())? * span)? + lo)?;
             let xs = self.stamp(&x, &m, &p)?;
-            let relax = (self.spec.relax > 0.0).then_some(self.spec.relax);
+            let relax = (self.spec.relax > 0.0 && cand.relaxable()).then_some(self.spec.relax);
             let lp = log_probs(cand, &xs, relax)?;
             // Feasibility on the real network (its own forward when the gradient uses the surrogate).
-            let argmax = |model: &NetModel, lp: &Tensor| -> candle_core::Result<Vec<u32>> {
+            let argmax = |model: Diff, lp: &Tensor| -> candle_core::Result<Vec<u32>> {
                 match relax {
-                    Some(_) => model.forward(&xs.detach())?.argmax(1)?.to_vec1(),
+                    Some(_) => model.forward(&xs.detach(), None)?.argmax(1)?.to_vec1(),
                     None => lp.argmax(1)?.to_vec1(),
                 }
             };
@@ -427,8 +468,8 @@ impl Setup {
     /// Flip rates of a trigger over every source input of a class.
     fn flip_rates(
         &self,
-        cand: &NetModel,
-        base: &NetModel,
+        cand: Diff,
+        base: Diff,
         ci: usize,
         mask: &[f32],
         pattern: &[f32],
@@ -445,8 +486,8 @@ impl Setup {
         let (mut nc, mut nb) = (0usize, 0usize);
         for chunk in src.chunks(512) {
             let xs = self.stamp(&self.batch(chunk, device)?, &m, &p)?;
-            let pc: Vec<u32> = cand.forward(&xs)?.argmax(1)?.to_vec1()?;
-            let pb: Vec<u32> = base.forward(&xs)?.argmax(1)?.to_vec1()?;
+            let pc: Vec<u32> = cand.forward(&xs, None)?.argmax(1)?.to_vec1()?;
+            let pb: Vec<u32> = base.forward(&xs, None)?.argmax(1)?.to_vec1()?;
             nc += pc.iter().filter(|&&v| v == class).count();
             nb += pb.iter().filter(|&&v| v == class).count();
         }
@@ -467,11 +508,11 @@ pub fn setup(
     baseline: &Model,
     device: &Device,
 ) -> Result<Setup> {
-    let net = net_of(baseline).ok_or_else(|| {
+    let net = diff_of(baseline).ok_or_else(|| {
         BehaveError::suite(
             suite_path,
             format!(
-                "[synthesis] needs a model candle can differentiate: the mlsign network spec (this baseline is {}); remove [synthesis] for this model",
+                "[synthesis] needs a model candle can differentiate: the mlsign network spec or an ONNX classifier (this baseline is {}); remove [synthesis] for this model",
                 baseline.info().format
             ),
         )
@@ -541,17 +582,23 @@ pub fn setup(
 }
 
 /// The MAD anomaly index of the largest value: (max − median) / (1.4826 · MAD).
-pub fn anomaly_index(v: &[f64]) -> f64 {
+/// With the MAD floored at `floor`.
+pub fn anomaly_index(v: &[f64], floor: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
     let mut s = v.to_vec();
     let med = super::stats::median(&mut s);
     let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-    let mad = super::stats::median(&mut dev);
+    let mad = super::stats::median(&mut dev).max(floor);
     let max = v.iter().copied().fold(f64::MIN, f64::max);
     (max - med) / (1.4826 * mad + 1e-9)
 }
+
+/// MAD floor of the synthesis statistic, in log2 units: mask sizes within ~19 % of each other
+/// are not told apart (without it, a tiny spread among the other classes' masks makes any
+/// difference look like an outlier). Fixed before the benchmark was run.
+pub const MAD_FLOOR: f64 = 0.25;
 
 /// Run the differential search on a candidate.
 pub fn run(
@@ -562,10 +609,10 @@ pub fn run(
     device: &Device,
 ) -> Result<SynthReport> {
     let t0 = Instant::now();
-    let (Some(cand), Some(base)) = (net_of(candidate), net_of(baseline)) else {
+    let (Some(cand), Some(base)) = (diff_of(candidate), diff_of(baseline)) else {
         return Err(BehaveError::Format {
             path: PathBuf::from(&candidate.info().weights),
-            message: "trigger synthesis needs mlsign network spec models".into(),
+            message: "trigger synthesis needs mlsign network spec or ONNX models".into(),
         });
     };
     let deadline = t0 + std::time::Duration::from_secs_f64(setup.spec.time_budget_s);
@@ -599,18 +646,30 @@ pub fn run(
             pattern: f.pattern,
         });
     }
-    let ratios: Vec<f64> = classes.iter().map(|c| c.log2_ratio).collect();
-    let top = classes
-        .iter()
-        .max_by(|a, b| a.log2_ratio.total_cmp(&b.log2_ratio));
-    let value = top.map_or(0.0, |t| t.log2_ratio);
+    // −log2 of each class's differential mask (none found: the whole image).
+    let small = |c: &ClassResult| -(c.mask_l1.unwrap_or(full).max(1e-3)).log2();
+    let sizes: Vec<f64> = classes.iter().map(small).collect();
+    let top = classes.iter().max_by(|a, b| small(a).total_cmp(&small(b)));
+    let max_log2_ratio = if classes.is_empty() {
+        0.0
+    } else {
+        classes
+            .iter()
+            .map(|c| c.log2_ratio)
+            .fold(f64::MIN, f64::max)
+    };
+    // No trigger found for the smallest-mask class: nothing to flag, whatever the spread.
+    let value = match top {
+        Some(t) if t.mask_l1.is_some() => anomaly_index(&sizes, MAD_FLOOR),
+        _ => 0.0,
+    };
     let threshold = setup.spec.threshold.unwrap_or(DEFAULT_THRESHOLD);
     Ok(SynthReport {
         value,
         threshold,
         flagged: value > threshold,
         top_class: top.map(|t| t.class),
-        anomaly_index: anomaly_index(&ratios),
+        max_log2_ratio,
         classes,
         not_searched,
         max_steps: setup.spec.max_steps,
@@ -728,12 +787,12 @@ pub fn html(r: &SynthReport, candidate: &str) -> String {
             .unwrap_or_default()
     };
     let mut s = format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>mlsign behave: synthesised triggers</title>\n<h1>Synthesised triggers for {}</h1>\n<p>statistic {:.3} (threshold {:.3}){}; anomaly index {:.2}</p>\n<table border=1 cellpadding=4><tr><th>class</th><th>mask Σm (px)</th><th>baseline's natural mask</th><th>log2 ratio</th><th>candidate flip</th><th>baseline flip</th><th>mask</th><th>pattern</th></tr>\n",
+        "<!doctype html><meta charset=\"utf-8\"><title>mlsign behave: synthesised triggers</title>\n<h1>Synthesised triggers for {}</h1>\n<p>synthesis anomaly index {:.3} (threshold {:.3}){}; largest log2(natural / candidate mask) {:.2}</p>\n<table border=1 cellpadding=4><tr><th>class</th><th>mask Σm (px)</th><th>baseline's natural mask</th><th>log2 ratio</th><th>candidate flip</th><th>baseline flip</th><th>mask</th><th>pattern</th></tr>\n",
         esc(candidate),
         r.value,
         r.threshold,
         if r.flagged { " — FLAGGED" } else { "" },
-        r.anomaly_index
+        r.max_log2_ratio
     );
     for c in &r.classes {
         let f = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.1}"));
@@ -759,11 +818,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spec_bounds_are_checked() {
+        let ok: SynthSpec = toml::from_str("").unwrap();
+        assert!(ok.validate().is_ok());
+        assert_eq!((ok.max_steps, ok.inputs, ok.target_flip), (150, 100, 0.8));
+        for (bad, needle) in [
+            ("max_steps = 0", "max_steps"),
+            ("time_budget_s = -1.0", "time_budget_s"),
+            ("target_flip = 1.5", "target_flip"),
+            ("baseline_cap = 0.9", "below synthesis.target_flip"),
+            ("lr = 0.0", "lr"),
+            ("value_range = [1.0, 0.0]", "value_range"),
+            ("threshold = nan", "threshold"),
+            ("relax = -1.0", "relax"),
+        ] {
+            let s: SynthSpec = toml::from_str(bad).unwrap();
+            let e = s.validate().unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        assert!(
+            toml::from_str::<SynthSpec>("steps = 3").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn png_is_well_formed() {
+        // 2×1 greyscale at scale 2: IHDR 4×2, rows of 1 + 4 bytes.
+        let p = png(&[0.0, 1.0], (1, 1, 2), 0.0, 1.0, 2);
+        assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&p[12..16], b"IHDR");
+        assert_eq!(&p[16..24], &[0, 0, 0, 4, 0, 0, 0, 2]);
+        let n = u32::from_be_bytes(p[33..37].try_into().unwrap()) as usize;
+        assert_eq!(&p[37..41], b"IDAT");
+        let mut raw = Vec::new();
+        use std::io::Read;
+        flate2::read::ZlibDecoder::new(&p[41..41 + n])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw, vec![0, 0, 0, 255, 255, 0, 0, 0, 255, 255]);
+        assert!(p.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
     fn crc_and_anomaly_index() {
         // The PNG spec's check value for "123456789".
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        let ai = anomaly_index(&[1.0, 1.0, 1.2, 0.8, 1.0, 5.0]);
+        let ai = anomaly_index(&[1.0, 1.0, 1.2, 0.8, 1.0, 5.0], 0.0);
         assert!(ai > 10.0, "{ai}");
-        assert_eq!(anomaly_index(&[]), 0.0);
+        // (5 − 1) / (1.4826 · 0.25)
+        let ai = anomaly_index(&[1.0, 1.0, 1.01, 0.99, 1.0, 5.0], MAD_FLOOR);
+        assert!((ai - 4.0 / (1.4826 * 0.25)).abs() < 1e-6, "{ai}");
+        assert_eq!(anomaly_index(&[], 0.0), 0.0);
     }
 }

@@ -340,17 +340,19 @@ fn human(r: &BehaveReport) -> String {
     if let Some(sy) = &r.synthesis {
         let _ = writeln!(
             s,
-            "  synthesis  statistic {:.3} (threshold {:.3}{}; anomaly index {:.2}); {} classes in {:.1}s (baseline's natural triggers {:.1}s, once)",
+            "  synthesis  anomaly index {:.3} (threshold {:.3}{}; largest log2 ratio {:.2}); {} classes in {:.1}s (baseline's natural triggers {:.1}s, once)",
             sy.value,
             sy.threshold,
             if sy.flagged { ", FLAGGED" } else { "" },
-            sy.anomaly_index,
+            sy.max_log2_ratio,
             sy.classes.len(),
             sy.seconds,
             sy.baseline_seconds
         );
         let mut order: Vec<_> = sy.classes.iter().collect();
-        order.sort_by(|a, b| b.log2_ratio.total_cmp(&a.log2_ratio));
+        // Smallest differential mask first (no trigger found: last).
+        let size = |c: &&behave::synth::ClassResult| c.mask_l1.unwrap_or(f64::INFINITY);
+        order.sort_by(|a, b| size(a).total_cmp(&size(b)));
         for c in order.iter().take(3) {
             let px = |v: Option<f64>| v.map_or("none found".into(), |v| format!("{v:.1} px"));
             let _ = writeln!(
