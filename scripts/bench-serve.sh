@@ -31,7 +31,7 @@ MEMORY_SECS=60
 
 W=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -104,7 +104,7 @@ run_wrk() { # $1 body file, $2 seconds -> "rps p50 p99 status_errors socket_erro
 }
 check_allowed() {
   curl -s --cacert "$W/ca.crt" -H 'Content-Type: application/json' --data-binary @"$1" "https://127.0.0.1:$SPORT/validate" | grep -q '"allowed":true' \
-    || { echo "the benchmark review is not allowed:"; curl -s --cacert "$W/ca.crt" --data-binary @"$1" "https://127.0.0.1:$SPORT/validate"; exit 2; }
+    || { echo "the benchmark review is not allowed:"; curl -sS --cacert "$W/ca.crt" -H "Content-Type: application/json" --data-binary @"$1" "https://127.0.0.1:$SPORT/validate"; tail -5 "$W/serve.$SPORT.log"; exit 2; }
 }
 
 review "$REG/team/app@$APP" "$REG/team/bert@$BERT" > "$W/pinned.json"; lua "$W/pinned.json"
@@ -146,7 +146,7 @@ for _ in $(seq 30); do
   curl -s -o /dev/null -w '%{time_total}\n' --cacert "$W/ca.crt" -H 'Content-Type: application/json' \
     --data-binary @"$W/pinned.json" "https://127.0.0.1:$SPORT/validate" >> "$W/cold.times"
 done
-read -r c50 c99 < <(sort -n "$W/cold.times" | awk '{a[NR]=$1} END {printf "%.1f %.1f\n", a[int(NR*0.5)]*1000, a[int(NR*0.99)>0?int(NR*0.99):NR]*1000}')
+read -r c50 c99 < <(sort -n "$W/cold.times" | awk '{a[NR]=$1} END {m=int(NR*0.5); if (m<1) m=1; n=int(NR*0.99); if (n<1) n=1; printf "%.1f %.1f\n", a[m]*1000, a[n]*1000}')
 echo "| cold, sequential (2 references verified per request) | — | $c50 | $c99 | — | — |"
 read -r rps p50 p99 se ce < <(run_wrk "$W/pinned.json" "$DURATION")
 echo "| cold, concurrent | $rps | $p50 | $p99 | $se | $ce |"

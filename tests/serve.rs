@@ -262,6 +262,53 @@ impl Drop for Server {
     }
 }
 
+/// Send a review over TLS and reset the connection (SO_LINGER 0) without reading the answer.
+fn hang_up_after_request(srv: &Server, body: &[u8]) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use std::os::fd::AsRawFd;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&srv.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("127.0.0.1").unwrap())
+            .unwrap();
+    // Errors are not unwrapped: a dead server is reported by the caller's liveness check.
+    let Ok(sock) = TcpStream::connect(("127.0.0.1", srv.port)) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let head = format!("POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    if tls
+        .write_all(head.as_bytes())
+        .and_then(|_| tls.write_all(body))
+        .and_then(|_| tls.flush())
+        .is_err()
+    {
+        return;
+    }
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    unsafe {
+        libc::setsockopt(
+            tls.sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 fn review(uid: &str, kind: (&str, &str), ns: &str, op: &str, object: Value) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": uid,
@@ -772,6 +819,24 @@ fn webhook_against_a_real_registry() {
         ),
     );
     assert_eq!(r["allowed"], true, "{r}");
+    // The same rule in `mlsign gate oci://…`.
+    let (code, out) = mlsign(&[
+        "gate",
+        &reg.oci("team/app:v1"),
+        "--policy",
+        p(&policy),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("GAT013"), "{out}");
+    let (code, out) = mlsign(&[
+        "gate",
+        &reg.oci(&format!("team/app@{app}")),
+        "--policy",
+        p(&policy),
+    ]);
+    assert_eq!(code, 0, "{out}");
     // A policy that stops loading denies everything until fixed (readyz says so).
     std::fs::write(&policy, "subjects = [").unwrap();
     eventually("the broken policy to be noticed", || {
@@ -796,6 +861,29 @@ fn webhook_against_a_real_registry() {
     std::fs::copy(&cert2, &cert).unwrap();
     eventually("the rotated certificate", new_client_ok);
     srv.ca = ca2.clone();
+
+    // Clients that hang up (RST) before the answer is written: the server must survive the
+    // failed writes (SIGPIPE).
+    for i in 0..10 {
+        hang_up_after_request(
+            &srv,
+            &serde_json::to_vec(&review(
+                &format!("hup-{i}"),
+                ("", "Pod"),
+                "ml",
+                "CREATE",
+                pod(json!({"containers": containers(&[&img("team/app:v1")])})),
+            ))
+            .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        srv.child.try_wait().unwrap().is_none(),
+        "the server died: {}",
+        srv.logs()
+    );
+    assert_eq!(srv.get("/healthz").unwrap().0, 200, "{}", srv.logs());
 
     // A stalling TLS client is dropped after --client-timeout (1 s) and blocks nobody.
     let mut stall = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
