@@ -401,10 +401,12 @@ fn webhook_against_a_real_registry() {
     let init = push_image(&reg, "team/init:v1", "init");
     push_image(&reg, "team/sidecar:v1", "sidecar");
     push_image(&reg, "team/rogue:v1", "rogue");
+    let flight = push_image(&reg, "team/flight:v1", "flight");
     for (r, k) in [
         ("team/app:v1", "release"),
         ("team/init:v1", "release"),
         ("team/rogue:v1", "other"),
+        ("team/flight:v1", "release"),
     ] {
         let (code, out) = mlsign(&["sign", &reg.oci(r), "--key", p(&d.join(format!("{k}.pem")))]);
         assert_eq!(code, 0, "{out}");
@@ -764,6 +766,29 @@ fn webhook_against_a_real_registry() {
     assert_eq!(verdicts, ["pass", "fail", "fail"], "{v}");
     let (s, _) = srv.post("/admit", b"{\"nope\": 1}");
     assert_eq!(s, 400);
+
+    // Single flight: concurrent requests for one unverified digest share one verification.
+    let passes = srv.metric("mlsign_verifications_total{result=\"pass\"}");
+    let body = json!({"reference": reg.oci(&format!("team/flight@{flight}"))}).to_string();
+    let verdicts: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    srv.post("/admit", body.as_bytes()).1["verdict"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(verdicts.iter().all(|v| v == "pass"), "{verdicts:?}");
+    assert_eq!(
+        srv.metric("mlsign_verifications_total{result=\"pass\"}"),
+        passes + 1.0,
+        "one verification for 8 concurrent requests"
+    );
 
     // Prometheus metrics.
     let (s, m) = srv.get("/metrics").unwrap();

@@ -14,6 +14,7 @@ use crate::oci::{Options, Reference};
 use crate::policy::{self, OnError, PinDigests, Policy, Subject};
 use crate::report::{codes, Check, CheckStatus, Exit, Finding, Location, Severity, Verdict};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,8 @@ pub struct Engine {
     /// Registry verifications in flight; a permit lives as long as the blocking work, so a
     /// hanging registry holds slots until its own timeout, not just until the deadline.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Verifications in flight, by cache key.
+    inflight: std::sync::Mutex<HashMap<Key, Arc<tokio::sync::OnceCell<Arc<GateReport>>>>>,
 }
 
 fn finding(code: &'static str, msg: impl Into<String>) -> Finding {
@@ -211,6 +214,7 @@ impl Engine {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_verifications.max(1),
             )),
+            inflight: std::sync::Mutex::new(HashMap::new()),
             settings,
             policy: RwLock::new(PolicyStatus::Ok(Arc::new(policy))),
             metrics,
@@ -372,11 +376,9 @@ impl Engine {
                         );
                     }
                     Err(timeout) => {
+                        // Not remembered: running out of time may be our own queueing, not
+                        // the registry (its own timeouts, below the deadline, are remembered).
                         self.metrics.verification(VerifyResult::Timeout);
-                        self.metrics
-                            .registry_errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.negative.insert(neg_key(&shown), timeout.clone());
                         return out(
                             shown.clone(),
                             None,
@@ -428,48 +430,87 @@ impl Engine {
                 false,
             );
         }
-        let p = policy.clone();
-        let opts = GateOptions {
-            registry: Some(self.registry_options(deadline)),
-            ..GateOptions::default()
+        // Single flight: requests arriving while this digest is being verified wait for that
+        // verification instead of starting their own (each still bounded by its own deadline).
+        let cell = {
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(key.clone()).or_default().clone()
         };
-        let pin2 = pinned.clone();
-        let step = format!("verify the signatures of {pinned} in the registry");
-        let report = match self
-            .blocking(deadline, &step, move || gate::run(&p, &pin2, &opts))
-            .await
+        let verify_once = async {
+            let p = policy.clone();
+            let opts = GateOptions {
+                registry: Some(self.registry_options(deadline)),
+                ..GateOptions::default()
+            };
+            let pin2 = pinned.clone();
+            let step = format!("verify the signatures of {pinned} in the registry");
+            let report = match self
+                .blocking(deadline, &step, move || gate::run(&p, &pin2, &opts))
+                .await
+            {
+                Ok(Ok(rep)) => rep,
+                Ok(Err(e)) => {
+                    error_report(&pinned, Some(digest.clone()), codes::GAT010, e.to_string())
+                }
+                Err(timeout) => {
+                    self.metrics.verification(VerifyResult::Timeout);
+                    error_report(&pinned, Some(digest.clone()), codes::SRV001, timeout)
+                }
+            };
+            let status = status_of(&report);
+            if !report.findings.iter().any(|f| f.code == codes::SRV001) {
+                self.metrics.verification(match status {
+                    Status::Pass => VerifyResult::Pass,
+                    Status::Warn | Status::Deny => VerifyResult::Fail,
+                    Status::Error => VerifyResult::Error,
+                });
+                if status == Status::Error {
+                    self.metrics
+                        .registry_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(first) = reasons_of(&report).first() {
+                        self.negative.insert(neg_key(&pinned), first.clone());
+                    }
+                }
+            }
+            let report = Arc::new(report);
+            if status == Status::Pass && !report.would_fail {
+                self.cache.insert(key.clone(), report.clone());
+            }
+            report
+        };
+        let waited = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            cell.get_or_init(|| verify_once),
+        )
+        .await;
         {
-            Ok(Ok(rep)) => rep,
-            Ok(Err(e)) => error_report(&pinned, Some(digest.clone()), codes::GAT010, e.to_string()),
-            Err(timeout) => {
+            // The finished flight leaves the map (the cache holds a success from now on); an
+            // abandoned one stays for the next caller to run.
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if m.get(&key)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell) && c.initialized())
+            {
+                m.remove(&key);
+            }
+        }
+        let report = match waited {
+            Ok(r) => r.clone(),
+            Err(_) => {
                 self.metrics.verification(VerifyResult::Timeout);
-                self.negative.insert(neg_key(&pinned), timeout.clone());
-                return out(
-                    shown,
-                    Some(digest.clone()),
-                    error_report(&pinned, Some(digest), codes::SRV001, timeout),
-                    false,
+                let msg = format!(
+                    "the {:.1} s admission deadline passed while waiting for the verification of {pinned} (started by a concurrent request)",
+                    self.settings.deadline.as_secs_f64()
                 );
+                Arc::new(error_report(
+                    &pinned,
+                    Some(digest.clone()),
+                    codes::SRV001,
+                    msg,
+                ))
             }
         };
         let status = status_of(&report);
-        self.metrics.verification(match status {
-            Status::Pass => VerifyResult::Pass,
-            Status::Warn | Status::Deny => VerifyResult::Fail,
-            Status::Error => VerifyResult::Error,
-        });
-        if status == Status::Error {
-            self.metrics
-                .registry_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(first) = reasons_of(&report).first() {
-                self.negative.insert(neg_key(&pinned), first.clone());
-            }
-        }
-        let report = Arc::new(report);
-        if status == Status::Pass && !report.would_fail {
-            self.cache.insert(key, report.clone());
-        }
         RefOutcome {
             image: image.to_string(),
             reference: shown,
