@@ -49,6 +49,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("PKL018", "custom class allowed by the policy"),
     ("PKL019", "call result thrown away right after the call (payload-then-POP)"),
     ("PKL020", "joblib < 0.10 array wrapper loads a companion file with numpy.load(allow_pickle=True) (high when the name leaves the file's directory)"),
+    ("PKL021", "unscannable: resource limit: replaying the pickle needs more memory or opcodes than mlsign's budget allows"),
     // Scanning (containers)
     ("SCN001", "unscannable: archive, compression or encryption mlsign cannot look inside"),
     ("SCN002", "unscannable: container is corrupt or too large to read"),
@@ -78,6 +79,8 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    (BHV005, "the threshold's calibration sample is too small for its stated false-positive rate: the exact upper confidence bound on the FPR is above it"),
+    (BHV006, "backdoor-like trigger synthesised: a small mask and pattern send most inputs of other classes to one class on the candidate but not on the baseline (synthesis statistic above its threshold)"),
     // Keyless Sigstore verification (verify --identity, conformance verify-bundle)
     ("SGS001", "Fulcio certificate chain does not lead to a CA of the trusted root"),
     ("SGS002", "signing certificate not valid at the verified signing time (expired or not yet valid)"),
@@ -94,6 +97,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("SGS013", "signature does not verify over the artifact or DSSE payload"),
     ("SGS014", "bundle or its log entry is for other content than the artifact"),
     ("SGS015", "managed-key bundle not signed by the given key"),
+    ("SGS016", "fewer verified transparency-log entries or RFC 3161 timestamps than the policy requires"),
     // Gate and policy (mlsign gate, mlsign approve)
     (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
     (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
@@ -106,8 +110,9 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT009, "fewer valid approvals than the policy requires"),
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
-    (GAT012, "authority kind not supported by this build (keyless)"),
-    (GAT013, "a tag reference where the policy requires a digest (require_digest = true)"),
+    (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
+    (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
+    (GAT014, "a tag reference where the policy requires a digest (require_digest = true)"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
@@ -123,6 +128,8 @@ pub const BHV001: &str = "BHV001";
 pub const BHV002: &str = "BHV002";
 pub const BHV003: &str = "BHV003";
 pub const BHV004: &str = "BHV004";
+pub const BHV005: &str = "BHV005";
+pub const BHV006: &str = "BHV006";
 pub const GAT001: &str = "GAT001";
 pub const GAT002: &str = "GAT002";
 pub const GAT003: &str = "GAT003";
@@ -136,6 +143,7 @@ pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
 pub const GAT013: &str = "GAT013";
+pub const GAT014: &str = "GAT014";
 pub const SRV001: &str = "SRV001";
 pub const SRV002: &str = "SRV002";
 

@@ -41,8 +41,9 @@ pub struct ScanFinding {
 }
 
 /// Codes whose presence means "could not be read": the file is unscannable, never clean.
-pub const UNSCANNABLE_CODES: &[&str] =
-    &["SCN001", "SCN002", "SCN018", "SCN021", "SCN031", "SCN032"];
+pub const UNSCANNABLE_CODES: &[&str] = &[
+    "SCN001", "SCN002", "SCN018", "SCN021", "SCN031", "SCN032", "PKL021",
+];
 
 impl ScanFinding {
     pub fn new(code: &'static str, severity: Severity, message: impl Into<String>) -> Self {

@@ -308,7 +308,7 @@ impl Engine {
             let c = Check::from_findings(
                 "digest",
                 "the policy requires references pinned by digest",
-                vec![finding(codes::GAT013, format!("{image} names a tag, but the policy sets require_digest = true: pin it by digest (name@sha256:…) in the manifest"))
+                vec![finding(codes::GAT014, format!("{image} names a tag, but the policy sets require_digest = true: pin it by digest (name@sha256:…) in the manifest"))
                     .at(Location::path(image))],
             );
             return out(

@@ -370,6 +370,54 @@ env.from_string(benign).render(messages=[{"role": "user", "content": "hi"}], eos
 case("gguf_benign_template.gguf", gguf(benign), "clean")
 case("gguf_unparseable_template.gguf", gguf("{% for %}"), "unscannable", ["SCN031"])
 
+# What transformers' chat-template environment accepts beyond plain Jinja2: its AssistantTracker
+# extension's `{% generation %}` block (the body renders as usual), loop controls; and Python's
+# `\N{NAME}` escapes in literals. The same kind of extension is rebuilt here (a CallBlock whose
+# body is rendered unchanged), so jinja2 itself confirms what each case does.
+from jinja2 import nodes  # noqa: E402
+from jinja2.ext import Extension  # noqa: E402
+
+
+class GenerationBlock(Extension):
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+    def _body(self, caller):
+        return caller()
+
+
+hf_env = jinja2.Environment(extensions=[GenerationBlock, "jinja2.ext.loopcontrols"])
+hf_benign = ("{% for m in messages %}{%- if m['role'] == 'assistant' -%}{%- generation -%}"
+             "{{ m['content'] + eos_token }}{%- endgeneration -%}{%- else -%}{{ m['content'] }}"
+             "{%- endif %}{% endfor %}{{ '\\N{EM DASH}' }}")
+r = hf_env.from_string(hf_benign).render(messages=[{"role": "assistant", "content": "hi"}], eos_token="</s>")
+assert r == "hi</s>\u2014", repr(r)
+case("gguf_generation_block.gguf", gguf(hf_benign), "clean",
+     confirmed=f"jinja2 with a generation-block extension renders it to {r!r}")
+hf_evil = {
+    "gguf_generation_payload.gguf": "{% generation %}{{ x|attr('\\x5f\\x5fclass\\x5f\\x5f') }}{% endgeneration %}",
+    "gguf_named_escape_dunder.gguf":
+        "{{ x|attr('\\N{LOW LINE}\\N{LOW LINE}class\\N{LOW LINE}\\N{LOW LINE}') }}",
+    "gguf_named_escape_item.gguf": "{{ x['\\N{LOW LINE}\\N{LOW LINE}class\\N{LOW LINE}\\N{LOW LINE}'] }}",
+}
+for name, t in hf_evil.items():
+    rendered = hf_env.from_string(t).render(x="")
+    assert "class" in rendered, rendered
+    case(name, gguf(t), "malicious", ["SCN015"], f"jinja2 renders it to {rendered!r}")
+for name, t in {
+    "gguf_generation_unclosed.gguf": "{% generation %}{{ x }}",
+    "gguf_generation_with_args.gguf": "{% generation x %}{{ x }}{% endgeneration %}",
+}.items():
+    try:
+        hf_env.from_string(t)
+        raise AssertionError(f"jinja2 accepted {t!r}")
+    except jinja2.TemplateSyntaxError as e:
+        case(name, gguf(t), "unscannable", ["SCN031"], f"jinja2 refuses it too: {e}")
+
 # --- §9 bombs: streamed, so a large harmless payload is scanned, not refused -----------------
 zeros = 200 << 20
 chunk = b"\0" * (1 << 20)

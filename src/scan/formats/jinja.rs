@@ -67,7 +67,8 @@ fn is_dunder_ident(s: &str) -> bool {
 
 /// Parse a template; `Err` when Jinja syntax cannot be read (itself a finding for the caller).
 pub fn analyse(source: &str) -> Result<Vec<Risk>, String> {
-    let tree = minijinja::machinery::parse(source, "chat_template", Default::default())
+    let prepared = prepare(source);
+    let tree = minijinja::machinery::parse(&prepared, "chat_template", Default::default())
         .map_err(|e| e.to_string())?;
     let mut w = Walker {
         src: source,
@@ -96,6 +97,106 @@ impl V {
             V::List(_) => None,
         }
     }
+}
+
+/// Rewrites, byte for byte in place, what the real consumers of chat templates accept and
+/// minijinja's parser does not:
+///
+/// * `{% generation %}` … `{% endgeneration %}`: transformers' chat-template environment loads
+///   its `AssistantTracker` extension, which parses the tag as a block whose body renders as
+///   usual (it only records where the assistant's text lands); llama.cpp's minja reads it as
+///   the same kind of block. It becomes `{% if true %}` … `{% endif %}`, so the body is walked.
+/// * `\N{NAME}` escapes in string literals (Python's `unicode-escape`, which Jinja2 decodes
+///   literals with): blanked with spaces so the literal parses; `fold` then treats any literal
+///   holding one as unknown text (mlsign has no Unicode name table), so a name built from it is
+///   flagged as not statically known rather than trusted.
+///
+/// Offsets stay valid for risk positions. Anything else minijinja refuses stays an error.
+fn prepare(src: &str) -> String {
+    let mut b = src.as_bytes().to_vec();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'{' && b[i + 1] == b'%' {
+            if let Some((from, to, end)) = generation_tag(&b, i) {
+                let keyword: &[u8] = if end { b"endif" } else { b"if true" };
+                // `to - from` >= len("generation") > len(keyword)
+                b[from..from + keyword.len()].copy_from_slice(keyword);
+                b[from + keyword.len()..to].fill(b' ');
+            }
+            i += 2;
+        } else if b[i] == b'\\' {
+            if b[i + 1] == b'N' && b.get(i + 2) == Some(&b'{') {
+                if let Some(len) = b[i + 3..].iter().take(128).position(|&c| c == b'}') {
+                    let name = &b[i + 3..i + 3 + len];
+                    if !name.is_empty()
+                        && name
+                            .iter()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b'-'))
+                    {
+                        b[i..i + 4 + len].fill(b' ');
+                        i += 4 + len;
+                        continue;
+                    }
+                }
+            }
+            // An escape pair (`\\N{…}` is a backslash and text).
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    // Only ASCII bytes were replaced by ASCII bytes, whole escapes and keywords at a time.
+    String::from_utf8(b).unwrap_or_else(|_| src.to_string())
+}
+
+/// `{%[-+]? generation|endgeneration [-+]?%}` at `at`: the span of the keyword with its
+/// surrounding blanks, and whether it is the end tag.
+fn generation_tag(b: &[u8], at: usize) -> Option<(usize, usize, bool)> {
+    let mut j = at + 2;
+    if matches!(b.get(j), Some(b'-' | b'+')) {
+        j += 1;
+    }
+    let from = j;
+    while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+        j += 1;
+    }
+    let word_start = j;
+    while b
+        .get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        j += 1;
+    }
+    let end = match &b[word_start..j] {
+        b"generation" => false,
+        b"endgeneration" => true,
+        _ => return None,
+    };
+    while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+        j += 1;
+    }
+    let to = j;
+    if matches!(b.get(j), Some(b'-' | b'+')) {
+        j += 1;
+    }
+    (b.get(j..j + 2) == Some(b"%}")).then_some((from, to, end))
+}
+
+/// Whether adjacent literals hold a `\N{…}` escape (outside an escaped backslash).
+fn has_name_escape(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'\\' {
+            if b[i + 1] == b'N' {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Longest string folding builds (names are short; this bounds `'x' * 10**9`).
@@ -454,7 +555,8 @@ impl Walker<'_> {
     /// could name anything). Plain variables from the context and arithmetic are not.
     fn stringy(&self, e: &Expr<'_>) -> bool {
         match e {
-            Expr::Const(_) => self.fold(e).is_some_and(|v| matches!(v, V::Str(_))),
+            // A string literal, folded or not (see `prepare` for the ones that are not).
+            Expr::Const(c) => c.value.as_str().is_some(),
             Expr::Var(v) => self.env.contains_key(v.id),
             Expr::BinOp(b) => {
                 matches!(b.op, ast::BinOpKind::Concat)
@@ -559,6 +661,10 @@ impl Walker<'_> {
                     let raw = self
                         .src
                         .get(sp.start_offset as usize..sp.end_offset as usize)?;
+                    if has_name_escape(raw) {
+                        // Its value is not known here (see `prepare`).
+                        return None;
+                    }
                     V::Str(python_literals(raw).or_else(|| c.value.as_str().map(str::to_string))?)
                 } else if let Ok(i) = i64::try_from(c.value.clone()) {
                     V::Int(i)
@@ -969,5 +1075,42 @@ mod tests {
     fn unparseable_is_an_error() {
         assert!(analyse("{% for %}").is_err());
         assert!(analyse("{{ x|attr('\\x5') }}").is_err());
+        // What transformers' jinja2 environment refuses too.
+        for t in [
+            "{% generation %}{{ x }}",
+            "{% generation x %}{{ x }}{% endgeneration %}",
+            "{{ x }}{% endgeneration %}",
+            "{{ x.\\N{LOW LINE} }}",
+        ] {
+            assert!(analyse(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn generation_blocks_and_named_escapes_parse_and_are_walked() {
+        for t in [
+            "{% for m in messages %}{% generation %}{{ m['content'] }}{% endgeneration %}{% endfor %}",
+            "{%- generation -%}{{ x }}{%- endgeneration -%}{%+ generation +%}{%generation%}{%endgeneration%}{%+ endgeneration +%}",
+            "{{ '\\N{EM DASH}' ~ \"\\N{HORIZONTAL ELLIPSIS}\" }}{{ x['\\\\N{not an escape}'] }}",
+            "{{ '{% generation %}' }}{# {% generation %} #}",
+        ] {
+            assert_eq!(analyse(t).unwrap(), vec![], "{t}");
+        }
+        for t in [
+            "{% generation %}{{ x.__class__ }}{% endgeneration %}",
+            "{%- generation -%}{% if true %}{{ x|attr('\\x5f\\x5fclass\\x5f\\x5f') }}{% endif %}{%- endgeneration -%}",
+            // The name is unknown to mlsign (no Unicode name table): never trusted.
+            "{{ x|attr('\\N{LOW LINE}\\N{LOW LINE}class\\N{LOW LINE}\\N{LOW LINE}') }}",
+            "{{ x['\\N{LOW LINE}\\N{LOW LINE}globals\\N{LOW LINE}\\N{LOW LINE}'] }}",
+            "{% set n = '\\N{LOW LINE}' * 2 ~ 'class' %}{{ x|attr(n) }}",
+        ] {
+            assert!(risky(t), "{t}");
+        }
+        // Offsets still point into the original template.
+        let t = "{% generation %}{{ x.__class__ }}{% endgeneration %}";
+        assert_eq!(
+            analyse(t).unwrap()[0].at as usize,
+            t.find("x.__class__").unwrap()
+        );
     }
 }

@@ -27,6 +27,7 @@ thread_local! {
 /// Start a new file's read budget.
 pub fn reset_budget(policy: &Policy) {
     BUDGET.with(|b| b.set(policy.max_total_bytes));
+    pickle::reset_memory();
 }
 
 /// The most one more member / payload may take: the per-member limit or what is left.
@@ -213,6 +214,7 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
         return Ok(tail_zip);
     }
     let data = src.read_vec(0, src.len(), policy.max_member_bytes)?;
+    let _held = pickle::hold_data(data.len());
     let mut fs = if tail_zip.is_empty() {
         scan_bytes(&data, &ctx, policy)
     } else {
@@ -282,6 +284,7 @@ fn polyglot_in_place(
     }
     let cap = hold_cap(policy);
     let data = src.read_vec(0, src.len().min(cap), cap)?;
+    let _held = pickle::hold_data(data.len());
     Ok(polyglot_pickle(kind, &data, ctx, policy))
 }
 
@@ -403,6 +406,7 @@ fn scan_compressed(
             charge(total as usize);
             match got {
                 Ok(source::Collected::Whole(inner)) => {
+                    let _held = pickle::hold_data(inner.len());
                     let mut fs = scan_bytes(&inner, &child, policy);
                     // Compressed data that also unpickles from offset 0 (a polyglot).
                     if acts_as_pickle(data, false) {
@@ -456,6 +460,7 @@ pub fn scan_nested(
         Kind::Compressed(c) => {
             let inner = compress::decompress(c, data, hold_cap(policy)).ok()?;
             charge(inner.len());
+            let _held = pickle::hold_data(inner.len());
             let (k, f) = scan_nested(&inner, &ctx.child(&format!("<{}>", c.short())), policy)?;
             Some((k, f))
         }
@@ -692,6 +697,7 @@ pub fn scan_member(
             },
         },
     };
+    let _held = pickle::hold_data(data.len());
     fs.extend(scan_bytes(&data, &child, policy));
     fs
 }

@@ -19,12 +19,77 @@ pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
 /// Stacked streams read from one region before giving up.
 pub const MAX_STREAMS: u32 = 100_000;
 
+thread_local! {
+    /// Bytes held by the traces of pickle scans still alive on this thread (the memory budget
+    /// is shared by a file's stacked streams and nested payloads, not granted to each).
+    static RETAINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+thread_local! {
+    /// Bytes of payloads held in memory on this thread while they are scanned (a file read
+    /// whole, a decompressed payload, a member), see [`hold_data`].
+    static HELD_DATA: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Start a new file: no trace is held any more.
+pub fn reset_memory() {
+    RETAINED.with(|r| r.set(0));
+}
+
+/// Held payloads, live traces and the replay together stay within this (plus the binary's own
+/// ~16 MiB), so a scan peaks under 256 MiB when the payloads fit; the replay always gets at
+/// least [`VM_MIN`].
+pub const VM_TOTAL: usize = 208 << 20;
+pub const VM_MIN: usize = 32 << 20;
+
+/// What one more replay may hold: [`vm::VM_BUDGET`], less what held payloads take beyond
+/// [`VM_TOTAL`] (down to [`VM_MIN`]), less what live traces hold.
+pub fn vm_memory_left() -> usize {
+    let held = HELD_DATA.with(|h| h.get());
+    let room = VM_TOTAL.saturating_sub(held).max(VM_MIN);
+    vm::VM_BUDGET
+        .min(room)
+        .saturating_sub(RETAINED.with(|r| r.get()))
+}
+
+/// Counts `len` payload bytes as held until the guard is dropped (see [`vm_memory_left`]).
+pub fn hold_data(len: usize) -> impl Drop {
+    struct Data(usize);
+    impl Drop for Data {
+        fn drop(&mut self) {
+            let n = self.0;
+            HELD_DATA.with(|h| h.set(h.get().saturating_sub(n)));
+        }
+    }
+    HELD_DATA.with(|h| h.set(h.get().saturating_add(len)));
+    Data(len)
+}
+
+/// Gives a scan's trace bytes back to the budget when the scan is dropped.
+#[derive(Default)]
+struct Held(usize);
+
+impl Held {
+    fn add(&mut self, n: usize) {
+        self.0 = self.0.saturating_add(n);
+        RETAINED.with(|r| r.set(r.get().saturating_add(n)));
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let n = self.0;
+        RETAINED.with(|r| r.set(r.get().saturating_sub(n)));
+    }
+}
+
 /// All streams of one pickle region.
 pub struct PickleScan {
     pub findings: Vec<ScanFinding>,
     pub traces: Vec<Trace>,
     /// Bytes consumed by complete streams.
     pub end: usize,
+    held: Held,
 }
 
 impl PickleScan {
@@ -73,6 +138,7 @@ pub fn scan_streams(
         findings: vec![],
         traces: vec![],
         end: 0,
+        held: Held::default(),
     };
     let mut pos = 0usize;
     let mut idx = 0u32;
@@ -91,9 +157,16 @@ pub fn scan_streams(
             break;
         }
         let t = vm::run_stream(&data[pos..], base + pos as u64, Limits::default());
+        out.held.add(t.mem_bytes);
         let mut fs = trace_findings(&t, policy);
+        let resource = t
+            .anomalies
+            .iter()
+            .any(|a| a.kind == vm::AnomalyKind::Resource);
         if let Outcome::Broken { offset, message } = &t.outcome {
-            if idx == 0 || did_something(&t) {
+            if resource {
+                // Stopped at mlsign's own limit (PKL021, unscannable), not at a broken stream.
+            } else if idx == 0 || did_something(&t) {
                 fs.push(
                     ScanFinding::new(
                         "PKL009",
@@ -202,21 +275,32 @@ fn nested_findings(
     }
 }
 
+/// Per-call findings (PKL008, PKL019) listed per stream before the rest are counted.
+const MAX_CALL_FINDINGS: usize = 100;
+
 /// Findings for one stream's trace under `policy` (without the broken-stream finding).
 pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     let mut fs = vec![];
     // One finding per distinct global, first offset, with the call sites attributed to it.
-    let mut by_name: BTreeMap<(String, String), (usize, Vec<String>)> = BTreeMap::new();
+    // (first global index, first call sites, number of call sites)
+    let mut by_name: BTreeMap<(String, String), (usize, Vec<String>, usize)> = BTreeMap::new();
     for (i, g) in t.globals.iter().enumerate() {
         by_name
             .entry((g.module.clone(), g.name.clone()))
-            .or_insert((i, vec![]));
+            .or_insert((i, vec![], 0));
     }
+    // Findings per call site are listed up to a cap (a flood of calls is one finding's worth).
+    let (mut computed, mut discarded) = (0usize, 0usize);
     for c in &t.calls {
         let g = match &c.target {
             vm::Target::Global(g) => *g,
             vm::Target::MethodOf(g, _) => *g,
+            vm::Target::NotAGlobal(_) if computed >= MAX_CALL_FINDINGS => {
+                computed += 1;
+                continue;
+            }
             vm::Target::NotAGlobal(what) => {
+                computed += 1;
                 fs.push(
                     ScanFinding::new(
                         "PKL008",
@@ -234,9 +318,16 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
                 vm::Target::MethodOf(_, m) => format!("{} ({m}) @{}", c.opcode, c.offset),
                 _ => format!("{} @{}", c.opcode, c.offset),
             };
-            e.1.push(how);
+            e.2 += 1;
+            if e.1.len() < 4 {
+                e.1.push(how);
+            }
         }
         if c.discarded && !matches!(policy.judge(&gl.module, &gl.name), Decision::Allowed) {
+            discarded += 1;
+            if discarded > MAX_CALL_FINDINGS {
+                continue;
+            }
             fs.push(
                 ScanFinding::new(
                     "PKL019",
@@ -247,6 +338,26 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
                 .global(gl.qualified()),
             );
         }
+    }
+    if computed > MAX_CALL_FINDINGS {
+        fs.push(ScanFinding::new(
+            "PKL008",
+            Severity::High,
+            format!(
+                "{} more calls on values that are not named globals (only the first {MAX_CALL_FINDINGS} are listed)",
+                computed - MAX_CALL_FINDINGS
+            ),
+        ));
+    }
+    if discarded > MAX_CALL_FINDINGS {
+        fs.push(ScanFinding::new(
+            "PKL019",
+            Severity::Low,
+            format!(
+                "{} more call results thrown away right after the call (only the first {MAX_CALL_FINDINGS} are listed)",
+                discarded - MAX_CALL_FINDINGS
+            ),
+        ));
     }
     // Globals whose first use proves they are classes (see `Policy::judge_as`).
     let mut first_use: BTreeMap<(&str, &str), bool> = BTreeMap::new();
@@ -273,8 +384,8 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     invocation_findings(t, policy, &mut fs);
     let mut ordered: Vec<_> = by_name.into_iter().collect();
-    ordered.sort_by_key(|(_, (i, _))| *i);
-    for ((module, name), (i, calls)) in ordered {
+    ordered.sort_by_key(|(_, (i, _, _))| *i);
+    for ((module, name), (i, calls, ncalls)) in ordered {
         let g = &t.globals[i];
         let qual = format!("{module}.{name}");
         let mapped = g
@@ -289,8 +400,8 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             format!(
                 "; call sites: {}{}",
                 shown.join(", "),
-                if calls.len() > 4 {
-                    format!(" and {} more", calls.len() - 4)
+                if ncalls > 4 {
+                    format!(" and {} more", ncalls - 4)
                 } else {
                     String::new()
                 }
@@ -339,6 +450,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             vm::AnomalyKind::MisplacedProto => ("PKL016", Severity::Low),
             vm::AnomalyKind::OutOfBand => ("PKL017", Severity::Medium),
             vm::AnomalyKind::Limit => ("PKL014", Severity::High),
+            vm::AnomalyKind::Resource => ("PKL021", Severity::High),
             vm::AnomalyKind::JoblibCompanion => ("PKL020", Severity::Low),
             vm::AnomalyKind::JoblibCompanionPath => ("PKL020", Severity::High),
         };
@@ -828,5 +940,151 @@ mod tests {
                 let _ = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
             }
         }
+    }
+
+    /// Replay `body` (after PROTO 4, before STOP) under a memory budget of `max` bytes.
+    fn budgeted(body: &[u8], max: usize) -> Trace {
+        let mut d = b"\x80\x04".to_vec();
+        d.extend_from_slice(body);
+        d.push(b'.');
+        vm::run_stream(
+            &d,
+            0,
+            Limits {
+                max_bytes: max,
+                ..Limits::default()
+            },
+        )
+    }
+
+    fn stopped_by_budget(t: &Trace) -> bool {
+        t.out_of_memory
+            && t.unfollowable
+            && matches!(&t.outcome, Outcome::Broken { message, .. } if message.contains("memory budget"))
+            && t.anomalies
+                .iter()
+                .any(|a| a.kind == vm::AnomalyKind::Resource)
+    }
+
+    #[test]
+    fn every_kind_of_value_is_charged_to_the_budget() {
+        let n = 1 << 20; // 1 MiB of opcodes against a 256 KiB budget
+        let rep = |op: &[u8]| op.repeat(n / op.len());
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            ("EMPTY_LIST", rep(b"]")),
+            ("EMPTY_DICT", rep(b"}")),
+            ("EMPTY_TUPLE", rep(b")")),
+            ("MARK", rep(b"(")),
+            ("NONE", rep(b"N")),
+            ("GET", [&b"]q\x00"[..], &rep(b"h\x00")].concat()),
+            ("PROTO anomalies", [&b"N"[..], &rep(b"\x80\x04")].concat()),
+            ("REDUCE on None", [&b"N"[..], &rep(b"N)R")].concat()),
+        ];
+        let mut put = b"N".to_vec();
+        let mut sparse = b"N".to_vec();
+        let mut strs = vec![];
+        let mut globals = vec![];
+        let mut big_ints = vec![];
+        for i in 0..(n / 5) as u32 {
+            put.push(b'r');
+            put.extend_from_slice(&i.to_le_bytes());
+            sparse.push(b'r');
+            sparse.extend_from_slice(&(i.wrapping_mul(7919) | 1 << 30).to_le_bytes());
+            strs.extend_from_slice(b"\x8c\x10");
+            strs.extend_from_slice(format!("{i:016}").as_bytes());
+            if i % 10 == 0 {
+                globals.extend_from_slice(format!("c__main__\nC{i}\n0").as_bytes());
+            }
+            big_ints.push(0x8a);
+            big_ints.push(8);
+            big_ints.extend_from_slice(&((1i64 << 40) + i as i64).to_le_bytes());
+        }
+        let mut bigkey = b"N".to_vec();
+        for i in 0..n / 1000 {
+            bigkey.extend_from_slice(format!("p{}{i}\n", "9".repeat(1000)).as_bytes());
+        }
+        let mut appends = b"]q\x00(".to_vec();
+        appends.extend(std::iter::repeat_n(b'N', 4096));
+        appends.push(b'e');
+        appends.extend(rep(b"h\x00(h\x00e0"));
+        cases.extend([
+            ("BINPUT", put),
+            ("sparse memo keys", sparse),
+            ("text memo keys", bigkey),
+            ("strings", strs),
+            ("globals", globals),
+            ("LONG1 ints", big_ints),
+            ("APPENDS", appends),
+        ]);
+        for (what, body) in cases {
+            let t = budgeted(&body, 256 << 10);
+            assert!(stopped_by_budget(&t), "{what}: {:?}", t.outcome);
+            // Charged by what is held, not by opcode count: the same flood fits a larger budget.
+            let t = budgeted(&body, 64 << 20);
+            assert!(
+                !t.out_of_memory,
+                "{what} should fit 64 MiB: {:?}",
+                t.outcome
+            );
+        }
+    }
+
+    #[test]
+    fn small_opcodes_are_cheap() {
+        // 200,000 empty lists / dicts / ints are a stack slot and (for containers) a 16-byte
+        // value each: they fit in 5 MiB.
+        for op in [&b"]"[..], b"}", b")", b"J\x00\x00\x01\x00", b"N"] {
+            let t = budgeted(&op.repeat(200_000), 5 << 20);
+            assert!(!t.out_of_memory, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn budget_stop_is_unscannable_not_a_broken_stream() {
+        // A scan whose file has (nearly) spent the shared budget: the next stream stops at it.
+        let mut held = Held::default();
+        held.add(vm::VM_BUDGET - (256 << 10));
+        let mut d = b"\x80\x04cos\nsystem\n".to_vec();
+        d.extend(std::iter::repeat_n(b']', 1 << 20));
+        d.push(b'.');
+        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        let c: Vec<_> = s.findings.iter().map(|f| f.code).collect();
+        assert!(c.contains(&"PKL021") && !c.contains(&"PKL009"), "{c:?}");
+        // What ran before the stop is still reported (the global is critical).
+        assert!(c.contains(&"PKL001"), "{c:?}");
+        let only_lists: Vec<u8> = [&b"\x80\x04"[..], &[b']'; 1 << 20], b"."].concat();
+        let s = scan_streams(&only_lists, 0, &Ctx::default(), &Policy::default(), None);
+        assert_eq!(
+            crate::scan::verdict_of(&s.findings),
+            crate::scan::Verdict::Unscannable
+        );
+        drop(held);
+        // With the budget back, the same lists replay to STOP.
+        let s = scan_streams(&only_lists, 0, &Ctx::default(), &Policy::default(), None);
+        assert_eq!(
+            crate::scan::verdict_of(&s.findings),
+            crate::scan::Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn held_payloads_shrink_the_budget_down_to_its_floor() {
+        let full = vm_memory_left();
+        let small = hold_data(100 << 20);
+        assert_eq!(vm_memory_left(), full.min(VM_TOTAL - (100 << 20)));
+        let big = hold_data(1 << 30);
+        assert_eq!(vm_memory_left(), VM_MIN);
+        drop((small, big));
+        assert_eq!(vm_memory_left(), full);
+    }
+
+    #[test]
+    fn retained_traces_are_charged_until_dropped() {
+        let before = vm_memory_left();
+        let d = b"\x80\x04c__main__\nA\nc__main__\nB\n\x86.";
+        let s = scan_streams(d, 0, &Ctx::default(), &Policy::default(), None);
+        assert!(vm_memory_left() < before);
+        drop(s);
+        assert_eq!(vm_memory_left(), before);
     }
 }

@@ -16,8 +16,10 @@ pub use semantics::{Invocation, Invoked};
 pub struct Limits {
     /// Opcodes executed per stream.
     pub max_ops: u64,
-    /// Simulated values (stack pushes, containers) per stream.
-    pub max_nodes: usize,
+    /// Memory the replay may hold: every value, container item, string, stack and memo entry
+    /// and what the trace records is charged against it before it is allocated. Past it the
+    /// stream stops as unscannable ([`AnomalyKind::Resource`]).
+    pub max_bytes: usize,
     /// Elements a `STACK_GLOBAL` string / literal keeps (longer strings become opaque).
     pub max_literal: usize,
 }
@@ -26,11 +28,15 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_ops: 50_000_000,
-            max_nodes: 16_000_000,
+            max_bytes: super::vm_memory_left(),
             max_literal: 4096,
         }
     }
 }
+
+/// Default [`Limits::max_bytes`]: with the payload held in memory (at most
+/// `max_in_memory_bytes`), peak memory stays well under 256 MiB (docs/scan.md).
+pub const VM_BUDGET: usize = 128 << 20;
 
 /// A global as `find_class` receives it (after the Python-2 mapping when protocol < 3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +85,10 @@ pub enum AnomalyKind {
     BuildOnGlobal,
     MisplacedProto,
     OutOfBand,
+    /// A loader disagreement mlsign cannot settle (an argument across a FRAME end).
     Limit,
+    /// One of mlsign's own resource limits (memory budget, opcode count): not the loader's.
+    Resource,
     /// joblib < 0.10 wrapper that loads a companion file next to the pickle.
     JoblibCompanion,
     /// joblib < 0.10 wrapper whose companion file is not a plain sibling name.
@@ -158,12 +167,13 @@ pub struct Trace {
     /// Offset of the first joblib `NumpyArrayWrapper` array this stream read (skipped or
     /// unpickled as joblib does): from there on a plain `pickle.load` reads other opcodes.
     pub joblib_first_array: Option<u64>,
+    /// Bytes charged for what this trace holds (globals, calls, anomalies, ids…).
+    pub mem_bytes: usize,
+    /// The replay stopped at its memory budget.
+    pub out_of_memory: bool,
 }
 
 type Id = u32;
-
-/// Ids below this + 256 are shared scalar nodes (None, bool, float, bytes, …, ints 0–255).
-const SHARED: Id = 8;
 
 /// The unpickler memo: dense keys (what picklers write) in a vector, anything else in a map.
 /// Keys beyond u64 (legal for the pure-Python unpickler's dict memo) by their decimal digits.
@@ -186,15 +196,20 @@ impl Memo {
             None => self.big.get(&k.digits).copied(),
         }
     }
-    fn insert_big(&mut self, k: &numbers::PyInt, v: Id) {
+    fn insert_big(&mut self, k: &numbers::PyInt, v: Id, mem: &mut Mem) -> Result<(), Fail> {
         match k.to_u64() {
-            Some(k) => self.insert(k, v),
+            Some(k) => self.insert(k, v, mem)?,
             None => {
-                if self.big.insert(k.digits.clone(), v).is_none() {
+                if let Some(e) = self.big.get_mut(&k.digits) {
+                    *e = v;
+                } else {
+                    mem.charge(k.digits.len() + ALLOC + MAP_ENTRY)?;
+                    self.big.insert(k.digits.clone(), v);
                     self.count += 1;
                 }
             }
         }
+        Ok(())
     }
     fn get(&self, k: u64) -> Option<Id> {
         match self.dense.get(k as usize) {
@@ -202,11 +217,13 @@ impl Memo {
             _ => self.sparse.get(&k).copied(),
         }
     }
-    fn insert(&mut self, k: u64, v: Id) {
+    fn insert(&mut self, k: u64, v: Id, mem: &mut Mem) -> Result<(), Fail> {
         let dense_ok = k < (1 << 26) && (k as usize) <= self.dense.len() + 4096;
         if dense_ok {
             let k = k as usize;
             if k >= self.dense.len() {
+                let grow = k + 1 - self.dense.len();
+                mem.reserve(&mut self.dense, grow)?;
                 self.dense.resize(k + 1, EMPTY);
             }
             let was = self.dense[k] != EMPTY || self.sparse.remove(&(k as u64)).is_some();
@@ -218,15 +235,24 @@ impl Memo {
             let in_dense = self.dense.get(k as usize).is_some_and(|x| *x != EMPTY);
             if in_dense {
                 self.dense[k as usize] = v;
-            } else if self.sparse.insert(k, v).is_none() {
+            } else if let Some(e) = self.sparse.get_mut(&k) {
+                *e = v;
+            } else {
+                mem.charge(MAP_ENTRY)?;
+                self.sparse.insert(k, v);
                 self.count += 1;
             }
         }
+        Ok(())
     }
 }
 
+/// What one hash-map entry costs, with the table's spare capacity and control bytes.
+const MAP_ENTRY: usize = 48;
+
+/// A value under construction, as opcodes build it; [`Vm::push_node`] stores it compactly.
 #[derive(Clone, Debug)]
-enum Node {
+enum Val {
     None,
     Bool(bool),
     Int(i64),
@@ -249,6 +275,129 @@ enum Node {
     Persistent,
     Unknown,
 }
+
+/// A stored value: 16 bytes, payloads in side arenas (`NO` = empty / absent), so that floods
+/// of small opcodes (`]`, `}`, `(`) cost a slot each and nothing more.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    None,
+    Bool(bool),
+    Int(i64),
+    BigInt(u32),
+    Float,
+    Str(u32),
+    OpaqueStr,
+    Bytes,
+    Tuple(u32),
+    List(u32),
+    Dict(u32),
+    Set,
+    Global(u32),
+    Object { origin: u32, args: u32 },
+    Persistent,
+    Unknown,
+}
+
+/// "No arena entry" in a [`Slot`] (an empty container, an absent origin or args).
+const NO: u32 = u32::MAX;
+
+/// A stored value as the VM reads it.
+#[derive(Clone, Copy, Debug)]
+enum Node<'a> {
+    None,
+    Bool(bool),
+    Int(i64),
+    BigInt(&'a [u8]),
+    Float,
+    Str(&'a str),
+    OpaqueStr,
+    Bytes,
+    Tuple(&'a [Id]),
+    List(&'a [Id]),
+    Dict(&'a [(Id, Id)]),
+    Set,
+    Global(usize),
+    Object {
+        origin: Option<usize>,
+        args: Option<Id>,
+    },
+    Persistent,
+    Unknown,
+}
+
+/// Ids from here on are integers held in the id itself (no slot): `IMM + (i + IMM_BIAS)`.
+const IMM: Id = 1 << 31;
+const IMM_BIAS: i64 = 1 << 30;
+
+/// What reporting one recorded global, anomaly or persistent id costs later (its finding, its
+/// entry in the per-global summary): charged with it, so the report fits the budget too.
+const REPORT: usize = 384;
+
+/// Heap bookkeeping an allocation costs beyond its payload (allocator header, rounding).
+const ALLOC: usize = 16;
+
+/// Memory one replay holds, charged before it is allocated (see [`Limits::max_bytes`]).
+#[derive(Default)]
+struct Mem {
+    used: usize,
+    max: usize,
+    /// Part of `used` that the returned [`Trace`] keeps.
+    trace: usize,
+    hit: bool,
+}
+
+impl Mem {
+    fn charge(&mut self, n: usize) -> Result<(), Fail> {
+        match self.used.checked_add(n) {
+            Some(u) if u <= self.max => {
+                self.used = u;
+                Ok(())
+            }
+            _ => {
+                self.hit = true;
+                Err(Fail(format!(
+                    "memory budget exceeded: the replay would hold more than {} bytes",
+                    self.max
+                )))
+            }
+        }
+    }
+    /// Room for a short-lived allocation of `n` bytes, without charging it.
+    fn check(&mut self, n: usize) -> Result<(), Fail> {
+        self.charge(n)?;
+        self.used -= n;
+        Ok(())
+    }
+    fn charge_trace(&mut self, n: usize) -> Result<(), Fail> {
+        self.charge(n)?;
+        self.trace = self.trace.saturating_add(n);
+        Ok(())
+    }
+    /// Room for `extra` more elements in `v`, charged by the capacity it grows to (doubling,
+    /// as `Vec` does, but reserved exactly so the charge is what is allocated).
+    fn reserve<T>(&mut self, v: &mut Vec<T>, extra: usize) -> Result<(), Fail> {
+        let need = v
+            .len()
+            .checked_add(extra)
+            .ok_or_else(|| Fail("memory budget exceeded".into()))?;
+        if need <= v.capacity() {
+            return Ok(());
+        }
+        let cap = need.max(v.capacity().saturating_mul(2)).max(4);
+        self.charge((cap - v.capacity()).saturating_mul(std::mem::size_of::<T>().max(1)))?;
+        v.reserve_exact(cap - v.len());
+        Ok(())
+    }
+    fn reserve_trace<T>(&mut self, v: &mut Vec<T>, extra: usize) -> Result<(), Fail> {
+        let before = self.used;
+        self.reserve(v, extra)?;
+        self.trace = self.trace.saturating_add(self.used - before);
+        Ok(())
+    }
+}
+
+/// Anomalies kept per stream; past it only the first of each kind is kept (the rest counted).
+const MAX_ANOMALIES: usize = 4096;
 
 struct Reader<'a> {
     data: &'a [u8],
@@ -354,9 +503,19 @@ struct Vm<'a, 'p> {
     r: Reader<'a>,
     base: u64,
     limits: Limits,
-    nodes: Vec<Node>,
+    /// Values by id (ids from [`IMM`] on are integers, see [`Vm::node`]).
+    slots: Vec<Slot>,
+    strs: Vec<Box<str>>,
+    seqs: Vec<Vec<Id>>,
+    maps: Vec<Vec<(Id, Id)>>,
+    bigs: Vec<Box<[u8]>>,
+    mem: Mem,
+    /// Kinds of anomaly recorded so far (bit per kind) and how many were dropped past the cap.
+    anomaly_kinds: u32,
+    anomalies_dropped: u64,
     stack: Vec<Id>,
-    marks: Vec<usize>,
+    /// Stack heights at each MARK (u32: the stack is far smaller under the budget).
+    marks: Vec<u32>,
     memo: Memo,
     proto: u8,
     t: &'p mut Trace,
@@ -395,6 +554,8 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         invocations: vec![],
         file_end: 0,
         joblib_first_array: None,
+        mem_bytes: 0,
+        out_of_memory: false,
     };
     let mut vm = Vm {
         r: Reader {
@@ -406,7 +567,17 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         },
         base,
         limits,
-        nodes: Vec::new(),
+        slots: Vec::new(),
+        strs: Vec::new(),
+        seqs: Vec::new(),
+        maps: Vec::new(),
+        bigs: Vec::new(),
+        mem: Mem {
+            max: limits.max_bytes,
+            ..Mem::default()
+        },
+        anomaly_kinds: 0,
+        anomalies_dropped: 0,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Memo::default(),
@@ -417,17 +588,17 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         frame_end: 0,
         jb: semantics::State::default(),
     };
-    vm.nodes.extend([
-        Node::None,
-        Node::Bool(false),
-        Node::Float,
-        Node::Bytes,
-        Node::OpaqueStr,
-        Node::Unknown,
-        Node::Persistent,
-        Node::Bool(true),
+    // Shared immutable scalars (see `Vm::push_node`).
+    vm.slots.extend([
+        Slot::None,
+        Slot::Bool(false),
+        Slot::Float,
+        Slot::Bytes,
+        Slot::OpaqueStr,
+        Slot::Unknown,
+        Slot::Persistent,
+        Slot::Bool(true),
     ]);
-    vm.nodes.extend((0..256).map(Node::Int));
     let res = vm.run();
     let end = vm.r.pos;
     let file_end = end.max(vm.frame_end);
@@ -436,7 +607,33 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         _ => None,
     };
     let crossed = vm.r.line_crossed_frame;
+    let (out_of_memory, budget, used) = (vm.mem.hit, vm.mem.max, vm.mem.used);
+    let (mem_bytes, dropped) = (vm.mem.trace, vm.anomalies_dropped);
     drop(vm);
+    t.mem_bytes = mem_bytes;
+    if dropped > 0 {
+        t.anomalies.push(Anomaly {
+            kind: AnomalyKind::Limit,
+            offset: base + end as u64,
+            detail: format!(
+                "{dropped} more anomalies of kinds already reported were not listed (more than {MAX_ANOMALIES} in one stream)"
+            ),
+        });
+    }
+    if out_of_memory {
+        t.out_of_memory = true;
+        t.unfollowable = true;
+        t.anomalies.push(Anomaly {
+            kind: AnomalyKind::Resource,
+            offset: base + end as u64,
+            detail: format!(
+                "resource limit: replaying this stream would hold more than {budget} bytes \
+                 ({used} in use when it stopped at offset {}); mlsign cannot follow it as far \
+                 as a loader would, so it cannot be called safe",
+                base + end as u64
+            ),
+        });
+    }
     if crossed {
         t.unfollowable = true;
         t.anomalies.push(Anomaly {
@@ -461,38 +658,149 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
 }
 
 impl<'a, 'p> Vm<'a, 'p> {
-    fn push_node(&mut self, n: Node) -> Result<Id, Fail> {
-        // Immutable scalars share preallocated nodes (see `SHARED`): only strings, containers,
-        // globals and call results take arena space.
-        match n {
-            Node::None => return Ok(0),
-            Node::Bool(false) => return Ok(1),
-            Node::Bool(true) => return Ok(7),
-            Node::Float => return Ok(2),
-            Node::Bytes => return Ok(3),
-            Node::OpaqueStr => return Ok(4),
-            Node::Unknown => return Ok(5),
-            Node::Persistent => return Ok(6),
-            Node::Int(i) if (0..256).contains(&i) => return Ok(SHARED + i as Id),
-            _ => {}
+    fn push_node(&mut self, n: Val) -> Result<Id, Fail> {
+        // Immutable scalars share preallocated slots and integers live in the id itself: only
+        // strings, containers, globals and call results take arena space.
+        let slot = match n {
+            Val::None => return Ok(0),
+            Val::Bool(false) => return Ok(1),
+            Val::Bool(true) => return Ok(7),
+            Val::Float => return Ok(2),
+            Val::Bytes => return Ok(3),
+            Val::OpaqueStr => return Ok(4),
+            Val::Unknown => return Ok(5),
+            Val::Persistent => return Ok(6),
+            Val::Int(i) if (-IMM_BIAS..IMM_BIAS - 1).contains(&i) => {
+                return Ok(IMM + (i + IMM_BIAS) as Id)
+            }
+            Val::Int(i) => Slot::Int(i),
+            Val::Set => Slot::Set,
+            Val::Global(g) => Slot::Global(arena_index(g)?),
+            Val::Object { origin, args } => Slot::Object {
+                origin: match origin {
+                    Some(g) => arena_index(g)?,
+                    None => NO,
+                },
+                args: args.unwrap_or(NO),
+            },
+            Val::BigInt(b) => {
+                self.mem.reserve(&mut self.bigs, 1)?;
+                self.mem.charge(b.len() + ALLOC)?;
+                self.bigs.push(b.into_boxed_slice());
+                Slot::BigInt(arena_index(self.bigs.len() - 1)?)
+            }
+            Val::Str(st) => {
+                self.mem.reserve(&mut self.strs, 1)?;
+                self.mem.charge(st.len() + ALLOC)?;
+                self.strs.push(st.into_boxed_str());
+                Slot::Str(arena_index(self.strs.len() - 1)?)
+            }
+            Val::Tuple(v) if v.is_empty() => Slot::Tuple(NO),
+            Val::List(v) if v.is_empty() => Slot::List(NO),
+            Val::Dict(v) if v.is_empty() => Slot::Dict(NO),
+            Val::Tuple(v) => Slot::Tuple(self.new_seq(v)?),
+            Val::List(v) => Slot::List(self.new_seq(v)?),
+            Val::Dict(v) => Slot::Dict(self.new_map(v)?),
+        };
+        self.mem.reserve(&mut self.slots, 1)?;
+        let id = arena_index(self.slots.len())?;
+        if id >= IMM {
+            return Err(Fail("simulation limit: too many values".into()));
         }
-        if self.nodes.len() >= self.limits.max_nodes {
-            self.t.unfollowable = true;
-            return Err(Fail(format!(
-                "simulation limit: more than {} values",
-                self.limits.max_nodes
-            )));
-        }
-        self.nodes.push(n);
-        Ok((self.nodes.len() - 1) as Id)
+        self.slots.push(slot);
+        Ok(id)
     }
-    fn push(&mut self, n: Node) -> Result<(), Fail> {
+    fn new_seq(&mut self, mut v: Vec<Id>) -> Result<u32, Fail> {
+        self.mem.reserve(&mut self.seqs, 1)?;
+        self.mem
+            .charge(v.len() * std::mem::size_of::<Id>() + ALLOC)?;
+        v.shrink_to_fit();
+        self.seqs.push(v);
+        arena_index(self.seqs.len() - 1)
+    }
+    fn new_map(&mut self, mut v: Vec<(Id, Id)>) -> Result<u32, Fail> {
+        self.mem.reserve(&mut self.maps, 1)?;
+        self.mem
+            .charge(v.len() * std::mem::size_of::<(Id, Id)>() + ALLOC)?;
+        v.shrink_to_fit();
+        self.maps.push(v);
+        arena_index(self.maps.len() - 1)
+    }
+    /// The value of `id`, or `None` for an id that names nothing.
+    fn node(&self, id: Id) -> Option<Node<'_>> {
+        if id >= IMM {
+            return (id != Id::MAX).then(|| Node::Int((id - IMM) as i64 - IMM_BIAS));
+        }
+        let seq = |s: u32| -> &[Id] {
+            if s == NO {
+                &[]
+            } else {
+                self.seqs.get(s as usize).map_or(&[][..], Vec::as_slice)
+            }
+        };
+        Some(match *self.slots.get(id as usize)? {
+            Slot::None => Node::None,
+            Slot::Bool(b) => Node::Bool(b),
+            Slot::Int(i) => Node::Int(i),
+            Slot::BigInt(b) => Node::BigInt(self.bigs.get(b as usize)?),
+            Slot::Float => Node::Float,
+            Slot::Str(s) => Node::Str(self.strs.get(s as usize)?),
+            Slot::OpaqueStr => Node::OpaqueStr,
+            Slot::Bytes => Node::Bytes,
+            Slot::Tuple(s) => Node::Tuple(seq(s)),
+            Slot::List(s) => Node::List(seq(s)),
+            Slot::Dict(m) => Node::Dict(if m == NO {
+                &[]
+            } else {
+                self.maps.get(m as usize)?
+            }),
+            Slot::Set => Node::Set,
+            Slot::Global(g) => Node::Global(g as usize),
+            Slot::Object { origin, args } => Node::Object {
+                origin: (origin != NO).then_some(origin as usize),
+                args: (args != NO).then_some(args),
+            },
+            Slot::Persistent => Node::Persistent,
+            Slot::Unknown => Node::Unknown,
+        })
+    }
+    fn push(&mut self, n: Val) -> Result<(), Fail> {
         let id = self.push_node(n)?;
+        self.spush(id)
+    }
+    /// Push an existing value on the stack.
+    fn spush(&mut self, id: Id) -> Result<(), Fail> {
+        self.mem.reserve(&mut self.stack, 1)?;
         self.stack.push(id);
         Ok(())
     }
+    /// Record an anomaly (charged to the trace; past [`MAX_ANOMALIES`] only new kinds).
+    fn anomaly(&mut self, kind: AnomalyKind, offset: u64, detail: String) -> Result<(), Fail> {
+        let bit = 1u32 << (kind as u32);
+        if self.t.anomalies.len() >= MAX_ANOMALIES && self.anomaly_kinds & bit != 0 {
+            self.anomalies_dropped += 1;
+            return Ok(());
+        }
+        self.anomaly_kinds |= bit;
+        self.mem.reserve_trace(&mut self.t.anomalies, 1)?;
+        self.mem.charge_trace(2 * detail.len() + ALLOC + REPORT)?;
+        self.t.anomalies.push(Anomaly {
+            kind,
+            offset,
+            detail,
+        });
+        Ok(())
+    }
+    fn record_call(&mut self, c: CallSite) -> Result<usize, Fail> {
+        self.mem.reserve_trace(&mut self.t.calls, 1)?;
+        if let Target::NotAGlobal(s) = &c.target {
+            self.mem.charge_trace(s.len() + ALLOC)?;
+        }
+        self.t.calls.push(c);
+        Ok(self.t.calls.len() - 1)
+    }
     fn floor(&self) -> usize {
-        self.marks.last().copied().unwrap_or(0)
+        self.marks.last().map_or(0, |&m| m as usize)
     }
     fn pop(&mut self) -> Result<Id, Fail> {
         if self.stack.len() <= self.floor() {
@@ -513,22 +821,28 @@ impl<'a, 'p> Vm<'a, 'p> {
             .marks
             .pop()
             .ok_or_else(|| Fail("could not find MARK".into()))?;
+        let m = m as usize;
+        // The items are copied out: room for them now (what keeps them is charged there).
+        self.mem
+            .check(self.stack.len().saturating_sub(m) * std::mem::size_of::<Id>())?;
         Ok(self.stack.split_off(m))
     }
     fn off(&self, op_pos: usize) -> u64 {
         self.base + op_pos as u64
     }
-    fn text(&self, s: String) -> Node {
+    fn text(&self, s: String) -> Val {
         if s.len() > self.limits.max_literal {
-            Node::OpaqueStr
+            Val::OpaqueStr
         } else {
-            Node::Str(s)
+            Val::Str(s)
         }
     }
-    fn bytes_value(&mut self, op_pos: usize, start: usize, len: usize) {
+    fn bytes_value(&mut self, op_pos: usize, start: usize, len: usize) -> Result<(), Fail> {
         if looks_nested(&self.r.data[start..start + len]) {
+            self.mem.reserve_trace(&mut self.t.nested, 1)?;
             self.t.nested.push((self.off(op_pos), start, len));
         }
+        Ok(())
     }
 
     fn resolve(
@@ -537,7 +851,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         name: String,
         op_pos: usize,
         opcode: &'static str,
-    ) -> usize {
+    ) -> Result<usize, Fail> {
         let mut original = None;
         let (mut m, mut n) = (module, name);
         if self.proto < 3 {
@@ -553,6 +867,13 @@ impl<'a, 'p> Vm<'a, 'p> {
                 m = nm.to_string();
             }
         }
+        self.mem.reserve_trace(&mut self.t.globals, 1)?;
+        let heap = m.len()
+            + n.len()
+            + original
+                .as_ref()
+                .map_or(0, |(a, b): &(String, String)| a.len() + b.len());
+        self.mem.charge_trace(2 * heap + 4 * ALLOC + REPORT)?;
         self.t.globals.push(GlobalUse {
             module: m,
             name: n,
@@ -561,19 +882,19 @@ impl<'a, 'p> Vm<'a, 'p> {
             opcode,
             proto: self.proto,
         });
-        self.t.globals.len() - 1
+        Ok(self.t.globals.len() - 1)
     }
 
     fn target_of(&self, id: Id, method: &'static str) -> Target {
-        match self.nodes.get(id as usize) {
-            Some(Node::Global(g)) => Target::Global(*g),
+        match self.node(id) {
+            Some(Node::Global(g)) => Target::Global(g),
             Some(Node::Object {
                 origin: Some(g), ..
-            }) if !method.is_empty() => Target::MethodOf(*g, method),
+            }) if !method.is_empty() => Target::MethodOf(g, method),
             Some(Node::Object {
                 origin: Some(g), ..
             }) => {
-                let gl = &self.t.globals[*g];
+                let gl = &self.t.globals[g];
                 Target::NotAGlobal(format!("the result of calling {}.{}", gl.module, gl.name))
             }
             Some(Node::Object { origin: None, .. }) => {
@@ -597,65 +918,66 @@ impl<'a, 'p> Vm<'a, 'p> {
             Target::Global(g) => Some(*g),
             _ => None,
         };
-        self.t.calls.push(CallSite {
+        let ci = self.record_call(CallSite {
             offset: self.off(op_pos),
             opcode,
             target,
             discarded: false,
-        });
-        let id = self.push_node(Node::Object { origin, args })?;
-        self.stack.push(id);
-        self.last_call = Some((self.t.calls.len() - 1, id));
-        self.after_call(op_pos, opcode, callee, args, id);
-        Ok(())
+        })?;
+        let id = self.push_node(Val::Object { origin, args })?;
+        self.spush(id)?;
+        self.last_call = Some((ci, id));
+        self.after_call(op_pos, opcode, callee, args, id)
     }
 
     /// A method call on an existing value (APPEND on a non-list, BUILD's `__setstate__`, …).
-    fn method(&mut self, op_pos: usize, opcode: &'static str, obj: Id, method: &'static str) {
-        match self.nodes.get(obj as usize) {
+    fn method(
+        &mut self,
+        op_pos: usize,
+        opcode: &'static str,
+        obj: Id,
+        method: &'static str,
+    ) -> Result<(), Fail> {
+        match self.node(obj) {
             Some(Node::List(_) | Node::Dict(_) | Node::Set | Node::Unknown) => {}
             Some(Node::Global(g)) => {
-                let g = *g;
                 let gl = &self.t.globals[g];
                 let detail = format!(
                     "{opcode} applied to the global {}.{} itself (mutates a module-level object)",
                     gl.module, gl.name
                 );
-                self.t.anomalies.push(Anomaly {
-                    kind: AnomalyKind::BuildOnGlobal,
-                    offset: self.off(op_pos),
-                    detail,
-                });
-                self.t.calls.push(CallSite {
+                self.anomaly(AnomalyKind::BuildOnGlobal, self.off(op_pos), detail)?;
+                self.record_call(CallSite {
                     offset: self.off(op_pos),
                     opcode,
                     target: Target::Global(g),
                     discarded: false,
-                });
+                })?;
             }
             _ => {
                 let target = self.target_of(obj, method);
-                self.t.calls.push(CallSite {
+                self.record_call(CallSite {
                     offset: self.off(op_pos),
                     opcode,
                     target,
                     discarded: false,
-                });
+                })?;
             }
         }
+        Ok(())
     }
 
     fn str_of(&self, id: Id) -> Option<&str> {
-        match self.nodes.get(id as usize)? {
+        match self.node(id)? {
             Node::Str(s) => Some(s),
             _ => None,
         }
     }
 
     fn top_value(&self, id: Id) -> TopValue {
-        match self.nodes.get(id as usize) {
-            Some(Node::Int(i)) => TopValue::Int(*i),
-            Some(Node::BigInt(b)) => TopValue::BigInt(b.clone()),
+        match self.node(id) {
+            Some(Node::Int(i)) => TopValue::Int(i),
+            Some(Node::BigInt(b)) => TopValue::BigInt(b.to_vec()),
             Some(Node::List(items)) | Some(Node::Tuple(items)) => {
                 let v: Option<Vec<String>> = items
                     .iter()
@@ -668,11 +990,11 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn pid_item(&self, id: Id) -> PidItem {
-        match self.nodes.get(id as usize) {
-            Some(Node::Str(s)) => PidItem::Str(s.clone()),
-            Some(Node::Int(i)) => PidItem::Int(*i),
+        match self.node(id) {
+            Some(Node::Str(s)) => PidItem::Str(s.to_string()),
+            Some(Node::Int(i)) => PidItem::Int(i),
             Some(Node::Global(g)) => {
-                let gl = &self.t.globals[*g];
+                let gl = &self.t.globals[g];
                 PidItem::Global(gl.module.clone(), gl.name.clone())
             }
             _ => PidItem::Other,
@@ -698,9 +1020,12 @@ impl<'a, 'p> Vm<'a, 'p> {
         self.t.ops += 1;
         if self.t.ops > self.limits.max_ops {
             self.t.anomalies.push(Anomaly {
-                kind: AnomalyKind::Limit,
+                kind: AnomalyKind::Resource,
                 offset: self.off(op_pos),
-                detail: format!("more than {} opcodes", self.limits.max_ops),
+                detail: format!(
+                    "resource limit: more than {} opcodes in one stream; mlsign stops there, a loader would go on",
+                    self.limits.max_ops
+                ),
             });
             self.t.unfollowable = true;
             return Err(Fail("opcode limit reached".into()));
@@ -716,11 +1041,11 @@ impl<'a, 'p> Vm<'a, 'p> {
             code::PROTO => {
                 let p = self.r.take(1)?[0];
                 if !first {
-                    self.t.anomalies.push(Anomaly {
-                        kind: AnomalyKind::MisplacedProto,
-                        offset: self.off(op_pos),
-                        detail: format!("PROTO {p} not at the start of the stream"),
-                    });
+                    self.anomaly(
+                        AnomalyKind::MisplacedProto,
+                        self.off(op_pos),
+                        format!("PROTO {p} not at the start of the stream"),
+                    )?;
                 }
                 if p > 5 {
                     return Err(Fail(format!("unsupported pickle protocol: {p}")));
@@ -745,7 +1070,12 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.top()?;
                 return Ok(true);
             }
-            code::MARK => self.marks.push(self.stack.len()),
+            code::MARK => {
+                self.mem.reserve(&mut self.marks, 1)?;
+                let h = u32::try_from(self.stack.len())
+                    .map_err(|_| Fail("simulation limit: stack too deep".into()))?;
+                self.marks.push(h);
+            }
             code::POP => {
                 if self.stack.len() > self.floor() {
                     let id = self.stack.pop().unwrap_or(0);
@@ -766,19 +1096,19 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::DUP => {
                 let t = self.top()?;
-                self.stack.push(t);
+                self.spush(t)?;
             }
-            code::NONE => self.push(Node::None)?,
-            code::NEWTRUE => self.push(Node::Bool(true))?,
-            code::NEWFALSE => self.push(Node::Bool(false))?,
+            code::NONE => self.push(Val::None)?,
+            code::NEWTRUE => self.push(Val::Bool(true))?,
+            code::NEWFALSE => self.push(Val::Bool(false))?,
             // Text numbers: values as CPython computes them. Text CPython refuses becomes an
             // unknown value rather than a stop, so the replay never ends before the loader does.
             code::INT => {
                 let l = self.r.line()?;
                 let n = match numbers::int_opcode(l) {
-                    Some(numbers::IntValue::Bool(b)) => Node::Bool(b),
+                    Some(numbers::IntValue::Bool(b)) => Val::Bool(b),
                     Some(numbers::IntValue::Int(v)) => int_node(&v),
-                    None => Node::Unknown,
+                    None => Val::Unknown,
                 };
                 self.push(n)?;
             }
@@ -786,30 +1116,28 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let l = self.r.line()?;
                 let n = numbers::long_opcode(l)
                     .map(|v| int_node(&v))
-                    .unwrap_or(Node::Unknown);
+                    .unwrap_or(Val::Unknown);
                 self.push(n)?;
             }
             code::FLOAT => {
                 self.r.line()?;
-                self.push(Node::Float)?;
+                self.push(Val::Float)?;
             }
             code::BINFLOAT => {
                 self.r.take(8)?;
-                self.push(Node::Float)?;
+                self.push(Val::Float)?;
             }
             code::BININT => {
                 let b = self.r.take(4)?;
-                self.push(Node::Int(
-                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
-                ))?;
+                self.push(Val::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64))?;
             }
             code::BININT1 => {
                 let b = self.r.take(1)?[0];
-                self.push(Node::Int(b as i64))?;
+                self.push(Val::Int(b as i64))?;
             }
             code::BININT2 => {
                 let b = self.r.take(2)?;
-                self.push(Node::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?;
+                self.push(Val::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?;
             }
             code::LONG1 | code::LONG4 => {
                 let n = if op.code == code::LONG1 {
@@ -830,11 +1158,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                             *x = 0xff;
                         }
                     }
-                    Node::Int(if n == 0 { 0 } else { i64::from_le_bytes(a) })
+                    Val::Int(if n == 0 { 0 } else { i64::from_le_bytes(a) })
                 } else if n <= 64 {
-                    Node::BigInt(b.to_vec())
+                    Val::BigInt(b.to_vec())
                 } else {
-                    Node::Unknown
+                    Val::Unknown
                 };
                 self.push(node)?;
             }
@@ -843,7 +1171,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let b = strings::string_opcode(l).map_err(Fail)?;
                 let node = match String::from_utf8(b) {
                     Ok(s) => self.text(s),
-                    Err(_) => Node::OpaqueStr,
+                    Err(_) => Val::OpaqueStr,
                 };
                 self.push(node)?;
             }
@@ -861,13 +1189,13 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let b = self.r.take(n)?;
                 let node = if n <= self.limits.max_literal {
                     match std::str::from_utf8(b) {
-                        Ok(s) => Node::Str(s.to_string()),
-                        Err(_) => Node::OpaqueStr,
+                        Ok(s) => Val::Str(s.to_string()),
+                        Err(_) => Val::OpaqueStr,
                     }
                 } else {
-                    Node::OpaqueStr
+                    Val::OpaqueStr
                 };
-                self.bytes_value(op_pos, start, n);
+                self.bytes_value(op_pos, start, n)?;
                 self.push(node)?;
             }
             code::UNICODE => {
@@ -875,7 +1203,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let n = match strings::raw_unicode_escape(l).map_err(Fail)? {
                     Some(s) => self.text(s),
                     // Lone surrogates: legal text, never a name that imports.
-                    None => Node::OpaqueStr,
+                    None => Val::OpaqueStr,
                 };
                 self.push(n)?;
             }
@@ -892,12 +1220,12 @@ impl<'a, 'p> Vm<'a, 'p> {
                     if std::str::from_utf8(b).is_err() && !surrogatepass_ok(b) {
                         return Err(Fail("invalid UTF-8 in unicode string".into()));
                     }
-                    Node::OpaqueStr
+                    Val::OpaqueStr
                 } else {
                     match std::str::from_utf8(b) {
-                        Ok(s) => Node::Str(s.to_string()),
+                        Ok(s) => Val::Str(s.to_string()),
                         // Lone surrogates (surrogatepass) are legal; never a valid name.
-                        Err(_) if surrogatepass_ok(b) => Node::OpaqueStr,
+                        Err(_) if surrogatepass_ok(b) => Val::OpaqueStr,
                         Err(_) => return Err(Fail("invalid UTF-8 in unicode string".into())),
                     }
                 };
@@ -912,24 +1240,24 @@ impl<'a, 'p> Vm<'a, 'p> {
                 let n = usize::try_from(n).map_err(|_| Fail("bytes length overflows".into()))?;
                 let start = self.r.pos;
                 self.r.take(n)?;
-                self.bytes_value(op_pos, start, n);
-                self.push(Node::Bytes)?;
+                self.bytes_value(op_pos, start, n)?;
+                self.push(Val::Bytes)?;
             }
             code::NEXT_BUFFER => {
-                self.t.anomalies.push(Anomaly {
-                    kind: AnomalyKind::OutOfBand,
-                    offset: self.off(op_pos),
-                    detail: "NEXT_BUFFER refers to out-of-band data the file does not carry".into(),
-                });
-                self.push(Node::Unknown)?;
+                self.anomaly(
+                    AnomalyKind::OutOfBand,
+                    self.off(op_pos),
+                    "NEXT_BUFFER refers to out-of-band data the file does not carry".into(),
+                )?;
+                self.push(Val::Unknown)?;
             }
             code::READONLY_BUFFER => {
                 self.top()?;
             }
-            code::EMPTY_TUPLE => self.push(Node::Tuple(vec![]))?,
+            code::EMPTY_TUPLE => self.push(Val::Tuple(vec![]))?,
             code::TUPLE => {
                 let items = self.pop_mark()?;
-                self.push(Node::Tuple(items))?;
+                self.push(Val::Tuple(items))?;
             }
             code::TUPLE1 | code::TUPLE2 | code::TUPLE3 => {
                 let n = (op.code - code::TUPLE1 + 1) as usize;
@@ -937,26 +1265,26 @@ impl<'a, 'p> Vm<'a, 'p> {
                 for i in (0..n).rev() {
                     items[i] = self.pop()?;
                 }
-                self.push(Node::Tuple(items))?;
+                self.push(Val::Tuple(items))?;
             }
-            code::EMPTY_LIST => self.push(Node::List(vec![]))?,
+            code::EMPTY_LIST => self.push(Val::List(vec![]))?,
             code::LIST => {
                 let items = self.pop_mark()?;
-                self.push(Node::List(items))?;
+                self.push(Val::List(items))?;
             }
-            code::EMPTY_DICT => self.push(Node::Dict(vec![]))?,
+            code::EMPTY_DICT => self.push(Val::Dict(vec![]))?,
             code::DICT => {
                 let items = self.pop_mark()?;
                 if items.len() % 2 == 1 {
                     return Err(Fail("odd number of items for DICT".into()));
                 }
                 let pairs = items.chunks(2).map(|c| (c[0], c[1])).collect();
-                self.push(Node::Dict(pairs))?;
+                self.push(Val::Dict(pairs))?;
             }
-            code::EMPTY_SET => self.push(Node::Set)?,
+            code::EMPTY_SET => self.push(Val::Set)?,
             code::FROZENSET => {
                 self.pop_mark()?;
-                self.push(Node::Set)?;
+                self.push(Val::Set)?;
             }
             code::APPEND => {
                 let v = self.pop()?;
@@ -971,7 +1299,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             code::ADDITEMS => {
                 self.pop_mark()?;
                 let s = self.top()?;
-                self.method(op_pos, "ADDITEMS", s, "add");
+                self.method(op_pos, "ADDITEMS", s, "add")?;
             }
             code::SETITEM => {
                 let v = self.pop()?;
@@ -999,17 +1327,17 @@ impl<'a, 'p> Vm<'a, 'p> {
                     _ => numbers::PyInt::from(self.r.u32()? as u64),
                 };
                 match self.memo.get_big(&key) {
-                    Some(id) => self.stack.push(id),
+                    Some(id) => self.spush(id)?,
                     None => {
                         let idx = key.display();
-                        self.t.anomalies.push(Anomaly {
-                            kind: AnomalyKind::MemoMiss,
-                            offset: self.off(op_pos),
-                            detail: format!(
+                        self.anomaly(
+                            AnomalyKind::MemoMiss,
+                            self.off(op_pos),
+                            format!(
                                 "{} {idx} refers to a memo entry that was never stored",
                                 op.name
                             ),
-                        });
+                        )?;
                         return Err(Fail(format!("memo key {idx} not found")));
                     }
                 }
@@ -1028,11 +1356,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     _ => numbers::PyInt::from(self.memo.count as u64),
                 };
                 let t = self.top()?;
-                if self.memo.count >= self.limits.max_nodes {
-                    self.t.unfollowable = true;
-                    return Err(Fail("memo limit reached".into()));
-                }
-                self.memo.insert_big(&key, t);
+                self.memo.insert_big(&key, t, &mut self.mem)?;
                 // Memoizing keeps the call result on top: still "pending".
                 self.last_call = pending;
             }
@@ -1043,13 +1367,13 @@ impl<'a, 'p> Vm<'a, 'p> {
                     .map_err(|_| Fail("invalid UTF-8 in module name".into()))?;
                 let n = std::str::from_utf8(n)
                     .map_err(|_| Fail("invalid UTF-8 in global name".into()))?;
-                let g = self.resolve(m.to_string(), n.to_string(), op_pos, op.name);
+                let g = self.resolve(m.to_string(), n.to_string(), op_pos, op.name)?;
                 if op.code == code::GLOBAL {
-                    self.push(Node::Global(g))?;
+                    self.push(Val::Global(g))?;
                 } else {
                     let args = self.pop_mark()?;
-                    let args = self.push_node(Node::Tuple(args))?;
-                    let callee = self.push_node(Node::Global(g))?;
+                    let args = self.push_node(Val::Tuple(args))?;
+                    let callee = self.push_node(Val::Global(g))?;
                     self.call(op_pos, "INST", callee, Some(args))?;
                 }
             }
@@ -1061,17 +1385,15 @@ impl<'a, 'p> Vm<'a, 'p> {
                     self.str_of(n).map(str::to_string),
                 ) {
                     (Some(m), Some(n)) => {
-                        let g = self.resolve(m, n, op_pos, "STACK_GLOBAL");
-                        self.push(Node::Global(g))?;
+                        let g = self.resolve(m, n, op_pos, "STACK_GLOBAL")?;
+                        self.push(Val::Global(g))?;
                     }
                     (ms, ns) => {
                         let desc = |s: Option<String>, id: Id, this: &Self| {
                             s.map(|s| format!("'{s}'")).unwrap_or_else(|| {
                                 format!(
                                     "a {} value",
-                                    kind_name(
-                                        this.nodes.get(id as usize).unwrap_or(&Node::Unknown)
-                                    )
+                                    kind_name(this.node(id).unwrap_or(Node::Unknown))
                                 )
                             })
                         };
@@ -1080,15 +1402,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                             desc(ms, m, self),
                             desc(ns, n, self)
                         );
-                        self.t.anomalies.push(Anomaly {
-                            kind: AnomalyKind::NonLiteralStackGlobal,
-                            offset: self.off(op_pos),
-                            detail,
-                        });
+                        self.anomaly(AnomalyKind::NonLiteralStackGlobal, self.off(op_pos), detail)?;
                         // CPython calls find_class only when both are str at run time.
                         let may_be_str = |id: Id| {
                             matches!(
-                                self.nodes.get(id as usize),
+                                self.node(id),
                                 Some(
                                     Node::Str(_)
                                         | Node::OpaqueStr
@@ -1101,7 +1419,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                         if may_be_str(m) && may_be_str(n) {
                             self.t.computed_global = true;
                         }
-                        self.push(Node::Unknown)?;
+                        self.push(Val::Unknown)?;
                     }
                 }
             }
@@ -1114,12 +1432,8 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                     _ => self.r.u32()? as i32 as i64,
                 };
-                self.t.anomalies.push(Anomaly {
-                    kind: AnomalyKind::Ext,
-                    offset: self.off(op_pos),
-                    detail: format!("{} {n} loads a global from the copyreg extension registry, which the file does not name", op.name),
-                });
-                self.push(Node::Unknown)?;
+                self.anomaly(AnomalyKind::Ext, self.off(op_pos), format!("{} {n} loads a global from the copyreg extension registry, which the file does not name", op.name))?;
+                self.push(Val::Unknown)?;
             }
             code::REDUCE => {
                 let args = self.pop()?;
@@ -1143,13 +1457,13 @@ impl<'a, 'p> Vm<'a, 'p> {
                     return Err(Fail("OBJ without a class".into()));
                 }
                 let cls = items.remove(0);
-                let args = self.push_node(Node::Tuple(items))?;
+                let args = self.push_node(Val::Tuple(items))?;
                 self.call(op_pos, "OBJ", cls, Some(args))?;
             }
             code::BUILD => {
                 let state = self.pop()?;
                 let obj = self.top()?;
-                self.method(op_pos, "BUILD", obj, "__setstate__");
+                self.method(op_pos, "BUILD", obj, "__setstate__")?;
                 // Losing track of joblib's inline array bytes is mlsign's limit, not joblib's.
                 self.after_build(op_pos, obj, state)
                     .inspect_err(|_| self.t.unfollowable = true)?;
@@ -1167,7 +1481,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                 } else {
                     let id = self.pop()?;
-                    match self.nodes.get(id as usize) {
+                    match self.node(id) {
                         Some(Node::Tuple(items)) => PersistentId {
                             offset: self.off(op_pos),
                             items: items.iter().map(|i| self.pid_item(*i)).collect(),
@@ -1180,10 +1494,22 @@ impl<'a, 'p> Vm<'a, 'p> {
                         },
                     }
                 };
-                if self.t.pids.len() < 10_000_000 {
-                    self.t.pids.push(pid);
-                }
-                self.push(Node::Persistent)?;
+                self.mem.reserve_trace(&mut self.t.pids, 1)?;
+                let heap: usize = pid
+                    .items
+                    .iter()
+                    .map(|i| {
+                        std::mem::size_of::<PidItem>()
+                            + match i {
+                                PidItem::Str(s) => s.len() + ALLOC,
+                                PidItem::Global(m, n) => m.len() + n.len() + 2 * ALLOC,
+                                _ => 0,
+                            }
+                    })
+                    .sum();
+                self.mem.charge_trace(heap + ALLOC + REPORT)?;
+                self.t.pids.push(pid);
+                self.push(Val::Persistent)?;
             }
             _ => return Err(Fail(format!("opcode {} not handled", op.name))),
         }
@@ -1198,15 +1524,26 @@ impl<'a, 'p> Vm<'a, 'p> {
         items: &[Id],
         method: &'static str,
     ) -> Result<(), Fail> {
-        match self.nodes.get_mut(l as usize) {
-            Some(Node::List(v)) => {
+        match self.slots.get(l as usize).copied() {
+            Some(Slot::List(s)) if l < IMM => {
+                if items.is_empty() {
+                    return Ok(());
+                }
+                let s = if s == NO {
+                    let s = self.new_seq(vec![])?;
+                    self.slots[l as usize] = Slot::List(s);
+                    s
+                } else {
+                    s
+                };
+                let v = &mut self.seqs[s as usize];
+                self.mem.reserve(v, items.len())?;
                 v.extend_from_slice(items);
                 Ok(())
             }
             _ => {
-                self.jb.mutated.insert(l);
-                self.method(op_pos, opcode, l, method);
-                Ok(())
+                self.mark_mutated(l)?;
+                self.method(op_pos, opcode, l, method)
             }
         }
     }
@@ -1218,32 +1555,58 @@ impl<'a, 'p> Vm<'a, 'p> {
         d: Id,
         items: &[Id],
     ) -> Result<(), Fail> {
-        match self.nodes.get_mut(d as usize) {
-            Some(Node::Dict(v)) => {
-                v.extend(items.chunks(2).map(|c| (c[0], c[1])));
+        match self.slots.get(d as usize).copied() {
+            Some(Slot::Dict(m)) if d < IMM => {
+                if items.len() < 2 {
+                    return Ok(());
+                }
+                let m = if m == NO {
+                    let m = self.new_map(vec![])?;
+                    self.slots[d as usize] = Slot::Dict(m);
+                    m
+                } else {
+                    m
+                };
+                let v = &mut self.maps[m as usize];
+                self.mem.reserve(v, items.len() / 2)?;
+                v.extend(items.chunks_exact(2).map(|c| (c[0], c[1])));
                 Ok(())
             }
             _ => {
-                self.jb.mutated.insert(d);
-                self.method(op_pos, opcode, d, "__setitem__");
-                Ok(())
+                self.mark_mutated(d)?;
+                self.method(op_pos, opcode, d, "__setitem__")
             }
         }
     }
+
+    fn mark_mutated(&mut self, id: Id) -> Result<(), Fail> {
+        if !self.jb.mutated.contains(&id) {
+            self.mem.charge(MAP_ENTRY)?;
+            self.jb.mutated.insert(id);
+        }
+        Ok(())
+    }
+}
+
+fn arena_index(i: usize) -> Result<u32, Fail> {
+    u32::try_from(i)
+        .ok()
+        .filter(|&i| i < NO)
+        .ok_or_else(|| Fail("simulation limit: too many values".into()))
 }
 
 /// An integer value: `Int` when it fits, else LONG1's bytes (up to 64 of them).
-fn int_node(v: &numbers::PyInt) -> Node {
+fn int_node(v: &numbers::PyInt) -> Val {
     match v.to_i64() {
-        Some(i) => Node::Int(i),
+        Some(i) => Val::Int(i),
         // More than 64 bytes (154 decimal digits) is never a value a caller reads.
-        None if v.digits.len() > 160 => Node::Unknown,
+        None if v.digits.len() > 160 => Val::Unknown,
         None => {
             let b = v.to_le_bytes();
             if b.len() <= 64 {
-                Node::BigInt(b)
+                Val::BigInt(b)
             } else {
-                Node::Unknown
+                Val::Unknown
             }
         }
     }
@@ -1283,7 +1646,7 @@ fn surrogatepass_ok(b: &[u8]) -> bool {
     true
 }
 
-fn kind_name(n: &Node) -> &'static str {
+fn kind_name(n: Node) -> &'static str {
     match n {
         Node::None => "None",
         Node::Bool(_) => "bool",

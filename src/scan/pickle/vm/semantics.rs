@@ -11,7 +11,7 @@
 //!   [`presets::arg_kinds`]) record what reaches those arguments, so the policy can demand an
 //!   allowlisted callable there.
 
-use super::{Anomaly, AnomalyKind, Fail, Id, Node, Trace, Vm};
+use super::{AnomalyKind, Fail, Id, Node, Trace, Vm};
 use crate::scan::presets::{self, ArgKind, Gets};
 use std::collections::{HashMap, HashSet};
 
@@ -46,6 +46,9 @@ pub(super) struct State {
     /// Objects whose items were set by SETITEM(S)/APPEND(S) after they were created.
     pub(super) mutated: HashSet<Id>,
 }
+
+/// What remembering one joblib wrapper costs (map entry, attributes vector).
+const WRAPPER_BYTES: usize = 128;
 
 /// Nesting of dtypes in fields that is followed before giving up.
 const MAX_DTYPE_DEPTH: u32 = 16;
@@ -165,17 +168,17 @@ fn parse_dtype(s: &str) -> Option<DType> {
 
 impl<'a, 'p> Vm<'a, 'p> {
     fn global_name(&self, id: Id) -> Option<(usize, &str, &str)> {
-        match self.nodes.get(id as usize)? {
+        match self.node(id)? {
             Node::Global(g) => {
-                let gl = &self.t.globals[*g];
-                Some((*g, gl.module.as_str(), gl.name.as_str()))
+                let gl = &self.t.globals[g];
+                Some((g, gl.module.as_str(), gl.name.as_str()))
             }
             _ => None,
         }
     }
 
     fn items_of(&self, id: Id) -> Option<&[Id]> {
-        match self.nodes.get(id as usize)? {
+        match self.node(id)? {
             Node::Tuple(v) => Some(v),
             _ => None,
         }
@@ -183,15 +186,15 @@ impl<'a, 'p> Vm<'a, 'p> {
 
     /// Literal int as CPython's `PyArg_ParseTuple("i")` / `int()` of a bool would see it.
     fn int_lit(&self, id: Id) -> Option<i64> {
-        match self.nodes.get(id as usize)? {
-            Node::Int(i) => Some(*i),
-            Node::Bool(b) => Some(*b as i64),
+        match self.node(id)? {
+            Node::Int(i) => Some(i),
+            Node::Bool(b) => Some(b as i64),
             _ => None,
         }
     }
 
     fn is_none(&self, id: Id) -> bool {
-        matches!(self.nodes.get(id as usize), Some(Node::None))
+        matches!(self.node(id), Some(Node::None))
     }
 
     /// Called by the VM after every call it records (`id` is the result).
@@ -202,9 +205,9 @@ impl<'a, 'p> Vm<'a, 'p> {
         callee: Id,
         args: Option<Id>,
         id: Id,
-    ) {
+    ) -> Result<(), Fail> {
         let Some((g, module, name)) = self.global_name(callee) else {
-            return;
+            return Ok(());
         };
         let (module, name) = (module.to_string(), name.to_string());
         let args: Vec<Id> = args
@@ -214,6 +217,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         if self.joblib {
             if let Some(kind) = wrapper_kind(&module, &name) {
                 let opaque = !matches!(opcode, "NEWOBJ" | "NEWOBJ_EX");
+                self.mem.charge(WRAPPER_BYTES)?;
                 self.jb.wrappers.insert(
                     id,
                     Wrapper {
@@ -239,6 +243,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                                 .is_some_and(|(_, m, n)| m == "builtins" && n == "object")
                             && self.is_none(args[2])
                     };
+                    self.mem.charge(WRAPPER_BYTES)?;
                     self.jb.wrappers.insert(
                         id,
                         Wrapper {
@@ -251,34 +256,45 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
         }
         if presets::arg_kinds(&module, &name).is_some() {
-            self.check_invoker(op_pos, g, &args, 0);
+            self.check_invoker(op_pos, g, &args, 0)?;
         }
+        Ok(())
     }
 
     /// Record what reaches the arguments an allowlisted function calls or instantiates.
-    fn check_invoker(&mut self, op_pos: usize, g: usize, args: &[Id], depth: u32) {
+    fn check_invoker(
+        &mut self,
+        op_pos: usize,
+        g: usize,
+        args: &[Id],
+        depth: u32,
+    ) -> Result<(), Fail> {
         let gl = &self.t.globals[g];
         let Some(kinds) = presets::arg_kinds(&gl.module, &gl.name) else {
-            return;
+            return Ok(());
         };
         let offset = self.off(op_pos);
         for (i, kind) in kinds.iter().enumerate() {
             let Some(&v) = args.get(i) else { continue };
-            let record = |this: &mut Self, value: Invoked| {
+            let record = |this: &mut Self, value: Invoked| -> Result<(), Fail> {
+                this.mem.reserve_trace(&mut this.t.invocations, 1)?;
+                if let Invoked::NotAGlobal(s) = &value {
+                    this.mem.charge_trace(s.len() + super::ALLOC)?;
+                }
                 this.t.invocations.push(Invocation {
                     offset,
                     invoker: g,
                     arg: i,
                     kind: *kind,
                     value,
-                })
+                });
+                Ok(())
             };
             match kind {
                 ArgKind::Data => {}
-                ArgKind::Callable(gets) => match self.nodes.get(v as usize) {
+                ArgKind::Callable(gets) => match self.node(v) {
                     Some(Node::Global(h)) => {
-                        let h = *h;
-                        record(self, Invoked::Global(h));
+                        record(self, Invoked::Global(h))?;
                         // The callable is an invoker itself: check what it will be given.
                         let hg = &self.t.globals[h];
                         if presets::arg_kinds(&hg.module, &hg.name).is_some() {
@@ -293,49 +309,48 @@ impl<'a, 'p> Vm<'a, 'p> {
                                     .map(<[Id]>::to_vec),
                             };
                             match given {
-                                Some(a) if depth < 8 => self.check_invoker(op_pos, h, &a, depth + 1),
+                                Some(a) if depth < 8 => {
+                                    self.check_invoker(op_pos, h, &a, depth + 1)?
+                                }
                                 _ => record(
                                     self,
                                     Invoked::NotAGlobal(
                                         "arguments mlsign cannot see (not a literal tuple, or nested too deep)".into(),
                                     ),
-                                ),
+                                )?,
                             }
                         }
                     }
-                    Some(n) if callable_value(n) => {
-                        record(self, Invoked::NotAGlobal(describe(self, v)));
+                    Some(n) if callable_value(&n) => {
+                        record(self, Invoked::NotAGlobal(describe(self, v)))?;
                     }
                     _ => {}
                 },
-                ArgKind::Type => match self.nodes.get(v as usize) {
+                ArgKind::Type => match self.node(v) {
                     // Judged by the allowlist as a global; recorded as proof it is a class.
                     Some(Node::Global(h)) => {
-                        let h = *h;
-                        record(self, Invoked::Global(h));
+                        record(self, Invoked::Global(h))?;
                     }
-                    Some(n) if callable_value(n) => {
-                        record(self, Invoked::NotAGlobal(describe(self, v)))
+                    Some(n) if callable_value(&n) => {
+                        record(self, Invoked::NotAGlobal(describe(self, v)))?
                     }
                     _ => {}
                 },
                 ArgKind::CalledIfClass => {
-                    if let Some(Node::Global(h)) = self.nodes.get(v as usize) {
-                        let h = *h;
-                        record(self, Invoked::Global(h));
+                    if let Some(Node::Global(h)) = self.node(v) {
+                        record(self, Invoked::Global(h))?;
                     }
                 }
-                ArgKind::CallableValues => match self.nodes.get(v as usize) {
+                ArgKind::CallableValues => match self.node(v) {
                     Some(Node::None) => {}
                     Some(Node::Dict(pairs)) => {
                         let vals: Vec<Id> = pairs.iter().map(|(_, x)| *x).collect();
                         for x in vals {
-                            match self.nodes.get(x as usize) {
+                            match self.node(x) {
                                 Some(Node::Global(h)) => {
-                                    let h = *h;
-                                    record(self, Invoked::Global(h));
+                                    record(self, Invoked::Global(h))?;
                                 }
-                                _ => record(self, Invoked::NotAGlobal(describe(self, x))),
+                                _ => record(self, Invoked::NotAGlobal(describe(self, x)))?,
                             }
                         }
                     }
@@ -345,7 +360,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }) if !self.jb.mutated.contains(&v)
                         && oargs.is_none_or(|a| self.items_of(a).is_some_and(<[Id]>::is_empty))
                         && {
-                            let og = &self.t.globals[*o];
+                            let og = &self.t.globals[o];
                             matches!(
                                 (og.module.as_str(), og.name.as_str()),
                                 ("collections", "OrderedDict") | ("builtins", "dict")
@@ -357,10 +372,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                             "{} filled with values mlsign cannot check",
                             describe(self, v)
                         )),
-                    ),
+                    )?,
                 },
             }
         }
+        Ok(())
     }
 
     /// Called by the VM after every BUILD (`obj` is on top of the stack).
@@ -369,6 +385,12 @@ impl<'a, 'p> Vm<'a, 'p> {
             return Ok(());
         }
         if let Some(key) = self.dtype_key(obj) {
+            self.mem
+                .charge(if self.jb.dtype_states.contains_key(&key) {
+                    std::mem::size_of::<Id>()
+                } else {
+                    super::MAP_ENTRY
+                })?;
             let v = self.jb.dtype_states.entry(key).or_default();
             if v.len() >= MAX_DTYPE_STATES {
                 return Err(Fail(format!(
@@ -381,7 +403,17 @@ impl<'a, 'p> Vm<'a, 'p> {
         let Some(mut w) = self.jb.wrappers.remove(&obj) else {
             return Ok(());
         };
+        let before = w.attrs.len();
         let merged = self.merge_attrs(state, &mut w.attrs);
+        // Each BUILD copies the state's names: charged, as a GET+BUILD loop repeats them.
+        let added: usize = w.attrs[before..]
+            .iter()
+            .map(|(n, _)| n.len() + super::ALLOC + std::mem::size_of::<(String, Id)>())
+            .sum();
+        if let Err(e) = self.mem.charge(added) {
+            self.jb.wrappers.insert(obj, w);
+            return Err(e);
+        }
         let kind = w.kind;
         let opaque = w.opaque;
         let attrs = w.attrs.clone();
@@ -401,7 +433,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 } else {
                     "as raw zlib array data"
                 };
-                let (escapes, detail) = match get("filename").map(|f| self.nodes.get(f as usize)) {
+                let (escapes, detail) = match get("filename").map(|f| self.node(f)) {
                     Some(Some(Node::Str(f))) => {
                         let bare = !f.is_empty()
                             && f != "."
@@ -417,15 +449,15 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                     _ => (true, format!("has no literal companion file name (it loads whatever file the value names {how})")),
                 };
-                self.t.anomalies.push(Anomaly {
-                    kind: if escapes {
+                self.anomaly(
+                    if escapes {
                         AnomalyKind::JoblibCompanionPath
                     } else {
                         AnomalyKind::JoblibCompanion
                     },
-                    offset: self.off(op_pos),
-                    detail: format!("joblib (< 0.10) array wrapper {detail}"),
-                });
+                    self.off(op_pos),
+                    format!("joblib (< 0.10) array wrapper {detail}"),
+                )?;
             }
         }
         // joblib replaces the wrapper on the stack by the array it read.
@@ -439,12 +471,12 @@ impl<'a, 'p> Vm<'a, 'p> {
     /// class without `__setstate__`.
     fn merge_attrs(&self, state: Id, attrs: &mut Vec<(String, Id)>) -> Result<(), Fail> {
         let one = |d: Id, attrs: &mut Vec<(String, Id)>| -> Result<(), Fail> {
-            match self.nodes.get(d as usize) {
+            match self.node(d) {
                 Some(Node::None) => Ok(()),
                 Some(Node::Dict(pairs)) => {
                     for (k, v) in pairs {
-                        match self.nodes.get(*k as usize) {
-                            Some(Node::Str(s)) => attrs.push((s.clone(), *v)),
+                        match self.node(*k) {
+                            Some(Node::Str(s)) => attrs.push((s.to_string(), *v)),
                             // Keys that can never equal an attribute name joblib reads.
                             Some(
                                 Node::Int(_)
@@ -470,7 +502,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 )),
             }
         };
-        match self.nodes.get(state as usize) {
+        match self.node(state) {
             Some(Node::Tuple(items)) if items.len() == 2 => {
                 one(items[0], attrs)?;
                 one(items[1], attrs)
@@ -491,8 +523,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             self.t.joblib_first_array = Some(self.off(self.r.pos));
         }
         let shape = get("shape").ok_or_else(|| fail("no shape attribute".into()))?;
-        let dims: Vec<Id> = match self.nodes.get(shape as usize) {
-            Some(Node::Tuple(v) | Node::List(v)) => v.clone(),
+        let dims: Vec<Id> = match self.node(shape) {
+            Some(Node::Tuple(v) | Node::List(v)) => v.to_vec(),
             _ => return Err(fail("shape is not a literal tuple".into())),
         };
         // joblib multiplies int64 dimensions (numpy wraps on overflow; mlsign refuses).
@@ -518,9 +550,10 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         if dt.flags & 1 != 0 {
             let start = self.r.pos;
-            // The nested stream spends this stream's opcode budget.
+            // The nested stream spends this stream's opcode and memory budgets.
             let mut limits = self.limits;
             limits.max_ops = limits.max_ops.saturating_sub(self.t.ops);
+            limits.max_bytes = self.mem.max.saturating_sub(self.mem.used);
             let inner = super::run_stream_with(
                 &self.r.data[start..],
                 self.base + start as u64,
@@ -532,7 +565,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                 super::Outcome::Complete => None,
             };
             let (end, stop_end) = (inner.file_end, inner.end);
+            let (inner_bytes, inner_oom) = (inner.mem_bytes, inner.out_of_memory);
             self.merge_inner(inner, start);
+            // What the nested trace keeps now belongs to this one's.
+            self.mem.charge_trace(inner_bytes)?;
+            self.t.out_of_memory |= inner_oom;
             if let Some((o, m)) = broken {
                 return Err(fail(format!(
                     "its object array is a nested pickle (joblib unpickles it) that breaks at offset {o}: {m}"
@@ -555,7 +592,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             let align = match get("numpy_array_alignment_bytes") {
                 None => false,
-                Some(a) => match self.nodes.get(a as usize) {
+                Some(a) => match self.node(a) {
                     Some(Node::None) => false,
                     Some(Node::Object { .. } | Node::Unknown | Node::Persistent) | None => {
                         return Err(fail("numpy_array_alignment_bytes is computed".into()))
@@ -611,11 +648,11 @@ impl<'a, 'p> Vm<'a, 'p> {
     fn dtype_key(&self, obj: Id) -> Option<Id> {
         let Some(Node::Object {
             origin: Some(g), ..
-        }) = self.nodes.get(obj as usize)
+        }) = self.node(obj)
         else {
             return None;
         };
-        let gl = &self.t.globals[*g];
+        let gl = &self.t.globals[g];
         if !(gl.module == "numpy" && gl.name == "dtype") {
             return None;
         }
@@ -623,10 +660,10 @@ impl<'a, 'p> Vm<'a, 'p> {
     }
 
     fn truthy(&self, id: Id) -> Option<bool> {
-        match self.nodes.get(id as usize)? {
+        match self.node(id)? {
             Node::None => Some(false),
-            Node::Bool(b) => Some(*b),
-            Node::Int(i) => Some(*i != 0),
+            Node::Bool(b) => Some(b),
+            Node::Int(i) => Some(i != 0),
             Node::Str(s) => Some(!s.is_empty()),
             _ => None,
         }
@@ -643,11 +680,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                 describe(self, id)
             ));
         };
-        let Some(Node::Object { args: Some(a), .. }) = self.nodes.get(id as usize) else {
+        let Some(Node::Object { args: Some(a), .. }) = self.node(id) else {
             return Err("numpy.dtype called without arguments".into());
         };
         let items = self
-            .items_of(*a)
+            .items_of(a)
             .ok_or("numpy.dtype arguments are not a tuple")?;
         let s = items
             .first()
@@ -713,10 +750,10 @@ impl<'a, 'p> Vm<'a, 'p> {
             return Err("dtype state of version < 2 with fields".into());
         }
         if has_fields {
-            if !matches!(self.nodes.get(fields as usize), Some(Node::Dict(_))) {
+            if !matches!(self.node(fields), Some(Node::Dict(_))) {
                 return Err("dtype fields are not a literal dict".into());
             }
-            match names.map(|n| self.nodes.get(n as usize)) {
+            match names.map(|n| self.node(n)) {
                 Some(Some(Node::Tuple(_))) | None => {}
                 _ => return Err("dtype names are not a tuple".into()),
             }
@@ -749,14 +786,14 @@ impl<'a, 'p> Vm<'a, 'p> {
             return Ok(true);
         }
         let Some(f) = d.fields else { return Ok(false) };
-        let Some(Node::Dict(pairs)) = self.nodes.get(f as usize) else {
+        let Some(Node::Dict(pairs)) = self.node(f) else {
             return Ok(false);
         };
         // Dict order: first position of a key, last value.
         let mut order: Vec<(Id, Id)> = vec![];
         for (k, v) in pairs {
-            let key = self.nodes.get(*k as usize);
-            let same = |x: &Id| match (self.nodes.get(*x as usize), key) {
+            let key = self.node(*k);
+            let same = |x: &Id| match (self.node(*x), key) {
                 (Some(Node::Str(a)), Some(Node::Str(b))) => a == b,
                 (Some(Node::Int(a)), Some(Node::Int(b))) => a == b,
                 _ => false,
@@ -798,15 +835,15 @@ fn callable_value(n: &Node) -> bool {
 }
 
 fn describe(vm: &Vm, id: Id) -> String {
-    match vm.nodes.get(id as usize) {
+    match vm.node(id) {
         Some(Node::Object {
             origin: Some(g), ..
         }) => {
-            let gl = &vm.t.globals[*g];
+            let gl = &vm.t.globals[g];
             format!("the result of calling {}.{}", gl.module, gl.name)
         }
         Some(Node::Global(g)) => {
-            let gl = &vm.t.globals[*g];
+            let gl = &vm.t.globals[g];
             format!("{}.{}", gl.module, gl.name)
         }
         Some(n) => format!("a {} value", super::kind_name(n)),
