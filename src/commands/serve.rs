@@ -99,6 +99,11 @@ pub struct ServeArgs {
 #[cfg(feature = "serve")]
 pub fn run(a: ServeArgs) -> Result<Exit> {
     use mlsign::serve::{self, ServeConfig};
+    // main() restores SIGPIPE's default (quiet exit for `mlsign … | head`); a server must
+    // instead survive clients that hang up while it writes (EPIPE is handled per connection).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     anyhow::ensure!(
         !a.deadline.is_zero(),
         "--deadline must be more than 0 (the webhook's timeoutSeconds minus a margin)"

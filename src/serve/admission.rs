@@ -562,7 +562,7 @@ mod tests {
     fn review_parsing_separates_400_from_deny() {
         let ok = json!({"apiVersion": API_VERSION, "kind": KIND, "request": {
             "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE", "namespace": "ns", "object": pod(json!({}))}});
+            "operation": "CREATE", "namespace": "ns", "dryRun": false, "object": pod(json!({}))}});
         let r = parse_review(&serde_json::to_vec(&ok).unwrap()).unwrap();
         assert_eq!((r.uid.as_str(), r.namespace.as_str()), ("u1", "ns"));
         // No uid, truncated, nested, duplicate keys: 400.

@@ -14,6 +14,7 @@ use crate::oci::{Options, Reference};
 use crate::policy::{self, OnError, PinDigests, Policy, Subject};
 use crate::report::{codes, Check, CheckStatus, Exit, Finding, Location, Severity, Verdict};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,11 @@ pub struct Engine {
     /// `fingerprint|reference` → the error, for `negative_ttl`.
     negative: TtlCache<String, String>,
     pub metrics: Arc<Metrics>,
-    slots: tokio::sync::Semaphore,
+    /// Registry verifications in flight; a permit lives as long as the blocking work, so a
+    /// hanging registry holds slots until its own timeout, not just until the deadline.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Verifications in flight, by cache key.
+    inflight: std::sync::Mutex<HashMap<Key, Arc<tokio::sync::OnceCell<Arc<GateReport>>>>>,
 }
 
 fn finding(code: &'static str, msg: impl Into<String>) -> Finding {
@@ -206,7 +211,10 @@ impl Engine {
         Engine {
             cache: TtlCache::new(settings.cache_ttl, settings.cache_capacity),
             negative: TtlCache::new(settings.negative_ttl, settings.cache_capacity),
-            slots: tokio::sync::Semaphore::new(settings.max_verifications.max(1)),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_verifications.max(1),
+            )),
+            inflight: std::sync::Mutex::new(HashMap::new()),
             settings,
             policy: RwLock::new(PolicyStatus::Ok(Arc::new(policy))),
             metrics,
@@ -368,6 +376,8 @@ impl Engine {
                         );
                     }
                     Err(timeout) => {
+                        // Not remembered: running out of time may be our own queueing, not
+                        // the registry (its own timeouts, below the deadline, are remembered).
                         self.metrics.verification(VerifyResult::Timeout);
                         return out(
                             shown.clone(),
@@ -420,47 +430,87 @@ impl Engine {
                 false,
             );
         }
-        let p = policy.clone();
-        let opts = GateOptions {
-            registry: Some(self.registry_options(deadline)),
-            ..GateOptions::default()
+        // Single flight: requests arriving while this digest is being verified wait for that
+        // verification instead of starting their own (each still bounded by its own deadline).
+        let cell = {
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(key.clone()).or_default().clone()
         };
-        let pin2 = pinned.clone();
-        let step = format!("verify the signatures of {pinned} in the registry");
-        let report = match self
-            .blocking(deadline, &step, move || gate::run(&p, &pin2, &opts))
-            .await
+        let verify_once = async {
+            let p = policy.clone();
+            let opts = GateOptions {
+                registry: Some(self.registry_options(deadline)),
+                ..GateOptions::default()
+            };
+            let pin2 = pinned.clone();
+            let step = format!("verify the signatures of {pinned} in the registry");
+            let report = match self
+                .blocking(deadline, &step, move || gate::run(&p, &pin2, &opts))
+                .await
+            {
+                Ok(Ok(rep)) => rep,
+                Ok(Err(e)) => {
+                    error_report(&pinned, Some(digest.clone()), codes::GAT010, e.to_string())
+                }
+                Err(timeout) => {
+                    self.metrics.verification(VerifyResult::Timeout);
+                    error_report(&pinned, Some(digest.clone()), codes::SRV001, timeout)
+                }
+            };
+            let status = status_of(&report);
+            if !report.findings.iter().any(|f| f.code == codes::SRV001) {
+                self.metrics.verification(match status {
+                    Status::Pass => VerifyResult::Pass,
+                    Status::Warn | Status::Deny => VerifyResult::Fail,
+                    Status::Error => VerifyResult::Error,
+                });
+                if status == Status::Error {
+                    self.metrics
+                        .registry_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(first) = reasons_of(&report).first() {
+                        self.negative.insert(neg_key(&pinned), first.clone());
+                    }
+                }
+            }
+            let report = Arc::new(report);
+            if status == Status::Pass && !report.would_fail {
+                self.cache.insert(key.clone(), report.clone());
+            }
+            report
+        };
+        let waited = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            cell.get_or_init(|| verify_once),
+        )
+        .await;
         {
-            Ok(Ok(rep)) => rep,
-            Ok(Err(e)) => error_report(&pinned, Some(digest.clone()), codes::GAT010, e.to_string()),
-            Err(timeout) => {
+            // The finished flight leaves the map (the cache holds a success from now on); an
+            // abandoned one stays for the next caller to run.
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if m.get(&key)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell) && c.initialized())
+            {
+                m.remove(&key);
+            }
+        }
+        let report = match waited {
+            Ok(r) => r.clone(),
+            Err(_) => {
                 self.metrics.verification(VerifyResult::Timeout);
-                return out(
-                    shown,
-                    Some(digest.clone()),
-                    error_report(&pinned, Some(digest), codes::SRV001, timeout),
-                    false,
+                let msg = format!(
+                    "the {:.1} s admission deadline passed while waiting for the verification of {pinned} (started by a concurrent request)",
+                    self.settings.deadline.as_secs_f64()
                 );
+                Arc::new(error_report(
+                    &pinned,
+                    Some(digest.clone()),
+                    codes::SRV001,
+                    msg,
+                ))
             }
         };
         let status = status_of(&report);
-        self.metrics.verification(match status {
-            Status::Pass => VerifyResult::Pass,
-            Status::Warn | Status::Deny => VerifyResult::Fail,
-            Status::Error => VerifyResult::Error,
-        });
-        if status == Status::Error {
-            self.metrics
-                .registry_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(first) = reasons_of(&report).first() {
-                self.negative.insert(neg_key(&pinned), first.clone());
-            }
-        }
-        let report = Arc::new(report);
-        if status == Status::Pass && !report.would_fail {
-            self.cache.insert(key, report.clone());
-        }
         RefOutcome {
             image: image.to_string(),
             reference: shown,
@@ -498,7 +548,7 @@ impl Engine {
             )
         };
         let dl = tokio::time::Instant::from_std(deadline);
-        let permit = match tokio::time::timeout_at(dl, self.slots.acquire()).await {
+        let permit = match tokio::time::timeout_at(dl, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             _ => {
                 return Err(format!(
@@ -508,9 +558,11 @@ impl Engine {
                 ))
             }
         };
-        let h = tokio::task::spawn_blocking(f);
+        let h = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        });
         let r = tokio::time::timeout_at(dl, h).await;
-        drop(permit);
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(format!("internal error during {step}: {e}")),
@@ -681,4 +733,159 @@ impl Engine {
 pub fn resolve(r: &Reference, opts: &Options) -> Result<String, crate::oci::Error> {
     let c = crate::oci::client::Client::new(r, opts)?;
     Ok(c.get_manifest(r, "resolve reference")?.digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::admission::parse_review;
+
+    fn engine(policy_text: &str) -> (Arc<Engine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, policy_text).unwrap();
+        let policy = Policy::load(&p).unwrap();
+        let s = Settings {
+            deadline: Duration::from_millis(800),
+            namespace: "mlsign".into(),
+            ..Settings::default()
+        };
+        (
+            Arc::new(Engine::new(
+                s,
+                Loaded::new(policy),
+                Arc::new(Metrics::default()),
+            )),
+            dir,
+        )
+    }
+
+    fn rv(ns: &str, kind: (&str, &str), op: &str, images: &[&str]) -> Review {
+        let cs: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| json!({"name": format!("c{i}"), "image": im}))
+            .collect();
+        let spec = json!({"containers": cs});
+        let object = if kind.1 == "Pod" {
+            json!({"spec": spec})
+        } else {
+            json!({"spec": {"template": {"spec": spec}}})
+        };
+        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+            "namespace": ns, "operation": op, "object": object}});
+        parse_review(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    const BASE: &str = "subjects = [\"oci://127.0.0.1:1/team/**\"]\n[requirements.scan]\n";
+
+    fn decide(e: &Arc<Engine>, r: &Review) -> Answer {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(e.review(r, false, Instant::now()))
+    }
+
+    #[test]
+    fn decisions_that_need_no_registry() {
+        let (e, _d) = engine(BASE);
+        // Excluded namespaces: kube-system and our own.
+        for ns in ["kube-system", "mlsign"] {
+            assert!(decide(&e, &rv(ns, ("", "Pod"), "CREATE", &["nginx"])).allowed);
+        }
+        // Not covered: no_match = deny by default, naming GAT001.
+        let a = decide(&e, &rv("ml", ("", "Pod"), "CREATE", &["nginx"]));
+        assert!(!a.allowed && a.message.contains("GAT001"), "{}", a.message);
+        // Unknown kind, unparseable reference.
+        assert!(!decide(&e, &rv("ml", ("", "Service"), "CREATE", &[])).allowed);
+        let a = decide(&e, &rv("ml", ("", "Pod"), "CREATE", &["UPPER/case"]));
+        assert!(!a.allowed && a.message.contains("SRV002"), "{}", a.message);
+        // Nothing runs on DELETE.
+        assert!(decide(&e, &rv("ml", ("", "Pod"), "DELETE", &[])).allowed);
+
+        let (e, _d) = engine(&format!("no_match = \"allow\"\n{BASE}"));
+        assert!(decide(&e, &rv("ml", ("", "Pod"), "CREATE", &["nginx"])).allowed);
+        let (e, _d) = engine(&format!("no_match = \"warn\"\n{BASE}"));
+        let a = decide(&e, &rv("ml", ("", "Pod"), "CREATE", &["nginx"]));
+        assert!(a.allowed && !a.warnings.is_empty(), "{a:?}");
+
+        // require_digest: a tag on a controller is refused before any registry call.
+        let (e, _d) = engine(&format!("require_digest = true\n{BASE}"));
+        let a = decide(
+            &e,
+            &rv(
+                "ml",
+                ("apps", "Deployment"),
+                "CREATE",
+                &["127.0.0.1:1/team/app:v1"],
+            ),
+        );
+        assert!(!a.allowed && a.message.contains("GAT013"), "{}", a.message);
+
+        // Policy exclusions; unparseable references stay denied under on_error = warn.
+        let (e, _d) = engine(&format!(
+            "{BASE}[admission]\nexclude_namespaces = [\"ci\"]\non_error = \"warn\"\n"
+        ));
+        assert!(decide(&e, &rv("ci", ("", "Pod"), "CREATE", &["nginx"])).allowed);
+        assert!(!decide(&e, &rv("ml", ("", "Pod"), "CREATE", &["Bad Ref"])).allowed);
+    }
+
+    #[test]
+    fn unreachable_registry_is_a_deny_naming_the_step_and_is_remembered() {
+        let (e, _d) = engine(BASE);
+        let r = rv("ml", ("", "Pod"), "CREATE", &["127.0.0.1:1/team/app:v1"]);
+        let a = decide(&e, &r);
+        assert!(!a.allowed, "{a:?}");
+        assert!(a.message.contains("resolve"), "{}", a.message);
+        let a = decide(&e, &r);
+        assert!(
+            a.message.contains("remembered"),
+            "negative cache: {}",
+            a.message
+        );
+        assert_eq!(
+            e.metrics
+                .negative_hits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // on_error = warn admits with a warning instead.
+        let (e, _d) = engine(&format!("{BASE}[admission]\non_error = \"warn\"\n"));
+        let a = decide(&e, &r);
+        assert!(
+            a.allowed && a.warnings[0].contains("could not be verified"),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_broken_policy_denies_until_fixed() {
+        let (e, d) = engine(&format!("no_match = \"allow\"\n{BASE}"));
+        let r = rv("ml", ("", "Pod"), "CREATE", &["nginx"]);
+        assert!(decide(&e, &r).allowed);
+        e.set_policy(Err("p.toml:1:1: expected a table".into()));
+        let a = decide(&e, &r);
+        assert!(
+            !a.allowed && a.message.contains("does not load"),
+            "{}",
+            a.message
+        );
+        // Exclusions still hold.
+        assert!(decide(&e, &rv("kube-system", ("", "Pod"), "CREATE", &["nginx"])).allowed);
+        let p = Policy::load(&d.path().join("p.toml")).unwrap();
+        e.set_policy(Ok(Loaded::new(p)));
+        assert!(decide(&e, &r).allowed);
+    }
+
+    #[test]
+    fn fingerprint_covers_keys_and_revocations() {
+        let (a, _d1) = engine(BASE);
+        let (b, _d2) = engine(&format!(
+            "{BASE}[revocation]\ndigests = [\"sha256:{}\"]\n",
+            "a".repeat(64)
+        ));
+        assert_ne!(a.policy().last().fingerprint, b.policy().last().fingerprint);
+    }
 }
