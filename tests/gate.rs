@@ -1357,7 +1357,8 @@ fn keyless_root_gone_at_gate_time_is_an_error() {
         ", trusted_root = \"sigstore_root.json\"",
     );
     let policy = mlsign::policy::Policy::load(&k.s.dir.join("p.toml")).unwrap();
-    fs::remove_file(k.s.dir.join("sigstore_root.json")).unwrap();
+    let root = k.s.dir.join("sigstore_root.json");
+    let original = fs::read(&root).unwrap();
     let model = k.s.dir.join("model");
     let opts = mlsign::gate::GateOptions {
         evidence: mlsign::gate::Evidence {
@@ -1366,11 +1367,49 @@ fn keyless_root_gone_at_gate_time_is_an_error() {
         },
         ..Default::default()
     };
-    let r = mlsign::gate::run(&policy, model.to_str().unwrap(), &opts).unwrap();
-    assert_eq!(r.outcome.exit, mlsign::report::Exit::Error);
-    let v = serde_json::to_value(&r).unwrap();
+    let gate = || {
+        let r = mlsign::gate::run(&policy, model.to_str().unwrap(), &opts).unwrap();
+        (r.outcome.exit, serde_json::to_value(&r).unwrap())
+    };
+    assert_eq!(gate().0, mlsign::report::Exit::Pass);
+    // Edited after loading (another root, same file): not what the policy was loaded with.
+    let mut edited: Value = serde_json::from_slice(&original).unwrap();
+    edited["tlogs"] = Value::Array(vec![]);
+    fs::write(&root, edited.to_string()).unwrap();
+    let (exit, v) = gate();
+    assert_eq!(exit, mlsign::report::Exit::Error, "{v:#}");
+    assert!(codes(&v).contains(&"GAT012".into()), "{v:#}");
+    assert!(
+        v.to_string()
+            .contains("changed since the policy was loaded"),
+        "{v:#}"
+    );
+    // Removed.
+    fs::remove_file(&root).unwrap();
+    let (exit, v) = gate();
+    assert_eq!(exit, mlsign::report::Exit::Error);
     assert_eq!(check(&v, "signature")["status"], "error", "{v:#}");
     assert!(codes(&v).contains(&"GAT012".into()), "{v:#}");
+    // The digest is part of the authority as serialized (what `serve` fingerprints), and
+    // cannot be set from the policy file.
+    let kl = match &policy.authorities[0].kind {
+        mlsign::policy::AuthorityKind::Keyless(k) => k,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        kl.trusted_root_sha256.as_deref(),
+        Some(sha256_hex(&original).as_str())
+    );
+    assert!(serde_json::to_string(kl)
+        .unwrap()
+        .contains(&sha256_hex(&original)));
+    k.policy(
+        "forged.toml",
+        &format!("identity = {SIGNER:?}"),
+        TEST_ISSUER,
+        ", trusted_root_sha256 = \"00\"",
+    );
+    assert_eq!(k.s.gate(&["model", "--policy", "forged.toml"]).code, 2);
 }
 
 /// A BOM signed keylessly (`bom sign --keyless`) satisfies `[requirements.bom] signed = true`

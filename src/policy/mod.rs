@@ -200,6 +200,11 @@ pub struct Keyless {
     /// Minimum RFC 3161 timestamps from authorities of the trusted root (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_timestamps: Option<usize>,
+    /// SHA-256 of the `trusted_root` file as loaded (set by [`Policy::load`], never read from
+    /// the policy file): the root verified against is the one the policy was loaded with, and
+    /// it is part of what serializing the authority fingerprints.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub trusted_root_sha256: Option<String>,
 }
 
 /// Identities and issuers nobody in a policy means to trust: a regex that matches one of them
@@ -274,8 +279,30 @@ impl Keyless {
     /// What `mlsign verify` trusts for this authority: the trusted root (read now), the
     /// identity and issuer, and the thresholds.
     pub fn trust(&self) -> Result<KeylessTrust, sigstore::KeylessError> {
-        let root =
-            sigstore::TrustRoot::load(self.trusted_root.as_deref().map(Path::new), self.staging)?;
+        let root = match &self.trusted_root {
+            Some(p) => {
+                let bytes = sigstore::read_bounded(
+                    Path::new(p),
+                    sigstore::MAX_TRUSTED_ROOT_BYTES,
+                    "trusted root",
+                )?;
+                let digest = hex::encode(crate::digest::sha256(&bytes));
+                if self
+                    .trusted_root_sha256
+                    .as_ref()
+                    .is_some_and(|d| *d != digest)
+                {
+                    return Err(sigstore::KeylessError::TrustRoot(format!(
+                        "{p} changed since the policy was loaded (sha256 {digest}); reload the policy"
+                    )));
+                }
+                let text = std::str::from_utf8(&bytes).map_err(|_| {
+                    sigstore::KeylessError::TrustRoot(format!("{p}: not UTF-8 JSON"))
+                })?;
+                sigstore::TrustRoot::from_json(text, p)?
+            }
+            None => sigstore::TrustRoot::load(None, self.staging)?,
+        };
         Ok(
             KeylessTrust::new(self.identity_matcher()?, self.issuer_matcher()?, root)
                 .with_thresholds(self.min_tlog_entries(), self.min_timestamps()),
@@ -773,9 +800,18 @@ impl Policy {
                 }
                 if let Some(r) = &k.trusted_root {
                     let f = base.join(r);
-                    sigstore::TrustRoot::load(Some(&f), false)
+                    let bytes = sigstore::read_bounded(
+                        &f,
+                        sigstore::MAX_TRUSTED_ROOT_BYTES,
+                        "trusted root",
+                    )
+                    .map_err(|e| key_err(&f, e.to_string()))?;
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|_| key_err(&f, "not UTF-8 JSON".into()))?;
+                    sigstore::TrustRoot::from_json(text, &f.display().to_string())
                         .map_err(|e| key_err(&f, e.to_string()))?;
                     k.trusted_root = Some(f.display().to_string());
+                    k.trusted_root_sha256 = Some(hex::encode(crate::digest::sha256(&bytes)));
                 }
                 if k.min_tlog_entries() == 0 {
                     notes.push(format!(
