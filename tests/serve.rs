@@ -831,7 +831,7 @@ fn webhook_against_a_real_registry() {
                 deploy(&img("team/app:v1")),
             ),
         );
-        r["allowed"] == false && message(&r).contains("GAT013")
+        r["allowed"] == false && message(&r).contains("GAT014")
     });
     let r = srv.review(
         "/validate",
@@ -854,7 +854,7 @@ fn webhook_against_a_real_registry() {
         "json",
     ]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("GAT013"), "{out}");
+    assert!(out.contains("GAT014"), "{out}");
     let (code, out) = mlsign(&[
         "gate",
         &reg.oci(&format!("team/app@{app}")),

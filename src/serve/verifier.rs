@@ -822,7 +822,7 @@ mod tests {
                 &["127.0.0.1:1/team/app:v1"],
             ),
         );
-        assert!(!a.allowed && a.message.contains("GAT013"), "{}", a.message);
+        assert!(!a.allowed && a.message.contains("GAT014"), "{}", a.message);
 
         // Policy exclusions; unparseable references stay denied under on_error = warn.
         let (e, _d) = engine(&format!(
