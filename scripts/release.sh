@@ -8,12 +8,14 @@
 #                                                    signed as an in-toto attestation (bom sign)
 #   mlsign-VERSION-*.whl (+ .sig)                    the maturin wheel (bindings = "bin")
 #   mlsign-VERSION-extras.tar.gz                     man pages + shell completions (deterministic tar)
+#   mlsign-VERSION-image/ + IMAGE_DIGEST               the `mlsign serve` container image (OCI layout)
 #   SHA256SUMS (+ SHA256SUMS.sig)
 #
 # Signing key: MLSIGN_RELEASE_KEY (private PEM) and MLSIGN_RELEASE_PUB (public PEM; every bundle
 # is verified with it before the script succeeds). MLSIGN_RELEASE_PASS_ENV names the variable that
 # holds the key's passphrase, if any. Without MLSIGN_RELEASE_KEY nothing is signed and the script
-# says so (a dry run; not a release). Keyless CI signing: not yet (mlsign has no keyless signing).
+# says so (a dry run; not a release). Keyless CI signing: MLSIGN_RELEASE_KEYLESS=1 with
+# MLSIGN_RELEASE_IDENTITY and MLSIGN_RELEASE_ISSUER (see the signing section below).
 #
 # Reproducibility: --locked, SOURCE_DATE_EPOCH (default: the last commit's time), paths remapped
 # (--remap-path-prefix for the source tree, CARGO_HOME and RUSTUP_HOME), symbols stripped,
@@ -91,14 +93,22 @@ tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owne
     --format=gnu -C "$EXTRAS" -cf - man completions | gzip -n -9 > "$OUT/mlsign-$VERSION-extras.tar.gz"
 rm -rf "$EXTRAS"
 
+echo "== container image for mlsign serve (OCI layout, no daemon)"
+# Distroless-style, non-root, reproducible (scripts/build-image.py). Its manifest digest goes into
+# IMAGE_DIGEST (covered by SHA256SUMS); after `skopeo copy oci:…` to a registry, sign the pushed
+# digest with `mlsign sign oci://REGISTRY/mlsign@DIGEST` and pin deploy/ to it.
+rm -rf "$OUT/mlsign-$VERSION-image"
+python3 "$ROOT/scripts/build-image.py" "$OUT/$NAME" "$OUT/mlsign-$VERSION-image" --tag "$VERSION" \
+    > "$OUT/IMAGE_DIGEST"
+echo "   image $(cat "$OUT/IMAGE_DIGEST")"
+
 echo "== SBOM (mlsign bom over Cargo.lock)"
-# `mlsign bom` describes a model: the root component is the release binary, typed
-# machine-learning-model (mlsign bom has no application root yet); the Rust dependencies come
-# from Cargo.lock with purls and checksums.
+# The root component is the release binary, typed `application` (--type application); the Rust
+# dependencies come from Cargo.lock with purls and checksums.
 SBOM_DIR=$(mktemp -d)
 cp "$OUT/$NAME" "$SBOM_DIR/"
 "$BIN" bom "$SBOM_DIR/$NAME" -o "$OUT/mlsign-$VERSION.cdx.json" --lock Cargo.lock \
-    --name mlsign --model-version "$VERSION" --reproducible --force
+    --name mlsign --model-version "$VERSION" --type application --reproducible --force
 rm -rf "$SBOM_DIR"
 "$BIN" bom validate "$OUT/mlsign-$VERSION.cdx.json"
 
@@ -116,31 +126,51 @@ MATURIN=${MATURIN:-maturin}
     cargo -V
 } > "$OUT/BUILDINFO"
 
-SIGN=( )
+# Signing mode: a key (MLSIGN_RELEASE_KEY) or keyless Sigstore in CI (MLSIGN_RELEASE_KEYLESS=1:
+# the OIDC token comes from GitHub Actions or $SIGSTORE_ID_TOKEN; every bundle is verified against
+# MLSIGN_RELEASE_IDENTITY and MLSIGN_RELEASE_ISSUER before the script succeeds).
+SIGN=( ); VERIFY=( ); MODE=none
 if [ -n "${MLSIGN_RELEASE_KEY:-}" ]; then
     : "${MLSIGN_RELEASE_PUB:?set MLSIGN_RELEASE_PUB to the public key that verifies the release}"
-    [ -n "${MLSIGN_RELEASE_PASS_ENV:-}" ] && SIGN=(--passphrase-env "$MLSIGN_RELEASE_PASS_ENV")
+    MODE=key
+    SIGN=(--key "$MLSIGN_RELEASE_KEY")
+    [ -n "${MLSIGN_RELEASE_PASS_ENV:-}" ] && SIGN+=(--passphrase-env "$MLSIGN_RELEASE_PASS_ENV")
+    VERIFY=(--key "$MLSIGN_RELEASE_PUB")
+elif [ "${MLSIGN_RELEASE_KEYLESS:-0}" = 1 ]; then
+    : "${MLSIGN_RELEASE_IDENTITY:?set MLSIGN_RELEASE_IDENTITY (the workflow identity that signs)}"
+    : "${MLSIGN_RELEASE_ISSUER:?set MLSIGN_RELEASE_ISSUER (e.g. https://token.actions.githubusercontent.com)}"
+    MODE=keyless
+    SIGN=(--keyless)
+    VERIFY=(--identity "$MLSIGN_RELEASE_IDENTITY" --issuer "$MLSIGN_RELEASE_ISSUER")
 fi
 
 sign_file() { # $1 artifact
-    "$BIN" sign "$1" --key "$MLSIGN_RELEASE_KEY" --bundle "$1.sig" --force "${SIGN[@]}" >/dev/null
-    "$BIN" verify "$1" --bundle "$1.sig" --key "$MLSIGN_RELEASE_PUB" >/dev/null
+    "$BIN" sign "$1" "${SIGN[@]}" --bundle "$1.sig" --force >/dev/null
+    "$BIN" verify "$1" --bundle "$1.sig" "${VERIFY[@]}" >/dev/null
 }
 
-if [ -n "${MLSIGN_RELEASE_KEY:-}" ]; then
+case $MODE in
+key)
     echo "== signing with $MLSIGN_RELEASE_KEY"
     sign_file "$OUT/$NAME"
     for w in "$OUT"/*.whl; do sign_file "$w"; done
-    "$BIN" bom sign "$OUT/mlsign-$VERSION.cdx.json" --key "$MLSIGN_RELEASE_KEY" \
-        --bundle "$OUT/mlsign-$VERSION.cdx.json.sig" --force "${SIGN[@]}" >/dev/null
+    "$BIN" bom sign "$OUT/mlsign-$VERSION.cdx.json" "${SIGN[@]}" \
+        --bundle "$OUT/mlsign-$VERSION.cdx.json.sig" --force >/dev/null
     "$BIN" bom verify "$OUT/mlsign-$VERSION.cdx.json" --bundle "$OUT/mlsign-$VERSION.cdx.json.sig" \
-        --key "$MLSIGN_RELEASE_PUB" --no-rehash >/dev/null
-else
-    echo "== NOT SIGNED: MLSIGN_RELEASE_KEY is not set (dry run, not a release)"
-fi
+        "${VERIFY[@]}" --no-rehash >/dev/null
+    ;;
+keyless)
+    echo "== signing keylessly as $MLSIGN_RELEASE_IDENTITY"
+    # `bom sign` takes keys only: the SBOM is signed as a file (its bytes), like the binary.
+    for f in "$OUT/$NAME" "$OUT"/*.whl "$OUT/mlsign-$VERSION.cdx.json"; do sign_file "$f"; done
+    ;;
+*)
+    echo "== NOT SIGNED: neither MLSIGN_RELEASE_KEY nor MLSIGN_RELEASE_KEYLESS=1 (dry run, not a release)"
+    ;;
+esac
 
 echo "== SHA256SUMS"
 (cd "$OUT" && find . -maxdepth 1 -type f ! -name SHA256SUMS ! -name 'SHA256SUMS.sig' -printf '%P\n' \
     | LC_ALL=C sort | xargs sha256sum > SHA256SUMS)
-[ -n "${MLSIGN_RELEASE_KEY:-}" ] && sign_file "$OUT/SHA256SUMS"
+if [ $MODE != none ]; then sign_file "$OUT/SHA256SUMS"; fi
 ls -l "$OUT"

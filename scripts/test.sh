@@ -64,6 +64,12 @@ export PATH="$(dirname "$MLSIGN_TEST_PYTHON"):$PATH"
 #    optional ONNX loader (`onnx` feature: candle-onnx, needs protoc from step 1) built in.
 step "cargo test"
 cargo test --locked --all-targets --features onnx "$@"
+# The wheel test runs maturin, whose cargo would race the other tests over target/debug: it runs
+# here, alone, after them (tests/dist.rs).
+if [ $# = 0 ]; then
+  step "cargo test: pip wheel (alone)"
+  cargo test --locked --features onnx --test dist -- --ignored
+fi
 
 # 4. Fuzz smoke over every parser of untrusted input: pickle VM, ZIP, formats, BOM/lineage,
 #    bundles/keys/certificates. MLSIGN_FUZZ_SECS=0 skips it (seconds per target, default 15).

@@ -66,6 +66,10 @@ pub enum Command {
     Policy(crate::commands::policy::PolicyArgs),
     /// Sign an approval of a model (human review, separate from the signer) for the gate.
     Approve(crate::commands::approve::ApproveArgs),
+    /// Sign or verify a report mlsign wrote (behave, gate) as an in-toto attestation.
+    Attest(crate::commands::attest::AttestArgs),
+    /// Admission webhook: admit only workloads whose images and models verify (HTTPS; docs/serve.md).
+    Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(crate::commands::completions::CompletionsArgs),
     /// Write the man pages into a directory (used by the release script).
@@ -322,8 +326,9 @@ pub struct PushArgs {
     /// Destination, with a tag: oci://HOST[:PORT]/REPO:TAG.
     #[arg(value_name = "oci://REF")]
     pub reference: String,
-    /// Also sign the directory (OMS bundle) and attach the signature as a referrer.
-    #[arg(long, requires = "key")]
+    /// Also sign the directory (OMS bundle) and attach the signature as a referrer
+    /// (with --key, or --keyless).
+    #[arg(long)]
     pub sign: bool,
     /// Private key for --sign.
     #[arg(long, value_name = "PRIV.pem")]
@@ -331,6 +336,23 @@ pub struct PushArgs {
     /// Read the private key's passphrase from this environment variable.
     #[arg(long, value_name = "VAR")]
     pub passphrase_env: Option<String>,
+    /// With --sign: sign keylessly (Sigstore: Fulcio certificate, Rekor entry), as
+    /// `mlsign sign --keyless`. Token from --identity-token-file, $SIGSTORE_ID_TOKEN or
+    /// GitHub Actions.
+    #[arg(long, requires = "sign", conflicts_with_all = ["key", "passphrase_env"])]
+    pub keyless: bool,
+    /// Keyless: read the OIDC identity token from this file.
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against [default: production].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: Sigstore's staging instance.
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "human")]
@@ -348,8 +370,14 @@ pub struct PullArgs {
     /// Directory to create.
     pub dir: PathBuf,
     /// Verify the artifact's signature with this public key before pulling.
-    #[arg(long, value_name = "PUB.pem")]
+    #[arg(long, value_name = "PUB.pem", conflicts_with = "cert_chain")]
     pub key: Option<PathBuf>,
+    /// Verify a certificate-method signature against these root certificates before pulling.
+    #[arg(long, value_name = "ROOTS.pem")]
+    pub cert_chain: Option<PathBuf>,
+    /// Verify a keyless signature (identity and issuer) before pulling.
+    #[command(flatten)]
+    pub keyless: KeylessVerifyArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "human")]
@@ -378,6 +406,12 @@ pub struct BomArgs {
     pub build: BomBuildArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BomRootType {
+    Model,
+    Application,
+}
+
 #[derive(Args, Debug)]
 pub struct BomBuildArgs {
     /// Model directory (or single model file).
@@ -403,6 +437,15 @@ pub struct BomBuildArgs {
     /// Model component version.
     #[arg(long = "model-version", value_name = "VERSION")]
     pub model_version: Option<String>,
+    /// Type of the root component: `model` (machine-learning-model with a model card) or
+    /// `application` (e.g. a release binary with --lock Cargo.lock: no model card).
+    #[arg(
+        long = "type",
+        value_enum,
+        default_value = "model",
+        value_name = "TYPE"
+    )]
+    pub root_type: BomRootType,
     /// A signature bundle of the model (`mlsign sign`): verified with --signature-key and its
     /// status recorded as mlsign:signature.* properties.
     #[arg(long, value_name = "BUNDLE", requires = "signature_key")]
@@ -480,6 +523,9 @@ pub struct BomVerifyArgs {
     /// Trusted root certificates for a bundle made with the certificate method.
     #[arg(long, value_name = "ROOTS.pem", requires = "bundle")]
     pub cert_chain: Option<PathBuf>,
+    /// Keyless bundles (`bom sign --keyless`): the signer identity and issuer.
+    #[command(flatten)]
+    pub keyless: KeylessVerifyArgs,
     /// Resolve the paths recorded in the BOM against this directory [default: the BOM's].
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
@@ -501,8 +547,25 @@ pub struct BomSignArgs {
     /// The BOM to sign (it is validated first; an invalid BOM is not signed).
     pub bom: PathBuf,
     /// Private key (PEM: PKCS#8 or SEC1 EC key; ECDSA P-256/P-384/P-521 or Ed25519).
-    #[arg(long, value_name = "PRIV.pem")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "PRIV.pem", required_unless_present = "keyless")]
+    pub key: Option<PathBuf>,
+    /// Sign keylessly (Sigstore), as `mlsign sign --keyless`: the attestation gets a Fulcio
+    /// certificate for your OIDC identity and a Rekor entry.
+    #[arg(long, conflicts_with_all = ["key", "cert", "passphrase_env"])]
+    pub keyless: bool,
+    /// Keyless: read the OIDC identity token from this file (else $SIGSTORE_ID_TOKEN or
+    /// GitHub Actions).
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub identity_token_file: Option<PathBuf>,
+    /// Keyless: Sigstore signing_config.json [default: public good].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub signing_config: Option<PathBuf>,
+    /// Keyless: trusted_root.json the new bundle is checked against [default: production].
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: Sigstore's staging instance.
+    #[arg(long, requires = "keyless", conflicts_with = "trusted_root")]
+    pub staging: bool,
     /// Leaf certificate for the certificate method (PEM).
     #[arg(long, value_name = "LEAF.pem")]
     pub cert: Option<PathBuf>,
@@ -722,6 +785,10 @@ pub struct BehaveArgs {
     /// Suite file (TOML): inputs, probes, statistic, threshold.
     #[arg(long, value_name = "SUITE.toml", required = true)]
     pub suite: Option<PathBuf>,
+    /// With a suite that has [synthesis]: write each candidate's synthesised triggers (mask and
+    /// pattern PNGs per class, and an HTML page) into DIR; the report names the files.
+    #[arg(long, value_name = "DIR")]
+    pub trigger_dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: BehaveRunArgs,
 }
@@ -760,9 +827,17 @@ pub struct BehaveCalibrateArgs {
     /// Known-benign candidate directories (earlier trusted versions, benign fine-tunes).
     #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
     pub benign: Vec<PathBuf>,
-    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them.
+    /// Target false-positive rate on benign candidates; needs at least 1/FPR of them (and
+    /// ln(1 - confidence)/ln(1 - FPR) for the confidence bound to reach it: 59 for 0.05, 299 for 0.01).
     #[arg(long, default_value_t = 0.01)]
     pub fpr: f64,
+    /// Level of the exact (Clopper-Pearson) upper confidence bound reported on the FPR.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Pick the lowest threshold whose upper confidence bound on the FPR meets --fpr (instead of
+    /// the in-sample (1 - FPR) quantile); an error when the benign candidates are too few.
+    #[arg(long)]
+    pub bounded: bool,
     /// Write the threshold and its provenance into the suite's [decision] table.
     #[arg(long)]
     pub write: bool,

@@ -17,3 +17,6 @@ pub mod oci;
 pub mod policy;
 pub mod report;
 pub mod scan;
+#[cfg(feature = "serve")]
+pub mod serve;
+pub mod util;

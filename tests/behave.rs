@@ -1251,3 +1251,140 @@ fn issue_15_small_defects() {
         assert_eq!(r["timing"]["baseline_forward_s"].as_f64(), Some(base_fwd));
     }
 }
+
+/// scipy's one-sided Clopper–Pearson upper bound (`beta.ppf(conf, k + 1, n - k)`), the reference.
+fn scipy_cp_upper(k: usize, n: usize, conf: f64) -> f64 {
+    let o = Command::new(python())
+        .args([
+            "-c",
+            &format!(
+                "from scipy.stats import beta; print(repr(1.0 if {k} >= {n} else float(beta.ppf({conf}, {k} + 1, {n} - {k}))))"
+            ),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        o.status.success(),
+        "scipy is missing (pip install -r scripts/deps/python/behave.txt): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn calibration_states_an_exact_fpr_bound() {
+    let (t, suite, base) = setup();
+    let benign: Vec<PathBuf> = (0..20)
+        .map(|i| {
+            write_mlp(
+                &t.path().join(format!("benign{i}")),
+                Variant {
+                    noise: 0.03,
+                    seed: 300 + i,
+                    ..PLAIN
+                },
+            )
+        })
+        .collect();
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec![
+            "behave",
+            "calibrate",
+            "--baseline",
+            s(&base),
+            "--suite",
+            s(&suite),
+            "--no-progress",
+        ];
+        args.extend(extra);
+        args.push("--benign");
+        args.extend(benign.iter().map(|p| s(p)));
+        mlsign(&args)
+    };
+    // 20 benign models, FPR 5 %: met in-sample, but the bound says it is not supported.
+    let o = calibrate(&["--fpr", "0.05", "--format", "json", "--write"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let k = c["exceedances"].as_u64().unwrap() as usize;
+    let scores: Vec<f64> = c["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_f64().unwrap())
+        .collect();
+    let thr = c["threshold"].as_f64().unwrap();
+    assert_eq!(k, scores.iter().filter(|v| **v > thr).count());
+    assert_eq!(c["in_sample_fpr"].as_f64(), Some(k as f64 / 20.0));
+    let ub = c["fpr_upper_bound"].as_f64().unwrap();
+    let want = scipy_cp_upper(k, 20, 0.95);
+    assert!((ub - want).abs() < 1e-9, "bound {ub} vs scipy {want}");
+    assert!(ub >= 0.1391 - 1e-4, "20 models never bound 5 %: {ub}");
+    assert_eq!(c["confidence"].as_f64(), Some(0.95));
+    assert_eq!(c["min_benign_for_fpr"].as_u64(), Some(59));
+    assert_eq!(c["fpr_supported"], false);
+    assert_eq!(c["method"], "benign-quantile");
+    let w = c["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("upper confidence bound") && w.contains("at least 59"),
+        "{w}"
+    );
+    assert!(
+        err.contains("warning:") && err.contains("at least 59"),
+        "{err}"
+    );
+    // The provenance written into the suite carries the bound, and every run says it (BHV005,
+    // which does not change the exit code).
+    let written = std::fs::read_to_string(&suite).unwrap();
+    assert!(written.contains("fpr_upper_bound"), "{written}");
+    let (code, r) = json_run(&base, &benign[0], &suite);
+    assert_eq!(code, 0, "{r:#}");
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "BHV005")
+        .expect("BHV005");
+    assert!(
+        f["message"].as_str().unwrap().contains("at least 59"),
+        "{f}"
+    );
+    assert_eq!(
+        r["decision"]["calibration"]["fpr_upper_bound"].as_f64(),
+        Some(ub)
+    );
+    // Human output states the bound.
+    let o = calibrate(&["--fpr", "0.05"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("upper confidence bound") && out.contains("NOT supported"),
+        "{out}"
+    );
+
+    // --bounded refuses what 20 models cannot back…
+    let o = calibrate(&["--fpr", "0.05", "--bounded"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("need at least 59"), "{err}");
+    // …and at FPR 0.2 takes the largest benign score (k = 0, bound 1 − 0.05^(1/20)).
+    let o = calibrate(&["--fpr", "0.2", "--bounded", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let max = scores.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(c["threshold"].as_f64(), Some(max.max(0.0)));
+    assert_eq!(c["exceedances"], 0);
+    assert_eq!(c["method"], "benign-upper-bound");
+    assert_eq!(c["fpr_supported"], true);
+    let ub = c["fpr_upper_bound"].as_f64().unwrap();
+    assert!(
+        (ub - (1.0 - 0.05f64.powf(1.0 / 20.0))).abs() < 1e-12,
+        "{ub}"
+    );
+    assert!((ub - scipy_cp_upper(0, 20, 0.95)).abs() < 1e-9);
+    assert!(c["warnings"].as_array().unwrap().is_empty());
+}

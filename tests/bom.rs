@@ -511,6 +511,62 @@ fn plain_dataset_dirs_and_bare_model_file() {
     assert_eq!(refs.as_array().unwrap().len(), 2);
 }
 
+/// A release binary's SBOM: the root is an `application` with its hashes and the crates of
+/// Cargo.lock, no model card (a README next to it is not read as one); both validators accept it
+/// and `bom verify` still checks the binary's bytes.
+#[test]
+fn application_root_for_a_release_binary() {
+    let t = project();
+    let d = t.path();
+    std::fs::create_dir(d.join("rel")).unwrap();
+    std::fs::write(d.join("rel/tool"), b"\x7fELF not really").unwrap();
+    write(
+        &d.join("rel/README.md"),
+        "---\nbase_model: org/base\n---\n# tool\n",
+    );
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    let r = mlsign_in(
+        d,
+        [
+            OsStr::new("bom"),
+            "rel".as_ref(),
+            "-o".as_ref(),
+            "sbom.cdx.json".as_ref(),
+            "--lock".as_ref(),
+            lock.as_os_str(),
+            "--name".as_ref(),
+            "tool".as_ref(),
+            "--type".as_ref(),
+            "application".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_valid_both(d, Path::new("sbom.cdx.json"));
+    let bom = read_json(&d.join("sbom.cdx.json"));
+    let root = &bom["metadata"]["component"];
+    assert_eq!(root["type"], "application");
+    assert_eq!(root["bom-ref"], "application:tool");
+    assert!(root.get("modelCard").is_none(), "{root}");
+    assert!(
+        root.get("pedigree").is_none(),
+        "no base model from a README: {root}"
+    );
+    assert!(bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["purl"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("pkg:cargo/sha2@"))));
+    let r = mlsign_in(d, ["bom", "verify", "sbom.cdx.json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    std::fs::write(d.join("rel/tool"), b"\x7fELF tampered").unwrap();
+    let r = mlsign_in(d, ["bom", "verify", "sbom.cdx.json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let r = mlsign_in(d, ["bom", "rel", "-o", "x.json", "--type", "library"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}
+
 #[test]
 fn validate_locates_every_error_by_json_pointer() {
     let t = tempfile::tempdir().unwrap();

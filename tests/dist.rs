@@ -512,3 +512,271 @@ fn pip_wheel_installs_the_binary_and_refuses_a_tampered_download() {
         "tampered wheel left a binary"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The container image for `mlsign serve` (scripts/build-image.py): reproducible, self-contained,
+// non-root, pushed to a real registry and signed and verified with mlsign itself.
+
+#[path = "support/oci.rs"]
+mod support;
+
+fn build_image(out: &Path) -> String {
+    let o = run(Command::new(python())
+        .arg(repo().join("scripts/build-image.py"))
+        .arg(bin())
+        .arg(out)
+        .args(["--tag", "test", "--gzip-level", "1"])
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert!(o.status.success(), "build-image: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    std::fs::read(layout.join("blobs/sha256").join(hex)).expect("blob in layout")
+}
+
+#[test]
+fn container_image_is_reproducible_self_contained_and_signed_in_a_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let digest = build_image(&a);
+    assert_eq!(
+        build_image(&b),
+        digest,
+        "two builds give the same manifest digest"
+    );
+
+    // The image: non-root, mlsign as entrypoint, one layer holding no shell.
+    let manifest: serde_json::Value = serde_json::from_slice(&layout_blob(&a, &digest)).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&layout_blob(
+        &a,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(config["config"]["Entrypoint"][0], "/usr/local/bin/mlsign");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let root = tmp.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    let layer = a
+        .join("blobs/sha256")
+        .join(&layers[0]["digest"].as_str().unwrap()[7..]);
+    let o = run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&root));
+    assert!(o.status.success(), "tar: {}", text(&o));
+    assert!(!root.join("bin/sh").exists() && !root.join("usr/bin").exists());
+    assert!(root.join("etc/ssl/certs/ca-certificates.crt").is_file());
+    // Self-contained: the image's own loader and libraries run the binary (no host libraries).
+    let o = run(Command::new(root.join("lib64/ld-linux-x86-64.so.2"))
+        .arg("--library-path")
+        .arg(root.join("lib/x86_64-linux-gnu"))
+        .arg(root.join("usr/local/bin/mlsign"))
+        .arg("--version")
+        .env_clear());
+    assert!(o.status.success(), "binary in the image: {}", text(&o));
+    assert!(text(&o).starts_with("mlsign "), "{}", text(&o));
+
+    // Push, sign by tag, verify by digest; another key fails.
+    let reg = support::Registry::start();
+    support::skopeo_push(&a, "test", &format!("{}/mlsign/serve:test", reg.host()));
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    for k in ["release", "other"] {
+        let o = run(Command::new(bin())
+            .arg("keygen")
+            .arg("--out")
+            .arg(keys.join(k)));
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = run(Command::new(bin())
+        .args(["sign", &reg.oci("mlsign/serve:test"), "--key"])
+        .arg(keys.join("release.pem"))
+        .args(["--format", "json"]));
+    assert!(o.status.success(), "sign: {}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["digest"], digest, "the pushed image is the built one");
+    let by_digest = reg.oci(&format!("mlsign/serve@{digest}"));
+    let o = run(Command::new(bin())
+        .args(["verify", &by_digest, "--key"])
+        .arg(keys.join("release.pub")));
+    assert_eq!(o.status.code(), Some(0), "verify: {}", text(&o));
+    let o = run(Command::new(bin())
+        .args(["verify", &by_digest, "--key"])
+        .arg(keys.join("other.pub")));
+    assert_eq!(o.status.code(), Some(1), "another key: {}", text(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Action's installer (scripts/action-install.sh): a release binary is installed only when its
+// checksum matches the pin and its bundle is the pinned key's signature over those bytes, checked
+// with jq + openssl, not with the downloaded binary.
+
+struct Release {
+    dir: tempfile::TempDir,
+}
+
+impl Release {
+    /// An action checkout (action.yml, the installer, pins) and a "release" served over file://.
+    fn new() -> Release {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["action/scripts", "action/release", "dl", "keys", "temp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::copy(repo().join("action.yml"), d.join("action/action.yml")).unwrap();
+        std::fs::copy(
+            repo().join("scripts/action-install.sh"),
+            d.join("action/scripts/action-install.sh"),
+        )
+        .unwrap();
+        for k in ["release", "other"] {
+            let o = run(Command::new(bin())
+                .arg("keygen")
+                .arg("--out")
+                .arg(d.join("keys").join(k)));
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        std::fs::copy(
+            d.join("keys/release.pub"),
+            d.join("action/release/mlsign-release.pub"),
+        )
+        .unwrap();
+        Release { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Publish BYTES as the release binary, signed by KEY over SIGNED_BYTES, and pin PIN_SHA.
+    fn publish(&self, bytes: &[u8], key: &str, signed_bytes: &[u8], pin_sha: &str) {
+        let name = "mlsign-0.1.0-x86_64-unknown-linux-gnu";
+        std::fs::write(self.path("dl").join(name), bytes).unwrap();
+        let signed = self.path("signed");
+        std::fs::create_dir_all(&signed).unwrap();
+        std::fs::write(signed.join(name), signed_bytes).unwrap();
+        let o = run(Command::new(bin())
+            .arg("sign")
+            .arg(signed.join(name))
+            .arg("--key")
+            .arg(self.path(&format!("keys/{key}.pem")))
+            .arg("--bundle")
+            .arg(self.path("dl").join(format!("{name}.sig")))
+            .arg("--force"));
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::write(
+            self.path("action/release/pins.txt"),
+            format!(
+                "version=0.1.0\nbase_url=file://{}\nsha256.x86_64-unknown-linux-gnu={pin_sha}\n",
+                self.path("dl").display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Run the installer as the Action does; (exit code, output, GITHUB_OUTPUT).
+    fn install(&self) -> (i32, String, String) {
+        let outputs = self.path("github_output");
+        std::fs::write(&outputs, "").unwrap();
+        let o = run(Command::new("bash")
+            .arg(self.path("action/scripts/action-install.sh"))
+            .env("INPUT_MLSIGN", "")
+            .env("INPUT_VERSION", "0.1.0")
+            .env("ACTION_PATH", self.path("action"))
+            .env("OS_NAME", "Linux")
+            .env("OS_ARCH", "X64")
+            .env("RUNNER_TEMP", self.path("temp"))
+            .env("GITHUB_OUTPUT", &outputs)
+            .env("PATH", "/usr/bin:/bin")); // no cargo: a refused download cannot fall back
+        (
+            o.status.code().unwrap_or(-1),
+            text(&o),
+            std::fs::read_to_string(&outputs).unwrap(),
+        )
+    }
+
+    fn installed(&self) -> PathBuf {
+        self.path("temp/mlsign-0.1.0/bin/mlsign")
+    }
+}
+
+#[test]
+fn action_installer_checks_checksum_and_signature() {
+    let good = std::fs::read(bin()).unwrap();
+    let sha = sha256_hex(&good);
+    let mut evil = good.clone();
+    let n = evil.len();
+    evil[n - 1] ^= 1;
+    let evil_sha = sha256_hex(&evil);
+    let r = Release::new();
+
+    // A tampered download: checksum mismatch, nothing installed.
+    r.publish(&evil, "release", &good, &sha);
+    let (code, out, _) = r.install();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("checksum mismatch"), "{out}");
+    assert!(!r.installed().exists());
+
+    // The pin names the download, but the bundle is another key's.
+    r.publish(&evil, "other", &evil, &evil_sha);
+    let (code, out, _) = r.install();
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("does not verify with the pinned release key"),
+        "{out}"
+    );
+    assert!(!r.installed().exists());
+
+    // The release key's genuine bundle, but over other bytes.
+    r.publish(&evil, "release", &good, &evil_sha);
+    let (code, out, _) = r.install();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not cover"), "{out}");
+    assert!(!r.installed().exists());
+
+    // A signature edited into the right statement does not verify either.
+    r.publish(&good, "release", &good, &sha);
+    let sig = r
+        .path("dl")
+        .join("mlsign-0.1.0-x86_64-unknown-linux-gnu.sig");
+    let mut b: serde_json::Value = serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
+    let s = b["dsseEnvelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = if s.starts_with('M') { "N" } else { "M" };
+    b["dsseEnvelope"]["signatures"][0]["sig"] = format!("{other}{}", &s[1..]).into();
+    std::fs::write(&sig, serde_json::to_vec(&b).unwrap()).unwrap();
+    let (code, out, _) = r.install();
+    assert_eq!(code, 2, "{out}");
+    assert!(!r.installed().exists());
+
+    // The genuine release installs, runs, and is reported as such.
+    r.publish(&good, "release", &good, &sha);
+    let (code, out, outputs) = r.install();
+    assert_eq!(code, 0, "{out}");
+    assert!(outputs.contains("install-method=release"), "{outputs}");
+    assert!(out.contains("mlsign 0."), "{out}");
+    assert_eq!(std::fs::read(r.installed()).unwrap(), good);
+    // A second run uses the cached binary only while its bytes are the pinned ones.
+    let (code, _, outputs) = r.install();
+    assert_eq!(code, 0);
+    assert!(outputs.contains("install-method=cached"), "{outputs}");
+    std::fs::write(r.installed(), &evil).unwrap();
+    let (code, out, outputs) = r.install();
+    assert_eq!(code, 0, "{out}");
+    assert!(outputs.contains("install-method=release"), "{outputs}");
+    assert_eq!(std::fs::read(r.installed()).unwrap(), good);
+    // Another version than the pinned one is refused.
+    let o = run(Command::new("bash")
+        .arg(r.path("action/scripts/action-install.sh"))
+        .env("INPUT_VERSION", "9.9.9")
+        .env("ACTION_PATH", r.path("action"))
+        .env("GITHUB_OUTPUT", r.path("github_output")));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -8,6 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/sigstore.rs"]
+mod sigstore_support;
+use sigstore_support::{local_sigstore, token, LocalSigstore, SIGNER, TEST_ISSUER};
+
 struct Run {
     code: i32,
     stdout: String,
@@ -734,14 +738,23 @@ fn bad_inputs_exit_2_naming_the_place() {
     let r = s.gate(&["model", "--policy", "missing.toml"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("missing.toml"));
-    // A keyless-only authority cannot be evaluated by this build: fail closed.
+    // A keyless-only authority does not verify a key-method bundle: a violation, not a pass.
     s.policy(
         "keyless.toml",
         "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = { identity = \"x\", issuer = \"https://token.actions.githubusercontent.com\" }\n[requirements.signature]\n",
     );
     let (code, v) = s.gate_json("keyless.toml", &[]);
-    assert_eq!(code, 2, "{v:#}");
-    assert!(codes(&v).contains(&"GAT012".to_string()));
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT003".to_string()), "{v:#}");
+    // A keyless trusted root that is not one: the policy cannot be used (exit 2, file named).
+    fs::write(s.dir.join("bad_root.json"), b"{\"mediaType\": 3}").unwrap();
+    s.policy(
+        "badroot.toml",
+        "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = { identity = \"x\", issuer = \"i\", trusted_root = \"bad_root.json\" }\n[requirements.signature]\n",
+    );
+    let r = s.gate(&["model", "--policy", "badroot.toml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("bad_root.json"), "{}", r.stderr);
     // oci:// subjects are parsed, matched, and refused (exit 2) until registries land.
     s.policy(
         "oci.toml",
@@ -1062,4 +1075,502 @@ fn action_under_the_runner_harness() {
     // A bad input value is refused by the Action itself.
     let v = harness(&["fail-on=sometimes"]);
     assert_eq!(v["exit_code"], 2);
+}
+
+/// Keyless authorities, end to end: the model signed keylessly against local Fulcio/Rekor/TSA
+/// services (tests/support/sigstore-services), gated under policies that name the signing
+/// identity and the services' trusted root.
+struct KeylessSetup {
+    s: Setup,
+    sig: LocalSigstore,
+}
+
+impl KeylessSetup {
+    fn new() -> KeylessSetup {
+        let s = Setup::new();
+        let sig = local_sigstore();
+        fs::copy(
+            sig.file("trusted_root.json"),
+            s.dir.join("sigstore_root.json"),
+        )
+        .unwrap();
+        fs::write(s.dir.join("token"), token(SIGNER, TEST_ISSUER)).unwrap();
+        let k = KeylessSetup { s, sig };
+        k.sign("signing_config.json", "model.keyless.sig");
+        k
+    }
+
+    fn sign(&self, config: &str, bundle: &str) {
+        let cfg = self.sig.file(config);
+        let root = self.sig.file("trusted_root.json");
+        let r = mlsign_in(
+            &self.s.dir,
+            [
+                "sign".as_ref(),
+                "model".as_ref(),
+                "--keyless".as_ref(),
+                "--identity-token-file".as_ref(),
+                "token".as_ref(),
+                "--signing-config".as_ref(),
+                cfg.as_os_str(),
+                "--trusted-root".as_ref(),
+                root.as_os_str(),
+                "--bundle".as_ref(),
+                OsStr::new(bundle),
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+
+    /// A policy with one keyless authority; `extra` goes into its inline table.
+    fn policy(&self, name: &str, identity: &str, issuer: &str, extra: &str) {
+        self.s.policy(
+            name,
+            &format!(
+                "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ {identity}, issuer = {issuer:?}{extra} }}\n[requirements.signature]\n"
+            ),
+        );
+    }
+
+    fn gate(&self, policy: &str, bundle: &str) -> (i32, Value) {
+        self.s.gate_json(policy, &["--bundle", bundle])
+    }
+}
+
+fn sig_codes(v: &Value) -> Vec<String> {
+    check(v, "signature")["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn keyless_authority_verifies_through_sigstore() {
+    let k = KeylessSetup::new();
+    let exact = format!("identity = {SIGNER:?}");
+    let root = ", trusted_root = \"sigstore_root.json\"";
+    // Pass: exact identity, and an anchored regex over the organisation.
+    k.policy("exact.toml", &exact, TEST_ISSUER, root);
+    let (code, v) = k.gate("exact.toml", "model.keyless.sig");
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["verdict"], "pass");
+    let summary = check(&v, "signature")["summary"].as_str().unwrap();
+    assert!(summary.contains("verified by ci"), "{summary}");
+    k.policy(
+        "regex.toml",
+        "identity_regex = \"https://github\\\\.com/mlsign-test/.*\"",
+        TEST_ISSUER,
+        root,
+    );
+    let (code, v) = k.gate("regex.toml", "model.keyless.sig");
+    assert_eq!(code, 0, "{v:#}");
+    // Wrong identity (the regex must match all of it), wrong issuer: deny with the keyless code.
+    k.policy(
+        "prefix.toml",
+        "identity_regex = \"https://github\\\\.com/mlsign-test\"",
+        TEST_ISSUER,
+        root,
+    );
+    let (code, v) = k.gate("prefix.toml", "model.keyless.sig");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["verdict"], "fail");
+    assert!(sig_codes(&v).contains(&"SGS004".into()), "{v:#}");
+    assert!(sig_codes(&v).contains(&"GAT003".into()), "{v:#}");
+    k.policy(
+        "other.toml",
+        "identity = \"https://github.com/evil/x/.github/workflows/r.yml@refs/heads/main\"",
+        TEST_ISSUER,
+        root,
+    );
+    let (code, v) = k.gate("other.toml", "model.keyless.sig");
+    assert_eq!(code, 1);
+    assert!(sig_codes(&v).contains(&"SGS004".into()), "{v:#}");
+    k.policy("issuer.toml", &exact, "https://accounts.google.com", root);
+    let (code, v) = k.gate("issuer.toml", "model.keyless.sig");
+    assert_eq!(code, 1);
+    assert!(sig_codes(&v).contains(&"SGS005".into()), "{v:#}");
+    // The embedded public-good root does not know the local CA: untrusted, deny.
+    k.policy("public.toml", &exact, TEST_ISSUER, "");
+    let (code, v) = k.gate("public.toml", "model.keyless.sig");
+    assert_eq!(code, 1, "{v:#}");
+    assert!(sig_codes(&v).contains(&"SGS010".into()), "{v:#}");
+    // A root whose Fulcio CA stopped being valid before the signature: deny at the chain.
+    let mut expired: Value =
+        serde_json::from_slice(&fs::read(k.s.dir.join("sigstore_root.json")).unwrap()).unwrap();
+    for e in expired["certificateAuthorities"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        e["validFor"] =
+            serde_json::json!({"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"});
+    }
+    fs::write(k.s.dir.join("expired_root.json"), expired.to_string()).unwrap();
+    k.policy(
+        "expired.toml",
+        &exact,
+        TEST_ISSUER,
+        ", trusted_root = \"expired_root.json\"",
+    );
+    let (code, v) = k.gate("expired.toml", "model.keyless.sig");
+    assert_eq!(code, 1, "{v:#}");
+    assert!(sig_codes(&v).contains(&"SGS001".into()), "{v:#}");
+    // A tampered model: the keyless checks pass, the files do not match.
+    fs::write(k.s.dir.join("model/config.json"), b"{\"tampered\": 1}").unwrap();
+    let (code, v) = k.gate("exact.toml", "model.keyless.sig");
+    assert_eq!(code, 1);
+    assert!(sig_codes(&v).contains(&"SIG001".into()), "{v:#}");
+}
+
+#[test]
+fn keyless_thresholds_revocation_and_mixed_authorities() {
+    let k = KeylessSetup::new();
+    let exact = format!("identity = {SIGNER:?}");
+    let root = ", trusted_root = \"sigstore_root.json\"";
+    // The policy wants an RFC 3161 timestamp: the bundle without one is denied (SGS016) ...
+    k.policy(
+        "tsa.toml",
+        &exact,
+        TEST_ISSUER,
+        &format!("{root}, signed_timestamps = 1"),
+    );
+    let (code, v) = k.gate("tsa.toml", "model.keyless.sig");
+    assert_eq!(code, 1, "{v:#}");
+    assert!(sig_codes(&v).contains(&"SGS016".into()), "{v:#}");
+    // ... the one signed with a TSA passes.
+    k.sign("signing_config_tsa.json", "model.tsa.sig");
+    let (code, v) = k.gate("tsa.toml", "model.tsa.sig");
+    assert_eq!(code, 0, "{v:#}");
+    // Two log entries cannot be met by a bundle with one.
+    k.policy(
+        "tlog2.toml",
+        &exact,
+        TEST_ISSUER,
+        &format!("{root}, tlog_entries = 2"),
+    );
+    let (code, v) = k.gate("tlog2.toml", "model.tsa.sig");
+    assert_eq!(code, 1);
+    assert!(sig_codes(&v).contains(&"SGS016".into()), "{v:#}");
+    // Revoking the keyless identity overrides everything, even audit mode.
+    k.s.policy(
+        "revoked.toml",
+        &format!(
+            "mode = \"audit\"\nsubjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ {exact}, issuer = {TEST_ISSUER:?}{root} }}\n[requirements.signature]\n[revocation]\nidentities = [{SIGNER:?}]\n"
+        ),
+    );
+    let (code, v) = k.gate("revoked.toml", "model.keyless.sig");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["revoked"], true);
+    assert!(codes(&v).contains(&"GAT004".into()), "{v:#}");
+    // Key and keyless authorities together, 2 of 2: the release key's bundle and the keyless
+    // bundle each credit their own authority.
+    k.s.policy(
+        "both.toml",
+        &format!(
+            "subjects = [\"**\"]\n[[authorities]]\nname = \"release\"\nkey = \"release.pub\"\n[[authorities]]\nname = \"ci\"\nkeyless = {{ {exact}, issuer = {TEST_ISSUER:?}{root} }}\n[requirements.signature]\nthreshold = 2\n"
+        ),
+    );
+    let (code, v) = k.s.gate_json("both.toml", &["--bundle", "model.sig"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(sig_codes(&v).contains(&"GAT003".into()), "{v:#}");
+    let (code, v) = k.s.gate_json(
+        "both.toml",
+        &["--bundle", "model.sig", "--bundle", "model.keyless.sig"],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    // policy check and explain speak keyless: the equivalent `mlsign verify` command.
+    let r = ok(mlsign_in(&k.s.dir, ["policy", "check", "both.toml"]));
+    assert!(!r.all().contains("cannot verify"), "{}", r.all());
+    let r = ok(mlsign_in(
+        &k.s.dir,
+        ["policy", "explain", "both.toml", "model"],
+    ));
+    assert!(
+        r.stdout.contains("--identity") && r.stdout.contains("--trusted-root"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("sigstore_root.json"), "{}", r.stdout);
+}
+
+/// The trusted root is read when the gate runs: if it disappears after the policy was
+/// loaded, the authority cannot be evaluated (GAT012, error, exit 2), never a pass.
+#[test]
+fn keyless_root_gone_at_gate_time_is_an_error() {
+    let k = KeylessSetup::new();
+    k.policy(
+        "p.toml",
+        &format!("identity = {SIGNER:?}"),
+        TEST_ISSUER,
+        ", trusted_root = \"sigstore_root.json\"",
+    );
+    let policy = mlsign::policy::Policy::load(&k.s.dir.join("p.toml")).unwrap();
+    fs::remove_file(k.s.dir.join("sigstore_root.json")).unwrap();
+    let model = k.s.dir.join("model");
+    let opts = mlsign::gate::GateOptions {
+        evidence: mlsign::gate::Evidence {
+            bundles: vec![k.s.dir.join("model.keyless.sig")],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = mlsign::gate::run(&policy, model.to_str().unwrap(), &opts).unwrap();
+    assert_eq!(r.outcome.exit, mlsign::report::Exit::Error);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(check(&v, "signature")["status"], "error", "{v:#}");
+    assert!(codes(&v).contains(&"GAT012".into()), "{v:#}");
+}
+
+/// A BOM signed keylessly (`bom sign --keyless`) satisfies `[requirements.bom] signed = true`
+/// under a keyless authority; `bom verify --identity` agrees; another identity does not.
+#[test]
+fn keyless_signed_bom() {
+    let k = KeylessSetup::new();
+    let cfg = k.sig.file("signing_config.json");
+    let root = k.sig.file("trusted_root.json");
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "bom".as_ref(),
+            "sign".as_ref(),
+            "model.cdx.json".as_ref(),
+            "--keyless".as_ref(),
+            "--identity-token-file".as_ref(),
+            "token".as_ref(),
+            "--signing-config".as_ref(),
+            cfg.as_os_str(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+            "--force".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let b: Value =
+        serde_json::from_slice(&fs::read(k.s.dir.join("model.cdx.json.sig")).unwrap()).unwrap();
+    assert!(b["verificationMaterial"]["certificate"].is_object(), "{b}");
+    let verify = |identity: &str| {
+        mlsign_in(
+            &k.s.dir,
+            [
+                "bom".as_ref(),
+                "verify".as_ref(),
+                "model.cdx.json".as_ref(),
+                "--bundle".as_ref(),
+                "model.cdx.json.sig".as_ref(),
+                "--identity".as_ref(),
+                OsStr::new(identity),
+                "--issuer".as_ref(),
+                TEST_ISSUER.as_ref(),
+                "--trusted-root".as_ref(),
+                root.as_os_str(),
+                "--no-rehash".as_ref(),
+                "--format".as_ref(),
+                "json".as_ref(),
+            ],
+        )
+    };
+    let r = verify(SIGNER);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["signature"]["method"], "keyless");
+    let r = verify("https://github.com/evil/x");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("SGS004"), "{}", r.all());
+    let policy = |name: &str, identity: &str| {
+        k.s.policy(
+            name,
+            &format!(
+                "subjects = [\"**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ identity = {identity:?}, issuer = {TEST_ISSUER:?}, trusted_root = \"sigstore_root.json\" }}\n[requirements.signature]\n[requirements.bom]\n"
+            ),
+        );
+    };
+    policy("bom.toml", SIGNER);
+    let (code, v) =
+        k.s.gate_json("bom.toml", &["--bundle", "model.keyless.sig"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(check(&v, "bom")["status"], "pass", "{v:#}");
+    policy("bom-other.toml", "https://github.com/evil/x");
+    let (code, v) =
+        k.s.gate_json("bom-other.toml", &["--bundle", "model.keyless.sig"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT006".into()), "{v:#}");
+    // The gate's own report, attested keylessly (`attest sign --keyless`) and verified.
+    let r = k.s.gate(&[
+        "model",
+        "--policy",
+        "bom.toml",
+        "--bundle",
+        "model.keyless.sig",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(k.s.dir.join("gate.json"), &r.stdout).unwrap();
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "attest".as_ref(),
+            "sign".as_ref(),
+            "gate.json".as_ref(),
+            "--keyless".as_ref(),
+            "--identity-token-file".as_ref(),
+            "token".as_ref(),
+            "--signing-config".as_ref(),
+            cfg.as_os_str(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = mlsign_in(
+        &k.s.dir,
+        [
+            "attest".as_ref(),
+            "verify".as_ref(),
+            "gate.json".as_ref(),
+            "--identity".as_ref(),
+            SIGNER.as_ref(),
+            "--issuer".as_ref(),
+            TEST_ISSUER.as_ref(),
+            "--trusted-root".as_ref(),
+            root.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["predicateType"], "https://mlsign.dev/gate/v1");
+}
+
+/// `[requirements.behave] signed = true`: the report must be attested (`mlsign attest sign`)
+/// by a policy authority and unchanged since; `mlsign attest verify` agrees.
+#[test]
+fn signed_behave_report() {
+    let s = Setup::new();
+    let bd = repo().join("testdata/behave");
+    copy_dir(&bd.join("benign"), &s.dir.join("cand"));
+    let r = mlsign_in(
+        &s.dir,
+        [
+            OsStr::new("behave"),
+            OsStr::new("--baseline"),
+            bd.join("base").as_os_str(),
+            OsStr::new("--candidate"),
+            OsStr::new("cand"),
+            OsStr::new("--suite"),
+            bd.join("suite.toml").as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new("json"),
+            OsStr::new("--no-progress"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    fs::write(s.dir.join("cand.behave.json"), &r.stdout).unwrap();
+    let suite = sha256_hex(&fs::read(bd.join("suite.toml")).unwrap());
+    let base = sha256_hex(&fs::read(bd.join("base/model.safetensors")).unwrap());
+    s.policy(
+        "p.toml",
+        &format!("subjects = [\"**\"]\n[[authorities]]\nname = \"release\"\nkey = \"release.pub\"\n[requirements.behave]\nsuite_sha256 = \"{suite}\"\nbaseline_sha256 = \"{base}\"\nsigned = true\n"),
+    );
+    let g = || {
+        let r = s.gate(&["cand", "--policy", "p.toml", "--format", "json"]);
+        (r.code, r.json())
+    };
+    // No signature: a violation naming the file looked for.
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    let f = &check(&v, "behave")["findings"][0];
+    assert_eq!(f["code"], "GAT002", "{v:#}");
+    assert!(f["message"]
+        .as_str()
+        .unwrap()
+        .contains("cand.behave.json.sig"));
+    // Signed by a key that is no authority.
+    ok(mlsign_in(
+        &s.dir,
+        ["attest", "sign", "cand.behave.json", "--key", "ci.pem"],
+    ));
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    assert!(codes(&v).contains(&"GAT013".into()), "{v:#}");
+    // Signed by the release key: pass, and the summary says who.
+    let r = ok(mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "sign",
+            "cand.behave.json",
+            "--key",
+            "release.pem",
+            "--force",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(r.json()["predicateType"], "https://mlsign.dev/behave/v1");
+    let (code, v) = g();
+    assert_eq!(code, 0, "{v:#}");
+    let summary = check(&v, "behave")["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("signed by release"), "{summary}");
+    ok(mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "verify",
+            "cand.behave.json",
+            "--key",
+            "release.pub",
+        ],
+    ));
+    let r = mlsign_in(
+        &s.dir,
+        ["attest", "verify", "cand.behave.json", "--key", "ci.pub"],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    // The same report re-serialised (other bytes): not what was signed.
+    let doc: Value =
+        serde_json::from_slice(&fs::read(s.dir.join("cand.behave.json")).unwrap()).unwrap();
+    fs::write(
+        s.dir.join("cand.behave.json"),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    let (code, v) = g();
+    assert_eq!(code, 1, "{v:#}");
+    let msgs = v["findings"].to_string();
+    assert!(
+        codes(&v).contains(&"GAT013".into()) && msgs.contains("changed after it was signed"),
+        "{v:#}"
+    );
+    let r = mlsign_in(
+        &s.dir,
+        [
+            "attest",
+            "verify",
+            "cand.behave.json",
+            "--key",
+            "release.pub",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    // explain names the attest command; signed without authorities is a policy error.
+    let r = ok(mlsign_in(&s.dir, ["policy", "explain", "p.toml", "cand"]));
+    assert!(r.stdout.contains("mlsign attest verify"), "{}", r.stdout);
+    s.policy(
+        "noauth.toml",
+        &format!("subjects = [\"**\"]\n[requirements.behave]\nsuite_sha256 = \"{suite}\"\nbaseline_sha256 = \"{base}\"\nsigned = true\n"),
+    );
+    let r = s.gate(&["cand", "--policy", "noauth.toml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    // Not a report mlsign knows: the predicate type must be given.
+    fs::write(s.dir.join("other.json"), b"{\"a\": 1}").unwrap();
+    let r = mlsign_in(
+        &s.dir,
+        ["attest", "sign", "other.json", "--key", "release.pem"],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--predicate-type"), "{}", r.stderr);
 }

@@ -5,6 +5,8 @@
 //! registry (tests/support/oci.rs) for the native referrers-API path and the misbehaving-server
 //! cases (no registry implementing the referrers API is packaged for Debian).
 
+#[path = "support/sigstore.rs"]
+mod sigstore_support;
 #[path = "support/oci.rs"]
 mod support;
 
@@ -1130,4 +1132,271 @@ fn gate_checks_oci_subjects_in_the_registry() {
     push_image(&reg, "team/app:v1", "moved");
     let (code, _, all) = gate(&policy("ok2.toml", ""));
     assert_eq!(code, 1, "{all}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyless (Sigstore) signatures of registry references, against the local Fulcio/Rekor/TSA
+// services of tests/support/sigstore-services and the Debian registry.
+
+/// The bundle stored for `digest` through the referrers tag schema (distribution 2.8).
+fn stored_bundle(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+    let tag = digest.replace(':', "-");
+    let (_, idx) = http_get(reg.port, &format!("/v2/{repo}/manifests/{tag}")).unwrap();
+    let idx: Value = serde_json::from_slice(&idx).unwrap();
+    let referrer = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let (_, m) = http_get(reg.port, &format!("/v2/{repo}/manifests/{referrer}")).unwrap();
+    let m: Value = serde_json::from_slice(&m).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    http_get(reg.port, &format!("/v2/{repo}/blobs/{layer}"))
+        .unwrap()
+        .1
+}
+
+#[test]
+fn keyless_sign_verify_push_and_gate_in_the_registry() {
+    use sigstore_support::{local_sigstore, token, SIGNER, TEST_ISSUER};
+    let reg = Registry::start();
+    let sig = local_sigstore();
+    let work = tempfile::tempdir().unwrap();
+    let tok = token(SIGNER, TEST_ISSUER);
+    let tok_file = work.path().join("token");
+    std::fs::write(&tok_file, &tok).unwrap();
+    let root = sig.file("trusted_root.json");
+    let cfg = sig.file("signing_config_tsa.json");
+    let keyless: Vec<String> = [
+        "--keyless",
+        "--identity-token-file",
+        p(&tok_file),
+        "--signing-config",
+        p(&cfg),
+        "--trusted-root",
+        p(&root),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let with = |base: &[&str], extra: &[String]| -> Run {
+        let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().cloned());
+        let r = mlsign(&a);
+        assert!(
+            !r.all().contains(&tok),
+            "the token was printed:\n{}",
+            r.all()
+        );
+        r
+    };
+    // Sign an image by tag: the digest is signed, the bundle stored as a referrer.
+    let digest = push_image(&reg, "team/app:v1", "keyless");
+    let image = reg.oci("team/app:v1");
+    let r = with(&["sign", &image, "--format", "json"], &keyless);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["digest"], digest.as_str());
+    assert!(v["signer"].as_str().unwrap().contains(TEST_ISSUER), "{v}");
+    // A v0.3 bundle with a Fulcio certificate, a dsse Rekor entry and a timestamp.
+    let bundle = stored_bundle(&reg, "team/app", &digest);
+    let b: Value = serde_json::from_slice(&bundle).unwrap();
+    assert!(b["verificationMaterial"]["certificate"]["rawBytes"].is_string());
+    assert_eq!(
+        b["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["kind"],
+        "dsse"
+    );
+    // sigstore-python verifies the stored bundle against the image digest (independent check).
+    let bundle_file = work.path().join("image.sigstore.json");
+    std::fs::write(&bundle_file, &bundle).unwrap();
+    let py = std::env::var_os("MLSIGN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let out = Command::new(py.parent().unwrap().join("sigstore"))
+        .args([
+            "--trust-config",
+            p(&sig.file("trust_config.json")),
+            "verify",
+            "identity",
+            "--offline",
+            "--cert-identity",
+            SIGNER,
+            "--cert-oidc-issuer",
+            TEST_ISSUER,
+            "--bundle",
+            p(&bundle_file),
+            &digest,
+        ])
+        .output()
+        .expect("sigstore-python (MLSIGN_TEST_PYTHON)");
+    assert!(
+        out.status.success(),
+        "sigstore-python:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Verify keylessly: the right identity passes; wrong identity, issuer or root deny.
+    let ident = |id: &str, iss: &str, root_args: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "--identity".to_string(),
+            id.into(),
+            "--issuer".into(),
+            iss.into(),
+            "--format".into(),
+            "json".into(),
+        ];
+        a.extend(root_args.iter().map(|s| s.to_string()));
+        a
+    };
+    let good = ident(SIGNER, TEST_ISSUER, &["--trusted-root", p(&root)]);
+    let r = with(&["verify", &image], &good);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    let c = &v["candidates"][v["verified_by"].as_u64().unwrap() as usize];
+    assert_eq!(c["method"], "keyless", "{v}");
+    assert!(c["signer"].as_str().unwrap().contains(SIGNER), "{v}");
+    let fcodes = |r: &Run| -> Vec<String> {
+        r.json()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = with(
+        &["verify", &image],
+        &ident(
+            "https://github.com/evil/x",
+            TEST_ISSUER,
+            &["--trusted-root", p(&root)],
+        ),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(fcodes(&r).contains(&"SGS004".into()), "{}", r.all());
+    let r = with(
+        &["verify", &image],
+        &ident(
+            SIGNER,
+            "https://accounts.google.com",
+            &["--trusted-root", p(&root)],
+        ),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(fcodes(&r).contains(&"SGS005".into()), "{}", r.all());
+    let r = with(&["verify", &image], &ident(SIGNER, TEST_ISSUER, &[]));
+    assert_eq!(
+        r.code,
+        1,
+        "the public-good root must not accept it: {}",
+        r.all()
+    );
+    // Keyless has no legacy .sig form.
+    let r = with(&["sign", &image, "--cosign-compat"], &keyless);
+    assert_eq!(r.code, 2, "{}", r.all());
+
+    // A model pushed and signed keylessly: verified from its manifest alone, then a local copy.
+    let m = model_dir(work.path(), 64 << 10);
+    let model = reg.oci("models/bert:v1");
+    let r = with(
+        &["push", p(&m), &model, "--sign", "--format", "json"],
+        &keyless,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = with(&["verify", &model], &good);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    let c = &v["candidates"][v["verified_by"].as_u64().unwrap() as usize];
+    assert_eq!(c["kind"], "model signature (OMS)", "{v}");
+    let r = with(&["verify", p(&m), "--against", &model], &good);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // pull verifies keylessly first: the right identity pulls, another pulls nothing.
+    let pulled = work.path().join("pulled");
+    let r = with(&["pull", &model, p(&pulled)], &good);
+    assert_eq!(r.code, 0, "{}", r.all());
+    tree_equal(&m, &pulled);
+    let refused = work.path().join("refused");
+    let r = with(
+        &["pull", &model, p(&refused)],
+        &ident(
+            "https://github.com/evil/x",
+            TEST_ISSUER,
+            &["--trusted-root", p(&root)],
+        ),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(!refused.exists());
+    // model_signing accepts the OMS bundle attached in the registry for the local copy.
+    let model_digest = v["digest"].as_str().unwrap().to_string();
+    let oms = work.path().join("model.sigstore.json");
+    std::fs::write(&oms, stored_bundle(&reg, "models/bert", &model_digest)).unwrap();
+    let out = Command::new(py.parent().unwrap().join("model_signing"))
+        .args([
+            "verify",
+            "sigstore",
+            p(&m),
+            "--signature",
+            p(&oms),
+            "--identity",
+            SIGNER,
+            "--identity_provider",
+            TEST_ISSUER,
+            "--trust_config",
+            p(&sig.file("trust_config.json")),
+        ])
+        .output()
+        .expect("model_signing (MLSIGN_TEST_PYTHON)");
+    assert!(
+        out.status.success(),
+        "model_signing:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(m.join("config.json"), b"{\"tampered\": true}").unwrap();
+    let r = with(&["verify", p(&m), "--against", &model], &good);
+    assert_eq!(r.code, 1, "{}", r.all());
+    // A keyless push whose token is refused pushes nothing.
+    let r = mlsign([
+        "push",
+        p(&m),
+        &reg.oci("models/never:v1"),
+        "--sign",
+        "--keyless",
+        "--identity-token-file",
+        "/nonexistent/token",
+        "--signing-config",
+        p(&cfg),
+        "--trusted-root",
+        p(&root),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let (status, _) = http_get(reg.port, "/v2/models/never/manifests/v1").unwrap();
+    assert_eq!(status, 404);
+
+    // The gate: a keyless authority decides an oci:// subject in the registry.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&root, dir.path().join("sigstore_root.json")).unwrap();
+    let policy = |name: &str, identity: &str, extra: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "subjects = [\"oci://{}/team/*\"]\n[[authorities]]\nname = \"ci\"\nkeyless = {{ identity = {identity:?}, issuer = {TEST_ISSUER:?}, trusted_root = \"sigstore_root.json\" }}\n[requirements.signature]\n{extra}",
+                reg.host()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let gate = |pol: &Path| {
+        let r = mlsign(["gate", &image, "--policy", p(pol), "--format", "json"]);
+        (r.code, r.json(), r.all())
+    };
+    let (code, v, all) = gate(&policy("ok.toml", SIGNER, ""));
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(v["subject"]["digest"], digest.as_str());
+    let (code, _, all) = gate(&policy("other.toml", "https://github.com/evil/x", ""));
+    assert_eq!(code, 1, "{all}");
+    let (code, v, all) = gate(&policy(
+        "rev.toml",
+        SIGNER,
+        &format!("[revocation]\nidentities = [{SIGNER:?}]\n"),
+    ));
+    assert_eq!(code, 1, "revoked identity: {all}");
+    assert_eq!(v["revoked"], true, "{all}");
 }

@@ -19,6 +19,50 @@ const OID_ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap
 const OID_RSA: pkcs8::ObjectIdentifier =
     pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+/// A message produced on demand, the same bytes every time it is written: lets a signer sign
+/// the DSSE encoding of a statement too large to hold (`sign_message`, `verify_message`).
+pub trait Message {
+    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()>;
+}
+
+impl Message for &[u8] {
+    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self)
+    }
+}
+
+/// Feeds a hash whatever is written.
+struct DigestWriter<'a, D>(&'a mut D);
+
+impl<D: sha2::Digest> std::io::Write for DigestWriter<'_, D> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct StreamWriter<'a>(&'a mut ed25519_dalek::StreamVerifier);
+
+impl std::io::Write for StreamWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The hash of a streamed message.
+pub(crate) fn digest_message<D: sha2::Digest>(msg: &dyn Message) -> std::io::Result<Vec<u8>> {
+    let mut d = D::new();
+    msg.write_to(&mut DigestWriter(&mut d))?;
+    Ok(d.finalize().to_vec())
+}
+
 /// The algorithm family of a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
@@ -226,6 +270,47 @@ impl SigningKey {
         }
     }
 
+    /// Sign a message produced on demand (see [`Message`]): the same signature [`Self::sign`]
+    /// gives over its bytes, without ever holding them. ECDSA hashes the stream once; Ed25519
+    /// (whose nonce depends on the whole message) reads it twice.
+    pub fn sign_message(&self, msg: &dyn Message) -> Result<Vec<u8>, Error> {
+        use ecdsa::signature::hazmat::{PrehashSigner, RandomizedPrehashSigner};
+        let failed = |e: &dyn std::fmt::Display| Error::KeyFormat(format!("signing failed: {e}"));
+        Ok(match self {
+            SigningKey::P256(k) => {
+                let d = digest_message::<sha2::Sha256>(msg).map_err(|e| failed(&e))?;
+                let s: p256::ecdsa::Signature = k.sign_prehash(&d).map_err(|e| failed(&e))?;
+                s.to_der().as_bytes().to_vec()
+            }
+            SigningKey::P384(k) => {
+                let d = digest_message::<sha2::Sha384>(msg).map_err(|e| failed(&e))?;
+                let s: p384::ecdsa::Signature = k.sign_prehash(&d).map_err(|e| failed(&e))?;
+                s.to_der().as_bytes().to_vec()
+            }
+            SigningKey::P521(k) => {
+                let d = digest_message::<sha2::Sha512>(msg).map_err(|e| failed(&e))?;
+                let s: p521::ecdsa::Signature = k
+                    .sign_prehash_with_rng(&mut rand_core::OsRng, &d)
+                    .map_err(|e| failed(&e))?;
+                s.to_der().as_bytes().to_vec()
+            }
+            SigningKey::Ed25519(k) => {
+                let esk = ed25519_dalek::hazmat::ExpandedSecretKey::from(k.as_bytes());
+                ed25519_dalek::hazmat::raw_sign_byupdate::<sha2::Sha512, _>(
+                    &esk,
+                    |h| {
+                        msg.write_to(&mut DigestWriter(h))
+                            .map_err(|_| ed25519_dalek::SignatureError::new())
+                    },
+                    &k.verifying_key(),
+                )
+                .map_err(|e| failed(&e))?
+                .to_bytes()
+                .to_vec()
+            }
+        })
+    }
+
     /// PKCS#8 PEM, encrypted (PBES2: PBKDF2-HMAC-SHA256 600k rounds + AES-256-CBC) when a
     /// passphrase is given.
     pub fn to_pkcs8_pem(&self, passphrase: Option<&str>) -> Result<Zeroizing<String>, Error> {
@@ -356,6 +441,36 @@ impl VerifyingKey {
     /// model_signing's key hint: lowercase hex SHA-256 of the canonical PEM.
     pub fn hint(&self) -> String {
         hex::encode(crate::digest::sha256(self.to_pem().as_bytes()))
+    }
+
+    /// [`Self::verify`] over a message produced on demand.
+    pub fn verify_message(&self, msg: &dyn Message, sig: &[u8]) -> bool {
+        use ecdsa::signature::hazmat::PrehashVerifier;
+        match self {
+            VerifyingKey::P256(k) => p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                digest_message::<sha2::Sha256>(msg).is_ok_and(|d| k.verify_prehash(&d, &s).is_ok())
+            }),
+            VerifyingKey::P384(k) => p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                digest_message::<sha2::Sha384>(msg).is_ok_and(|d| k.verify_prehash(&d, &s).is_ok())
+            }),
+            VerifyingKey::P521(k) => p521::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                digest_message::<sha2::Sha512>(msg)
+                    .is_ok_and(|d| k.key.verify_prehash(&d, &s).is_ok())
+            }),
+            VerifyingKey::Ed25519(k) => {
+                let Ok(s) = ed25519_dalek::Signature::from_slice(sig) else {
+                    return false;
+                };
+                // As verify_strict: no small-order key (the stream checks the equation).
+                if k.is_weak() {
+                    return false;
+                }
+                let Ok(mut v) = k.verify_stream(&s) else {
+                    return false;
+                };
+                msg.write_to(&mut StreamWriter(&mut v)).is_ok() && v.finalize_and_verify().is_ok()
+            }
+        }
     }
 
     /// Verify `sig` over `msg`. ECDSA signatures are DER (high-S accepted, as OpenSSL does).

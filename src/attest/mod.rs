@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cert;
+pub mod document;
 pub mod dsse;
 mod error;
 mod finding;
@@ -21,13 +22,14 @@ pub mod statement;
 mod verify;
 
 pub use error::Error;
-pub use keys::{KeyKind, SigningKey, VerifyingKey};
+pub use keys::{KeyKind, Message, SigningKey, VerifyingKey};
 pub use sign::{
-    sign_model, sign_model_with, sign_statement, write_atomic, ManifestSource, SignExtras,
-    SignOptions, SignOutcome, Signer, SigningBackend, SourceReport,
+    sign_model, sign_model_with, sign_resources_to, sign_statement, write_atomic,
+    write_atomic_with, ManifestSource, SignExtras, SignOptions, SignOutcome, Signer,
+    SigningBackend, SourceReport,
 };
 pub use statement::{SubjectKind, PREDICATE_V01, PREDICATE_V1, STATEMENT_TYPE};
 pub use verify::{
-    verify_bundle, verify_bundle_with, verify_model, KeylessTrust, Trust, VerifiedPayload,
-    VerifyOptions, VerifyOutcome,
+    verify_bundle, verify_bundle_bytes, verify_bundle_with, verify_model, KeylessTrust, Trust,
+    VerifiedPayload, VerifyOptions, VerifyOutcome,
 };

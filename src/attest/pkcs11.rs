@@ -548,11 +548,17 @@ impl SigningBackend for Pkcs11Key {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, super::Error> {
-        use sha2::Digest;
+        self.sign_message(&msg)
+    }
+
+    fn sign_message(&self, msg: &dyn super::keys::Message) -> Result<Vec<u8>, super::Error> {
+        use super::keys::digest_message;
+        // The host hashes (streamed); the token signs the digest.
         let digest = match self.kind {
-            KeyKind::P256 => sha2::Sha256::digest(msg).to_vec(),
-            _ => sha2::Sha384::digest(msg).to_vec(),
-        };
+            KeyKind::P256 => digest_message::<sha2::Sha256>(msg),
+            _ => digest_message::<sha2::Sha384>(msg),
+        }
+        .map_err(|e| super::Error::KeyFormat(format!("signing failed: {e}")))?;
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let raw = session
             .sign(&Mechanism::Ecdsa, self.key, &digest)

@@ -5,9 +5,10 @@ use super::bundle::{
     VerificationMaterial,
 };
 use super::cert::Cert;
-use super::statement::{model_statement, SubjectKind};
+use super::keys::Message;
+use super::statement::{write_model_statement, SubjectKind};
 use super::{dsse, Error, SigningKey, VerifyingKey};
-use crate::digest::{HashConfig, Manifest, Progress};
+use crate::digest::{HashConfig, Manifest, Progress, ResourceSource};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,15 @@ use std::path::{Path, PathBuf};
 pub trait SigningBackend: Send + Sync {
     fn verifying_key(&self) -> VerifyingKey;
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Sign a message produced on demand (the DSSE encoding of a statement that may be too
+    /// large to hold). The default collects it and calls [`SigningBackend::sign`]; backends
+    /// that hash on the host override it to hash the stream, so memory stays flat.
+    fn sign_message(&self, msg: &dyn Message) -> Result<Vec<u8>, Error> {
+        let mut buf = Vec::new();
+        msg.write_to(&mut buf)
+            .map_err(|e| Error::KeyFormat(format!("cannot produce the message to sign: {e}")))?;
+        self.sign(&buf)
+    }
     /// Where the key lives, for messages (`key file`, `PKCS#11 token 'x', object 'y'`).
     fn describe(&self) -> String;
 }
@@ -37,6 +47,9 @@ impl SigningBackend for SigningKey {
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(SigningKey::sign(self, msg))
+    }
+    fn sign_message(&self, msg: &dyn Message) -> Result<Vec<u8>, Error> {
+        SigningKey::sign_message(self, msg)
     }
     fn describe(&self) -> String {
         format!("{} key", self.kind().name())
@@ -156,10 +169,7 @@ pub fn sign_statement(signer: &Signer, payload: &[u8]) -> Result<Bundle, Error> 
     let pae = dsse::pae(bundle::IN_TOTO_PAYLOAD_TYPE, payload);
     let sig = signer.backend.sign(&pae)?;
     if !signer.public.verify(&pae, &sig) {
-        return Err(Error::KeyFormat(format!(
-            "the signature made by the {} does not verify with its public key;              the private and public key objects do not belong together",
-            signer.backend.describe()
-        )));
+        return Err(mismatched(signer));
     }
     Ok(Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
@@ -174,6 +184,124 @@ pub fn sign_statement(signer: &Signer, payload: &[u8]) -> Result<Bundle, Error> 
         }),
         message_signature: None,
     })
+}
+
+/// Counts what is written.
+#[derive(Default)]
+struct Count(u64);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The statement of a manifest, produced on demand.
+struct StatementStream<'a> {
+    subject: &'a str,
+    kind: SubjectKind,
+    resources: &'a dyn ResourceSource,
+    config: &'a HashConfig,
+}
+
+impl Message for StatementStream<'_> {
+    fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        write_model_statement(w, self.subject, self.kind, self.resources, self.config)
+    }
+}
+
+/// The DSSE pre-authentication encoding of a streamed payload of known length.
+struct PaeStream<'a> {
+    payload: &'a dyn Message,
+    len: u64,
+}
+
+impl Message for PaeStream<'_> {
+    fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let t = bundle::IN_TOTO_PAYLOAD_TYPE;
+        write!(w, "DSSEv1 {} {t} {} ", t.len(), self.len)?;
+        self.payload.write_to(w)
+    }
+}
+
+/// Sign the statement of `resources` and write its bundle to `path` atomically, without ever
+/// holding the statement or the bundle: the statement is produced once to learn its length,
+/// once (twice for Ed25519) into the signature, and once through base64 into the bundle file.
+/// Byte-identical to [`sign_statement`] over [`super::statement::model_statement`].
+pub fn sign_resources_to(
+    signer: &Signer,
+    subject: &str,
+    kind: SubjectKind,
+    resources: &dyn ResourceSource,
+    config: &HashConfig,
+    path: &Path,
+    force: bool,
+) -> Result<(), Error> {
+    let payload = StatementStream {
+        subject,
+        kind,
+        resources,
+        config,
+    };
+    let mut count = Count::default();
+    payload
+        .write_to(&mut count)
+        .map_err(|e| Error::KeyFormat(format!("cannot produce the statement: {e}")))?;
+    let pae = PaeStream {
+        payload: &payload,
+        len: count.0,
+    };
+    let sig = signer.backend.sign_message(&pae)?;
+    if !signer.public.verify_message(&pae, &sig) {
+        return Err(mismatched(signer));
+    }
+    // The bundle with a placeholder payload, split around it: serde writes every other byte.
+    let mark = "\u{1}mlsign-payload\u{1}";
+    let frame = Bundle {
+        media_type: bundle::MEDIA_TYPE_V03.into(),
+        verification_material: signer.verification_material(),
+        dsse_envelope: Some(Envelope {
+            payload: mark.into(),
+            payload_type: bundle::IN_TOTO_PAYLOAD_TYPE.into(),
+            signatures: vec![EnvelopeSignature {
+                sig: bundle::b64(&sig),
+                keyid: String::new(),
+            }],
+        }),
+        message_signature: None,
+    }
+    .to_json();
+    let quoted = serde_json::to_vec(mark).unwrap_or_default();
+    let at = frame
+        .windows(quoted.len())
+        .position(|w| w == quoted.as_slice())
+        .ok_or_else(|| Error::KeyFormat("bundle placeholder lost".into()))?;
+    let (before, after) = (&frame[..at], &frame[at + quoted.len()..]);
+    write_atomic_with(path, force, &mut |w| {
+        w.write_all(before)?;
+        w.write_all(b"\"")?;
+        {
+            let mut b64 = base64::write::EncoderWriter::new(
+                &mut *w,
+                &base64::engine::general_purpose::STANDARD,
+            );
+            payload.write_to(&mut b64)?;
+            b64.finish()?;
+        }
+        w.write_all(b"\"")?;
+        w.write_all(after)
+    })
+}
+
+fn mismatched(signer: &Signer) -> Error {
+    Error::KeyFormat(format!(
+        "the signature made by the {} does not verify with its public key; the private and public key objects do not belong together",
+        signer.backend.describe()
+    ))
 }
 
 /// Options for [`sign_model`].
@@ -226,6 +354,16 @@ pub(crate) fn inside(root: &Path, p: &Path) -> Option<String> {
 /// Write `data` to `path` atomically (temp file in the same directory, fsync, rename). Without
 /// `force` an existing file is never replaced.
 pub fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<(), Error> {
+    write_atomic_with(path, force, &mut |w| w.write_all(data))
+}
+
+/// [`write_atomic`] with the content streamed by `fill` (buffered); on any error the old file
+/// is left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    force: bool,
+    fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -233,12 +371,17 @@ pub fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<(), Error> 
     if !force && path.symlink_metadata().is_ok() {
         return Err(Error::Exists { path: path.into() });
     }
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".mlsign-")
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(data).map_err(|e| Error::io(tmp.path(), e))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        fill(&mut w)
+            .and_then(|_| w.flush())
+            .map_err(|e| Error::io(tmp.path(), e))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(tmp.path(), e))?;
@@ -372,7 +515,7 @@ pub fn sign_model_with(
     extras: &SignExtras,
     progress: &dyn Progress,
 ) -> Result<SignOutcome, Error> {
-    use crate::digest::{cache, partition, Method};
+    use crate::digest::{cache, partition, ListedManifest, Method};
     let root = std::fs::canonicalize(path)
         .map_err(|e| Error::Digest(crate::digest::Error::io(path, e)))?;
     let bundle_path = resolve_output(&opts.bundle_path)?;
@@ -394,8 +537,24 @@ pub fn sign_model_with(
     let mut warnings = Vec::new();
     let mut report = SourceReport::default();
     let walk_started = cache::now_ns();
-    let entries = crate::digest::walk(&root, &config.ignore_paths, config.allow_symlinks)?;
-    let manifest = match &extras.source {
+    // Compact (names in one arena): a million files list in tens of MB.
+    let listing = crate::digest::walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
+    if listing.is_empty() {
+        return Err(Error::Digest(crate::digest::Error::Empty {
+            path: path.into(),
+        }));
+    }
+    let subject = root
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_string();
+    let dlen = config.algorithm.digest_len();
+    enum Got<'l> {
+        Listed(ListedManifest<'l>),
+        Merged(Manifest),
+    }
+    let got = match &extras.source {
         ManifestSource::Parts(files) => {
             let mut parts = Vec::with_capacity(files.len());
             for f in files {
@@ -405,9 +564,14 @@ pub fn sign_model_with(
                 ));
             }
             report.parts = Some(parts.len());
-            partition::merge(&parts, &parts_config, &entries).map_err(crate::digest::Error::from)?
+            Got::Merged(
+                partition::merge(&parts, &parts_config, &listing.to_entries())
+                    .map_err(crate::digest::Error::from)?,
+            )
         }
-        ManifestSource::Hash => Manifest::from_entries(&entries, &config, progress)?,
+        ManifestSource::Hash => {
+            Got::Listed(ListedManifest::hash(&listing, &config, progress, &|_| None)?.0)
+        }
         ManifestSource::Since(old) => {
             let old = old_digests(old, signer, &config, &mut warnings)?;
             let stat = match &old {
@@ -420,72 +584,147 @@ pub fn sign_model_with(
                     }
                 },
             };
-            let reuse = |e: &crate::digest::Entry| -> Option<Vec<Vec<u8>>> {
+            let reuse = |e: &crate::digest::Entry| -> Option<Vec<u8>> {
                 let (old, stat) = (old.as_ref()?, stat.as_ref()?);
                 let cached = stat.lookup(e)?;
                 let signed = old.get(&e.name)?;
-                let want: Vec<(u64, u64)> = crate::digest::pieces(e.size, config.method).collect();
                 let ranges_ok = match config.method {
                     Method::Files => signed.len() == 1,
-                    Method::Shards { .. } => {
-                        signed.iter().map(|x| (x.0, x.1)).eq(want.iter().copied())
-                    }
+                    Method::Shards { .. } => signed
+                        .iter()
+                        .map(|x| (x.0, x.1))
+                        .eq(crate::digest::pieces(e.size, config.method)),
                 };
                 (ranges_ok
-                    && cached.len() == signed.len()
-                    && cached.iter().zip(signed).all(|(c, s)| *c == s.2))
-                .then(|| signed.iter().map(|s| s.2.clone()).collect())
+                    && cached.len() == signed.len() * dlen
+                    && cached.chunks(dlen).zip(signed).all(|(c, s)| c == s.2))
+                .then(|| cached.to_vec())
             };
-            let (m, stats) = Manifest::from_entries_reusing(&entries, &config, progress, &reuse)?;
+            let (m, stats) = ListedManifest::hash(&listing, &config, progress, &reuse)?;
             report.incremental = Some(stats);
-            m
+            Got::Listed(m)
         }
     };
-    if manifest.file_count == 0 {
-        return Err(Error::Digest(crate::digest::Error::Empty {
-            path: path.into(),
-        }));
-    }
-    if matches!(config.method, Method::Shards { .. })
-        && manifest.resources().len() < manifest.file_count
-    {
+    let resources: &dyn ResourceSource = match &got {
+        Got::Listed(l) => l,
+        Got::Merged(m) => m,
+    };
+    let (files, bytes) = (listing.len(), listing.total_bytes());
+    if matches!(config.method, Method::Shards { .. }) && resources.resource_count() < files {
         warnings.push(
             "empty files have no shards and are not recorded in shard mode (OpenSSF model signing format); \
              sign without --shard-size to cover them"
                 .to_string(),
         );
     }
-    let subject = root
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("model")
-        .to_string();
-    let payload = model_statement(&subject, opts.kind, &manifest, &config);
-    let bundle = sign_statement(signer, &payload)?;
-    write_atomic(&bundle_path, &bundle.to_json(), opts.force)?;
+    sign_resources_to(
+        signer,
+        &subject,
+        opts.kind,
+        resources,
+        &config,
+        &bundle_path,
+        opts.force,
+    )?;
     // A bundle is public material (the temp file behind it was 0600).
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bundle_path, std::fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::io(&bundle_path, e))?;
     }
-    if extras.write_stat_cache && !matches!(extras.source, ManifestSource::Parts(_)) {
-        match cache::store(&root, &config, &entries, manifest.resources(), walk_started) {
+    if let (true, Got::Listed(listed)) = (extras.write_stat_cache, &got) {
+        match cache::store(&root, &config, listed, walk_started) {
             Ok(n) => report.stat_cache_entries = Some(n),
             Err(why) => warnings.push(format!("stat cache not written: {why}")),
         }
     }
+    let root_digest = hex::encode(resources.root_digest());
+    let resource_count = resources.resource_count();
     Ok(SignOutcome {
         bundle: bundle_path,
         subject,
         kind: opts.kind,
-        root_digest: manifest.root_digest_hex(),
-        files: manifest.file_count,
-        resources: manifest.resources().len(),
-        bytes: manifest.total_bytes,
+        root_digest,
+        files,
+        resources: resource_count,
+        bytes,
         algorithm: config.algorithm.name(),
         ignore_paths: config.ignore_paths,
         source: report,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::statement::model_statement;
+    use crate::attest::KeyKind;
+    use crate::digest::{Method, Resource};
+
+    #[test]
+    fn streamed_bundle_is_byte_identical_to_the_in_memory_one() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Manifest::from_resources(
+            (0..50)
+                .map(|i| Resource {
+                    name: format!("dir{}/f\"{i}:0:4", i % 7),
+                    algorithm: "sha256-sharded-4".into(),
+                    digest: vec![i as u8; 32],
+                })
+                .collect(),
+        );
+        let cfg = HashConfig {
+            method: Method::Shards { shard_size: 4 },
+            ..HashConfig::default()
+        };
+        for kind in [
+            KeyKind::P256,
+            KeyKind::P384,
+            KeyKind::P521,
+            KeyKind::Ed25519,
+        ] {
+            let signer = Signer::from_key(SigningKey::generate(kind));
+            let payload = model_statement("m", SubjectKind::Model, &m, &cfg);
+            let want = sign_statement(&signer, &payload).unwrap().to_json();
+            let p = d.path().join("b.sig");
+            sign_resources_to(&signer, "m", SubjectKind::Model, &m, &cfg, &p, true).unwrap();
+            let got = std::fs::read(&p).unwrap();
+            if kind == KeyKind::P521 {
+                // Randomised (hedged) signatures: same bundle apart from the signature, which
+                // must verify over the same PAE.
+                let (g, w) = (
+                    Bundle::parse(&got, &p).unwrap(),
+                    Bundle::parse(&want, &p).unwrap(),
+                );
+                let (ge, we) = (g.dsse_envelope.unwrap(), w.dsse_envelope.unwrap());
+                assert_eq!(ge.payload, we.payload);
+                let sig = bundle::unb64(&ge.signatures[0].sig).unwrap();
+                let pae = dsse::pae(bundle::IN_TOTO_PAYLOAD_TYPE, &payload);
+                assert!(signer.verifying_key().verify(&pae, &sig));
+            } else {
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+            // Streamed verification agrees with the whole-message one, and rejects a change.
+            let sig = SigningKey::generate(kind);
+            let msg: &[u8] = b"DSSEv1 1 t 3 abc";
+            let s = sig.sign_message(&msg).unwrap();
+            assert!(sig.verifying_key().verify(msg, &s));
+            assert!(sig.verifying_key().verify_message(&msg, &s));
+            let other: &[u8] = b"DSSEv1 1 t 3 abd";
+            assert!(!sig.verifying_key().verify_message(&other, &s));
+        }
+        // Without --force an existing bundle is kept.
+        let p = d.path().join("b.sig");
+        let before = std::fs::read(&p).unwrap();
+        let signer = Signer::from_key(SigningKey::generate(KeyKind::P256));
+        assert!(matches!(
+            sign_resources_to(&signer, "m", SubjectKind::Model, &m, &cfg, &p, false),
+            Err(Error::Exists { .. })
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
 }

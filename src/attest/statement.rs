@@ -2,6 +2,7 @@
 
 use crate::digest::{
     self, check_resource_name, HashAlgorithm, HashConfig, Manifest, Method, Resource,
+    ResourceSource,
 };
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -56,35 +57,28 @@ pub fn serialization_json(config: &HashConfig) -> Value {
 }
 
 /// The exact payload bytes for a model/dataset manifest (2-space indented JSON, as
-/// model_signing writes it). Serialized straight from the manifest, without an intermediate
-/// JSON tree, so a million resources cost their bytes and no more.
+/// model_signing writes it). See [`write_model_statement`].
 pub fn model_statement(
     subject_name: &str,
     kind: SubjectKind,
     manifest: &Manifest,
     config: &HashConfig,
 ) -> Vec<u8> {
-    use serde::ser::{SerializeSeq, SerializeStruct};
-    struct Resources<'a>(&'a [Resource]);
-    impl serde::Serialize for Resources<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut seq = s.serialize_seq(Some(self.0.len()))?;
-            for r in self.0 {
-                seq.serialize_element(&ResourceJson(r))?;
-            }
-            seq.end()
-        }
-    }
-    struct ResourceJson<'a>(&'a Resource);
-    impl serde::Serialize for ResourceJson<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut st = s.serialize_struct("Resource", 3)?;
-            st.serialize_field("name", &self.0.name)?;
-            st.serialize_field("digest", &self.0.hex())?;
-            st.serialize_field("algorithm", &self.0.algorithm)?;
-            st.end()
-        }
-    }
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_model_statement(&mut out, subject_name, kind, manifest, config);
+    out
+}
+
+/// The statement around its resources array: `(before, after)` the array's text, with the
+/// subject digest filled in. Made by serde's pretty printer, so it is byte for byte what a JSON
+/// tree would give.
+fn statement_frame(
+    subject_name: &str,
+    kind: SubjectKind,
+    root_hex: &str,
+    config: &HashConfig,
+) -> (String, String) {
     #[derive(serde::Serialize)]
     struct Statement<'a> {
         #[serde(rename = "_type")]
@@ -97,12 +91,12 @@ pub fn model_statement(
     #[derive(serde::Serialize)]
     struct Subject<'a> {
         name: &'a str,
-        digest: Digest,
+        digest: Digest<'a>,
         annotations: Annotations,
     }
     #[derive(serde::Serialize)]
-    struct Digest {
-        sha256: String,
+    struct Digest<'a> {
+        sha256: &'a str,
     }
     #[derive(serde::Serialize)]
     struct Annotations {
@@ -111,27 +105,76 @@ pub fn model_statement(
     }
     #[derive(serde::Serialize)]
     struct Predicate<'a> {
-        resources: Resources<'a>,
+        resources: &'a str,
         serialization: Value,
     }
-    let st = Statement {
-        type_: STATEMENT_TYPE,
-        subject: [Subject {
-            name: subject_name,
-            digest: Digest {
-                sha256: manifest.root_digest_hex(),
+    // A placeholder string where the array goes; a name that happens to contain it only
+    // makes us pick another.
+    for n in 0u32.. {
+        let mark = format!("\u{1}mlsign-resources-{n}\u{1}");
+        let st = Statement {
+            type_: STATEMENT_TYPE,
+            subject: [Subject {
+                name: subject_name,
+                digest: Digest { sha256: root_hex },
+                annotations: Annotations { kind: kind.name() },
+            }],
+            predicate_type: PREDICATE_V1,
+            predicate: Predicate {
+                resources: &mark,
+                serialization: serialization_json(config),
             },
-            annotations: Annotations { kind: kind.name() },
-        }],
-        predicate_type: PREDICATE_V1,
-        predicate: Predicate {
-            resources: Resources(manifest.resources()),
-            serialization: serialization_json(config),
-        },
-    };
-    let mut out = serde_json::to_vec_pretty(&st).unwrap_or_default();
-    out.push(b'\n');
-    out
+        };
+        let text = serde_json::to_string_pretty(&st).unwrap_or_default();
+        let quoted = serde_json::to_string(&mark).unwrap_or_default();
+        if text.matches(&quoted).count() == 1 {
+            if let Some((before, after)) = text.split_once(&quoted) {
+                return (before.to_string(), after.to_string());
+            }
+        }
+    }
+    unreachable!("some placeholder is unique")
+}
+
+/// Write the statement of `resources` to `w`, streamed: what it costs does not grow with the
+/// number of resources, so the signer can produce it as many times as it needs (length,
+/// signature, bundle) instead of holding it. Byte-identical to serde's pretty printer over the
+/// whole statement (`streamed_payload_equals_the_json_tree_form`).
+pub fn write_model_statement(
+    w: &mut dyn std::io::Write,
+    subject_name: &str,
+    kind: SubjectKind,
+    resources: &dyn ResourceSource,
+    config: &HashConfig,
+) -> std::io::Result<()> {
+    let root_hex = hex::encode(resources.root_digest());
+    let (before, after) = statement_frame(subject_name, kind, &root_hex, config);
+    w.write_all(before.as_bytes())?;
+    if resources.resource_count() == 0 {
+        w.write_all(b"[]")?;
+    } else {
+        // Depth: statement › predicate › resources, two spaces a level.
+        let mut buf = Vec::with_capacity(256);
+        let mut first = true;
+        resources.each_resource(&mut |r| {
+            buf.clear();
+            buf.extend_from_slice(if first { b"[\n      {" } else { b",\n      {" });
+            first = false;
+            buf.extend_from_slice(b"\n        \"name\": ");
+            serde_json::to_writer(&mut buf, r.name)?;
+            buf.extend_from_slice(b",\n        \"digest\": \"");
+            let at = buf.len();
+            buf.resize(at + r.digest.len() * 2, 0);
+            hex::encode_to_slice(r.digest, &mut buf[at..]).map_err(std::io::Error::other)?;
+            buf.extend_from_slice(b"\",\n        \"algorithm\": ");
+            serde_json::to_writer(&mut buf, r.algorithm)?;
+            buf.extend_from_slice(b"\n      }");
+            w.write_all(&buf)
+        })?;
+        w.write_all(b"\n    ]")?;
+    }
+    w.write_all(after.as_bytes())?;
+    w.write_all(b"\n")
 }
 
 /// What a verified payload says was signed.
@@ -403,6 +446,56 @@ mod tests {
             String::from_utf8(model_statement("e", SubjectKind::Model, &empty, &cfg))
                 .unwrap()
                 .contains("\"resources\": []")
+        );
+    }
+
+    #[test]
+    fn streamed_payload_equals_the_tree_form_for_shards_and_odd_names() {
+        let cfg = HashConfig {
+            method: Method::Shards { shard_size: 4 },
+            ignore_paths: vec!["x\"y".into(), ".git".into()],
+            ..HashConfig::default()
+        };
+        let names = [
+            "a\"b\\c:0:4",
+            "caf\u{e9}/\u{1}ctl\t:0:4",
+            "\u{1}mlsign-resources-0\u{1}:0:4",
+            "z:4:8",
+        ];
+        let m = Manifest::from_resources(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Resource {
+                    name: n.to_string(),
+                    algorithm: "sha256-sharded-4".into(),
+                    digest: vec![i as u8; 32],
+                })
+                .collect(),
+        );
+        // The subject name collides with the first placeholder the writer would try.
+        let subject = "\u{1}mlsign-resources-0\u{1}";
+        let resources: Vec<Value> = m
+            .resources()
+            .iter()
+            .map(|r| json!({"name": r.name, "digest": r.hex(), "algorithm": r.algorithm}))
+            .collect();
+        let st = json!({
+            "_type": STATEMENT_TYPE,
+            "subject": [{
+                "name": subject,
+                "digest": {"sha256": m.root_digest_hex()},
+                "annotations": {KIND_ANNOTATION: "dataset"},
+            }],
+            "predicateType": PREDICATE_V1,
+            "predicate": {"resources": resources, "serialization": serialization_json(&cfg)},
+        });
+        let mut want = serde_json::to_vec_pretty(&st).unwrap();
+        want.push(b'\n');
+        let got = model_statement(subject, SubjectKind::Dataset, &m, &cfg);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
         );
     }
 

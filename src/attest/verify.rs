@@ -24,6 +24,11 @@ pub enum Trust {
 pub struct KeylessTrust {
     pub root: sigstore::TrustRoot,
     pub expect: sigstore::Expect,
+    /// At least this many transparency-log entries must be in the bundle (each one verified).
+    /// 0 (the CLI's default) leaves it to the verifier, which wants a log entry or a timestamp.
+    pub min_tlog_entries: usize,
+    /// At least this many RFC 3161 timestamps from authorities of the trusted root.
+    pub min_timestamps: usize,
 }
 
 impl KeylessTrust {
@@ -38,7 +43,17 @@ impl KeylessTrust {
         KeylessTrust {
             root,
             expect: sigstore::Expect::Identity { identity, issuer },
+            min_tlog_entries: 0,
+            min_timestamps: 0,
         }
+    }
+
+    /// Require at least `tlog_entries` transparency-log entries and `timestamps` RFC 3161
+    /// timestamps (policies: `keyless = { …, tlog_entries = 1, signed_timestamps = 0 }`).
+    pub fn with_thresholds(mut self, tlog_entries: usize, timestamps: usize) -> Self {
+        self.min_tlog_entries = tlog_entries;
+        self.min_timestamps = timestamps;
+        self
     }
 }
 
@@ -78,6 +93,28 @@ pub fn verify_bundle(
 /// rejected, but the message says what it is and how to accept it.
 pub fn verify_bundle_with(
     bundle: &Bundle,
+    bundle_path: &Path,
+    trust: &Trust,
+    legacy_pae: bool,
+) -> Result<VerifiedPayload, Error> {
+    verify_inner(bundle, None, bundle_path, trust, legacy_pae)
+}
+
+/// [`verify_bundle_with`] for a bundle that is not a file (a registry blob): `raw` are the
+/// exact bytes `bundle` was parsed from; `label` names it in messages.
+pub fn verify_bundle_bytes(
+    bundle: &Bundle,
+    raw: &[u8],
+    label: &Path,
+    trust: &Trust,
+    legacy_pae: bool,
+) -> Result<VerifiedPayload, Error> {
+    verify_inner(bundle, Some(raw), label, trust, legacy_pae)
+}
+
+fn verify_inner(
+    bundle: &Bundle,
+    raw: Option<&[u8]>,
     bundle_path: &Path,
     trust: &Trust,
     legacy_pae: bool,
@@ -194,7 +231,7 @@ pub fn verify_bundle_with(
             }
             ("certificate", leaf.subject())
         }
-        Trust::Keyless(k) => return verify_keyless(bundle, bundle_path, k),
+        Trust::Keyless(k) => return verify_keyless(bundle, raw, bundle_path, k),
     };
     Ok(VerifiedPayload {
         payload_type: env.payload_type.clone(),
@@ -210,6 +247,7 @@ pub fn verify_bundle_with(
 /// compares with the re-hashed tree.
 fn verify_keyless(
     bundle: &Bundle,
+    raw: Option<&[u8]>,
     bundle_path: &Path,
     k: &KeylessTrust,
 ) -> Result<VerifiedPayload, Error> {
@@ -240,15 +278,32 @@ fn verify_keyless(
         .and_then(|h| hex::decode(h).ok())
         .and_then(|d| <[u8; 32]>::try_from(d).ok())
         .ok_or_else(|| malformed("the statement has no subject with a SHA-256 digest".into()))?;
-    let raw = sigstore::read_bounded(bundle_path, bundle::MAX_BUNDLE_BYTES, "bundle")
-        .map_err(|e| malformed(e.to_string()))?;
-    let sb = sigstore::parse_bundle(&raw).map_err(|e| malformed(e.to_string()))?;
-    let v = sigstore::verify(&sb, sigstore::Artifact::Sha256(digest), &k.expect, &k.root).map_err(
-        |e| match e.code() {
-            Some(code) => rejected(code, format!("{e} ({})", e.advice())),
-            None => malformed(e.to_string()),
-        },
-    )?;
+    let read;
+    let raw = match raw {
+        Some(r) => r,
+        None => {
+            read = sigstore::read_bounded(bundle_path, bundle::MAX_BUNDLE_BYTES, "bundle")
+                .map_err(|e| malformed(e.to_string()))?;
+            &read
+        }
+    };
+    let sb = sigstore::parse_bundle(raw).map_err(|e| malformed(e.to_string()))?;
+    let fail = |e: sigstore::KeylessError| match e.code() {
+        Some(code) => rejected(code, format!("{e} ({})", e.advice())),
+        None => malformed(e.to_string()),
+    };
+    let v = sigstore::verify(&sb, sigstore::Artifact::Sha256(digest), &k.expect, &k.root)
+        .map_err(fail)?;
+    if v.tlog_entries < k.min_tlog_entries || v.rfc3161_timestamps < k.min_timestamps {
+        return Err(fail(sigstore::KeylessError::Threshold(format!(
+            "the bundle has {} transparency-log entr{} and {} RFC 3161 timestamp(s); at least {} and {} are required",
+            v.tlog_entries,
+            if v.tlog_entries == 1 { "y" } else { "ies" },
+            v.rfc3161_timestamps,
+            k.min_tlog_entries,
+            k.min_timestamps
+        ))));
+    }
     let signer = match &v.issuer {
         Some(iss) => format!("{} (issuer {iss})", v.identity),
         None => format!("managed key {}", v.identity),

@@ -13,6 +13,7 @@ pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod suite;
+pub mod synth;
 pub mod tensors;
 
 pub use error::{BehaveError, Result};

@@ -79,7 +79,7 @@ impl SplitMix64 {
 }
 
 /// (channels, height, width) of an image sample, if the suite has a spatial layout.
-fn geometry(suite: &Suite) -> Option<(usize, usize, usize)> {
+pub fn geometry(suite: &Suite) -> Option<(usize, usize, usize)> {
     let s = suite
         .file
         .suite

@@ -144,6 +144,9 @@ pub struct BehaveReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub companions: Option<Companions>,
     pub top_candidates: Vec<TriggerCandidate>,
+    /// Differential trigger synthesis, when the suite asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<super::synth::SynthReport>,
     pub findings: Vec<Finding>,
     pub timing: Timing,
 }

@@ -37,6 +37,8 @@ pub struct Prepared {
     pub device: Device,
     cache: Cache,
     base_forward_s: f64,
+    /// Trigger synthesis, prepared (baseline's natural triggers found) when the suite asks.
+    pub synth: Option<super::synth::Setup>,
 }
 
 /// The baseline's outputs on the whole suite, computed once.
@@ -323,6 +325,19 @@ impl Prepared {
                 probed,
             }
         };
+        let synth = match (&suite.file.synthesis, &cache) {
+            (Some(spec), Cache::Classes { clean_pred, .. }) => Some(super::synth::setup(
+                spec,
+                &suite.path,
+                probes::geometry(&suite),
+                &suite.sample_shape,
+                &suite.x,
+                clean_pred,
+                &model,
+                &device,
+            )?),
+            _ => None,
+        };
         Ok(Prepared {
             suite,
             probes,
@@ -332,6 +347,7 @@ impl Prepared {
             device,
             cache,
             base_forward_s: fwd,
+            synth,
         })
     }
 
@@ -375,15 +391,27 @@ impl Prepared {
             Task::Embedding => self.score_text(&model, progress, &mut fwd)?,
             Task::Lm => self.score_lm(&model, progress, &mut fwd)?,
         };
+        let synthesis = match &self.synth {
+            Some(setup) => Some(super::synth::run(
+                setup,
+                &model,
+                &self.baseline,
+                model.info().labels.as_deref(),
+                &self.device,
+            )?),
+            None => None,
+        };
         let dec = &self.suite.file.decision;
         let threshold = dec.threshold_for(self.suite.file.suite.task);
         let value = scored.value;
-        let flagged = value > threshold;
+        let probe_flagged = value > threshold;
+        let synth_flagged = synthesis.as_ref().is_some_and(|s| s.flagged);
+        let flagged = probe_flagged || synth_flagged;
         let mut findings = Vec::new();
         let loc = Location::path(candidate.display().to_string());
         let probes_p = self.probe_summary();
         let stat = dec.stat.name();
-        let message = if let (true, Some(t)) = (flagged, scored.top.first()) {
+        let message = if let (true, Some(t)) = (probe_flagged, scored.top.first()) {
             let what = match &t.detail {
                 CandidateDetail::Class { target_class, median_excess, .. } => format!(
                     "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does",
@@ -428,6 +456,40 @@ impl Prepared {
                 "no backdoor-like divergence found under probes {probes_p} ({stat} = {value:.3} ≤ {threshold:.3}); this does not rule out triggers outside these probes"
             )
         };
+        let message = match synthesis.as_ref().filter(|s| s.flagged) {
+            Some(sy) => {
+                let top = sy.classes.iter().find(|c| Some(c.class) == sy.top_class);
+                let what = match top {
+                    Some(c) => format!(
+                        "a synthesised trigger of {} px sends {:.0}% of the other classes' inputs to class {}{} on the candidate vs {:.0}% on the baseline, whose own smallest trigger for that class takes {}",
+                        c.mask_l1.map_or("no".into(), |m| format!("{m:.1}")),
+                        100.0 * c.candidate_flip,
+                        c.class,
+                        c.label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                        100.0 * c.baseline_flip,
+                        c.natural_mask_l1.map_or("more than the whole image".into(), |m| format!("{m:.1} px")),
+                    ),
+                    None => "a synthesised trigger".into(),
+                };
+                findings.push(
+                    Finding::new(
+                        codes::BHV006,
+                        Severity::High,
+                        format!(
+                            "backdoor-like trigger synthesised: {what} (synthesis statistic {:.3} > threshold {:.3})",
+                            sy.value, sy.threshold
+                        ),
+                    )
+                    .at(loc.clone()),
+                );
+                if probe_flagged {
+                    format!("{message}; trigger synthesis agrees ({what})")
+                } else {
+                    format!("backdoor-like divergence found by trigger synthesis: {what} (the probe library alone found none: {stat} = {value:.3} ≤ {threshold:.3})")
+                }
+            }
+            None => message,
+        };
         if let (Some(max), Clean::Classes(c)) = (dec.clean_flip_rate_max, &scored.clean) {
             if c.top1_flip_rate > max {
                 findings.push(
@@ -471,6 +533,16 @@ impl Prepared {
                 );
             }
         }
+        if let Some(why) = dec.calibration.as_ref().and_then(|c| c.unsupported()) {
+            findings.push(
+                Finding::new(
+                    codes::BHV005,
+                    Severity::Low,
+                    format!("the threshold's {why}; its false-positive rate on new benign models may be that high (re-run `mlsign behave calibrate` with more benign candidates)"),
+                )
+                .at(Location::path(self.suite.path.display().to_string())),
+            );
+        }
         if dec.calibration.is_none() {
             findings.push(
                 Finding::new(
@@ -500,11 +572,12 @@ impl Prepared {
                 statistic: stat.into(),
                 value,
                 threshold,
-                flagged,
+                flagged: probe_flagged,
                 calibration: dec.calibration.clone(),
             },
             companions: scored.companions,
             top_candidates: scored.top,
+            synthesis,
             findings,
             timing: Timing {
                 forward_s: fwd,

@@ -60,6 +60,69 @@ pub fn quantile(v: &mut [f64], q: f64) -> f64 {
     v[lo] + (h - lo as f64) * (v[hi] - v[lo])
 }
 
+/// P(X ≤ k) for X ~ Binomial(n, p), summed in log space (no overflow for large n).
+pub fn binom_cdf(k: usize, n: usize, p: f64) -> f64 {
+    if k >= n || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (-p).ln_1p());
+    // ln C(n, i), built up term by term.
+    let mut lc = 0.0f64;
+    let mut sum = 0.0f64;
+    for i in 0..=k {
+        if i > 0 {
+            lc += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        sum += (lc + i as f64 * lp + (n - i) as f64 * lq).exp();
+    }
+    sum.min(1.0)
+}
+
+/// One-sided exact (Clopper–Pearson) upper confidence bound on a binomial proportion after `k`
+/// events in `n` trials: the p at which P(X ≤ k | n, p) = 1 − `confidence`. With k = 0 it is
+/// 1 − (1 − confidence)^(1/n); with k = n it is 1. Solved by bisection (the CDF falls in p).
+pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
+    if n == 0 || k >= n {
+        return 1.0;
+    }
+    let alpha = 1.0 - confidence.clamp(0.0, 1.0);
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if binom_cdf(k, n, mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-15 {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The fewest benign models with which a threshold exceeded by none of them has an exact
+/// one-sided upper confidence bound on its false-positive rate of at most `fpr`:
+/// the least n with (1 − fpr)^n ≤ 1 − confidence. `None` when `fpr` or `confidence` is not in (0, 1).
+pub fn min_benign_for_fpr(fpr: f64, confidence: f64) -> Option<usize> {
+    if !(fpr > 0.0 && fpr < 1.0 && confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let approx = ((1.0 - confidence).ln() / (-fpr).ln_1p()).ceil().max(1.0);
+    if !approx.is_finite() || approx > 1e12 {
+        return None;
+    }
+    // The closed form can be off by one in floating point; settle it on the bound itself.
+    let mut n = (approx as usize).saturating_sub(1).max(1);
+    while clopper_pearson_upper(0, n, confidence) > fpr {
+        n += 1;
+    }
+    Some(n)
+}
+
 /// Drift on the unprobed inputs: informational, never the verdict.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CleanDrift {
@@ -182,6 +245,43 @@ pub fn probe_cells(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reference values from scipy 1.17 (`beta.ppf(confidence, k + 1, n - k)`).
+    #[test]
+    fn clopper_pearson_matches_scipy() {
+        let cases = [
+            (0, 20, 0.95, 0.13910834066826516),
+            (1, 20, 0.95, 0.2161061642068473),
+            (0, 59, 0.95, 0.04950760988822693),
+            (0, 58, 0.95, 0.050339338330420105),
+            (3, 300, 0.95, 0.025641393082609616),
+            (15, 300, 0.95, 0.07594869829959539),
+            (0, 299, 0.95, 0.009969146792899269),
+            (5, 100, 0.9, 0.09077146961407018),
+            (10, 10, 0.95, 1.0),
+            (0, 1, 0.95, 0.95),
+            (50, 1000, 0.99, 0.06840489369563105),
+            (2, 7, 0.5, 0.3641160864480825),
+        ];
+        for (k, n, c, want) in cases {
+            let got = clopper_pearson_upper(k, n, c);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "k={k} n={n} c={c}: {got} vs {want}"
+            );
+        }
+        // Closed form for zero events.
+        for n in [1usize, 7, 20, 59, 300, 3000] {
+            let want = 1.0 - 0.05f64.powf(1.0 / n as f64);
+            assert!((clopper_pearson_upper(0, n, 0.95) - want).abs() < 1e-12);
+        }
+        assert_eq!(min_benign_for_fpr(0.05, 0.95), Some(59));
+        assert_eq!(min_benign_for_fpr(0.10, 0.95), Some(29));
+        assert_eq!(min_benign_for_fpr(0.01, 0.95), Some(299));
+        assert_eq!(min_benign_for_fpr(0.001, 0.95), Some(2995));
+        assert_eq!(min_benign_for_fpr(0.0, 0.95), None);
+        assert!((binom_cdf(2, 10, 0.3) - 0.3827827864).abs() < 1e-9);
+    }
 
     #[test]
     fn js_bounds() {

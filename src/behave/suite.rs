@@ -14,6 +14,9 @@ pub struct SuiteFile {
     pub probes: Vec<ProbeSpec>,
     #[serde(default)]
     pub decision: Decision,
+    /// Differential trigger synthesis (classifiers in the mlsign network spec).
+    #[serde(default)]
+    pub synthesis: Option<super::synth::SynthSpec>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -282,6 +285,42 @@ pub struct Calibration {
     pub tool: String,
     #[serde(default)]
     pub note: Option<String>,
+    /// Benign candidates above the threshold (absent in calibrations made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceedances: Option<usize>,
+    /// `exceedances / n_benign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sample_fpr: Option<f64>,
+    /// Exact one-sided (Clopper–Pearson) upper confidence bound on the false-positive rate of
+    /// the threshold on new benign candidates, at `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fpr_upper_bound: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+impl Calibration {
+    /// Why this calibration cannot back its stated FPR, if it cannot: the upper confidence
+    /// bound on the false-positive rate is above the FPR asked for.
+    pub fn unsupported(&self) -> Option<String> {
+        let ub = self.fpr_upper_bound?;
+        let conf = self.confidence.unwrap_or(0.95);
+        if ub <= self.fpr {
+            return None;
+        }
+        let need = super::stats::min_benign_for_fpr(self.fpr, conf)
+            .map(|n| format!("; a bound of {} needs at least {n} benign candidates with none above the threshold", self.fpr))
+            .unwrap_or_default();
+        Some(format!(
+            "calibrated for FPR {} on {} benign candidates ({} above the threshold, in-sample {:.3}), but the exact {:.0}% upper confidence bound on its false-positive rate is {:.3}{need}",
+            self.fpr,
+            self.n_benign,
+            self.exceedances.unwrap_or(0),
+            self.in_sample_fpr.unwrap_or(0.0),
+            100.0 * conf,
+            ub
+        ))
+    }
 }
 
 /// A suite with its inputs in memory and the digests the report binds to.
@@ -425,6 +464,12 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     let text = text_inputs(f);
     if f.suite.batch_size == 0 || f.suite.batch_size > 65_536 {
         return err("batch_size must be in 1..=65536".into());
+    }
+    if let Some(sy) = &f.synthesis {
+        sy.validate().or_else(err)?;
+        if f.suite.task != Task::Classification || text {
+            return err("[synthesis] applies to classifiers over tensor inputs (task = \"classification\" with safetensors inputs)".into());
+        }
     }
     if f.probes.is_empty() {
         return err("no [[probe]] sections: a behavioural diff needs at least one probe generator (clean-only drift does not reveal backdoors)".into());

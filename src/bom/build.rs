@@ -35,6 +35,17 @@ pub struct BuildOptions {
     /// Run `mlsign scan` (default policy) over every model file and record the verdicts.
     pub scan: bool,
     pub threads: Option<usize>,
+    /// What the root component is: a model (default) or an application (a release binary with
+    /// its lockfile: no model card, no base models).
+    pub root: RootKind,
+}
+
+/// `component.type` of the BOM's root (`mlsign bom --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RootKind {
+    #[default]
+    Model,
+    Application,
 }
 
 impl BuildOptions {
@@ -51,6 +62,7 @@ impl BuildOptions {
             model_properties: vec![],
             scan: false,
             threads: None,
+            root: RootKind::Model,
         }
     }
 }
@@ -294,7 +306,13 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             o.model.display()
         )));
     }
-    let facts: ModelFacts = modelcard::extract(&o.model);
+    let app = o.root == RootKind::Application;
+    // An application has no model card: its README/config are not read as one.
+    let facts: ModelFacts = if app {
+        ModelFacts::default()
+    } else {
+        modelcard::extract(&o.model)
+    };
     let mm = hash_tree(&o.model, o.threads)?;
     let name = o.name.clone().unwrap_or_else(|| {
         std::fs::canonicalize(&o.model)
@@ -302,8 +320,13 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".into())
     });
-    let model_ref = format!("model:{name}");
-    let mut model = Component::new(ctype::MODEL, name.clone());
+    let (kind, prefix) = if app {
+        (ctype::APPLICATION, "application")
+    } else {
+        (ctype::MODEL, "model")
+    };
+    let model_ref = format!("{prefix}:{name}");
+    let mut model = Component::new(kind, name.clone());
     model.bom_ref = Some(model_ref.clone());
     model.version = o.version.clone();
     model.description = facts.description.clone();
@@ -618,7 +641,9 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             })
             .collect();
     }
-    model.model_card = Some(card);
+    if !app {
+        model.model_card = Some(card);
+    }
 
     // Software dependencies.
     let mut libs: BTreeMap<String, Component> = BTreeMap::new();

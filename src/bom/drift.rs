@@ -83,12 +83,17 @@ pub fn verify(bom: &Bom, bom_path: &Path, o: &DriftOptions) -> Result<DriftRepor
         skipped: vec![],
         findings: vec![],
     };
+    // The root whatever its type (a model, or an application: `bom --type application`), then
+    // every model and dataset component.
     let targets: Vec<&Component> = bom
         .metadata
         .iter()
         .filter_map(|m| m.component.as_deref())
-        .chain(bom.components.iter())
-        .filter(|c| c.kind == ctype::MODEL || c.kind == ctype::DATA)
+        .chain(
+            bom.components
+                .iter()
+                .filter(|c| c.kind == ctype::MODEL || c.kind == ctype::DATA),
+        )
         .collect();
     for c in targets {
         let bref = c.bom_ref.clone().unwrap_or_else(|| c.name.clone());

@@ -22,7 +22,7 @@ pub mod sign;
 pub mod validate;
 mod yaml;
 
-pub use build::{build, BuildOptions};
+pub use build::{build, BuildOptions, RootKind};
 pub use cyclonedx::Bom;
 
 use std::path::Path;

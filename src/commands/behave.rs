@@ -16,7 +16,13 @@ pub fn run(args: BehaveArgs) -> anyhow::Result<Exit> {
         None => {
             let baseline = args.baseline.context("--baseline is required")?;
             let suite = args.suite.context("--suite is required")?;
-            run_diff(baseline, args.candidate, suite, &args.run)
+            run_diff(
+                baseline,
+                args.candidate,
+                suite,
+                args.trigger_dir.as_deref(),
+                &args.run,
+            )
         }
     }
 }
@@ -95,6 +101,7 @@ fn run_diff(
     baseline: PathBuf,
     candidates: Vec<PathBuf>,
     suite: PathBuf,
+    trigger_dir: Option<&Path>,
     opts: &BehaveRunArgs,
 ) -> anyhow::Result<Exit> {
     let bar = Bar::new(opts);
@@ -109,19 +116,32 @@ fn run_diff(
                 t,
             )
         };
-        let r = prepared.score(c, &progress).with_context(|| {
+        let mut r = prepared.score(c, &progress).with_context(|| {
             format!(
                 "cannot compare candidate {} with baseline {}",
                 c.display(),
                 baseline.display()
             )
         })?;
+        if let (Some(dir), Some(sy)) = (trigger_dir, r.synthesis.as_mut()) {
+            behave::synth::write_files(sy, dir, &file_stem(i, c), &c.display().to_string())
+                .with_context(|| {
+                    format!(
+                        "cannot write the synthesised triggers into {}",
+                        dir.display()
+                    )
+                })?;
+        }
         reports.push(r);
     }
     bar.finish();
     // Exit 1 for divergence (BHV001) and the clean-drift gate (BHV002); calibration notes
     // (BHV003/BHV004) are reported but do not fail the run.
-    let gating = [mlsign::report::codes::BHV001, mlsign::report::codes::BHV002];
+    let gating = [
+        mlsign::report::codes::BHV001,
+        mlsign::report::codes::BHV002,
+        mlsign::report::codes::BHV006,
+    ];
     let flagged = reports
         .iter()
         .any(|r| r.findings.iter().any(|f| gating.contains(&f.code)));
@@ -150,6 +170,25 @@ fn run_diff(
     Ok(if flagged { Exit::Finding } else { Exit::Pass })
 }
 
+/// File-name stem for a candidate's trigger images: its position and a sanitised name.
+fn file_stem(i: usize, c: &Path) -> String {
+    let name: String = c
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{}-{name}", i + 1)
+}
+
 fn human(r: &BehaveReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -176,8 +215,16 @@ fn human(r: &BehaveReport) -> String {
     }
     let cal = match &r.decision.calibration {
         Some(c) => format!(
-            "calibrated for FPR {} on {} benign candidates, {}",
-            c.fpr, c.n_benign, c.created
+            "calibrated for FPR {} on {} benign candidates{}, {}",
+            c.fpr,
+            c.n_benign,
+            c.fpr_upper_bound
+                .map(|u| format!(
+                    " ({:.0}% upper bound {u:.3})",
+                    100.0 * c.confidence.unwrap_or(0.95)
+                ))
+                .unwrap_or_default(),
+            c.created
         ),
         None => "NOT calibrated".into(),
     };
@@ -290,6 +337,58 @@ fn human(r: &BehaveReport) -> String {
             }
         };
     }
+    if let Some(sy) = &r.synthesis {
+        let _ = writeln!(
+            s,
+            "  synthesis  statistic {:.3} (threshold {:.3}{}; anomaly index {:.2}); {} classes in {:.1}s (baseline's natural triggers {:.1}s, once)",
+            sy.value,
+            sy.threshold,
+            if sy.flagged { ", FLAGGED" } else { "" },
+            sy.anomaly_index,
+            sy.classes.len(),
+            sy.seconds,
+            sy.baseline_seconds
+        );
+        let mut order: Vec<_> = sy.classes.iter().collect();
+        order.sort_by(|a, b| b.log2_ratio.total_cmp(&a.log2_ratio));
+        for c in order.iter().take(3) {
+            let px = |v: Option<f64>| v.map_or("none found".into(), |v| format!("{v:.1} px"));
+            let _ = writeln!(
+                s,
+                "    class {}{}: mask {} vs the baseline's natural {} (log2 ratio {:.2}); candidate {:.0}% vs baseline {:.0}% of {} inputs{}",
+                c.class,
+                c.label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                px(c.mask_l1),
+                px(c.natural_mask_l1),
+                c.log2_ratio,
+                100.0 * c.candidate_flip,
+                100.0 * c.baseline_flip,
+                c.source_inputs,
+                match (&c.mask_png, &c.pattern_png) {
+                    (Some(m), Some(p)) => format!("; mask {m}, pattern {p}"),
+                    _ => String::new(),
+                }
+            );
+        }
+        if !sy.not_searched.is_empty() {
+            let _ = writeln!(
+                s,
+                "    not searched (time budget {}s spent): classes {:?}",
+                sy.time_budget_s, sy.not_searched
+            );
+        }
+        match &sy.html {
+            Some(h) => {
+                let _ = writeln!(s, "    triggers shown in {h}");
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "    (add --trigger-dir DIR to write the masks and patterns as PNG and HTML)"
+                );
+            }
+        }
+    }
     for f in &r.findings {
         let _ = writeln!(s, "  {f}");
     }
@@ -306,7 +405,12 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
     let prepared = prepare(&a.baseline, &a.suite, &a.run, &bar)?;
     let n = a.benign.len();
     let progress = |s: &str, d: u64, t: u64| bar.update(&format!("benign ({n}) {s}"), d, t);
-    let res = calibrate::calibrate(&prepared, &a.benign, a.fpr, &progress).map_err(|e| {
+    let opts = calibrate::Options {
+        fpr: a.fpr,
+        confidence: a.confidence,
+        bounded: a.bounded,
+    };
+    let res = calibrate::calibrate(&prepared, &a.benign, &opts, &progress).map_err(|e| {
         about_suite(
             e,
             &a.suite,
@@ -314,8 +418,15 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
         )
     })?;
     bar.finish();
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
     if a.write {
-        calibrate::write_into_suite(&a.suite, res.threshold, &res.calibration)
+        let synth = res
+            .synthesis
+            .as_ref()
+            .map(|s| (s.threshold, &s.calibration));
+        calibrate::write_into_suite(&a.suite, res.threshold, &res.calibration, synth)
             .with_context(|| format!("cannot write the threshold into {}", a.suite.display()))?;
     }
     match a.run.format {
@@ -325,15 +436,45 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Human => {
+            let how = if a.bounded {
+                format!(
+                    "lowest threshold whose {:.0}% upper bound meets FPR {}",
+                    100.0 * res.confidence,
+                    a.fpr
+                )
+            } else {
+                format!("{:.3} quantile", res.calibration.quantile)
+            };
             println!(
-                "threshold {:.4} = {:.3} quantile of {} over {} benign candidates (max {:.4}; {:.1}% of them above it)",
+                "threshold {:.4} = {how} of {} over {} benign candidates (max {:.4})",
                 res.threshold,
-                res.calibration.quantile,
                 res.calibration.statistic,
                 res.calibration.n_benign,
                 res.calibration.benign_max,
-                100.0 * res.in_sample_fpr
             );
+            println!(
+                "false-positive rate: {}/{} benign above it (in-sample {:.3}); exact {:.0}% upper confidence bound {:.4} (requested {}{})",
+                res.exceedances,
+                res.calibration.n_benign,
+                res.in_sample_fpr,
+                100.0 * res.confidence,
+                res.fpr_upper_bound,
+                a.fpr,
+                if res.fpr_supported { ", supported" } else { ", NOT supported" }
+            );
+            if let Some(sy) = &res.synthesis {
+                println!(
+                    "synthesis threshold {:.4} (FPR {} each; {}/{} benign above it); either statistic: {}/{} benign flagged, exact {:.0}% upper bound {:.4} on the combined FPR",
+                    sy.threshold,
+                    sy.calibration.fpr,
+                    sy.calibration.exceedances.unwrap_or(0),
+                    res.calibration.n_benign,
+                    sy.combined_exceedances,
+                    res.calibration.n_benign,
+                    100.0 * res.confidence,
+                    sy.combined_fpr_upper_bound
+                );
+            }
             if a.write {
                 println!(
                     "written into {} [decision] with provenance",

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mlsign::attest::{self, bundle::Bundle, cert, Trust, VerifyingKey};
 use mlsign::bom::cyclonedx::{ctype, Property};
 use mlsign::bom::{self, drift, show, validate, BomError, BuildOptions};
-use mlsign::report::{sarif, Exit, Finding, Format};
+use mlsign::report::{sarif, Exit, Finding, Format, Location, Severity};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +141,10 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
         model_properties: props,
         scan: a.scan,
         threads: a.threads,
+        root: match a.root_type {
+            crate::cli::BomRootType::Model => bom::RootKind::Model,
+            crate::cli::BomRootType::Application => bom::RootKind::Application,
+        },
     };
     let bom = bom::build(&opts)?;
     let text = bom::to_json(&bom)?;
@@ -258,7 +262,11 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut signature = serde_json::Value::Null;
     if let Some(bp) = &a.bundle {
-        let t = trust(&a.key, &a.cert_chain)?;
+        let t = if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() {
+            Trust::Keyless(super::verify::keyless_trust(&a.keyless)?)
+        } else {
+            trust(&a.key, &a.cert_chain)?
+        };
         let b = Bundle::read(bp)?;
         match attest::verify_bundle(&b, bp, &t) {
             Ok(vp) => match bom::sign::check_statement(&vp.payload, &bytes) {
@@ -270,6 +278,12 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
                 }
                 Err(why) => findings.push(bom::attestation_finding(why, &shown)),
             },
+            // Keyless checks keep their own code (SGS…): it says which check failed.
+            Err(attest::Error::Rejected { code, message }) if code.starts_with("SGS") => findings
+                .push(
+                    Finding::new(code, Severity::Critical, message)
+                        .at(Location::path(bp.display().to_string())),
+                ),
             Err(attest::Error::Rejected { message, .. }) => {
                 findings.push(bom::attestation_finding(message, &bp.display().to_string()))
             }
@@ -369,12 +383,6 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
             issues.len()
         );
     }
-    let signer = load_signer(
-        &a.key,
-        a.passphrase_env.as_deref(),
-        a.cert.as_deref(),
-        &a.chain,
-    )?;
     let name = a
         .bom
         .file_name()
@@ -382,13 +390,49 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         .unwrap_or_else(|| "bom.cdx.json".into());
     let statement = bom::sign::statement(&bytes, &name)
         .map_err(|e| BomError::Usage(format!("{shown}: {e}")))?;
-    let bundle = attest::sign_statement(&signer, &statement)?;
     let out = a.bundle.clone().unwrap_or_else(|| {
         let mut s = a.bom.as_os_str().to_os_string();
         s.push(".sig");
         PathBuf::from(s)
     });
-    bom::write_public(&out, &bundle.to_json(), a.force)?;
+    if out.exists() && !a.force {
+        bail!(
+            "{}: already exists; pass --force to overwrite it",
+            out.display()
+        );
+    }
+    let bundle = if a.keyless {
+        // Local files first; the token is fetched and the services called last.
+        let (services, root) = super::keyless_sign::services_and_root(
+            a.signing_config.as_deref(),
+            a.trusted_root.as_deref(),
+            a.staging,
+        )?;
+        let token =
+            mlsign::attest::sigstore::sign::obtain_token(None, a.identity_token_file.as_deref())?;
+        let b = mlsign::attest::sigstore::sign::sign(
+            mlsign::attest::sigstore::sign::Content::Dsse {
+                payload_type: attest::bundle::IN_TOTO_PAYLOAD_TYPE,
+                payload: &statement,
+            },
+            &token,
+            &services,
+            &root,
+        )?;
+        b.to_string().into_bytes()
+    } else {
+        let Some(key) = &a.key else {
+            bail!("pass --key PRIV.pem or --keyless");
+        };
+        let signer = load_signer(
+            key,
+            a.passphrase_env.as_deref(),
+            a.cert.as_deref(),
+            &a.chain,
+        )?;
+        attest::sign_statement(&signer, &statement)?.to_json()
+    };
+    bom::write_public(&out, &bundle, a.force)?;
     let digest = bom::sign::sha256_hex(&bytes);
     match a.format {
         Format::Human => println!(

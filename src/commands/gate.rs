@@ -127,6 +127,7 @@ pub fn run(a: GateArgs) -> Result<Exit> {
             approvals: a.approvals.clone(),
         },
         threads: a.threads,
+        registry: None,
     };
     let mut reports = Vec::new();
     for s in &a.subjects {

@@ -2,7 +2,7 @@ use super::common::{hash_config, human_bytes, print_json, Bar};
 use crate::cli::HashArgs;
 use anyhow::{Context, Result};
 use mlsign::digest::partition::Part;
-use mlsign::digest::{cache, walk, Manifest, Method};
+use mlsign::digest::{cache, walk, walk_listing, ListedManifest, Manifest, Method, ResourceSource};
 use mlsign::report::{Exit, Format};
 use serde_json::json;
 
@@ -48,31 +48,30 @@ pub fn run(a: HashArgs) -> Result<Exit> {
     let bar = Bar::new(!a.hashing.no_progress);
     let root = std::fs::canonicalize(&a.path).with_context(|| a.path.display().to_string())?;
     let walk_started = cache::now_ns();
-    let entries = walk(&root, &config.ignore_paths, config.allow_symlinks)?;
-    let m = Manifest::from_entries(&entries, &config, &bar)?;
+    let listing = walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
+    let (m, _) = ListedManifest::hash(&listing, &config, &bar, &|_| None)?;
     if !a.hashing.no_stat_cache {
         // For a later `sign --since`; a failure here costs only a full re-hash then.
-        if let Err(why) = cache::store(&root, &config, &entries, m.resources(), walk_started) {
+        if let Err(why) = cache::store(&root, &config, &m, walk_started) {
             eprintln!("warning: stat cache not written: {why}");
         }
     }
-    drop(entries);
     match a.format {
         Format::Human => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for r in m.resources() {
-                // A closed pipe (`| head`) ends the listing quietly.
-                if writeln!(out, "{}  {}", r.hex(), r.name).is_err() {
-                    return Ok(Exit::Pass);
-                }
+            // Streamed from the compact manifest; a closed pipe (`| head`) ends it quietly.
+            let listed =
+                m.each_resource(&mut |r| writeln!(out, "{}  {}", hex::encode(r.digest), r.name));
+            if listed.is_err() {
+                return Ok(Exit::Pass);
             }
             let _ = writeln!(
                 out,
                 "root sha256:{}  ({} files, {}, {}{})",
                 m.root_digest_hex(),
-                m.file_count,
-                human_bytes(m.total_bytes),
+                listing.len(),
+                human_bytes(listing.total_bytes()),
                 config.algorithm,
                 match config.method {
                     Method::Files => String::new(),
@@ -81,6 +80,7 @@ pub fn run(a: HashArgs) -> Result<Exit> {
             );
         }
         Format::Json | Format::Sarif => {
+            let m = m.to_manifest();
             let resources: Vec<_> = m
                 .resources()
                 .iter()

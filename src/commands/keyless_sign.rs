@@ -9,22 +9,37 @@ use mlsign::attest::sigstore::{self, TrustRoot};
 use mlsign::attest::{SignOptions, SubjectKind};
 use mlsign::digest::HashConfig;
 use mlsign::report::{Exit, Format};
+use std::path::Path;
 
-pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
-    let k = &a.keyless;
-    // Everything local is checked before the token is fetched and the services are called.
-    let services = match &k.signing_config {
+/// The Sigstore services and the trusted root new bundles are checked against, from
+/// `--signing-config`, `--trusted-root` and `--staging` (local files only: nothing is fetched).
+pub fn services_and_root(
+    signing_config: Option<&Path>,
+    trusted_root: Option<&Path>,
+    staging: bool,
+) -> Result<(Services, TrustRoot)> {
+    let services = match signing_config {
         Some(p) => {
             let bytes = sigstore::read_bounded(p, 1 << 20, "signing config")?;
             Services::from_signing_config(&String::from_utf8_lossy(&bytes))
                 .with_context(|| format!("{}", p.display()))?
         }
-        None if k.staging => {
+        None if staging => {
             Services::from_signing_config(sigstore_trust_root::SIGSTORE_STAGING_SIGNING_CONFIG)?
         }
         None => Services::production()?,
     };
-    let root = TrustRoot::load(k.trusted_root.as_deref(), k.staging)?;
+    Ok((services, TrustRoot::load(trusted_root, staging)?))
+}
+
+pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
+    let k = &a.keyless;
+    // Everything local is checked before the token is fetched and the services are called.
+    let (services, root) = services_and_root(
+        k.signing_config.as_deref(),
+        k.trusted_root.as_deref(),
+        k.staging,
+    )?;
     let bundle_path = match &a.bundle {
         Some(b) => b.clone(),
         None => super::sign::default_bundle(&a.path)?,

@@ -2,6 +2,7 @@
 //! the requested format and maps it to an exit code. Library errors get their context here.
 
 pub mod approve;
+pub mod attest;
 mod bom;
 mod common;
 pub mod completions;
@@ -16,6 +17,7 @@ pub mod policy;
 mod pull;
 mod push;
 pub mod scan;
+pub mod serve;
 mod sign;
 mod verify;
 mod verify_parts;
@@ -42,6 +44,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Gate(a) => (a.format.errors(), gate::run(a)),
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),
+        Command::Attest(a) => (attest::format(&a), attest::run(a)),
+        Command::Serve(a) => (Format::Human, serve::run(a)),
         Command::Completions(a) => (Format::Human, completions::run_completions(a)),
         Command::Man(a) => (a.format, completions::run_man(a)),
         #[cfg(feature = "behave")]

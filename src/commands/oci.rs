@@ -52,8 +52,31 @@ pub fn sign(a: &SignArgs, reference: &str) -> Result<Exit> {
         anyhow::bail!("--bundle is for files on disk; the signature of an oci:// reference is stored in the registry");
     }
     let r = parse_ref(reference)?;
-    let signer = super::sign::signer_of(a)?;
-    let out = oci::sign_reference(&r, &signer, &options(&a.registry)?, a.cosign_compat)?;
+    let out = if a.keyless.keyless {
+        if a.cosign_compat {
+            anyhow::bail!("--cosign-compat writes key-signed legacy .sig images; keyless signatures are stored as Sigstore bundle referrers only");
+        }
+        let k = &a.keyless;
+        let (services, root) = super::keyless_sign::services_and_root(
+            k.signing_config.as_deref(),
+            k.trusted_root.as_deref(),
+            k.staging,
+        )?;
+        let opts = options(&a.registry)?;
+        let token = mlsign::attest::sigstore::sign::obtain_token(
+            k.identity_token.as_deref(),
+            k.identity_token_file.as_deref(),
+        )?;
+        let signer = oci::KeylessSigner {
+            token: &token,
+            services: &services,
+            root: &root,
+        };
+        oci::sign_reference_with(&r, &signer, &opts)?
+    } else {
+        let signer = super::sign::signer_of(a)?;
+        oci::sign_reference(&r, &signer, &options(&a.registry)?, a.cosign_compat)?
+    };
     match a.format {
         Format::Human => {
             println!("Signed {} ({})", out.reference, out.media_type);
@@ -163,13 +186,21 @@ fn print_human(out: &oci::VerifyOutcome) {
     println!("  read {} from the registry", human_bytes(out.bytes_read));
 }
 
-/// `mlsign verify oci://… --key PUB.pem`.
+/// `--key`, `--cert-chain`, or keyless `--identity[-regex] --issuer[-regex]`.
+fn verify_trust(a: &VerifyArgs) -> Result<Trust> {
+    if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() {
+        return Ok(Trust::Keyless(super::verify::keyless_trust(&a.keyless)?));
+    }
+    trust(a.key.as_deref(), a.cert_chain.as_deref())
+}
+
+/// `mlsign verify oci://… --key PUB.pem` (or keyless `--identity … --issuer …`).
 pub fn verify(a: &VerifyArgs, reference: &str) -> Result<Exit> {
     if a.bundle.is_some() {
         anyhow::bail!("--bundle is for files on disk; signatures of oci:// references are found in the registry");
     }
     let r = parse_ref(reference)?;
-    let t = trust(a.key.as_deref(), a.cert_chain.as_deref())?;
+    let t = verify_trust(a)?;
     let out = oci::verify_reference(&r, &t, &options(&a.registry)?)?;
     let findings = findings_of(&out);
     match a.format {
@@ -191,7 +222,7 @@ pub fn verify(a: &VerifyArgs, reference: &str) -> Result<Exit> {
 /// `mlsign verify DIR --against oci://…`.
 pub fn verify_against(a: &VerifyArgs, reference: &str) -> Result<Exit> {
     let r = parse_ref(reference)?;
-    let t = trust(a.key.as_deref(), a.cert_chain.as_deref())?;
+    let t = verify_trust(a)?;
     if !a.path.is_dir() {
         anyhow::bail!("{}: not a directory", a.path.display());
     }

@@ -9,9 +9,17 @@ use mlsign::report::{Exit, Format};
 pub fn run(a: PullArgs) -> Result<Exit> {
     no_sarif(a.format)?;
     let r = parse_ref(&a.reference)?;
-    let t = match &a.key {
-        Some(k) => Some(trust(Some(k.as_path()), None)?),
-        None => None,
+    let t = if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() {
+        Some(mlsign::attest::Trust::Keyless(
+            super::verify::keyless_trust(&a.keyless)?,
+        ))
+    } else if a.key.is_some() || a.cert_chain.is_some() {
+        Some(trust(a.key.as_deref(), a.cert_chain.as_deref())?)
+    } else {
+        if a.keyless.issuer.is_some() || a.keyless.issuer_regex.is_some() {
+            anyhow::bail!("--issuer needs --identity or --identity-regex (keyless verification)");
+        }
+        None
     };
     match mlsign::oci::pull_model(&r, &a.dir, &options(&a.registry)?, t.as_ref()) {
         Ok(out) => {

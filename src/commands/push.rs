@@ -20,9 +20,29 @@ pub fn run(a: PushArgs) -> Result<Exit> {
         (Some(_), false) => {
             anyhow::bail!("--key is for --sign; add --sign to sign the pushed model")
         }
+        (None, true) if !a.keyless => {
+            anyhow::bail!("--sign needs --key PRIV.pem or --keyless")
+        }
         _ => None,
     };
-    let out = mlsign::oci::push_model(&a.path, &r, &options(&a.registry)?, signer.as_ref())?;
+    let opts = options(&a.registry)?;
+    let out = if a.keyless {
+        let (services, root) = super::keyless_sign::services_and_root(
+            a.signing_config.as_deref(),
+            a.trusted_root.as_deref(),
+            a.staging,
+        )?;
+        let token =
+            mlsign::attest::sigstore::sign::obtain_token(None, a.identity_token_file.as_deref())?;
+        let k = mlsign::oci::KeylessSigner {
+            token: &token,
+            services: &services,
+            root: &root,
+        };
+        mlsign::oci::push_model_with(&a.path, &r, &opts, Some(&k))?
+    } else {
+        mlsign::oci::push_model(&a.path, &r, &opts, signer.as_ref())?
+    };
     match a.format {
         Format::Human => {
             println!(

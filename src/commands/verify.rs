@@ -1,7 +1,7 @@
 use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
 use crate::cli::{KeylessVerifyArgs, VerifyArgs};
 use anyhow::{Context, Result};
-use mlsign::attest::sigstore::{Expect, Matcher, TrustRoot};
+use mlsign::attest::sigstore::{Matcher, TrustRoot};
 use mlsign::attest::{
     cert, verify_model, KeylessTrust, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
 };
@@ -97,10 +97,11 @@ pub fn keyless_trust(k: &KeylessVerifyArgs) -> Result<KeylessTrust> {
             "keyless verification needs --issuer URL (or --issuer-regex): an identity means nothing without the OIDC issuer that vouched for it"
         ),
     };
-    Ok(KeylessTrust {
-        root: TrustRoot::load(k.trusted_root.as_deref(), k.staging)?,
-        expect: Expect::Identity { identity, issuer },
-    })
+    Ok(KeylessTrust::new(
+        identity,
+        issuer,
+        TrustRoot::load(k.trusted_root.as_deref(), k.staging)?,
+    ))
 }
 
 pub fn run(a: VerifyArgs) -> Result<Exit> {

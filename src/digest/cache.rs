@@ -15,19 +15,33 @@
 //! changed so recently that a later write could share their timestamp (racy entries are never
 //! recorded). `verify` never reads the cache.
 
-use super::manifest::{pieces, Resource};
-use super::walk::Entry;
+use super::manifest::ListedManifest;
+use super::walk::{Entry, FileStat};
 use super::{HashConfig, Method};
-use std::io::Write;
+use hmac::{Hmac, Mac};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-const VERSION: u64 = 1;
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// Format 2: the body first, then its MAC on the last line (written in one streamed pass).
+/// Format 1 (MAC first, `ring` HMAC) is no longer read; such files are pruned.
+const VERSION: u64 = 2;
+/// Bound into every MAC, so a MAC of one format can never authenticate another.
+const MAC_DOMAIN: &[u8] = b"mlsign stat cache v2\n";
 /// Entries changed less than this before the walk are not recorded: a write within the same
 /// clock tick (kernel timestamps come from a coarse clock) could leave stat unchanged.
 const RACY_NS: i64 = 50_000_000;
 /// Caches larger than this are not read (a million files take about 150 MB).
 const MAX_CACHE: u64 = 4 << 30;
+/// The cache directory keeps at most this many trees' caches (the most recently written) ...
+const MAX_CACHES: usize = 256;
+/// ... none older than this, and none whose tree is gone.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Leftover temp files of interrupted runs older than this are removed.
+const TEMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Where caches live: `$XDG_CACHE_HOME/mlsign`, else `$HOME/.cache/mlsign`.
 pub fn cache_dir() -> Option<PathBuf> {
@@ -55,12 +69,18 @@ fn cache_file(dir: &Path, root: &Path) -> PathBuf {
     dir.join(format!("stat-{}.json", hex::encode(&h[..16])))
 }
 
-/// The per-user HMAC key (created on first use, mode 0600; concurrent first runs agree on one).
-fn mac_key(dir: &Path, create: bool) -> Result<ring::hmac::Key, String> {
+/// A fresh MAC over `MAC_DOMAIN` with the per-user key (created on first use, mode 0600;
+/// concurrent first runs agree on one).
+fn mac_key(dir: &Path, create: bool) -> Result<HmacSha256, String> {
     let p = dir.join("cache.key");
-    let read = || -> Result<Option<ring::hmac::Key>, String> {
-        match std::fs::read(&p) {
-            Ok(k) if k.len() == 32 => Ok(Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))),
+    let keyed = |k: &[u8]| {
+        let mut m = <HmacSha256 as Mac>::new_from_slice(k).map_err(|e| e.to_string())?;
+        m.update(MAC_DOMAIN);
+        Ok::<_, String>(m)
+    };
+    let read = || -> Result<Option<HmacSha256>, String> {
+        match std::fs::read(&p).map(zeroize::Zeroizing::new) {
+            Ok(k) if k.len() == 32 => keyed(&k).map(Some),
             Ok(_) => Err(format!("{}: not a 32-byte key", p.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", p.display())),
@@ -83,7 +103,7 @@ fn mac_key(dir: &Path, create: bool) -> Result<ring::hmac::Key, String> {
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
     match tmp.persist_noclobber(&p) {
-        Ok(_) => Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k[..])),
+        Ok(_) => keyed(&k[..]),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
             read()?.ok_or_else(|| format!("{}: vanished", p.display()))
         }
@@ -91,38 +111,35 @@ fn mac_key(dir: &Path, create: bool) -> Result<ring::hmac::Key, String> {
     }
 }
 
-fn method_json(config: &HashConfig) -> serde_json::Value {
+fn shard_size(config: &HashConfig) -> Option<u64> {
     match config.method {
-        Method::Files => serde_json::Value::Null,
-        Method::Shards { shard_size } => serde_json::json!(shard_size),
+        Method::Files => None,
+        Method::Shards { shard_size } => Some(shard_size),
     }
 }
 
-/// The stat identity of a file as recorded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stat {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
+/// The cache body as written (keys in this order).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Head {
+    version: u64,
+    root: Option<String>,
+    root_dev: u64,
+    root_ino: u64,
+    algorithm: String,
+    shard_size: Option<u64>,
 }
 
-impl Stat {
-    fn of(e: &Entry) -> Stat {
-        Stat {
-            dev: e.dev,
-            ino: e.ino,
-            size: e.size,
-            mtime_ns: e.mtime_ns,
-            ctime_ns: e.ctime_ns,
-        }
-    }
+#[derive(serde::Deserialize)]
+struct Body {
+    #[serde(flatten)]
+    head: Head,
+    /// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
+    entries: Vec<(String, u64, u64, u64, i64, i64, String)>,
 }
 
-/// A loaded cache: path → (stat, digests).
+/// A loaded cache: path → (stat, digests concatenated).
 pub struct StatCache {
-    entries: std::collections::HashMap<String, (Stat, Vec<Vec<u8>>)>,
+    entries: std::collections::HashMap<String, (FileStat, Vec<u8>)>,
 }
 
 /// Why no cache is used (turned into a warning by the caller).
@@ -153,79 +170,69 @@ impl StatCache {
             )));
         }
         let data = std::fs::read(&path).map_err(|e| Miss(format!("{shown}: {e}")))?;
-        let key = mac_key(&dir, false).map_err(Miss)?;
+        let mut mac = mac_key(&dir, false).map_err(Miss)?;
         let corrupt = |why: &str| Miss(format!("{shown}: corrupt stat cache ({why})"));
+        // BODY '\n' HEX-MAC '\n'
+        let data = data
+            .strip_suffix(b"\n")
+            .ok_or_else(|| corrupt("truncated: no MAC line"))?;
         let nl = data
             .iter()
-            .position(|&b| b == b'\n')
+            .rposition(|&b| b == b'\n')
             .ok_or_else(|| corrupt("no MAC line"))?;
-        let mac = hex::decode(&data[..nl]).map_err(|_| corrupt("MAC is not hex"))?;
-        let body = &data[nl + 1..];
-        ring::hmac::verify(&key, body, &mac).map_err(|_| {
+        let (body, tag) = (&data[..nl], &data[nl + 1..]);
+        let tag = hex::decode(tag).map_err(|_| {
+            corrupt("MAC is not hex; written by an older mlsign? it is replaced on the next run")
+        })?;
+        mac.update(body);
+        mac.verify_slice(&tag).map_err(|_| {
             Miss(format!(
                 "{shown}: the stat cache's MAC does not match (tampered with, or written with another key)"
             ))
         })?;
-        let v: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?;
-        if v["version"].as_u64() != Some(VERSION) {
+        let v: Body = serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?;
+        if v.head.version != VERSION {
             return Err(corrupt("unknown version"));
         }
         let root_meta =
             std::fs::metadata(root).map_err(|e| Miss(format!("{}: {e}", root.display())))?;
-        if v["root"].as_str() != root.to_str()
-            || v["root_dev"].as_u64() != Some(root_meta.dev())
-            || v["root_ino"].as_u64() != Some(root_meta.ino())
+        if v.head.root.as_deref() != root.to_str()
+            || v.head.root_dev != root_meta.dev()
+            || v.head.root_ino != root_meta.ino()
         {
             return Err(Miss(format!(
                 "{shown}: the stat cache belongs to another tree (path, device or inode of the root differ)"
             )));
         }
-        if v["algorithm"].as_str() != Some(config.algorithm.name())
-            || v["shard_size"] != method_json(config)
-        {
+        if v.head.algorithm != config.algorithm.name() || v.head.shard_size != shard_size(config) {
             return Err(Miss(format!(
                 "{shown}: the stat cache was recorded with another algorithm or shard size"
             )));
         }
         let dlen = config.algorithm.digest_len();
-        let mut entries = std::collections::HashMap::new();
-        for e in v["entries"]
-            .as_array()
-            .ok_or_else(|| corrupt("no entries"))?
-        {
-            let a = e
-                .as_array()
-                .filter(|a| a.len() == 7)
-                .ok_or_else(|| corrupt("bad entry"))?;
-            let u = |i: usize| a[i].as_u64().ok_or_else(|| corrupt("bad number"));
-            let s = |i: usize| a[i].as_i64().ok_or_else(|| corrupt("bad number"));
-            let name = a[0]
-                .as_str()
-                .ok_or_else(|| corrupt("bad name"))?
-                .to_string();
-            let stat = Stat {
-                dev: u(1)?,
-                ino: u(2)?,
-                size: u(3)?,
-                mtime_ns: s(4)?,
-                ctime_ns: s(5)?,
+        let mut entries = std::collections::HashMap::with_capacity(v.entries.len());
+        for (name, dev, ino, size, mtime_ns, ctime_ns, digests) in v.entries {
+            let stat = FileStat {
+                size,
+                dev,
+                ino,
+                mtime_ns,
+                ctime_ns,
             };
-            let raw = hex::decode(a[6].as_str().ok_or_else(|| corrupt("bad digests"))?)
-                .map_err(|_| corrupt("digests are not hex"))?;
+            let raw = hex::decode(digests).map_err(|_| corrupt("digests are not hex"))?;
             if raw.len() % dlen != 0 {
                 return Err(corrupt("digest length"));
             }
-            let digests = raw.chunks(dlen).map(<[u8]>::to_vec).collect();
-            entries.insert(name, (stat, digests));
+            entries.insert(name, (stat, raw));
         }
         Ok(StatCache { entries })
     }
 
-    /// The recorded digests of `e`, if its stat is exactly what was recorded.
-    pub fn lookup(&self, e: &Entry) -> Option<&[Vec<u8>]> {
+    /// The recorded digests of `e` (concatenated, one per piece), if its stat is exactly what
+    /// was recorded.
+    pub fn lookup(&self, e: &Entry) -> Option<&[u8]> {
         let (stat, d) = self.entries.get(&e.name)?;
-        (*stat == Stat::of(e) && has_ns(e)).then_some(d.as_slice())
+        (*stat == e.stat() && has_ns(&e.stat())).then_some(d.as_slice())
     }
 
     pub fn len(&self) -> usize {
@@ -239,79 +246,184 @@ impl StatCache {
 
 /// Sub-second parts of both times are zero: a file system without nanosecond times (or a 1 in
 /// 10^18 coincidence, which only costs a re-hash).
-fn has_ns(e: &Entry) -> bool {
-    e.mtime_ns % 1_000_000_000 != 0 || e.ctime_ns % 1_000_000_000 != 0
+fn has_ns(s: &FileStat) -> bool {
+    s.mtime_ns % 1_000_000_000 != 0 || s.ctime_ns % 1_000_000_000 != 0
 }
 
-/// Record `entries` with their digests (`resources`: the manifest of exactly these entries, in
-/// order) for `root`.
-/// Entries without nanosecond times, or changed within [`RACY_NS`] of `walk_started_ns` (or
-/// later), are left out. Returns how many were recorded.
+/// Writes to a file and feeds the MAC the same bytes.
+struct MacWriter<W: Write> {
+    out: W,
+    mac: HmacSha256,
+}
+
+impl<W: Write> Write for MacWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.mac.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Record every file of `manifest` with its digests for `root` (a later `sign --since`).
+/// Files without nanosecond times, or changed within [`RACY_NS`] of `walk_started_ns` (or
+/// later), are left out. Returns how many were recorded. Streams: memory does not grow with
+/// the tree. Prunes stale caches of other trees afterwards.
 pub fn store(
     root: &Path,
     config: &HashConfig,
-    entries: &[Entry],
-    resources: &[Resource],
+    manifest: &ListedManifest<'_>,
+    walk_started_ns: i64,
+) -> Result<usize, String> {
+    let l = manifest.listing();
+    store_records(
+        root,
+        config,
+        manifest.files().map(|(i, d)| (l.name(i), l.stat(i), d)),
+        walk_started_ns,
+    )
+}
+
+/// [`store`] from (name, stat, concatenated digests) records in manifest order.
+fn store_records<'a>(
+    root: &Path,
+    config: &HashConfig,
+    records: impl Iterator<Item = (&'a str, FileStat, &'a [u8])>,
     walk_started_ns: i64,
 ) -> Result<usize, String> {
     let dir = cache_dir().ok_or("no cache directory ($XDG_CACHE_HOME and $HOME unset)")?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-    let key = mac_key(&dir, true)?;
+    let mac = mac_key(&dir, true)?;
     let root_meta = std::fs::metadata(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let mut body = Vec::with_capacity(entries.len() * 160);
-    let head = serde_json::json!({
-        "version": VERSION,
-        "root": root.to_str(),
-        "root_dev": root_meta.dev(),
-        "root_ino": root_meta.ino(),
-        "algorithm": config.algorithm.name(),
-        "shard_size": method_json(config),
-    });
-    // The head object without its closing brace, then the entries array.
-    let head = serde_json::to_string(&head).map_err(|e| e.to_string())?;
-    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-    body.extend_from_slice(b",\"entries\":[");
-    let limit = walk_started_ns.saturating_sub(RACY_NS);
-    let mut n = 0usize;
-    let mut rest = resources;
-    for e in entries {
-        let k = pieces(e.size, config.method).count();
-        if k > rest.len() {
-            return Err("the manifest does not match the walked files".into());
-        }
-        let (d, tail) = rest.split_at(k);
-        rest = tail;
-        if !has_ns(e) || e.ctime_ns > limit || e.mtime_ns > limit {
-            continue;
-        }
-        if n > 0 {
-            body.push(b',');
-        }
-        let name = serde_json::to_string(&e.name).map_err(|e| e.to_string())?;
-        let hexd: String = d.iter().map(|r| hex::encode(&r.digest)).collect();
-        let _ = write!(
-            body,
-            "[{name},{},{},{},{},{},\"{hexd}\"]",
-            e.dev, e.ino, e.size, e.mtime_ns, e.ctime_ns
-        );
-        n += 1;
-    }
-    body.extend_from_slice(b"]}");
-    let mac = ring::hmac::sign(&key, &body);
-    let mut out = hex::encode(mac.as_ref()).into_bytes();
-    out.push(b'\n');
-    out.extend_from_slice(&body);
-    let path = cache_file(&dir, root);
-    let mut tmp = tempfile::Builder::new()
+    let head = Head {
+        version: VERSION,
+        root: root.to_str().map(str::to_string),
+        root_dev: root_meta.dev(),
+        root_ino: root_meta.ino(),
+        algorithm: config.algorithm.name().to_string(),
+        shard_size: shard_size(config),
+    };
+    let tmp = tempfile::Builder::new()
         .prefix(".stat-")
         .tempfile_in(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    tmp.write_all(&out)
-        .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    let shown = tmp.path().display().to_string();
+    let io = |e: std::io::Error| format!("{shown}: {e}");
+    let n = {
+        let mut w = MacWriter {
+            out: BufWriter::with_capacity(1 << 16, tmp.as_file()),
+            mac,
+        };
+        // The head object without its closing brace, then the entries array.
+        let head = serde_json::to_string(&head).map_err(|e| e.to_string())?;
+        w.write_all(&head.as_bytes()[..head.len() - 1])
+            .map_err(io)?;
+        w.write_all(b",\"entries\":[").map_err(io)?;
+        let limit = walk_started_ns.saturating_sub(RACY_NS);
+        let mut n = 0usize;
+        let mut hexd = Vec::new();
+        for (name, st, d) in records {
+            if !has_ns(&st) || st.ctime_ns > limit || st.mtime_ns > limit {
+                continue;
+            }
+            if n > 0 {
+                w.write_all(b",").map_err(io)?;
+            }
+            w.write_all(b"[").map_err(io)?;
+            serde_json::to_writer(&mut w, name).map_err(|e| e.to_string())?;
+            hexd.resize(d.len() * 2, 0);
+            hex::encode_to_slice(d, &mut hexd).map_err(|e| e.to_string())?;
+            write!(
+                w,
+                ",{},{},{},{},{},\"",
+                st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns
+            )
+            .map_err(io)?;
+            w.write_all(&hexd).map_err(io)?;
+            w.write_all(b"\"]").map_err(io)?;
+            n += 1;
+        }
+        w.write_all(b"]}").map_err(io)?;
+        let MacWriter { mut out, mac } = w;
+        let tag = hex::encode(mac.finalize().into_bytes());
+        write!(out, "\n{tag}\n").map_err(io)?;
+        out.flush().map_err(io)?;
+        n
+    };
+    let path = cache_file(&dir, root);
     tmp.persist(&path)
         .map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    prune(&dir, &path);
     Ok(n)
+}
+
+/// Keep the cache directory bounded: remove caches of another format, of trees that no longer
+/// exist, older than [`MAX_AGE`], then the oldest beyond [`MAX_CACHES`]; and temp files of
+/// interrupted runs. Best effort (a cache is only ever an optimisation).
+fn prune(dir: &Path, keep: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    let mut live = Vec::new();
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Ok(meta) = ent.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta.modified().unwrap_or(now);
+        let age = now.duration_since(mtime).unwrap_or_default();
+        let path = ent.path();
+        if name.starts_with(".stat-") || name.starts_with(".key-") {
+            if age > TEMP_MAX_AGE {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        if !(name.starts_with("stat-") && name.ends_with(".json")) || path == keep {
+            continue;
+        }
+        if age > MAX_AGE || stale(&path) {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            live.push((mtime, path));
+        }
+    }
+    // `keep` counts as one.
+    if live.len() >= MAX_CACHES {
+        live.sort();
+        for (_, p) in &live[..live.len() + 1 - MAX_CACHES] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A cache of another format, or of a tree whose root path no longer exists. Only the head is
+/// read; anything unclear counts as live.
+fn stale(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let head = &head[..n];
+    let prefix = format!("{{\"version\":{VERSION},\"root\":");
+    let Some(rest) = head.strip_prefix(prefix.as_bytes()) else {
+        return n > 0;
+    };
+    let mut it = serde_json::Deserializer::from_slice(rest).into_iter::<Option<String>>();
+    match it.next() {
+        Some(Ok(Some(root))) => matches!(
+            std::fs::symlink_metadata(&root),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        ),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -319,11 +431,9 @@ mod tests {
     use super::*;
     use crate::digest::HashAlgorithm;
 
-    fn entry(name: &str, size: u64, ctime_ns: i64) -> Entry {
-        Entry {
-            name: name.into(),
-            open_path: PathBuf::from(name),
-            size,
+    fn stat(ctime_ns: i64) -> FileStat {
+        FileStat {
+            size: 3,
             dev: 1,
             ino: 7,
             mtime_ns: ctime_ns - 5_000_000_000,
@@ -331,16 +441,20 @@ mod tests {
         }
     }
 
-    fn res(name: &str, d: u8) -> Resource {
-        Resource {
+    fn entry(name: &str, s: FileStat) -> Entry {
+        Entry {
             name: name.into(),
-            algorithm: "sha256".into(),
-            digest: vec![d; 32],
+            open_path: PathBuf::from(name),
+            size: s.size,
+            dev: s.dev,
+            ino: s.ino,
+            mtime_ns: s.mtime_ns,
+            ctime_ns: s.ctime_ns,
         }
     }
 
     #[test]
-    fn records_only_safe_entries_and_detects_tampering() {
+    fn records_only_safe_entries_detects_tampering_and_prunes() {
         let t = tempfile::tempdir().unwrap();
         // The only test of this binary that reads the cache location from the environment.
         std::env::set_var("XDG_CACHE_HOME", t.path());
@@ -348,24 +462,32 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         let cfg = HashConfig::default();
         let now = 1_700_000_000_123_456_789i64;
-        let entries = [
-            entry("old", 3, now - 10_000_000_000),
-            entry("racy", 3, now - 1_000_000), // changed 1 ms before the walk
-            entry("no-ns", 3, 1_600_000_000_000_000_000), // whole seconds only
+        let stats = [
+            ("old", stat(now - 10_000_000_000)),
+            ("racy", stat(now - 1_000_000)), // changed 1 ms before the walk
+            ("no-ns", stat(1_600_000_000_000_000_000)), // whole seconds only
         ];
-        let resources = [res("old", 1), res("racy", 2), res("no-ns", 3)];
-        assert_eq!(store(&root, &cfg, &entries, &resources, now).unwrap(), 1);
+        let digests = [[1u8; 32], [2; 32], [3; 32]];
+        let records = || {
+            stats
+                .iter()
+                .zip(&digests)
+                .map(|((n, s), d)| (*n, *s, &d[..]))
+        };
+        assert_eq!(store_records(&root, &cfg, records(), now).unwrap(), 1);
         let c = StatCache::load(&root, &cfg).unwrap();
         assert_eq!(c.len(), 1);
-        assert_eq!(c.lookup(&entries[0]), Some(&[vec![1u8; 32]][..]));
-        assert!(c.lookup(&entries[1]).is_none());
-        let mut changed = entries[0].clone();
+        let old = entry("old", stats[0].1);
+        assert_eq!(c.lookup(&old), Some(&[1u8; 32][..]));
+        assert!(c.lookup(&entry("racy", stats[1].1)).is_none());
+        let mut changed = old.clone();
         changed.ctime_ns += 1;
         assert!(
             c.lookup(&changed).is_none(),
             "any stat difference is a miss"
         );
-        // Another algorithm, another root, a flipped byte: all misses with a reason.
+        // Another algorithm, another root, a flipped byte, a MAC of the old format: all misses
+        // with a reason.
         let b3 = HashConfig {
             algorithm: HashAlgorithm::Blake3,
             ..HashConfig::default()
@@ -382,17 +504,85 @@ mod tests {
             .unwrap()
             .0
             .contains("no stat cache"));
-        let file = cache_file(&t.path().join("mlsign"), &root);
-        let mut bytes = std::fs::read(&file).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 1;
+        let dir = t.path().join("mlsign");
+        let file = cache_file(&dir, &root);
+        let good = std::fs::read(&file).unwrap();
+        let mut bytes = good.clone();
+        let at = bytes.iter().position(|&b| b == b'\n').unwrap() - 5;
+        bytes[at] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
         assert!(StatCache::load(&root, &cfg)
             .err()
             .unwrap()
             .0
             .contains("MAC"));
-        // A mismatch between entries and resources is refused, not recorded wrongly.
-        assert!(store(&root, &cfg, &entries, &resources[..1], now).is_err());
+        // A valid MAC made without the format's domain separation is refused too.
+        let body = &good[..good.iter().position(|&b| b == b'\n').unwrap()];
+        let key = std::fs::read(dir.join("cache.key")).unwrap();
+        let mut plain = <HmacSha256 as Mac>::new_from_slice(&key).unwrap();
+        plain.update(body);
+        let mut forged = body.to_vec();
+        forged.extend_from_slice(
+            format!("\n{}\n", hex::encode(plain.finalize().into_bytes())).as_bytes(),
+        );
+        std::fs::write(&file, &forged).unwrap();
+        assert!(StatCache::load(&root, &cfg)
+            .err()
+            .unwrap()
+            .0
+            .contains("MAC"));
+
+        // Pruning: the cache of a deleted tree, an old-format cache and an old temp file go;
+        // the live cache of an existing tree stays.
+        let gone = t.path().join("gone");
+        std::fs::create_dir_all(&gone).unwrap();
+        store_records(&gone, &cfg, records(), now).unwrap();
+        let gone_file = cache_file(&dir, &gone);
+        assert!(gone_file.exists());
+        std::fs::remove_dir(&gone).unwrap();
+        let v1 = dir.join("stat-00000000000000000000000000000000.json");
+        std::fs::write(&v1, format!("{}\n{{\"version\":1}}", "ab".repeat(32))).unwrap();
+        let tmp = dir.join(".stat-leftover");
+        std::fs::write(&tmp, "x").unwrap();
+        let f = std::fs::File::options().write(true).open(&tmp).unwrap();
+        f.set_modified(SystemTime::now() - 2 * TEMP_MAX_AGE)
+            .unwrap();
+        store_records(&root, &cfg, records(), now).unwrap();
+        assert!(!gone_file.exists() && !v1.exists() && !tmp.exists());
+        assert!(cache_file(&dir, &root).exists());
+        assert!(StatCache::load(&root, &cfg).is_ok());
+    }
+
+    #[test]
+    fn prune_keeps_at_most_max_caches() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("live");
+        std::fs::create_dir_all(&root).unwrap();
+        let head = format!(
+            "{{\"version\":{VERSION},\"root\":{}}}",
+            serde_json::to_string(root.to_str().unwrap()).unwrap()
+        );
+        let base = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..MAX_CACHES + 10 {
+            let p = t.path().join(format!("stat-{i:032}.json"));
+            std::fs::write(&p, &head).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(base + Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        let keep = t.path().join("stat-keep.json");
+        std::fs::write(&keep, &head).unwrap();
+        prune(t.path(), &keep);
+        let left: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_str().unwrap().starts_with("stat-"))
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left.len(), MAX_CACHES);
+        assert!(left.contains(&"stat-keep.json".to_string()));
+        // The oldest went first.
+        assert!(!left.contains(&format!("stat-{:032}.json", 0)));
+        assert!(left.contains(&format!("stat-{:032}.json", MAX_CACHES + 9)));
     }
 }

@@ -20,6 +20,8 @@ use std::sync::Mutex;
 /// Bytes per read or map window: big enough to amortise syscalls and page-table work, small
 /// enough that two workers stay far below the 64 MiB memory budget.
 const WINDOW: usize = 8 << 20;
+/// Items up to this size are read with `pread`, not mapped.
+const SMALL_READ: u64 = 64 << 10;
 
 /// One mapped window of a file; unmapped on drop.
 struct Map {
@@ -183,9 +185,14 @@ impl<'e> Reader<'e> {
     fn open(e: &'e Entry, item: Item) -> Result<Reader<'e>, Error> {
         let (file, before) = open_checked(e)?;
         // MLSIGN_NO_MMAP=1 reads with pread only (file systems where mapping misbehaves).
-        let cpath = CString::new(e.open_path.as_os_str().as_bytes())
-            .ok()
-            .filter(|_| std::env::var_os("MLSIGN_NO_MMAP").is_none_or(|v| v == "0"));
+        // Small items are read too: for them a map, its fault and the unmap (a TLB shootdown
+        // on every other hashing thread) cost several times one pread.
+        static NO_MMAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let no_mmap =
+            *NO_MMAP.get_or_init(|| std::env::var_os("MLSIGN_NO_MMAP").is_some_and(|v| v != "0"));
+        let cpath = (!no_mmap && item.end - item.start > SMALL_READ)
+            .then(|| CString::new(e.open_path.as_os_str().as_bytes()).ok())
+            .flatten();
         Ok(Reader {
             e,
             file,
@@ -228,8 +235,10 @@ impl<'e> Reader<'e> {
             self.pos += data.len() as u64;
             return Ok(f(data));
         }
-        self.buf.resize(WINDOW, 0);
         let want = ((self.end - self.pos) as usize).min(WINDOW);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
         loop {
             match self.file.read_at(&mut self.buf[..want], self.pos) {
                 Ok(0) => {

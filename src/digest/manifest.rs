@@ -2,8 +2,8 @@
 //! model_signing computes them.
 
 use super::hash::{hash_items, sha256, Item};
-use super::walk::{walk, Entry};
-use super::{Error, HashConfig, Method, NoProgress, Progress};
+use super::walk::{walk, Entry, Listing};
+use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
 use std::path::Path;
 
 /// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
@@ -261,6 +261,249 @@ impl Manifest {
     }
 }
 
+/// One resource as the statement writer sees it, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceRef<'a> {
+    pub name: &'a str,
+    pub algorithm: &'a str,
+    pub digest: &'a [u8],
+}
+
+/// Anything that can list manifest resources in canonical order, any number of times, with the
+/// same bytes each time: the in-memory [`Manifest`], or a [`ListedManifest`] (compact, for very
+/// large trees). The signer streams the statement from it several times (length, signature,
+/// bundle) instead of holding the payload.
+pub trait ResourceSource {
+    /// Resources (files, or shards) listed.
+    fn resource_count(&self) -> usize;
+    /// Visit every resource in order; stops at the first error `f` returns.
+    fn each_resource(
+        &self,
+        f: &mut dyn FnMut(ResourceRef<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()>;
+    /// SHA-256 over the concatenated raw digests (model_signing's subject digest).
+    fn root_digest(&self) -> [u8; 32];
+}
+
+impl ResourceSource for Manifest {
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+    fn each_resource(
+        &self,
+        f: &mut dyn FnMut(ResourceRef<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        for r in &self.resources {
+            f(ResourceRef {
+                name: &r.name,
+                algorithm: &r.algorithm,
+                digest: &r.digest,
+            })?;
+        }
+        Ok(())
+    }
+    fn root_digest(&self) -> [u8; 32] {
+        Manifest::root_digest(self)
+    }
+}
+
+/// Files hashed per batch by [`hash_listing`]: whole trees below this size are scheduled in one
+/// plan, exactly like [`Manifest::from_entries`]; bigger trees hold one batch of [`Entry`]s at a
+/// time (a few MB) instead of one per file.
+const BATCH_FILES: usize = 32 * 1024;
+
+/// The manifest of a [`Listing`], compact: digests concatenated in one buffer (their
+/// concatenation *is* the root digest's input), names taken from the listing. About 100 bytes
+/// per file in all, where [`Manifest`] needs several hundred.
+pub struct ListedManifest<'l> {
+    listing: &'l Listing,
+    method: Method,
+    algorithm: HashAlgorithm,
+    resource_algorithm: String,
+    digests: Vec<u8>,
+    resources: usize,
+}
+
+impl<'l> ListedManifest<'l> {
+    /// Hash every file of `listing`, except those for which `reuse` returns their digests
+    /// concatenated (one per piece, in order; any other length is ignored and the file hashed).
+    pub fn hash(
+        listing: &'l Listing,
+        config: &HashConfig,
+        progress: &dyn Progress,
+        reuse: &dyn Fn(&Entry) -> Option<Vec<u8>>,
+    ) -> Result<(ListedManifest<'l>, Reuse), Error> {
+        #[allow(unused_mut)]
+        let mut batch = BATCH_FILES;
+        #[cfg(debug_assertions)]
+        if let Some(n) = std::env::var("MLSIGN_TEST_BATCH_FILES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            // Test hook (debug builds only): small batches on small trees.
+            batch = n;
+        }
+        Self::hash_batched(listing, config, progress, reuse, batch)
+    }
+
+    fn hash_batched(
+        listing: &'l Listing,
+        config: &HashConfig,
+        progress: &dyn Progress,
+        reuse: &dyn Fn(&Entry) -> Option<Vec<u8>>,
+        batch_files: usize,
+    ) -> Result<(ListedManifest<'l>, Reuse), Error> {
+        if let Method::Shards { shard_size: 0 } = config.method {
+            return Err(Error::ShardSize(0));
+        }
+        let dlen = config.algorithm.digest_len();
+        let mut stats = Reuse::default();
+        let mut digests = Vec::new();
+        let mut resources = 0usize;
+        progress.start(listing.total_bytes());
+        let mut start = 0;
+        while start < listing.len() {
+            let end = (start + batch_files.max(1)).min(listing.len());
+            let batch: Vec<Entry> = (start..end).map(|i| listing.entry(i)).collect();
+            let mut items = Vec::new();
+            let mut known: Vec<Option<Vec<u8>>> = Vec::with_capacity(batch.len());
+            for (i, e) in batch.iter().enumerate() {
+                let n = pieces(e.size, config.method).count();
+                resources += n;
+                if let Some(d) = reuse(e).filter(|d| d.len() == n * dlen) {
+                    stats.reused_files += 1;
+                    stats.reused_bytes += e.size;
+                    progress.advance(e.size);
+                    known.push(Some(d));
+                    continue;
+                }
+                stats.hashed_files += 1;
+                stats.hashed_bytes += e.size;
+                known.push(None);
+                items.extend(pieces(e.size, config.method).map(|(start, end)| Item {
+                    entry: i,
+                    start,
+                    end,
+                }));
+            }
+            let hashed = hash_items(&batch, &items, config.algorithm, config.threads(), progress)?;
+            // Items follow their entries in order, so walking both in step keeps manifest order.
+            let mut hashed = items.iter().zip(hashed).peekable();
+            for (i, k) in known.into_iter().enumerate() {
+                match k {
+                    Some(d) => digests.extend_from_slice(&d),
+                    None => {
+                        while let Some((_, d)) = hashed.next_if(|(it, _)| it.entry == i) {
+                            digests.extend_from_slice(&d);
+                        }
+                    }
+                }
+            }
+            start = end;
+        }
+        progress.finish();
+        let resource_algorithm = match config.method {
+            Method::Files => config.algorithm.name().to_string(),
+            Method::Shards { shard_size } => {
+                format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+            }
+        };
+        Ok((
+            ListedManifest {
+                listing,
+                method: config.method,
+                algorithm: config.algorithm,
+                resource_algorithm,
+                digests,
+                resources,
+            },
+            stats,
+        ))
+    }
+
+    pub fn listing(&self) -> &Listing {
+        self.listing
+    }
+
+    /// The digests of file `i`, concatenated (one per piece); `at` is its first piece's index.
+    fn file_digests(&self, at: usize, i: usize) -> &[u8] {
+        let dlen = self.algorithm.digest_len();
+        let n = pieces(self.listing.stat(i).size, self.method).count();
+        &self.digests[at * dlen..(at + n) * dlen]
+    }
+
+    /// Every file's index with its concatenated digests (one per piece), in order.
+    pub fn files(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let dlen = self.algorithm.digest_len();
+        (0..self.listing.len()).scan(0usize, move |at, i| {
+            let d = self.file_digests(*at, i);
+            *at += d.len() / dlen;
+            Some((i, d))
+        })
+    }
+
+    pub fn root_digest_hex(&self) -> String {
+        hex::encode(sha256(&self.digests))
+    }
+
+    /// The in-memory form (partial manifests and JSON listings want [`Resource`]s).
+    pub fn to_manifest(&self) -> Manifest {
+        let mut resources = Vec::with_capacity(self.resources);
+        let _ = self.each_resource(&mut |r| {
+            resources.push(Resource {
+                name: r.name.to_string(),
+                algorithm: r.algorithm.to_string(),
+                digest: r.digest.to_vec(),
+            });
+            Ok(())
+        });
+        Manifest {
+            resources,
+            total_bytes: self.listing.total_bytes(),
+            file_count: self.listing.len(),
+        }
+    }
+}
+
+impl ResourceSource for ListedManifest<'_> {
+    fn resource_count(&self) -> usize {
+        self.resources
+    }
+    fn each_resource(
+        &self,
+        f: &mut dyn FnMut(ResourceRef<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let dlen = self.algorithm.digest_len();
+        let mut name = String::new();
+        let mut at = 0;
+        for i in 0..self.listing.len() {
+            let path = self.listing.name(i);
+            for (start, end) in pieces(self.listing.stat(i).size, self.method) {
+                let digest = &self.digests[at * dlen..(at + 1) * dlen];
+                at += 1;
+                let name = match self.method {
+                    Method::Files => path,
+                    Method::Shards { .. } => {
+                        use std::fmt::Write;
+                        name.clear();
+                        let _ = write!(name, "{path}:{start}:{end}");
+                        name.as_str()
+                    }
+                };
+                f(ResourceRef {
+                    name,
+                    algorithm: &self.resource_algorithm,
+                    digest,
+                })?;
+            }
+        }
+        Ok(())
+    }
+    fn root_digest(&self) -> [u8; 32] {
+        sha256(&self.digests)
+    }
+}
+
 /// Root digest of resources in the order given.
 pub fn root_digest_of(resources: &[Resource]) -> [u8; 32] {
     let mut cat = Vec::with_capacity(resources.iter().map(|r| r.digest.len()).sum());
@@ -336,6 +579,64 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", d.path().join("a/b")).unwrap();
         let err = Manifest::from_entries(&entries, &cfg, &NoProgress).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn listed_manifest_equals_the_in_memory_one_across_batches() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (p, n) in [
+            ("a/b", 10usize),
+            ("a.txt", 3),
+            ("a/c/d\"q\u{e9}", 9),
+            ("empty", 0),
+            ("z/y/x", 1),
+        ] {
+            let f = r.join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(f, vec![n as u8; n]).unwrap();
+        }
+        for method in [Method::Files, Method::Shards { shard_size: 4 }] {
+            let cfg = HashConfig {
+                method,
+                ..HashConfig::default()
+            };
+            let want = Manifest::from_path(r, &cfg).unwrap();
+            let listing = crate::digest::walk_listing(r, &cfg.ignore_paths, false).unwrap();
+            for batch in [1, 2, 100] {
+                let (got, stats) =
+                    ListedManifest::hash_batched(&listing, &cfg, &NoProgress, &|_| None, batch)
+                        .unwrap();
+                assert_eq!(
+                    got.to_manifest().resources(),
+                    want.resources(),
+                    "{method:?}"
+                );
+                assert_eq!(got.root_digest(), want.root_digest());
+                assert_eq!(got.resource_count(), want.resources().len());
+                assert_eq!(stats.hashed_files, 5);
+                // Reuse: digests handed back for one file are taken as they are.
+                let dlen = 32;
+                let fake = |e: &Entry| {
+                    (e.name == "a/b").then(|| vec![7u8; pieces(e.size, method).count() * dlen])
+                };
+                let (got, stats) =
+                    ListedManifest::hash_batched(&listing, &cfg, &NoProgress, &fake, batch)
+                        .unwrap();
+                assert_eq!((stats.reused_files, stats.reused_bytes), (1, 10));
+                let m = got.to_manifest();
+                assert!(m
+                    .resources()
+                    .iter()
+                    .filter(|x| x.path() == "a/b")
+                    .all(|x| x.digest == vec![7u8; 32]));
+                // A wrong count is ignored: the file is hashed.
+                let bad = |e: &Entry| (e.name == "a/b").then(|| vec![7u8; 5]);
+                let (got, _) =
+                    ListedManifest::hash_batched(&listing, &cfg, &NoProgress, &bad, batch).unwrap();
+                assert_eq!(got.root_digest(), want.root_digest());
+            }
+        }
     }
 
     #[test]

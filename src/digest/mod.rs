@@ -25,9 +25,12 @@ pub use diff::{diff, Difference};
 pub use error::Error;
 pub(crate) use hash::sha256;
 pub use manifest::root_digest_of as manifest_root;
-pub use manifest::{check_resource_name, pieces, Manifest, Resource, Reuse};
+pub use manifest::{
+    check_resource_name, pieces, ListedManifest, Manifest, Resource, ResourceRef, ResourceSource,
+    Reuse,
+};
 pub mod partition;
-pub use walk::{normalize_ignore, walk, Entry};
+pub use walk::{normalize_ignore, walk, walk_listing, Entry, FileStat, Listing};
 
 /// The raw SHA-256 kernels on in-memory data, for `benches/sha256_kernels.rs` only: it measures
 /// the SHA unit's ceiling so the signing benchmark can say how close the file path gets to it.

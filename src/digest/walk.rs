@@ -41,13 +41,6 @@ fn kind_of(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// Is `components` equal to, or under, one of the ignored paths?
-fn ignored(components: &[String], ignore: &[Vec<String>]) -> bool {
-    ignore.iter().any(|ig| {
-        !ig.is_empty() && components.len() >= ig.len() && components[..ig.len()] == ig[..]
-    })
-}
-
 /// Turn a user's `--ignore PATH` into a root-relative POSIX path. Like model_signing the path is
 /// taken relative to the current directory; if that lies outside the root, it is read as
 /// root-relative instead. Returns `None` when it names nothing inside the root.
@@ -105,6 +98,119 @@ fn lexical_normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// The stat identity of a walked file: what the stat cache compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStat {
+    fn of(m: &fs::Metadata) -> FileStat {
+        let (mtime_ns, ctime_ns) = times_ns(m);
+        FileStat {
+            size: m.len(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl Entry {
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            size: self.size,
+            dev: self.dev,
+            ino: self.ino,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+        }
+    }
+}
+
+/// The files of a walk, compact: names in one arena and a fixed-size stat record each (about
+/// 60 bytes plus the name per file, against ~250 for a `Vec<Entry>`), so a tree of a million
+/// files lists in tens of megabytes. [`Listing::entry`] rebuilds an [`Entry`] on demand.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    root: PathBuf,
+    single_file: bool,
+    names: String,
+    /// End offset of each name in `names`.
+    ends: Vec<usize>,
+    stats: Vec<FileStat>,
+    /// Resolved targets of allowed symlinks: (index, target), ascending.
+    targets: Vec<(usize, PathBuf)>,
+}
+
+impl Listing {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Root-relative POSIX path of file `i`, or `"."` when the root is a single file.
+    pub fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.names[start..self.ends[i]]
+    }
+
+    pub fn stat(&self, i: usize) -> FileStat {
+        self.stats[i]
+    }
+
+    /// Bytes of all files.
+    pub fn total_bytes(&self) -> u64 {
+        self.stats.iter().map(|s| s.size).sum()
+    }
+
+    /// The path to open for file `i` (the walk root joined with its name, or a link's target).
+    pub fn open_path(&self, i: usize) -> PathBuf {
+        if let Ok(k) = self.targets.binary_search_by_key(&i, |t| t.0) {
+            return self.targets[k].1.clone();
+        }
+        if self.single_file {
+            self.root.clone()
+        } else {
+            self.root.join(self.name(i))
+        }
+    }
+
+    pub fn entry(&self, i: usize) -> Entry {
+        let s = self.stats[i];
+        Entry {
+            name: self.name(i).to_string(),
+            open_path: self.open_path(i),
+            size: s.size,
+            dev: s.dev,
+            ino: s.ino,
+            mtime_ns: s.mtime_ns,
+            ctime_ns: s.ctime_ns,
+        }
+    }
+
+    pub fn to_entries(&self) -> Vec<Entry> {
+        (0..self.len()).map(|i| self.entry(i)).collect()
+    }
+
+    fn push(&mut self, name: &str, stat: FileStat, target: Option<PathBuf>) {
+        if let Some(t) = target {
+            self.targets.push((self.len(), t));
+        }
+        self.names.push_str(name);
+        self.ends.push(self.names.len());
+        self.stats.push(stat);
+    }
+}
+
 /// Collect the regular files under `root` (or `root` itself when it is a file), sorted the way
 /// model_signing sorts: component by component, so `a/b` comes before `a.txt`.
 pub fn walk(
@@ -112,28 +218,70 @@ pub fn walk(
     ignore_paths: &[String],
     allow_symlinks: bool,
 ) -> Result<Vec<Entry>, Error> {
+    Ok(walk_listing(root, ignore_paths, allow_symlinks)?.to_entries())
+}
+
+/// One directory being listed: its children sorted by name, and the next one to visit.
+struct Pending {
+    dir: PathBuf,
+    /// Root-relative path of `dir` with a trailing `/` (empty at the root).
+    prefix: String,
+    children: Vec<(String, fs::DirEntry)>,
+    next: usize,
+}
+
+fn list_dir(dir: PathBuf, prefix: String) -> Result<Pending, Error> {
+    let rd = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut children = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io(&dir, e))?;
+        let Ok(name) = ent.file_name().into_string() else {
+            return Err(Error::NonUtf8 { path: ent.path() });
+        };
+        children.push((name, ent));
+    }
+    // Byte order per directory, visited depth first, is exactly the component-wise order of
+    // whole paths (`a/b` before `a.txt`), so the listing never needs a global sort.
+    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(Pending {
+        dir,
+        prefix,
+        children,
+        next: 0,
+    })
+}
+
+/// [`walk`] into a compact [`Listing`].
+pub fn walk_listing(
+    root: &Path,
+    ignore_paths: &[String],
+    allow_symlinks: bool,
+) -> Result<Listing, Error> {
     // The root itself is named by the user: follow it if it is a link.
     let root_meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
-    let ignore: Vec<Vec<String>> = ignore_paths
+    let ignore: Vec<String> = ignore_paths
         .iter()
         .map(|p| {
             p.split('/')
                 .filter(|s| !s.is_empty() && *s != ".")
-                .map(str::to_string)
-                .collect()
+                .collect::<Vec<_>>()
+                .join("/")
         })
+        .filter(|p| !p.is_empty())
         .collect();
-    let mut out = Vec::new();
+    let is_ignored = |name: &str| {
+        ignore.iter().any(|ig| {
+            name.strip_prefix(ig.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    };
+    let mut out = Listing {
+        root: root.to_path_buf(),
+        ..Listing::default()
+    };
     if root_meta.is_file() {
-        out.push(Entry {
-            name: ".".into(),
-            open_path: root.to_path_buf(),
-            size: root_meta.len(),
-            dev: root_meta.dev(),
-            ino: root_meta.ino(),
-            mtime_ns: times_ns(&root_meta).0,
-            ctime_ns: times_ns(&root_meta).1,
-        });
+        out.single_file = true;
+        out.push(".", FileStat::of(&root_meta), None);
         return Ok(out);
     }
     if !root_meta.is_dir() {
@@ -143,72 +291,56 @@ pub fn walk(
         });
     }
     let canon_root = fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
-    let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(root.to_path_buf(), vec![])];
-    while let Some((dir, prefix)) = stack.pop() {
-        let rd = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+    let mut stack = vec![list_dir(root.to_path_buf(), String::new())?];
+    let mut name = String::new();
+    while let Some(top) = stack.last_mut() {
+        let Some((fname, ent)) = top.children.get(top.next) else {
+            stack.pop();
+            continue;
+        };
+        top.next += 1;
+        name.clear();
+        name.push_str(&top.prefix);
+        name.push_str(fname);
+        if is_ignored(&name) {
+            continue;
+        }
+        // lstat relative to the open directory (no path walk per file).
+        let meta = ent.metadata().map_err(|e| Error::io(ent.path(), e))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let (dir, prefix) = (top.dir.join(fname), format!("{name}/"));
+            let next = list_dir(dir, prefix)?;
+            stack.push(next);
+        } else if ft.is_file() {
+            out.push(&name, FileStat::of(&meta), None);
+        } else if ft.is_symlink() {
             let path = ent.path();
-            let fname = ent.file_name();
-            let Some(fname) = fname.to_str() else {
-                return Err(Error::NonUtf8 { path });
-            };
-            let mut comps = prefix.clone();
-            comps.push(fname.to_string());
-            if ignored(&comps, &ignore) {
-                continue;
+            if !allow_symlinks {
+                return Err(Error::Symlink { path });
             }
-            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                stack.push((path, comps));
-            } else if ft.is_file() {
-                out.push(Entry {
-                    name: comps.join("/"),
-                    open_path: path,
-                    size: meta.len(),
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    mtime_ns: times_ns(&meta).0,
-                    ctime_ns: times_ns(&meta).1,
-                });
-            } else if ft.is_symlink() {
-                if !allow_symlinks {
-                    return Err(Error::Symlink { path });
-                }
-                let target = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
-                if !target.starts_with(&canon_root) {
-                    return Err(Error::SymlinkEscapes { path, target });
-                }
-                let tmeta = fs::metadata(&target).map_err(|e| Error::io(&target, e))?;
-                if tmeta.is_dir() {
-                    return Err(Error::SymlinkToDir { path });
-                }
-                if !tmeta.is_file() {
-                    return Err(Error::SpecialFile {
-                        path,
-                        kind: kind_of(&tmeta.file_type()),
-                    });
-                }
-                out.push(Entry {
-                    name: comps.join("/"),
-                    open_path: target,
-                    size: tmeta.len(),
-                    dev: tmeta.dev(),
-                    ino: tmeta.ino(),
-                    mtime_ns: times_ns(&tmeta).0,
-                    ctime_ns: times_ns(&tmeta).1,
-                });
-            } else {
+            let target = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+            if !target.starts_with(&canon_root) {
+                return Err(Error::SymlinkEscapes { path, target });
+            }
+            let tmeta = fs::metadata(&target).map_err(|e| Error::io(&target, e))?;
+            if tmeta.is_dir() {
+                return Err(Error::SymlinkToDir { path });
+            }
+            if !tmeta.is_file() {
                 return Err(Error::SpecialFile {
                     path,
-                    kind: kind_of(&ft),
+                    kind: kind_of(&tmeta.file_type()),
                 });
             }
+            out.push(&name, FileStat::of(&tmeta), Some(target));
+        } else {
+            return Err(Error::SpecialFile {
+                path: ent.path(),
+                kind: kind_of(&ft),
+            });
         }
     }
-    // Component by component (`a/b` before `a.txt`), without keeping the split per entry.
-    out.sort_unstable_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
     Ok(out)
 }
 
@@ -246,6 +378,41 @@ mod tests {
         assert_eq!(
             names(&v),
             [".git/objects/x", ".gitignore", "a.txt", "with space"]
+        );
+    }
+
+    #[test]
+    fn depth_first_order_is_the_component_wise_sort() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let files = [
+            "a/b", "a.txt", "a-b", "ab", "A", "a b", "a/b.c/d", "a/b-c", "a/a/a/a", "\u{e9}", "z",
+            "a0/x", "a/\u{7f}",
+        ];
+        for f in files {
+            let p = r.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, f).unwrap();
+        }
+        let mut want: Vec<&str> = files.to_vec();
+        want.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+        let l = walk_listing(r, &[], false).unwrap();
+        let got: Vec<&str> = (0..l.len()).map(|i| l.name(i)).collect();
+        assert_eq!(got, want);
+        assert_eq!(l.open_path(0), r.join(want[0]));
+        assert_eq!(
+            l.total_bytes(),
+            files.iter().map(|f| f.len() as u64).sum::<u64>()
+        );
+        // Ignoring `a` removes `a/…` but neither `a.txt` nor `a0/x`.
+        let l = walk_listing(r, &["./a/".into()], false).unwrap();
+        let got: Vec<&str> = (0..l.len()).map(|i| l.name(i)).collect();
+        assert_eq!(
+            got,
+            want.iter()
+                .copied()
+                .filter(|n| !n.starts_with("a/"))
+                .collect::<Vec<_>>()
         );
     }
 

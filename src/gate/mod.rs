@@ -10,9 +10,9 @@
 pub mod approval;
 pub mod audit;
 
-use crate::attest::{self, bundle::Bundle, cert::Cert, statement, Trust};
+use crate::attest::{self, bundle::Bundle, cert::Cert, statement};
 use crate::digest::{self, Difference, HashAlgorithm, HashConfig, Manifest};
-use crate::policy::{self, AuthorityKind, Outcome, Policy, Subject};
+use crate::policy::{self, Outcome, Policy, Subject};
 use crate::report::{codes, Check, CheckStatus, Finding, Location, Severity};
 use serde::Serialize;
 use serde_json::json;
@@ -41,6 +41,8 @@ pub struct Evidence {
 pub struct GateOptions {
     pub evidence: Evidence,
     pub threads: Option<usize>,
+    /// Registry access for `oci://` subjects (default: `oci::Options::default()`).
+    pub registry: Option<crate::oci::Options>,
 }
 
 /// A subject that cannot be gated at all (exit 2).
@@ -142,6 +144,25 @@ fn unreadable(p: &Path, why: impl std::fmt::Display) -> Finding {
     )
 }
 
+/// A policy authority whose trust material cannot be loaded now (a keyless trusted root
+/// removed or edited since the policy was loaded): the check cannot be decided.
+fn authority_error(a: &policy::Authority, e: impl std::fmt::Display) -> Finding {
+    Finding::new(
+        codes::GAT012,
+        Severity::High,
+        format!("authority {:?} cannot be evaluated: {e}", a.name),
+    )
+}
+
+/// The identity part of a verified signer: a certificate subject, a key hint, or the SAN of a
+/// keyless signer (`attest` writes those as `SAN (issuer URL)`).
+fn signer_identity(signer: &str) -> &str {
+    match signer.rfind(" (issuer ") {
+        Some(i) if signer.ends_with(')') => &signer[..i],
+        _ => signer,
+    }
+}
+
 /// A sibling of the subject: `SUBJECT<suffix>` in the subject's directory (as `mlsign sign`
 /// places `SUBJECT.sig`).
 fn sibling(abs: &Path, suffix: &str) -> PathBuf {
@@ -238,12 +259,19 @@ impl Signers {
             .as_ref()
             .and_then(|c| c.certificates.first())
             .or(vm.certificate.as_ref());
-        if let Some(c) = leaf
-            .and_then(|c| b64_decode(&c.raw_bytes))
-            .and_then(|der| Cert::from_der(&der).ok())
+        let der = leaf.and_then(|c| b64_decode(&c.raw_bytes));
+        // A Fulcio certificate's identity is its SAN (its subject is empty).
+        if let Some((san, _)) = der
+            .as_deref()
+            .and_then(crate::attest::sigstore::certificate_claims)
         {
+            if !self.identities.contains(&san) {
+                self.identities.push(san);
+            }
+        }
+        if let Some(c) = der.and_then(|der| Cert::from_der(&der).ok()) {
             let s = c.subject();
-            if !self.identities.contains(&s) {
+            if !s.is_empty() && !self.identities.contains(&s) {
                 self.identities.push(s);
             }
             if let Ok(k) = c.public_key() {
@@ -330,7 +358,7 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
     match &subj {
         Subject::Oci(r) => {
             if matched.is_some() {
-                let (c, d, rev) = oci_checks(policy, r);
+                let (c, d, rev) = oci_checks(policy, r, opts);
                 checks.extend(c);
                 digest_out = d;
                 revoked = rev;
@@ -380,7 +408,7 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
                     req_checks.push(cx.scan());
                     req_checks.push(cx.bom(&mut signers));
                     req_checks.push(cx.lineage());
-                    req_checks.push(cx.behave());
+                    req_checks.push(cx.behave(&mut signers));
                     req_checks.push(cx.approvals(&signers, &mut approvals));
                 } else {
                     // Claims in the default bundle still count for revocation.
@@ -448,7 +476,11 @@ pub fn run(policy: &Policy, subject: &str, opts: &GateOptions) -> Result<GateRep
 /// An `oci://` subject: the signature requirement is checked in the registry by manifest
 /// digest (crate::oci, nothing pulled); revocation by digest and signer key. Requirements that
 /// need the model's files fail closed with advice to pull and gate the directory.
-fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, bool) {
+fn oci_checks(
+    policy: &Policy,
+    reference: &str,
+    gate_opts: &GateOptions,
+) -> (Vec<Check>, Option<String>, bool) {
     const NAME: &str = "signature";
     let mut checks = Vec::new();
     let r = match crate::oci::Reference::parse(reference) {
@@ -458,17 +490,24 @@ fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, 
             return (vec![Check::error("subject", f)], None, false);
         }
     };
-    let opts = crate::oci::Options::default();
+    if policy.require_digest && r.digest.is_none() {
+        checks.push(Check::from_findings(
+            "digest",
+            "the policy requires references pinned by digest",
+            vec![Finding::new(
+                codes::GAT014,
+                Severity::High,
+                format!("{reference} names a tag, but the policy sets require_digest = true: pin it (`@sha256:…`)"),
+            )
+            .at(Location::path(reference))],
+        ));
+    }
+    let opts = gate_opts.registry.clone().unwrap_or_default();
     let (mut digest, mut satisfied, mut hints) = (None, Vec::new(), Vec::new());
-    let mut unsupported = Vec::new();
     for a in &policy.authorities {
-        let trust = match &a.kind {
-            AuthorityKind::Key { key, .. } => Trust::Key(key.clone()),
-            AuthorityKind::CertRoots { roots, .. } => Trust::Roots(roots.clone()),
-            AuthorityKind::Keyless(_) => {
-                unsupported.push(a.name.clone());
-                continue;
-            }
+        let trust = match a.trust() {
+            Ok(t) => t,
+            Err(e) => return (vec![Check::error(NAME, authority_error(a, e))], None, false),
         };
         match crate::oci::verify_reference(&r, &trust, &opts) {
             Ok(o) => {
@@ -503,6 +542,17 @@ fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, 
             format!("the signer key {h} is revoked by the policy"),
         ));
     }
+    for i in hints
+        .iter()
+        .map(|h| signer_identity(h))
+        .filter(|i| rev.identities.iter().any(|r| r == i))
+    {
+        rev_findings.push(Finding::new(
+            codes::GAT004,
+            Severity::Critical,
+            format!("the signer identity {i:?} is revoked by the policy"),
+        ));
+    }
     let revoked = !rev_findings.is_empty();
     checks.push(Check::from_findings(
         "revocation",
@@ -518,12 +568,11 @@ fn oci_checks(policy: &Policy, reference: &str) -> (Vec<Check>, Option<String>, 
             if have < sr.threshold {
                 findings.push(
                     Finding::new(
-                        if unsupported.is_empty() { codes::GAT003 } else { codes::GAT012 },
+                        codes::GAT003,
                         Severity::Critical,
                         format!(
-                            "{have} of the {} required policy authorities verified a signature of {reference} in the registry{}",
+                            "{have} of the {} required policy authorities verified a signature of {reference} in the registry",
                             sr.threshold,
-                            if unsupported.is_empty() { String::new() } else { format!(" (keyless authorities {} cannot be verified by this build)", unsupported.join(", ")) }
                         ),
                     )
                     .at(Location::path(reference)),
@@ -670,13 +719,19 @@ impl Cx<'_> {
         let mut findings = Vec::new();
         let mut satisfied: Vec<String> = Vec::new();
         let mut counted_signers: Vec<String> = Vec::new();
-        let mut unsupported = Vec::new();
+        let mut trusts = Vec::new();
+        for a in &self.policy.authorities {
+            match a.trust() {
+                Ok(t) => trusts.push((a, t)),
+                Err(e) => return Check::error(NAME, authority_error(a, e)),
+            }
+        }
         for bp in self.bundle_paths() {
             if !bp.exists() {
                 findings.push(missing(
                     "signature bundle",
                     &bp,
-                    "sign with `mlsign sign SUBJECT --key KEY`, or pass --bundle",
+                    "sign with `mlsign sign SUBJECT --key KEY` (or `--keyless`), or pass --bundle",
                 ));
                 continue;
             }
@@ -687,18 +742,8 @@ impl Cx<'_> {
             signers.add_claims(&bundle);
             let mut rejections: Vec<(&'static str, String)> = Vec::new();
             let mut verified = None;
-            for a in &self.policy.authorities {
-                let trust = match &a.kind {
-                    AuthorityKind::Key { key, .. } => Trust::Key(key.clone()),
-                    AuthorityKind::CertRoots { roots, .. } => Trust::Roots(roots.clone()),
-                    AuthorityKind::Keyless(_) => {
-                        if !unsupported.contains(&a.name) {
-                            unsupported.push(a.name.clone());
-                        }
-                        continue;
-                    }
-                };
-                match attest::verify_bundle_with(&bundle, &bp, &trust, req.legacy_pae) {
+            for (a, trust) in &trusts {
+                match attest::verify_bundle_with(&bundle, &bp, trust, req.legacy_pae) {
                     Ok(vp) => {
                         verified = Some((a.name.clone(), vp));
                         break;
@@ -808,25 +853,6 @@ impl Cx<'_> {
         }
         let have = satisfied.len();
         if have < req.threshold {
-            if !unsupported.is_empty() {
-                return Check {
-                    name: NAME,
-                    status: CheckStatus::Error,
-                    summary: format!("{have} of {} required authorities verified; keyless authorities cannot be evaluated by this build", req.threshold),
-                    findings: {
-                        findings.push(Finding::new(
-                            codes::GAT012,
-                            Severity::High,
-                            format!(
-                                "keyless authorit{} {} cannot be verified by this build; the signature requirement cannot be decided",
-                                if unsupported.len() == 1 { "y" } else { "ies" },
-                                unsupported.join(", ")
-                            ),
-                        ));
-                        findings
-                    },
-                };
-            }
             findings.push(
                 Finding::new(
                     codes::GAT003,
@@ -1042,15 +1068,10 @@ impl Cx<'_> {
                 signers.add_claims(&bundle);
                 let mut verified = None;
                 let mut rejections = Vec::new();
-                let mut keyless = false;
                 for a in &self.policy.authorities {
-                    let trust = match &a.kind {
-                        AuthorityKind::Key { key, .. } => Trust::Key(key.clone()),
-                        AuthorityKind::CertRoots { roots, .. } => Trust::Roots(roots.clone()),
-                        AuthorityKind::Keyless(_) => {
-                            keyless = true;
-                            continue;
-                        }
+                    let trust = match a.trust() {
+                        Ok(t) => t,
+                        Err(e) => return Check::error(NAME, authority_error(a, e)),
                     };
                     match attest::verify_bundle(&bundle, &bp, &trust) {
                         Ok(vp) => {
@@ -1065,34 +1086,28 @@ impl Cx<'_> {
                     }
                 }
                 match verified {
-                    Some((name, vp)) => match crate::bom::sign::check_statement(&vp.payload, &bytes) {
-                        Ok(_) => sig_note = format!("signed by {name}"),
-                        Err(why) => {
-                            findings.push(crate::bom::attestation_finding(why, &shown));
-                            sig_note = "signature does not cover this BOM".into();
+                    Some((name, vp)) => {
+                        match crate::bom::sign::check_statement(&vp.payload, &bytes) {
+                            Ok(_) => sig_note = format!("signed by {name}"),
+                            Err(why) => {
+                                findings.push(crate::bom::attestation_finding(why, &shown));
+                                sig_note = "signature does not cover this BOM".into();
+                            }
                         }
-                    },
-                    None if keyless => {
-                        return Check::error(
-                            NAME,
-                            Finding::new(
-                                codes::GAT012,
-                                Severity::High,
-                                format!("{}: no key or certificate authority verifies it, and keyless authorities cannot be verified by this build", bp.display()),
-                            ),
-                        )
                     }
                     None => {
-                        findings.push(
-                            at(
-                                Finding::new(
-                                    codes::GAT006,
-                                    Severity::Critical,
-                                    format!("{}: the BOM is not signed by a policy authority ({})", bp.display(), rejections.join("; ")),
+                        findings.push(at(
+                            Finding::new(
+                                codes::GAT006,
+                                Severity::Critical,
+                                format!(
+                                    "{}: the BOM is not signed by a policy authority ({})",
+                                    bp.display(),
+                                    rejections.join("; ")
                                 ),
-                                &bp,
                             ),
-                        );
+                            &bp,
+                        ));
                         sig_note = "not signed by a policy authority".into();
                     }
                 }
@@ -1169,7 +1184,7 @@ impl Cx<'_> {
         Check::from_findings(NAME, summary, rep.findings)
     }
 
-    fn behave(&self) -> Check {
+    fn behave(&self, signers: &mut Signers) -> Check {
         const NAME: &str = "behave";
         let Some(req) = &self.policy.requirements.behave else {
             return Check::skipped(NAME, "not required by the policy");
@@ -1291,13 +1306,88 @@ impl Cx<'_> {
                 unreadable(&path, format!("unknown verdict {verdict:?}")),
             );
         }
+        let mut signed_by = String::new();
+        if req.signed {
+            match self.report_signature(&path, &bytes, signers) {
+                Ok(Ok(name)) => signed_by = format!(", signed by {name}"),
+                Ok(Err(f)) => findings.push(f),
+                Err(c) => return c,
+            }
+        }
         let summary = format!(
-            "{}: {verdict}",
+            "{}: {verdict}{signed_by}",
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
         Check::from_findings(NAME, summary, findings)
+    }
+
+    /// `REPORT.sig` must verify under a policy authority and attest exactly these report bytes
+    /// (`mlsign attest sign`). `Ok(Ok(authority))`, `Ok(Err(violation))`, or `Err(error check)`.
+    fn report_signature(
+        &self,
+        report: &Path,
+        bytes: &[u8],
+        signers: &mut Signers,
+    ) -> Result<Result<String, Finding>, Check> {
+        const NAME: &str = "behave";
+        let mut bp = report.as_os_str().to_os_string();
+        bp.push(".sig");
+        let bp = PathBuf::from(bp);
+        if !bp.exists() {
+            return Ok(Err(missing(
+                "behave report signature",
+                &bp,
+                "sign the report with `mlsign attest sign REPORT --key KEY` (or `--keyless`)",
+            )));
+        }
+        let bundle = Bundle::read(&bp).map_err(|e| Check::error(NAME, unreadable(&bp, e)))?;
+        signers.add_claims(&bundle);
+        let mut rejections = Vec::new();
+        for a in &self.policy.authorities {
+            let trust = a
+                .trust()
+                .map_err(|e| Check::error(NAME, authority_error(a, e)))?;
+            match attest::verify_bundle(&bundle, &bp, &trust) {
+                Ok(vp) => {
+                    return Ok(attest::document::check(
+                        &vp.payload,
+                        bytes,
+                        attest::document::BEHAVE_PREDICATE,
+                    )
+                    .map(|_| a.name.clone())
+                    .map_err(|why| {
+                        at(
+                            Finding::new(
+                                codes::GAT013,
+                                Severity::Critical,
+                                format!("{}: {why}", bp.display()),
+                            ),
+                            &bp,
+                        )
+                    }))
+                }
+                Err(attest::Error::Rejected { message, .. })
+                | Err(attest::Error::UnsupportedBundle { why: message, .. }) => {
+                    rejections.push(format!("authority {:?}: {message}", a.name))
+                }
+                Err(e) => return Err(Check::error(NAME, unreadable(&bp, e))),
+            }
+        }
+        Ok(Err(at(
+            Finding::new(
+                codes::GAT013,
+                Severity::Critical,
+                format!(
+                    "{}: the behave report is not signed by a policy authority ({})",
+                    bp.display(),
+                    rejections.join("; ")
+                ),
+            ),
+            &bp,
+        )
+        .with_details(json!({"rejections": rejections}))))
     }
 
     fn approvals(&self, signers: &Signers, out: &mut Vec<approval::Approval>) -> Check {

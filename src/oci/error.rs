@@ -93,6 +93,9 @@ pub enum Error {
     Attest(#[from] crate::attest::Error),
     #[error(transparent)]
     Digest(#[from] crate::digest::Error),
+    /// Keyless signing (Fulcio, Rekor, TSA) failed; nothing was attached.
+    #[error("keyless signing: {0}")]
+    Keyless(#[from] crate::attest::sigstore::sign::SignError),
 }
 
 impl Error {

@@ -19,7 +19,7 @@ pub mod verify;
 
 pub use client::Options;
 pub use error::Error;
-pub use model::{pull_model, push_model, ModelFormat, PullOutcome, PushOutcome};
+pub use model::{pull_model, push_model, push_model_with, ModelFormat, PullOutcome, PushOutcome};
 pub use reference::{is_oci, Reference};
 pub use verify::{verify_dir_against, verify_reference, Candidate, DirOutcome, VerifyOutcome};
 
@@ -248,6 +248,55 @@ fn attach_legacy(
     Ok(tag)
 }
 
+/// Turns an in-toto statement into a Sigstore bundle (JSON): a key or certificate
+/// [`crate::attest::Signer`], or a [`KeylessSigner`].
+pub trait StatementSigner {
+    /// The bundle JSON over `payload` (`application/vnd.in-toto+json`).
+    fn bundle_for(&self, payload: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Who signs, for reports: a key hint, or the keyless token's issuer.
+    fn signer(&self) -> String;
+}
+
+impl StatementSigner for crate::attest::Signer {
+    fn bundle_for(&self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(crate::attest::sign_statement(self, payload)?.to_json())
+    }
+    fn signer(&self) -> String {
+        self.verifying_key().hint()
+    }
+}
+
+/// Keyless signing for registry references: an OIDC token, the Sigstore services, and the
+/// trusted root each new bundle is verified against before it is attached.
+pub struct KeylessSigner<'a> {
+    pub token: &'a crate::attest::sigstore::sign::IdentityToken,
+    pub services: &'a crate::attest::sigstore::sign::Services,
+    pub root: &'a crate::attest::sigstore::TrustRoot,
+}
+
+impl StatementSigner for KeylessSigner<'_> {
+    fn bundle_for(&self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        use crate::attest::sigstore::sign::{sign, Content};
+        let b = sign(
+            Content::Dsse {
+                payload_type: crate::attest::bundle::IN_TOTO_PAYLOAD_TYPE,
+                payload,
+            },
+            self.token,
+            self.services,
+            self.root,
+        )?;
+        Ok(b.to_string().into_bytes())
+    }
+    fn signer(&self) -> String {
+        format!(
+            "keyless (issuer {}, logged in {})",
+            self.token.issuer().unwrap_or("?"),
+            self.services.rekor
+        )
+    }
+}
+
 /// Sign what `r` names, by manifest digest (a tag is resolved first and never signed): an
 /// in-toto statement (subject = digest, named by the repository) in a Sigstore bundle, stored
 /// as a referrer; with `cosign_compat` also as a legacy `.sig` simple signature.
@@ -256,6 +305,27 @@ pub fn sign_reference(
     signer: &crate::attest::Signer,
     opts: &Options,
     cosign_compat: bool,
+) -> Result<SignOutcome, Error> {
+    let legacy: Option<&crate::attest::Signer> = cosign_compat.then_some(signer);
+    sign_reference_inner(r, signer, opts, legacy)
+}
+
+/// [`sign_reference`] with any [`StatementSigner`] (keyless: a Fulcio certificate, the bundle
+/// logged in Rekor). No legacy `.sig` is written: cosign's legacy format carries keyless
+/// material in annotations mlsign does not write.
+pub fn sign_reference_with(
+    r: &Reference,
+    signer: &dyn StatementSigner,
+    opts: &Options,
+) -> Result<SignOutcome, Error> {
+    sign_reference_inner(r, signer, opts, None)
+}
+
+fn sign_reference_inner(
+    r: &Reference,
+    signer: &dyn StatementSigner,
+    opts: &Options,
+    legacy: Option<&crate::attest::Signer>,
 ) -> Result<SignOutcome, Error> {
     let client = Client::new(r, opts)?;
     let fetched = client.get_manifest(r, "resolve reference")?;
@@ -268,16 +338,10 @@ pub fn sign_reference(
     };
     let repository = r.repository_name();
     let payload = cosign::image_statement(&repository, &fetched.digest);
-    let bundle = crate::attest::sign_statement(signer, &payload)?;
-    let mut attach = attach_bundle(
-        &client,
-        r,
-        &subject,
-        &bundle.to_json(),
-        cosign::COSIGN_SIGN_PREDICATE,
-    )?;
-    if cosign_compat {
-        attach.legacy_tag = Some(attach_legacy(&client, r, &fetched.digest, signer)?);
+    let bundle = signer.bundle_for(&payload)?;
+    let mut attach = attach_bundle(&client, r, &subject, &bundle, cosign::COSIGN_SIGN_PREDICATE)?;
+    if let Some(k) = legacy {
+        attach.legacy_tag = Some(attach_legacy(&client, r, &fetched.digest, k)?);
     }
     Ok(SignOutcome {
         reference: r.at_digest(&fetched.digest).to_string(),
@@ -285,6 +349,6 @@ pub fn sign_reference(
         digest: fetched.digest,
         media_type: fetched.media_type,
         attach,
-        signer: signer.verifying_key().hint(),
+        signer: signer.signer(),
     })
 }

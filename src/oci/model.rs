@@ -302,6 +302,21 @@ pub fn push_model(
     opts: &Options,
     signer: Option<&crate::attest::Signer>,
 ) -> Result<PushOutcome, Error> {
+    push_model_with(
+        dir,
+        r,
+        opts,
+        signer.map(|s| s as &dyn super::StatementSigner),
+    )
+}
+
+/// [`push_model`] with any [`super::StatementSigner`] (keyless: [`super::KeylessSigner`]).
+pub fn push_model_with(
+    dir: &Path,
+    r: &Reference,
+    opts: &Options,
+    signer: Option<&dyn super::StatementSigner>,
+) -> Result<PushOutcome, Error> {
     let root = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     if !root.is_dir() {
         return Err(Error::NotAModel(
@@ -342,6 +357,17 @@ pub fn push_model(
         check_path(p, &root.display().to_string())?;
     }
     let client = Client::new(r, opts)?;
+    // Sign before uploading: the statement needs only the files, and a signing failure (a
+    // keyless service down, a token expired) then leaves nothing unsigned in the registry.
+    let bundle = match signer {
+        Some(s) => Some(s.bundle_for(&super::oms_statement_for(
+            &name,
+            &manifest,
+            &config,
+            &r.repository_name(),
+        ))?),
+        None => None,
+    };
     let repo = &r.repository;
     let mut uploaded = 0u64;
     let mut layers = Vec::with_capacity(files.len());
@@ -388,10 +414,8 @@ pub fn push_model(
     let tag = r.tag.as_deref().unwrap_or("latest");
     client.put_manifest(repo, tag, OCI_MANIFEST, &bytes, "push model manifest")?;
     let digest = super::client::sha256_digest(&bytes);
-    let signature = match signer {
-        Some(s) => {
-            let payload = super::oms_statement_for(&name, &manifest, &config, &r.repository_name());
-            let bundle = crate::attest::sign_statement(s, &payload)?;
+    let signature = match bundle {
+        Some(bundle) => {
             let subject = Descriptor {
                 media_type: OCI_MANIFEST.into(),
                 digest: digest.clone(),
@@ -403,7 +427,7 @@ pub fn push_model(
                 &client,
                 r,
                 &subject,
-                &bundle.to_json(),
+                &bundle,
                 crate::attest::PREDICATE_V1,
             )?)
         }

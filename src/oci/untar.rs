@@ -6,51 +6,10 @@
 use super::client::Client;
 use super::model::{check_path, ModelLayer};
 use super::Error;
+use crate::util::tar::{self, Pax};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
-
-fn octal(f: &[u8]) -> Option<u64> {
-    if f.first().is_some_and(|b| b & 0x80 != 0) {
-        return f[1..].iter().try_fold(0u64, |a, b| {
-            a.checked_mul(256).and_then(|a| a.checked_add(*b as u64))
-        });
-    }
-    let s: String = f
-        .iter()
-        .take_while(|b| **b != 0)
-        .map(|b| *b as char)
-        .collect();
-    let s = s.trim();
-    if s.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(s, 8).ok()
-}
-
-fn cstr(f: &[u8]) -> String {
-    let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
-    String::from_utf8_lossy(&f[..end]).into_owned()
-}
-
-/// PAX `path=` record, if any.
-fn pax_path(data: &[u8]) -> Option<String> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let sp = rest.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
-        if len == 0 || len > rest.len() {
-            return None;
-        }
-        let rec = &rest[sp + 1..len];
-        let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
-        if let Some(v) = rec.strip_prefix(b"path=") {
-            return String::from_utf8(v.to_vec()).ok();
-        }
-        rest = &rest[len..];
-    }
-    None
-}
 
 fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<bool, Error> {
     let mut n = 0;
@@ -82,45 +41,29 @@ fn skip(r: &mut dyn Read, n: u64, what: &str) -> Result<(), Error> {
 pub fn extract(r: &mut dyn Read, dest: &Path, what: &str) -> Result<(usize, u64), Error> {
     let mut header = [0u8; 512];
     let mut long_name: Option<String> = None;
+    let mut pax = Pax::default();
     let mut written = BTreeSet::new();
     let (mut files, mut bytes) = (0usize, 0u64);
     loop {
         if !read_exact_or(r, &mut header, what)? {
             break;
         }
-        if header.iter().all(|b| *b == 0) {
+        if tar::is_end(&header) {
             break;
         }
-        let sum: u64 = header
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    *b as u64
-                }
-            })
-            .sum();
-        if octal(&header[148..156]) != Some(sum) {
-            return Err(Error::malformed(what, "bad tar header checksum"));
-        }
-        let size =
-            octal(&header[124..136]).ok_or_else(|| Error::malformed(what, "bad tar size field"))?;
-        let padded = size
-            .checked_add(511)
-            .map(|s| s / 512 * 512)
-            .ok_or_else(|| Error::malformed(what, "tar size overflows"))?;
-        let typ = header[156];
-        let mut name = cstr(&header[0..100]);
-        if &header[257..262] == b"ustar" {
-            let prefix = cstr(&header[345..500]);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
-        }
+        let hd = tar::header(&header).map_err(|e| Error::malformed(what, e.to_string()))?;
+        let typ = hd.typeflag;
+        let mut name = hd.name;
+        // A pax `size` replaces the header's for the member it precedes, as Python's tarfile
+        // and Go's archive/tar read it; ignoring it would unpack other members than they do.
+        let size = match typ {
+            b'L' | b'K' | b'x' | b'g' => hd.size,
+            _ => pax.size.take().unwrap_or(hd.size),
+        };
+        let padded =
+            tar::padded(size).ok_or_else(|| Error::malformed(what, "tar size overflows"))?;
         match typ {
-            b'L' | b'x' => {
+            b'L' | b'K' | b'x' | b'g' => {
                 if size > 64 << 10 {
                     return Err(Error::malformed(what, "tar extended header too large"));
                 }
@@ -129,18 +72,32 @@ pub fn extract(r: &mut dyn Read, dest: &Path, what: &str) -> Result<(usize, u64)
                     return Err(Error::malformed(what, "truncated tar stream"));
                 }
                 buf.truncate(size as usize);
-                long_name = if typ == b'L' {
-                    Some(cstr(&buf))
-                } else {
-                    pax_path(&buf)
-                };
-                continue;
-            }
-            b'g' => {
-                skip(r, padded, what)?;
+                match typ {
+                    b'L' => long_name = Some(tar::nts(&buf)),
+                    b'x' => tar::parse_pax(&buf, &mut pax)
+                        .map_err(|e| Error::malformed(what, format!("pax header: {e}")))?,
+                    b'g' => {
+                        // Python applies global path/size records to every later member, Go
+                        // does not: a layer that relies on either reading is ambiguous.
+                        let mut g = Pax::default();
+                        tar::parse_pax(&buf, &mut g)
+                            .map_err(|e| Error::malformed(what, format!("pax header: {e}")))?;
+                        if g != Pax::default() {
+                            return Err(Error::malformed(
+                                what,
+                                "a global pax header sets path or size (tar readers disagree on it)",
+                            ));
+                        }
+                    }
+                    _ => {} // GNU long link name: links are refused below anyway
+                }
                 continue;
             }
             _ => {}
+        }
+        if let Some(p) = pax.path.take() {
+            name = p;
+            long_name = None;
         }
         if let Some(n) = long_name.take() {
             name = n;
@@ -262,6 +219,47 @@ mod tests {
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
         out
+    }
+
+    /// The layer is unpacked as Python's tarfile and Go's archive/tar read it: a pax `size`
+    /// moves the next header (the member's bytes are the pax size, not the header's), a pax
+    /// `path` names it, and global records that readers apply differently are refused.
+    #[test]
+    fn pax_size_and_path_as_tar_readers_apply_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = "17 path=real.bin\n11 size=13\n";
+        let mut t = entry("PaxHeader", b'x', rec.as_bytes());
+        // The header says 0 bytes; the pax size says 13: the member is "payload-bytes".
+        let mut h = entry("decoy", b'0', b"");
+        h.truncate(512);
+        t.extend(h);
+        let mut body = b"payload-bytes".to_vec();
+        body.resize(512, 0);
+        t.extend(body);
+        t.extend(entry("after", b'0', b"2"));
+        t.extend([0u8; 1024]);
+        let (n, _) = extract(&mut t.as_slice(), dir.path(), "t").unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            std::fs::read(dir.path().join("real.bin")).unwrap(),
+            b"payload-bytes"
+        );
+        assert!(!dir.path().join("decoy").exists());
+        assert_eq!(std::fs::read(dir.path().join("after")).unwrap(), b"2");
+        // The scanner's reader agrees on every member.
+        let ms = crate::scan::formats::tar::members(&t).unwrap();
+        let names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["real.bin", "after"]);
+        assert_eq!(ms[0].data, b"payload-bytes");
+
+        let mut g = entry("GlobalHead", b'g', b"14 path=x.bin\n");
+        g.extend(entry("a", b'0', b"1"));
+        let d = tempfile::tempdir().unwrap();
+        let e = extract(&mut g.as_slice(), d.path(), "t").unwrap_err();
+        assert!(e.to_string().contains("global pax"), "{e}");
+        let mut bad = entry("PaxHeader", b'x', b"11 size=1x\n");
+        bad.extend(entry("a", b'0', b"1"));
+        assert!(extract(&mut bad.as_slice(), d.path(), "t").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::model::{layout, ModelFormat};
 use super::reference::Reference;
 use super::{cosign, Error, Options, REPOSITORY_ANNOTATION};
 use crate::attest::statement::{parse_model_statement, SignedManifest};
-use crate::attest::{bundle::Bundle, verify_bundle, Trust};
+use crate::attest::{bundle::Bundle, verify_bundle_bytes, Trust};
 use crate::digest::{diff, Difference, HashAlgorithm, Manifest, Method, Resource};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -312,7 +312,7 @@ fn bundle_candidate(
         Ok(b) => b,
         Err(e) => return Ok(c.reject("OCI005", e.to_string())),
     };
-    let vp = match verify_bundle(&bundle, label, trust) {
+    let vp = match verify_bundle_bytes(&bundle, &bytes, label, trust, false) {
         Ok(vp) => vp,
         Err(crate::attest::Error::Rejected { code, message }) => return Ok(c.reject(code, message)),
         Err(e) => return Ok(c.reject("OCI005", e.to_string())),

@@ -76,8 +76,32 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
             AuthorityKind::CertRoots { file, .. } => {
                 format!("{verb} --cert-chain {}", q(&file.display().to_string()))
             }
-            AuthorityKind::Keyless(_) => {
-                format!("{verb}   # keyless: not verifiable by this build")
+            AuthorityKind::Keyless(k) => {
+                let mut c = verb.clone();
+                match (&k.identity, &k.identity_regex) {
+                    (Some(i), _) => c.push_str(&format!(" --identity {}", q(i))),
+                    (None, Some(r)) => c.push_str(&format!(" --identity-regex {}", q(r))),
+                    (None, None) => {}
+                }
+                match (&k.issuer, &k.issuer_regex) {
+                    (Some(i), _) => c.push_str(&format!(" --issuer {}", q(i))),
+                    (None, Some(r)) => c.push_str(&format!(" --issuer-regex {}", q(r))),
+                    (None, None) => {}
+                }
+                match (&k.trusted_root, k.staging) {
+                    (Some(p), _) => c.push_str(&format!(" --trusted-root {}", q(p))),
+                    (None, true) => c.push_str(" --staging"),
+                    (None, false) => {}
+                }
+                if k.min_tlog_entries() != 1 || k.min_timestamps() != 0 {
+                    c.push_str(&format!(
+                        "   # the gate also requires >= {} log entr{} and >= {} RFC 3161 timestamp(s)",
+                        k.min_tlog_entries(),
+                        if k.min_tlog_entries() == 1 { "y" } else { "ies" },
+                        k.min_timestamps()
+                    ));
+                }
+                c
             }
         }
     };
@@ -197,18 +221,34 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
             .clone()
             .map(|p| p.replace("{subject}", subj))
             .unwrap_or_else(|| format!("{subj}.behave.json"));
+        let mut commands = vec![format!(
+            "mlsign behave --baseline BASELINE --candidate {} --suite SUITE.toml --format json > {}",
+            q(subj),
+            q(&report)
+        )];
+        if b.signed {
+            let sig = format!("{report}.sig");
+            commands.extend(policy.authorities.iter().map(|a| {
+                auth_cmd(a, &report, &sig, false).replacen(
+                    "mlsign verify ",
+                    "mlsign attest verify ",
+                    1,
+                )
+            }));
+        }
         reqs.push(Rule {
             check: "behave",
             rule: format!(
-                "the behave report {report} is about this subject's weights, passed (no divergence, no drift over the limit), with suite sha256:{} and baseline weights sha256:{}",
+                "the behave report {report} is about this subject's weights, passed (no divergence, no drift over the limit), with suite sha256:{} and baseline weights sha256:{}{}",
                 &b.suite_sha256[..12],
-                &b.baseline_sha256[..12]
+                &b.baseline_sha256[..12],
+                if b.signed {
+                    format!("; and {report}.sig (`mlsign attest sign`) verifies under any one authority (OR) and attests exactly this report")
+                } else {
+                    "; the report is not required to be signed (whoever can write it can forge it)".into()
+                }
             ),
-            commands: vec![format!(
-                "mlsign behave --baseline BASELINE --candidate {} --suite SUITE.toml --format json > {}",
-                q(subj),
-                q(&report)
-            )],
+            commands,
         });
     }
     if let Some(a) = &r.approvals {
@@ -259,6 +299,30 @@ pub fn explain(policy: &Policy, subject: Option<&str>) -> Explanation {
     ];
     if is_oci {
         combination.push("oci:// subjects: the signature is verified in the registry by manifest digest (nothing pulled); requirements that need the files (scan, bom, lineage, behave, approvals) are an error: pull and gate the directory".into());
+    }
+    if policy.require_digest {
+        combination.push("require_digest: an oci:// subject (or workload image) named by tag only fails (GAT014); pin it by digest (GitOps-friendly: nothing is rewritten)".into());
+    }
+    if is_oci || policy.subjects.iter().any(|p| p.oci) {
+        let adm = &policy.admission;
+        let mut excluded = vec![
+            "kube-system".to_string(),
+            "the webhook's own namespace".into(),
+        ];
+        excluded.extend(adm.exclude_namespaces.iter().cloned());
+        combination.push(format!(
+            "mlsign serve: every container, initContainer, ephemeralContainer image and image volume must pass as an oci:// subject; namespaces not checked: {}; timeouts and registry errors {}; /mutate pins verified tags to digests on {}",
+            excluded.join(", "),
+            match adm.on_error {
+                super::OnError::Deny => "deny",
+                super::OnError::Warn => "admit with a warning (on_error = warn)",
+            },
+            match adm.pin_digests {
+                super::PinDigests::Pods => "Pods only",
+                super::PinDigests::All => "Pods and controller templates",
+                super::PinDigests::None => "nothing (pin_digests = none)",
+            }
+        ));
     }
     let rv = &policy.revocation;
     let mut revocation = Vec::new();

@@ -134,7 +134,10 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
     }
     let _ = writeln!(
         s,
-        "# Keyless (Sigstore) identities, once this build verifies them:\n\
+        "# Keyless (Sigstore) identities: the signing workflow (exact, or identity_regex, anchored)\n\
+         # and its OIDC issuer; checked offline against Sigstore's public-good root unless\n\
+         # trusted_root = \"trusted_root.json\" (private instance) or staging = true.\n\
+         # Optional: tlog_entries = 1 (default), signed_timestamps = 0 (RFC 3161, default).\n\
          # [[authorities]]\n\
          # name = \"ci\"\n\
          # keyless = {{ identity = \"https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main\", issuer = \"https://token.actions.githubusercontent.com\" }}\n"
@@ -178,7 +181,8 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
                 let _ = writeln!(
                     s,
                     "# A passing behave report (SUBJECT.behave.json) for exactly this suite and baseline.\n\
-                     [requirements.behave]\nsuite_sha256 = \"{su}\"\nbaseline_sha256 = \"{ba}\"\n"
+                     [requirements.behave]\nsuite_sha256 = \"{su}\"\nbaseline_sha256 = \"{ba}\"\n\
+                     # signed = true   # also require SUBJECT.behave.json.sig by an authority (`mlsign attest sign`)\n"
                 );
             }
             "approvals" => {

@@ -11,7 +11,7 @@ pub mod explain;
 pub mod glob;
 pub mod init;
 
-use crate::attest::{cert, cert::Cert, VerifyingKey};
+use crate::attest::{cert, cert::Cert, sigstore, KeylessTrust, Trust, VerifyingKey};
 use crate::report::{Check, CheckStatus, Exit, Verdict};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -116,6 +116,53 @@ struct PolicyFile {
     requirements: RequirementsFile,
     #[serde(default)]
     revocation: Revocation,
+    #[serde(default)]
+    require_digest: bool,
+    #[serde(default)]
+    admission: Admission,
+}
+
+/// `[admission]`: how `mlsign serve` applies the policy to Kubernetes workloads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// Namespaces never checked, besides `kube-system` and the webhook's own namespace.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// What a timeout or an internal/registry error gives: `deny` (default) or `warn`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Which objects `/mutate` pins to digests: `pods` (default), `all` (also controller
+    /// templates; GitOps tools then see drift) or `none`.
+    #[serde(default)]
+    pub pin_digests: PinDigests,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Deny,
+    Warn,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinDigests {
+    #[default]
+    Pods,
+    All,
+    None,
+}
+
+impl PinDigests {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinDigests::Pods => "pods",
+            PinDigests::All => "all",
+            PinDigests::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +174,8 @@ struct AuthorityFile {
     keyless: Option<Keyless>,
 }
 
-/// A keyless (Fulcio certificate) identity: exact or regex subject, exact or regex issuer.
+/// A keyless (Fulcio certificate) identity: exact or regex subject, exact or regex issuer,
+/// checked against a Sigstore trusted root, with optional evidence thresholds.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Keyless {
@@ -139,6 +187,71 @@ pub struct Keyless {
     pub issuer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer_regex: Option<String>,
+    /// A Sigstore `trusted_root.json` (relative to the policy file; resolved when loaded).
+    /// Default: the public-good production root embedded in mlsign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<String>,
+    /// Use the embedded Sigstore staging root instead of production.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staging: bool,
+    /// Minimum transparency-log entries in the bundle (default 1), each one verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog_entries: Option<usize>,
+    /// Minimum RFC 3161 timestamps from authorities of the trusted root (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_timestamps: Option<usize>,
+}
+
+/// Most log entries or timestamps a policy may demand (bundles carry one or two).
+const MAX_KEYLESS_THRESHOLD: usize = 16;
+
+impl Keyless {
+    /// Transparency-log entries required (default 1: a keyless signature must be logged).
+    pub fn min_tlog_entries(&self) -> usize {
+        self.tlog_entries.unwrap_or(1)
+    }
+
+    /// RFC 3161 timestamps required (default 0).
+    pub fn min_timestamps(&self) -> usize {
+        self.signed_timestamps.unwrap_or(0)
+    }
+
+    /// The identity matcher (exact or anchored regex).
+    pub fn identity_matcher(&self) -> Result<sigstore::Matcher, sigstore::KeylessError> {
+        match (&self.identity, &self.identity_regex) {
+            (Some(id), _) => Ok(sigstore::Matcher::exact(id.clone())),
+            (None, Some(re)) => sigstore::Matcher::regex("identity", re),
+            (None, None) => Err(sigstore::KeylessError::Regex {
+                what: "identity",
+                pattern: String::new(),
+                why: "neither identity nor identity_regex is set".into(),
+            }),
+        }
+    }
+
+    /// The issuer matcher (exact or anchored regex).
+    pub fn issuer_matcher(&self) -> Result<sigstore::Matcher, sigstore::KeylessError> {
+        match (&self.issuer, &self.issuer_regex) {
+            (Some(iss), _) => Ok(sigstore::Matcher::exact(iss.clone())),
+            (None, Some(re)) => sigstore::Matcher::regex("issuer", re),
+            (None, None) => Err(sigstore::KeylessError::Regex {
+                what: "issuer",
+                pattern: String::new(),
+                why: "neither issuer nor issuer_regex is set".into(),
+            }),
+        }
+    }
+
+    /// What `mlsign verify` trusts for this authority: the trusted root (read now), the
+    /// identity and issuer, and the thresholds.
+    pub fn trust(&self) -> Result<KeylessTrust, sigstore::KeylessError> {
+        let root =
+            sigstore::TrustRoot::load(self.trusted_root.as_deref().map(Path::new), self.staging)?;
+        Ok(
+            KeylessTrust::new(self.identity_matcher()?, self.issuer_matcher()?, root)
+                .with_thresholds(self.min_tlog_entries(), self.min_timestamps()),
+        )
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +324,8 @@ struct BehaveReqFile {
     suite_sha256: String,
     baseline_sha256: String,
     report: Option<String>,
+    #[serde(default)]
+    signed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +347,8 @@ pub struct Revocation {
     /// Signer key hints (model_signing's hint: hex SHA-256 of the PEM public key).
     #[serde(default)]
     pub keys: Vec<String>,
-    /// Signer identities: certificate subjects (and keyless identities once supported).
+    /// Signer identities: certificate subjects, and keyless identities (the Fulcio
+    /// certificate's SAN, e.g. a workflow URI or an e-mail address).
     #[serde(default)]
     pub identities: Vec<String>,
 }
@@ -257,8 +373,9 @@ pub enum AuthorityKind {
         file: PathBuf,
         roots: Vec<Cert>,
     },
-    /// Parsed so policies can be written now; evaluating it fails closed until keyless
-    /// verification is in this build.
+    /// A Fulcio identity and OIDC issuer, verified through `Trust::Keyless` (chain, SCT, log
+    /// entry, inclusion proof, checkpoint, SET, timestamps) against the authority's trusted
+    /// root; `trusted_root` holds the resolved path.
     Keyless(Keyless),
 }
 
@@ -269,6 +386,16 @@ pub struct Authority {
 }
 
 impl Authority {
+    /// What a bundle is verified against for this authority. Only keyless authorities can fail
+    /// here (their trusted root is read on each call, so an edited or removed file shows).
+    pub fn trust(&self) -> Result<Trust, sigstore::KeylessError> {
+        Ok(match &self.kind {
+            AuthorityKind::Key { key, .. } => Trust::Key(key.clone()),
+            AuthorityKind::CertRoots { roots, .. } => Trust::Roots(roots.clone()),
+            AuthorityKind::Keyless(k) => Trust::Keyless(k.trust()?),
+        })
+    }
+
     /// One-line description for explain and reports.
     pub fn describe(&self) -> String {
         match &self.kind {
@@ -281,7 +408,7 @@ impl Authority {
                 file.display()
             ),
             AuthorityKind::Keyless(k) => format!(
-                "keyless identity {} from issuer {}",
+                "keyless identity {} from issuer {}, under {}{}",
                 k.identity
                     .as_deref()
                     .map(|s| format!("{s:?}"))
@@ -294,7 +421,34 @@ impl Authority {
                     .as_deref()
                     .map(|s| format!("{s:?}"))
                     .or(k.issuer_regex.as_deref().map(|s| format!("matching /{s}/")))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                match (&k.trusted_root, k.staging) {
+                    (Some(p), _) => format!("the trusted root {p}"),
+                    (None, true) => "Sigstore's staging root".to_string(),
+                    (None, false) => "Sigstore's public-good production root".to_string(),
+                },
+                {
+                    let mut v = Vec::new();
+                    if k.min_tlog_entries() > 0 {
+                        v.push(format!(
+                            "{} transparency-log entr{}",
+                            k.min_tlog_entries(),
+                            if k.min_tlog_entries() == 1 {
+                                "y"
+                            } else {
+                                "ies"
+                            }
+                        ));
+                    }
+                    if k.min_timestamps() > 0 {
+                        v.push(format!("{} RFC 3161 timestamp(s)", k.min_timestamps()));
+                    }
+                    if v.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", with at least {}", v.join(" and "))
+                    }
+                }
             ),
         }
     }
@@ -320,6 +474,10 @@ pub struct BehaveReq {
     pub suite_sha256: String,
     pub baseline_sha256: String,
     pub report: Option<String>,
+    /// The report must be signed (`mlsign attest sign REPORT`, bundle `REPORT.sig`) by a
+    /// policy authority: the gate cannot recompute a behave run, so an unsigned report is
+    /// believed from whoever could write the file.
+    pub signed: bool,
 }
 
 /// `[requirements.approvals]`: `count` valid approvals from distinct reviewer keys, none the
@@ -380,6 +538,11 @@ pub struct Policy {
     pub authorities: Vec<Authority>,
     pub requirements: Requirements,
     pub revocation: Revocation,
+    /// `oci://` subjects must name a digest: a tag-only reference fails (GAT014). The GitOps
+    /// alternative to `mlsign serve` rewriting tags.
+    pub require_digest: bool,
+    /// `[admission]` settings of `mlsign serve`.
+    pub admission: Admission,
     /// Non-fatal remarks found while loading (shown by `policy check`).
     pub notes: Vec<String>,
 }
@@ -555,10 +718,42 @@ impl Policy {
                         a.name
                     )));
                 }
-                notes.push(format!(
-                    "authority {:?} is keyless, which this build cannot verify yet: it never counts, and a signature check that needs it fails closed",
-                    a.name
-                ));
+                let mut k = k;
+                if k.trusted_root.is_some() && k.staging {
+                    return Err(conflict(format!(
+                        "keyless authority {:?}: trusted_root and staging = true both name a trusted root; keep one",
+                        a.name
+                    )));
+                }
+                for (what, n) in [
+                    ("tlog_entries", k.tlog_entries),
+                    ("signed_timestamps", k.signed_timestamps),
+                ] {
+                    if n.is_some_and(|n| n > MAX_KEYLESS_THRESHOLD) {
+                        return Err(conflict(format!(
+                            "keyless authority {:?}: {what} = {} is over {MAX_KEYLESS_THRESHOLD}; bundles carry one or two",
+                            a.name,
+                            n.unwrap_or_default()
+                        )));
+                    }
+                }
+                for m in [k.identity_matcher(), k.issuer_matcher()] {
+                    if let Err(e) = m {
+                        return Err(conflict(format!("keyless authority {:?}: {e}", a.name)));
+                    }
+                }
+                if let Some(r) = &k.trusted_root {
+                    let f = base.join(r);
+                    sigstore::TrustRoot::load(Some(&f), false)
+                        .map_err(|e| key_err(&f, e.to_string()))?;
+                    k.trusted_root = Some(f.display().to_string());
+                }
+                if k.min_tlog_entries() == 0 {
+                    notes.push(format!(
+                        "keyless authority {:?}: tlog_entries = 0 accepts bundles that were never logged in a transparency log (a timestamp alone suffices)",
+                        a.name
+                    ));
+                }
                 AuthorityKind::Keyless(k)
             };
             authorities.push(Authority {
@@ -599,6 +794,11 @@ impl Policy {
             path: b.path,
             signed: b.signed,
         });
+        if r.behave.as_ref().is_some_and(|b| b.signed) && authorities.is_empty() {
+            return Err(conflict(
+                "requirements.behave.signed needs at least one [[authorities]] entry".into(),
+            ));
+        }
         if let Some(b) = &bom {
             if b.signed && authorities.is_empty() {
                 return Err(conflict(
@@ -629,6 +829,7 @@ impl Policy {
                         .trim_start_matches("sha256:")
                         .to_ascii_lowercase(),
                     report: b.report,
+                    signed: b.signed,
                 })
             }
             None => None,
@@ -732,6 +933,21 @@ impl Policy {
         if file.no_match == NoMatch::Allow {
             notes.push("no_match = \"allow\": subjects outside the patterns pass unchecked".into());
         }
+        for ns in &file.admission.exclude_namespaces {
+            if ns.is_empty()
+                || ns.len() > 63
+                || !ns
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            {
+                return Err(conflict(format!(
+                    "admission.exclude_namespaces: {ns:?} is not a Kubernetes namespace name"
+                )));
+            }
+        }
+        if file.admission.on_error == OnError::Warn {
+            notes.push("admission.on_error = \"warn\": a timeout or registry error admits the workload with a warning".into());
+        }
         if let Some(b) = &requirements.bom {
             if !b.signed {
                 notes.push("requirements.bom.signed = false: an unsigned BOM is accepted".into());
@@ -748,6 +964,8 @@ impl Policy {
             authorities,
             requirements,
             revocation,
+            require_digest: file.require_digest,
+            admission: file.admission,
             notes,
         })
     }
@@ -756,10 +974,20 @@ impl Policy {
     /// as-is and as its canonical absolute form.
     pub fn matching_pattern(&self, subject: &Subject) -> Option<&SubjectPattern> {
         match subject {
-            Subject::Oci(r) => self
-                .subjects
-                .iter()
-                .find(|p| p.oci && glob::matches(&p.glob, r)),
+            // `REPO:TAG@DIGEST` is also matched as `REPO:TAG`: pinning a tag to the digest it
+            // names (as `mlsign serve` does) must not take it out of the policy.
+            Subject::Oci(r) => {
+                let tag_form = r.rsplit_once('@').map(|(name, _)| name).filter(|name| {
+                    name.rsplit('/')
+                        .next()
+                        .is_some_and(|last| last.contains(':'))
+                });
+                self.subjects.iter().find(|p| {
+                    p.oci
+                        && (glob::matches(&p.glob, r)
+                            || tag_form.is_some_and(|t| glob::matches(&p.glob, t)))
+                })
+            }
             Subject::Path { shown, absolute } => self.subjects.iter().find(|p| {
                 !p.oci
                     && (glob::matches(&p.glob, shown)
@@ -917,6 +1145,11 @@ mod tests {
             ("subjects = [\"**\"]\n[requirements.scan]\n[revocation]\ndigests = [\"md5:1\"]\n", "revocation.digests"),
             ("subjects = [\"http://x\"]\n[requirements.scan]\n", "only file paths"),
             ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity = \"x\" }\n[requirements.scan]\n", "issuer"),
+            ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity_regex = \"(\", issuer = \"i\" }\n[requirements.scan]\n", "invalid identity regex"),
+            ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity = \"x\", issuer = \"i\", staging = true, trusted_root = \"r.json\" }\n[requirements.scan]\n", "keep one"),
+            ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity = \"x\", issuer = \"i\", trusted_root = \"/nonexistent/r.json\" }\n[requirements.scan]\n", "/nonexistent/r.json"),
+            ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity = \"x\", issuer = \"i\", tlog_entries = 99 }\n[requirements.scan]\n", "over 16"),
+            ("subjects = [\"**\"]\n[[authorities]]\nname = \"a\"\nkeyless = { identity = \"x\", issuer = \"i\", rekor = true }\n[requirements.scan]\n", "rekor"),
         ] {
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
@@ -927,7 +1160,8 @@ mod tests {
     fn keyless_parses_with_a_note() {
         let p = load("subjects = [\"oci://ghcr.io/acme/**\"]\n[[authorities]]\nname = \"ci\"\nkeyless = { identity_regex = \"^https://github.com/acme/\", issuer = \"https://token.actions.githubusercontent.com\" }\n[requirements.signature]\n").unwrap();
         assert!(matches!(p.authorities[0].kind, AuthorityKind::Keyless(_)));
-        assert!(p.notes.iter().any(|n| n.contains("keyless")));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert!(matches!(p.authorities[0].trust(), Ok(Trust::Keyless(_))));
         assert!(p
             .matching_pattern(&Subject::Oci("oci://ghcr.io/acme/m:v1".into()))
             .is_some());

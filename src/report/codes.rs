@@ -79,6 +79,8 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV002, "clean drift above the suite's limit: the candidate changes many top-1 predictions on unprobed inputs"),
     (BHV003, "the suite's decision threshold carries no calibration provenance, so no false-positive rate can be stated"),
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
+    (BHV005, "the threshold's calibration sample is too small for its stated false-positive rate: the exact upper confidence bound on the FPR is above it"),
+    (BHV006, "backdoor-like trigger synthesised: a small mask and pattern send most inputs of other classes to one class on the candidate but not on the baseline (synthesis statistic above its threshold)"),
     // Keyless Sigstore verification (verify --identity, conformance verify-bundle)
     ("SGS001", "Fulcio certificate chain does not lead to a CA of the trusted root"),
     ("SGS002", "signing certificate not valid at the verified signing time (expired or not yet valid)"),
@@ -95,6 +97,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("SGS013", "signature does not verify over the artifact or DSSE payload"),
     ("SGS014", "bundle or its log entry is for other content than the artifact"),
     ("SGS015", "managed-key bundle not signed by the given key"),
+    ("SGS016", "fewer verified transparency-log entries or RFC 3161 timestamps than the policy requires"),
     // Gate and policy (mlsign gate, mlsign approve)
     (GAT001, "subject matches none of the policy's subject patterns (no_match = deny)"),
     (GAT002, "evidence a required check needs is missing (the file looked for is named)"),
@@ -107,19 +110,26 @@ pub const CODES: &[(&str, &str)] = &[
     (GAT009, "fewer valid approvals than the policy requires"),
     (GAT010, "evidence exists but cannot be read, parsed or evaluated"),
     (GAT011, "approval not counted: bad signature, unknown reviewer, another digest, expired, or made with the signer's own key"),
-    (GAT012, "authority kind not supported by this build (keyless)"),
+    (GAT012, "a policy authority cannot be evaluated: its trust material (key, roots, keyless trusted root or regex) could not be loaded at gate time"),
+    (GAT013, "a signed report (behave) is not signed by a policy authority, or its attestation does not cover the report"),
+    (GAT014, "a tag reference where the policy requires a digest (require_digest = true)"),
     // Registries (verify oci://…, verify DIR --against oci://…)
     ("OCI001", "no valid signature covers the current manifest digest of the reference (unsigned, or the tag moved)"),
     ("OCI002", "signature covers another digest than the one the reference names now"),
     ("OCI003", "signature was made for another repository, or records none"),
     ("OCI004", "model artifact's filepath → digest set differs from the signed OMS manifest"),
     ("OCI005", "signature candidate unreadable: junk referrer entry, digest mismatch, malformed bundle or layer"),
+    // Admission webhook (mlsign serve)
+    (SRV001, "the admission deadline passed before verification finished (the slow step is named)"),
+    (SRV002, "an image reference in the workload does not parse"),
 ];
 
 pub const BHV001: &str = "BHV001";
 pub const BHV002: &str = "BHV002";
 pub const BHV003: &str = "BHV003";
 pub const BHV004: &str = "BHV004";
+pub const BHV005: &str = "BHV005";
+pub const BHV006: &str = "BHV006";
 pub const GAT001: &str = "GAT001";
 pub const GAT002: &str = "GAT002";
 pub const GAT003: &str = "GAT003";
@@ -132,6 +142,10 @@ pub const GAT009: &str = "GAT009";
 pub const GAT010: &str = "GAT010";
 pub const GAT011: &str = "GAT011";
 pub const GAT012: &str = "GAT012";
+pub const GAT013: &str = "GAT013";
+pub const GAT014: &str = "GAT014";
+pub const SRV001: &str = "SRV001";
+pub const SRV002: &str = "SRV002";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {

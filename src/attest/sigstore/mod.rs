@@ -93,6 +93,9 @@ pub enum KeylessError {
     ArtifactMismatch(String),
     #[error("key mismatch: {0}")]
     KeyMismatch(String),
+    /// Fewer transparency-log entries or RFC 3161 timestamps than a policy requires.
+    #[error("evidence threshold: {0}")]
+    Threshold(String),
 }
 
 impl KeylessError {
@@ -114,6 +117,7 @@ impl KeylessError {
             KeylessError::Signature(_) => "SGS013",
             KeylessError::ArtifactMismatch(_) => "SGS014",
             KeylessError::KeyMismatch(_) => "SGS015",
+            KeylessError::Threshold(_) => "SGS016",
             KeylessError::Io { .. }
             | KeylessError::TooLarge { .. }
             | KeylessError::MalformedBundle(_)
@@ -134,6 +138,9 @@ impl KeylessError {
                 "the bundle does not come from the Sigstore instance in the trusted root; pass the right --trusted-root (or --staging)"
             }
             KeylessError::TrustRoot(_) => "pass a Sigstore trusted_root.json (protobuf-specs TrustedRoot)",
+            KeylessError::Threshold(_) => {
+                "the bundle lacks transparency-log entries or timestamps the policy requires; sign with a signing config that logs (and timestamps) the signature"
+            }
             KeylessError::ArtifactMismatch(_) | KeylessError::EntryMismatch(_) => {
                 "the bundle is for other content: the artifact changed or the bundle belongs to another one"
             }
@@ -275,6 +282,21 @@ pub struct Verified {
     pub signing_times: Vec<String>,
     pub tlog_verified: bool,
     pub sct_verified: bool,
+    /// Transparency-log entries in the bundle, every one verified.
+    pub tlog_entries: usize,
+    /// RFC 3161 timestamps in the bundle, every one verified against its authority.
+    pub rfc3161_timestamps: usize,
+}
+
+/// The identity (SAN) and OIDC issuer a Fulcio certificate *claims*, unverified: for
+/// revocation lists, which may only ever deny on a claim.
+pub fn certificate_claims(der: &[u8]) -> Option<(String, Option<String>)> {
+    let info = sigstore_crypto::x509::parse_certificate_info(&sigstore_types::DerCertificate::new(
+        der.to_vec(),
+    ))
+    .ok()?;
+    let san = info.identity.map(|s| s.as_str().to_string())?;
+    Some((san, info.issuer))
 }
 
 /// Read a file of at most `limit` bytes (checked before and while reading).
@@ -333,6 +355,12 @@ pub fn verify(
     root: &TrustRoot,
 ) -> Result<Verified, KeylessError> {
     provider::install();
+    let tlog_entries = bundle.verification_material.tlog_entries.len();
+    let rfc3161_timestamps = bundle
+        .verification_material
+        .timestamp_verification_data
+        .rfc3161_timestamps
+        .len();
     let verifier = Verifier::new(&root.root).map_err(|e| KeylessError::TrustRoot(e.to_string()))?;
     let artifact: sigstore_types::Artifact<'_> = match artifact {
         Artifact::Bytes(b) => b.into(),
@@ -372,6 +400,8 @@ pub fn verify(
                     .collect(),
                 tlog_verified: r.tlog_verified(),
                 sct_verified: r.sct_verified(),
+                tlog_entries,
+                rfc3161_timestamps,
             })
         }
         Expect::Key(spki) => {
@@ -397,6 +427,8 @@ pub fn verify(
                     .collect(),
                 tlog_verified: r.tlog_verified(),
                 sct_verified: false,
+                tlog_entries,
+                rfc3161_timestamps,
             })
         }
     }

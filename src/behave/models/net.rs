@@ -331,6 +331,14 @@ impl NetModel {
 
     /// Run a batch `[B, ...input_shape]`; returns the last layer's `[B, C]` output.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_relaxed(x, None)
+    }
+
+    /// [`NetModel::forward`] with every ReLU replaced by softplus of sharpness `beta`
+    /// (ln(1 + e^{βx})/β), when given. Trigger synthesis takes gradients through this surrogate:
+    /// a ReLU unit that is off on every input passes no gradient, so a backdoor unit that only a
+    /// near-complete trigger switches on would stay invisible to the search.
+    pub fn forward_relaxed(&self, x: &Tensor, beta: Option<f64>) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
         for op in &self.ops {
             x = match op {
@@ -351,7 +359,16 @@ impl NetModel {
                 Op::MaxPool(k, s) => x.max_pool2d_with_stride(*k, *s)?,
                 Op::AvgPool(k, s) => x.avg_pool2d_with_stride(*k, *s)?,
                 Op::Flatten => x.flatten_from(1)?,
-                Op::Relu => x.relu()?,
+                Op::Relu => match beta {
+                    // relu(x) + ln(1 + e^{−β|x|})/β: softplus without overflow.
+                    Some(b) => {
+                        (x.relu()?
+                            + ((x.abs()? * -b)?.exp()? + 1.0)?
+                                .log()?
+                                .affine(1.0 / b, 0.0)?)?
+                    }
+                    None => x.relu()?,
+                },
                 Op::Tanh => x.tanh()?,
                 Op::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip()?,
                 Op::Gelu => x.gelu_erf()?,

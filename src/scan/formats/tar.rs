@@ -5,83 +5,11 @@ use crate::report::Severity;
 use crate::scan::finding::{Ctx, ScanFinding};
 use crate::scan::pickle::{self, PidItem, TopValue};
 use crate::scan::policy::Policy;
+use crate::util::tar::{self, Pax};
 
 pub struct Member<'a> {
     pub name: String,
     pub data: &'a [u8],
-}
-
-fn octal(f: &[u8]) -> Option<u64> {
-    if f.first().is_some_and(|b| b & 0x80 != 0) {
-        // GNU base-256 size.
-        return f[1..].iter().try_fold(0u64, |a, b| {
-            a.checked_mul(256).and_then(|a| a.checked_add(*b as u64))
-        });
-    }
-    let s: String = f
-        .iter()
-        .take_while(|b| **b != 0)
-        .map(|b| *b as char)
-        .collect();
-    let s = s.trim();
-    if s.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(s, 8).ok()
-}
-
-/// A NUL-terminated header string as Python's tarfile reads it (`nts`: cut at the first NUL).
-fn nts(b: &[u8]) -> String {
-    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-/// pax extended header records (`"%d key=value\n"`): the `path` and `size` a following member
-/// takes, as Python's tarfile applies them (the size decides where the next header is).
-#[derive(Clone, Default)]
-struct Pax {
-    path: Option<String>,
-    size: Option<u64>,
-}
-
-fn parse_pax(data: &[u8], into: &mut Pax) -> Result<(), String> {
-    let mut p = 0usize;
-    while p < data.len() && data[p] != 0 {
-        let sp = data[p..]
-            .iter()
-            .position(|c| *c == b' ')
-            .ok_or("pax record without a length")?;
-        let len: usize = std::str::from_utf8(&data[p..p + sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|l| *l > sp + 1)
-            .ok_or("bad pax record length")?;
-        let rec = data
-            .get(p + sp + 1..p.checked_add(len).ok_or("pax length overflows")?)
-            .ok_or("pax record runs past its header")?;
-        let rec = rec
-            .strip_suffix(b"\n")
-            .ok_or("pax record without a newline")?;
-        let eq = rec
-            .iter()
-            .position(|c| *c == b'=')
-            .ok_or("pax record without '='")?;
-        let (k, v) = (&rec[..eq], &rec[eq + 1..]);
-        match k {
-            b"path" => into.path = Some(String::from_utf8_lossy(v).into_owned()),
-            b"size" => {
-                into.size = Some(
-                    std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or("bad pax size")?,
-                )
-            }
-            _ => {}
-        }
-        p += len;
-    }
-    Ok(())
 }
 
 /// List regular-file members as Python's tarfile does: GNU long names, pax `path`/`size`
@@ -92,34 +20,22 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
     let mut long_name: Option<String> = None;
     let mut pax_local = Pax::default();
     let mut pax_global = Pax::default();
-    while pos.checked_add(512).is_some_and(|e| e <= d.len()) {
-        let h = &d[pos..pos + 512];
-        if h.iter().all(|b| *b == 0) {
+    while let Some(h) = pos
+        .checked_add(512)
+        .and_then(|e| d.get(pos..e))
+        .and_then(|h| <&[u8; 512]>::try_from(h).ok())
+    {
+        if tar::is_end(h) {
             break;
         }
-        let sum: u64 = h
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    *b as u64
-                }
-            })
-            .sum();
-        if octal(&h[148..156]) != Some(sum) {
-            return Err(format!("bad tar header checksum at offset {pos}"));
-        }
-        let ty = h[156];
+        let hd = tar::header(h).map_err(|e| format!("{e} at offset {pos}"))?;
+        let ty = hd.typeflag;
         let meta = matches!(ty, b'x' | b'g' | b'L' | b'K');
-        let ustar_size =
-            octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {pos}"))?;
         // A pax `size` replaces the header's for the member it precedes.
         let size = if meta {
-            ustar_size
+            hd.size
         } else {
-            pax_local.size.or(pax_global.size).unwrap_or(ustar_size)
+            pax_local.size.or(pax_global.size).unwrap_or(hd.size)
         };
         let start = pos + 512;
         let end = usize::try_from(size)
@@ -127,16 +43,11 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
             .and_then(|s| start.checked_add(s))
             .filter(|e| *e <= d.len())
             .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
-        let mut name = nts(&h[..100]);
-        let prefix = nts(&h[345..500]);
-        if !prefix.is_empty() && !matches!(ty, b'L' | b'K' | b'S') {
-            name = format!("{prefix}/{name}");
-        }
         match ty {
-            b'L' => long_name = Some(nts(&d[start..end])),
-            b'x' => parse_pax(&d[start..end], &mut pax_local)
+            b'L' => long_name = Some(tar::nts(&d[start..end])),
+            b'x' => tar::parse_pax(&d[start..end], &mut pax_local)
                 .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
-            b'g' => parse_pax(&d[start..end], &mut pax_global)
+            b'g' => tar::parse_pax(&d[start..end], &mut pax_global)
                 .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
             b'K' => {}
             _ => {
@@ -145,7 +56,7 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
                     .take()
                     .or_else(|| pax_global.path.clone())
                     .or_else(|| long_name.take())
-                    .unwrap_or(name);
+                    .unwrap_or(hd.name);
                 if matches!(ty, b'0' | 0 | b'7') {
                     out.push(Member {
                         name,
@@ -156,12 +67,10 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
                 pax_local = Pax::default();
             }
         }
-        let padded = usize::try_from(size)
-            .ok()
-            .and_then(|s| s.div_ceil(512).checked_mul(512))
+        pos = tar::padded(size)
+            .and_then(|s| usize::try_from(s).ok())
             .and_then(|s| start.checked_add(s))
             .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
-        pos = padded;
     }
     Ok(out)
 }

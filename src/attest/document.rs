@@ -1,0 +1,112 @@
+//! Attestations about the JSON reports mlsign writes (a behave report, a gate report): an in-toto
+//! Statement v1 whose subject is the report file (its name and the SHA-256 of its exact bytes)
+//! and whose predicate is the report itself, signed into a Sigstore bundle like any statement
+//! (key, certificate or keyless). The gate uses it so that evidence it cannot recompute (a behave
+//! run) is believed only when a policy authority vouched for it.
+
+use super::STATEMENT_TYPE;
+use serde_json::{json, Value};
+
+/// Predicate type of a signed `mlsign behave --format json` report (schema `mlsign-behave/1`).
+pub const BEHAVE_PREDICATE: &str = "https://mlsign.dev/behave/v1";
+/// Predicate type of a signed `mlsign gate --format json` report (schema `mlsign-gate/1`).
+pub const GATE_PREDICATE: &str = "https://mlsign.dev/gate/v1";
+
+/// The predicate type for a report, from its `schema` field.
+pub fn predicate_for(doc: &Value) -> Option<&'static str> {
+    match doc.get("schema").and_then(Value::as_str) {
+        Some("mlsign-behave/1") => Some(BEHAVE_PREDICATE),
+        Some("mlsign-gate/1") => Some(GATE_PREDICATE),
+        _ => None,
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(crate::digest::sha256(b))
+}
+
+/// Parse report bytes strictly (duplicate keys refused): what is signed is what every reader
+/// reads.
+pub fn parse(bytes: &[u8]) -> Result<Value, String> {
+    let v = crate::json::value_from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("not a JSON object (an in-toto predicate must be one)".into());
+    }
+    Ok(v)
+}
+
+/// The statement (exact bytes to sign) for report `bytes` published under `name`.
+pub fn statement(bytes: &[u8], name: &str, predicate_type: &str) -> Result<Vec<u8>, String> {
+    let predicate = parse(bytes)?;
+    let st = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": sha256_hex(bytes)}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    });
+    serde_json::to_vec(&st).map_err(|e| e.to_string())
+}
+
+/// Check a verified statement payload against the report bytes on disk: the right predicate
+/// type, the file's digest among the subjects, and the predicate equal to the report. `Ok` is
+/// the subject name; `Err` says why the attestation does not cover this report.
+pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<String, String> {
+    let st: Value = crate::json::value_from_slice(payload)
+        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    if st["_type"] != STATEMENT_TYPE {
+        return Err(format!(
+            "signed payload is not an in-toto Statement v1 ({})",
+            st["_type"]
+        ));
+    }
+    if st["predicateType"] != predicate_type {
+        return Err(format!(
+            "the attestation's predicateType is {}, not {predicate_type}",
+            st["predicateType"]
+        ));
+    }
+    let want = sha256_hex(bytes);
+    let subjects = st["subject"].as_array().cloned().unwrap_or_default();
+    let Some(subj) = subjects.iter().find(|s| {
+        s["digest"]["sha256"].as_str().map(str::to_ascii_lowercase) == Some(want.clone())
+    }) else {
+        let signed = subjects
+            .first()
+            .and_then(|s| s["digest"]["sha256"].as_str())
+            .unwrap_or("?");
+        return Err(format!(
+            "the report changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
+        ));
+    };
+    if st["predicate"] != parse(bytes)? {
+        return Err("the attestation's predicate differs from the report".into());
+    }
+    Ok(subj["name"].as_str().unwrap_or("").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let r = br#"{"schema":"mlsign-behave/1","verdict":"no-divergence-found"}"#;
+        let doc = parse(r).unwrap();
+        assert_eq!(predicate_for(&doc), Some(BEHAVE_PREDICATE));
+        let st = statement(r, "m.behave.json", BEHAVE_PREDICATE).unwrap();
+        assert_eq!(check(&st, r, BEHAVE_PREDICATE).unwrap(), "m.behave.json");
+        let other = br#"{"schema":"mlsign-behave/1","verdict":"flagged"}"#;
+        let e = check(&st, other, BEHAVE_PREDICATE).unwrap_err();
+        assert!(e.contains("changed after it was signed"), "{e}");
+        let e = check(&st, r, GATE_PREDICATE).unwrap_err();
+        assert!(e.contains("predicateType"), "{e}");
+        // Same bytes, another predicate inside the statement: refused.
+        let mut v: Value = serde_json::from_slice(&st).unwrap();
+        v["predicate"]["verdict"] = json!("flagged");
+        let e = check(&serde_json::to_vec(&v).unwrap(), r, BEHAVE_PREDICATE).unwrap_err();
+        assert!(e.contains("predicate differs"), "{e}");
+        assert!(parse(b"[1]").is_err());
+        assert!(parse(br#"{"a":1,"a":2}"#).is_err());
+        assert!(predicate_for(&json!({"schema": "x"})).is_none());
+    }
+}

@@ -1,0 +1,649 @@
+//! AdmissionReview `admission.k8s.io/v1`: reading the request (untrusted bytes: size-capped by the
+//! server, parsed once as strict JSON, every field checked), finding every image a workload runs,
+//! normalising Kubernetes image strings to `oci://` references, and writing the response
+//! (field names as kube-core's `AdmissionResponse` and the Go types; `patch` base64 as the API
+//! server expects).
+
+use crate::oci::Reference;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Most image references taken from one object (a Pod spec allows far fewer in practice).
+pub const MAX_IMAGES: usize = 256;
+/// Longest image string accepted (distribution allows 255 for the name plus tag/digest).
+pub const MAX_IMAGE_LEN: usize = 512;
+/// Warnings returned per response, and characters per warning (the API server recommends 120).
+const MAX_WARNINGS: usize = 20;
+const MAX_WARNING_CHARS: usize = 120;
+/// Characters in a deny message.
+const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Why a request body cannot be answered as a review.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No usable `request.uid`: the body is answered with HTTP 400 (the API server then applies
+    /// the webhook's failurePolicy, Fail in deploy/).
+    #[error("{0}")]
+    NoUid(String),
+    /// A uid was found but the review is wrong: answered 200 with `allowed: false`.
+    #[error("{message}")]
+    Invalid { uid: String, message: String },
+}
+
+/// The workload kinds whose images mlsign knows where to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// From the request's `kind` {group, kind}; the group must be the built-in one.
+    pub fn from_gvk(group: &str, kind: &str) -> Option<WorkloadKind> {
+        use WorkloadKind::*;
+        Some(match (group, kind) {
+            ("", "Pod") => Pod,
+            ("apps", "Deployment") => Deployment,
+            ("apps", "ReplicaSet") => ReplicaSet,
+            ("apps", "StatefulSet") => StatefulSet,
+            ("apps", "DaemonSet") => DaemonSet,
+            ("batch", "Job") => Job,
+            ("batch", "CronJob") => CronJob,
+            _ => return None,
+        })
+    }
+
+    /// JSON pointer of the pod spec inside the object.
+    pub fn pod_spec_pointer(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "/spec",
+            WorkloadKind::CronJob => "/spec/jobTemplate/spec/template/spec",
+            _ => "/spec/template/spec",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+}
+
+/// A checked AdmissionReview request.
+#[derive(Debug)]
+pub struct Review {
+    pub uid: String,
+    /// `group/version/Kind` as sent.
+    pub gvk: (String, String, String),
+    pub namespace: String,
+    pub name: String,
+    pub operation: String,
+    pub sub_resource: String,
+    pub dry_run: bool,
+    pub object: Value,
+    pub old_object: Value,
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Parse a request body. Truncated, deeply nested (serde_json's recursion limit) or
+/// duplicate-key JSON and a body without a string `request.uid` are `NoUid` (HTTP 400);
+/// everything else that is wrong is `Invalid` (200, denied).
+pub fn parse_review(body: &[u8]) -> Result<Review, ReviewError> {
+    let v = crate::json::value_from_slice(body)
+        .map_err(|e| ReviewError::NoUid(format!("the body is not a JSON AdmissionReview: {e}")))?;
+    let req = v.get("request").ok_or_else(|| {
+        ReviewError::NoUid("the AdmissionReview has no request (and so no uid)".into())
+    })?;
+    let uid = match req.get("uid") {
+        Some(Value::String(u))
+            if !u.is_empty() && u.len() <= 256 && !u.chars().any(char::is_control) =>
+        {
+            u.clone()
+        }
+        _ => {
+            return Err(ReviewError::NoUid(
+                "request.uid is missing or not a non-empty string of at most 256 characters".into(),
+            ))
+        }
+    };
+    let invalid = |message: String| ReviewError::Invalid {
+        uid: uid.clone(),
+        message,
+    };
+    let api = str_at(&v, "apiVersion").unwrap_or("");
+    let kind = str_at(&v, "kind").unwrap_or("");
+    if api != API_VERSION || kind != KIND {
+        return Err(invalid(format!(
+            "apiVersion {api:?}, kind {kind:?}: mlsign reads {KIND} {API_VERSION} only (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
+        )));
+    }
+    let gvk = req.get("kind").unwrap_or(&Value::Null);
+    let (Some(group), Some(version), Some(k)) = (
+        str_at(gvk, "group"),
+        str_at(gvk, "version"),
+        str_at(gvk, "kind"),
+    ) else {
+        return Err(invalid(
+            "request.kind must be an object with string group, version and kind".into(),
+        ));
+    };
+    let operation = str_at(req, "operation").unwrap_or("").to_string();
+    if !matches!(
+        operation.as_str(),
+        "CREATE" | "UPDATE" | "DELETE" | "CONNECT"
+    ) {
+        return Err(invalid(format!(
+            "request.operation {operation:?} is not CREATE, UPDATE, DELETE or CONNECT"
+        )));
+    }
+    let dry_run = match req.get("dryRun") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("request.dryRun is not a boolean".into())),
+    };
+    let opt_str = |key: &str| -> Result<String, ReviewError> {
+        match req.get(key) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) if s.len() <= 253 => Ok(s.clone()),
+            Some(_) => Err(invalid(format!(
+                "request.{key} is not a string of at most 253 characters"
+            ))),
+        }
+    };
+    let namespace = opt_str("namespace")?;
+    let name = opt_str("name")?;
+    let sub_resource = opt_str("subResource")?;
+    Ok(Review {
+        uid: uid.clone(),
+        gvk: (group.to_string(), version.to_string(), k.to_string()),
+        namespace,
+        name,
+        operation,
+        sub_resource,
+        dry_run,
+        object: req.get("object").cloned().unwrap_or(Value::Null),
+        old_object: req.get("oldObject").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Where an image string sits in the pod spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageField {
+    Container,
+    InitContainer,
+    EphemeralContainer,
+    /// `volumes[].image.reference`: an OCI artifact (a model) mounted as a volume.
+    Volume,
+}
+
+impl ImageField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageField::Container => "container",
+            ImageField::InitContainer => "initContainer",
+            ImageField::EphemeralContainer => "ephemeralContainer",
+            ImageField::Volume => "image volume",
+        }
+    }
+}
+
+/// One image a workload runs or mounts.
+#[derive(Clone, Debug)]
+pub struct ImageUse {
+    /// JSON pointer (RFC 6901) of the image string in the object: what a patch replaces.
+    pub pointer: String,
+    pub field: ImageField,
+    /// Container or volume name, when given.
+    pub name: String,
+    /// The image string as written.
+    pub image: String,
+}
+
+impl ImageUse {
+    /// `container "app"` etc., for messages.
+    pub fn describe(&self) -> String {
+        if self.name.is_empty() {
+            self.field.as_str().to_string()
+        } else {
+            format!("{} {:?}", self.field.as_str(), self.name)
+        }
+    }
+}
+
+/// Every image of `object` (a `kind` workload): containers, initContainers,
+/// ephemeralContainers and `volumes[].image.reference`. A shape the API server would not
+/// accept (a list that is not a list, a container without an image) is an error: nothing is
+/// skipped silently.
+pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse>, String> {
+    let base = kind.pod_spec_pointer();
+    let spec = object
+        .pointer(base)
+        .filter(|s| s.is_object())
+        .ok_or_else(|| format!("the {} has no pod spec at {base}", kind.as_str()))?;
+    let mut out = Vec::new();
+    for (key, field) in [
+        ("initContainers", ImageField::InitContainer),
+        ("containers", ImageField::Container),
+        ("ephemeralContainers", ImageField::EphemeralContainer),
+    ] {
+        let list = match spec.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(format!("{base}/{key} is not a list")),
+        };
+        for (i, c) in list.iter().enumerate() {
+            let name = str_at(c, "name").unwrap_or("").to_string();
+            let image = match c.get("image") {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => {
+                    return Err(format!(
+                        "{base}/{key}/{i} ({}) has no image",
+                        if name.is_empty() { "unnamed" } else { &name }
+                    ))
+                }
+                Some(_) => return Err(format!("{base}/{key}/{i}/image is not a string")),
+            };
+            out.push(ImageUse {
+                pointer: format!("{base}/{key}/{i}/image"),
+                field,
+                name,
+                image,
+            });
+        }
+    }
+    match spec.get("volumes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(vols)) => {
+            for (i, v) in vols.iter().enumerate() {
+                let Some(img) = v.get("image").filter(|x| !x.is_null()) else {
+                    continue;
+                };
+                let name = str_at(v, "name").unwrap_or("").to_string();
+                let image = match img.get("reference") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => {
+                        return Err(format!(
+                            "{base}/volumes/{i}/image.reference is missing or not a string"
+                        ))
+                    }
+                };
+                out.push(ImageUse {
+                    pointer: format!("{base}/volumes/{i}/image/reference"),
+                    field: ImageField::Volume,
+                    name,
+                    image,
+                });
+            }
+        }
+        Some(_) => return Err(format!("{base}/volumes is not a list")),
+    }
+    if out.len() > MAX_IMAGES {
+        return Err(format!(
+            "{} image references; at most {MAX_IMAGES} are checked per object",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Docker Hub's registry API host, as go-containerregistry and cosign name it.
+pub const DOCKER_HUB: &str = "index.docker.io";
+
+/// A Kubernetes image string (`nginx`, `ghcr.io/acme/app:v1`, `host:5000/a/b@sha256:…`) as the
+/// `oci://` reference the kubelet would pull: Docker Hub for a name without a registry host
+/// (`library/` for one-component names), `latest` when neither tag nor digest is given. An
+/// `oci://` prefix is accepted too (for `/admit`).
+pub fn normalize_image(image: &str) -> Result<Reference, String> {
+    if image.is_empty() {
+        return Err("empty image reference".into());
+    }
+    if image.len() > MAX_IMAGE_LEN {
+        return Err(format!(
+            "image reference of {} bytes; at most {MAX_IMAGE_LEN}",
+            image.len()
+        ));
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{image:?} contains whitespace or control characters"
+        ));
+    }
+    if let Some(rest) = image.strip_prefix(crate::oci::reference::SCHEME) {
+        let _ = rest;
+        return Reference::parse(image).map_err(|e| e.to_string());
+    }
+    if image.contains("://") {
+        return Err(format!("{image:?}: an image reference has no URL scheme"));
+    }
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let (first, rest) = match name.split_once('/') {
+        Some((f, r)) if f.contains('.') || f.contains(':') || f == "localhost" => (Some(f), r),
+        _ => (None, name),
+    };
+    let registry = match first {
+        Some("docker.io") | Some("registry-1.docker.io") | None => DOCKER_HUB,
+        Some(h) => h,
+    };
+    let path = if registry == DOCKER_HUB && !rest.contains('/') {
+        format!("library/{rest}")
+    } else {
+        rest.to_string()
+    };
+    let last = path.rsplit('/').next().unwrap_or("");
+    let tagged = last.contains(':');
+    let mut s = format!("{}{registry}/{path}", crate::oci::reference::SCHEME);
+    if !tagged && digest.is_none() {
+        s.push_str(":latest");
+    }
+    if let Some(d) = digest {
+        s.push('@');
+        s.push_str(d);
+    }
+    Reference::parse(&s).map_err(|e| match e {
+        crate::oci::Error::Reference { why, .. } => format!("{image:?}: {why}"),
+        e => e.to_string(),
+    })
+}
+
+/// What the webhook answers.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    pub allowed: bool,
+    /// Why it was denied (or the allow note); shown to the kubectl user.
+    pub message: String,
+    pub warnings: Vec<String>,
+    /// RFC 6902 operations.
+    pub patch: Vec<Value>,
+    pub audit: Map<String, Value>,
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The AdmissionReview response for `uid`.
+pub fn response(uid: &str, a: &Answer) -> Value {
+    let mut r = json!({"uid": uid, "allowed": a.allowed});
+    if !a.allowed {
+        r["status"] = json!({
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": clip(&a.message, MAX_MESSAGE_CHARS),
+        });
+    } else if !a.message.is_empty() {
+        r["status"] = json!({"status": "Success", "code": 200, "message": clip(&a.message, MAX_MESSAGE_CHARS)});
+    }
+    if !a.warnings.is_empty() {
+        let mut w: Vec<String> = a
+            .warnings
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|x| clip(x, MAX_WARNING_CHARS))
+            .collect();
+        if a.warnings.len() > MAX_WARNINGS {
+            w.push(format!(
+                "mlsign: {} more warning(s) not shown",
+                a.warnings.len() - MAX_WARNINGS
+            ));
+        }
+        r["warnings"] = json!(w);
+    }
+    if a.allowed && !a.patch.is_empty() {
+        let bytes = serde_json::to_vec(&Value::Array(a.patch.clone())).unwrap_or_default();
+        r["patchType"] = json!("JSONPatch");
+        r["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    if !a.audit.is_empty() {
+        r["auditAnnotations"] = Value::Object(a.audit.clone());
+    }
+    json!({"apiVersion": API_VERSION, "kind": KIND, "response": r})
+}
+
+/// A JSON Patch `replace` of the image at `pointer`, pinned to `digest` (`name:tag@digest`:
+/// the kubelet pulls by digest, people still read the tag).
+pub fn pin_op(u: &ImageUse, digest: &str) -> Value {
+    let base = u.image.split('@').next().unwrap_or(&u.image);
+    json!({"op": "replace", "path": u.pointer, "value": format!("{base}@{digest}")})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "spec": spec})
+    }
+
+    #[test]
+    fn normalizes_like_the_kubelet() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        for (i, want) in [
+            (
+                "nginx",
+                "oci://index.docker.io/library/nginx:latest".to_string(),
+            ),
+            (
+                "nginx:1.25",
+                "oci://index.docker.io/library/nginx:1.25".into(),
+            ),
+            (
+                "docker.io/acme/app:v1",
+                "oci://index.docker.io/acme/app:v1".into(),
+            ),
+            ("acme/app", "oci://index.docker.io/acme/app:latest".into()),
+            ("ghcr.io/acme/app:v1", "oci://ghcr.io/acme/app:v1".into()),
+            ("localhost/app:v1", "oci://localhost/app:v1".into()),
+            (
+                "127.0.0.1:5000/team/app:v1",
+                "oci://127.0.0.1:5000/team/app:v1".into(),
+            ),
+            (
+                &format!("127.0.0.1:5000/team/app@{d}"),
+                format!("oci://127.0.0.1:5000/team/app@{d}"),
+            ),
+            (
+                &format!("127.0.0.1:5000/team/app:v1@{d}"),
+                format!("oci://127.0.0.1:5000/team/app:v1@{d}"),
+            ),
+            ("oci://reg.example/m:v1", "oci://reg.example/m:v1".into()),
+        ] {
+            assert_eq!(normalize_image(i).unwrap().to_string(), want, "{i}");
+        }
+        for bad in [
+            "",
+            "Nginx",
+            "nginx:",
+            "a b",
+            "nginx@sha256:abc",
+            "nginx@md5:00",
+            "http://x/y",
+            "host:99999/x:v1",
+            "x\u{0}y",
+        ] {
+            assert!(normalize_image(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_image(&"a".repeat(600)).is_err());
+    }
+
+    #[test]
+    fn extracts_every_image_place() {
+        let p = pod(json!({
+            "initContainers": [{"name": "init", "image": "busybox"}],
+            "containers": [{"name": "app", "image": "a:1"}, {"name": "side", "image": "b:2"}],
+            "ephemeralContainers": [{"name": "dbg", "image": "c:3"}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "x"}},
+                        {"name": "model", "image": {"reference": "reg.example/m:v1", "pullPolicy": "IfNotPresent"}}],
+        }));
+        let v = extract_images(WorkloadKind::Pod, &p).unwrap();
+        let got: Vec<(&str, &str)> = v
+            .iter()
+            .map(|u| (u.pointer.as_str(), u.image.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/spec/initContainers/0/image", "busybox"),
+                ("/spec/containers/0/image", "a:1"),
+                ("/spec/containers/1/image", "b:2"),
+                ("/spec/ephemeralContainers/0/image", "c:3"),
+                ("/spec/volumes/1/image/reference", "reg.example/m:v1"),
+            ]
+        );
+        let cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "x", "image": "j:1"}]}}}}}});
+        let v = extract_images(WorkloadKind::CronJob, &cj).unwrap();
+        assert_eq!(
+            v[0].pointer,
+            "/spec/jobTemplate/spec/template/spec/containers/0/image"
+        );
+        let d = json!({"spec": {"template": {"spec": {"containers": [{"name": "x", "image": "d:1"}]}}}});
+        for k in [
+            WorkloadKind::Deployment,
+            WorkloadKind::ReplicaSet,
+            WorkloadKind::StatefulSet,
+            WorkloadKind::DaemonSet,
+            WorkloadKind::Job,
+        ] {
+            assert_eq!(
+                extract_images(k, &d).unwrap()[0].pointer,
+                "/spec/template/spec/containers/0/image"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_shapes_are_errors_not_skips() {
+        for spec in [
+            json!({"containers": {"name": "x"}}),
+            json!({"containers": [{"name": "x"}]}),
+            json!({"containers": [{"name": "x", "image": 5}]}),
+            json!({"volumes": [{"name": "m", "image": {}}]}),
+            json!({"volumes": "x"}),
+        ] {
+            assert!(
+                extract_images(WorkloadKind::Pod, &pod(spec.clone())).is_err(),
+                "{spec}"
+            );
+        }
+        assert!(extract_images(WorkloadKind::Pod, &json!({"spec": null})).is_err());
+        assert!(extract_images(WorkloadKind::Deployment, &pod(json!({"containers": []}))).is_err());
+        let many: Vec<Value> = (0..300)
+            .map(|i| json!({"name": format!("c{i}"), "image": "x:1"}))
+            .collect();
+        assert!(extract_images(WorkloadKind::Pod, &pod(json!({"containers": many}))).is_err());
+    }
+
+    #[test]
+    fn review_parsing_separates_400_from_deny() {
+        let ok = json!({"apiVersion": API_VERSION, "kind": KIND, "request": {
+            "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE", "namespace": "ns", "object": pod(json!({}))}});
+        let r = parse_review(&serde_json::to_vec(&ok).unwrap()).unwrap();
+        assert_eq!((r.uid.as_str(), r.namespace.as_str()), ("u1", "ns"));
+        // No uid, truncated, nested, duplicate keys: 400.
+        let mut nested = String::new();
+        for _ in 0..10_000 {
+            nested.push('[');
+        }
+        let body = serde_json::to_vec(&ok).unwrap();
+        for b in [
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#
+                .to_vec(),
+            body[..body.len() / 2].to_vec(),
+            nested.into_bytes(),
+            br#"{"request":{"uid":"a","uid":"b"}}"#.to_vec(),
+            br#"{"request":{"uid":7}}"#.to_vec(),
+            b"".to_vec(),
+        ] {
+            assert!(
+                matches!(parse_review(&b), Err(ReviewError::NoUid(_))),
+                "{}",
+                String::from_utf8_lossy(&b[..b.len().min(80)])
+            );
+        }
+        // A uid but wrong content: deny.
+        for (k, v) in [
+            ("/apiVersion", json!("admission.k8s.io/v1beta1")),
+            ("/kind", json!("Other")),
+            ("/request/kind", json!("Pod")),
+            ("/request/operation", json!("PATCH")),
+            ("/request/dryRun", json!("yes")),
+            ("/request/namespace", json!(5)),
+        ] {
+            let mut x = ok.clone();
+            *x.pointer_mut(k).unwrap_or_else(|| panic!("{k}")) = v;
+            match parse_review(&serde_json::to_vec(&x).unwrap()) {
+                Err(ReviewError::Invalid { uid, .. }) => assert_eq!(uid, "u1"),
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn response_shape() {
+        let a = Answer {
+            allowed: true,
+            patch: vec![
+                json!({"op": "replace", "path": "/spec/containers/0/image", "value": "x@sha256:00"}),
+            ],
+            warnings: vec!["w".repeat(300)],
+            ..Default::default()
+        };
+        let v = response("u", &a);
+        assert_eq!(v["apiVersion"], API_VERSION);
+        assert_eq!(v["response"]["uid"], "u");
+        assert_eq!(v["response"]["patchType"], "JSONPatch");
+        let p = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(ops[0]["op"], "replace");
+        assert_eq!(
+            v["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            120
+        );
+        let d = response(
+            "u",
+            &Answer {
+                allowed: false,
+                message: "no".into(),
+                patch: a.patch.clone(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(d["response"]["status"]["code"], 403);
+        assert!(
+            d["response"].get("patch").is_none(),
+            "a deny never carries a patch"
+        );
+    }
+}
