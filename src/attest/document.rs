@@ -51,6 +51,23 @@ pub fn statement(bytes: &[u8], name: &str, predicate_type: &str) -> Result<Vec<u
 /// type, the file's digest among the subjects, and the predicate equal to the report. `Ok` is
 /// the subject name; `Err` says why the attestation does not cover this report.
 pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<String, String> {
+    check_covers(payload, bytes, predicate_type, "report", "", || {
+        parse(bytes)
+    })
+}
+
+/// The one check behind every "a signed statement covers this file" (reports here, BOMs in
+/// `bom::sign`): statement type, predicate type, the file's SHA-256 among the subjects, and the
+/// predicate equal to the file's parsed content (`predicate`, called only once the digest
+/// matched). `noun` names the file in messages; `type_hint` is appended to a wrong-type message.
+pub fn check_covers(
+    payload: &[u8],
+    bytes: &[u8],
+    predicate_type: &str,
+    noun: &str,
+    type_hint: &str,
+    predicate: impl FnOnce() -> Result<Value, String>,
+) -> Result<String, String> {
     let st: Value = crate::json::value_from_slice(payload)
         .map_err(|e| format!("signed payload is not JSON: {e}"))?;
     if st["_type"] != STATEMENT_TYPE {
@@ -61,7 +78,7 @@ pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<Strin
     }
     if st["predicateType"] != predicate_type {
         return Err(format!(
-            "the attestation's predicateType is {}, not {predicate_type}",
+            "the attestation's predicateType is {}, not {predicate_type}{type_hint}",
             st["predicateType"]
         ));
     }
@@ -75,11 +92,13 @@ pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<Strin
             .and_then(|s| s["digest"]["sha256"].as_str())
             .unwrap_or("?");
         return Err(format!(
-            "the report changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
+            "the {noun} changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
         ));
     };
-    if st["predicate"] != parse(bytes)? {
-        return Err("the attestation's predicate differs from the report".into());
+    if st["predicate"] != predicate()? {
+        return Err(format!(
+            "the attestation's predicate differs from the {noun}"
+        ));
     }
     Ok(subj["name"].as_str().unwrap_or("").to_string())
 }

@@ -26,39 +26,14 @@ pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
 /// Check a verified statement payload against the BOM bytes on disk. `Err` says why the
 /// attestation does not cover this BOM.
 pub fn check_statement(payload: &[u8], bom_bytes: &[u8]) -> Result<String, String> {
-    let st: Value = crate::json::value_from_slice(payload)
-        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
-    if st["_type"] != STATEMENT_TYPE {
-        return Err(format!(
-            "signed payload is not an in-toto Statement v1 ({})",
-            st["_type"]
-        ));
-    }
-    if st["predicateType"] != PREDICATE_TYPE {
-        return Err(format!(
-            "the attestation's predicateType is {}, not {PREDICATE_TYPE} (it does not sign a BOM)",
-            st["predicateType"]
-        ));
-    }
-    let want = sha256_hex(bom_bytes);
-    let subjects = st["subject"].as_array().cloned().unwrap_or_default();
-    let Some(subj) = subjects.iter().find(|s| {
-        s["digest"]["sha256"].as_str().map(str::to_ascii_lowercase) == Some(want.clone())
-    }) else {
-        let signed = subjects
-            .first()
-            .and_then(|s| s["digest"]["sha256"].as_str())
-            .unwrap_or("?");
-        return Err(format!(
-            "the BOM changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
-        ));
-    };
-    let bom: Value =
-        crate::json::value_from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}"))?;
-    if st["predicate"] != bom {
-        return Err("the attestation's predicate differs from the BOM".into());
-    }
-    Ok(subj["name"].as_str().unwrap_or("").to_string())
+    crate::attest::document::check_covers(
+        payload,
+        bom_bytes,
+        PREDICATE_TYPE,
+        "BOM",
+        " (it does not sign a BOM)",
+        || crate::json::value_from_slice(bom_bytes).map_err(|e| format!("BOM is not JSON: {e}")),
+    )
 }
 
 #[cfg(test)]
