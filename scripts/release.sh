@@ -49,14 +49,20 @@ TARGET=x86_64-unknown-linux-gnu
 export SOURCE_DATE_EPOCH
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
-export RUSTFLAGS="--remap-path-prefix=$ROOT=/build/mlsign --remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$RUSTUP_HOME=/rustup -C strip=symbols"
 export CARGO_INCREMENTAL=0
 OUT=$ROOT/dist/$VERSION
 mkdir -p "$OUT"
 NAME=mlsign-$VERSION-$TARGET
 
+# Every path that can reach the binary is remapped: the source tree, the target directory (build
+# scripts' OUT_DIR lands in file!() and panic locations), CARGO_HOME and RUSTUP_HOME. rustc applies
+# the last matching prefix, so the target directory (inside the source tree) comes after it.
+rustflags() { # $1: source root, $2: target dir
+    echo "--remap-path-prefix=$1=/build/mlsign --remap-path-prefix=$2=/build/target --remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$RUSTUP_HOME=/rustup -C strip=symbols"
+}
 build() { # $1: target dir
-    cargo build --release --locked --target "$TARGET" --target-dir "$1" --bin mlsign
+    RUSTFLAGS=$(rustflags "$ROOT" "$1") \
+        cargo build --release --locked --target "$TARGET" --target-dir "$1" --bin mlsign
 }
 
 echo "== build ($TARGET, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
@@ -67,12 +73,23 @@ BIN=$ROOT/target/release-dist/$TARGET/release/mlsign
 install -m 0755 "$BIN" "$OUT/$NAME"
 
 if [ $CHECK_REPRO = 1 ]; then
-    echo "== reproducibility: second build in a fresh target directory"
+    # The second build is a fresh export of the same commit at another path, with a fresh target
+    # directory: what a user rebuilding from the tag does. A dirty tree could not be compared.
+    if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+        echo "error: --check-repro needs a clean working tree (the second build exports HEAD)" >&2
+        exit 2
+    fi
+    echo "== reproducibility: second build from an export of HEAD at another path"
     SECOND=$(mktemp -d)
     trap 'rm -rf "$SECOND"' EXIT
-    build "$SECOND"
+    mkdir "$SECOND/src"
+    git archive HEAD | tar -x -C "$SECOND/src"
+    start=$(date +%s)
+    (cd "$SECOND/src" && RUSTFLAGS=$(rustflags "$SECOND/src" "$SECOND/target") \
+        cargo build --release --locked --target "$TARGET" --target-dir "$SECOND/target" --bin mlsign)
+    echo "   second build took $(( $(date +%s) - start ))s"
     a=$(sha256sum < "$BIN" | cut -d' ' -f1)
-    b=$(sha256sum < "$SECOND/$TARGET/release/mlsign" | cut -d' ' -f1)
+    b=$(sha256sum < "$SECOND/target/$TARGET/release/mlsign" | cut -d' ' -f1)
     if [ "$a" != "$b" ]; then
         echo "error: not reproducible: $a vs $b" >&2
         exit 1
@@ -115,7 +132,8 @@ rm -rf "$SBOM_DIR"
 echo "== wheel (maturin, bindings = bin)"
 MATURIN=${MATURIN:-maturin}
 # Same RUSTFLAGS and target directory: cargo reuses the binary built above.
-"$MATURIN" build --release --locked --target "$TARGET" --target-dir "$ROOT/target/release-dist" \
+RUSTFLAGS=$(rustflags "$ROOT" "$ROOT/target/release-dist") \
+    "$MATURIN" build --release --locked --target "$TARGET" --target-dir "$ROOT/target/release-dist" \
     --out "$OUT"
 
 {
@@ -161,7 +179,7 @@ key)
     ;;
 keyless)
     echo "== signing keylessly as $MLSIGN_RELEASE_IDENTITY"
-    # `bom sign` takes keys only: the SBOM is signed as a file (its bytes), like the binary.
+    # The SBOM is signed as a file (its bytes), like the binary, so one verify command covers all.
     for f in "$OUT/$NAME" "$OUT"/*.whl "$OUT/mlsign-$VERSION.cdx.json"; do sign_file "$f"; done
     ;;
 *)
