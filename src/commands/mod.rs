@@ -70,6 +70,6 @@ pub fn run(cli: Cli) -> Exit {
 #[allow(dead_code)]
 fn _formats_are_exhaustive(f: Format) {
     match f {
-        Format::Human | Format::Json | Format::Sarif => {}
+        Format::Human | Format::Json | Format::Sarif | Format::Markdown => {}
     }
 }
