@@ -100,9 +100,12 @@ pub fn validate_sarif(dir: &Path) {
 
 /// Run `args` in the four formats in `dir`: the same exit code, the same codes (which include
 /// `expect`), valid SARIF, Markdown made for a job summary. Returns the JSON document.
+/// Runs mlsign with these arguments: (exit code, stdout, stderr).
+pub type Mlsign<'a> = &'a dyn Fn(&[&str]) -> (i32, String, String);
+
 pub fn four_formats(
     dir: &Path,
-    mlsign: &dyn Fn(&[&str]) -> (i32, String, String),
+    mlsign: Mlsign,
     args: &[&str],
     exit: i32,
     expect: &[&str],
