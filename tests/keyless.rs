@@ -466,6 +466,31 @@ fn sigstore_python_verifies(s: &LocalSigstore, bundle: &Path, file: &Path) -> Ru
     )
 }
 
+/// sigstore-js (@sigstore/bundle + @sigstore/verify, the stack under @sigstore/cli) with the local
+/// trusted root, offline: `tests/support/sigstore-services/verify.js`. `artifact` is None for DSSE.
+fn sigstore_js_verifies(
+    s: &LocalSigstore,
+    bundle: &Path,
+    artifact: Option<&Path>,
+    identity: &str,
+    timestamps: usize,
+) -> Run {
+    let dir = sigstore_support::node_modules();
+    let mut a = vec![
+        dir.join("verify.js").display().to_string(),
+        s.file("trusted_root.json").display().to_string(),
+        bundle.display().to_string(),
+        identity.to_string(),
+        TEST_ISSUER.to_string(),
+    ];
+    if let Some(f) = artifact {
+        a.push(f.display().to_string());
+    }
+    a.extend(["--timestamps".to_string(), timestamps.to_string()]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    run_tool(Path::new("node"), &refs)
+}
+
 fn sign_bundle(
     s: &LocalSigstore,
     tok: &str,
@@ -561,6 +586,16 @@ fn keyless_blob_signing_round_trip_and_cross_checks() {
         // sigstore-python accepts what mlsign signed.
         let r = sigstore_python_verifies(&s, &bundle, &file);
         assert_eq!(r.code, 0, "sigstore-python ({config}):\n{}", r.all());
+        // So does sigstore-js, counting the RFC 3161 timestamp when there is one; it refuses
+        // another artifact, another identity, and a timestamp the bundle does not have.
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), SIGNER, usize::from(tsa));
+        assert_eq!(r.code, 0, "sigstore-js ({config}):\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&other), SIGNER, 0);
+        assert_eq!(r.code, 1, "sigstore-js, other artifact:\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), "https://github.com/other/repo", 0);
+        assert_eq!(r.code, 1, "sigstore-js, other identity:\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), SIGNER, usize::from(tsa) + 1);
+        assert_eq!(r.code, 1, "sigstore-js, missing timestamp:\n{}", r.all());
         // The production root does not know these services.
         let r = mlsign(&[
             "conformance",
@@ -609,6 +644,9 @@ fn keyless_dsse_signing_of_an_in_toto_statement() {
     );
     let r = verify_local(&s, &bundle, file.to_str().unwrap(), SIGNER);
     assert_eq!(r.code, 0, "{}", r.all());
+    // sigstore-js checks the DSSE envelope, the dsse tlog entry and the timestamp.
+    let r = sigstore_js_verifies(&s, &bundle, None, SIGNER, 1);
+    assert_eq!(r.code, 0, "sigstore-js:\n{}", r.all());
     fs::write(&file, b"changed\n").unwrap();
     let r = verify_local(&s, &bundle, file.to_str().unwrap(), SIGNER);
     assert_eq!(r.code, 1, "{}", r.all());
@@ -746,6 +784,9 @@ fn keyless_model_directory_is_oms_compatible() {
     };
     let r = oms(&model, SIGNER);
     assert_eq!(r.code, 0, "model_signing:\n{}", r.all());
+    // sigstore-js accepts the OMS DSSE bundle (envelope, dsse entry, timestamp).
+    let r = sigstore_js_verifies(&s, &bundle, None, SIGNER, 1);
+    assert_eq!(r.code, 0, "sigstore-js:\n{}", r.all());
     let r = oms(&model, "https://github.com/other/x");
     assert_ne!(
         r.code,

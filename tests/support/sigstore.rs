@@ -39,10 +39,16 @@ pub fn node_modules() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sigstore-services");
-        if !dir
-            .join("node_modules/@sigstore/mock/package.json")
-            .exists()
-        {
+        // Every package the tests load; a node_modules from an older lock file is refreshed.
+        let installed = ["@sigstore/mock", "@sigstore/verify", "@sigstore/bundle"]
+            .iter()
+            .all(|p| {
+                dir.join("node_modules")
+                    .join(p)
+                    .join("package.json")
+                    .exists()
+            });
+        if !installed {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
