@@ -73,11 +73,70 @@ pub fn exit(v: Verdict) -> Exit {
     }
 }
 
-/// Fail when any finding is above `Info` (notes never fail a command).
-pub fn verdict_of(findings: &[Finding]) -> Verdict {
-    if findings.iter().any(|f| f.severity > super::Severity::Info) {
-        Verdict::Fail
-    } else {
-        Verdict::Pass
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Location, Severity};
+
+    struct Fake(Vec<Finding>);
+
+    impl Report for Fake {
+        fn title(&self) -> &'static str {
+            "mlsign fake"
+        }
+        fn verdict(&self) -> Verdict {
+            if self.0.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            }
+        }
+        fn headline(&self) -> String {
+            format!("{} finding(s)", self.0.len())
+        }
+        fn findings(&self) -> Vec<Finding> {
+            self.0.clone()
+        }
+        fn table(&self) -> Table {
+            Table {
+                columns: vec!["file", "status"],
+                rows: vec![vec!["a|b.pkl".into(), "bad".into()]],
+            }
+        }
+        fn json(&self) -> serde_json::Value {
+            serde_json::json!({"findings": self.0})
+        }
+        fn human(&self) -> String {
+            crate::report::human::findings(&self.0)
+        }
+    }
+
+    #[test]
+    fn every_format_renders_the_same_findings() {
+        let r = Fake(vec![Finding::new(
+            "PKL001",
+            Severity::Critical,
+            "os.system",
+        )
+        .at(Location::path("a|b.pkl"))]);
+        assert_eq!(exit(r.verdict()), Exit::Finding);
+        let h = render(Format::Human, &r);
+        assert!(h.contains("PKL001 [critical] a|b.pkl: os.system"), "{h}");
+        let j: serde_json::Value = serde_json::from_str(&render(Format::Json, &r)).unwrap();
+        assert_eq!(j["findings"][0]["code"], "PKL001");
+        let s: serde_json::Value = serde_json::from_str(&render(Format::Sarif, &r)).unwrap();
+        assert_eq!(s["runs"][0]["results"][0]["ruleId"], "PKL001");
+        let m = render(Format::Markdown, &r);
+        assert!(
+            m.starts_with("## mlsign fake — ❌ FAIL\n\n1 finding(s)\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("| file | status |\n|---|---|\n| a\\|b.pkl | bad |"),
+            "{m}"
+        );
+        assert!(m.contains("- **PKL001** (critical)"), "{m}");
+        assert_eq!(exit(Fake(vec![]).verdict()), Exit::Pass);
+        assert!(render(Format::Markdown, &Fake(vec![])).starts_with("## mlsign fake — ✅ PASS"));
     }
 }
