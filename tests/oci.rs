@@ -839,6 +839,12 @@ fn verify_oci_formats_agree() {
     std::fs::write(dir.join("config.json"), b"{}").unwrap();
     let j = formats::four_formats(work.path(), &run, &against, 1, &["SIG001"]);
     assert_eq!(j["registry"]["verified"], true);
+    // pull with a key that signed nothing: the verification's findings, nothing pulled.
+    let dest = work.path().join("pulled");
+    let pull = ["pull", &reference, p(&dest), "--key", p(&k.b_pub)];
+    let j = formats::four_formats(work.path(), &run, &pull, 1, &["OCI001"]);
+    assert_eq!(j["pulled"], false);
+    assert!(!dest.exists());
     formats::validate_sarif(work.path());
 }
 

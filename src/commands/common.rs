@@ -202,7 +202,7 @@ pub fn no_sarif(format: Format) -> Result<()> {
     if matches!(format, Format::Sarif | Format::Markdown) {
         bail!(
             "--format {} is for commands that report findings (verify, scan, bom validate, bom \
-             verify, dataset verify, behave, attest verify, policy check, gate); use human or json",
+             verify, dataset verify, behave, attest verify, policy check, pull, gate); use human or json",
             if format == Format::Sarif {
                 "sarif"
             } else {

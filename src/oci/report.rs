@@ -294,3 +294,92 @@ impl Report for DirReport {
         s
     }
 }
+
+/// `mlsign pull`: the model pulled, or the verification that stopped it (nothing pulled).
+#[derive(Debug)]
+pub enum PullReport {
+    Pulled(super::PullOutcome),
+    NotVerified(VerifyOutcome),
+}
+
+impl Report for PullReport {
+    fn title(&self) -> &'static str {
+        "mlsign pull"
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            PullReport::Pulled(_) => Verdict::Pass,
+            PullReport::NotVerified(_) => Verdict::Fail,
+        }
+    }
+
+    fn headline(&self) -> String {
+        match self {
+            PullReport::Pulled(o) => format!(
+                "Pulled {} ({}) into {}: {} files, {}, every blob digest checked",
+                o.reference,
+                o.format.name(),
+                o.directory.display(),
+                o.files,
+                human::bytes(o.bytes)
+            ),
+            PullReport::NotVerified(v) => format!(
+                "FAILED: {} has no valid signature for {}; nothing was pulled",
+                v.reference, v.digest
+            ),
+        }
+    }
+
+    /// Pulled: notes about signatures that did not verify beside the one that did.
+    fn findings(&self) -> Vec<Finding> {
+        match self {
+            PullReport::Pulled(o) => o
+                .verified
+                .as_ref()
+                .map(|v| v.findings())
+                .unwrap_or_default(),
+            PullReport::NotVerified(v) => v.findings(),
+        }
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        match self {
+            PullReport::Pulled(o) => vec![("digest", o.digest.clone())],
+            PullReport::NotVerified(v) => vec![("digest", v.digest.clone())],
+        }
+    }
+
+    fn table(&self) -> Table {
+        match self {
+            PullReport::Pulled(o) => o
+                .verified
+                .as_ref()
+                .map(|v| v.candidate_table())
+                .unwrap_or_default(),
+            PullReport::NotVerified(v) => v.candidate_table(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            PullReport::Pulled(o) => serde_json::to_value(o).unwrap_or_default(),
+            // The verification as `verify oci://` prints it (with its findings).
+            PullReport::NotVerified(v) => json!({"pulled": false, "verification": Report::json(v)}),
+        }
+    }
+
+    fn human(&self) -> String {
+        let mut s = format!("{}\n", self.headline());
+        if let PullReport::Pulled(o) = self {
+            if let Some(c) = o.verified.as_ref().and_then(|v| v.verified_candidate()) {
+                s.push_str(&format!(
+                    "  signature verified first: {} via the {}\n",
+                    c.kind, c.source
+                ));
+            }
+        }
+        s.push_str(&human::findings(&self.findings()));
+        s
+    }
+}
