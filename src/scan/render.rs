@@ -1,7 +1,7 @@
 //! `mlsign scan` for the output sinks ([`crate::report::render`]).
 
 use super::{ScanReport, Verdict};
-use crate::report::{self, Finding, Report, Table};
+use crate::report::{self, Finding, Report, Severity, Table};
 use std::fmt::Write;
 
 impl ScanReport {
@@ -80,11 +80,21 @@ impl Report for ScanReport {
         serde_json::to_value(self).unwrap_or_default()
     }
 
+    /// One line per file with its findings under it; `info` notes on clean files (a README is
+    /// no model format) are gathered by code at the end instead, so a clean tree stays short.
     fn human(&self) -> String {
         let mut s = String::new();
+        let mut notes: Vec<(&'static str, Vec<&str>)> = Vec::new();
         for f in &self.files {
             let _ = writeln!(s, "{}: {}", f.path, f.verdict.as_str().to_uppercase());
             for x in f.findings.iter().map(|x| x.to_finding(&f.path)) {
+                if f.verdict == Verdict::Clean && x.severity == Severity::Info {
+                    match notes.iter_mut().find(|(c, _)| *c == x.code) {
+                        Some((_, files)) => files.push(&f.path),
+                        None => notes.push((x.code, vec![&f.path])),
+                    }
+                    continue;
+                }
                 let mut loc = String::new();
                 if let Some(l) = &x.location {
                     if let Some(m) = &l.member {
@@ -96,6 +106,21 @@ impl Report for ScanReport {
                 }
                 let _ = writeln!(s, "  {} [{}]{loc}: {}", x.code, x.severity, x.message);
             }
+        }
+        for (code, files) in &notes {
+            let shown: Vec<&str> = files.iter().take(5).copied().collect();
+            let _ = writeln!(
+                s,
+                "note: {code} [info] on {} clean file(s) ({}): {}{}",
+                files.len(),
+                report::codes::describe(code).unwrap_or(""),
+                shown.join(", "),
+                if files.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
         }
         let _ = writeln!(s, "{}", self.headline());
         s
