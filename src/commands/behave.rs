@@ -192,7 +192,7 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
         Format::Json | Format::Sarif | Format::Markdown => {
             let mut v = serde_json::to_value(&res)?;
             v["written"] = serde_json::Value::Bool(a.write);
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            super::common::print_json(&v);
         }
         Format::Human => {
             let how = if a.bounded {

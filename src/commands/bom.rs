@@ -377,11 +377,7 @@ fn show_cmd(a: BomShowArgs) -> Result<Exit> {
     let v = show::view(&b);
     let text = match a.format {
         ShowFormat::Human => v.human(),
-        ShowFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&v)?;
-            s.push('\n');
-            s
-        }
+        ShowFormat::Json => mlsign::report::json::to_string(&v),
         ShowFormat::Html => v.html(),
     };
     match &a.output {

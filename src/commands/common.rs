@@ -213,14 +213,13 @@ pub fn no_sarif(format: Format) -> Result<()> {
     Ok(())
 }
 
+/// The JSON sink ([`mlsign::report::json`]) on stdout, for commands without findings.
 pub fn print_json(v: &serde_json::Value) {
     use std::io::Write;
     // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = writeln!(
-        std::io::stdout().lock(),
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    );
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(mlsign::report::json::to_string(v).as_bytes());
 }
 
 /// Errors: one line on stderr; a JSON object on stdout too when JSON was asked for.
