@@ -198,4 +198,31 @@ mod tests {
         assert!(m.len() <= 10_000, "{}", m.len());
         assert!(m.contains("more finding(s) not shown"));
     }
+
+    #[test]
+    fn a_table_too_big_is_cut_with_a_note() {
+        let table = Table {
+            columns: vec!["file", "verdict"],
+            rows: (0..10_000)
+                .map(|i| vec![format!("dir/file-{i}.pkl"), "clean".into()])
+                .collect(),
+        };
+        let f = vec![Finding::new("PKL001", Severity::Critical, "x")];
+        let d = Doc {
+            title: "mlsign scan",
+            verdict: Verdict::Fail,
+            headline: "h",
+            facts: &[],
+            table: &table,
+            findings: &f,
+        };
+        let m = document(&d, 20_000);
+        assert!(m.len() <= 20_000, "{}", m.len());
+        assert!(m.starts_with("## mlsign scan — ❌ FAIL"));
+        assert!(
+            m.contains("run `mlsign scan --format json` for the full report"),
+            "{m}"
+        );
+        assert!(m.lines().all(|l| !l.starts_with("| dir/file-9999")));
+    }
 }
