@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn matches_model_signing_root_digest() {
-        // Same tree signed with model_signing 1.1.1: root c411a492… (see tests/signing.rs for
+        // Same tree signed with model_signing 1.1.1: root c411a492… (see tests/cli/signing.rs for
         // the live interop check).
         let d = tree();
         let m = Manifest::from_path(d.path(), &HashConfig::default()).unwrap();

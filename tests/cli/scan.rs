@@ -2,6 +2,7 @@
 //! samples assembled opcode by opcode with the standard library, benign ones written by real
 //! pickle / numpy / joblib / scikit-learn, real `torch.save` fixtures) scanned by the binary.
 
+use crate::support::{bin, python, repo};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,29 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 // Container formats (ZIP readings, Keras, GGUF templates, special files, bombs).
-#[path = "scan/formats.rs"]
 mod formats;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mlsign")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = repo().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "tests/scan.rs needs Python with numpy, joblib and scikit-learn: set MLSIGN_TEST_PYTHON or \
-         create .venv (scripts/test.sh does: pip install -r scripts/deps/python/scan.txt)"
-    );
-    venv
-}
 
 struct Corpus {
     _dir: tempfile::TempDir,
