@@ -13,6 +13,7 @@ use super::validate::spdx_ids;
 use super::BomError;
 use crate::dataset::{self, Loaded, Record};
 use crate::digest::{HashConfig, Manifest};
+use crate::util::{sha256_hex, short};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component as PathComponent, Path, PathBuf};
 
@@ -82,10 +83,6 @@ pub mod prop {
 /// How the component-level SHA-256 of a model or dataset is computed (documented in docs/bom.md).
 pub const DIGEST_METHOD: &str = "oms-root-sha256: SHA-256 over the concatenated per-file SHA-256 \
 digests in OpenSSF model signing order (mlsign hash / model_signing subject digest)";
-
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
 
 fn hash_tree(path: &Path, threads: Option<usize>) -> Result<Manifest, BomError> {
     let cfg = HashConfig {
@@ -241,7 +238,7 @@ fn record_component(
             l.file.display(),
             r.label(),
             r.path,
-            crate::dataset::verify::short(&r.digest),
+            short(&r.digest),
             l.file.display()
         )));
     }
@@ -792,11 +789,6 @@ fn lib_ref(p: &LockedPackage, lock_name: &str) -> String {
         Some(purl) => format!("{purl}#{lock_name}"),
         None => format!("lock:{lock_name}:{}", p.key()),
     }
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use ring::digest::{digest, SHA256};
-    hex::encode(digest(&SHA256, b).as_ref())
 }
 
 /// Set serialNumber and timestamp: random + now, or derived from the content + fixed time.

@@ -80,9 +80,9 @@ pub(crate) struct Item {
     pub end: u64,
 }
 
-#[allow(clippy::large_enum_variant)] // one per worker item; boxing ring's context buys nothing
+#[allow(clippy::large_enum_variant)] // one per worker item; boxing the SHA-256 state buys nothing
 enum Hasher {
-    Sha256(ring::digest::Context),
+    Sha256(sha2::Sha256),
     Blake2b(Box<blake2::Blake2b512>),
     Blake3(Box<blake3::Hasher>),
 }
@@ -91,7 +91,8 @@ impl Hasher {
     fn new(alg: HashAlgorithm) -> Self {
         match alg {
             HashAlgorithm::Sha256 => {
-                Hasher::Sha256(ring::digest::Context::new(&ring::digest::SHA256))
+                use sha2::Digest;
+                Hasher::Sha256(sha2::Sha256::new())
             }
             HashAlgorithm::Blake2b => {
                 use blake2::Digest;
@@ -103,7 +104,7 @@ impl Hasher {
 
     fn update(&mut self, data: &[u8], parallel: bool) {
         match self {
-            Hasher::Sha256(c) => c.update(data),
+            Hasher::Sha256(c) => sha2::Digest::update(c, data),
             Hasher::Blake2b(h) => blake2::Digest::update(h.as_mut(), data),
             // BLAKE3 is a tree hash: one big file can use every core.
             Hasher::Blake3(h) if parallel => {
@@ -117,19 +118,11 @@ impl Hasher {
 
     fn finish(self) -> Vec<u8> {
         match self {
-            Hasher::Sha256(c) => c.finish().as_ref().to_vec(),
+            Hasher::Sha256(c) => sha2::Digest::finalize(c).to_vec(),
             Hasher::Blake2b(h) => blake2::Digest::finalize(*h).to_vec(),
             Hasher::Blake3(h) => h.finalize().as_bytes().to_vec(),
         }
     }
-}
-
-/// SHA-256 of a byte string (used for root digests and key hints).
-pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 fn open_checked(e: &Entry) -> Result<(File, std::fs::Metadata), Error> {
