@@ -11,7 +11,6 @@ use super::sigbus::Guard;
 use super::{walk::Entry, Error, HashAlgorithm, Progress};
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,43 +22,29 @@ const WINDOW: usize = 8 << 20;
 /// Items up to this size are read with `pread`, not mapped.
 const SMALL_READ: u64 = 64 << 10;
 
-/// One mapped window of a file; unmapped on drop.
-struct Map {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
+/// One mapped window of a file (read-only, private); unmapped on drop.
+struct Map(memmap2::Mmap);
 
 impl Map {
     fn new(file: &File, offset: u64, len: usize) -> Option<Map> {
-        // SAFETY: a fresh read-only private mapping of a file we hold open; it is only read
-        // through `bytes()` while `self` lives, and truncation faults are handled by the guard.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                // No MAP_POPULATE: on this kernel populating 2048 pages up front costs more
-                // system time than letting fault-around map the page cache as it is read.
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
+        // SAFETY: a read-only private mapping of a file we hold open, read only through
+        // `bytes()` while `self` lives; a truncation under the map raises SIGBUS, which the
+        // caller's `sigbus::Guard` turns into an error for this window.
+        // No MAP_POPULATE: on this kernel populating 2048 pages up front costs more system time
+        // than letting fault-around map the page cache as it is read.
+        let m = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map_copy_read_only(file)
         }
-        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
-        Some(Map { ptr, len })
+        .ok()?;
+        let _ = m.advise(memmap2::Advice::Sequential);
+        Some(Map(m))
     }
 
     fn bytes(&self) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.ptr, self.len) };
+        &self.0
     }
 }
 
@@ -213,7 +198,7 @@ impl<'e> Reader<'e> {
         let len = (self.end - aligned).min(WINDOW as u64) as usize;
         let mapped = self.cpath.as_deref().and_then(|p| {
             let m = Map::new(&self.file, aligned, len)?;
-            let g = Guard::register(m.ptr as usize, m.len, p)?;
+            let g = Guard::register(m.0.as_ptr() as usize, m.0.len(), p)?;
             Some((m, g))
         });
         if let Some((map, _guard)) = mapped {
