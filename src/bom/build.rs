@@ -920,7 +920,7 @@ pub fn stamp(bom: &mut Bom, reproducible: bool) -> Result<(), BomError> {
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| BomError::Usage(e.to_string()))?
     } else {
-        crate::dataset::now_rfc3339()
+        crate::util::now_rfc3339()
     };
     if let Some(m) = bom.metadata.as_mut() {
         m.timestamp = Some(ts);
