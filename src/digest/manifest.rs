@@ -1,9 +1,10 @@
 //! The manifest: ordered (name, algorithm, digest) resources and their root digest, exactly as
 //! model_signing computes them.
 
-use super::hash::{hash_items, sha256, Item};
+use super::hash::{hash_items, Item};
 use super::walk::{walk, Entry, Listing};
 use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
+use crate::util::sha256;
 use std::path::Path;
 
 /// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
