@@ -783,7 +783,8 @@ fn findings_do_not_depend_on_the_read_window() {
         repo().join("testdata/scan"),
     ];
     let policy = mlsign::scan::Policy::default();
-    let report = || serde_json::to_value(mlsign::scan::scan_path(&roots, &policy).unwrap()).unwrap();
+    let report =
+        || serde_json::to_value(mlsign::scan::scan_path(&roots, &policy).unwrap()).unwrap();
     let whole = report();
     let files = whole["files"].as_array().unwrap();
     assert!(files.len() > 200, "only {} files", files.len());
