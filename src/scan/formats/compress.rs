@@ -171,7 +171,7 @@ pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
 
 /// Decompress as a stream into a [`Collector`]: only the head is held unless `decide` says
 /// the payload must be scanned whole. Returns what was kept and the decompressed size.
-/// With `oversize`, a payload that must be held but outgrows `hold` is
+/// With `oversize` (see [`Collector::stream_oversize`]), a streamable payload past its limit is
 /// [`Collected::Oversize`] instead of an error.
 pub fn decompress_collect(
     c: Codec,
@@ -180,11 +180,11 @@ pub fn decompress_collect(
     cap: u64,
     hold: u64,
     decide: &dyn Fn(&[u8]) -> bool,
-    oversize: bool,
+    oversize: Option<(u64, &dyn Fn(&[u8]) -> bool)>,
 ) -> Result<(Collected, u64), String> {
     let mut col = Collector::new(head, cap, hold, decide);
-    if oversize {
-        col = col.stream_oversize();
+    if let Some((limit, streamable)) = oversize {
+        col = col.stream_oversize(limit, streamable);
     }
     std::io::copy(&mut stream_reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
     let total = col.total();

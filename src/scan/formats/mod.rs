@@ -40,8 +40,8 @@ fn member_cap(policy: &Policy) -> u64 {
 /// else they are counted and dropped. Keeps peak memory bounded on bombs (docs/scan-formats.md).
 pub const IN_MEMORY_MAX: u64 = 192 << 20;
 
-/// Files larger than this that are pickles or compressed payloads are streamed (see
-/// [`pickle::input`]); smaller ones are read whole.
+/// Files, members and decompressed payloads larger than this that are pickles (or compressed
+/// files) are streamed (see [`pickle::input`]); smaller ones are read whole.
 pub const STREAM_FILE: u64 = 64 << 20;
 
 /// A pickle (by its PROTO, or magic-less content that acts as one) too large to hold, replayed
@@ -56,6 +56,16 @@ fn scan_pickle_stream(
         torch::scan_pickle_source(src, ctx, policy)
     } else {
         not_a_model(ctx)
+    }
+}
+
+/// Whether a payload whose head is `head` and that must be held is a pickle that can be
+/// replayed through a window instead (see [`STREAM_FILE`]).
+fn streamable(head: &[u8]) -> bool {
+    match sniff(&head[..head.len().min(4096)], u64::MAX) {
+        Kind::Pickle => true,
+        Kind::Unknown => acts_as_pickle(head, true),
+        _ => false,
     }
 }
 
@@ -434,6 +444,7 @@ fn scan_compressed(
         compress::stream_reader(c, data.open(0)?).map_err(std::io::Error::other)
     };
     let collect = |decide: &dyn Fn(&[u8]) -> bool, oversize: bool| {
+        let oversize = oversize.then_some((STREAM_FILE, &streamable as &dyn Fn(&[u8]) -> bool));
         let r = data.open(0).map_err(|e| e.to_string())?;
         compress::decompress_collect(c, r, STREAM_HEAD, cap, hold, decide, oversize)
     };
@@ -736,10 +747,7 @@ pub fn scan_member(
     let hold = hold_cap(policy);
     let mut col = source::Collector::new(STREAM_HEAD, cap, hold, &must_hold);
     // A pickle too large to hold is replayed from the member again, through a window.
-    let streamable = kind == Kind::Pickle || (kind == Kind::Unknown && must_hold(&head));
-    if streamable {
-        col = col.stream_oversize();
-    }
+    col = col.stream_oversize(STREAM_FILE, &streamable);
     let copied = std::io::Write::write_all(&mut col, &head)
         .and_then(|_| std::io::copy(&mut r, &mut col).map(|_| ()));
     charge(col.total() as usize);

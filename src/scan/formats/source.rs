@@ -145,6 +145,8 @@ pub struct Collector<'k> {
     tail: Vec<u8>,
     /// Outgrowing `hold` drops the payload instead of failing.
     oversize_ok: bool,
+    /// See [`Collector::stream_oversize`].
+    stream: Option<(u64, &'k dyn Fn(&[u8]) -> bool)>,
     oversize: bool,
 }
 
@@ -164,14 +166,16 @@ impl<'k> Collector<'k> {
             decide,
             tail: vec![],
             oversize_ok: false,
+            stream: None,
             oversize: false,
         }
     }
 
-    /// A payload that must be held but outgrows the in-memory limit is counted and dropped
-    /// past its head ([`Collected::Oversize`]) rather than an error: the caller can stream it.
-    pub fn stream_oversize(mut self) -> Self {
-        self.oversize_ok = true;
+    /// A payload that must be held and whose head `streamable` says can be streamed instead
+    /// (a pickle) is held only up to `limit` bytes: past it, it is counted and dropped past its
+    /// head ([`Collected::Oversize`]) rather than an error, and the caller streams it again.
+    pub fn stream_oversize(mut self, limit: u64, streamable: &'k dyn Fn(&[u8]) -> bool) -> Self {
+        self.stream = Some((limit, streamable));
         self
     }
 
@@ -221,7 +225,14 @@ impl io::Write for Collector<'_> {
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.buf.len() == self.head {
-                self.keep = Some((self.decide)(&self.buf));
+                let keep = (self.decide)(&self.buf);
+                self.keep = Some(keep);
+                if let Some((limit, streamable)) = self.stream {
+                    if keep && streamable(&self.buf) {
+                        self.oversize_ok = true;
+                        self.hold = self.hold.min(limit);
+                    }
+                }
             }
         }
         match self.keep {
@@ -326,7 +337,7 @@ mod tests {
         c.write_all(b"abc").unwrap();
         assert!(matches!(c.finish(), Collected::Whole(v) if v == b"abc"));
         // Oversize: a held payload past the limit keeps its head and is counted on.
-        let mut c = Collector::new(4, 1 << 20, 64, &|_| true).stream_oversize();
+        let mut c = Collector::new(4, 1 << 20, 1 << 10, &|_| true).stream_oversize(64, &|_| true);
         c.write_all(&[1u8; 60]).unwrap();
         c.write_all(&[2u8; 100]).unwrap();
         c.write_all(b"PK\x05\x06").unwrap();
