@@ -750,3 +750,28 @@ fn differential_fuzz_smoke_against_cpython_unpicklers() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("0 bug(s)"), "{text}");
 }
+
+/// The pickle VM reads its bytes through a bounded window (files, members and decompressed
+/// payloads are streamed). Reading every buffer through windows of 1, 7 and 4096 bytes must
+/// give the same report as whole buffers: same findings, same absolute offsets, same order.
+#[test]
+fn findings_do_not_depend_on_the_read_window() {
+    let roots = vec![
+        corpus().root.clone(),
+        pickle_allow_samples().root.clone(),
+        repo().join("testdata/scan"),
+    ];
+    let policy = mlsign::scan::Policy::default();
+    let report =
+        || serde_json::to_value(mlsign::scan::scan_path(&roots, &policy).unwrap()).unwrap();
+    let whole = report();
+    let files = whole["files"].as_array().unwrap();
+    assert!(files.len() > 200, "only {} files", files.len());
+    for w in [1usize, 7, 4096] {
+        let got = mlsign::scan::pickle::with_window(w, report);
+        for (a, b) in files.iter().zip(got["files"].as_array().unwrap()) {
+            assert_eq!(a, b, "window of {w} bytes");
+        }
+        assert_eq!(got, whole, "window of {w} bytes");
+    }
+}
