@@ -17,6 +17,7 @@ mod finding;
 pub use finding::attestation_finding;
 pub mod lockfiles;
 pub mod modelcard;
+pub mod report;
 pub mod show;
 pub mod sign;
 pub mod validate;

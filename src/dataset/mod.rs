@@ -8,6 +8,7 @@
 //! digest, time, who). [`verify()`] re-hashes everything and names the steps a change breaks.
 
 pub mod lineage;
+mod render;
 pub mod verify;
 
 pub use lineage::{

@@ -9,6 +9,7 @@ pub mod formats;
 pub mod pickle;
 pub mod policy;
 pub mod presets;
+mod render;
 
 pub use finding::{ScanFinding, Verdict};
 pub use policy::Policy;
@@ -28,6 +29,9 @@ pub struct FileReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ScanReport {
     pub files: Vec<FileReport>,
+    /// The policy's `fail_on_suspicious` (`--strict`): suspicious files fail the scan too.
+    #[serde(skip)]
+    pub fail_on_suspicious: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +175,10 @@ pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanE
             }
         })
         .collect::<Result<_, _>>()?;
-    Ok(ScanReport { files })
+    Ok(ScanReport {
+        files,
+        fail_on_suspicious: policy.fail_on_suspicious,
+    })
 }
 
 #[cfg(test)]

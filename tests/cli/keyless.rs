@@ -5,6 +5,7 @@
 //! The corpus lives outside the repository (1.7 MB): `shared/conformance/sigstore/` in the
 //! project root's parent or any ancestor of it, or `MLSIGN_SIGSTORE_CORPUS`.
 
+use crate::support::formats;
 use crate::support::{mlsign, python_bin, Run};
 use serde_json::Value;
 use std::fs;
@@ -355,6 +356,27 @@ fn keyless_branch_of_mlsign_verify() {
     ]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("SGS004"), "{}", r.all());
+    // Both in the four output formats: the same codes, valid SARIF.
+    let work = tempfile::tempdir().unwrap();
+    let run = |a: &[&str]| {
+        let r = mlsign(a);
+        (r.code, r.stdout, r.stderr)
+    };
+    let (a_txt, b) = (
+        base.join("a.txt").display().to_string(),
+        bundle.display().to_string(),
+    );
+    let args = ["verify", &a_txt, "--bundle", &b, "--issuer", ISSUER];
+    let mut exact = args.to_vec();
+    exact.extend(["--identity", IDENTITY]);
+    formats::four_formats(work.path(), &run, &exact, 1, &["SIG008"]);
+    let mut other = args.to_vec();
+    other.extend([
+        "--identity-regex",
+        "https://github.com/sigstore-conformance/other/.*",
+    ]);
+    formats::four_formats(work.path(), &run, &other, 1, &["SGS004"]);
+    formats::validate_sarif(work.path());
     // An identity without an issuer is a usage error.
     let r = mlsign(&[
         "verify".as_ref(),

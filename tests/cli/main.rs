@@ -17,6 +17,7 @@ mod dist;
 mod gate;
 mod keyless;
 mod oci;
+mod output;
 mod scan;
 mod serve;
 mod signing;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod behave;
+pub mod formats;
 pub mod oci;
 pub mod sigstore;
 
