@@ -333,6 +333,8 @@ pub struct State {
     pub manifests: HashMap<(String, String), (String, Vec<u8>)>,
     pub uploads: u64,
     pub requests: Vec<String>,
+    /// TCP connections accepted (keep-alive reuse shows as fewer connections than requests).
+    pub connections: u64,
 }
 
 pub type Hook = Box<dyn Fn(&Req, &State) -> Option<Resp> + Send + Sync>;
@@ -360,6 +362,7 @@ impl Mock {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                st.lock().unwrap().connections += 1;
                 let st = st.clone();
                 let cfg = cfg.clone();
                 std::thread::spawn(move || {
