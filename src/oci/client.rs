@@ -58,6 +58,9 @@ const MAX_TOKEN_REUSE: Duration = Duration::from_secs(50);
 pub struct Pool {
     agents: Arc<Mutex<HashMap<String, ureq::Agent>>>,
     tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    /// Registry and credential keys whose registry asked for basic auth: later clients send it
+    /// up front instead of being refused once each.
+    basic: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -107,6 +110,21 @@ impl Pool {
             }
         }
         m.insert(key, (token, now + life.min(MAX_TOKEN_REUSE)));
+    }
+
+    fn wants_basic(&self, key: &str) -> bool {
+        self.basic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    fn set_basic(&self, key: &str) {
+        let mut m = self.basic.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= POOL_MAX_TOKENS {
+            m.clear();
+        }
+        m.insert(key.to_string());
     }
 
     fn forget_token(&self, key: &str) {
@@ -302,7 +320,13 @@ impl Client {
                 return Some(format!("Bearer {t}"));
             }
         }
-        if self.basic.get() {
+        if self.basic.get()
+            || self
+                .opts
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.wants_basic(&self.pool_key))
+        {
             if let Credential::Basic { username, password } = &self.cred {
                 return Some(basic(username, password));
             }
@@ -422,6 +446,9 @@ impl Client {
                         "basic" if matches!(self.cred, Credential::Basic { .. }) => {
                             // Plain HTTP is only ever used for loopback or --insecure-registry hosts.
                             self.basic.set(true);
+                            if let Some(p) = &self.opts.pool {
+                                p.set_basic(&self.pool_key);
+                            }
                             attempt = 0;
                             continue;
                         }

@@ -476,14 +476,20 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
     tick.tick().await;
     loop {
         tick.tick().await;
-        let path = cfg.policy.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::policy::Policy::load(&path)
+        // All file reads on the blocking pool, never on a worker that serves requests.
+        let (path, cert, key) = (
+            cfg.policy.clone(),
+            cfg.tls_cert.clone(),
+            cfg.tls_key.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let loaded = crate::policy::Policy::load(&path)
                 .map(Loaded::new)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            (loaded, file_digest(&[&cert, &key]))
         })
         .await;
-        let Ok(loaded) = loaded else { continue };
+        let Ok((loaded, seen)) = read else { continue };
         let before = policy_key(&app.engine.policy());
         let now = match &loaded {
             Ok(l) => l.fingerprint.clone(),
@@ -510,7 +516,6 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
             }
             app.engine.set_policy(loaded);
         }
-        let seen = file_digest(&[&cfg.tls_cert, &cfg.tls_key]);
         if seen.is_some() && seen != tls_seen {
             match tls_config(&cfg.tls_cert, &cfg.tls_key) {
                 Ok(c) => {
