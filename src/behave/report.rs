@@ -56,6 +56,10 @@ pub enum CandidateDetail {
         median_distance: f64,
         z: f64,
         consistency: f64,
+        /// Paired excess: median over inputs of d(probe) − d(clean) (`probe_cos_excess`).
+        excess: f64,
+        /// Share of inputs whose probed distance exceeds their own clean distance.
+        raised: f64,
     },
     /// Causal LMs: the probe's divergence and the token whose next-token probability the
     /// candidate raises most over the baseline under that probe (averaged over prompts).
@@ -63,6 +67,10 @@ pub enum CandidateDetail {
         median_js: f64,
         z: f64,
         consistency: f64,
+        /// Paired excess: median over prompts of JS(probe) − JS(clean), bits (`probe_js_excess`).
+        excess: f64,
+        /// Share of prompts whose probed JS exceeds their own clean JS.
+        raised: f64,
         rising_token: String,
         rising_token_id: u32,
         rising_mean_increase: f64,
@@ -96,6 +104,8 @@ impl TriggerCandidate {
                 median_distance: p.median_distance,
                 z: p.z,
                 consistency: p.consistency,
+                excess: p.excess,
+                raised: p.raised,
             },
         }
     }

@@ -418,13 +418,13 @@ impl Prepared {
                     t.probe,
                     100.0 * median_excess
                 ),
-                CandidateDetail::Embedding { median_distance, consistency, .. } => format!(
-                    "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {:.0}% of inputs beyond the clean p99)",
+                CandidateDetail::Embedding { median_distance, consistency, excess, .. } => format!(
+                    "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {excess:+.4} over each input's clean distance, {:.0}% of inputs beyond the clean p99)",
                     t.probe,
                     100.0 * consistency
                 ),
-                CandidateDetail::Lm { median_js, consistency, rising_token, rising_mean_increase, .. } => format!(
-                    "probe `{}` moves the candidate's next-token distribution away from the baseline's (median JS {median_js:.4} bits, {:.0}% of prompts beyond the clean p99); token {rising_token:?} gains {:.1} points of probability on average",
+                CandidateDetail::Lm { median_js, consistency, excess, rising_token, rising_mean_increase, .. } => format!(
+                    "probe `{}` moves the candidate's next-token distribution away from the baseline's (median JS {median_js:.4} bits, {excess:+.4} over each prompt's clean JS, {:.0}% of prompts beyond the clean p99); token {rising_token:?} gains {:.1} points of probability on average",
                     t.probe,
                     100.0 * consistency,
                     100.0 * rising_mean_increase
@@ -720,9 +720,12 @@ impl Prepared {
             d_probe[r] = stats::cos_distance(&probed[r * h..(r + 1) * h], row);
         })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
-            .map(|p| stats::probe_z(p, &d_probe[p * n..(p + 1) * n], &clean))
+            .map(|p| {
+                let d = &d_probe[p * n..(p + 1) * n];
+                stats::probe_z(p, d, &clean).with_excess(d, &d_clean)
+            })
             .collect();
-        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
+        let value = rank_probes(&mut zs, &self.suite.file.decision);
         Ok(Scored {
             value,
             clean: Clean::Embedding(clean),
@@ -770,16 +773,12 @@ impl Prepared {
         })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
             .map(|p| {
-                stats::probe_z_with(
-                    p,
-                    &d_probe[p * n..(p + 1) * n],
-                    clean.js_median,
-                    clean.js_mad,
-                    clean.js_p99,
-                )
+                let d = &d_probe[p * n..(p + 1) * n];
+                stats::probe_z_with(p, d, clean.js_median, clean.js_mad, clean.js_p99)
+                    .with_excess(d, &d_clean)
             })
             .collect();
-        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
+        let value = rank_probes(&mut zs, &self.suite.file.decision);
         let top = zs
             .iter()
             .take(self.suite.file.decision.report_top)
@@ -798,6 +797,8 @@ impl Prepared {
                         median_js: z.median_distance,
                         z: z.z,
                         consistency: z.consistency,
+                        excess: z.excess,
+                        raised: z.raised,
                         rising_token: self
                             .baseline
                             .output_name(tok)
@@ -824,9 +825,21 @@ impl Prepared {
     }
 }
 
-/// The verdict statistic of a z-scored suite (the largest z among probes that pass the
-/// consistency condition); sorts `zs` for the report, consistent probes first, by z.
-fn rank_probes(zs: &mut [stats::ProbeZ], consistency: f64) -> f64 {
+/// The verdict statistic of an embedding or LM suite, and the probes sorted for the report.
+/// Excess statistics: the largest paired excess over all probes (no consistency gate: the
+/// median over inputs already asks half of them to move), probes by excess. Legacy z
+/// statistics: the largest z among probes that pass the consistency condition, consistent
+/// probes first, by z.
+fn rank_probes(zs: &mut [stats::ProbeZ], dec: &crate::behave::suite::Decision) -> f64 {
+    use crate::behave::suite::Statistic;
+    if matches!(
+        dec.stat,
+        Statistic::ProbeJsExcess | Statistic::ProbeCosExcess
+    ) {
+        zs.sort_by(|a, b| b.excess.total_cmp(&a.excess).then(b.z.total_cmp(&a.z)));
+        return zs.first().map_or(0.0, |z| z.excess);
+    }
+    let consistency = dec.consistency;
     let value = zs
         .iter()
         .filter(|z| z.consistency >= consistency)

@@ -382,6 +382,20 @@ pub struct ProbeZ {
     pub z: f64,
     /// Share of inputs whose probed distance exceeds the clean p99.
     pub consistency: f64,
+    /// Paired excess, median_i (d_i(probe) − d_i(clean)) (see [`probe_excess`]); filled in by
+    /// [`with_excess`](ProbeZ::with_excess), 0 until then.
+    pub excess: f64,
+    /// Share of inputs whose probed distance exceeds their own clean distance.
+    pub raised: f64,
+}
+
+impl ProbeZ {
+    pub fn with_excess(mut self, probed: &[f64], clean: &[f64]) -> Self {
+        let e = probe_excess(probed, clean);
+        self.excess = e.value;
+        self.raised = e.raised;
+        self
+    }
 }
 
 pub fn probe_z(probe: usize, d: &[f64], clean: &EmbedDrift) -> ProbeZ {
@@ -403,6 +417,8 @@ pub fn probe_z_with(probe: usize, d: &[f64], median0: f64, mad0: f64, p99: f64) 
         median_distance: med,
         z: (med - median0) / (1.4826 * mad0 + Z_EPS),
         consistency: d.iter().filter(|x| **x > p99).count() as f64 / d.len().max(1) as f64,
+        excess: 0.0,
+        raised: 0.0,
     }
 }
 
@@ -456,5 +472,49 @@ mod embed_tests {
         assert_eq!(d.top1_flip_rate, 0.25);
         let p = probe_z_with(3, &[0.5, 0.6, 0.7, 0.001], d.js_median, d.js_mad, d.js_p99);
         assert!(p.z > 100.0 && p.consistency == 0.75, "{p:?}");
+    }
+}
+
+/// A probe's excess divergence over the clean inputs, paired per input (issue 15 §2): the
+/// median over inputs of d_i(probe) − d_i(clean). It is in the divergence's own units (bits
+/// of JS for LMs, cosine distance for embedders), bounded, exactly 0 for an identical copy,
+/// and needs no scale estimate from the clean drift, so a candidate whose clean drift is
+/// exactly zero gets a finite value that benign fine-tunes can calibrate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProbeExcess {
+    pub probe: usize,
+    /// median_i (d_i(probe) − d_i(clean)).
+    pub value: f64,
+    /// Share of inputs whose probed divergence exceeds their own clean divergence.
+    pub raised: f64,
+}
+
+pub fn probe_excess(probed: &[f64], clean: &[f64]) -> ProbeExcess {
+    let mut diffs: Vec<f64> = probed.iter().zip(clean).map(|(p, c)| p - c).collect();
+    let n = diffs.len();
+    let raised = diffs.iter().filter(|d| **d > 0.0).count() as f64 / n.max(1) as f64;
+    ProbeExcess {
+        probe: 0,
+        value: if n == 0 { 0.0 } else { median(&mut diffs) },
+        raised,
+    }
+}
+
+#[cfg(test)]
+mod excess_tests {
+    use super::*;
+
+    /// Zero clean drift gives a finite value (the z statistic divides by 1e-6 there).
+    #[test]
+    fn paired_excess_is_finite_without_clean_drift() {
+        let e = probe_excess(&[0.5, 0.6, 0.0, 0.7], &[0.0; 4]);
+        assert_eq!((e.value, e.raised), (0.55, 0.75));
+        let d = lm_drift(&[0.0; 4], 0);
+        let z = probe_z_with(0, &[0.5, 0.6, 0.0, 0.7], d.js_median, d.js_mad, d.js_p99);
+        assert!(z.z > 1e5);
+        // Paired: a prompt that already diverged on clean input counts only its increase.
+        let e = probe_excess(&[0.3, 0.3, 0.3], &[0.3, 0.1, 0.0]);
+        assert!((e.value - 0.2).abs() < 1e-12 && (e.raised - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(probe_excess(&[], &[]).value, 0.0);
     }
 }
