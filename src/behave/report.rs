@@ -47,6 +47,8 @@ pub enum CandidateDetail {
         #[serde(skip_serializing_if = "Option::is_none")]
         target_label: Option<String>,
         median_excess: f64,
+        /// Median over source classes of the flip rate beyond twice the baseline's.
+        focused_excess: f64,
         pooled_excess: f64,
         candidate_rate: f64,
         baseline_rate: f64,
@@ -88,6 +90,7 @@ impl TriggerCandidate {
                 target_class: cell.target,
                 target_label: labels.and_then(|l| l.get(cell.target as usize).cloned()),
                 median_excess: cell.median_excess,
+                focused_excess: cell.focused_excess,
                 pooled_excess: cell.pooled_excess,
                 candidate_rate: cell.candidate_rate,
                 baseline_rate: cell.baseline_rate,
@@ -128,6 +131,15 @@ pub struct Companions {
     /// max over probes of mean JS(base(x⊕p), cand(x⊕p)) minus the clean mean JS.
     pub probe_js_excess_max: f64,
     pub probe_js_excess_argmax: String,
+    /// Both classification statistics, whichever decides (`srcclass_median_excess`,
+    /// `srcclass_focused_excess`), and the best focused excess of a target other than the
+    /// focused statistic's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcclass_median_excess: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcclass_focused_excess: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub competing_target_excess: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

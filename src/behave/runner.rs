@@ -7,7 +7,7 @@ use super::models::{check_compatible, Kind, LoadOptions, Model};
 use super::probes::{self, Probe, ProbeFamily};
 use super::report::*;
 use super::stats::{self, CellScore};
-use super::suite::{Suite, Task};
+use super::suite::{Statistic, Suite, Task};
 use crate::report::{codes, Finding, Location, Severity};
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -413,10 +413,11 @@ impl Prepared {
         let stat = dec.stat.name();
         let message = if let (true, Some(t)) = (probe_flagged, scored.top.first()) {
             let what = match &t.detail {
-                CandidateDetail::Class { target_class, median_excess, .. } => format!(
-                    "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does",
+                CandidateDetail::Class { target_class, median_excess, focused_excess, .. } => format!(
+                    "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does ({:.0}% beyond twice the baseline's rate)",
                     t.probe,
-                    100.0 * median_excess
+                    100.0 * median_excess,
+                    100.0 * focused_excess
                 ),
                 CandidateDetail::Embedding { median_distance, consistency, excess, .. } => format!(
                     "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {excess:+.4} over each input's clean distance, {:.0}% of inputs beyond the clean p99)",
@@ -668,15 +669,34 @@ impl Prepared {
             .iter()
             .map(|c| c.pooled_excess)
             .fold(f64::MIN, f64::max);
-        cells.sort_by(|a, b| {
-            b.median_excess
-                .total_cmp(&a.median_excess)
-                .then(b.pooled_excess.total_cmp(&a.pooled_excess))
-        });
+        let (best, focused, competing) =
+            stats::focused_statistic(&cells).expect("cells is not empty");
+        let (best_target, best_probe) = (cells[best].target, cells[best].probe);
+        let median_max = cells
+            .iter()
+            .map(|c| c.median_excess)
+            .fold(f64::MIN, f64::max);
+        let focused_stat = self.suite.file.decision.stat == Statistic::SrcclassFocusedExcess;
+        if focused_stat {
+            // The verdict's cell first, then by focused excess.
+            cells.sort_by(|a, b| {
+                let key = |c: &CellScore| (c.target, c.probe) == (best_target, best_probe);
+                key(b)
+                    .cmp(&key(a))
+                    .then(b.focused_excess.total_cmp(&a.focused_excess))
+                    .then(b.median_excess.total_cmp(&a.median_excess))
+            });
+        } else {
+            cells.sort_by(|a, b| {
+                b.median_excess
+                    .total_cmp(&a.median_excess)
+                    .then(b.pooled_excess.total_cmp(&a.pooled_excess))
+            });
+        }
         let labels = model.info().labels.as_deref();
         let mut seen = std::collections::HashSet::new();
         Ok(Scored {
-            value: cells[0].median_excess,
+            value: if focused_stat { focused } else { median_max },
             clean: Clean::Classes(clean),
             companions: Some(Companions {
                 pooled_excess_max: pooled_max,
@@ -686,6 +706,9 @@ impl Prepared {
                     .get(js_arg)
                     .map(|p| p.label.clone())
                     .unwrap_or_default(),
+                srcclass_median_excess: Some(median_max),
+                srcclass_focused_excess: Some(focused),
+                competing_target_excess: Some(competing),
             }),
             // The best target per probe: several probes pointing at one class is the signal.
             // Only cells where the candidate does more than the baseline are trigger candidates.

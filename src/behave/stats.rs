@@ -182,6 +182,34 @@ pub struct CellScore {
     pub baseline_rate: f64,
     /// Source classes that had at least `min_support` inputs.
     pub source_classes: usize,
+    /// Median over eligible source classes of the candidate's targeted flip rate beyond
+    /// *amplification* of the baseline's own pull: P(cand(x⊕p) = c | s) − min(1, 2·P(base(x⊕p) =
+    /// c | s)). Benign fine-tunes (label noise above all) amplify pulls the probe already exerts
+    /// on the baseline; a backdoor creates one where there was none (docs/behave.md, §4).
+    pub focused_excess: f64,
+}
+
+/// How far the candidate may amplify the baseline's own flip rate toward a class under a probe
+/// before the rest counts as focused excess (×2, chosen on the development half of the label-noise
+/// study over {2, 3}; docs/behave.md).
+pub const AMPLIFICATION: f64 = 2.0;
+
+/// `srcclass_focused_excess`: the best cell's focused excess minus the best focused excess of
+/// any *other* target class (each clamped at 0), with the index of the best cell. A backdoor
+/// opens one target; benign label noise opens several a little (docs/behave.md, §4).
+pub fn focused_statistic(cells: &[CellScore]) -> Option<(usize, f64, f64)> {
+    let (best, top) = cells.iter().enumerate().max_by(|a, b| {
+        a.1.focused_excess
+            .total_cmp(&b.1.focused_excess)
+            .then(a.1.median_excess.total_cmp(&b.1.median_excess))
+    })?;
+    let competing = cells
+        .iter()
+        .filter(|c| c.target != top.target)
+        .map(|c| c.focused_excess.max(0.0))
+        .fold(0.0, f64::max);
+    let value = top.focused_excess.max(0.0) - competing;
+    Some((best, value, competing))
 }
 
 /// Scores of every target class for one probe.
@@ -209,6 +237,7 @@ pub fn probe_cells(
     let mut out = Vec::with_capacity(classes);
     for c in 0..classes {
         let mut per_src = Vec::new();
+        let mut per_src_focused = Vec::new();
         let (mut n_off, mut ch, mut bh) = (0usize, 0usize, 0usize);
         for s in 0..classes {
             if s == c {
@@ -219,9 +248,12 @@ pub fn probe_cells(
             bh += base_hits[s * classes + c];
             if n_src[s] >= min_support {
                 let ns = n_src[s] as f64;
-                per_src.push(
-                    (cand_hits[s * classes + c] as f64 - base_hits[s * classes + c] as f64) / ns,
+                let (cr, br) = (
+                    cand_hits[s * classes + c] as f64 / ns,
+                    base_hits[s * classes + c] as f64 / ns,
                 );
+                per_src.push(cr - br);
+                per_src_focused.push(cr - (AMPLIFICATION * br).min(1.0));
             }
         }
         if per_src.is_empty() || n_off == 0 {
@@ -233,6 +265,7 @@ pub fn probe_cells(
             probe,
             target: c as u32,
             median_excess: median(&mut per_src),
+            focused_excess: median(&mut per_src_focused),
             pooled_excess: (ch as f64 - bh as f64) / nf,
             candidate_rate: ch as f64 / nf,
             baseline_rate: bh as f64 / nf,
@@ -318,6 +351,46 @@ mod tests {
         // Baseline already flipping to the target is not excess.
         let cells = probe_cells(0, &b0, &[2, 2, 2, 2, 2, 2], &[2, 2, 2, 2, 2, 2], 3, 1);
         assert!(cells.iter().all(|c| c.median_excess == 0.0));
+    }
+
+    /// Amplifying the baseline's own pull is not focused excess; a pull the baseline lacks is.
+    /// Two targets opened equally cancel; one target opened alone keeps its excess.
+    #[test]
+    fn focused_excess_discounts_amplification_and_competing_targets() {
+        // 4 sources x 4 inputs; baseline probed: one input of each source to class 3.
+        let b0 = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3];
+        let mut bp = b0;
+        for s in 0..3 {
+            bp[s * 4] = 3;
+        }
+        // Candidate sends two of each source to 3 (a doubling of the 25 % pull): no focus.
+        let mut cp = b0;
+        for s in 0..3 {
+            cp[s * 4] = 3;
+            cp[s * 4 + 1] = 3;
+        }
+        let cells = probe_cells(0, &b0, &bp, &cp, 4, 1);
+        let c3 = cells.iter().find(|c| c.target == 3).unwrap();
+        assert_eq!(c3.median_excess, 0.25);
+        assert_eq!(c3.focused_excess, 0.0);
+        // A backdoor to class 0, which the baseline never reaches: all of it is focused.
+        let bd = [0u32; 16];
+        let cells = probe_cells(1, &b0, &b0, &bd, 4, 1);
+        let (i, v, competing) = focused_statistic(&cells).unwrap();
+        assert_eq!((cells[i].target, v, competing), (0, 1.0, 0.0));
+        // Two targets opened by two probes equally: the statistic cancels them.
+        let half0: Vec<u32> = b0
+            .iter()
+            .map(|&s| if s == 1 || s == 2 { 0 } else { s })
+            .collect();
+        let half3: Vec<u32> = b0
+            .iter()
+            .map(|&s| if s == 1 || s == 2 { 3 } else { s })
+            .collect();
+        let mut cells = probe_cells(0, &b0, &b0, &half0, 4, 1);
+        cells.extend(probe_cells(1, &b0, &b0, &half3, 4, 1));
+        let (_, v, competing) = focused_statistic(&cells).unwrap();
+        assert_eq!((v, competing), (0.0, 1.0));
     }
 
     #[test]

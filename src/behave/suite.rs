@@ -179,6 +179,8 @@ fn default_periods() -> Vec<usize> {
     vec![2, 3]
 }
 
+/// Uncalibrated default threshold of `srcclass_focused_excess` (run `calibrate`).
+pub const DEFAULT_FOCUSED_EXCESS: f64 = 0.5;
 /// Uncalibrated default threshold of `probe_js_excess`, in bits. On 36 benign fine-tunes of the
 /// tiny Llama fixture (docs/behave.md) the largest value was 0.31; run `calibrate` for a
 /// threshold with a stated false-positive rate.
@@ -197,6 +199,12 @@ pub enum Statistic {
     /// rate (candidate minus baseline).
     #[serde(rename = "srcclass_median_excess")]
     SrcclassMedianExcess,
+    /// Classifiers (default for new suites): the best (probe, target) cell's median focused
+    /// excess (the candidate's flip rate beyond twice the baseline's, per source class) minus
+    /// the best focused excess of any other target. Robust to benign label-noise fine-tunes,
+    /// which amplify pulls the baseline already has and open several targets (docs/behave.md).
+    #[serde(rename = "srcclass_focused_excess")]
+    SrcclassFocusedExcess,
     /// Embeddings (legacy): max over probes of the robust z-score of the probed cosine distance
     /// against the clean cosine distance, among probes that move ≥ `consistency` of the inputs
     /// past the clean p99. Unbounded when the clean spread is 0 (÷ 1e-6).
@@ -218,17 +226,19 @@ pub enum Statistic {
 
 impl Statistic {
     /// The statistic in force for a suite's task and decision table. Without `stat`, a
-    /// classification suite uses `srcclass_median_excess`; an embedding or LM suite uses the
-    /// bounded excess statistic, unless its threshold was written for the legacy z statistic
-    /// (a calibration naming it, or a bare threshold: files from before the excess statistic
-    /// existed), so old suites keep their meaning.
+    /// classification suite uses `srcclass_focused_excess`, an embedding or LM suite its
+    /// bounded excess statistic, unless the threshold was written for the statistic that was
+    /// the default before (a calibration naming it, or a bare threshold: files from before
+    /// these statistics existed), so old suites keep their meaning.
     pub fn resolve(self, task: Task, d: &Decision) -> Statistic {
         let legacy = match &d.calibration {
-            Some(c) => c.statistic == "probe_cos_z" || c.statistic == "probe_js_z",
+            Some(c) => ["srcclass_median_excess", "probe_cos_z", "probe_js_z"]
+                .contains(&c.statistic.as_str()),
             None => d.threshold.is_some(),
         };
         match (task, self) {
-            (Task::Classification, Statistic::Auto) => Statistic::SrcclassMedianExcess,
+            (Task::Classification, Statistic::Auto) if legacy => Statistic::SrcclassMedianExcess,
+            (Task::Classification, Statistic::Auto) => Statistic::SrcclassFocusedExcess,
             (Task::Classification, s) => s,
             (Task::Embedding, s @ (Statistic::ProbeCosZ | Statistic::ProbeCosExcess)) => s,
             (Task::Lm, s @ (Statistic::ProbeJsZ | Statistic::ProbeJsExcess)) => s,
@@ -259,6 +269,8 @@ impl Statistic {
         match self {
             // A median over source classes of a difference of two rates: within [-1, 1].
             Statistic::SrcclassMedianExcess | Statistic::Auto => (0.0, Some(1.0)),
+            // A difference of two focused excesses each clamped to [0, 1].
+            Statistic::SrcclassFocusedExcess => (0.0, Some(1.0)),
             // Robust z-scores, 0 when no probe passes the consistency condition; unbounded above.
             Statistic::ProbeCosZ | Statistic::ProbeJsZ => (0.0, None),
             // Medians of differences of JS divergences in bits (each in [0, 1]).
@@ -272,6 +284,7 @@ impl Statistic {
     pub fn default_threshold(self) -> f64 {
         match self {
             Statistic::SrcclassMedianExcess | Statistic::Auto => 0.5,
+            Statistic::SrcclassFocusedExcess => DEFAULT_FOCUSED_EXCESS,
             Statistic::ProbeCosZ | Statistic::ProbeJsZ => 10.0,
             Statistic::ProbeJsExcess => DEFAULT_JS_EXCESS,
             Statistic::ProbeCosExcess => DEFAULT_COS_EXCESS,
@@ -299,6 +312,7 @@ impl Statistic {
     pub fn name(self) -> &'static str {
         match self {
             Statistic::SrcclassMedianExcess | Statistic::Auto => "srcclass_median_excess",
+            Statistic::SrcclassFocusedExcess => "srcclass_focused_excess",
             Statistic::ProbeCosZ => "probe_cos_z",
             Statistic::ProbeJsZ => "probe_js_z",
             Statistic::ProbeCosExcess => "probe_cos_excess",
@@ -592,6 +606,12 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
             return err(format!("decision.clean_flip_rate_max {m} must be in [0, 1): the clean top-1 flip rate never exceeds 1, so the gate would be off"));
         }
     }
+    if d.stat == Statistic::SrcclassFocusedExcess && f.suite.task != Task::Classification {
+        return err(
+            "decision.stat srcclass_focused_excess applies to classifiers (task = \"classification\"); use probe_js_excess for causal LMs, probe_cos_excess for embedders"
+                .into(),
+        );
+    }
     if matches!(d.stat, Statistic::ProbeCosZ | Statistic::ProbeCosExcess)
         && f.suite.task != Task::Embedding
     {
@@ -756,7 +776,27 @@ mod statistic_tests {
         let fresh = decision(None, None);
         assert_eq!(r(Auto, Task::Lm, &fresh), ProbeJsExcess);
         assert_eq!(r(Auto, Task::Embedding, &fresh), ProbeCosExcess);
-        assert_eq!(r(Auto, Task::Classification, &fresh), SrcclassMedianExcess);
+        assert_eq!(r(Auto, Task::Classification, &fresh), SrcclassFocusedExcess);
+        assert_eq!(
+            r(Auto, Task::Classification, &decision(Some(0.5), None)),
+            SrcclassMedianExcess
+        );
+        assert_eq!(
+            r(
+                Auto,
+                Task::Classification,
+                &decision(Some(0.7), Some("srcclass_median_excess"))
+            ),
+            SrcclassMedianExcess
+        );
+        assert_eq!(
+            r(
+                Auto,
+                Task::Classification,
+                &decision(Some(0.2), Some("srcclass_focused_excess"))
+            ),
+            SrcclassFocusedExcess
+        );
         let bare = decision(Some(10.0), None);
         assert_eq!(r(Auto, Task::Lm, &bare), ProbeJsZ);
         assert_eq!(r(Auto, Task::Embedding, &bare), ProbeCosZ);

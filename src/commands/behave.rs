@@ -283,17 +283,19 @@ fn human(r: &BehaveReport) -> String {
                 target_class,
                 target_label,
                 median_excess,
+                focused_excess,
                 candidate_rate,
                 baseline_rate,
                 ..
             } => writeln!(
                 s,
-                "    {}. {} → class {}{}: median excess {:.3}, candidate {:.0}% vs baseline {:.0}%",
+                "    {}. {} → class {}{}: median excess {:.3} (focused {:.3}), candidate {:.0}% vs baseline {:.0}%",
                 i + 1,
                 t.probe,
                 target_class,
                 target_label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
                 median_excess,
+                focused_excess,
                 100.0 * candidate_rate,
                 100.0 * baseline_rate
             ),
