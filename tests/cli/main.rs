@@ -10,6 +10,8 @@ mod support;
 mod behave;
 #[cfg(feature = "behave")]
 mod behave_lm;
+#[cfg(feature = "behave")]
+mod behave_lm_null;
 #[cfg(feature = "onnx")]
 mod behave_onnx;
 mod bom;

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod behave;
+#[cfg(feature = "behave")]
+pub mod behave_lm_gen;
 pub mod formats;
 pub mod oci;
 pub mod sigstore;
