@@ -21,9 +21,7 @@ pub fn predicate_for(doc: &Value) -> Option<&'static str> {
     }
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(crate::digest::sha256(b))
-}
+use crate::util::sha256_hex;
 
 /// Parse report bytes strictly (duplicate keys refused): what is signed is what every reader
 /// reads.

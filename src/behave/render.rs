@@ -190,33 +190,43 @@ pub fn human(r: &BehaveReport) -> String {
                 target_class,
                 target_label,
                 median_excess,
+                focused_excess,
                 candidate_rate,
                 baseline_rate,
                 ..
             } => writeln!(
                 s,
-                "    {}. {} → class {}{}: median excess {:.3}, candidate {:.0}% vs baseline {:.0}%",
+                "    {}. {} → class {}{}: median excess {:.3} (focused {:.3}), candidate {:.0}% vs baseline {:.0}%",
                 i + 1,
                 t.probe,
                 target_class,
                 target_label.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
                 median_excess,
+                focused_excess,
                 100.0 * candidate_rate,
                 100.0 * baseline_rate
             ),
-            CandidateDetail::Embedding { median_distance, z, consistency } => writeln!(
+            CandidateDetail::Embedding {
+                median_distance,
+                z,
+                consistency,
+                excess,
+                ..
+            } => writeln!(
                 s,
-                "    {}. {}: z {:.1}, median cosine distance {:.4}, {:.0}% of inputs past the clean p99",
+                "    {}. {}: excess {:+.4} over clean, median cosine distance {:.4}, z {:.1}, {:.0}% of inputs past the clean p99",
                 i + 1,
                 t.probe,
-                z,
+                excess,
                 median_distance,
+                z,
                 100.0 * consistency
             ),
             CandidateDetail::Lm {
                 median_js,
                 z,
                 consistency,
+                excess,
                 rising_token,
                 rising_baseline_prob,
                 rising_candidate_prob,
@@ -234,11 +244,12 @@ pub fn human(r: &BehaveReport) -> String {
                 };
                 writeln!(
                     s,
-                    "    {}. {}: z {:.1}, median JS {:.4} bits, {:.0}% of prompts past the clean p99; {rise}",
+                    "    {}. {}: excess {:+.4} bits over clean, median JS {:.4} bits, z {:.1}, {:.0}% of prompts past the clean p99; {rise}",
                     i + 1,
                     t.probe,
-                    z,
+                    excess,
                     median_js,
+                    z,
                     100.0 * consistency,
                 )
             }

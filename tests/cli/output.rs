@@ -4,42 +4,17 @@
 //! the OASIS SARIF 2.1.0 schema; Markdown is a job summary (verdict first, under 1 MiB).
 //! Commands without findings refuse sarif and markdown (exit 2).
 
-#[path = "support/formats.rs"]
-mod formats;
-
-use formats::validate_sarif;
+use crate::support::formats::{self, validate_sarif};
+use crate::support::{repo, run, Run};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
 
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
 where

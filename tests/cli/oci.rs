@@ -2,38 +2,20 @@
 //! (distribution 2.8.2: no referrers API, so the referrers tag schema is used) started by each
 //! test on 127.0.0.1, images pushed with the real `skopeo`, legacy cosign signatures made with
 //! `openssl` from the published cosign simple-signing specification, and a small in-test
-//! registry (tests/support/oci.rs) for the native referrers-API path and the misbehaving-server
+//! registry (tests/cli/support/oci.rs) for the native referrers-API path and the misbehaving-server
 //! cases (no registry implementing the referrers API is packaged for Debian).
 
-#[path = "support/formats.rs"]
-mod formats;
-#[path = "support/sigstore.rs"]
-mod sigstore_support;
-#[path = "support/oci.rs"]
-mod support;
+use crate::support::formats;
+use crate::support::oci as support;
+use crate::support::sigstore as sigstore_support;
 
+use crate::support::Run;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
-    }
-}
 
 fn mlsign_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
 where
@@ -793,7 +775,7 @@ fn kitops_modelkit_is_recognised_and_pulled() {
 }
 
 /// `verify oci://…` and `verify DIR --against oci://…` in the four output formats: the same
-/// exit code and finding codes, valid SARIF (tests/support/formats.rs).
+/// exit code and finding codes, valid SARIF (tests/cli/support/formats.rs).
 #[test]
 fn verify_oci_formats_agree() {
     let k = keys();
@@ -1208,7 +1190,7 @@ fn gate_checks_oci_subjects_in_the_registry() {
 
 // ---------------------------------------------------------------------------------------------
 // Keyless (Sigstore) signatures of registry references, against the local Fulcio/Rekor/TSA
-// services of tests/support/sigstore-services and the Debian registry.
+// services of tests/cli/support/sigstore-services and the Debian registry.
 
 /// The bundle stored for `digest` through the referrers tag schema (distribution 2.8).
 fn stored_bundle(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {
