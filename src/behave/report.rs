@@ -47,6 +47,8 @@ pub enum CandidateDetail {
         #[serde(skip_serializing_if = "Option::is_none")]
         target_label: Option<String>,
         median_excess: f64,
+        /// Median over source classes of the flip rate beyond twice the baseline's.
+        focused_excess: f64,
         pooled_excess: f64,
         candidate_rate: f64,
         baseline_rate: f64,
@@ -56,6 +58,10 @@ pub enum CandidateDetail {
         median_distance: f64,
         z: f64,
         consistency: f64,
+        /// Paired excess: median over inputs of d(probe) − d(clean) (`probe_cos_excess`).
+        excess: f64,
+        /// Share of inputs whose probed distance exceeds their own clean distance.
+        raised: f64,
     },
     /// Causal LMs: the probe's divergence and the token whose next-token probability the
     /// candidate raises most over the baseline under that probe (averaged over prompts).
@@ -63,6 +69,10 @@ pub enum CandidateDetail {
         median_js: f64,
         z: f64,
         consistency: f64,
+        /// Paired excess: median over prompts of JS(probe) − JS(clean), bits (`probe_js_excess`).
+        excess: f64,
+        /// Share of prompts whose probed JS exceeds their own clean JS.
+        raised: f64,
         rising_token: String,
         rising_token_id: u32,
         rising_mean_increase: f64,
@@ -80,6 +90,7 @@ impl TriggerCandidate {
                 target_class: cell.target,
                 target_label: labels.and_then(|l| l.get(cell.target as usize).cloned()),
                 median_excess: cell.median_excess,
+                focused_excess: cell.focused_excess,
                 pooled_excess: cell.pooled_excess,
                 candidate_rate: cell.candidate_rate,
                 baseline_rate: cell.baseline_rate,
@@ -96,6 +107,8 @@ impl TriggerCandidate {
                 median_distance: p.median_distance,
                 z: p.z,
                 consistency: p.consistency,
+                excess: p.excess,
+                raised: p.raised,
             },
         }
     }
@@ -118,6 +131,15 @@ pub struct Companions {
     /// max over probes of mean JS(base(x⊕p), cand(x⊕p)) minus the clean mean JS.
     pub probe_js_excess_max: f64,
     pub probe_js_excess_argmax: String,
+    /// Both classification statistics, whichever decides (`srcclass_median_excess`,
+    /// `srcclass_focused_excess`), and the best focused excess of a target other than the
+    /// focused statistic's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcclass_median_excess: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcclass_focused_excess: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub competing_target_excess: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

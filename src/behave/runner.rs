@@ -7,7 +7,7 @@ use super::models::{check_compatible, Kind, LoadOptions, Model};
 use super::probes::{self, Probe, ProbeFamily};
 use super::report::*;
 use super::stats::{self, CellScore};
-use super::suite::{Suite, Task};
+use super::suite::{Statistic, Suite, Task};
 use crate::report::{codes, Finding, Location, Severity};
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -413,18 +413,19 @@ impl Prepared {
         let stat = dec.stat.name();
         let message = if let (true, Some(t)) = (probe_flagged, scored.top.first()) {
             let what = match &t.detail {
-                CandidateDetail::Class { target_class, median_excess, .. } => format!(
-                    "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does",
+                CandidateDetail::Class { target_class, median_excess, focused_excess, .. } => format!(
+                    "under probe `{}` the candidate sends a median {:.0}% of each source class to class {target_class} beyond what the baseline does ({:.0}% beyond twice the baseline's rate)",
                     t.probe,
-                    100.0 * median_excess
+                    100.0 * median_excess,
+                    100.0 * focused_excess
                 ),
-                CandidateDetail::Embedding { median_distance, consistency, .. } => format!(
-                    "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {:.0}% of inputs beyond the clean p99)",
+                CandidateDetail::Embedding { median_distance, consistency, excess, .. } => format!(
+                    "probe `{}` moves the candidate's embeddings away from the baseline's (median cosine distance {median_distance:.4}, {excess:+.4} over each input's clean distance, {:.0}% of inputs beyond the clean p99)",
                     t.probe,
                     100.0 * consistency
                 ),
-                CandidateDetail::Lm { median_js, consistency, rising_token, rising_mean_increase, .. } => format!(
-                    "probe `{}` moves the candidate's next-token distribution away from the baseline's (median JS {median_js:.4} bits, {:.0}% of prompts beyond the clean p99); token {rising_token:?} gains {:.1} points of probability on average",
+                CandidateDetail::Lm { median_js, consistency, excess, rising_token, rising_mean_increase, .. } => format!(
+                    "probe `{}` moves the candidate's next-token distribution away from the baseline's (median JS {median_js:.4} bits, {excess:+.4} over each prompt's clean JS, {:.0}% of prompts beyond the clean p99); token {rising_token:?} gains {:.1} points of probability on average",
                     t.probe,
                     100.0 * consistency,
                     100.0 * rising_mean_increase
@@ -668,15 +669,34 @@ impl Prepared {
             .iter()
             .map(|c| c.pooled_excess)
             .fold(f64::MIN, f64::max);
-        cells.sort_by(|a, b| {
-            b.median_excess
-                .total_cmp(&a.median_excess)
-                .then(b.pooled_excess.total_cmp(&a.pooled_excess))
-        });
+        let (best, focused, competing) =
+            stats::focused_statistic(&cells).expect("cells is not empty");
+        let (best_target, best_probe) = (cells[best].target, cells[best].probe);
+        let median_max = cells
+            .iter()
+            .map(|c| c.median_excess)
+            .fold(f64::MIN, f64::max);
+        let focused_stat = self.suite.file.decision.stat == Statistic::SrcclassFocusedExcess;
+        if focused_stat {
+            // The verdict's cell first, then by focused excess.
+            cells.sort_by(|a, b| {
+                let key = |c: &CellScore| (c.target, c.probe) == (best_target, best_probe);
+                key(b)
+                    .cmp(&key(a))
+                    .then(b.focused_excess.total_cmp(&a.focused_excess))
+                    .then(b.median_excess.total_cmp(&a.median_excess))
+            });
+        } else {
+            cells.sort_by(|a, b| {
+                b.median_excess
+                    .total_cmp(&a.median_excess)
+                    .then(b.pooled_excess.total_cmp(&a.pooled_excess))
+            });
+        }
         let labels = model.info().labels.as_deref();
         let mut seen = std::collections::HashSet::new();
         Ok(Scored {
-            value: cells[0].median_excess,
+            value: if focused_stat { focused } else { median_max },
             clean: Clean::Classes(clean),
             companions: Some(Companions {
                 pooled_excess_max: pooled_max,
@@ -686,6 +706,9 @@ impl Prepared {
                     .get(js_arg)
                     .map(|p| p.label.clone())
                     .unwrap_or_default(),
+                srcclass_median_excess: Some(median_max),
+                srcclass_focused_excess: Some(focused),
+                competing_target_excess: Some(competing),
             }),
             // The best target per probe: several probes pointing at one class is the signal.
             // Only cells where the candidate does more than the baseline are trigger candidates.
@@ -720,9 +743,12 @@ impl Prepared {
             d_probe[r] = stats::cos_distance(&probed[r * h..(r + 1) * h], row);
         })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
-            .map(|p| stats::probe_z(p, &d_probe[p * n..(p + 1) * n], &clean))
+            .map(|p| {
+                let d = &d_probe[p * n..(p + 1) * n];
+                stats::probe_z(p, d, &clean).with_excess(d, &d_clean)
+            })
             .collect();
-        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
+        let value = rank_probes(&mut zs, &self.suite.file.decision);
         Ok(Scored {
             value,
             clean: Clean::Embedding(clean),
@@ -770,16 +796,12 @@ impl Prepared {
         })?;
         let mut zs: Vec<stats::ProbeZ> = (0..np)
             .map(|p| {
-                stats::probe_z_with(
-                    p,
-                    &d_probe[p * n..(p + 1) * n],
-                    clean.js_median,
-                    clean.js_mad,
-                    clean.js_p99,
-                )
+                let d = &d_probe[p * n..(p + 1) * n];
+                stats::probe_z_with(p, d, clean.js_median, clean.js_mad, clean.js_p99)
+                    .with_excess(d, &d_clean)
             })
             .collect();
-        let value = rank_probes(&mut zs, self.suite.file.decision.consistency);
+        let value = rank_probes(&mut zs, &self.suite.file.decision);
         let top = zs
             .iter()
             .take(self.suite.file.decision.report_top)
@@ -798,6 +820,8 @@ impl Prepared {
                         median_js: z.median_distance,
                         z: z.z,
                         consistency: z.consistency,
+                        excess: z.excess,
+                        raised: z.raised,
                         rising_token: self
                             .baseline
                             .output_name(tok)
@@ -824,9 +848,21 @@ impl Prepared {
     }
 }
 
-/// The verdict statistic of a z-scored suite (the largest z among probes that pass the
-/// consistency condition); sorts `zs` for the report, consistent probes first, by z.
-fn rank_probes(zs: &mut [stats::ProbeZ], consistency: f64) -> f64 {
+/// The verdict statistic of an embedding or LM suite, and the probes sorted for the report.
+/// Excess statistics: the largest paired excess over all probes (no consistency gate: the
+/// median over inputs already asks half of them to move), probes by excess. Legacy z
+/// statistics: the largest z among probes that pass the consistency condition, consistent
+/// probes first, by z.
+fn rank_probes(zs: &mut [stats::ProbeZ], dec: &crate::behave::suite::Decision) -> f64 {
+    use crate::behave::suite::Statistic;
+    if matches!(
+        dec.stat,
+        Statistic::ProbeJsExcess | Statistic::ProbeCosExcess
+    ) {
+        zs.sort_by(|a, b| b.excess.total_cmp(&a.excess).then(b.z.total_cmp(&a.z)));
+        return zs.first().map_or(0.0, |z| z.excess);
+    }
+    let consistency = dec.consistency;
     let value = zs
         .iter()
         .filter(|z| z.consistency >= consistency)

@@ -182,6 +182,34 @@ pub struct CellScore {
     pub baseline_rate: f64,
     /// Source classes that had at least `min_support` inputs.
     pub source_classes: usize,
+    /// Median over eligible source classes of the candidate's targeted flip rate beyond
+    /// *amplification* of the baseline's own pull: P(cand(x⊕p) = c | s) − min(1, 2·P(base(x⊕p) =
+    /// c | s)). Benign fine-tunes (label noise above all) amplify pulls the probe already exerts
+    /// on the baseline; a backdoor creates one where there was none (docs/behave.md, §4).
+    pub focused_excess: f64,
+}
+
+/// How far the candidate may amplify the baseline's own flip rate toward a class under a probe
+/// before the rest counts as focused excess (×2, chosen on the development half of the label-noise
+/// study over {2, 3}; docs/behave.md).
+pub const AMPLIFICATION: f64 = 2.0;
+
+/// `srcclass_focused_excess`: the best cell's focused excess minus the best focused excess of
+/// any *other* target class (each clamped at 0), with the index of the best cell. A backdoor
+/// opens one target; benign label noise opens several a little (docs/behave.md, §4).
+pub fn focused_statistic(cells: &[CellScore]) -> Option<(usize, f64, f64)> {
+    let (best, top) = cells.iter().enumerate().max_by(|a, b| {
+        a.1.focused_excess
+            .total_cmp(&b.1.focused_excess)
+            .then(a.1.median_excess.total_cmp(&b.1.median_excess))
+    })?;
+    let competing = cells
+        .iter()
+        .filter(|c| c.target != top.target)
+        .map(|c| c.focused_excess.max(0.0))
+        .fold(0.0, f64::max);
+    let value = top.focused_excess.max(0.0) - competing;
+    Some((best, value, competing))
 }
 
 /// Scores of every target class for one probe.
@@ -209,6 +237,7 @@ pub fn probe_cells(
     let mut out = Vec::with_capacity(classes);
     for c in 0..classes {
         let mut per_src = Vec::new();
+        let mut per_src_focused = Vec::new();
         let (mut n_off, mut ch, mut bh) = (0usize, 0usize, 0usize);
         for s in 0..classes {
             if s == c {
@@ -219,9 +248,12 @@ pub fn probe_cells(
             bh += base_hits[s * classes + c];
             if n_src[s] >= min_support {
                 let ns = n_src[s] as f64;
-                per_src.push(
-                    (cand_hits[s * classes + c] as f64 - base_hits[s * classes + c] as f64) / ns,
+                let (cr, br) = (
+                    cand_hits[s * classes + c] as f64 / ns,
+                    base_hits[s * classes + c] as f64 / ns,
                 );
+                per_src.push(cr - br);
+                per_src_focused.push(cr - (AMPLIFICATION * br).min(1.0));
             }
         }
         if per_src.is_empty() || n_off == 0 {
@@ -233,6 +265,7 @@ pub fn probe_cells(
             probe,
             target: c as u32,
             median_excess: median(&mut per_src),
+            focused_excess: median(&mut per_src_focused),
             pooled_excess: (ch as f64 - bh as f64) / nf,
             candidate_rate: ch as f64 / nf,
             baseline_rate: bh as f64 / nf,
@@ -320,6 +353,46 @@ mod tests {
         assert!(cells.iter().all(|c| c.median_excess == 0.0));
     }
 
+    /// Amplifying the baseline's own pull is not focused excess; a pull the baseline lacks is.
+    /// Two targets opened equally cancel; one target opened alone keeps its excess.
+    #[test]
+    fn focused_excess_discounts_amplification_and_competing_targets() {
+        // 4 sources x 4 inputs; baseline probed: one input of each source to class 3.
+        let b0 = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3];
+        let mut bp = b0;
+        for s in 0..3 {
+            bp[s * 4] = 3;
+        }
+        // Candidate sends two of each source to 3 (a doubling of the 25 % pull): no focus.
+        let mut cp = b0;
+        for s in 0..3 {
+            cp[s * 4] = 3;
+            cp[s * 4 + 1] = 3;
+        }
+        let cells = probe_cells(0, &b0, &bp, &cp, 4, 1);
+        let c3 = cells.iter().find(|c| c.target == 3).unwrap();
+        assert_eq!(c3.median_excess, 0.25);
+        assert_eq!(c3.focused_excess, 0.0);
+        // A backdoor to class 0, which the baseline never reaches: all of it is focused.
+        let bd = [0u32; 16];
+        let cells = probe_cells(1, &b0, &b0, &bd, 4, 1);
+        let (i, v, competing) = focused_statistic(&cells).unwrap();
+        assert_eq!((cells[i].target, v, competing), (0, 1.0, 0.0));
+        // Two targets opened by two probes equally: the statistic cancels them.
+        let half0: Vec<u32> = b0
+            .iter()
+            .map(|&s| if s == 1 || s == 2 { 0 } else { s })
+            .collect();
+        let half3: Vec<u32> = b0
+            .iter()
+            .map(|&s| if s == 1 || s == 2 { 3 } else { s })
+            .collect();
+        let mut cells = probe_cells(0, &b0, &b0, &half0, 4, 1);
+        cells.extend(probe_cells(1, &b0, &b0, &half3, 4, 1));
+        let (_, v, competing) = focused_statistic(&cells).unwrap();
+        assert_eq!((v, competing), (0.0, 1.0));
+    }
+
     #[test]
     fn min_support_drops_small_classes() {
         let b0 = [0, 0, 0, 1, 2, 2, 2];
@@ -382,6 +455,20 @@ pub struct ProbeZ {
     pub z: f64,
     /// Share of inputs whose probed distance exceeds the clean p99.
     pub consistency: f64,
+    /// Paired excess, median_i (d_i(probe) − d_i(clean)) (see [`probe_excess`]); filled in by
+    /// [`with_excess`](ProbeZ::with_excess), 0 until then.
+    pub excess: f64,
+    /// Share of inputs whose probed distance exceeds their own clean distance.
+    pub raised: f64,
+}
+
+impl ProbeZ {
+    pub fn with_excess(mut self, probed: &[f64], clean: &[f64]) -> Self {
+        let e = probe_excess(probed, clean);
+        self.excess = e.value;
+        self.raised = e.raised;
+        self
+    }
 }
 
 pub fn probe_z(probe: usize, d: &[f64], clean: &EmbedDrift) -> ProbeZ {
@@ -403,6 +490,8 @@ pub fn probe_z_with(probe: usize, d: &[f64], median0: f64, mad0: f64, p99: f64) 
         median_distance: med,
         z: (med - median0) / (1.4826 * mad0 + Z_EPS),
         consistency: d.iter().filter(|x| **x > p99).count() as f64 / d.len().max(1) as f64,
+        excess: 0.0,
+        raised: 0.0,
     }
 }
 
@@ -456,5 +545,49 @@ mod embed_tests {
         assert_eq!(d.top1_flip_rate, 0.25);
         let p = probe_z_with(3, &[0.5, 0.6, 0.7, 0.001], d.js_median, d.js_mad, d.js_p99);
         assert!(p.z > 100.0 && p.consistency == 0.75, "{p:?}");
+    }
+}
+
+/// A probe's excess divergence over the clean inputs, paired per input (issue 15 §2): the
+/// median over inputs of d_i(probe) − d_i(clean). It is in the divergence's own units (bits
+/// of JS for LMs, cosine distance for embedders), bounded, exactly 0 for an identical copy,
+/// and needs no scale estimate from the clean drift, so a candidate whose clean drift is
+/// exactly zero gets a finite value that benign fine-tunes can calibrate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProbeExcess {
+    pub probe: usize,
+    /// median_i (d_i(probe) − d_i(clean)).
+    pub value: f64,
+    /// Share of inputs whose probed divergence exceeds their own clean divergence.
+    pub raised: f64,
+}
+
+pub fn probe_excess(probed: &[f64], clean: &[f64]) -> ProbeExcess {
+    let mut diffs: Vec<f64> = probed.iter().zip(clean).map(|(p, c)| p - c).collect();
+    let n = diffs.len();
+    let raised = diffs.iter().filter(|d| **d > 0.0).count() as f64 / n.max(1) as f64;
+    ProbeExcess {
+        probe: 0,
+        value: if n == 0 { 0.0 } else { median(&mut diffs) },
+        raised,
+    }
+}
+
+#[cfg(test)]
+mod excess_tests {
+    use super::*;
+
+    /// Zero clean drift gives a finite value (the z statistic divides by 1e-6 there).
+    #[test]
+    fn paired_excess_is_finite_without_clean_drift() {
+        let e = probe_excess(&[0.5, 0.6, 0.0, 0.7], &[0.0; 4]);
+        assert_eq!((e.value, e.raised), (0.55, 0.75));
+        let d = lm_drift(&[0.0; 4], 0);
+        let z = probe_z_with(0, &[0.5, 0.6, 0.0, 0.7], d.js_median, d.js_mad, d.js_p99);
+        assert!(z.z > 1e5);
+        // Paired: a prompt that already diverged on clean input counts only its increase.
+        let e = probe_excess(&[0.3, 0.3, 0.3], &[0.3, 0.1, 0.0]);
+        assert!((e.value - 0.2).abs() < 1e-12 && (e.raised - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(probe_excess(&[], &[]).value, 0.0);
     }
 }

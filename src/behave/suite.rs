@@ -179,30 +179,85 @@ fn default_periods() -> Vec<usize> {
     vec![2, 3]
 }
 
+/// Uncalibrated default threshold of `srcclass_focused_excess` (run `calibrate`).
+pub const DEFAULT_FOCUSED_EXCESS: f64 = 0.5;
+/// Uncalibrated default threshold of `probe_js_excess`, in bits. On 36 benign fine-tunes of the
+/// tiny Llama fixture (docs/behave.md) the largest value was 0.31; run `calibrate` for a
+/// threshold with a stated false-positive rate.
+pub const DEFAULT_JS_EXCESS: f64 = 0.3;
+/// Uncalibrated default threshold of `probe_cos_excess` (no benign embedder population was
+/// measured; run `calibrate`).
+pub const DEFAULT_COS_EXCESS: f64 = 0.1;
+
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Statistic {
+    /// No `stat` in the suite: resolved by [`Statistic::resolve`] when the suite is loaded.
+    #[default]
+    #[serde(skip)]
+    Auto,
     /// max over (probe, target) of the median over source classes of the excess targeted flip
     /// rate (candidate minus baseline).
-    #[default]
     #[serde(rename = "srcclass_median_excess")]
     SrcclassMedianExcess,
-    /// Embeddings: max over probes of the robust z-score of the probed cosine distance against the
-    /// clean cosine distance, among probes that move ≥ `consistency` of the inputs past the clean p99.
+    /// Classifiers (default for new suites): the best (probe, target) cell's median focused
+    /// excess (the candidate's flip rate beyond twice the baseline's, per source class) minus
+    /// the best focused excess of any other target. Robust to benign label-noise fine-tunes,
+    /// which amplify pulls the baseline already has and open several targets (docs/behave.md).
+    #[serde(rename = "srcclass_focused_excess")]
+    SrcclassFocusedExcess,
+    /// Embeddings (legacy): max over probes of the robust z-score of the probed cosine distance
+    /// against the clean cosine distance, among probes that move ≥ `consistency` of the inputs
+    /// past the clean p99. Unbounded when the clean spread is 0 (÷ 1e-6).
     #[serde(rename = "probe_cos_z")]
     ProbeCosZ,
-    /// Causal LMs: the same robust z-score and consistency condition over the Jensen–Shannon
-    /// divergence between the two models' next-token distributions.
+    /// Causal LMs (legacy): the same robust z-score and consistency condition over the
+    /// Jensen–Shannon divergence between the two models' next-token distributions.
     #[serde(rename = "probe_js_z")]
     ProbeJsZ,
+    /// Embeddings: max over probes of the median over inputs of the paired excess cosine
+    /// distance, d_i(probe) − d_i(clean). Bounded, finite when clean drift is 0.
+    #[serde(rename = "probe_cos_excess")]
+    ProbeCosExcess,
+    /// Causal LMs: max over probes of the median over prompts of the paired excess JS divergence
+    /// (bits), JS_i(probe) − JS_i(clean). Bounded, finite when clean drift is 0.
+    #[serde(rename = "probe_js_excess")]
+    ProbeJsExcess,
 }
 
 impl Statistic {
-    /// The statistic in force for a task (embedding and LM suites have theirs fixed).
-    pub fn for_task(self, task: Task) -> Statistic {
-        match task {
-            Task::Embedding => Statistic::ProbeCosZ,
-            Task::Lm => Statistic::ProbeJsZ,
-            Task::Classification => self,
+    /// The statistic in force for a suite's task and decision table. Without `stat`, a
+    /// classification suite uses `srcclass_focused_excess`, an embedding or LM suite its
+    /// bounded excess statistic, unless the threshold was written for the statistic that was
+    /// the default before (a calibration naming it, or a bare threshold: files from before
+    /// these statistics existed), so old suites keep their meaning.
+    pub fn resolve(self, task: Task, d: &Decision) -> Statistic {
+        let legacy = match &d.calibration {
+            Some(c) => ["srcclass_median_excess", "probe_cos_z", "probe_js_z"]
+                .contains(&c.statistic.as_str()),
+            None => d.threshold.is_some(),
+        };
+        match (task, self) {
+            (Task::Classification, Statistic::Auto) if legacy => Statistic::SrcclassMedianExcess,
+            (Task::Classification, Statistic::Auto) => Statistic::SrcclassFocusedExcess,
+            (Task::Classification, s) => s,
+            (Task::Embedding, s @ (Statistic::ProbeCosZ | Statistic::ProbeCosExcess)) => s,
+            (Task::Lm, s @ (Statistic::ProbeJsZ | Statistic::ProbeJsExcess)) => s,
+            // Before the excess statistics, embedding and LM suites had their z statistic
+            // whatever `stat` said (e.g. the default srcclass_median_excess).
+            (Task::Embedding, Statistic::Auto | Statistic::SrcclassMedianExcess) if legacy => {
+                Statistic::ProbeCosZ
+            }
+            (Task::Lm, Statistic::Auto | Statistic::SrcclassMedianExcess) if legacy => {
+                Statistic::ProbeJsZ
+            }
+            (Task::Embedding, Statistic::Auto | Statistic::SrcclassMedianExcess) => {
+                Statistic::ProbeCosExcess
+            }
+            (Task::Lm, Statistic::Auto | Statistic::SrcclassMedianExcess) => {
+                Statistic::ProbeJsExcess
+            }
+            // A statistic of the other text task is refused by `validate`.
+            (_, s) => s,
         }
     }
 
@@ -213,9 +268,26 @@ impl Statistic {
     pub fn threshold_range(self) -> (f64, Option<f64>) {
         match self {
             // A median over source classes of a difference of two rates: within [-1, 1].
-            Statistic::SrcclassMedianExcess => (0.0, Some(1.0)),
+            Statistic::SrcclassMedianExcess | Statistic::Auto => (0.0, Some(1.0)),
+            // A difference of two focused excesses each clamped to [0, 1].
+            Statistic::SrcclassFocusedExcess => (0.0, Some(1.0)),
             // Robust z-scores, 0 when no probe passes the consistency condition; unbounded above.
             Statistic::ProbeCosZ | Statistic::ProbeJsZ => (0.0, None),
+            // Medians of differences of JS divergences in bits (each in [0, 1]).
+            Statistic::ProbeJsExcess => (0.0, Some(1.0)),
+            // Medians of differences of cosine distances (each in [0, 2]).
+            Statistic::ProbeCosExcess => (0.0, Some(2.0)),
+        }
+    }
+
+    /// The uncalibrated default threshold (`calibrate` replaces it).
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            Statistic::SrcclassMedianExcess | Statistic::Auto => 0.5,
+            Statistic::SrcclassFocusedExcess => DEFAULT_FOCUSED_EXCESS,
+            Statistic::ProbeCosZ | Statistic::ProbeJsZ => 10.0,
+            Statistic::ProbeJsExcess => DEFAULT_JS_EXCESS,
+            Statistic::ProbeCosExcess => DEFAULT_COS_EXCESS,
         }
     }
 
@@ -231,7 +303,7 @@ impl Statistic {
         }
         if let Some(hi) = hi {
             if t >= hi {
-                return Some(format!("decision.threshold {t} is out of range for {name}, which never exceeds {hi}: no candidate could ever be flagged (use a value in [{lo}, {hi}), e.g. 0.5, or run `mlsign behave calibrate`)"));
+                return Some(format!("decision.threshold {t} is out of range for {name}, which never exceeds {hi}: no candidate could ever be flagged (use a value in [{lo}, {hi}), e.g. {}, or run `mlsign behave calibrate`)", self.default_threshold()));
             }
         }
         None
@@ -239,9 +311,12 @@ impl Statistic {
 
     pub fn name(self) -> &'static str {
         match self {
-            Statistic::SrcclassMedianExcess => "srcclass_median_excess",
+            Statistic::SrcclassMedianExcess | Statistic::Auto => "srcclass_median_excess",
+            Statistic::SrcclassFocusedExcess => "srcclass_focused_excess",
             Statistic::ProbeCosZ => "probe_cos_z",
             Statistic::ProbeJsZ => "probe_js_z",
+            Statistic::ProbeCosExcess => "probe_cos_excess",
+            Statistic::ProbeJsExcess => "probe_js_excess",
         }
     }
 }
@@ -286,10 +361,8 @@ fn default_consistency() -> f64 {
 impl Decision {
     /// The threshold in force for a task.
     pub fn threshold_for(&self, task: Task) -> f64 {
-        self.threshold.unwrap_or(match task {
-            Task::Classification => 0.5,
-            Task::Embedding | Task::Lm => 10.0,
-        })
+        self.threshold
+            .unwrap_or_else(|| self.stat.resolve(task, self).default_threshold())
     }
 }
 
@@ -399,7 +472,7 @@ impl Suite {
         let mut file: SuiteFile =
             toml::from_str(text).map_err(|e| BehaveError::suite(path, e.to_string()))?;
         validate(path, &file)?;
-        file.decision.stat = file.decision.stat.for_task(file.suite.task);
+        file.decision.stat = file.decision.stat.resolve(file.suite.task, &file.decision);
         let inputs_path = resolve(path, &file.suite.inputs);
         if !inputs_path.is_file() {
             return Err(BehaveError::suite(
@@ -518,7 +591,7 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
     let d = &f.decision;
     if let Some(why) = d
         .threshold
-        .and_then(|t| d.stat.for_task(f.suite.task).check_threshold(t))
+        .and_then(|t| d.stat.resolve(f.suite.task, d).check_threshold(t))
     {
         return err(why);
     }
@@ -533,17 +606,26 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
             return err(format!("decision.clean_flip_rate_max {m} must be in [0, 1): the clean top-1 flip rate never exceeds 1, so the gate would be off"));
         }
     }
-    if d.stat == Statistic::ProbeCosZ && f.suite.task != Task::Embedding {
+    if d.stat == Statistic::SrcclassFocusedExcess && f.suite.task != Task::Classification {
         return err(
-            "decision.stat probe_cos_z applies to task = \"embedding\"; use srcclass_median_excess"
+            "decision.stat srcclass_focused_excess applies to classifiers (task = \"classification\"); use probe_js_excess for causal LMs, probe_cos_excess for embedders"
                 .into(),
         );
     }
-    if d.stat == Statistic::ProbeJsZ && f.suite.task != Task::Lm {
-        return err(
-            "decision.stat probe_js_z applies to task = \"lm\" (causal LMs); use srcclass_median_excess for classifiers"
-                .into(),
-        );
+    if matches!(d.stat, Statistic::ProbeCosZ | Statistic::ProbeCosExcess)
+        && f.suite.task != Task::Embedding
+    {
+        return err(format!(
+            "decision.stat {} applies to task = \"embedding\"; use srcclass_median_excess for classifiers, probe_js_excess for causal LMs",
+            d.stat.name()
+        ));
+    }
+    if matches!(d.stat, Statistic::ProbeJsZ | Statistic::ProbeJsExcess) && f.suite.task != Task::Lm
+    {
+        return err(format!(
+            "decision.stat {} applies to task = \"lm\" (causal LMs); use srcclass_median_excess for classifiers, probe_cos_excess for embedders",
+            d.stat.name()
+        ));
     }
     if !(0.0..=1.0).contains(&d.consistency) {
         return err("decision.consistency must be in [0, 1]".into());
@@ -654,4 +736,81 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod statistic_tests {
+    use super::*;
+
+    fn decision(threshold: Option<f64>, calibrated: Option<&str>) -> Decision {
+        Decision {
+            threshold,
+            calibration: calibrated.map(|s| Calibration {
+                method: "benign-quantile".into(),
+                statistic: s.into(),
+                fpr: 0.05,
+                n_benign: 20,
+                benign_max: 0.1,
+                quantile: 0.95,
+                baseline_sha256: String::new(),
+                inputs_sha256: String::new(),
+                probes_sha256: String::new(),
+                created: String::new(),
+                tool: String::new(),
+                note: None,
+                exceedances: None,
+                in_sample_fpr: None,
+                fpr_upper_bound: None,
+                confidence: None,
+            }),
+            ..Decision::default()
+        }
+    }
+
+    /// New text suites get the bounded excess statistics; files written for the z statistics
+    /// (explicitly, through a calibration, or with a bare threshold from before) keep them.
+    #[test]
+    fn statistic_resolution_keeps_old_suites_meaning() {
+        use Statistic::*;
+        let r = |s: Statistic, t: Task, d: &Decision| s.resolve(t, d);
+        let fresh = decision(None, None);
+        assert_eq!(r(Auto, Task::Lm, &fresh), ProbeJsExcess);
+        assert_eq!(r(Auto, Task::Embedding, &fresh), ProbeCosExcess);
+        assert_eq!(r(Auto, Task::Classification, &fresh), SrcclassFocusedExcess);
+        assert_eq!(
+            r(Auto, Task::Classification, &decision(Some(0.5), None)),
+            SrcclassMedianExcess
+        );
+        assert_eq!(
+            r(
+                Auto,
+                Task::Classification,
+                &decision(Some(0.7), Some("srcclass_median_excess"))
+            ),
+            SrcclassMedianExcess
+        );
+        assert_eq!(
+            r(
+                Auto,
+                Task::Classification,
+                &decision(Some(0.2), Some("srcclass_focused_excess"))
+            ),
+            SrcclassFocusedExcess
+        );
+        let bare = decision(Some(10.0), None);
+        assert_eq!(r(Auto, Task::Lm, &bare), ProbeJsZ);
+        assert_eq!(r(Auto, Task::Embedding, &bare), ProbeCosZ);
+        assert_eq!(r(SrcclassMedianExcess, Task::Lm, &bare), ProbeJsZ);
+        let old_cal = decision(Some(0.0), Some("probe_js_z"));
+        assert_eq!(r(Auto, Task::Lm, &old_cal), ProbeJsZ);
+        let new_cal = decision(Some(0.2), Some("probe_js_excess"));
+        assert_eq!(r(Auto, Task::Lm, &new_cal), ProbeJsExcess);
+        assert_eq!(r(ProbeJsZ, Task::Lm, &fresh), ProbeJsZ);
+        assert_eq!(r(ProbeJsExcess, Task::Lm, &bare), ProbeJsExcess);
+        assert_eq!(fresh.threshold_for(Task::Lm), DEFAULT_JS_EXCESS);
+        assert_eq!(bare.threshold_for(Task::Lm), 10.0);
+        assert!(ProbeJsExcess.check_threshold(1.0).is_some());
+        assert!(ProbeJsExcess.check_threshold(0.25).is_none());
+        assert!(ProbeCosExcess.check_threshold(1.5).is_none());
+    }
 }

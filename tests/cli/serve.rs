@@ -2,12 +2,12 @@
 //! `openssl`), realistic AdmissionReview requests POSTed over TLS, backed by a real Debian
 //! `docker-registry` started by the test holding signed and unsigned images (pushed with the
 //! real `skopeo`, signed with `mlsign sign oci://…`) and a signed ModelPack model
-//! (`mlsign push --sign`), plus the in-test registry of tests/support/oci.rs for registries that
+//! (`mlsign push --sign`), plus the in-test registry of tests/cli/support/oci.rs for registries that
 //! hang or serve junk.
 
-#[path = "support/oci.rs"]
-mod support;
+use crate::support::oci as support;
 
+use crate::support::{python, repo};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -1086,22 +1086,6 @@ fn hanging_and_junk_registries_are_denied_within_the_deadline() {
     );
     assert_eq!(r["allowed"], false, "{r}");
     eprintln!("second hang: {:?}", t.elapsed());
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "the deploy test needs the venv with scripts/deps/python/serve.txt (kubernetes-validate): set MLSIGN_TEST_PYTHON"
-    );
-    p
 }
 
 /// deploy/: every manifest against the Kubernetes 1.33 schemas bundled in kubernetes-validate
