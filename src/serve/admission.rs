@@ -710,6 +710,28 @@ mod tests {
         }
     }
 
+    /// A request as kube-apiserver 1.33 sends it for a Pod created by a ReplicaSet (fields the
+    /// API server fills in: managedFields, ownerReferences, a null creationTimestamp,
+    /// requestKind, options): kube-core's typed reading must accept it.
+    #[test]
+    fn reads_a_full_api_server_request() {
+        let body = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"requestKind":{"group":"","version":"v1","kind":"Pod"},"requestResource":{"group":"","version":"v1","resource":"pods"},"name":"","namespace":"ml","operation":"CREATE","userInfo":{"username":"system:serviceaccount:kube-system:replicaset-controller","uid":"2b1e5d2a","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=abc"]}},"object":{"kind":"Pod","apiVersion":"v1","metadata":{"generateName":"bert-5d9c7b8f4-","namespace":"ml","creationTimestamp":null,"labels":{"app":"bert","pod-template-hash":"5d9c7b8f4"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"bert-5d9c7b8f4","uid":"a1b2","controller":true,"blockOwnerDeletion":true}],"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2025-06-01T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:generateName":{}}}}]},"spec":{"volumes":[{"name":"weights","image":{"reference":"ghcr.io/acme/bert:v1","pullPolicy":"IfNotPresent"}},{"name":"kube-api-access-x","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}}],"defaultMode":420}}],"containers":[{"name":"app","image":"ghcr.io/acme/app@sha256:0000000000000000000000000000000000000000000000000000000000000000","resources":{"limits":{"cpu":"1","memory":"2Gi"}},"volumeMounts":[{"name":"weights","mountPath":"/models"}],"imagePullPolicy":"IfNotPresent"}],"restartPolicy":"Always","serviceAccountName":"default","priority":0},"status":{}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"kube-controller-manager"}}}"#;
+        let r = parse_review(body.as_bytes()).unwrap();
+        assert_eq!(r.uid(), "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!((r.gvk().kind.as_str(), r.operation()), ("Pod", "CREATE"));
+        assert!(r.old_object().is_null() && !r.dry_run());
+        let images = extract_images(WorkloadKind::Pod, r.object()).unwrap();
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[1].image, "ghcr.io/acme/bert:v1");
+        // The same body with a duplicate key deep inside the object: refused before kube-core
+        // (whose derive would keep one of the two) reads it.
+        let dup = body.replacen(r#""name":"app","#, r#""name":"app","image":"evil/x:1","#, 1);
+        assert!(matches!(
+            parse_review(dup.as_bytes()),
+            Err(ReviewError::NoUid(_))
+        ));
+    }
+
     #[test]
     fn response_shape() {
         let u = ImageUse {
