@@ -9,19 +9,21 @@
 # joblib.dump of a 256 MiB array compressed with zlib (decompresses past the 192 MiB in-memory
 # limit), and the 1 GiB torch checkpoint of scripts/scan-compare.py. These are streamed into the VM
 # through a bounded window (src/scan/pickle/input.rs) and report throughput (MB/s) too.
-# Usage: scripts/scan-pickle-rss.sh [--large] [MLSIGN_BINARY...]   (default target/debug/mlsign)
+# Usage: scripts/scan-pickle-rss.sh [--large|--only-large] [MLSIGN_BINARY...]
+#   (default binary target/debug/mlsign; --only-large skips the 48 MiB floods)
 # Needs python3 and /usr/bin/time (GNU time); --large needs numpy and joblib in $PYTHON (default
 # .venv/bin/python, else python3). Prints one line per input and binary: verdict, seconds, MB/s,
 # peak RSS; fails when the first binary peaks at 256 MiB or more on any input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-large=""
+large=""; floods=1
 if [ "${1:-}" = "--large" ]; then large=1; shift; fi
+if [ "${1:-}" = "--only-large" ]; then large=1; floods=""; shift; fi
 bins=("$@")
 [ ${#bins[@]} -gt 0 ] || bins=(target/debug/mlsign)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-python3 - "$dir" <<'PY'
+[ -z "$floods" ] || python3 - "$dir" <<'PY'
 import struct, sys, zlib
 d = sys.argv[1]
 N = 48 << 20

@@ -56,7 +56,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(scan.end <= data.len());
+    let (findings, end) = (scan.findings.clone(), scan.end);
     drop(scan);
+    // The replay reads its bytes through a window (files and payloads are streamed): reading
+    // them a few bytes at a time must find exactly the same things at the same offsets.
+    let windowed = pickle::with_window(7, || {
+        pickle::scan_streams(data, 0, &Ctx::default(), &policy, None)
+    });
+    assert!(
+        windowed.findings == findings && windowed.end == end,
+        "findings depend on the read window"
+    );
+    drop(windowed);
 
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);

@@ -238,6 +238,18 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// The bytes already readable from `pos` without reading more (empty when none are).
+    #[inline]
+    pub fn buffered(&self, pos: usize) -> &[u8] {
+        match &self.kind {
+            Kind::Slice(d) => d.get(pos..).unwrap_or(&[]),
+            Kind::Stream { buf, start, .. } => pos
+                .checked_sub(*start)
+                .and_then(|o| buf.get(o..))
+                .unwrap_or(&[]),
+        }
+    }
+
     /// Whether a byte exists at `pos`.
     pub fn has(&mut self, pos: usize) -> bool {
         self.fill(pos, 1) == 1

@@ -477,12 +477,24 @@ impl Reader<'_, '_> {
         self.pos += n;
         Ok(())
     }
+    #[inline]
     fn arr<const N: usize>(&mut self) -> Result<[u8; N], Fail> {
+        // Fast path: the bytes are buffered and the argument does not cross a FRAME end.
+        let abs = self.abs();
+        if !(self.pos < self.frame_end && N > self.frame_end - self.pos) {
+            if let Some(b) = self.inp.buffered(abs).get(..N) {
+                let mut a = [0u8; N];
+                a.copy_from_slice(b);
+                self.pos += N;
+                return Ok(a);
+            }
+        }
         let b = self.take(N)?;
         let mut a = [0u8; N];
         a.copy_from_slice(b);
         Ok(a)
     }
+    #[inline]
     fn byte(&mut self) -> Result<u8, Fail> {
         Ok(self.arr::<1>()?[0])
     }
@@ -1130,8 +1142,8 @@ impl Vm<'_, '_, '_> {
         }
         let byte = self
             .r
-            .take(1)
-            .map_err(|_| Fail("pickle data was truncated (no STOP opcode)".into()))?[0];
+            .byte()
+            .map_err(|_| Fail("pickle data was truncated (no STOP opcode)".into()))?;
         let op = lookup(byte).ok_or_else(|| Fail(format!("invalid opcode 0x{byte:02x}")))?;
         // The value on top before this opcode, to see a call result being thrown away.
         let pending = self.last_call.take();
