@@ -156,7 +156,8 @@ mod tests {
         let e = crate::attest::statement::parse_model_statement(
             br#"{"_type":"https://in-toto.io/Statement/v1","_type":"x"}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("duplicate key"), "{e}");
         let e = crate::attest::bundle::Bundle::parse(
             br#"{"mediaType":"a","mediaType":"b"}"#,

@@ -70,7 +70,8 @@ pub fn verify_partition(
             ),
         ));
     }
-    let signed = parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why))?;
+    let signed =
+        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
     let mut config = signed.config.clone();
     config.allow_symlinks |= opts.allow_symlinks;
     config.threads = opts.threads;
@@ -148,7 +149,8 @@ pub fn merge_results(
 ) -> Result<VerifyOutcome, Error> {
     let b = Bundle::read(bundle_path)?;
     let vp = verify_bundle_with(&b, bundle_path, trust, legacy_pae)?;
-    let signed = parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why))?;
+    let signed =
+        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
     let bad = |p: &Path, why: String| Error::MalformedBundle {
         path: p.into(),
         why,

@@ -189,68 +189,119 @@ pub struct SignedManifest {
     pub root_digest: String,
 }
 
-fn get<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Value, String> {
-    v.get(key).ok_or_else(|| format!("{at}: missing \"{key}\""))
+/// Why a signed payload is not an acceptable model statement. Every one is a reason to reject
+/// the signature: the payload is what was signed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    #[error("signed payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("{at}: missing \"{key}\"")]
+    Missing { at: String, key: String },
+    #[error("{at}.{key}: expected a string")]
+    NotString { at: String, key: String },
+    #[error("{at}: expected {what}")]
+    Expected {
+        at: &'static str,
+        what: &'static str,
+    },
+    #[error("statement _type is {0:?}, expected {STATEMENT_TYPE:?}")]
+    StatementType(String),
+    #[error("predicateType {0:?} is not a model signature (expected {PREDICATE_V1:?})")]
+    NotModelSignature(String),
+    #[error("expected exactly one subject, found {0}")]
+    SubjectCount(usize),
+    #[error("serialization.hash_type {0:?} is not supported")]
+    HashType(String),
+    #[error("serialization.method {0:?} is not supported")]
+    Method(String),
+    #[error("serialization.shard_size {0} is not a positive integer")]
+    ShardSize(String),
+    #[error("{at}: algorithm {found:?} disagrees with the serialization ({expected:?})")]
+    Algorithm {
+        at: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{at}: digest is not hex")]
+    DigestNotHex { at: String },
+    #[error("{at}: digest has {got} bytes, expected {want}")]
+    DigestLength { at: String, got: usize, want: usize },
+    #[error("{at}: shard name {name:?} is not PATH:START:END")]
+    ShardName { at: String, name: String },
+    #[error("manifest is inconsistent: subject digest is {subject}, but the resources hash to {computed}")]
+    RootMismatch { subject: String, computed: String },
+    #[error(transparent)]
+    ResourceName(crate::digest::Error),
+    #[error("manifest lists {0:?} twice")]
+    Duplicate(String),
 }
 
-fn get_str<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a str, String> {
+fn get<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Value, StatementError> {
+    v.get(key).ok_or_else(|| StatementError::Missing {
+        at: at.into(),
+        key: key.into(),
+    })
+}
+
+fn get_str<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a str, StatementError> {
     get(v, key, at)?
         .as_str()
-        .ok_or_else(|| format!("{at}.{key}: expected a string"))
+        .ok_or_else(|| StatementError::NotString {
+            at: at.into(),
+            key: key.into(),
+        })
 }
 
-fn parse_hex(s: &str, len: usize, at: &str) -> Result<Vec<u8>, String> {
-    let d = hex::decode(s).map_err(|_| format!("{at}: digest is not hex"))?;
+fn expected(at: &'static str, what: &'static str) -> StatementError {
+    StatementError::Expected { at, what }
+}
+
+fn parse_hex(s: &str, len: usize, at: &str) -> Result<Vec<u8>, StatementError> {
+    let d = hex::decode(s).map_err(|_| StatementError::DigestNotHex { at: at.into() })?;
     if d.len() != len {
-        return Err(format!(
-            "{at}: digest has {} bytes, expected {len}",
-            d.len()
-        ));
+        return Err(StatementError::DigestLength {
+            at: at.into(),
+            got: d.len(),
+            want: len,
+        });
     }
     Ok(d)
 }
 
 /// Parse the signed payload of a model signature (predicate v1.0 or legacy v0.1). Every error is
 /// a reason to reject the signature: the payload is what was signed.
-pub fn parse_model_statement(payload: &[u8]) -> Result<SignedManifest, String> {
+pub fn parse_model_statement(payload: &[u8]) -> Result<SignedManifest, StatementError> {
     let v: Value = crate::json::value_from_slice(payload)
-        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
+        .map_err(|e| StatementError::NotJson(e.to_string()))?;
     let t = get_str(&v, "_type", "statement")?;
     if t != STATEMENT_TYPE {
-        return Err(format!(
-            "statement _type is {t:?}, expected {STATEMENT_TYPE:?}"
-        ));
+        return Err(StatementError::StatementType(t.into()));
     }
     let pt = get_str(&v, "predicateType", "statement")?;
     let subjects = get(&v, "subject", "statement")?
         .as_array()
-        .ok_or("statement.subject: expected an array")?;
+        .ok_or(expected("statement.subject", "an array"))?;
     match pt {
         PREDICATE_V1 => parse_v1(&v, subjects),
         PREDICATE_V01 => parse_v01(subjects),
-        other => Err(format!(
-            "predicateType {other:?} is not a model signature (expected {PREDICATE_V1:?})"
-        )),
+        other => Err(StatementError::NotModelSignature(other.into())),
     }
 }
 
-fn check_names(resources: &[Resource]) -> Result<(), String> {
+fn check_names(resources: &[Resource]) -> Result<(), StatementError> {
     let mut seen = HashSet::new();
     for r in resources {
-        check_resource_name(r.path()).map_err(|e| e.to_string())?;
+        check_resource_name(r.path()).map_err(StatementError::ResourceName)?;
         if !seen.insert(r.name.as_str()) {
-            return Err(format!("manifest lists {:?} twice", r.name));
+            return Err(StatementError::Duplicate(r.name.clone()));
         }
     }
     Ok(())
 }
 
-fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
+fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, StatementError> {
     if subjects.len() != 1 {
-        return Err(format!(
-            "expected exactly one subject, found {}",
-            subjects.len()
-        ));
+        return Err(StatementError::SubjectCount(subjects.len()));
     }
     let subj = &subjects[0];
     let subject_name = subj
@@ -273,12 +324,12 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
     let method = get_str(ser, "method", "serialization")?;
     let hash_type = get_str(ser, "hash_type", "serialization")?;
     let algorithm = HashAlgorithm::from_name(hash_type)
-        .ok_or_else(|| format!("serialization.hash_type {hash_type:?} is not supported"))?;
+        .ok_or_else(|| StatementError::HashType(hash_type.into()))?;
     let allow_symlinks = match ser.get("allow_symlinks") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) if s == "false" || s == "true" => s == "true",
-        Some(_) => return Err("serialization.allow_symlinks: expected a boolean".into()),
+        Some(_) => return Err(expected("serialization.allow_symlinks", "a boolean")),
     };
     let method = match method {
         "files" => Method::Files,
@@ -292,20 +343,20 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
                         .map(|f| f as u64)
                 })
                 .filter(|s| *s > 0)
-                .ok_or_else(|| format!("serialization.shard_size {n} is not a positive integer"))?;
+                .ok_or_else(|| StatementError::ShardSize(n.to_string()))?;
             Method::Shards { shard_size: size }
         }
-        other => return Err(format!("serialization.method {other:?} is not supported")),
+        other => return Err(StatementError::Method(other.into())),
     };
     let mut ignore_paths = Vec::new();
     if let Some(ig) = ser.get("ignore_paths") {
         for p in ig
             .as_array()
-            .ok_or("serialization.ignore_paths: expected an array")?
+            .ok_or(expected("serialization.ignore_paths", "an array"))?
         {
             let p = p
                 .as_str()
-                .ok_or("serialization.ignore_paths: expected strings")?;
+                .ok_or(expected("serialization.ignore_paths", "strings"))?;
             ignore_paths.push(p.trim_end_matches('/').to_string());
         }
     }
@@ -316,7 +367,7 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
     let mut resources = Vec::new();
     for (i, r) in get(pred, "resources", "predicate")?
         .as_array()
-        .ok_or("predicate.resources: expected an array")?
+        .ok_or(expected("predicate.resources", "an array"))?
         .iter()
         .enumerate()
     {
@@ -324,9 +375,11 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
         let name = get_str(r, "name", &at)?.to_string();
         let alg = get_str(r, "algorithm", &at)?;
         if alg != expect_alg {
-            return Err(format!(
-                "{at}: algorithm {alg:?} disagrees with the serialization ({expect_alg:?})"
-            ));
+            return Err(StatementError::Algorithm {
+                at,
+                found: alg.into(),
+                expected: expect_alg,
+            });
         }
         let digest = parse_hex(get_str(r, "digest", &at)?, algorithm.digest_len(), &at)?;
         let res = Resource {
@@ -337,12 +390,7 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
         if matches!(method, Method::Shards { .. }) {
             match res.shard() {
                 Some((_, s, e)) if e > s => {}
-                _ => {
-                    return Err(format!(
-                        "{at}: shard name {:?} is not PATH:START:END",
-                        res.name
-                    ))
-                }
+                _ => return Err(StatementError::ShardName { at, name: res.name }),
             }
         }
         resources.push(res);
@@ -350,9 +398,10 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
     // The subject digest covers the resources in the order they were signed.
     let computed = hex::encode(digest::manifest_root(&resources));
     if computed != root {
-        return Err(format!(
-            "manifest is inconsistent: subject digest is {root}, but the resources hash to {computed}"
-        ));
+        return Err(StatementError::RootMismatch {
+            subject: root,
+            computed,
+        });
     }
     check_names(&resources)?;
     Ok(SignedManifest {
@@ -371,7 +420,7 @@ fn parse_v1(v: &Value, subjects: &[Value]) -> Result<SignedManifest, String> {
     })
 }
 
-fn parse_v01(subjects: &[Value]) -> Result<SignedManifest, String> {
+fn parse_v01(subjects: &[Value]) -> Result<SignedManifest, StatementError> {
     let mut resources = Vec::new();
     for (i, s) in subjects.iter().enumerate() {
         let at = format!("subject[{i}]");
@@ -525,13 +574,105 @@ mod tests {
             digest: vec![1; 32],
         }]);
         let p = model_statement("m", SubjectKind::Model, &evil, &cfg);
-        assert!(parse_model_statement(&p).unwrap_err().contains(".."));
+        let e = parse_model_statement(&p).unwrap_err();
+        assert!(matches!(e, StatementError::ResourceName(_)), "{e:?}");
+        assert!(e.to_string().contains(".."), "{e}");
         let (m, cfg) = sample();
         let p = String::from_utf8(model_statement("m", SubjectKind::Model, &m, &cfg)).unwrap();
         let tampered = p.replace(&"01".repeat(32), &"03".repeat(32));
-        assert!(parse_model_statement(tampered.as_bytes())
-            .unwrap_err()
-            .contains("inconsistent"));
+        let e = parse_model_statement(tampered.as_bytes()).unwrap_err();
+        assert!(matches!(e, StatementError::RootMismatch { .. }), "{e:?}");
+        assert!(e.to_string().contains("inconsistent"), "{e}");
+    }
+
+    #[test]
+    fn each_way_a_payload_is_wrong_has_its_variant() {
+        use StatementError as E;
+        let v1 = |subject: &str, ser: &str, resources: &str| {
+            format!(
+                r#"{{"_type":"{STATEMENT_TYPE}","subject":{subject},"predicateType":"{PREDICATE_V1}",
+                "predicate":{{"serialization":{ser},"resources":{resources}}}}}"#
+            )
+        };
+        let one = r#"[{"name":"m","digest":{"sha256":"00"}}]"#;
+        let files = r#"{"method":"files","hash_type":"sha256"}"#;
+        let cases: Vec<(String, fn(&E) -> bool)> = vec![
+            ("{".into(), |e| matches!(e, E::NotJson(_))),
+            (r#"{"_type":"x"}"#.into(), |e| {
+                matches!(e, E::StatementType(_))
+            }),
+            (format!(r#"{{"_type":"{STATEMENT_TYPE}"}}"#), |e| {
+                matches!(e, E::Missing { .. })
+            }),
+            (
+                format!(r#"{{"_type":"{STATEMENT_TYPE}","predicateType":"p","subject":{{}}}}"#),
+                |e| matches!(e, E::Expected { .. }),
+            ),
+            (
+                format!(r#"{{"_type":"{STATEMENT_TYPE}","predicateType":"p","subject":[]}}"#),
+                |e| matches!(e, E::NotModelSignature(_)),
+            ),
+            (v1("[]", files, "[]"), |e| matches!(e, E::SubjectCount(0))),
+            (
+                v1(one, r#"{"method":"files","hash_type":"md5"}"#, "[]"),
+                |e| matches!(e, E::HashType(_)),
+            ),
+            (
+                v1(one, r#"{"method":"tar","hash_type":"sha256"}"#, "[]"),
+                |e| matches!(e, E::Method(_)),
+            ),
+            (
+                v1(
+                    one,
+                    r#"{"method":"shards","hash_type":"sha256","shard_size":1.5}"#,
+                    "[]",
+                ),
+                |e| matches!(e, E::ShardSize(_)),
+            ),
+            (
+                v1(
+                    one,
+                    files,
+                    r#"[{"name":"a","algorithm":"blake3","digest":"00"}]"#,
+                ),
+                |e| matches!(e, E::Algorithm { .. }),
+            ),
+            (
+                v1(
+                    one,
+                    files,
+                    r#"[{"name":"a","algorithm":"sha256","digest":"zz"}]"#,
+                ),
+                |e| matches!(e, E::DigestNotHex { .. }),
+            ),
+            (
+                v1(
+                    one,
+                    files,
+                    r#"[{"name":"a","algorithm":"sha256","digest":"00"}]"#,
+                ),
+                |e| {
+                    matches!(
+                        e,
+                        E::DigestLength {
+                            got: 1,
+                            want: 32,
+                            ..
+                        }
+                    )
+                },
+            ),
+            (v1(one, files, r#"[{"name":1}]"#), |e| {
+                matches!(e, E::NotString { .. })
+            }),
+            (v1(one, files, "[]"), |e| {
+                matches!(e, E::RootMismatch { .. })
+            }),
+        ];
+        for (payload, is) in cases {
+            let e = parse_model_statement(payload.as_bytes()).unwrap_err();
+            assert!(is(&e), "{payload}: {e:?}");
+        }
     }
 
     #[test]

@@ -372,7 +372,8 @@ pub fn verify_model(
             ),
         ));
     }
-    let signed = parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why))?;
+    let signed =
+        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
     let mut config = signed.config.clone();
     config.allow_symlinks |= opts.allow_symlinks;
     config.threads = opts.threads;

@@ -798,7 +798,10 @@ impl Cx<'_> {
             let signed = match statement::parse_model_statement(&vp.payload) {
                 Ok(s) => s,
                 Err(why) => {
-                    findings.push(at(Finding::new("SIG008", Severity::Critical, why), &bp));
+                    findings.push(at(
+                        Finding::new("SIG008", Severity::Critical, why.to_string()),
+                        &bp,
+                    ));
                     continue;
                 }
             };

@@ -351,7 +351,7 @@ fn bundle_candidate(
         }
         let signed = match parse_model_statement(&vp.payload) {
             Ok(s) => s,
-            Err(why) => return Ok(c.reject("SIG008", why)),
+            Err(why) => return Ok(c.reject("SIG008", why.to_string())),
         };
         let Some(map) = file_map else {
             return Ok(c.reject(
