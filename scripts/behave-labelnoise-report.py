@@ -62,6 +62,11 @@ def main():
             print(f"| {name} | {t:.3f} | {auroc(v(neg), v(pos)):.3f} | {auroc(v(neg), v(strong)):.3f} | "
                   f"{auroc(v(ln), v(strong)):.3f} | {above(neg)}/{len(neg)} | {above(ln)}/{len(ln)} | "
                   f"{above(pos)}/{len(pos)} | {above(strong)}/{len(strong)} |")
+        for name, k in stats:
+            if strong and ln:
+                w = min(r[k] for r in strong)
+                print(f"\n{name}: weakest ASR ≥ 0.8 backdoor {w:.3f}; label-noise negatives at or above it: "
+                      f"{sum(r[k] >= w for r in ln)}/{len(ln)}")
         print("\n| kind | n | before: median / max | after: median / max | competing target, median |")
         print("|---|---|---|---|---|")
         for kind in ("plain", "shift", "labelnoise", "backdoor"):
