@@ -172,8 +172,19 @@ pub fn human(r: &BehaveReport) -> String {
     if let Some(c) = &r.companions {
         let _ = writeln!(
             s,
-            "  companions pooled excess max {:.3}, probe JS excess max {:.4}",
-            c.pooled_excess_max, c.probe_js_excess_max
+            "  companions pooled excess max {:.3}, probe JS excess max {:.4}{}",
+            c.pooled_excess_max,
+            c.probe_js_excess_max,
+            match (
+                c.srcclass_median_excess,
+                c.srcclass_focused_excess,
+                c.competing_target_excess,
+            ) {
+                (Some(m), Some(f), Some(o)) => format!(
+                    ", srcclass_median_excess {m:.3}, srcclass_focused_excess {f:.3} (best other target {o:.3})"
+                ),
+                _ => String::new(),
+            }
         );
     }
     if r.top_candidates.is_empty() {

@@ -774,21 +774,34 @@ impl Prepared {
             unreachable!("distribution cache")
         };
         let (n, v) = (self.suite.n, *dim);
+        // Rows hold the distributions at the last `k` positions of each prompt; a prompt's
+        // divergence is their mean JS, its top-1 flip is read at the last position.
+        let k = self.suite.file.suite.lm_positions.max(1);
+        let vocab = v / k;
+        let js_rows = |b: &[f32], c: &[f32]| -> f64 {
+            b.chunks_exact(vocab)
+                .zip(c.chunks_exact(vocab))
+                .map(|(x, y)| stats::js(x, y))
+                .sum::<f64>()
+                / k as f64
+        };
         let mut d_clean = vec![0f64; n];
         let mut flips = 0usize;
         self.candidate_rows(model, false, progress, fwd, |r, row| {
             let b = &base_clean[r * v..(r + 1) * v];
-            d_clean[r] = stats::js(b, row);
-            flips += usize::from(stats::argmax(b) != stats::argmax(row));
+            d_clean[r] = js_rows(b, row);
+            flips +=
+                usize::from(stats::argmax(&b[v - vocab..]) != stats::argmax(&row[v - vocab..]));
         })?;
         let clean = stats::lm_drift(&d_clean, flips);
         let np = self.probes.len();
         let mut d_probe = vec![0f64; np * n];
-        // Per probe, the sum over prompts of candidate minus baseline probability per token.
+        // Per probe, the sum over prompts of candidate minus baseline probability per token
+        // (and position).
         let mut rise = vec![0f32; np * v];
         self.candidate_rows(model, true, progress, fwd, |r, row| {
             let b = &probed[r * v..(r + 1) * v];
-            d_probe[r] = stats::js(b, row);
+            d_probe[r] = js_rows(b, row);
             let acc = &mut rise[(r / n) * v..(r / n + 1) * v];
             for ((a, c), b) in acc.iter_mut().zip(row).zip(b) {
                 *a += c - b;
@@ -807,12 +820,14 @@ impl Prepared {
             .take(self.suite.file.decision.report_top)
             .map(|z| {
                 let acc = &rise[z.probe * v..(z.probe + 1) * v];
-                let tok = stats::argmax(acc);
+                // Index into the k·V row: the token (and the position where it rises most).
+                let at = stats::argmax(acc);
+                let tok = at % vocab as u32;
                 let base_mean = (0..n)
-                    .map(|i| probed[(z.probe * n + i) * v + tok as usize] as f64)
+                    .map(|i| probed[(z.probe * n + i) * v + at as usize] as f64)
                     .sum::<f64>()
                     / n as f64;
-                let inc = acc[tok as usize] as f64 / n as f64;
+                let inc = acc[at as usize] as f64 / n as f64;
                 TriggerCandidate {
                     probe: self.probes[z.probe].label.clone(),
                     probe_index: z.probe,

@@ -44,7 +44,19 @@ pub struct SuiteSection {
     /// (ignored for single-output graphs).
     #[serde(default)]
     pub model_output: Option<String>,
+    /// Causal LMs: compare the next-token distributions at the last `lm_positions` positions of
+    /// each prompt (teacher-forced on the prompt's own tokens), not only the last; the
+    /// per-prompt divergence is their mean. Costs one forward pass per position.
+    #[serde(default = "default_lm_positions")]
+    pub lm_positions: usize,
 }
+
+fn default_lm_positions() -> usize {
+    1
+}
+
+/// Most positions a suite may compare per prompt (each costs a forward pass).
+pub const MAX_LM_POSITIONS: usize = 32;
 
 fn default_x() -> String {
     "x".into()
@@ -605,6 +617,15 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
         if !(0.0..1.0).contains(&m) {
             return err(format!("decision.clean_flip_rate_max {m} must be in [0, 1): the clean top-1 flip rate never exceeds 1, so the gate would be off"));
         }
+    }
+    let k = f.suite.lm_positions;
+    if k == 0 || k > MAX_LM_POSITIONS {
+        return err(format!(
+            "suite.lm_positions = {k} is outside 1..={MAX_LM_POSITIONS} (each position costs a forward pass per prompt)"
+        ));
+    }
+    if k > 1 && f.suite.task != Task::Lm {
+        return err("suite.lm_positions applies to causal LMs (task = \"lm\")".into());
     }
     if d.stat == Statistic::SrcclassFocusedExcess && f.suite.task != Task::Classification {
         return err(

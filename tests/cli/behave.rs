@@ -1719,3 +1719,49 @@ fn calibration_splits_the_fpr_with_synthesis() {
     assert_eq!(r["synthesis"]["threshold"].as_f64(), Some(st));
     assert_eq!(r["synthesis"]["calibration"]["n_benign"], 10);
 }
+
+/// Issue 15 §4: a suite without `stat` or threshold uses `srcclass_focused_excess`; the committed
+/// backdoor opens one target the baseline never reaches (focused excess 1, no competing target),
+/// the benign weight-noise candidate and the copy stay at 0; the v1 statistic rides along as a
+/// companion, and the committed suite (stat and threshold written) keeps the v1 statistic.
+#[test]
+fn new_suites_use_the_focused_statistic() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave");
+    let t = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data.join("inputs.safetensors"),
+        t.path().join("inputs.safetensors"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(data.join("suite.toml")).unwrap();
+    let bare: String = text
+        .lines()
+        .filter(|l| !l.starts_with("stat = ") && !l.starts_with("threshold = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let suite = t.path().join("suite.toml");
+    std::fs::write(&suite, bare).unwrap();
+    let base = data.join("base");
+    let (code, r) = json_run(&base, &data.join("backdoored"), &suite);
+    assert_eq!(code, 1);
+    assert_eq!(r["decision"]["statistic"], "srcclass_focused_excess");
+    assert_eq!(r["decision"]["value"].as_f64(), Some(1.0));
+    assert_eq!(
+        r["companions"]["competing_target_excess"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(
+        r["companions"]["srcclass_median_excess"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(r["top_candidates"][0]["target_class"], 3);
+    assert_eq!(r["top_candidates"][0]["focused_excess"].as_f64(), Some(1.0));
+    for cand in ["benign", "base"] {
+        let (code, r) = json_run(&base, &data.join(cand), &suite);
+        assert_eq!(code, 0, "{cand}");
+        let v = r["decision"]["value"].as_f64().unwrap();
+        assert!((0.0..0.1).contains(&v), "{cand}: {v}");
+    }
+    let (_, r) = json_run(&base, &data.join("backdoored"), &data.join("suite.toml"));
+    assert_eq!(r["decision"]["statistic"], "srcclass_median_excess");
+}

@@ -57,6 +57,12 @@ fn differentiable_llama_matches_reference() {
 struct Divergences {
     clean: Vec<f64>,
     probed: Vec<Vec<f64>>,
+    /// The same at the last position only and as the max over positions (suites with
+    /// `lm_positions` > 1; equal to the above otherwise).
+    clean_last: Vec<f64>,
+    probed_last: Vec<Vec<f64>>,
+    clean_max: Vec<f64>,
+    probed_max: Vec<Vec<f64>>,
 }
 
 fn outputs(m: &Model, texts: &[String]) -> Vec<Vec<f32>> {
@@ -100,17 +106,46 @@ impl Study {
     fn divergences(&self, cand: &Path) -> Divergences {
         let opts = LoadOptions::for_suite(&self.suite);
         let c = Model::load_with(cand, &Device::Cpu, &opts).unwrap();
-        let js = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| stats::js(x, y)).collect()
+        let k = self.suite.file.suite.lm_positions;
+        // mode 0: mean over positions (what mlsign computes), 1: last position, 2: max.
+        let js = |a: &[Vec<f32>], b: &[Vec<f32>], mode: u8| -> Vec<f64> {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| {
+                    let v = x.len() / k;
+                    let per: Vec<f64> = x
+                        .chunks(v)
+                        .zip(y.chunks(v))
+                        .map(|(p, q)| stats::js(p, q))
+                        .collect();
+                    match mode {
+                        0 => per.iter().sum::<f64>() / k as f64,
+                        1 => per[k - 1],
+                        _ => per.iter().cloned().fold(0.0, f64::max),
+                    }
+                })
+                .collect()
+        };
+        let cc = outputs(&c, &self.suite.texts);
+        let cp: Vec<Vec<Vec<f32>>> = self
+            .probes
+            .iter()
+            .map(|p| outputs(&c, &probed_texts(&self.suite, p)))
+            .collect();
+        let probed = |mode| {
+            self.base_probed
+                .iter()
+                .zip(&cp)
+                .map(|(bp, c)| js(bp, c, mode))
+                .collect()
         };
         Divergences {
-            clean: js(&self.base_clean, &outputs(&c, &self.suite.texts)),
-            probed: self
-                .probes
-                .iter()
-                .zip(&self.base_probed)
-                .map(|(p, bp)| js(bp, &outputs(&c, &probed_texts(&self.suite, p))))
-                .collect(),
+            clean: js(&self.base_clean, &cc, 0),
+            probed: probed(0),
+            clean_last: js(&self.base_clean, &cc, 1),
+            probed_last: probed(1),
+            clean_max: js(&self.base_clean, &cc, 2),
+            probed_max: probed(2),
         }
     }
 }
@@ -138,6 +173,12 @@ fn statistics(d: &Divergences) -> Vec<(&'static str, f64)> {
     let mut ratio3 = f64::MIN;
     let mut ratio4 = f64::MIN;
     let mut shipped = f64::MIN;
+    let mut last = f64::MIN;
+    let mut maxpos = f64::MIN;
+    for (pl, pm) in d.probed_last.iter().zip(&d.probed_max) {
+        last = last.max(stats::probe_excess(pl, &d.clean_last).value);
+        maxpos = maxpos.max(stats::probe_excess(pm, &d.clean_max).value);
+    }
     for pd in &d.probed {
         let z = stats::probe_z_with(0, pd, m0, clean.js_mad, clean.js_p99);
         if z.consistency >= 0.5 {
@@ -157,7 +198,9 @@ fn statistics(d: &Divergences) -> Vec<(&'static str, f64)> {
         ("max_p median_i [JS_i(p) − JS_i(clean)] (paired)", paired),
         ("max_p log2((med JS(p)+1e-3)/(med JS(clean)+1e-3))", ratio3),
         ("max_p log2((med JS(p)+1e-4)/(med JS(clean)+1e-4))", ratio4),
-        ("probe_js_excess (shipped)", shipped),
+        ("probe_js_excess (shipped; mean over positions)", shipped),
+        ("paired excess, last position only", last),
+        ("paired excess, max over positions", maxpos),
     ]
 }
 
@@ -223,17 +266,19 @@ fn study_base(dir: &Path, steps: usize) -> PathBuf {
     base
 }
 
-fn write_suite(dir: &Path) -> PathBuf {
+fn write_suite(dir: &Path, positions: usize) -> PathBuf {
     std::fs::copy(data().join("prompts.jsonl"), dir.join("prompts.jsonl")).unwrap();
     let p = dir.join("suite.toml");
     std::fs::write(
         &p,
-        r#"[suite]
+        format!(
+            r#"[suite]
 name = "tiny-lm-null"
 task = "lm"
 inputs = "prompts.jsonl"
 batch_size = 64
 seed = 7
+lm_positions = {positions}
 
 [[probe]]
 kind = "tokens"
@@ -253,7 +298,8 @@ position = "random"
 
 [decision]
 stat = "probe_js_excess"
-"#,
+"#
+        ),
     )
     .unwrap();
     p
@@ -268,7 +314,7 @@ fn lm_null_study() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let base = study_base(dir, 150);
-    let suite = write_suite(dir);
+    let suite = write_suite(dir, 4);
     let study = Study::new(&suite, &base);
     let n_benign = 36u64;
     let n_bd = 12u64;
@@ -334,7 +380,7 @@ fn lm_excess_calibrates_on_benign_finetunes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let base = study_base(dir, 80);
-    let suite = write_suite(dir);
+    let suite = write_suite(dir, 2);
     let mut benign_dirs = Vec::new();
     for i in 0..5 {
         let out = dir.join(format!("benign{i}"));
@@ -412,4 +458,42 @@ fn lm_excess_calibrates_on_benign_finetunes() {
     let (code, r) = run(&base);
     assert_eq!(code, 0);
     assert_eq!(r["decision"]["value"].as_f64().unwrap(), 0.0);
+}
+
+/// `lm_positions = k`: slot j of a prompt's row is the last-position distribution of its prefix
+/// ending k − 1 − j tokens early, so the last slot equals the single-position output.
+#[test]
+fn lm_positions_are_the_prefix_distributions() {
+    let base = data().join("llama-base");
+    let one = Model::load(&base, &Device::Cpu).unwrap();
+    let k = 3;
+    let three = Model::load_with(
+        &base,
+        &Device::Cpu,
+        &LoadOptions {
+            lm_positions: k,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(three.info().outputs, k * one.info().outputs);
+    // Word-level tokenizer with BOS: "the cat sees a bird" is 6 tokens.
+    let prompts = vec!["the cat sees a bird".to_string(), "a dog".to_string()];
+    let rows = outputs(&three, &prompts);
+    let v = one.info().outputs;
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let full = outputs(&one, &prompts);
+    assert!(close(&rows[0][2 * v..], &full[0]));
+    let shorter = outputs(
+        &one,
+        &["the cat sees".to_string(), "the cat sees a".to_string()],
+    );
+    assert!(close(&rows[0][..v], &shorter[0]));
+    assert!(close(&rows[0][v..2 * v], &shorter[1]));
+    // "a dog" has 3 tokens (BOS a dog): its last 3 prefixes are BOS, BOS a, BOS a dog.
+    assert!(close(&rows[1][2 * v..], &full[1]));
+    assert!(close(
+        &rows[1][v..2 * v],
+        &outputs(&one, &["a".to_string()])[0]
+    ));
 }

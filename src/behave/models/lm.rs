@@ -151,6 +151,8 @@ impl Inner {
 
 pub struct CausalLm {
     inner: Mutex<Inner>,
+    /// Positions compared per prompt: the last `positions` (1 = the last only).
+    positions: usize,
     tokenizer: Tokenizer,
     max_len: usize,
     device: Device,
@@ -700,6 +702,7 @@ impl CausalLm {
         weights_sha256: String,
     ) -> Self {
         CausalLm {
+            positions: 1,
             inner: Mutex::new(inner),
             tokenizer,
             max_len,
@@ -721,9 +724,17 @@ impl CausalLm {
         }
     }
 
-    /// Next-token probability rows `[B, V]` for a batch of prompts. Prompts are grouped by
-    /// token count (no padding, so no attention mask is needed) and cut to their last
-    /// `max_len` tokens.
+    /// Compare the last `k` positions of every prompt (0 and 1 both mean the last only); the
+    /// output row becomes `k` distributions, `[k · V]`.
+    pub fn set_positions(&mut self, k: usize) {
+        self.positions = k.max(1);
+        self.info.outputs = self.dims.vocab.saturating_mul(self.positions);
+    }
+
+    /// Next-token probability rows `[B, k·V]` for a batch of prompts: the distributions after
+    /// each of the last `k` prompt prefixes (k = `positions`), oldest first; a prompt shorter than
+    /// k tokens repeats its first prefix. Prefixes are grouped by token count (no padding, so
+    /// no attention mask is needed) and cut to their last `max_len` tokens.
     pub fn next_token_probs(&self, texts: &[String]) -> candle_core::Result<Tensor> {
         let enc = self
             .tokenizer
@@ -751,17 +762,27 @@ impl CausalLm {
                 texts[i]
             )));
         }
-        let mut out = vec![0f32; ids.len() * v];
-        let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        let k = self.positions;
+        let width = v * k;
+        let mut out = vec![0f32; ids.len() * width];
+        // (prompt, slot) pairs per prefix length; slot j is the j-th of the last k positions.
+        let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, usize)>> = Default::default();
         for (i, x) in ids.iter().enumerate() {
-            by_len.entry(x.len()).or_default().push(i);
+            let l = x.len();
+            for j in 0..k {
+                let len = (l + j + 1).saturating_sub(k).max(1);
+                by_len.entry(len).or_default().push((i, j));
+            }
         }
         let mut inner = self
             .inner
             .lock()
             .map_err(|_| candle_core::Error::Msg("model lock poisoned".into()))?;
         for (t, rows) in by_len {
-            let flat: Vec<u32> = rows.iter().flat_map(|&r| ids[r].iter().copied()).collect();
+            let flat: Vec<u32> = rows
+                .iter()
+                .flat_map(|&(r, _)| ids[r][..t].iter().copied())
+                .collect();
             let x = Tensor::from_vec(flat, (rows.len(), t), &self.device)?;
             let logits = inner.logits(&x)?;
             if logits.dim(1)? != v {
@@ -773,11 +794,12 @@ impl CausalLm {
             let p: Vec<f32> = candle_nn::ops::softmax_last_dim(&logits)?
                 .flatten_all()?
                 .to_vec1()?;
-            for (j, &r) in rows.iter().enumerate() {
-                out[r * v..(r + 1) * v].copy_from_slice(&p[j * v..(j + 1) * v]);
+            for (row, &(r, j)) in rows.iter().enumerate() {
+                let at = r * width + j * v;
+                out[at..at + v].copy_from_slice(&p[row * v..(row + 1) * v]);
             }
         }
-        Tensor::from_vec(out, (ids.len(), v), &Device::Cpu)
+        Tensor::from_vec(out, (ids.len(), width), &Device::Cpu)
     }
 
     /// Raw next-token logits for explicit token ids (one prompt); used by the reference tests.

@@ -78,12 +78,15 @@ pub enum Model {
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub output: Option<String>,
+    /// Causal LMs: positions compared per prompt (0 or 1: the last only).
+    pub lm_positions: usize,
 }
 
 impl LoadOptions {
     pub fn for_suite(suite: &super::suite::Suite) -> Self {
         LoadOptions {
             output: suite.file.suite.model_output.clone(),
+            lm_positions: suite.file.suite.lm_positions,
         }
     }
 }
@@ -118,16 +121,18 @@ impl Model {
                 if !path.is_file() {
                     crate::behave::tensors::ensure_inside(dir, &g)?;
                 }
-                return Ok(Model::Lm(Box::new(lm::CausalLm::load_gguf(&g, device)?)));
+                let mut m = lm::CausalLm::load_gguf(&g, device)?;
+                m.set_positions(opts.lm_positions);
+                return Ok(Model::Lm(Box::new(m)));
             }
             let cpath = dir.join(bert::CONFIG_FILE);
             if cpath.is_file() {
                 let cfg = read_config(&cpath)?;
                 let mt = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
                 if lm::HF_FAMILIES.contains(&mt) {
-                    return Ok(Model::Lm(Box::new(lm::CausalLm::load_hf(
-                        dir, &cfg, device,
-                    )?)));
+                    let mut m = lm::CausalLm::load_hf(dir, &cfg, device)?;
+                    m.set_positions(opts.lm_positions);
+                    return Ok(Model::Lm(Box::new(m)));
                 }
                 if mt != "bert" {
                     // An ONNX export may carry its source config.json: decide after looking for it.
@@ -213,7 +218,7 @@ impl Model {
     /// The text of one output index: a class label, or a token for causal LMs.
     pub fn output_name(&self, i: u32) -> Option<String> {
         match self {
-            Model::Lm(m) => Some(m.token_text(i)),
+            Model::Lm(m) => Some(m.token_text(i % m.dims.vocab.max(1) as u32)),
             _ => self
                 .info()
                 .labels
