@@ -596,7 +596,8 @@ mod tests {
         };
         let one = r#"[{"name":"m","digest":{"sha256":"00"}}]"#;
         let files = r#"{"method":"files","hash_type":"sha256"}"#;
-        let cases: Vec<(String, fn(&E) -> bool)> = vec![
+        type Is = fn(&E) -> bool;
+        let cases: Vec<(String, Is)> = vec![
             ("{".into(), |e| matches!(e, E::NotJson(_))),
             (r#"{"_type":"x"}"#.into(), |e| {
                 matches!(e, E::StatementType(_))

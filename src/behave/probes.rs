@@ -594,16 +594,16 @@ pub fn hash(probes: &[Probe]) -> String {
     use sha2::Digest;
     let mut ctx = sha2::Sha256::new();
     for p in probes {
-        ctx.update(&(p.label.len() as u64).to_le_bytes());
+        ctx.update((p.label.len() as u64).to_le_bytes());
         ctx.update(p.label.as_bytes());
         if let Some((pos, t)) = &p.insert {
-            ctx.update(&[*pos as u8]);
-            ctx.update(&p.seed.to_le_bytes());
-            ctx.update(&(t.len() as u64).to_le_bytes());
+            ctx.update([*pos as u8]);
+            ctx.update(p.seed.to_le_bytes());
+            ctx.update((t.len() as u64).to_le_bytes());
             ctx.update(t.as_bytes());
         }
         for v in p.mask.iter().chain(&p.fill) {
-            ctx.update(&v.to_le_bytes());
+            ctx.update(v.to_le_bytes());
         }
     }
     hex::encode(ctx.finalize())

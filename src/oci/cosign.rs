@@ -82,22 +82,34 @@ pub fn simple_signing_payload(repository: &str, digest: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// Why a signed simple-signing payload is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum SimpleSigningError {
+    /// Not JSON, or JSON with a duplicate key (what is signed must read one way only).
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("payload has no \"critical\"")]
+    NoCritical,
+    #[error("critical.type is {0:?}, not {SIMPLESIGNING_TYPE:?}")]
+    Type(String),
+    #[error("critical.image.docker-manifest-digest is missing")]
+    NoDigest,
+}
+
 /// `(docker-reference, docker-manifest-digest)` of a simple-signing payload.
-pub fn parse_simple_signing(payload: &[u8]) -> Result<(String, String), String> {
-    let v: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-    let crit = v.get("critical").ok_or("payload has no \"critical\"")?;
+pub fn parse_simple_signing(payload: &[u8]) -> Result<(String, String), SimpleSigningError> {
+    let v: Value = crate::json::value_from_slice(payload)
+        .map_err(|e| SimpleSigningError::NotJson(e.to_string()))?;
+    let crit = v.get("critical").ok_or(SimpleSigningError::NoCritical)?;
     let t = crit.get("type").and_then(Value::as_str).unwrap_or("");
     if t != SIMPLESIGNING_TYPE {
-        return Err(format!(
-            "critical.type is {t:?}, not {SIMPLESIGNING_TYPE:?}"
-        ));
+        return Err(SimpleSigningError::Type(t.into()));
     }
     let digest = crit
         .get("image")
         .and_then(|i| i.get("docker-manifest-digest"))
         .and_then(Value::as_str)
-        .ok_or("critical.image.docker-manifest-digest is missing")?;
+        .ok_or(SimpleSigningError::NoDigest)?;
     let reference = crit
         .get("identity")
         .and_then(|i| i.get("docker-reference"))
@@ -132,7 +144,24 @@ mod tests {
         let (r, d) = parse_simple_signing(spec).unwrap();
         assert_eq!(r, "us.gcr.io/dlorenc-vmtest2/demo");
         assert!(d.ends_with("4e36"));
-        assert!(parse_simple_signing(br#"{"critical":{"type":"x"}}"#).is_err());
+        assert!(matches!(
+            parse_simple_signing(br#"{"critical":{"type":"x"}}"#),
+            Err(SimpleSigningError::Type(_))
+        ));
+        assert!(matches!(
+            parse_simple_signing(b"{}"),
+            Err(SimpleSigningError::NoCritical)
+        ));
+        assert!(matches!(
+            parse_simple_signing(br#"{"critical":{"type":"cosign container image signature"}}"#),
+            Err(SimpleSigningError::NoDigest)
+        ));
+        // Two digests in one signed payload: refused, not read as the last one.
+        let dup = br#"{"critical":{"identity":{"docker-reference":"r"},"image":{"docker-manifest-digest":"sha256:aa","docker-manifest-digest":"sha256:bb"},"type":"cosign container image signature"}}"#;
+        assert!(matches!(
+            parse_simple_signing(dup),
+            Err(SimpleSigningError::NotJson(_))
+        ));
     }
 
     #[test]

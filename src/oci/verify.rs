@@ -534,7 +534,7 @@ fn legacy_candidates(
             continue;
         }
         match cosign::parse_simple_signing(&payload) {
-            Err(why) => out.push(c.reject("SIG008", why)),
+            Err(why) => out.push(c.reject("SIG008", why.to_string())),
             Ok((_, d)) if d != digest => out.push(c.reject(
                 "OCI002",
                 format!("the signature covers {d}, not the current digest {digest}"),
