@@ -9,7 +9,14 @@
 #
 # Usage: scripts/bench-serve.sh [--quick]      (MLSIGN=path/to/mlsign, default target/release
 #        then target/debug; DURATION=10 seconds per wrk run; CONNECTIONS=32; THREADS=2)
-# Prints a Markdown table. Figures in README come from this script.
+#   BASELINE=path/to/other/mlsign  also run the warm scenarios with that binary, interleaved
+#                                  with MLSIGN for ROUNDS rounds (default 3), same conditions
+#   PRIO=-10                       run the server and wrk at this nice value (root), so that
+#                                  other jobs on a shared machine disturb the figures less
+#   LOGS=1                         log every decision (the production default) instead of --quiet
+#   WARM_ONLY=1                    skip the memory and cold runs
+# Prints a Markdown table (and the load average before each run). Figures in README come from
+# this script.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +31,13 @@ for t in wrk docker-registry openssl curl; do
   command -v "$t" >/dev/null || { echo "$t is missing: apt-get install -y \$(grep -hv '^#' scripts/deps/apt/serve.txt scripts/deps/apt/oci.txt)" >&2; exit 2; }
 done
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+BASELINE=${BASELINE:-}
+PRIO=${PRIO:-}
+RUN=()
+[ -n "$PRIO" ] && RUN=(nice -n "$PRIO")
+QUIET=--quiet
+[ -n "${LOGS:-}" ] && QUIET=
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 MEMORY_SECS=60
@@ -79,11 +93,11 @@ EOF
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout tls.key -out tls.csr -subj /CN=127.0.0.1 2>/dev/null
   openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 1 -extfile ext.cnf 2>/dev/null )
 
-start_server() { # $1 = extra args; sets SPORT, SPID
+start_server() { # $1 = extra args, $2 = binary (default $MLSIGN); sets SPORT, SPID
   SPORT=$(free_port)
   # shellcheck disable=SC2086
-  "$MLSIGN" serve --policy "$W/policy.toml" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
-    --listen "127.0.0.1:$SPORT" --quiet $1 2>"$W/serve.$SPORT.log" & SPID=$!
+  "${RUN[@]}" "${2:-$MLSIGN}" serve --policy "$W/policy.toml" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
+    --listen "127.0.0.1:$SPORT" $QUIET $1 2>"$W/serve.$SPORT.log" & SPID=$!
   PIDS+=("$SPID")
   for _ in $(seq 200); do curl -sf --cacert "$W/ca.crt" "https://127.0.0.1:$SPORT/healthz" >/dev/null && return; sleep 0.05; done
   echo "server did not start" >&2; cat "$W/serve.$SPORT.log" >&2; exit 2
@@ -121,7 +135,7 @@ end
 LUA
 }
 run_wrk() { # $1 body file, $2 seconds -> "rps p50 p99 status_errors socket_errors"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2"s -s "$1.lua" "https://127.0.0.1:$SPORT/validate" | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+  "${RUN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2"s -s "$1.lua" "https://127.0.0.1:$SPORT/validate" | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
 check_allowed() {
   curl -s --cacert "$W/ca.crt" -H 'Content-Type: application/json' --data-binary @"$1" "https://127.0.0.1:$SPORT/validate" | grep -q '"allowed":true' \
@@ -132,18 +146,45 @@ review "$REG/team/app@$APP" "$REG/team/bert@$BERT" > "$W/pinned.json"; lua "$W/p
 cp "$W/pinned.json" "$W/cold.json"; lua "$W/cold.json" check
 review "$REG/team/app:v1" "$REG/team/bert:v1" > "$W/tags.json"; lua "$W/tags.json"
 
-echo "mlsign: $MLSIGN ($("$MLSIGN" --version)); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run; $(nproc) cores"
+load() { cut -d' ' -f1 /proc/loadavg; }
+# The server's own view: the bucket holding the 99th percentile of /validate handler time
+# (mlsign_admission_duration_seconds; request read to answer written, no TLS or queueing).
+handler_p99() {
+  curl -s --cacert "$W/ca.crt" "https://127.0.0.1:$SPORT/metrics" | awk -F'[ "]' '
+    /^mlsign_admission_duration_seconds_bucket\{endpoint="validate"/ { le[++n] = $4; c[n] = $NF }
+    END { t = c[n]; for (i = 1; i <= n; i++) if (c[i] >= 0.99 * t) { printf "<= %s s\n", le[i]; exit } }'
+}
+echo "mlsign: $MLSIGN ($("$MLSIGN" --version)); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per run; $(nproc) cores; nice ${PRIO:-0}; logs: ${QUIET:-every decision}"
+[ -n "$BASELINE" ] && echo "baseline: $BASELINE"
 echo
-echo "| scenario | admissions/s | p50 ms | p99 ms | not allowed / non-2xx | socket errors |"
-echo "|---|---|---|---|---|---|"
+echo "| scenario | admissions/s | p50 ms | p99 ms | not allowed / non-2xx | socket errors | load | handler p99 |"
+echo "|---|---|---|---|---|---|---|---|"
+
+if [ -n "$BASELINE" ]; then
+  # Interleaved, so that a change in the machine's load hits both binaries alike.
+  for round in $(seq "$ROUNDS"); do
+    for which in baseline mlsign; do
+      bin=$MLSIGN; [ "$which" = baseline ] && bin=$BASELINE
+      start_server "" "$bin"
+      check_allowed "$W/pinned.json"
+      l=$(load); read -r rps p50 p99 se ce < <(run_wrk "$W/pinned.json" "$DURATION")
+      echo "| $which: warm, digest-pinned (round $round) | $rps | $p50 | $p99 | $se | $ce | $l | $(handler_p99) |"
+      check_allowed "$W/tags.json"
+      l=$(load); read -r rps p50 p99 se ce < <(run_wrk "$W/tags.json" "$DURATION")
+      echo "| $which: warm, by tag (round $round) | $rps | $p50 | $p99 | $se | $ce | $l | (cumulative) |"
+      stop_server
+    done
+  done
+fi
+[ -n "${WARM_ONLY:-}" ] && exit 0
 
 start_server ""
 check_allowed "$W/pinned.json"
 read -r rps p50 p99 se ce < <(run_wrk "$W/pinned.json" "$DURATION")
-echo "| warm, digest-pinned (cache hit) | $rps | $p50 | $p99 | $se | $ce |"
+echo "| warm, digest-pinned (cache hit) | $rps | $p50 | $p99 | $se | $ce | $(load) |"
 check_allowed "$W/tags.json"
 read -r rps p50 p99 se ce < <(run_wrk "$W/tags.json" "$DURATION")
-echo "| warm, by tag (resolve in registry + cache hit) | $rps | $p50 | $p99 | $se | $ce |"
+echo "| warm, by tag (resolve in registry + cache hit) | $rps | $p50 | $p99 | $se | $ce | $(load) |"
 
 # Memory across a long warm run.
 RSS0=$(ps -o rss= -p "$SPID")
@@ -157,7 +198,7 @@ for _ in $(seq $((MEMORY_SECS / 5))); do
 done
 wait $WRK
 read -r rps p50 p99 se ce < "$W/mem.wrk"
-echo "| warm ${MEMORY_SECS} s (memory run) | $rps | $p50 | $p99 | $se | $ce |"
+echo "| warm ${MEMORY_SECS} s (memory run) | $rps | $p50 | $p99 | $se | $ce | $(load) |"
 stop_server
 
 start_server "--cache-ttl 0"
@@ -169,9 +210,9 @@ for _ in $(seq 30); do
     --data-binary @"$W/pinned.json" "https://127.0.0.1:$SPORT/validate" >> "$W/cold.times"
 done
 read -r c50 c99 < <(sort -n "$W/cold.times" | awk '{a[NR]=$1} END {m=int(NR*0.5); if (m<1) m=1; n=int(NR*0.99); if (n<1) n=1; printf "%.1f %.1f\n", a[m]*1000, a[n]*1000}')
-echo "| cold, sequential (2 references verified per request) | — | $c50 | $c99 | — | — |"
+echo "| cold, sequential (2 references verified per request) | — | $c50 | $c99 | — | — | $(load) |"
 read -r rps p50 p99 se ce < <(run_wrk "$W/cold.json" "$DURATION")
-echo "| cold, concurrent | $rps | $p50 | $p99 | $se | $ce |"
+echo "| cold, concurrent | $rps | $p50 | $p99 | $se | $ce | $(load) |"
 stop_server
 
 echo

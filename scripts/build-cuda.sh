@@ -4,7 +4,7 @@
 # come from NVIDIA's PyPI wheels in a venv.
 #
 #   scripts/build-cuda.sh            # release build → target/release/mlsign
-#   scripts/build-cuda.sh --test     # then the CPU-vs-CUDA behave tests (tests/support/device.rs)
+#   scripts/build-cuda.sh --test     # then the CPU-vs-CUDA behave tests (tests/cli/support/device.rs)
 #
 # candle links the CUDA libraries at build time (cudarc `dynamic-linking`), so the binary needs
 # libcuda.so.1 (the NVIDIA driver) and the CUDA 13 libraries (cublas, cublasLt, curand, nvrtc,
@@ -76,6 +76,6 @@ echo "built target/release/mlsign with features $features for compute capability
 if [ "${1:-}" = "--test" ]; then
   # --release: the same build as above, not a second one.
   LD_LIBRARY_PATH="$runtime_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --release \
-    --locked --features "$features" --test behave --test behave_lm --test behave_onnx cuda_device \
+    --locked --features "$features" --test cli cuda_device \
     -- --nocapture
 fi

@@ -24,7 +24,7 @@ scripts/bom-fuzz-smoke.sh "$secs"
 scripts/keyless-fuzz-smoke.sh "$secs"
 seeds=fuzz/seeds/bundle
 mkdir -p "$seeds"
-cp tests/support/oms_api.py "$seeds/not-a-bundle.py"
+cp tests/cli/support/oms_api.py "$seeds/not-a-bundle.py"
 printf '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"00"},"tlogEntries":[]},"dsseEnvelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"MEUCIQ==","keyid":""}]}}' > "$seeds/bundle.json"
 printf '{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"m","digest":{"sha256":"00"}}],"predicateType":"https://model_signing/signature/v1.0","predicate":{"serialization":{"method":"shards","hash_type":"sha256","shard_size":1.5,"allow_symlinks":false},"resources":[{"name":"../a:0:1","algorithm":"sha256-sharded-1","digest":"00"}]}}' > "$seeds/statement.json"
 printf -- '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n' > "$seeds/key.pem"

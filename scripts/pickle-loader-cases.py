@@ -7,7 +7,7 @@ Writes OUTDIR/cases/<name> and OUTDIR/manifest.json: {name: {"loader": ..., "exe
 name `__builtin__.open`, or with STACK_GLOBAL): harmless, and it leaves a marker file behind
 when it runs. Each loader runs in its own subprocess with OUTDIR/markers as its working
 directory, so "executed" means the real loader ran the payload. mlsign must call every one of
-these files malicious (tests/scan.rs).
+these files malicious (tests/cli/scan.rs).
 """
 import io
 import json

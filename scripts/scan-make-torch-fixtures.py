@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the small real-torch fixtures under testdata/scan/torch/ (run once with a venv that has
 torch; the files are committed so the test suite does not need the 5 GB torch install).
-Only benign objects are saved here: malicious samples are assembled by hand in tests/scan.rs."""
+Only benign objects are saved here: malicious samples are assembled by hand in tests/cli/scan.rs."""
 import collections, os, sys
 import torch
 

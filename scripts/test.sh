@@ -65,10 +65,10 @@ export PATH="$(dirname "$MLSIGN_TEST_PYTHON"):$PATH"
 step "cargo test"
 cargo test --locked --all-targets --features onnx "$@"
 # The wheel test runs maturin, whose cargo would race the other tests over target/debug: it runs
-# here, alone, after them (tests/dist.rs).
+# here, alone, after them (tests/cli/dist.rs).
 if [ $# = 0 ]; then
   step "cargo test: pip wheel (alone)"
-  cargo test --locked --features onnx --test dist -- --ignored
+  cargo test --locked --features onnx --test cli -- --ignored dist::
 fi
 
 # 4. Fuzz smoke over every parser of untrusted input: pickle VM, ZIP, formats, BOM/lineage,

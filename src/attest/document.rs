@@ -21,9 +21,7 @@ pub fn predicate_for(doc: &Value) -> Option<&'static str> {
     }
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(crate::digest::sha256(b))
-}
+use crate::util::sha256_hex;
 
 /// Parse report bytes strictly (duplicate keys refused): what is signed is what every reader
 /// reads.
@@ -127,5 +125,110 @@ mod tests {
         assert!(parse(b"[1]").is_err());
         assert!(parse(br#"{"a":1,"a":2}"#).is_err());
         assert!(predicate_for(&json!({"schema": "x"})).is_none());
+    }
+}
+
+/// What `mlsign attest verify` found: who signed the report, or the finding that says why the
+/// bundle does not vouch for it.
+#[derive(Debug, Clone)]
+pub struct DocumentReport {
+    pub report: String,
+    pub bundle: String,
+    pub predicate_type: String,
+    /// `(method, signer)` when the bundle verified and covers the report.
+    pub signer: Option<(&'static str, String)>,
+    pub findings: Vec<crate::report::Finding>,
+}
+
+/// Verify the bundle at `bundle_path` under `trust`, then that its statement covers `bytes`
+/// (the report `shown`) with `predicate_type`. A rejected signature (its own code) or a
+/// statement about something else (GAT013) is a finding; errors that decide nothing (an
+/// unreadable bundle) stay errors.
+pub fn verify_report(
+    bytes: &[u8],
+    shown: &str,
+    predicate_type: &str,
+    bundle_path: &std::path::Path,
+    trust: &super::Trust,
+) -> Result<DocumentReport, super::Error> {
+    use crate::report::{codes, Finding, Location, Severity};
+    let b = super::bundle::Bundle::read(bundle_path)?;
+    let at = bundle_path.display().to_string();
+    let (finding, signer) = match super::verify_bundle(&b, bundle_path, trust) {
+        Ok(vp) => match check(&vp.payload, bytes, predicate_type) {
+            Ok(_) => (None, Some((vp.method, vp.signer))),
+            Err(why) => (
+                Some(
+                    Finding::new(codes::GAT013, Severity::Critical, why).at(Location::path(shown)),
+                ),
+                None,
+            ),
+        },
+        Err(e) => match e.to_finding(&at) {
+            Some(f) => (Some(f), None),
+            None => return Err(e),
+        },
+    };
+    Ok(DocumentReport {
+        report: shown.to_string(),
+        bundle: at,
+        predicate_type: predicate_type.to_string(),
+        signer,
+        findings: finding.into_iter().collect(),
+    })
+}
+
+impl crate::report::Report for DocumentReport {
+    fn title(&self) -> &'static str {
+        "mlsign attest verify"
+    }
+
+    fn verdict(&self) -> crate::report::Verdict {
+        if self.signer.is_some() {
+            crate::report::Verdict::Pass
+        } else {
+            crate::report::Verdict::Fail
+        }
+    }
+
+    fn headline(&self) -> String {
+        match &self.signer {
+            Some((m, s)) => format!(
+                "Verified: {} is signed ({}) by {s} ({m} method)",
+                self.report, self.predicate_type
+            ),
+            None => format!("FAILED: {} is not covered by {}", self.report, self.bundle),
+        }
+    }
+
+    fn findings(&self) -> Vec<crate::report::Finding> {
+        self.findings.clone()
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("bundle", self.bundle.clone()),
+            ("predicate type", self.predicate_type.clone()),
+        ]
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "report": self.report,
+            "bundle": self.bundle,
+            "predicateType": self.predicate_type,
+            "verified": self.signer.is_some(),
+            "method": self.signer.as_ref().map(|s| s.0),
+            "signer": self.signer.as_ref().map(|s| s.1.clone()),
+            "findings": self.findings,
+        })
+    }
+
+    fn human(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.headline(),
+            crate::report::human::findings(&self.findings)
+        )
     }
 }

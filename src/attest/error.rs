@@ -34,6 +34,15 @@ pub enum Error {
     Pkcs11(#[from] super::pkcs11::Error),
 }
 
+impl From<crate::util::fs::WriteError> for Error {
+    fn from(e: crate::util::fs::WriteError) -> Self {
+        match e {
+            crate::util::fs::WriteError::Exists { path } => Error::Exists { path },
+            crate::util::fs::WriteError::Io { path, source } => Error::Io { path, source },
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -16,6 +16,7 @@ mod finding;
 pub mod keys;
 pub mod partition;
 pub mod pkcs11;
+mod report;
 mod sign;
 pub mod sigstore;
 pub mod statement;
@@ -23,6 +24,7 @@ mod verify;
 
 pub use error::Error;
 pub use keys::{KeyKind, Message, SigningKey, VerifyingKey};
+pub use report::VerifyReport;
 pub use sign::{
     sign_model, sign_model_with, sign_resources_to, sign_statement, write_atomic,
     write_atomic_with, ManifestSource, SignExtras, SignOptions, SignOutcome, Signer,

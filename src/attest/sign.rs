@@ -354,7 +354,7 @@ pub(crate) fn inside(root: &Path, p: &Path) -> Option<String> {
 /// Write `data` to `path` atomically (temp file in the same directory, fsync, rename). Without
 /// `force` an existing file is never replaced.
 pub fn write_atomic(path: &Path, data: &[u8], force: bool) -> Result<(), Error> {
-    write_atomic_with(path, force, &mut |w| w.write_all(data))
+    crate::util::fs::write_atomic(path, data, force).map_err(Error::from)
 }
 
 /// [`write_atomic`] with the content streamed by `fill` (buffered); on any error the old file
@@ -364,39 +364,7 @@ pub fn write_atomic_with(
     force: bool,
     fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !force && path.symlink_metadata().is_ok() {
-        return Err(Error::Exists { path: path.into() });
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix(".mlsign-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
-        fill(&mut w)
-            .and_then(|_| w.flush())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    let res = if force {
-        tmp.persist(path).map(|_| ())
-    } else {
-        tmp.persist_noclobber(path).map(|_| ())
-    };
-    res.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Exists { path: path.into() }
-        } else {
-            Error::io(path, e.error)
-        }
-    })
+    crate::util::fs::write_atomic_with(path, force, fill).map_err(Error::from)
 }
 
 /// Where the manifest of a signing run comes from.

@@ -9,6 +9,7 @@ pub mod calibrate;
 pub mod error;
 pub mod models;
 pub mod probes;
+pub mod render;
 pub mod report;
 pub mod runner;
 pub mod stats;

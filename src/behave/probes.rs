@@ -591,7 +591,8 @@ fn pos_name(p: Position) -> &'static str {
 
 /// SHA-256 over every probe (label, mask, fill) in order: binds a report to the exact probes.
 pub fn hash(probes: &[Probe]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    use sha2::Digest;
+    let mut ctx = sha2::Sha256::new();
     for p in probes {
         ctx.update(&(p.label.len() as u64).to_le_bytes());
         ctx.update(p.label.as_bytes());
@@ -605,7 +606,7 @@ pub fn hash(probes: &[Probe]) -> String {
             ctx.update(&v.to_le_bytes());
         }
     }
-    hex::encode(ctx.finish().as_ref())
+    hex::encode(ctx.finalize())
 }
 
 /// Apply one probe to `rows` consecutive samples of `x` into `out`.

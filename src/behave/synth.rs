@@ -220,7 +220,7 @@ pub struct Setup {
 
 /// A model synthesis can differentiate: the mlsign network spec (with the softplus surrogate
 /// for ReLU) or an ONNX graph (candle-onnx runs every node as candle tensor ops, so gradients
-/// flow through it; tests/behave_onnx.rs checks them against the mlsign-net twins).
+/// flow through it; tests/cli/behave_onnx.rs checks them against the mlsign-net twins).
 #[derive(Clone, Copy)]
 pub enum Diff<'a> {
     Net(&'a NetModel),

@@ -15,9 +15,7 @@ pub struct TensorFile {
     pub sha256: String,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
+pub use crate::util::sha256_hex;
 
 /// Read a whole file with a size bound.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {

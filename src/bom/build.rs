@@ -13,6 +13,7 @@ use super::validate::spdx_ids;
 use super::BomError;
 use crate::dataset::{self, Loaded, Record};
 use crate::digest::{HashConfig, Manifest};
+use crate::util::{sha256_hex, short};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component as PathComponent, Path, PathBuf};
 
@@ -82,10 +83,6 @@ pub mod prop {
 /// How the component-level SHA-256 of a model or dataset is computed (documented in docs/bom.md).
 pub const DIGEST_METHOD: &str = "oms-root-sha256: SHA-256 over the concatenated per-file SHA-256 \
 digests in OpenSSF model signing order (mlsign hash / model_signing subject digest)";
-
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
 
 fn hash_tree(path: &Path, threads: Option<usize>) -> Result<Manifest, BomError> {
     let cfg = HashConfig {
@@ -241,7 +238,7 @@ fn record_component(
             l.file.display(),
             r.label(),
             r.path,
-            crate::dataset::verify::short(&r.digest),
+            short(&r.digest),
             l.file.display()
         )));
     }
@@ -313,6 +310,46 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     } else {
         modelcard::extract(&o.model)
     };
+    let (mut model, model_ref) = model_component(o, &facts, app)?;
+
+    // Datasets: lineage records first (with their chain), then loose --dataset directories,
+    // then what the model card names without pinning it.
+    let mut g = Graph::default();
+    let formulation = match &o.lineage {
+        Some(p) => lineage_datasets(o, &dataset::load(p)?, &mut g)?,
+        None => None,
+    };
+    loose_datasets(o, &mut g)?;
+    unpinned_datasets(&facts, &mut g);
+    if !app {
+        model.model_card = Some(model_card(&facts, &model_ref, &g.card_datasets));
+    }
+    let libs = libraries(o, &mut g)?;
+    let mut bom = assemble(model, model_ref, g, libs, formulation.into_iter().collect());
+    stamp(&mut bom, o.reproducible)?;
+    Ok(bom)
+}
+
+/// What the datasets and libraries add up to while the BOM is built.
+#[derive(Default)]
+struct Graph {
+    /// Dataset components, in the order they were found.
+    data: Vec<DatasetComp>,
+    /// bom-ref → what it depends on (datasets on their parents, libraries on libraries).
+    deps: BTreeMap<String, BTreeSet<String>>,
+    /// What the root depends on directly.
+    model_deps: BTreeSet<String>,
+    /// The datasets the model card lists (`modelParameters.datasets`).
+    card_datasets: BTreeSet<String>,
+}
+
+/// The root component: every file hashed, the card's facts, the scan verdicts if asked, and the
+/// base models as pedigree. Returns it with its bom-ref.
+fn model_component(
+    o: &BuildOptions,
+    facts: &ModelFacts,
+    app: bool,
+) -> Result<(Component, String), BomError> {
     let mm = hash_tree(&o.model, o.threads)?;
     let name = o.name.clone().unwrap_or_else(|| {
         std::fs::canonicalize(&o.model)
@@ -358,207 +395,253 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             notes: Some("base model named in README.md front matter (base_model)".into()),
         });
     }
+    Ok((model, model_ref))
+}
 
-    // Datasets: lineage records first (with their chain), then loose --dataset directories.
-    let mut data: Vec<DatasetComp> = Vec::new();
-    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut model_deps: BTreeSet<String> = BTreeSet::new();
-    let mut card_datasets: BTreeSet<String> = BTreeSet::new();
-    let mut formulation = Vec::new();
-    let lineage = match &o.lineage {
-        Some(p) => Some(dataset::load(p)?),
-        None => None,
-    };
-    if let Some(l) = &lineage {
-        let ds = &l.lineage.datasets;
-        let refs: BTreeMap<&str, String> = ds
-            .iter()
-            .map(|r| (r.digest.as_str(), data_ref(&r.name, r.digest_hex())))
-            .collect();
-        let mut tasks = Vec::new();
-        let mut task_deps = Vec::new();
-        let mut task_of: BTreeMap<&str, String> = BTreeMap::new();
-        let mut task_key: BTreeMap<String, usize> = BTreeMap::new();
-        for &i in &l.topo_order() {
-            let r = &ds[i];
-            let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
-            let my_ref = refs[r.digest.as_str()].clone();
-            deps.entry(my_ref.clone())
-                .or_default()
-                .extend(r.parents.iter().map(|p| refs[p.as_str()].clone()));
-            if !r.parents.is_empty() {
-                dc.component.pedigree = Some(Pedigree {
-                    ancestors: r
-                        .parents
-                        .iter()
-                        .map(|p| {
-                            let pr = &ds[l.by_digest()[p.as_str()]];
-                            let mut a = Component::new(ctype::DATA, pr.name.clone());
-                            a.version = pr.version.clone();
-                            a.hashes = vec![Hash::sha256(pr.digest_hex())];
-                            a
-                        })
-                        .collect(),
-                    notes: r
-                        .step
-                        .as_ref()
-                        .map(|s| format!("made by step {:?}: {}", s.name, s.command)),
-                });
-            }
-            if let Some(s) = &r.step {
-                // One run of a step that wrote several versions (a split) is one task with
-                // several outputs: same step, command, parameters, code, parents and times.
-                let mut parents_sorted = r.parents.clone();
-                parents_sorted.sort();
-                let key = serde_json::json!([
-                    s.name,
-                    s.command,
-                    s.parameters,
-                    s.code
-                        .iter()
-                        .map(|c| (&c.path, &c.digest))
-                        .collect::<Vec<_>>(),
-                    parents_sorted,
-                    s.started_at,
-                    s.finished_at,
-                    s.by
-                ])
-                .to_string();
-                if let Some(&ti) = task_key.get(&key) {
-                    let t: &mut Task = &mut tasks[ti];
-                    t.outputs.push(TaskOutput {
-                        kind: Some("artifact".into()),
-                        resource: Some(ResourceRef {
-                            reference: my_ref.clone(),
-                        }),
-                    });
-                    t.description = Some(format!(
-                        "made {} version(s) from {} parent(s)",
-                        t.outputs.len(),
-                        r.parents.len()
-                    ));
-                    task_of.insert(r.digest.as_str(), t.bom_ref.clone());
-                    data.push(dc);
-                    continue;
-                }
-                task_key.insert(key, tasks.len());
-                let task_ref = format!("task:{}", my_ref);
-                let mut inputs: Vec<TaskInput> = r
+/// The lineage file's records (re-hashed, drift refused), their dependencies and pedigree, and
+/// the steps that made them as one formulation workflow (none when no record has a step).
+fn lineage_datasets(
+    o: &BuildOptions,
+    l: &Loaded,
+    g: &mut Graph,
+) -> Result<Option<Formula>, BomError> {
+    let Graph {
+        data,
+        deps,
+        model_deps,
+        card_datasets,
+    } = g;
+    let ds = &l.lineage.datasets;
+    let refs: BTreeMap<&str, String> = ds
+        .iter()
+        .map(|r| (r.digest.as_str(), data_ref(&r.name, r.digest_hex())))
+        .collect();
+    let mut steps = Steps::default();
+    for &i in &l.topo_order() {
+        let r = &ds[i];
+        let mut dc = record_component(l, r, &o.out_dir, o.threads)?;
+        let my_ref = refs[r.digest.as_str()].clone();
+        deps.entry(my_ref.clone())
+            .or_default()
+            .extend(r.parents.iter().map(|p| refs[p.as_str()].clone()));
+        if !r.parents.is_empty() {
+            dc.component.pedigree = Some(Pedigree {
+                ancestors: r
                     .parents
                     .iter()
-                    .map(|p| TaskInput {
-                        resource: Some(ResourceRef {
-                            reference: refs[p.as_str()].clone(),
-                        }),
-                        parameters: vec![],
+                    .map(|p| {
+                        let pr = &ds[l.by_digest()[p.as_str()]];
+                        let mut a = Component::new(ctype::DATA, pr.name.clone());
+                        a.version = pr.version.clone();
+                        a.hashes = vec![Hash::sha256(pr.digest_hex())];
+                        a
                     })
-                    .collect();
-                if !s.parameters.is_empty() {
-                    inputs.push(TaskInput {
-                        resource: None,
-                        parameters: s
-                            .parameters
-                            .iter()
-                            .map(|(k, v)| Parameter {
-                                name: k.clone(),
-                                value: v.clone(),
-                            })
-                            .collect(),
-                    });
-                }
-                let mut props = vec![Property::new("mlsign:step.name", &s.name)];
-                for c in &s.code {
-                    props.push(Property::new(
-                        "mlsign:step.code",
-                        format!("{} {}", c.path, c.digest),
-                    ));
-                }
-                if let Some(b) = &s.by {
-                    props.push(Property::new("mlsign:step.by", b));
-                }
-                tasks.push(Task {
-                    bom_ref: task_ref.clone(),
-                    uid: format!("mlsign:{}:{}", s.name, r.digest),
-                    name: Some(s.name.clone()),
-                    description: Some(format!(
-                        "made {} from {} parent(s)",
-                        r.label(),
-                        r.parents.len()
-                    )),
-                    task_types: vec![task_type(&s.name).into()],
-                    steps: vec![super::cyclonedx::Step {
-                        name: Some(s.name.clone()),
-                        commands: vec![Command {
-                            executed: Some(s.command.clone()),
-                        }],
-                    }],
-                    inputs,
-                    outputs: vec![TaskOutput {
-                        kind: Some("artifact".into()),
-                        resource: Some(ResourceRef {
-                            reference: my_ref.clone(),
-                        }),
-                    }],
-                    time_start: s.started_at.clone(),
-                    time_end: s.finished_at.clone(),
-                    properties: props,
-                });
-                task_of.insert(r.digest.as_str(), task_ref);
-            }
-            data.push(dc);
+                    .collect(),
+                notes: r
+                    .step
+                    .as_ref()
+                    .map(|s| format!("made by step {:?}: {}", s.name, s.command)),
+            });
         }
+        if let Some(s) = &r.step {
+            steps.add(r, s, &my_ref, &refs);
+        }
+        data.push(dc);
+    }
+    // The model was trained on the leaves: versions nothing else was derived from.
+    for (i, r) in ds.iter().enumerate() {
+        if l.children(i).is_empty() {
+            model_deps.insert(refs[r.digest.as_str()].clone());
+            card_datasets.insert(refs[r.digest.as_str()].clone());
+        }
+    }
+    Ok(steps.workflow(l))
+}
+
+/// The lineage steps as CycloneDX formulation tasks, built while the records are walked.
+#[derive(Default)]
+struct Steps<'l> {
+    tasks: Vec<Task>,
+    /// Record digest → the bom-ref of the task that made it.
+    of: BTreeMap<&'l str, String>,
+    /// One run's identity → its index in `tasks`.
+    key: BTreeMap<String, usize>,
+}
+
+impl<'l> Steps<'l> {
+    /// The task that made record `r` (bom-ref `my_ref`) by step `s`.
+    fn add(
+        &mut self,
+        r: &'l Record,
+        s: &crate::dataset::lineage::Step,
+        my_ref: &str,
+        refs: &BTreeMap<&str, String>,
+    ) {
+        // One run of a step that wrote several versions (a split) is one task with
+        // several outputs: same step, command, parameters, code, parents and times.
+        let mut parents_sorted = r.parents.clone();
+        parents_sorted.sort();
+        let key = serde_json::json!([
+            s.name,
+            s.command,
+            s.parameters,
+            s.code
+                .iter()
+                .map(|c| (&c.path, &c.digest))
+                .collect::<Vec<_>>(),
+            parents_sorted,
+            s.started_at,
+            s.finished_at,
+            s.by
+        ])
+        .to_string();
+        if let Some(&ti) = self.key.get(&key) {
+            let t: &mut Task = &mut self.tasks[ti];
+            t.outputs.push(TaskOutput {
+                kind: Some("artifact".into()),
+                resource: Some(ResourceRef {
+                    reference: my_ref.to_string(),
+                }),
+            });
+            t.description = Some(format!(
+                "made {} version(s) from {} parent(s)",
+                t.outputs.len(),
+                r.parents.len()
+            ));
+            self.of.insert(r.digest.as_str(), t.bom_ref.clone());
+            return;
+        }
+        self.key.insert(key, self.tasks.len());
+        let task_ref = format!("task:{}", my_ref);
+        let mut inputs: Vec<TaskInput> = r
+            .parents
+            .iter()
+            .map(|p| TaskInput {
+                resource: Some(ResourceRef {
+                    reference: refs[p.as_str()].clone(),
+                }),
+                parameters: vec![],
+            })
+            .collect();
+        if !s.parameters.is_empty() {
+            inputs.push(TaskInput {
+                resource: None,
+                parameters: s
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| Parameter {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        let mut props = vec![Property::new("mlsign:step.name", &s.name)];
+        for c in &s.code {
+            props.push(Property::new(
+                "mlsign:step.code",
+                format!("{} {}", c.path, c.digest),
+            ));
+        }
+        if let Some(b) = &s.by {
+            props.push(Property::new("mlsign:step.by", b));
+        }
+        self.tasks.push(Task {
+            bom_ref: task_ref.clone(),
+            uid: format!("mlsign:{}:{}", s.name, r.digest),
+            name: Some(s.name.clone()),
+            description: Some(format!(
+                "made {} from {} parent(s)",
+                r.label(),
+                r.parents.len()
+            )),
+            task_types: vec![task_type(&s.name).into()],
+            steps: vec![super::cyclonedx::Step {
+                name: Some(s.name.clone()),
+                commands: vec![Command {
+                    executed: Some(s.command.clone()),
+                }],
+            }],
+            inputs,
+            outputs: vec![TaskOutput {
+                kind: Some("artifact".into()),
+                resource: Some(ResourceRef {
+                    reference: my_ref.to_string(),
+                }),
+            }],
+            time_start: s.started_at.clone(),
+            time_end: s.finished_at.clone(),
+            properties: props,
+        });
+        self.of.insert(r.digest.as_str(), task_ref);
+    }
+
+    /// The workflow of every step, ordered by which task made which input; `None` without steps.
+    fn workflow(self, l: &Loaded) -> Option<Formula> {
+        if self.tasks.is_empty() {
+            return None;
+        }
+        let ds = &l.lineage.datasets;
         // Task order: a task depends on the tasks that made its inputs.
         let mut order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in ds {
-            if let Some(t) = task_of.get(r.digest.as_str()) {
+            if let Some(t) = self.of.get(r.digest.as_str()) {
                 order.entry(t.clone()).or_default().extend(
                     r.parents
                         .iter()
-                        .filter_map(|p| task_of.get(p.as_str()).cloned()),
+                        .filter_map(|p| self.of.get(p.as_str()).cloned()),
                 );
             }
         }
-        task_deps.extend(order.into_iter().map(|(t, before)| Dependency {
-            reference: t,
-            depends_on: before.into_iter().collect(),
-        }));
-        // The model was trained on the leaves: versions nothing else was derived from.
-        for (i, r) in ds.iter().enumerate() {
-            if l.children(i).is_empty() {
-                model_deps.insert(refs[r.digest.as_str()].clone());
-                card_datasets.insert(refs[r.digest.as_str()].clone());
-            }
-        }
-        if !tasks.is_empty() {
-            let mut types: Vec<String> = tasks.iter().flat_map(|t| t.task_types.clone()).collect();
-            types.sort();
-            types.dedup();
-            let chain: String = ds
-                .iter()
-                .map(|r| r.digest.as_str())
-                .collect::<Vec<_>>()
-                .join(",");
-            formulation.push(Formula {
-                bom_ref: Some("formulation:lineage".into()),
-                workflows: vec![Workflow {
-                    bom_ref: "workflow:lineage".into(),
-                    uid: format!("mlsign-lineage:{}", short(&sha256_hex(chain.as_bytes()))),
-                    name: Some("dataset lineage".into()),
-                    description: Some(format!(
-                        "steps recorded in {} (mlsign dataset)",
-                        l.file
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                    )),
-                    task_types: types,
-                    tasks,
-                    task_dependencies: task_deps,
-                }],
-                properties: vec![],
-            });
-        }
+        let task_deps: Vec<Dependency> = order
+            .into_iter()
+            .map(|(t, before)| Dependency {
+                reference: t,
+                depends_on: before.into_iter().collect(),
+            })
+            .collect();
+        let mut types: Vec<String> = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.task_types.clone())
+            .collect();
+        types.sort();
+        types.dedup();
+        let chain: String = ds
+            .iter()
+            .map(|r| r.digest.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Some(Formula {
+            bom_ref: Some("formulation:lineage".into()),
+            workflows: vec![Workflow {
+                bom_ref: "workflow:lineage".into(),
+                uid: format!("mlsign-lineage:{}", short(&sha256_hex(chain.as_bytes()))),
+                name: Some("dataset lineage".into()),
+                description: Some(format!(
+                    "steps recorded in {} (mlsign dataset)",
+                    l.file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                )),
+                task_types: types,
+                tasks: self.tasks,
+                task_dependencies: task_deps,
+            }],
+            properties: vec![],
+        })
     }
+}
+
+/// `--dataset` directories not already described by a lineage record.
+fn loose_datasets(o: &BuildOptions, g: &mut Graph) -> Result<(), BomError> {
+    let Graph {
+        data,
+        deps,
+        model_deps,
+        card_datasets,
+    } = g;
     for d in &o.datasets {
         let m = hash_tree(d, o.threads)
             .map_err(|e| BomError::Usage(format!("--dataset {}: {e}", d.display())))?;
@@ -593,7 +676,17 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             digest,
         });
     }
-    // Datasets the model card names but nobody pinned: listed, marked unpinned.
+    Ok(())
+}
+
+/// Datasets the model card names but nobody pinned: listed, marked unpinned.
+fn unpinned_datasets(facts: &ModelFacts, g: &mut Graph) {
+    let Graph {
+        data,
+        deps,
+        model_deps,
+        card_datasets,
+    } = g;
     let pinned_names: BTreeSet<String> = data.iter().map(|d| d.component.name.clone()).collect();
     for n in &facts.datasets {
         if pinned_names.contains(n) {
@@ -631,7 +724,10 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             digest: String::new(),
         });
     }
+}
 
+/// The model card, listing the datasets the model was trained on.
+fn model_card(facts: &ModelFacts, model_ref: &str, card_datasets: &BTreeSet<String>) -> ModelCard {
     let mut card = facts.model_card(format!("{model_ref}#modelCard"));
     if let Some(p) = card.model_parameters.as_mut() {
         p.datasets = card_datasets
@@ -641,11 +737,15 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             })
             .collect();
     }
-    if !app {
-        model.model_card = Some(card);
-    }
+    card
+}
 
-    // Software dependencies.
+/// Libraries from the lockfiles, with their dependency edges; the lockfiles' roots become direct
+/// dependencies of the model.
+fn libraries(o: &BuildOptions, g: &mut Graph) -> Result<BTreeMap<String, Component>, BomError> {
+    let Graph {
+        deps, model_deps, ..
+    } = g;
     let mut libs: BTreeMap<String, Component> = BTreeMap::new();
     for lock in &o.locks {
         let pkgs = lockfiles::load(lock)?;
@@ -696,7 +796,23 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
             }
         }
     }
+    Ok(libs)
+}
 
+/// The document: dependencies and components in a stable order, the tool, the root.
+fn assemble(
+    model: Component,
+    model_ref: String,
+    g: Graph,
+    libs: BTreeMap<String, Component>,
+    formulation: Vec<Formula>,
+) -> Bom {
+    let Graph {
+        data,
+        deps,
+        model_deps,
+        ..
+    } = g;
     let mut dependencies: Vec<Dependency> = vec![Dependency {
         reference: model_ref.clone(),
         depends_on: model_deps.into_iter().collect(),
@@ -711,7 +827,7 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
     components.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
     components.extend(libs.into_values());
 
-    let mut bom = Bom {
+    Bom {
         schema: Some(SCHEMA_URL.into()),
         bom_format: "CycloneDX".into(),
         spec_version: SPEC_VERSION.into(),
@@ -736,9 +852,7 @@ pub fn build(o: &BuildOptions) -> Result<Bom, BomError> {
         dependencies,
         formulation,
         properties: vec![],
-    };
-    stamp(&mut bom, o.reproducible)?;
-    Ok(bom)
+    }
 }
 
 /// Scan every model file with the default policy: `mlsign:scan.verdict` on each file that is not
@@ -794,11 +908,6 @@ fn lib_ref(p: &LockedPackage, lock_name: &str) -> String {
     }
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    use ring::digest::{digest, SHA256};
-    hex::encode(digest(&SHA256, b).as_ref())
-}
-
 /// Set serialNumber and timestamp: random + now, or derived from the content + fixed time.
 pub fn stamp(bom: &mut Bom, reproducible: bool) -> Result<(), BomError> {
     let ts = if reproducible {
@@ -811,7 +920,7 @@ pub fn stamp(bom: &mut Bom, reproducible: bool) -> Result<(), BomError> {
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| BomError::Usage(e.to_string()))?
     } else {
-        crate::dataset::now_rfc3339()
+        crate::util::now_rfc3339()
     };
     if let Some(m) = bom.metadata.as_mut() {
         m.timestamp = Some(ts);

@@ -17,6 +17,7 @@ mod finding;
 pub use finding::attestation_finding;
 pub mod lockfiles;
 pub mod modelcard;
+pub mod report;
 pub mod show;
 pub mod sign;
 pub mod validate;
@@ -100,20 +101,9 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, BomError> {
 pub const MAX_BOM_BYTES: u64 = 512 << 20;
 
 /// Write a document meant to be shared (BOM, HTML view, lineage file, BOM bundle): atomically,
-/// via the signing core's writer, then readable by everyone (temp files are created 0600).
+/// then readable by everyone (see [`crate::util::fs::write_public`]).
 pub fn write_public(path: &Path, bytes: &[u8], force: bool) -> Result<(), crate::attest::Error> {
-    crate::attest::write_atomic(path, bytes, force)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| {
-            crate::attest::Error::Io {
-                path: path.into(),
-                source: e,
-            }
-        })?;
-    }
-    Ok(())
+    crate::util::fs::write_public(path, bytes, force).map_err(Into::into)
 }
 
 /// The module-level usage example, compiled (doc tests are off: see Cargo.toml).

@@ -83,9 +83,7 @@ fn sha(c: &Component) -> Option<String> {
 }
 
 /// Short form for display: `sha256:0123456789ab`.
-pub fn short(d: &str) -> String {
-    crate::dataset::verify::short(d)
-}
+pub use crate::util::short;
 
 fn step_view(t: &Task) -> StepView {
     StepView {

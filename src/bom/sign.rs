@@ -6,9 +6,7 @@ use super::PREDICATE_TYPE;
 use crate::attest::STATEMENT_TYPE;
 use serde_json::{json, Value};
 
-pub fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
-}
+pub use crate::util::sha256_hex;
 
 /// The in-toto Statement (exact bytes to sign) for BOM bytes published under `name`.
 pub fn statement(bom_bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {

@@ -6,8 +6,8 @@ use super::common::{load_signer, print_json, read_small};
 use crate::cli::KeylessVerifyArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use mlsign::attest::{self, bundle::Bundle, cert, document, Trust, VerifyingKey};
-use mlsign::report::{sarif, Exit, Finding, Format, Location, Severity};
+use mlsign::attest::{self, cert, document, Trust, VerifyingKey};
+use mlsign::report::{render, Exit, Format};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -216,53 +216,7 @@ fn verify(a: AttestVerifyArgs) -> Result<Exit> {
             ),
         }
     };
-    let b = Bundle::read(&bp)?;
     let shown = a.report.display().to_string();
-    let (finding, signer) = match attest::verify_bundle(&b, &bp, &trust) {
-        Ok(vp) => match document::check(&vp.payload, &bytes, &pt) {
-            Ok(_) => (None, Some((vp.method, vp.signer))),
-            Err(why) => (
-                Some(
-                    Finding::new(mlsign::report::codes::GAT013, Severity::Critical, why)
-                        .at(Location::path(shown.clone())),
-                ),
-                None,
-            ),
-        },
-        Err(attest::Error::Rejected { code, message }) => (
-            Some(
-                Finding::new(code, Severity::Critical, message)
-                    .at(Location::path(bp.display().to_string())),
-            ),
-            None,
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    let findings: Vec<Finding> = finding.into_iter().collect();
-    match a.format {
-        Format::Human => match &signer {
-            Some((m, s)) => println!("Verified: {shown} is signed ({pt}) by {s} ({m} method)"),
-            None => {
-                println!("FAILED: {shown} is not covered by {}", bp.display());
-                for f in &findings {
-                    println!("  {f}");
-                }
-            }
-        },
-        Format::Json => print_json(&json!({
-            "report": shown,
-            "bundle": bp.display().to_string(),
-            "predicateType": pt,
-            "verified": signer.is_some(),
-            "method": signer.as_ref().map(|s| s.0),
-            "signer": signer.as_ref().map(|s| s.1.clone()),
-            "findings": findings,
-        })),
-        Format::Sarif => print_json(&sarif::to_sarif(&findings)),
-    }
-    Ok(if signer.is_some() {
-        Exit::Pass
-    } else {
-        Exit::Finding
-    })
+    let report = document::verify_report(&bytes, &shown, &pt, &bp, &trust)?;
+    Ok(render::emit(a.format, &report))
 }

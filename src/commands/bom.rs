@@ -6,10 +6,10 @@ use crate::cli::{
     ShowFormat,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use mlsign::attest::{self, bundle::Bundle, cert, Trust, VerifyingKey};
+use mlsign::attest::{self, cert, Trust, VerifyingKey};
 use mlsign::bom::cyclonedx::{ctype, Property};
 use mlsign::bom::{self, drift, show, validate, BomError, BuildOptions};
-use mlsign::report::{sarif, Exit, Finding, Format, Location, Severity};
+use mlsign::report::{render, Exit, Finding, Format};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -93,6 +93,7 @@ fn signature_properties(model: &Path, bundle: &Path, key: &Path) -> Result<Vec<P
 }
 
 fn build(a: BomBuildArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
     let (Some(model), Some(output)) = (a.model.clone(), a.output.clone()) else {
         bail!("usage: mlsign bom MODEL_DIR -o BOM.cdx.json (see --help)");
     };
@@ -207,35 +208,11 @@ fn validate_cmd(a: BomValidateArgs) -> Result<Exit> {
     let shown = a.file.display().to_string();
     let doc = validate::parse(&bytes).with_context(|| shown.clone())?;
     let issues = validate::validate(&doc).with_context(|| shown.clone())?;
-    let findings: Vec<Finding> = issues.iter().map(|i| i.to_finding(&shown)).collect();
-    match a.format {
-        Format::Human => {
-            if issues.is_empty() {
-                println!("{shown}: valid CycloneDX 1.6 (schema, references, model hashes)");
-            } else {
-                println!("{shown}: INVALID ({} error(s))", issues.len());
-                for i in &issues {
-                    let p = if i.pointer.is_empty() {
-                        "/"
-                    } else {
-                        &i.pointer
-                    };
-                    println!("  {} at {p}: {}", i.code, i.message);
-                }
-            }
-        }
-        Format::Json => print_json(&json!({
-            "file": shown,
-            "valid": issues.is_empty(),
-            "errors": issues,
-        })),
-        Format::Sarif => print_json(&sarif::to_sarif(&findings)),
-    }
-    Ok(if issues.is_empty() {
-        Exit::Pass
-    } else {
-        Exit::Finding
-    })
+    let report = bom::report::ValidateReport {
+        file: shown,
+        issues,
+    };
+    Ok(render::emit(a.format, &report))
 }
 
 fn trust(key: &Option<PathBuf>, roots: &Option<PathBuf>) -> Result<Trust> {
@@ -260,40 +237,23 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
     let shown = a.bom.display().to_string();
     let bytes = bom::read_limited(&a.bom, bom::MAX_BOM_BYTES)?;
     let mut findings: Vec<Finding> = Vec::new();
-    let mut signature = serde_json::Value::Null;
+    let mut signature = None;
     if let Some(bp) = &a.bundle {
         let t = if a.keyless.identity.is_some() || a.keyless.identity_regex.is_some() {
             Trust::Keyless(super::verify::keyless_trust(&a.keyless)?)
         } else {
             trust(&a.key, &a.cert_chain)?
         };
-        let b = Bundle::read(bp)?;
-        match attest::verify_bundle(&b, bp, &t) {
-            Ok(vp) => match bom::sign::check_statement(&vp.payload, &bytes) {
-                Ok(name) => {
-                    signature = json!({"verified": true, "method": vp.method, "signer": vp.signer, "subject": name});
-                    for w in vp.warnings {
-                        eprintln!("warning: {w}");
-                    }
-                }
-                Err(why) => findings.push(bom::attestation_finding(why, &shown)),
-            },
-            // Keyless checks keep their own code (SGS…): it says which check failed.
-            Err(attest::Error::Rejected { code, message }) if code.starts_with("SGS") => findings
-                .push(
-                    Finding::new(code, Severity::Critical, message)
-                        .at(Location::path(bp.display().to_string())),
-                ),
-            Err(attest::Error::Rejected { message, .. }) => {
-                findings.push(bom::attestation_finding(message, &bp.display().to_string()))
+        let (status, finding) = bom::report::verify_signature(&bytes, &shown, bp, &t)?;
+        if a.format == Format::Human {
+            for w in &status.warnings {
+                eprintln!("warning: {w}");
             }
-            Err(e) => return Err(anyhow!(e)),
         }
-        if signature.is_null() {
-            signature = json!({"verified": false});
-        }
+        findings.extend(finding);
+        signature = Some(status);
     }
-    let mut report = None;
+    let mut drift = None;
     if !a.no_rehash {
         let b = bom::from_json(&bytes).with_context(|| shown.clone())?;
         let r = drift::verify(
@@ -308,68 +268,24 @@ fn verify(a: BomVerifyArgs) -> Result<Exit> {
         .with_context(|| shown.clone())?;
         if r.checked.is_empty() && a.bundle.is_none() {
             bail!(
-                "{shown}: nothing to re-hash: no model or dataset in the BOM records a local path                  (mlsign:path); pass --model DIR to check the model, or --bundle to check a signature"
+                "{shown}: nothing to re-hash: no model or dataset in the BOM records a local path \
+                 (mlsign:path); pass --model DIR to check the model, or --bundle to check a signature"
             );
         }
         findings.extend(r.findings.iter().cloned());
-        report = Some(r);
+        drift = Some(r);
     }
-    let ok = findings.is_empty();
-    match a.format {
-        Format::Human => {
-            if let Some(s) = signature.get("verified") {
-                if s == true {
-                    println!(
-                        "Signature: verified ({} method, signer {})",
-                        signature["method"].as_str().unwrap_or(""),
-                        signature["signer"].as_str().unwrap_or("")
-                    );
-                } else {
-                    println!("Signature: FAILED");
-                }
-            }
-            if let Some(r) = &report {
-                for c in &r.checked {
-                    println!(
-                        "{} {} {:?} ({}): {}",
-                        if c.ok { "ok     " } else { "DRIFT  " },
-                        c.kind,
-                        c.name,
-                        c.path,
-                        if c.ok {
-                            show::short(&c.recorded)
-                        } else {
-                            format!(
-                                "BOM {} now {}",
-                                show::short(&c.recorded),
-                                show::short(&c.actual)
-                            )
-                        }
-                    );
-                }
-                for s in &r.skipped {
-                    println!("skipped {:?}: {}", s.name, s.why);
-                }
-            }
-            for f in &findings {
-                println!("  {f}");
-            }
-            println!("{}: {}", shown, if ok { "verified" } else { "FAILED" });
-        }
-        Format::Json => print_json(&json!({
-            "bom": shown,
-            "verified": ok,
-            "signature": signature,
-            "checked": report.as_ref().map(|r| &r.checked),
-            "skipped": report.as_ref().map(|r| &r.skipped),
-            "findings": findings,
-        })),
-        Format::Sarif => print_json(&sarif::to_sarif(&findings)),
-    }
-    Ok(if ok { Exit::Pass } else { Exit::Finding })
+    let report = bom::report::VerifyReport {
+        bom: shown,
+        signature,
+        drift,
+        findings,
+    };
+    Ok(render::emit(a.format, &report))
 }
 
 fn sign(a: BomSignArgs) -> Result<Exit> {
+    super::common::no_sarif(a.format)?;
     let shown = a.bom.display().to_string();
     let bytes = bom::read_limited(&a.bom, bom::MAX_BOM_BYTES)?;
     let doc = validate::parse(&bytes).with_context(|| shown.clone())?;

@@ -196,10 +196,19 @@ pub fn read_small(path: &Path, what: &str) -> Result<String> {
         .with_context(|| format!("{what} {}: not a PEM text file", path.display()))
 }
 
-/// SARIF is for findings; commands without findings refuse it rather than print something else.
+/// SARIF and Markdown are for findings; commands without findings refuse them (exit 2) rather
+/// than print something else.
 pub fn no_sarif(format: Format) -> Result<()> {
-    if format == Format::Sarif {
-        bail!("--format sarif is for commands that report findings (verify, scan); use json");
+    if matches!(format, Format::Sarif | Format::Markdown) {
+        bail!(
+            "--format {} is for commands that report findings (verify, scan, bom validate, bom \
+             verify, dataset verify, behave, attest verify, policy check, pull, gate); use human or json",
+            if format == Format::Sarif {
+                "sarif"
+            } else {
+                "markdown"
+            }
+        );
     }
     Ok(())
 }
@@ -217,24 +226,13 @@ pub fn print_json(v: &serde_json::Value) {
 /// Errors: one line on stderr; a JSON object on stdout too when JSON was asked for.
 pub fn report_error(format: Format, e: &anyhow::Error) {
     eprintln!("error: {e:#}");
-    if format != Format::Human {
+    if matches!(format, Format::Json | Format::Sarif) {
         print_json(&serde_json::json!({"error": {"message": format!("{e:#}")}}));
     }
 }
 
 pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
+    mlsign::report::human::bytes(n)
 }
 
 #[cfg(test)]

@@ -127,7 +127,9 @@ pub fn run_man(a: ManArgs) -> Result<Exit> {
                 println!("Wrote {}", p.display());
             }
         }
-        Format::Json | Format::Sarif => print_json(&serde_json::json!({ "pages": written })),
+        Format::Json | Format::Sarif | Format::Markdown => {
+            print_json(&serde_json::json!({ "pages": written }))
+        }
     }
     Ok(Exit::Pass)
 }

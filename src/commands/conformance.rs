@@ -21,6 +21,7 @@ pub fn format(a: &ConformanceArgs) -> Format {
 }
 
 pub fn run(a: ConformanceArgs) -> Result<Exit> {
+    super::common::no_sarif(format(&a))?;
     match a.action {
         ConformanceAction::VerifyBundle(v) => verify(&v),
         ConformanceAction::SignBundle(s) => sign(&s),

@@ -4,7 +4,7 @@ use super::common::print_json;
 use crate::cli::{DatasetAction, DatasetArgs, DatasetCommon, DatasetVerifyArgs};
 use anyhow::{bail, Context, Result};
 use mlsign::dataset::{self, RecordInput, StepInput, VerifyOptions};
-use mlsign::report::{sarif, Exit, Format};
+use mlsign::report::{render, Exit, Format};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -83,6 +83,7 @@ fn record(
     parents: &[String],
     step: Option<&StepInput>,
 ) -> Result<Exit> {
+    super::common::no_sarif(c.format)?;
     if !path.exists() {
         bail!("{}: no such file or directory", path.display());
     }
@@ -91,7 +92,7 @@ fn record(
         Ok(i) => i,
         Err(e @ dataset::RecordError::ParentChanged { .. }) => {
             eprintln!("error: {e}");
-            if c.format != Format::Human {
+            if c.format == Format::Json {
                 print_json(&json!({"error": {"message": e.to_string()}}));
             }
             return Ok(Exit::Finding);
@@ -138,47 +139,5 @@ fn verify(a: DatasetVerifyArgs) -> Result<Exit> {
             threads: a.threads,
         },
     )?;
-    match a.format {
-        Format::Human => {
-            for d in &rep.datasets {
-                let label = match &d.version {
-                    Some(v) => format!("{}@{v}", d.name),
-                    None => d.name.clone(),
-                };
-                if d.ok {
-                    println!(
-                        "ok      {label} {} ({} files)",
-                        dataset::verify::short(&d.recorded),
-                        d.files
-                    );
-                } else {
-                    println!(
-                        "CHANGED {label} recorded {} now {}",
-                        dataset::verify::short(&d.recorded),
-                        dataset::verify::short(&d.actual)
-                    );
-                }
-            }
-            for f in &rep.findings {
-                println!("  {f}");
-            }
-            println!(
-                "{}: {}",
-                a.lineage.display(),
-                if rep.ok() {
-                    "lineage verified"
-                } else {
-                    "FAILED"
-                }
-            );
-        }
-        Format::Json => print_json(&json!({
-            "lineage": rep.lineage,
-            "verified": rep.ok(),
-            "datasets": rep.datasets,
-            "findings": rep.findings,
-        })),
-        Format::Sarif => print_json(&sarif::to_sarif(&rep.findings)),
-    }
-    Ok(if rep.ok() { Exit::Pass } else { Exit::Finding })
+    Ok(render::emit(a.format, &rep))
 }

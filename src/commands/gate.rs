@@ -2,31 +2,11 @@
 
 use super::common::print_json;
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use mlsign::gate::{self, audit, render, Evidence, GateOptions, GateReport};
 use mlsign::policy::Policy;
 use mlsign::report::{self, Exit, Format};
 use std::path::{Path, PathBuf};
-
-/// Output formats of the gate (all render the same report).
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GateFormat {
-    Human,
-    Json,
-    Sarif,
-    /// For a CI job summary (`$GITHUB_STEP_SUMMARY`): verdict, checks table, findings; < 1 MiB.
-    Markdown,
-}
-
-impl GateFormat {
-    /// The format errors are printed in.
-    pub fn errors(self) -> Format {
-        match self {
-            GateFormat::Json | GateFormat::Sarif => Format::Json,
-            _ => Format::Human,
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 #[command(
@@ -49,7 +29,7 @@ pub struct GateArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
-    pub format: GateFormat,
+    pub format: Format,
     /// Append one JSON line per decision to this file (fsynced).
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -176,14 +156,14 @@ pub fn run(a: GateArgs) -> Result<Exit> {
             .with_context(|| format!("--github-output {}", p.display()))?;
     }
     match a.format {
-        GateFormat::Human => {
+        Format::Human => {
             for r in &reports {
                 print!("{}", render::human(r));
             }
         }
-        GateFormat::Json => print!("{json_text}"),
-        GateFormat::Sarif => print_json(&sarif(&reports)),
-        GateFormat::Markdown => print!(
+        Format::Json => print!("{json_text}"),
+        Format::Sarif => print_json(&sarif(&reports)),
+        Format::Markdown => print!(
             "{}",
             render::markdown(&reports, report::markdown::MAX_BYTES)
         ),

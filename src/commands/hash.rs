@@ -31,7 +31,7 @@ fn partition(a: &HashArgs, spec: mlsign::digest::partition::Spec) -> Result<Exit
             human_bytes(m.total_bytes),
             out.display()
         ),
-        Format::Json | Format::Sarif => print_json(&json!({
+        Format::Json | Format::Sarif | Format::Markdown => print_json(&json!({
             "partition": spec, "output": out, "files": own.len(), "listed_files": all.len(),
             "bytes": m.total_bytes, "resources": m.resources().len(),
         })),
@@ -79,7 +79,7 @@ pub fn run(a: HashArgs) -> Result<Exit> {
                 }
             );
         }
-        Format::Json | Format::Sarif => {
+        Format::Json | Format::Sarif | Format::Markdown => {
             let m = m.to_manifest();
             let resources: Vec<_> = m
                 .resources()

@@ -36,7 +36,7 @@ fn on_token(a: &KeygenArgs, kind: KeyKind, uri: &str, pub_path: &std::path::Path
                 public.hint()
             );
         }
-        Format::Json | Format::Sarif => print_json(&serde_json::json!({
+        Format::Json | Format::Sarif | Format::Markdown => print_json(&serde_json::json!({
             "pkcs11_uri": redact(uri), "public_key": pub_path, "algorithm": kind.name(),
             "hint": public.hint(),
         })),
@@ -112,7 +112,7 @@ pub fn run(a: KeygenArgs) -> Result<Exit> {
                 println!("note: model_signing 1.1.1 verifies only ECDSA keys; use p256 for bundles others must check");
             }
         }
-        Format::Json | Format::Sarif => print_json(&serde_json::json!({
+        Format::Json | Format::Sarif | Format::Markdown => print_json(&serde_json::json!({
             "private_key": priv_path, "public_key": pub_path, "algorithm": kind.name(),
             "encrypted": passphrase.is_some(), "hint": public.hint(),
         })),

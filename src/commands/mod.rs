@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Conformance(a) => (conformance::format(&a), conformance::run(a)),
         Command::Push(a) => (a.format, push::run(a)),
         Command::Pull(a) => (a.format, pull::run(a)),
-        Command::Gate(a) => (a.format.errors(), gate::run(a)),
+        Command::Gate(a) => (a.format, gate::run(a)),
         Command::Policy(a) => (policy::format(&a), policy::run(a)),
         Command::Approve(a) => (a.format, approve::run(a)),
         Command::Attest(a) => (attest::format(&a), attest::run(a)),
@@ -70,6 +70,6 @@ pub fn run(cli: Cli) -> Exit {
 #[allow(dead_code)]
 fn _formats_are_exhaustive(f: Format) {
     match f {
-        Format::Human | Format::Json | Format::Sarif => {}
+        Format::Human | Format::Json | Format::Sarif | Format::Markdown => {}
     }
 }

@@ -3,8 +3,8 @@
 use super::common::print_json;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use mlsign::policy::{explain, init, Policy};
-use mlsign::report::{Exit, Format};
+use mlsign::policy::{explain, init, lint, Policy};
+use mlsign::report::{render, Exit, Format};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -191,38 +191,9 @@ fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
 }
 
 fn check_cmd(a: PolicyCheckArgs) -> Result<Exit> {
-    super::common::no_sarif(a.format)?;
     let p = Policy::load(&a.policy)?;
-    match a.format {
-        Format::Human => {
-            println!(
-                "{}: valid policy (mode {}, {} subject pattern(s), {} authorit{}, requirements: {})",
-                a.policy.display(),
-                p.mode.as_str(),
-                p.subjects.len(),
-                p.authorities.len(),
-                if p.authorities.len() == 1 { "y" } else { "ies" },
-                p.requirements.names().join(", ")
-            );
-            for n in &p.notes {
-                println!("  remark: {n}");
-            }
-        }
-        _ => print_json(&json!({
-            "schema": "mlsign-policy-check/1",
-            "policy": a.policy.display().to_string(),
-            "sha256": p.sha256,
-            "valid": true,
-            "mode": p.mode.as_str(),
-            "requirements": p.requirements.names(),
-            "remarks": p.notes,
-        })),
-    }
-    Ok(if p.notes.is_empty() {
-        Exit::Pass
-    } else {
-        Exit::Finding
-    })
+    let report = lint::lint(&p, &a.policy.display().to_string());
+    Ok(render::emit(a.format, &report))
 }
 
 fn explain_cmd(a: PolicyExplainArgs) -> Result<Exit> {

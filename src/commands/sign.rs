@@ -134,7 +134,7 @@ pub fn run(a: SignArgs) -> Result<Exit> {
             }
             println!("root sha256:{}", out.root_digest);
         }
-        Format::Json | Format::Sarif => print_json(&serde_json::to_value(&out)?),
+        Format::Json | Format::Sarif | Format::Markdown => print_json(&serde_json::to_value(&out)?),
     }
     Ok(Exit::Pass)
 }

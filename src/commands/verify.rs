@@ -1,86 +1,27 @@
-use super::common::{human_bytes, ignore_list, print_json, read_small, Bar};
+use super::common::{ignore_list, read_small, Bar};
 use crate::cli::{KeylessVerifyArgs, VerifyArgs};
 use anyhow::{Context, Result};
 use mlsign::attest::sigstore::{Matcher, TrustRoot};
 use mlsign::attest::{
-    cert, verify_model, KeylessTrust, Trust, VerifyOptions, VerifyOutcome, VerifyingKey,
+    cert, verify_model, KeylessTrust, Trust, VerifyOptions, VerifyOutcome, VerifyReport,
+    VerifyingKey,
 };
-use mlsign::report::{sarif, Exit, Finding, Format};
-use serde_json::json;
+use mlsign::report::{render, Exit, Format};
 
+/// Render a verify result; warnings (not findings) go to stderr for people.
 pub(super) fn emit(
     a: &VerifyArgs,
     bundle: &std::path::Path,
-    outcome: Option<&VerifyOutcome>,
-    findings: &[Finding],
-) {
-    let ok = findings.is_empty();
-    match a.format {
-        Format::Human => {
-            if let Some(o) = outcome.filter(|_| ok) {
-                println!(
-                    "Verified: {} matches {}",
-                    a.path.display(),
-                    bundle.display()
-                );
-                println!(
-                    "  {} {}, signed with the {} method by {}",
-                    o.kind.map_or("subject", |k| k.name()),
-                    o.subject,
-                    o.method,
-                    o.signer
-                );
-                println!(
-                    "  {} files, {} re-hashed with {}{}; root sha256:{}",
-                    o.files_checked,
-                    human_bytes(o.bytes),
-                    o.algorithm,
-                    o.shard_size
-                        .map(|s| format!(" (shards of {s} bytes)"))
-                        .unwrap_or_default(),
-                    o.root_digest
-                );
-            } else {
-                println!(
-                    "FAILED: {} does not match {}",
-                    a.path.display(),
-                    bundle.display()
-                );
-                for f in findings {
-                    println!("  {f}");
-                }
-            }
-            if let Some(o) = outcome {
-                for w in &o.warnings {
-                    eprintln!("warning: {w}");
-                }
-            }
+    result: Result<VerifyOutcome, mlsign::attest::Error>,
+) -> Result<Exit> {
+    let report = VerifyReport::new(&a.path, bundle, result)?;
+    let exit = render::emit(a.format, &report);
+    if a.format == Format::Human {
+        for w in report.outcome.iter().flat_map(|o| &o.warnings) {
+            eprintln!("warning: {w}");
         }
-        Format::Json => {
-            let mut v = json!({
-                "verified": ok,
-                "path": a.path,
-                "bundle": bundle,
-                "findings": findings,
-            });
-            if let Some(o) = outcome {
-                v["subject"] = json!(o.subject);
-                v["kind"] = json!(o.kind);
-                v["predicate_type"] = json!(o.predicate_type);
-                v["method"] = json!(o.method);
-                v["signer"] = json!(o.signer);
-                v["root_digest"] = json!({"sha256": o.root_digest});
-                v["algorithm"] = json!(o.algorithm);
-                v["shard_size"] = json!(o.shard_size);
-                v["files_checked"] = json!(o.files_checked);
-                v["bytes"] = json!(o.bytes);
-                v["differences"] = json!(o.differences);
-                v["warnings"] = json!(o.warnings);
-            }
-            print_json(&v);
-        }
-        Format::Sarif => print_json(&sarif::to_sarif(findings)),
     }
+    Ok(exit)
 }
 
 /// The keyless trust from `--identity[-regex] --issuer[-regex] [--trusted-root F | --staging]`.
@@ -149,22 +90,9 @@ pub fn run(a: VerifyArgs) -> Result<Exit> {
         // Partitioned verification (see commands/verify_parts.rs).
         return super::verify_parts::run(&a, &bundle, &trust, &opts, &bar);
     }
-    match verify_model(&a.path, &bundle, &trust, &opts, &bar) {
-        Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
-            emit(&a, &bundle, Some(&o), &findings);
-            Ok(if findings.is_empty() {
-                Exit::Pass
-            } else {
-                Exit::Finding
-            })
-        }
-        Err(e) => match e.to_finding(&bundle.display().to_string()) {
-            Some(f) => {
-                emit(&a, &bundle, None, &[f]);
-                Ok(Exit::Finding)
-            }
-            None => Err(e.into()),
-        },
-    }
+    emit(
+        &a,
+        &bundle,
+        verify_model(&a.path, &bundle, &trust, &opts, &bar),
+    )
 }

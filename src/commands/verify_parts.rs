@@ -6,7 +6,7 @@ use anyhow::Result;
 use mlsign::attest::partition::{merge_results, verify_partition};
 use mlsign::attest::{Error as AttestError, Trust, VerifyOptions};
 use mlsign::digest::Progress;
-use mlsign::report::{Exit, Finding};
+use mlsign::report::Exit;
 
 pub fn run(
     a: &VerifyArgs,
@@ -29,34 +29,18 @@ pub fn run(
             .map_err(|e| AttestError::Digest(e.into()))?;
         merge_results(bundle, trust, a.legacy_pae, &parts)
     };
-    match result {
-        Ok(o) => {
-            let findings: Vec<Finding> = o.differences.iter().map(|d| d.to_finding()).collect();
-            emit(a, bundle, Some(&o), &findings);
-            if a.format == mlsign::report::Format::Human {
-                match a.partition {
-                    Some(spec) => eprintln!(
-                        "note: partition {spec} only; the other partitions are checked by their \
-                         own runs (merge their --output files with --from-parts)"
-                    ),
-                    None => eprintln!(
-                        "note: merged the results of every partition (each present once, all \
-                         for this bundle)"
-                    ),
-                }
-            }
-            Ok(if findings.is_empty() {
-                Exit::Pass
-            } else {
-                Exit::Finding
-            })
+    let exit = emit(a, bundle, result)?;
+    if a.format == mlsign::report::Format::Human {
+        match a.partition {
+            Some(spec) => eprintln!(
+                "note: partition {spec} only; the other partitions are checked by their \
+                 own runs (merge their --output files with --from-parts)"
+            ),
+            None => eprintln!(
+                "note: merged the results of every partition (each present once, all \
+                 for this bundle)"
+            ),
         }
-        Err(e) => match e.to_finding(&bundle.display().to_string()) {
-            Some(f) => {
-                emit(a, bundle, None, &[f]);
-                Ok(Exit::Finding)
-            }
-            None => Err(e.into()),
-        },
     }
+    Ok(exit)
 }

@@ -482,7 +482,7 @@ pub fn save(l: &Loaded) -> Result<(), LineageError> {
     };
     let mut text = serde_json::to_string_pretty(&l.lineage).map_err(|e| err(e.to_string()))?;
     text.push('\n');
-    crate::bom::write_public(&l.file, text.as_bytes(), true).map_err(|e| err(e.to_string()))
+    crate::util::fs::write_public(&l.file, text.as_bytes(), true).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]

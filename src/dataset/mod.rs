@@ -8,6 +8,7 @@
 //! digest, time, who). [`verify()`] re-hashes everything and names the steps a change breaks.
 
 pub mod lineage;
+mod render;
 pub mod verify;
 
 pub use lineage::{
@@ -67,16 +68,7 @@ pub enum RecordError {
     },
 }
 
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}
+pub use crate::util::now_rfc3339;
 
 fn check_time(t: &Option<String>, what: &str) -> Result<(), RecordError> {
     if let Some(t) = t {

@@ -190,12 +190,4 @@ pub fn verify(l: &Loaded, opts: &VerifyOptions) -> Result<VerifyReport, LineageE
     })
 }
 
-/// `sha256:0123456789ab` (12 hex digits), for messages.
-pub fn short(d: &str) -> String {
-    // By chars: digests from a foreign BOM are untrusted text.
-    let cut = |s: &str| s.chars().take(12).collect::<String>();
-    match d.split_once(':') {
-        Some((a, h)) => format!("{a}:{}", cut(h)),
-        None => cut(d),
-    }
-}
+pub use crate::util::short;

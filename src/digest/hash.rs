@@ -11,7 +11,6 @@ use super::sigbus::Guard;
 use super::{walk::Entry, Error, HashAlgorithm, Progress};
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,43 +22,29 @@ const WINDOW: usize = 8 << 20;
 /// Items up to this size are read with `pread`, not mapped.
 const SMALL_READ: u64 = 64 << 10;
 
-/// One mapped window of a file; unmapped on drop.
-struct Map {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
+/// One mapped window of a file (read-only, private); unmapped on drop.
+struct Map(memmap2::Mmap);
 
 impl Map {
     fn new(file: &File, offset: u64, len: usize) -> Option<Map> {
-        // SAFETY: a fresh read-only private mapping of a file we hold open; it is only read
-        // through `bytes()` while `self` lives, and truncation faults are handled by the guard.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                // No MAP_POPULATE: on this kernel populating 2048 pages up front costs more
-                // system time than letting fault-around map the page cache as it is read.
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
+        // SAFETY: a read-only private mapping of a file we hold open, read only through
+        // `bytes()` while `self` lives; a truncation under the map raises SIGBUS, which the
+        // caller's `sigbus::Guard` turns into an error for this window.
+        // No MAP_POPULATE: on this kernel populating 2048 pages up front costs more system time
+        // than letting fault-around map the page cache as it is read.
+        let m = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map_copy_read_only(file)
         }
-        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
-        Some(Map { ptr, len })
+        .ok()?;
+        let _ = m.advise(memmap2::Advice::Sequential);
+        Some(Map(m))
     }
 
     fn bytes(&self) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.ptr, self.len) };
+        &self.0
     }
 }
 
@@ -80,9 +65,9 @@ pub(crate) struct Item {
     pub end: u64,
 }
 
-#[allow(clippy::large_enum_variant)] // one per worker item; boxing ring's context buys nothing
+#[allow(clippy::large_enum_variant)] // one per worker item; boxing the SHA-256 state buys nothing
 enum Hasher {
-    Sha256(ring::digest::Context),
+    Sha256(sha2::Sha256),
     Blake2b(Box<blake2::Blake2b512>),
     Blake3(Box<blake3::Hasher>),
 }
@@ -91,7 +76,8 @@ impl Hasher {
     fn new(alg: HashAlgorithm) -> Self {
         match alg {
             HashAlgorithm::Sha256 => {
-                Hasher::Sha256(ring::digest::Context::new(&ring::digest::SHA256))
+                use sha2::Digest;
+                Hasher::Sha256(sha2::Sha256::new())
             }
             HashAlgorithm::Blake2b => {
                 use blake2::Digest;
@@ -103,7 +89,7 @@ impl Hasher {
 
     fn update(&mut self, data: &[u8], parallel: bool) {
         match self {
-            Hasher::Sha256(c) => c.update(data),
+            Hasher::Sha256(c) => sha2::Digest::update(c, data),
             Hasher::Blake2b(h) => blake2::Digest::update(h.as_mut(), data),
             // BLAKE3 is a tree hash: one big file can use every core.
             Hasher::Blake3(h) if parallel => {
@@ -117,19 +103,11 @@ impl Hasher {
 
     fn finish(self) -> Vec<u8> {
         match self {
-            Hasher::Sha256(c) => c.finish().as_ref().to_vec(),
+            Hasher::Sha256(c) => sha2::Digest::finalize(c).to_vec(),
             Hasher::Blake2b(h) => blake2::Digest::finalize(*h).to_vec(),
             Hasher::Blake3(h) => h.finalize().as_bytes().to_vec(),
         }
     }
-}
-
-/// SHA-256 of a byte string (used for root digests and key hints).
-pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 fn open_checked(e: &Entry) -> Result<(File, std::fs::Metadata), Error> {
@@ -220,7 +198,7 @@ impl<'e> Reader<'e> {
         let len = (self.end - aligned).min(WINDOW as u64) as usize;
         let mapped = self.cpath.as_deref().and_then(|p| {
             let m = Map::new(&self.file, aligned, len)?;
-            let g = Guard::register(m.ptr as usize, m.len, p)?;
+            let g = Guard::register(m.0.as_ptr() as usize, m.0.len(), p)?;
             Some((m, g))
         });
         if let Some((map, _guard)) = mapped {

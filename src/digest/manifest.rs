@@ -1,9 +1,10 @@
 //! The manifest: ordered (name, algorithm, digest) resources and their root digest, exactly as
 //! model_signing computes them.
 
-use super::hash::{hash_items, sha256, Item};
+use super::hash::{hash_items, Item};
 use super::walk::{walk, Entry, Listing};
 use super::{Error, HashAlgorithm, HashConfig, Method, NoProgress, Progress};
+use crate::util::sha256;
 use std::path::Path;
 
 /// One manifest entry: a file (`name` = path) or a shard (`name` = `path:start:end`).
@@ -535,7 +536,7 @@ mod tests {
 
     #[test]
     fn matches_model_signing_root_digest() {
-        // Same tree signed with model_signing 1.1.1: root c411a492… (see tests/signing.rs for
+        // Same tree signed with model_signing 1.1.1: root c411a492… (see tests/cli/signing.rs for
         // the live interop check).
         let d = tree();
         let m = Manifest::from_path(d.path(), &HashConfig::default()).unwrap();

@@ -20,10 +20,10 @@ mod sha256ni;
 mod sigbus;
 mod walk;
 
+pub(crate) use crate::util::sha256;
 pub use config::{HashAlgorithm, HashConfig, Method, NoProgress, Progress, GIT_PATHS};
 pub use diff::{diff, Difference};
 pub use error::Error;
-pub(crate) use hash::sha256;
 pub use manifest::root_digest_of as manifest_root;
 pub use manifest::{
     check_resource_name, pieces, ListedManifest, Manifest, Resource, ResourceRef, ResourceSource,
@@ -38,9 +38,10 @@ pub use walk::{normalize_ignore, walk, walk_listing, Entry, FileStat, Listing};
 pub mod kernels {
     use super::sha256ni::{self, Sha256Ni};
 
-    /// SHA-256 through `ring` (one stream).
-    pub fn sha256_ring(data: &[u8]) -> [u8; 32] {
-        super::hash::sha256(data)
+    /// SHA-256 through `sha2` (one stream; SHA extensions picked at run time): what every
+    /// single-stream hash in mlsign runs.
+    pub fn sha256_sha2(data: &[u8]) -> [u8; 32] {
+        crate::util::sha256(data)
     }
 
     /// One stream on the SHA extensions; `None` where the CPU lacks them.

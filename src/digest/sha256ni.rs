@@ -3,7 +3,7 @@
 //! One SHA-256 stream is a chain of dependent `sha256rnds2` instructions, so a single stream
 //! leaves the SHA unit idle between them. Hashing two files in lock-step interleaves two
 //! independent chains and fills those gaps: same digests, more bytes per core. Used when a
-//! worker has two files or shards in hand; everything else goes through `ring`.
+//! worker has two files or shards in hand; everything else goes through `sha2`.
 
 #![allow(unsafe_op_in_unsafe_fn)]
 
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn matches_reference_single_and_paired() {
         if !available() {
-            eprintln!("note: no SHA extensions on this CPU; the ring path is used instead");
+            eprintln!("note: no SHA extensions on this CPU; the sha2 path is used instead");
             return;
         }
         let data: Vec<u8> = (0..5000u32)

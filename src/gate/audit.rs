@@ -62,7 +62,7 @@ pub fn line(r: &GateReport, now: &str) -> String {
 
 /// Append one line per report to `path` (created 0640 if missing) and fsync it.
 pub fn append(path: &Path, reports: &[GateReport]) -> std::io::Result<()> {
-    let now = crate::dataset::now_rfc3339();
+    let now = crate::util::now_rfc3339();
     let mut text = String::new();
     for r in reports {
         text.push_str(&line(r, &now));

@@ -12,7 +12,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use ureq::http::{Response, StatusCode};
 
 /// Manifests and indexes are refused above this (distribution's own limit is 4 MiB).
@@ -39,6 +40,99 @@ pub struct Options {
     pub timeout: Duration,
     /// Attempts for idempotent requests (connection errors, 429, 5xx).
     pub attempts: u32,
+    /// Connections and bearer tokens shared by every client made with these options (a
+    /// long-running caller, `mlsign serve`); `None`: each client has its own.
+    pub pool: Option<Pool>,
+}
+
+/// Bearer tokens are reused at most this long (the distribution spec's default lifetime is
+/// 60 s; a shorter `expires_in` is honoured).
+const MAX_TOKEN_REUSE: Duration = Duration::from_secs(50);
+
+/// HTTP agents (each with its keep-alive connection pool) per registry endpoint, and bearer
+/// tokens per registry, credentials and scope, shared across clients. A client still reads the
+/// credentials when it is made (a rotated auth file is used at once); tokens are keyed by a
+/// digest of the credentials, so a rotated credential never reuses the old one's token.
+/// Timeouts are set per request, so clients with different deadlines share connections.
+#[derive(Clone, Default)]
+pub struct Pool {
+    agents: Arc<Mutex<HashMap<String, ureq::Agent>>>,
+    tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    /// Registry and credential keys whose registry asked for basic auth: later clients send it
+    /// up front instead of being refused once each.
+    basic: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.agents.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Pool({n} registries)")
+    }
+}
+
+/// At most this many registries keep an agent, and this many tokens are kept.
+const POOL_MAX_AGENTS: usize = 256;
+const POOL_MAX_TOKENS: usize = 4096;
+
+impl Pool {
+    fn agent(&self, key: &str, make: impl FnOnce() -> ureq::Agent) -> ureq::Agent {
+        let mut m = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = m.get(key) {
+            return a.clone();
+        }
+        if m.len() >= POOL_MAX_AGENTS {
+            m.clear();
+        }
+        let a = make();
+        m.insert(key.to_string(), a.clone());
+        a
+    }
+
+    fn token(&self, key: &str) -> Option<String> {
+        let mut m = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(key) {
+            Some((t, exp)) if *exp > Instant::now() => Some(t.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put_token(&self, key: String, token: String, life: Duration) {
+        let mut m = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if m.len() >= POOL_MAX_TOKENS {
+            m.retain(|_, (_, exp)| *exp > now);
+            if m.len() >= POOL_MAX_TOKENS {
+                m.clear();
+            }
+        }
+        m.insert(key, (token, now + life.min(MAX_TOKEN_REUSE)));
+    }
+
+    fn wants_basic(&self, key: &str) -> bool {
+        self.basic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    fn set_basic(&self, key: &str) {
+        let mut m = self.basic.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= POOL_MAX_TOKENS {
+            m.clear();
+        }
+        m.insert(key.to_string());
+    }
+
+    fn forget_token(&self, key: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
 }
 
 impl Default for Options {
@@ -48,6 +142,7 @@ impl Default for Options {
             auth_file: None,
             timeout: Duration::from_secs(30),
             attempts: 3,
+            pool: None,
         }
     }
 }
@@ -81,6 +176,8 @@ pub struct Fetched {
 /// A client for one registry.
 pub struct Client {
     agent: ureq::Agent,
+    /// Registry endpoint and a digest of the credentials: the prefix of shared token keys.
+    pool_key: String,
     base: String,
     registry: String,
     cred: Credential,
@@ -105,24 +202,48 @@ impl Client {
             .provider(ureq::tls::TlsProvider::Rustls)
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
-        let mut cfg = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(!plain)
-            .tls_config(tls)
-            .user_agent(concat!("mlsign/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(opts.timeout))
-            .timeout_recv_response(Some(opts.timeout))
-            .timeout_per_read(Some(opts.timeout))
-            .timeout_per_write(Some(opts.timeout))
-            .max_redirects(5)
-            // Compressed manifests would break digest checks of the exact bytes.
-            .accept_encoding("identity");
-        if is_loopback(host) {
-            cfg = cfg.proxy(None);
-        }
+        let build = || {
+            let mut cfg = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .https_only(!plain)
+                .tls_config(tls)
+                .user_agent(concat!("mlsign/", env!("CARGO_PKG_VERSION")))
+                .timeout_connect(Some(opts.timeout))
+                .timeout_recv_response(Some(opts.timeout))
+                .timeout_per_read(Some(opts.timeout))
+                .timeout_per_write(Some(opts.timeout))
+                .max_redirects(5)
+                // Compressed manifests would break digest checks of the exact bytes.
+                .accept_encoding("identity")
+                // A shared agent keeps connections for concurrent verifications (ureq keeps 3 per
+                // host by default).
+                .max_idle_connections(256)
+                .max_idle_connections_per_host(64);
+            if is_loopback(host) {
+                cfg = cfg.proxy(None);
+            }
+            ureq::Agent::from(cfg.build())
+        };
+        let base = format!("{scheme}://{}", r.registry);
+        let agent = match &opts.pool {
+            Some(p) => p.agent(&base, build),
+            None => build(),
+        };
+        let cred_id = match &cred {
+            Credential::Anonymous => "anonymous".to_string(),
+            Credential::Basic { username, password } => hex::encode(Sha256::digest(format!(
+                "basic\0{username}\0{}",
+                password.as_str()
+            ))),
+            Credential::IdentityToken(t) => {
+                hex::encode(Sha256::digest(format!("identity\0{}", t.as_str())))
+            }
+            Credential::Bearer(t) => hex::encode(Sha256::digest(format!("bearer\0{}", t.as_str()))),
+        };
         Ok(Client {
-            agent: cfg.build().into(),
-            base: format!("{scheme}://{}", r.registry),
+            agent,
+            pool_key: format!("{base}\0{cred_id}\0"),
+            base,
             registry: r.registry.clone(),
             cred,
             opts: opts.clone(),
@@ -172,6 +293,18 @@ impl Client {
         }
     }
 
+    /// This client's timeouts on one request (a shared agent serves clients with different
+    /// deadlines).
+    fn timed<B>(&self, rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let t = Some(self.opts.timeout);
+        rb.config()
+            .timeout_connect(t)
+            .timeout_recv_response(t)
+            .timeout_per_read(t)
+            .timeout_per_write(t)
+            .build()
+    }
+
     fn auth_header(&self, scope: &str) -> Option<String> {
         if let Credential::Bearer(t) = &self.cred {
             return Some(format!("Bearer {}", t.as_str()));
@@ -179,7 +312,21 @@ impl Client {
         if let Some(t) = self.tokens.borrow().get(scope) {
             return Some(format!("Bearer {t}"));
         }
-        if self.basic.get() {
+        if let Some(p) = &self.opts.pool {
+            if let Some(t) = p.token(&format!("{}{scope}", self.pool_key)) {
+                self.tokens
+                    .borrow_mut()
+                    .insert(scope.to_string(), t.clone());
+                return Some(format!("Bearer {t}"));
+            }
+        }
+        if self.basic.get()
+            || self
+                .opts
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.wants_basic(&self.pool_key))
+        {
             if let Credential::Basic { username, password } = &self.cred {
                 return Some(basic(username, password));
             }
@@ -204,7 +351,7 @@ impl Client {
                 if let Some(a) = auth {
                     rb = rb.header("Authorization", a);
                 }
-                rb
+                self.timed(rb)
             }};
         }
         match method {
@@ -284,7 +431,14 @@ impl Client {
                     match c.scheme.as_str() {
                         // A fixed token that was refused has nothing to exchange.
                         "bearer" if !matches!(self.cred, Credential::Bearer(_)) => {
-                            let token = self.fetch_token(step, &c, &scope)?;
+                            let pool_key = format!("{}{scope}", self.pool_key);
+                            if let Some(p) = &self.opts.pool {
+                                p.forget_token(&pool_key);
+                            }
+                            let (token, life) = self.fetch_token(step, &c, &scope)?;
+                            if let Some(p) = &self.opts.pool {
+                                p.put_token(pool_key, token.clone(), life);
+                            }
                             self.tokens.borrow_mut().insert(scope.clone(), token);
                             attempt = 0;
                             continue;
@@ -292,6 +446,9 @@ impl Client {
                         "basic" if matches!(self.cred, Credential::Basic { .. }) => {
                             // Plain HTTP is only ever used for loopback or --insecure-registry hosts.
                             self.basic.set(true);
+                            if let Some(p) = &self.opts.pool {
+                                p.set_basic(&self.pool_key);
+                            }
                             attempt = 0;
                             continue;
                         }
@@ -314,7 +471,7 @@ impl Client {
         step: &str,
         c: &super::auth::Challenge,
         scope: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<(String, Duration), Error> {
         let realm = c.param("realm").ok_or_else(|| Error::Unauthorized {
             step: step.into(),
             url: self.base.clone(),
@@ -357,10 +514,12 @@ impl Client {
                     enc(scope),
                     enc(tok)
                 );
-                self.agent
-                    .post(realm)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .send(form.as_bytes())
+                self.timed(
+                    self.agent
+                        .post(realm)
+                        .header("Content-Type", "application/x-www-form-urlencoded"),
+                )
+                .send(form.as_bytes())
             }
             cred => {
                 let sep = if realm.contains('?') { '&' } else { '?' };
@@ -369,7 +528,7 @@ impl Client {
                 if let Credential::Basic { username, password } = cred {
                     rb = rb.header("Authorization", basic(username, password));
                 }
-                rb.call()
+                self.timed(rb).call()
             }
         };
         let mut res = res.map_err(|e| self.map_err(&tstep, realm, e))?;
@@ -381,11 +540,18 @@ impl Client {
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
             Error::malformed(format!("{tstep} at {realm}"), format!("not JSON: {e}"))
         })?;
+        // Reused (by a shared pool) for its lifetime less a margin, 60 s when not given.
+        let life = v
+            .get("expires_in")
+            .and_then(|e| e.as_u64())
+            .map_or(MAX_TOKEN_REUSE, |s| {
+                Duration::from_secs(s.saturating_sub(10))
+            });
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
-            .map(str::to_string)
+            .map(|t| (t.to_string(), life))
             .ok_or_else(|| {
                 Error::malformed(format!("{tstep} at {realm}"), "no token in the answer")
             })

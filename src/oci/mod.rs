@@ -14,6 +14,7 @@ mod error;
 pub mod manifest;
 pub mod model;
 pub mod reference;
+mod report;
 mod untar;
 pub mod verify;
 
@@ -21,6 +22,7 @@ pub use client::Options;
 pub use error::Error;
 pub use model::{pull_model, push_model, push_model_with, ModelFormat, PullOutcome, PushOutcome};
 pub use reference::{is_oci, Reference};
+pub use report::{DirReport, PullReport};
 pub use verify::{verify_dir_against, verify_reference, Candidate, DirOutcome, VerifyOutcome};
 
 use client::{Client, OCI_INDEX, OCI_MANIFEST};

@@ -10,6 +10,7 @@
 pub mod explain;
 pub mod glob;
 pub mod init;
+pub mod lint;
 
 use crate::attest::{cert, cert::Cert, sigstore, KeylessTrust, Trust, VerifyingKey};
 use crate::report::{Check, CheckStatus, Exit, Verdict};

@@ -122,6 +122,8 @@ pub const CODES: &[(&str, &str)] = &[
     // Admission webhook (mlsign serve)
     (SRV001, "the admission deadline passed before verification finished (the slow step is named)"),
     (SRV002, "an image reference in the workload does not parse"),
+    // Policy lint (mlsign policy check)
+    (POL001, "policy setting that weakens it (audit mode, no_match = allow, an unsigned BOM accepted, a broad keyless identity…)"),
 ];
 
 pub const BHV001: &str = "BHV001";
@@ -146,6 +148,7 @@ pub const GAT013: &str = "GAT013";
 pub const GAT014: &str = "GAT014";
 pub const SRV001: &str = "SRV001";
 pub const SRV002: &str = "SRV002";
+pub const POL001: &str = "POL001";
 
 /// Summary for a code, if it is known.
 pub fn describe(code: &str) -> Option<&'static str> {

@@ -33,3 +33,19 @@ pub fn checks(headline: &str, verdict: Verdict, checks: &[Check]) -> String {
     }
     s
 }
+
+/// A byte count for people: `512 B`, `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}

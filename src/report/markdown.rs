@@ -2,6 +2,7 @@
 //! step): the verdict first, then one table row per check, then the findings. Output is capped;
 //! what does not fit is cut at a line boundary with a note saying how much was left out.
 
+use super::render::Table;
 use super::{Check, Finding, Verdict};
 
 /// Default cap: below GitHub's 1 MiB step-summary limit.
@@ -51,6 +52,17 @@ fn finding_line(f: &Finding) -> String {
     )
 }
 
+/// A summary to render: the verdict first, then facts, a table of what was checked, then the
+/// findings.
+pub struct Doc<'a> {
+    pub title: &'a str,
+    pub verdict: Verdict,
+    pub headline: &'a str,
+    pub facts: &'a [(&'a str, String)],
+    pub table: &'a Table,
+    pub findings: &'a [Finding],
+}
+
 /// Render a gate-like result. `meta` rows (already plain text) go under the headline.
 pub fn render(
     title: &str,
@@ -60,32 +72,60 @@ pub fn render(
     checks: &[Check],
     max_bytes: usize,
 ) -> String {
+    let table = Table {
+        columns: vec!["check", "status", "summary"],
+        rows: checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.to_string(),
+                    c.status.as_str().to_string(),
+                    c.summary.clone(),
+                ]
+            })
+            .collect(),
+    };
+    let findings: Vec<Finding> = checks
+        .iter()
+        .flat_map(|c| c.findings.iter().cloned())
+        .collect();
+    document(
+        &Doc {
+            title,
+            verdict,
+            headline,
+            facts: meta,
+            table: &table,
+            findings: &findings,
+        },
+        max_bytes,
+    )
+}
+
+/// Render `d` in at most `max_bytes` (at least a few hundred), cutting at a line boundary with
+/// a note saying what was left out.
+pub fn document(d: &Doc, max_bytes: usize) -> String {
     let mut head = format!(
         "## {} — {}\n\n{}\n\n",
-        esc(title),
-        icon(verdict),
-        esc(headline)
+        esc(d.title),
+        icon(d.verdict),
+        esc(d.headline)
     );
-    for (k, v) in meta {
+    for (k, v) in d.facts {
         head.push_str(&format!("- {}: {}\n", esc(k), esc(v)));
     }
-    if !meta.is_empty() {
+    if !d.facts.is_empty() {
         head.push('\n');
     }
-    head.push_str("| check | status | summary |\n|---|---|---|\n");
-    for c in checks {
-        head.push_str(&format!(
-            "| {} | {} | {} |\n",
-            c.name,
-            c.status.as_str(),
-            esc(&c.summary)
-        ));
+    if !d.table.columns.is_empty() {
+        head.push_str(&format!("| {} |\n", d.table.columns.join(" | ")));
+        head.push_str(&format!("|{}\n", "---|".repeat(d.table.columns.len())));
+        for r in &d.table.rows {
+            let cells: Vec<String> = r.iter().map(|c| esc(c)).collect();
+            head.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
     }
-    let lines: Vec<String> = checks
-        .iter()
-        .flat_map(|c| c.findings.iter())
-        .map(finding_line)
-        .collect();
+    let lines: Vec<String> = d.findings.iter().map(finding_line).collect();
     if !lines.is_empty() {
         head.push_str("\n### Findings\n\n");
     }
@@ -101,7 +141,8 @@ pub fn render(
         let cut = out[..cut].rfind('\n').map_or(0, |i| i + 1);
         out.truncate(cut);
         out.push_str(&format!(
-            "\n_Output truncated to stay under {max_bytes} bytes; run `mlsign gate --format json` for the full report._\n"
+            "\n_Output truncated to stay under {max_bytes} bytes; run `{} --format json` for the full report._\n",
+            d.title
         ));
         return out;
     }

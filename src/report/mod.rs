@@ -10,10 +10,12 @@ pub mod github;
 pub mod human;
 pub mod json;
 pub mod markdown;
+pub mod render;
 pub mod sarif;
 
 pub use check::{Check, CheckStatus, Verdict};
 pub use finding::{Finding, Location, Severity};
+pub use render::{Report, Table};
 
 /// Output format selected with `--format`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -25,6 +27,9 @@ pub enum Format {
     Json,
     /// SARIF 2.1.0 for code-scanning dashboards (commands that produce findings).
     Sarif,
+    /// A CI job summary (`$GITHUB_STEP_SUMMARY`): verdict, table, findings; under 1 MiB
+    /// (commands that produce findings).
+    Markdown,
 }
 
 /// Process exit codes shared by every command.

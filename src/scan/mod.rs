@@ -9,6 +9,7 @@ pub mod formats;
 pub mod pickle;
 pub mod policy;
 pub mod presets;
+mod render;
 
 pub use finding::{ScanFinding, Verdict};
 pub use policy::Policy;
@@ -28,6 +29,9 @@ pub struct FileReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ScanReport {
     pub files: Vec<FileReport>,
+    /// The policy's `fail_on_suspicious` (`--strict`): suspicious files fail the scan too.
+    #[serde(skip)]
+    pub fail_on_suspicious: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +175,10 @@ pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanE
             }
         })
         .collect::<Result<_, _>>()?;
-    Ok(ScanReport { files })
+    Ok(ScanReport {
+        files,
+        fail_on_suspicious: policy.fail_on_suspicious,
+    })
 }
 
 #[cfg(test)]
@@ -224,6 +231,60 @@ mod tests {
             }
             let r = scan_bytes("mutant", &d, &policy);
             assert!(r.findings.len() < 1_000_000);
+        }
+    }
+
+    /// The pickle VM reads through a window; reading every buffer through tiny windows must
+    /// find the same things at the same offsets, on seeds and on their mutants alike.
+    #[test]
+    fn findings_do_not_depend_on_the_read_window() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scan/torch");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        seeds.push(b"cos\nsystem\n(S'id'\ntR.".to_vec());
+        seeds.push(b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00cbuiltins\nset\n.".to_vec());
+        // A nested pickle in BINBYTES, a long BINUNICODE, a joblib-style frame past STOP.
+        let inner = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.";
+        let mut nested = b"\x80\x03cpickle\nloads\nB".to_vec();
+        nested.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        nested.extend_from_slice(inner);
+        nested.extend_from_slice(b"\x85R.N.  \n");
+        seeds.push(nested);
+        let mut long = b"\x80\x04X\x00\x20\x00\x00".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 0x2000));
+        long.extend_from_slice(b"\xed\xa0\x80.");
+        seeds.push(long);
+        let policy = Policy::default();
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let json = |r: &FileReport| serde_json::to_string(&r.findings).unwrap();
+        for i in 0..1500 {
+            let mut d = seeds[i % seeds.len()].clone();
+            if i >= seeds.len() {
+                for _ in 0..1 + rnd() % 4 {
+                    if d.is_empty() {
+                        break;
+                    }
+                    let p = (rnd() as usize) % d.len();
+                    match rnd() % 3 {
+                        0 => d[p] = rnd() as u8,
+                        1 => d.truncate(p),
+                        _ => d.insert(p, rnd() as u8),
+                    }
+                }
+            }
+            let whole = json(&scan_bytes("m", &d, &policy));
+            for w in [1usize, 7, 4096] {
+                let got = pickle::with_window(w, || json(&scan_bytes("m", &d, &policy)));
+                assert_eq!(got, whole, "window {w}, input {d:?}");
+            }
         }
     }
 }

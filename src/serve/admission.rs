@@ -6,7 +6,11 @@
 
 use crate::oci::Reference;
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use json_patch::{jsonptr::PointerBuf, PatchOperation, ReplaceOperation};
+pub use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+pub use kube_core::DynamicObject;
+use serde_json::{json, Value};
+use std::collections::HashMap;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -83,19 +87,55 @@ impl WorkloadKind {
     }
 }
 
-/// A checked AdmissionReview request.
+/// A checked AdmissionReview request: kube-core's typed request (the object untyped, as a
+/// [`DynamicObject`]) after mlsign's own checks.
 #[derive(Debug)]
 pub struct Review {
-    pub uid: String,
-    /// `group/version/Kind` as sent.
-    pub gvk: (String, String, String),
-    pub namespace: String,
-    pub name: String,
-    pub operation: String,
-    pub sub_resource: String,
-    pub dry_run: bool,
-    pub object: Value,
-    pub old_object: Value,
+    pub request: AdmissionRequest<DynamicObject>,
+}
+
+static NULL: Value = Value::Null;
+
+impl Review {
+    pub fn uid(&self) -> &str {
+        &self.request.uid
+    }
+
+    /// `{group, version, kind}` of the object, as sent.
+    pub fn gvk(&self) -> &kube_core::GroupVersionKind {
+        &self.request.kind
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.request.namespace.as_deref().unwrap_or("")
+    }
+
+    pub fn name(&self) -> &str {
+        &self.request.name
+    }
+
+    pub fn operation(&self) -> &'static str {
+        match self.request.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.request.dry_run
+    }
+
+    /// The object without apiVersion, kind and metadata (where `/spec` lives), or null.
+    pub fn object(&self) -> &Value {
+        self.request.object.as_ref().map_or(&NULL, |o| &o.data)
+    }
+
+    /// The old object on UPDATE (same shape as [`Review::object`]), or null.
+    pub fn old_object(&self) -> &Value {
+        self.request.old_object.as_ref().map_or(&NULL, |o| &o.data)
+    }
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -105,6 +145,14 @@ fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// Parse a request body. Truncated, deeply nested (serde_json's recursion limit) or
 /// duplicate-key JSON and a body without a string `request.uid` are `NoUid` (HTTP 400);
 /// everything else that is wrong is `Invalid` (200, denied).
+///
+/// Three steps: the bytes are read once as strict JSON (duplicate keys refused at any depth,
+/// which kube-core's serde derive would not do inside the object), the uid and the fields
+/// kube-core accepts too loosely are checked on that value (`apiVersion`: kube-core takes
+/// v1beta1 as well; string lengths; the operation, with a clearer message), then the value
+/// is read as kube-core's `AdmissionReview<DynamicObject>`. Where kube-core is stricter than
+/// the checks above (no `userInfo` or `resource`, a null `dryRun`, ill-typed object
+/// metadata) the review is denied: the API server always sends those well-formed.
 pub fn parse_review(body: &[u8]) -> Result<Review, ReviewError> {
     let v = crate::json::value_from_slice(body)
         .map_err(|e| ReviewError::NoUid(format!("the body is not a JSON AdmissionReview: {e}")))?;
@@ -135,52 +183,43 @@ pub fn parse_review(body: &[u8]) -> Result<Review, ReviewError> {
         )));
     }
     let gvk = req.get("kind").unwrap_or(&Value::Null);
-    let (Some(group), Some(version), Some(k)) = (
-        str_at(gvk, "group"),
-        str_at(gvk, "version"),
-        str_at(gvk, "kind"),
-    ) else {
+    if !["group", "version", "kind"]
+        .iter()
+        .all(|k| gvk.get(k).is_some_and(Value::is_string))
+    {
         return Err(invalid(
             "request.kind must be an object with string group, version and kind".into(),
         ));
-    };
-    let operation = str_at(req, "operation").unwrap_or("").to_string();
-    if !matches!(
-        operation.as_str(),
-        "CREATE" | "UPDATE" | "DELETE" | "CONNECT"
-    ) {
+    }
+    let operation = str_at(req, "operation").unwrap_or("");
+    if !matches!(operation, "CREATE" | "UPDATE" | "DELETE" | "CONNECT") {
         return Err(invalid(format!(
             "request.operation {operation:?} is not CREATE, UPDATE, DELETE or CONNECT"
         )));
     }
-    let dry_run = match req.get("dryRun") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("request.dryRun is not a boolean".into())),
-    };
-    let opt_str = |key: &str| -> Result<String, ReviewError> {
+    if !matches!(req.get("dryRun"), None | Some(Value::Bool(_))) {
+        return Err(invalid("request.dryRun is not a boolean".into()));
+    }
+    for key in ["namespace", "name", "subResource"] {
         match req.get(key) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) if s.len() <= 253 => Ok(s.clone()),
-            Some(_) => Err(invalid(format!(
-                "request.{key} is not a string of at most 253 characters"
-            ))),
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.len() <= 253 => {}
+            Some(_) => {
+                return Err(invalid(format!(
+                    "request.{key} is not a string of at most 253 characters"
+                )))
+            }
         }
-    };
-    let namespace = opt_str("namespace")?;
-    let name = opt_str("name")?;
-    let sub_resource = opt_str("subResource")?;
-    Ok(Review {
-        uid: uid.clone(),
-        gvk: (group.to_string(), version.to_string(), k.to_string()),
-        namespace,
-        name,
-        operation,
-        sub_resource,
-        dry_run,
-        object: req.get("object").cloned().unwrap_or(Value::Null),
-        old_object: req.get("oldObject").cloned().unwrap_or(Value::Null),
-    })
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(v).map_err(|e| {
+        invalid(format!(
+            "the request does not read as an AdmissionReview v1 (kube-core): {e}"
+        ))
+    })?;
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|e: kube_core::admission::ConvertAdmissionReviewError| invalid(e.to_string()))?;
+    Ok(Review { request })
 }
 
 /// Where an image string sits in the pod spec.
@@ -373,8 +412,8 @@ pub struct Answer {
     pub message: String,
     pub warnings: Vec<String>,
     /// RFC 6902 operations.
-    pub patch: Vec<Value>,
-    pub audit: Map<String, Value>,
+    pub patch: Vec<PatchOperation>,
+    pub audit: HashMap<String, String>,
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -386,18 +425,30 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-/// The AdmissionReview response for `uid`.
+/// The AdmissionReview response for `uid`, written with kube-core's `AdmissionResponse`.
+///
+/// One change to what kube-core serialises: its `patch` is a `Vec<u8>` that serde writes as a
+/// JSON array of numbers (kube-rs/kube#1781); the API server's `[]byte` is a base64 string in
+/// JSON, so the patch is written base64 (as Go's encoding/json does).
 pub fn response(uid: &str, a: &Answer) -> Value {
-    let mut r = json!({"uid": uid, "allowed": a.allowed});
-    if !a.allowed {
-        r["status"] = json!({
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": clip(&a.message, MAX_MESSAGE_CHARS),
-        });
+    // `invalid` is kube-core's constructor that needs no request (a body we could not read as
+    // one still gets an answer with its uid); every field is set below.
+    let mut r = AdmissionResponse::invalid("");
+    r.types = kube_core::TypeMeta {
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
+    };
+    r.uid = uid.to_string();
+    r.allowed = a.allowed;
+    r.result = if !a.allowed {
+        kube_core::Status::failure(&clip(&a.message, MAX_MESSAGE_CHARS), "Forbidden").with_code(403)
     } else if !a.message.is_empty() {
-        r["status"] = json!({"status": "Success", "code": 200, "message": clip(&a.message, MAX_MESSAGE_CHARS)});
+        kube_core::Status::success().with_code(200)
+    } else {
+        kube_core::Status::default()
+    };
+    if a.allowed && !a.message.is_empty() {
+        r.result.message = clip(&a.message, MAX_MESSAGE_CHARS);
     }
     if !a.warnings.is_empty() {
         let mut w: Vec<String> = a
@@ -412,24 +463,54 @@ pub fn response(uid: &str, a: &Answer) -> Value {
                 a.warnings.len() - MAX_WARNINGS
             ));
         }
-        r["warnings"] = json!(w);
-    }
-    if a.allowed && !a.patch.is_empty() {
-        let bytes = serde_json::to_vec(&Value::Array(a.patch.clone())).unwrap_or_default();
-        r["patchType"] = json!("JSONPatch");
-        r["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        r.warnings = Some(w);
     }
     if !a.audit.is_empty() {
-        r["auditAnnotations"] = Value::Object(a.audit.clone());
+        r.audit_annotations = a.audit.clone();
     }
-    json!({"apiVersion": API_VERSION, "kind": KIND, "response": r})
+    let mut patched = false;
+    if a.allowed && !a.patch.is_empty() {
+        match r.clone().with_patch(json_patch::Patch(a.patch.clone())) {
+            Ok(with) => {
+                r = with;
+                patched = true;
+            }
+            Err(e) => {
+                // Cannot happen for replace operations of strings; if it did, the pinning
+                // is lost, never the decision.
+                let w = r.warnings.get_or_insert_with(Vec::new);
+                w.push(clip(
+                    &format!("mlsign: digests not pinned: {e}"),
+                    MAX_WARNING_CHARS,
+                ));
+            }
+        }
+    }
+    let patch_b64 = r
+        .patch
+        .as_ref()
+        .filter(|_| patched)
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let mut v = serde_json::to_value(r.into_review()).unwrap_or_else(|_| {
+        // Serialising these types cannot fail; a deny is the fallback all the same.
+        json!({"apiVersion": API_VERSION, "kind": KIND, "response": {"uid": uid, "allowed": false,
+            "status": {"status": "Failure", "code": 500, "message": "mlsign: internal error writing the response"}}})
+    });
+    if let (Some(b), Some(resp)) = (patch_b64, v.get_mut("response")) {
+        resp["patch"] = Value::String(b);
+    }
+    v
 }
 
 /// A JSON Patch `replace` of the image at `pointer`, pinned to `digest` (`name:tag@digest`:
-/// the kubelet pulls by digest, people still read the tag).
-pub fn pin_op(u: &ImageUse, digest: &str) -> Value {
+/// the kubelet pulls by digest, people still read the tag). `None` when the pointer is not a
+/// JSON pointer (never: [`extract_images`] builds them from fixed keys and indexes).
+pub fn pin_op(u: &ImageUse, digest: &str) -> Option<PatchOperation> {
     let base = u.image.split('@').next().unwrap_or(&u.image);
-    json!({"op": "replace", "path": u.pointer, "value": format!("{base}@{digest}")})
+    Some(PatchOperation::Replace(ReplaceOperation {
+        path: PointerBuf::parse(u.pointer.as_str()).ok()?,
+        value: Value::String(format!("{base}@{digest}")),
+    }))
 }
 
 #[cfg(test)]
@@ -562,9 +643,15 @@ mod tests {
     fn review_parsing_separates_400_from_deny() {
         let ok = json!({"apiVersion": API_VERSION, "kind": KIND, "request": {
             "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
             "operation": "CREATE", "namespace": "ns", "dryRun": false, "object": pod(json!({}))}});
         let r = parse_review(&serde_json::to_vec(&ok).unwrap()).unwrap();
-        assert_eq!((r.uid.as_str(), r.namespace.as_str()), ("u1", "ns"));
+        assert_eq!(
+            (r.uid(), r.namespace(), r.operation()),
+            ("u1", "ns", "CREATE")
+        );
+        assert!(r.object().pointer("/spec").is_some(), "{:?}", r.object());
         // No uid, truncated, nested, duplicate keys: 400.
         let mut nested = String::new();
         for _ in 0..10_000 {
@@ -594,9 +681,28 @@ mod tests {
             ("/request/operation", json!("PATCH")),
             ("/request/dryRun", json!("yes")),
             ("/request/namespace", json!(5)),
+            ("/request/name", json!("x".repeat(254))),
+            // kube-core is stricter than mlsign's own checks here; the API server never sends
+            // these, so they are denied (not a 400: the uid is known).
+            ("/request/userInfo", json!(null)),
+            ("/request/resource", json!("pods")),
+            ("/request/dryRun", json!(null)),
+            (
+                "/request/object/metadata",
+                json!({"labels": ["not", "a", "map"]}),
+            ),
+            ("/request/object/metadata", json!({"name": 5})),
+            ("/request/object", json!([1, 2])),
+            ("/request/oldObject", json!("old")),
         ] {
             let mut x = ok.clone();
-            *x.pointer_mut(k).unwrap_or_else(|| panic!("{k}")) = v;
+            match x.pointer_mut(k) {
+                Some(slot) => *slot = v,
+                None => {
+                    let (parent, key) = k.rsplit_once('/').unwrap();
+                    x.pointer_mut(parent).unwrap()[key] = v;
+                }
+            }
             match parse_review(&serde_json::to_vec(&x).unwrap()) {
                 Err(ReviewError::Invalid { uid, .. }) => assert_eq!(uid, "u1"),
                 other => panic!("{k}: {other:?}"),
@@ -606,11 +712,15 @@ mod tests {
 
     #[test]
     fn response_shape() {
+        let u = ImageUse {
+            pointer: "/spec/containers/0/image".into(),
+            field: ImageField::Container,
+            name: "app".into(),
+            image: "x:v1".into(),
+        };
         let a = Answer {
             allowed: true,
-            patch: vec![
-                json!({"op": "replace", "path": "/spec/containers/0/image", "value": "x@sha256:00"}),
-            ],
+            patch: vec![pin_op(&u, "sha256:00").unwrap()],
             warnings: vec!["w".repeat(300)],
             ..Default::default()
         };
@@ -622,7 +732,24 @@ mod tests {
             .decode(v["response"]["patch"].as_str().unwrap())
             .unwrap();
         let ops: Value = serde_json::from_slice(&p).unwrap();
-        assert_eq!(ops[0]["op"], "replace");
+        assert_eq!(
+            ops,
+            json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "x:v1@sha256:00"}])
+        );
+        // The patch applies (json-patch, RFC 6902) to the object it came from.
+        let mut obj = pod(json!({"containers": [{"name": "app", "image": "x:v1"}]}));
+        json_patch::patch(
+            &mut obj,
+            &serde_json::from_value::<json_patch::Patch>(ops).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(obj["spec"]["containers"][0]["image"], "x:v1@sha256:00");
+        // The response reads back as kube-core's type (the patch as base64 is what Go decodes;
+        // kube-core itself would expect an array of numbers there, so it is removed first).
+        let mut back = v.clone();
+        back["response"].as_object_mut().unwrap().remove("patch");
+        let r: AdmissionReview<DynamicObject> = serde_json::from_value(back).unwrap();
+        assert!(r.response.unwrap().allowed);
         assert_eq!(
             v["response"]["warnings"][0]
                 .as_str()

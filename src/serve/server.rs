@@ -30,16 +30,100 @@ struct App {
 
 type Shared = Arc<App>;
 
-/// One JSON log line on stderr.
-pub fn log(level: &str, msg: &str, fields: Value) {
-    let time = time::OffsetDateTime::now_utc()
+/// What the log thread receives: a line to write, or a request to confirm that everything
+/// sent before it is written.
+enum LogMsg {
+    Line(&'static str, &'static str, Value, time::OffsetDateTime),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Lines queued before a request blocks on the log thread (back-pressure, not loss: a decision
+/// log is an audit record).
+const LOG_QUEUE: usize = 8192;
+
+fn log_sender() -> &'static std::sync::mpsc::SyncSender<LogMsg> {
+    static TX: std::sync::OnceLock<std::sync::mpsc::SyncSender<LogMsg>> =
+        std::sync::OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogMsg>(LOG_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("mlsign-log".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr());
+                let mut next = rx.recv().ok();
+                while let Some(m) = next.take() {
+                    match m {
+                        LogMsg::Line(level, msg, fields, at) => {
+                            let _ = out.write_all(&render(level, msg, fields, at));
+                        }
+                        LogMsg::Flush(done) => {
+                            let _ = out.flush();
+                            let _ = done.send(());
+                        }
+                    }
+                    // Write in batches, flush as soon as nothing more is waiting.
+                    next = match rx.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            let _ = out.flush();
+                            rx.recv().ok()
+                        }
+                    };
+                }
+                let _ = out.flush();
+            });
+        // A thread that cannot start drops `rx` with it: `log` then finds the channel closed
+        // and writes synchronously.
+        drop(spawned);
+        tx
+    })
+}
+
+fn render(level: &str, msg: &str, fields: Value, at: time::OffsetDateTime) -> Vec<u8> {
+    let time = at
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let mut v = json!({"time": time, "level": level, "msg": msg});
     if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
         o.extend(f);
     }
-    eprintln!("{v}");
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// One JSON log line on stderr, written by a log thread: a request never waits for stderr
+/// (a slow log pipe or a lock shared by both workers), only, with 8192 lines queued, for
+/// the queue.
+pub fn log(level: &'static str, msg: &'static str, fields: Value) {
+    let at = time::OffsetDateTime::now_utc();
+    match log_sender().try_send(LogMsg::Line(level, msg, fields, at)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(m)) => {
+            if let Err(std::sync::mpsc::SendError(LogMsg::Line(l, m, f, at))) = log_sender().send(m)
+            {
+                write_now(l, m, f, at);
+            }
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(LogMsg::Line(l, m, f, at))) => {
+            write_now(l, m, f, at)
+        }
+        Err(_) => {}
+    }
+}
+
+fn write_now(level: &str, msg: &str, fields: Value, at: time::OffsetDateTime) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(&render(level, msg, fields, at));
+}
+
+/// Wait (at most `limit`) until every line logged so far is written.
+pub fn flush_logs(limit: Duration) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if log_sender().send(LogMsg::Flush(tx)).is_ok() {
+        let _ = rx.recv_timeout(limit);
+    }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -173,14 +257,14 @@ async fn review_inner(
             "info",
             "admission",
             json!({
-                "endpoint": ep, "uid": rv.uid, "kind": rv.gvk.2, "namespace": rv.namespace,
-                "name": rv.name, "operation": rv.operation, "dry_run": rv.dry_run,
+                "endpoint": ep, "uid": rv.uid(), "kind": rv.gvk().kind, "namespace": rv.namespace(),
+                "name": rv.name(), "operation": rv.operation(), "dry_run": rv.dry_run(),
                 "allowed": a.allowed, "warnings": a.warnings.len(), "patched": a.patch.len(),
                 "message": a.message, "duration_ms": took.as_secs_f64() * 1e3,
             }),
         );
     }
-    json_response(StatusCode::OK, &admission::response(&rv.uid, &a))
+    json_response(StatusCode::OK, &admission::response(rv.uid(), &a))
 }
 
 /// Most references one `/admit` call may ask about.
@@ -392,14 +476,20 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
     tick.tick().await;
     loop {
         tick.tick().await;
-        let path = cfg.policy.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::policy::Policy::load(&path)
+        // All file reads on the blocking pool, never on a worker that serves requests.
+        let (path, cert, key) = (
+            cfg.policy.clone(),
+            cfg.tls_cert.clone(),
+            cfg.tls_key.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let loaded = crate::policy::Policy::load(&path)
                 .map(Loaded::new)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            (loaded, file_digest(&[&cert, &key]))
         })
         .await;
-        let Ok(loaded) = loaded else { continue };
+        let Ok((loaded, seen)) = read else { continue };
         let before = policy_key(&app.engine.policy());
         let now = match &loaded {
             Ok(l) => l.fingerprint.clone(),
@@ -426,7 +516,6 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
             }
             app.engine.set_policy(loaded);
         }
-        let seen = file_digest(&[&cfg.tls_cert, &cfg.tls_key]);
         if seen.is_some() && seen != tls_seen {
             match tls_config(&cfg.tls_cert, &cfg.tls_key) {
                 Ok(c) => {
@@ -539,6 +628,7 @@ pub async fn serve(cfg: ServeConfig, policy: Loaded) -> Result<(), ServeError> {
     let r = server.serve(router(app).into_make_service()).await;
     reload.abort();
     log("info", "stopped", json!({}));
+    flush_logs(Duration::from_secs(2));
     r.map_err(|source| ServeError::Bind {
         addr: addr.to_string(),
         source,

@@ -13,7 +13,6 @@ use crate::gate::{self, GateOptions, GateReport, PolicyOut, SubjectOut, ToolOut}
 use crate::oci::{Options, Reference};
 use crate::policy::{self, OnError, PinDigests, Policy, Subject};
 use crate::report::{codes, Check, CheckStatus, Exit, Finding, Location, Severity, Verdict};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -207,7 +206,14 @@ fn reasons_of(r: &GateReport) -> Vec<String> {
 }
 
 impl Engine {
-    pub fn new(settings: Settings, policy: Loaded, metrics: Arc<Metrics>) -> Engine {
+    pub fn new(mut settings: Settings, policy: Loaded, metrics: Arc<Metrics>) -> Engine {
+        // One connection pool (and token cache) per registry and credentials for the life of
+        // the server: a tag resolution reuses a kept-alive connection instead of a new client,
+        // connection and (for registries with token auth) token exchange per request.
+        settings
+            .registry
+            .pool
+            .get_or_insert_with(crate::oci::client::Pool::default);
         Engine {
             cache: TtlCache::new(settings.cache_ttl, settings.cache_capacity),
             negative: TtlCache::new(settings.negative_ttl, settings.cache_capacity),
@@ -395,12 +401,7 @@ impl Engine {
             digest: digest.clone(),
         };
         if let Some(rep) = self.cache.get(&key) {
-            self.metrics
-                .cache_hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut o = out(shown, Some(digest), (*rep).clone(), true);
-            o.report = rep;
-            return o;
+            return self.hit(image, shown, digest, rep);
         }
         self.metrics
             .cache_misses
@@ -522,6 +523,41 @@ impl Engine {
         }
     }
 
+    /// The outcome of a cache hit (no copy of the cached report).
+    fn hit(&self, image: &str, shown: String, digest: String, rep: Arc<GateReport>) -> RefOutcome {
+        self.metrics
+            .cache_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RefOutcome {
+            image: image.to_string(),
+            reference: shown,
+            digest: Some(digest),
+            status: status_of(&rep),
+            reasons: reasons_of(&rep),
+            cached: true,
+            report: rep,
+        }
+    }
+
+    /// The warm path, without a task or the blocking pool: a digest-pinned reference the
+    /// policy covers whose verification is cached. `None` for everything else ([`verify`]
+    /// decides those, with the same checks in the same order).
+    fn cached(&self, loaded: &Loaded, image: &str) -> Option<RefOutcome> {
+        let r = admission::normalize_image(image).ok()?;
+        let digest = r.digest.clone()?;
+        let shown = r.to_string();
+        loaded
+            .policy
+            .matching_pattern(&Subject::Oci(shown.clone()))?;
+        let key = Key {
+            policy: loaded.fingerprint.clone(),
+            repository: r.repository_name(),
+            digest,
+        };
+        let rep = self.cache.get(&key)?;
+        Some(self.hit(image, shown, key.digest, rep))
+    }
+
     /// Registry options for one verification: one attempt, and a per-request timeout below
     /// what is left of the deadline, so the registry step's own error (naming it) usually
     /// arrives before the deadline does.
@@ -578,12 +614,12 @@ impl Engine {
         let loaded = status.last().clone();
         let adm = &loaded.policy.admission;
         let mut a = Answer::default();
-        if matches!(rv.operation.as_str(), "DELETE" | "CONNECT") {
+        if matches!(rv.operation(), "DELETE" | "CONNECT") {
             a.allowed = true;
-            a.message = format!("mlsign: nothing to verify on {}", rv.operation);
+            a.message = format!("mlsign: nothing to verify on {}", rv.operation());
             return a;
         }
-        let ns = rv.namespace.as_str();
+        let ns = rv.namespace();
         if !ns.is_empty()
             && (ns == ALWAYS_EXCLUDED
                 || ns == self.settings.namespace
@@ -591,10 +627,10 @@ impl Engine {
         {
             a.allowed = true;
             a.message = format!("mlsign: namespace {ns} is excluded");
-            a.audit.insert("mlsign.dev/excluded".into(), json!(ns));
+            a.audit.insert("mlsign.dev/excluded".into(), ns.to_string());
             return a;
         }
-        let (group, _, kind) = &rv.gvk;
+        let (group, kind) = (&rv.gvk().group, &rv.gvk().kind);
         let Some(wk) = WorkloadKind::from_gvk(group, kind) else {
             a.message = format!(
                 "mlsign: cannot check kind {kind} (group {group:?}): it checks Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job and CronJob; remove this kind from the webhook's rules"
@@ -606,7 +642,7 @@ impl Engine {
             return a;
         }
         let policy = loaded.policy.clone();
-        let images = match admission::extract_images(wk, &rv.object) {
+        let images = match admission::extract_images(wk, rv.object()) {
             Ok(v) => v,
             Err(why) => {
                 a.message = format!(
@@ -623,14 +659,20 @@ impl Engine {
                 distinct.push(u.image.clone());
             }
         }
+        let mut results: Vec<Option<RefOutcome>> = distinct
+            .iter()
+            .map(|img| self.cached(&loaded, img))
+            .collect();
         let mut set = tokio::task::JoinSet::new();
         for (i, img) in distinct.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
             let me = self.clone();
             let l = loaded.clone();
             let img = img.clone();
             set.spawn(async move { (i, me.verify(&l, &img, deadline).await) });
         }
-        let mut results: Vec<Option<RefOutcome>> = vec![None; distinct.len()];
         while let Some(j) = set.join_next().await {
             if let Ok((i, o)) = j {
                 results[i] = Some(o);
@@ -682,13 +724,15 @@ impl Engine {
                 ));
                 if pin && !u.image.contains('@') && matches!(o.status, Status::Pass | Status::Warn)
                 {
-                    a.patch.push(admission::pin_op(u, d));
+                    if let Some(op) = admission::pin_op(u, d) {
+                        a.patch.push(op);
+                    }
                 }
             }
         }
         // Digest → tag regressions on UPDATE: a warning (the tag is still verified above).
-        if rv.operation == "UPDATE" && !rv.old_object.is_null() {
-            if let Ok(old) = admission::extract_images(wk, &rv.old_object) {
+        if rv.operation() == "UPDATE" && !rv.old_object().is_null() {
+            if let Ok(old) = admission::extract_images(wk, rv.old_object()) {
                 for u in &images {
                     if let Some(o) = old.iter().find(|o| o.pointer == u.pointer) {
                         if o.image.contains('@') && !u.image.contains('@') {
@@ -707,10 +751,8 @@ impl Engine {
         if a.allowed {
             a.message = String::new();
             if !verified.is_empty() {
-                a.audit.insert(
-                    "mlsign.dev/verified".into(),
-                    Value::String(verified.join(",")),
-                );
+                a.audit
+                    .insert("mlsign.dev/verified".into(), verified.join(","));
             }
         } else {
             a.patch.clear();
@@ -739,6 +781,7 @@ pub fn resolve(r: &Reference, opts: &Options) -> Result<String, crate::oci::Erro
 mod tests {
     use super::*;
     use crate::serve::admission::parse_review;
+    use serde_json::{json, Value};
 
     fn engine(policy_text: &str) -> (Arc<Engine>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -774,6 +817,8 @@ mod tests {
         };
         let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+            "resource": {"group": kind.0, "version": "v1", "resource": format!("{}s", kind.1.to_lowercase())},
+            "userInfo": {"username": "test"},
             "namespace": ns, "operation": op, "object": object}});
         parse_review(&serde_json::to_vec(&body).unwrap()).unwrap()
     }

@@ -1,5 +1,6 @@
-//! A `sigstore-crypto` provider on RustCrypto (ECDSA P-256/P-384, Ed25519, SHA-2) with ring for
-//! RSA verification only, so the Sigstore verifier adds no C crypto stack (its default is aws-lc).
+//! A `sigstore-crypto` provider on RustCrypto only (ECDSA P-256/P-384, Ed25519, RSA PKCS#1 v1.5
+//! and PSS, SHA-2), so the Sigstore verifier adds no C crypto stack (its default is aws-lc) and
+//! mlsign has one crypto stack; ring is left to rustls as its TLS provider.
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use sha2::Digest;
@@ -82,17 +83,105 @@ fn ecdsa_prehash(scheme: SigningScheme, key: &[u8], digest: &[u8], sig: &[u8]) -
     }
 }
 
-fn ring_rsa(scheme: SigningScheme) -> Option<&'static ring::signature::RsaParameters> {
-    use ring::signature as r;
+/// What an RSA signature covers: the message, or its digest (hashedrekord).
+#[derive(Clone, Copy)]
+enum Signed<'a> {
+    Message(&'a [u8]),
+    Digest(&'a [u8]),
+}
+
+/// The RSA schemes: (PSS?, hash).
+fn rsa_scheme(scheme: SigningScheme) -> Option<(bool, HashAlgorithm)> {
     Some(match scheme {
-        SigningScheme::RsaPkcs1Sha256 => &r::RSA_PKCS1_2048_8192_SHA256,
-        SigningScheme::RsaPkcs1Sha384 => &r::RSA_PKCS1_2048_8192_SHA384,
-        SigningScheme::RsaPkcs1Sha512 => &r::RSA_PKCS1_2048_8192_SHA512,
-        SigningScheme::RsaPssSha256 => &r::RSA_PSS_2048_8192_SHA256,
-        SigningScheme::RsaPssSha384 => &r::RSA_PSS_2048_8192_SHA384,
-        SigningScheme::RsaPssSha512 => &r::RSA_PSS_2048_8192_SHA512,
+        SigningScheme::RsaPkcs1Sha256 => (false, HashAlgorithm::Sha2256),
+        SigningScheme::RsaPkcs1Sha384 => (false, HashAlgorithm::Sha2384),
+        SigningScheme::RsaPkcs1Sha512 => (false, HashAlgorithm::Sha2512),
+        SigningScheme::RsaPssSha256 => (true, HashAlgorithm::Sha2256),
+        SigningScheme::RsaPssSha384 => (true, HashAlgorithm::Sha2384),
+        SigningScheme::RsaPssSha512 => (true, HashAlgorithm::Sha2512),
         _ => return None,
     })
+}
+
+/// Modulus sizes accepted, as Sigstore's default provider (aws-lc's and ring's
+/// `RSA_*_2048_8192_*`) accepts them.
+const RSA_MIN_BITS: usize = 2048;
+const RSA_MAX_BITS: usize = 8192;
+
+/// A PKCS#1 `RSAPublicKey` (DER), 2048 to 8192 bits, odd exponent from 3 to 2^33-1.
+fn rsa_key(der: &[u8]) -> Result<rsa::RsaPublicKey> {
+    use rsa::pkcs1::der::Decode;
+    use rsa::traits::PublicKeyParts;
+    let k = rsa::pkcs1::RsaPublicKey::from_der(der)
+        .map_err(|_| Error::InvalidKeyFormat("not a PKCS#1 RSA public key".into()))?;
+    let n = rsa::BigUint::from_bytes_be(k.modulus.as_bytes());
+    let e = rsa::BigUint::from_bytes_be(k.public_exponent.as_bytes());
+    // `from_pkcs1_der` would cap the modulus at 4096 bits; Sigstore allows 8192.
+    let key = rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS)
+        .map_err(|e| Error::InvalidKeyFormat(format!("RSA public key refused: {e}")))?;
+    if key.n().bits() < RSA_MIN_BITS {
+        return Err(Error::InvalidKeyFormat(format!(
+            "RSA modulus of {} bits, under the {RSA_MIN_BITS}-bit minimum",
+            key.n().bits()
+        )));
+    }
+    Ok(key)
+}
+
+/// One RSA check for hash `D`. PSS takes the salt length equal to the digest length, the only
+/// one Sigstore's clients produce and the only one aws-lc and ring accept.
+fn rsa_check<D>(pss: bool, key: rsa::RsaPublicKey, signed: Signed, sig: &[u8]) -> bool
+where
+    D: Digest + sha2::digest::FixedOutputReset + sha2::digest::const_oid::AssociatedOid,
+{
+    use rsa::signature::{hazmat::PrehashVerifier, Verifier};
+    if pss {
+        let vk = rsa::pss::VerifyingKey::<D>::new(key);
+        let Ok(s) = rsa::pss::Signature::try_from(sig) else {
+            return false;
+        };
+        match signed {
+            Signed::Message(m) => vk.verify(m, &s).is_ok(),
+            Signed::Digest(d) => vk.verify_prehash(d, &s).is_ok(),
+        }
+    } else {
+        let vk = rsa::pkcs1v15::VerifyingKey::<D>::new(key);
+        let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
+            return false;
+        };
+        match signed {
+            Signed::Message(m) => vk.verify(m, &s).is_ok(),
+            Signed::Digest(d) => vk.verify_prehash(d, &s).is_ok(),
+        }
+    }
+}
+
+/// RSA verification; `None` when `scheme` is not an RSA scheme.
+fn rsa_verify(scheme: SigningScheme, key: &[u8], signed: Signed, sig: &[u8]) -> Option<Result<()>> {
+    let (pss, hash) = rsa_scheme(scheme)?;
+    Some((|| {
+        let key = rsa_key(key)?;
+        if let Signed::Digest(d) = signed {
+            let want = match hash {
+                HashAlgorithm::Sha2384 => 48,
+                HashAlgorithm::Sha2512 => 64,
+                _ => 32,
+            };
+            if d.len() != want {
+                return Err(invalid(scheme));
+            }
+        }
+        let ok = match hash {
+            HashAlgorithm::Sha2384 => rsa_check::<sha2::Sha384>(pss, key, signed, sig),
+            HashAlgorithm::Sha2512 => rsa_check::<sha2::Sha512>(pss, key, signed, sig),
+            _ => rsa_check::<sha2::Sha256>(pss, key, signed, sig),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(invalid(scheme))
+        }
+    })())
 }
 
 impl CryptoProvider for RustCryptoProvider {
@@ -126,10 +215,8 @@ impl CryptoProvider for RustCryptoProvider {
                 ed25519_dalek::Signature::from_slice(signature).map_err(|_| invalid(scheme))?;
             return vk.verify_strict(data, &sig).map_err(|_| invalid(scheme));
         }
-        if let Some(params) = ring_rsa(scheme) {
-            return ring::signature::UnparsedPublicKey::new(params, key)
-                .verify(data, signature)
-                .map_err(|_| invalid(scheme));
+        if let Some(r) = rsa_verify(scheme, key, Signed::Message(data), signature) {
+            return r;
         }
         let alg = scheme.hash_algorithm().ok_or_else(|| {
             Error::UnsupportedAlgorithm(format!("{} is not supported", scheme.name()))
@@ -149,6 +236,10 @@ impl CryptoProvider for RustCryptoProvider {
             | SigningScheme::EcdsaP256Sha384
             | SigningScheme::EcdsaP384Sha256
             | SigningScheme::EcdsaP384Sha384 => ecdsa_prehash(scheme, key, digest, signature),
+            _ if rsa_scheme(scheme).is_some() => {
+                rsa_verify(scheme, key, Signed::Digest(digest), signature)
+                    .unwrap_or_else(|| Err(invalid(scheme)))
+            }
             _ => Err(Error::UnsupportedAlgorithm(format!(
                 "{} over a precomputed digest is not supported; verify with the file",
                 scheme.name()
@@ -209,5 +300,180 @@ impl SigningKeyPair for P256KeyPair {
             .sign_prehash(digest)
             .map_err(|_| Error::Signing("ECDSA P-256 signing failed".into()))?;
         Ok(sig.to_der().as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! RSA against OpenSSL, the signer Sigstore's RSA users run: what `openssl dgst -sign` makes
+    //! must verify, everything else must not.
+    use super::*;
+    use std::process::Command;
+
+    fn openssl(args: &[&str]) -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A fresh key of `bits`: (PEM private key path, PKCS#1 DER public key).
+    fn key(dir: &std::path::Path, bits: u32) -> (String, Vec<u8>) {
+        let k = dir.join(format!("rsa{bits}.pem"));
+        let ks = k.to_str().unwrap().to_string();
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &format!("rsa_keygen_bits:{bits}"),
+            "-out",
+            &ks,
+        ]);
+        let der = openssl(&["rsa", "-in", &ks, "-RSAPublicKey_out", "-outform", "DER"]);
+        (ks, der)
+    }
+
+    fn sign(dir: &std::path::Path, key: &str, md: &str, extra: &[&str], msg: &[u8]) -> Vec<u8> {
+        let m = dir.join("msg");
+        std::fs::write(&m, msg).unwrap();
+        let mut args = vec!["dgst", md, "-sign", key];
+        args.extend_from_slice(extra);
+        args.push(m.to_str().unwrap());
+        openssl(&args)
+    }
+
+    const PSS: &[&str] = &[
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:digest",
+    ];
+
+    #[test]
+    fn rsa_matches_openssl() {
+        let t = tempfile::tempdir().unwrap();
+        let (k, der) = key(t.path(), 2048);
+        let msg = b"the bundle's message";
+        let p = RustCryptoProvider;
+        for (scheme, md, extra, alg) in [
+            (
+                SigningScheme::RsaPkcs1Sha256,
+                "-sha256",
+                &[][..],
+                HashAlgorithm::Sha2256,
+            ),
+            (
+                SigningScheme::RsaPkcs1Sha384,
+                "-sha384",
+                &[][..],
+                HashAlgorithm::Sha2384,
+            ),
+            (
+                SigningScheme::RsaPkcs1Sha512,
+                "-sha512",
+                &[][..],
+                HashAlgorithm::Sha2512,
+            ),
+            (
+                SigningScheme::RsaPssSha256,
+                "-sha256",
+                PSS,
+                HashAlgorithm::Sha2256,
+            ),
+            (
+                SigningScheme::RsaPssSha384,
+                "-sha384",
+                PSS,
+                HashAlgorithm::Sha2384,
+            ),
+            (
+                SigningScheme::RsaPssSha512,
+                "-sha512",
+                PSS,
+                HashAlgorithm::Sha2512,
+            ),
+        ] {
+            let sig = sign(t.path(), &k, md, extra, msg);
+            p.verify_raw(scheme, &der, msg, &sig)
+                .unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
+            let d = digest(alg, msg).unwrap();
+            p.verify_prehashed(scheme, &der, &d, &sig)
+                .unwrap_or_else(|e| panic!("{scheme:?} prehashed: {e}"));
+            // Another message, a flipped bit, a truncated or padded signature: refused.
+            assert!(p.verify_raw(scheme, &der, b"another", &sig).is_err());
+            let mut bad = sig.clone();
+            bad[10] ^= 1;
+            assert!(p.verify_raw(scheme, &der, msg, &bad).is_err());
+            assert!(p.verify_raw(scheme, &der, msg, &sig[1..]).is_err());
+            let mut long = vec![0u8];
+            long.extend_from_slice(&sig);
+            assert!(p.verify_raw(scheme, &der, msg, &long).is_err());
+            assert!(p.verify_prehashed(scheme, &der, &d[1..], &sig).is_err());
+        }
+        // The padding is part of the scheme: PKCS#1 v1.5 is not PSS, nor the other way round.
+        let sig = sign(t.path(), &k, "-sha256", &[], msg);
+        assert!(p
+            .verify_raw(SigningScheme::RsaPssSha256, &der, msg, &sig)
+            .is_err());
+        assert!(p
+            .verify_raw(SigningScheme::RsaPkcs1Sha384, &der, msg, &sig)
+            .is_err());
+        // PSS with a salt other than the digest length is refused, as aws-lc and ring refuse it.
+        let sig = sign(
+            t.path(),
+            &k,
+            "-sha256",
+            &[
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:max",
+            ],
+            msg,
+        );
+        assert!(p
+            .verify_raw(SigningScheme::RsaPssSha256, &der, msg, &sig)
+            .is_err());
+        // Not a PKCS#1 key: an SPKI wrapper, garbage, an EC point.
+        let spki = openssl(&["pkey", "-in", &k, "-pubout", "-outform", "DER"]);
+        let sig = sign(t.path(), &k, "-sha256", &[], msg);
+        for key in [&spki[..], b"\x30\x00", &[4u8; 65]] {
+            assert!(matches!(
+                p.verify_raw(SigningScheme::RsaPkcs1Sha256, key, msg, &sig),
+                Err(Error::InvalidKeyFormat(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn rsa_key_sizes_as_sigstore_allows() {
+        let t = tempfile::tempdir().unwrap();
+        let msg = b"m";
+        let p = RustCryptoProvider;
+        // 1024 bits: under the minimum, refused even with a good signature.
+        let (k, der) = key(t.path(), 1024);
+        let sig = sign(t.path(), &k, "-sha256", &[], msg);
+        let e = p
+            .verify_raw(SigningScheme::RsaPkcs1Sha256, &der, msg, &sig)
+            .unwrap_err();
+        assert!(e.to_string().contains("2048"), "{e}");
+        // 4097 bits: over `rsa`'s own 4096-bit default cap, within Sigstore's 8192. Made once by
+        // `openssl genpkey … rsa_keygen_bits:4097` and `openssl dgst -sha256 -sign` over "m" (a
+        // key that size takes seconds to generate).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/rsa");
+        let der = std::fs::read(dir.join("rsa4097.pub.der")).unwrap();
+        let sig = std::fs::read(dir.join("rsa4097-m.sha256.sig")).unwrap();
+        p.verify_raw(SigningScheme::RsaPkcs1Sha256, &der, msg, &sig)
+            .unwrap();
+        assert!(p
+            .verify_raw(SigningScheme::RsaPkcs1Sha256, &der, b"n", &sig)
+            .is_err());
     }
 }

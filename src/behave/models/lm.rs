@@ -421,7 +421,8 @@ impl CausalLm {
         cfg_small["max_position_embeddings"] = serde_json::json!(max_len);
 
         let files = weight_files(dir)?;
-        let mut ctx_hash = ring::digest::Context::new(&ring::digest::SHA256);
+        use sha2::Digest;
+        let mut ctx_hash = sha2::Sha256::new();
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let mut owner: HashMap<String, PathBuf> = HashMap::new();
         for f in &files {
@@ -434,7 +435,7 @@ impl CausalLm {
                 tensors.insert(k, v);
             }
         }
-        let weights_sha256 = hex::encode(ctx_hash.finish().as_ref());
+        let weights_sha256 = hex::encode(ctx_hash.finalize());
         let wpath = if files.len() == 1 {
             files[0].clone()
         } else {
@@ -545,9 +546,10 @@ impl CausalLm {
             ));
         }
         let weights_sha256 = {
+            use sha2::Digest;
             use std::io::Read;
             let mut f = std::fs::File::open(file).map_err(|e| BehaveError::io(file, e))?;
-            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut ctx = sha2::Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = f.read(&mut buf).map_err(|e| BehaveError::io(file, e))?;
@@ -556,7 +558,7 @@ impl CausalLm {
                 }
                 ctx.update(&buf[..n]);
             }
-            hex::encode(ctx.finish().as_ref())
+            hex::encode(ctx.finalize())
         };
         let mut reader = std::io::BufReader::new(
             std::fs::File::open(file).map_err(|e| BehaveError::io(file, e))?,

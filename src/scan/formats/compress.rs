@@ -106,27 +106,47 @@ fn zfile_length_ok(field: &[u8]) -> bool {
 
 /// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
 fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
+    stream_reader(c, Box::new(data))
+}
+
+/// A streaming decoder over compressed bytes read from `r`.
+pub fn stream_reader<'a>(
+    c: Codec,
+    mut r: Box<dyn Read + 'a>,
+) -> Result<Box<dyn Read + 'a>, String> {
     Ok(match c {
-        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
-        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(r)),
         Codec::JoblibZfile => {
             // joblib's read_zfile: skip the header, and one more space that joblib <= 0.8.4
             // wrote (zlib data never starts with a space), then zlib.
-            let mut rest = data.get(ZFILE_HEADER..).ok_or("truncated ZF header")?;
-            if rest.first() == Some(&b' ') {
-                rest = &rest[1..];
+            let mut head = [0u8; ZFILE_HEADER + 1];
+            let mut got = 0;
+            while got < head.len() {
+                match r.read(&mut head[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.to_string()),
+                }
             }
-            Box::new(flate2::read::ZlibDecoder::new(rest))
+            if got < ZFILE_HEADER {
+                return Err("truncated ZF header".into());
+            }
+            let extra: Vec<u8> = head[ZFILE_HEADER..got]
+                .iter()
+                .copied()
+                .filter(|&b| b != b' ')
+                .collect();
+            Box::new(flate2::read::ZlibDecoder::new(
+                std::io::Cursor::new(extra).chain(r),
+            ))
         }
-        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
         // Python's lzma reads concatenated streams.
-        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
-            data,
-            true,
-            DICT_LIMIT_KB,
-        )),
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(r, true, DICT_LIMIT_KB)),
         Codec::Lzma => Box::new(
-            lzma_rust2::LzmaReader::new_mem_limit(data, DICT_LIMIT_KB, None)
+            lzma_rust2::LzmaReader::new_mem_limit(r, DICT_LIMIT_KB, None)
                 .map_err(|e| e.to_string())?,
         ),
     })
@@ -151,16 +171,22 @@ pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
 
 /// Decompress as a stream into a [`Collector`]: only the head is held unless `decide` says
 /// the payload must be scanned whole. Returns what was kept and the decompressed size.
+/// With `oversize` (see [`Collector::stream_oversize`]), a streamable payload past its limit is
+/// [`Collected::Oversize`] instead of an error.
 pub fn decompress_collect(
     c: Codec,
-    data: &[u8],
+    data: Box<dyn Read + '_>,
     head: usize,
     cap: u64,
     hold: u64,
     decide: &dyn Fn(&[u8]) -> bool,
+    oversize: Option<(u64, &dyn Fn(&[u8]) -> bool)>,
 ) -> Result<(Collected, u64), String> {
     let mut col = Collector::new(head, cap, hold, decide);
-    std::io::copy(&mut reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
+    if let Some((limit, streamable)) = oversize {
+        col = col.stream_oversize(limit, streamable);
+    }
+    std::io::copy(&mut stream_reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
     let total = col.total();
     Ok((col.finish(), total))
 }

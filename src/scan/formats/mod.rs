@@ -40,6 +40,35 @@ fn member_cap(policy: &Policy) -> u64 {
 /// else they are counted and dropped. Keeps peak memory bounded on bombs (docs/scan-formats.md).
 pub const IN_MEMORY_MAX: u64 = 192 << 20;
 
+/// Files, members and decompressed payloads larger than this that are pickles (or compressed
+/// files) are streamed (see [`pickle::input`]); smaller ones are read whole.
+pub const STREAM_FILE: u64 = 64 << 20;
+
+/// A pickle (by its PROTO, or magic-less content that acts as one) too large to hold, replayed
+/// through a window: what [`scan_bytes`] does for one held in memory.
+fn scan_pickle_stream(
+    kind: Kind,
+    src: &dyn pickle::PickleSource,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Vec<ScanFinding> {
+    if kind == Kind::Pickle || acts_as_pickle_src(src, false) {
+        torch::scan_pickle_source(src, ctx, policy)
+    } else {
+        not_a_model(ctx)
+    }
+}
+
+/// Whether a payload whose head is `head` and that must be held is a pickle that can be
+/// replayed through a window instead (see [`STREAM_FILE`]).
+fn streamable(head: &[u8]) -> bool {
+    match sniff(&head[..head.len().min(4096)], u64::MAX) {
+        Kind::Pickle => true,
+        Kind::Unknown => acts_as_pickle(head, true),
+        _ => false,
+    }
+}
+
 /// Head of a streamed payload that decides whether it must be held whole.
 const STREAM_HEAD: usize = 1 << 20;
 
@@ -200,6 +229,22 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
             return Ok(fs);
         }
     }
+    // Large pickles and compressed files are replayed through a window, not read whole.
+    if src.len() > STREAM_FILE {
+        let s: &dyn Source = &src;
+        match kind {
+            Kind::Pickle | Kind::Unknown => {
+                let mut fs = scan_pickle_stream(kind, &s, &ctx, policy);
+                if !tail_zip.is_empty() {
+                    fs.retain(|f| f.code != "SCN019");
+                }
+                fs.extend(tail_zip);
+                return Ok(fs);
+            }
+            Kind::Compressed(c) => return Ok(scan_compressed(c, &s, &ctx, policy)),
+            _ => {}
+        }
+    }
     if src.len() > policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
             "SCN002",
@@ -242,7 +287,7 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     if !matches!(kind, Kind::Pickle | Kind::Unknown | Kind::Compressed(_))
         && acts_as_pickle(data, false)
     {
-        fs.extend(polyglot_pickle(kind, data, ctx, policy));
+        fs.extend(polyglot_pickle(kind, &data, ctx, policy));
     }
     fs
 }
@@ -252,9 +297,14 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 /// a ZIP whose `PK` reads as PERSID. `pickle.load`, `joblib.load`, `numpy.load`'s fallback and
 /// torch's legacy path unpickle such a file instead of reading the format, so both readings
 /// are scanned. What follows the pickle's streams is the other format, not trailing junk.
-fn polyglot_pickle(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+fn polyglot_pickle(
+    kind: Kind,
+    data: &dyn pickle::PickleSource,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Vec<ScanFinding> {
     let child = ctx.child("<as pickle>");
-    let mut fs: Vec<ScanFinding> = pickle::scan_streams(data, 0, &child, policy, None)
+    let mut fs: Vec<ScanFinding> = pickle::scan_source(data, 0, &child, policy, None)
         .findings
         .into_iter()
         .filter(|f| f.code != "PKL012")
@@ -282,10 +332,8 @@ fn polyglot_in_place(
     if !acts_as_pickle(&head, n < src.len()) {
         return Ok(vec![]);
     }
-    let cap = hold_cap(policy);
-    let data = src.read_vec(0, src.len().min(cap), cap)?;
-    let _held = pickle::hold_data(data.len());
-    Ok(polyglot_pickle(kind, &data, ctx, policy))
+    // Replayed through a window from the source, not read whole.
+    Ok(polyglot_pickle(kind, &src, ctx, policy))
 }
 
 fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
@@ -296,7 +344,7 @@ fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFindi
         Kind::Gguf => gguf::scan(&data, ctx),
         Kind::Hdf5 => keras::scan_hdf5(&data, ctx),
         Kind::Tar => tar::scan(data, ctx, policy),
-        Kind::Compressed(c) => scan_compressed(c, data, ctx, policy),
+        Kind::Compressed(c) => scan_compressed(c, &data, ctx, policy),
         Kind::Unsupported(what) => vec![ctx.stamp(ScanFinding::new(
             "SCN001",
             Severity::High,
@@ -325,10 +373,17 @@ fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFindi
 /// Text that breaks first (`cat\ndog\n…`: module `at`) does not. `partial`: `data` is only the
 /// head of the file, so running out of data counts.
 pub fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
-    if data.is_empty() || !pickle::looks_like_pickle(data) {
+    acts_as_pickle_src(&data, partial)
+}
+
+/// [`acts_as_pickle`] over any [`pickle::PickleSource`].
+pub fn acts_as_pickle_src(src: &dyn pickle::PickleSource, partial: bool) -> bool {
+    let mut inp = src.input(0);
+    let n = inp.fill(0, 2);
+    if n == 0 || !pickle::looks_like_pickle(inp.get(0, n)) {
         return false;
     }
-    let t = pickle::vm::run_stream(data, 0, pickle::Limits::default());
+    let t = pickle::vm::run_input(&mut inp, 0, 0, pickle::Limits::default(), true);
     let ran_out = partial
         && matches!(&t.outcome, pickle::Outcome::Broken { message, .. } if message.contains("truncated"));
     t.outcome == pickle::Outcome::Complete
@@ -367,7 +422,7 @@ fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 
 fn scan_compressed(
     c: compress::Codec,
-    data: &[u8],
+    data: &dyn pickle::PickleSource,
     ctx: &Ctx,
     policy: &Policy,
 ) -> Vec<ScanFinding> {
@@ -385,22 +440,61 @@ fn scan_compressed(
     let cap = member_cap(policy);
     let hold = hold_cap(policy);
     let child = ctx.child(&format!("<{}>", c.short()));
-    let collected = compress::decompress_collect(c, data, STREAM_HEAD, cap, hold, &must_hold)
-        .and_then(|(got, total)| match got {
-            source::Collected::Dropped {
-                head,
-                total,
-                tail_eocd,
-            } => match dropped_findings(&head, total, tail_eocd, &child) {
-                Some(fs) => Ok((Err(fs), total)),
-                // Hold it after all.
-                None => {
-                    compress::decompress_collect(c, data, STREAM_HEAD, cap, hold, &|_: &[u8]| true)
-                        .map(|(got, total)| (Ok(got), total))
-                }
-            },
-            whole => Ok((Ok(whole), total)),
-        });
+    let open = || -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        compress::stream_reader(c, data.open(0)?).map_err(std::io::Error::other)
+    };
+    let collect = |decide: &dyn Fn(&[u8]) -> bool, oversize: bool| {
+        let oversize = oversize.then_some((STREAM_FILE, &streamable as &dyn Fn(&[u8]) -> bool));
+        let r = data.open(0).map_err(|e| e.to_string())?;
+        compress::decompress_collect(c, r, STREAM_HEAD, cap, hold, decide, oversize)
+    };
+    let collected = collect(&must_hold, true).and_then(|(got, total)| match got {
+        source::Collected::Dropped {
+            head,
+            total,
+            tail_eocd,
+        } => match dropped_findings(&head, total, tail_eocd, &child) {
+            Some(fs) => Ok((Err(fs), total)),
+            // Hold it after all.
+            None => collect(&|_: &[u8]| true, false).map(|(got, total)| (Ok(got), total)),
+        },
+        whole => Ok((Ok(whole), total)),
+    });
+    // Compressed data that also unpickles from offset 0 (a polyglot).
+    let polyglot = || {
+        if acts_as_pickle_src(data, false) {
+            polyglot_pickle(Kind::Compressed(c), data, ctx, policy)
+        } else {
+            vec![]
+        }
+    };
+    let oversize = |head: &[u8], tail_eocd: bool| -> Result<Vec<ScanFinding>, String> {
+        let kind = sniff(&head[..head.len().min(4096)], u64::MAX);
+        if tail_eocd || !matches!(kind, Kind::Pickle | Kind::Unknown) {
+            return Err(format!(
+                "must be scanned whole but exceeds the in-memory limit of {hold} bytes"
+            ));
+        }
+        // A pickle too large to hold: decompressed again, straight into the replay.
+        let mut fs = scan_pickle_stream(kind, &pickle::input::Reopen(&open), &child, policy);
+        fs.extend(polyglot());
+        Ok(fs)
+    };
+    let collected = match collected {
+        Ok((
+            Ok(source::Collected::Oversize {
+                head, tail_eocd, ..
+            }),
+            total,
+        )) => {
+            charge(total as usize);
+            match oversize(&head, tail_eocd) {
+                Ok(fs) => return fs,
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
     match collected {
         Ok((got, total)) => {
             charge(total as usize);
@@ -408,23 +502,25 @@ fn scan_compressed(
                 Ok(source::Collected::Whole(inner)) => {
                     let _held = pickle::hold_data(inner.len());
                     let mut fs = scan_bytes(&inner, &child, policy);
-                    // Compressed data that also unpickles from offset 0 (a polyglot).
-                    if acts_as_pickle(data, false) {
-                        fs.extend(polyglot_pickle(Kind::Compressed(c), data, ctx, policy));
-                    }
+                    fs.extend(polyglot());
                     fs
                 }
-                Ok(source::Collected::Dropped { .. }) => not_a_model(&child),
+                Ok(_) => not_a_model(&child),
                 Err(fs) => fs,
             }
         }
         // Magic bytes that happen to start a pickle (`]` of lzma-alone is EMPTY_LIST).
         Err(_)
-            if pickle::looks_like_pickle(data)
-                && pickle::vm::run_stream(data, 0, pickle::Limits::default()).outcome
-                    == pickle::Outcome::Complete =>
+            if {
+                let mut inp = data.input(0);
+                let n = inp.fill(0, 2);
+                pickle::looks_like_pickle(inp.get(0, n))
+                    && pickle::vm::run_input(&mut inp, 0, 0, pickle::Limits::default(), true)
+                        .outcome
+                        == pickle::Outcome::Complete
+            } =>
         {
-            torch::scan_pickle_file(data, ctx, policy)
+            torch::scan_pickle_source(data, ctx, policy)
         }
         Err(e) => vec![ctx.stamp(ScanFinding::new(
             "SCN018",
@@ -650,6 +746,8 @@ pub fn scan_member(
     }
     let hold = hold_cap(policy);
     let mut col = source::Collector::new(STREAM_HEAD, cap, hold, &must_hold);
+    // A pickle too large to hold is replayed from the member again, through a window.
+    col = col.stream_oversize(STREAM_FILE, &streamable);
     let copied = std::io::Write::write_all(&mut col, &head)
         .and_then(|_| std::io::copy(&mut r, &mut col).map(|_| ()));
     charge(col.total() as usize);
@@ -678,6 +776,25 @@ pub fn scan_member(
     fs.extend(r.finish(e).map(|(k, m)| child.stamp(zip_anomaly(k, &m))));
     let data = match col.finish() {
         source::Collected::Whole(d) => d,
+        source::Collected::Oversize {
+            total, tail_eocd, ..
+        } => {
+            if tail_eocd {
+                fs.push(child.stamp(too_big_in_memory(total, hold)));
+                return fs;
+            }
+            let open = || -> std::io::Result<Box<dyn std::io::Read + '_>> {
+                let (r, _) = zip::open_member(src, e, cap).map_err(std::io::Error::other)?;
+                Ok(Box::new(r))
+            };
+            fs.extend(scan_pickle_stream(
+                kind,
+                &pickle::input::Reopen(&open),
+                &child,
+                policy,
+            ));
+            return fs;
+        }
         source::Collected::Dropped {
             head,
             total,

@@ -122,6 +122,13 @@ pub enum Collected {
         total: u64,
         tail_eocd: bool,
     },
+    /// Its head said it must be scanned whole, but it outgrew the in-memory limit: only the
+    /// head was kept (see [`Collector::stream_oversize`]); the caller streams it again.
+    Oversize {
+        head: Vec<u8>,
+        total: u64,
+        tail_eocd: bool,
+    },
 }
 
 /// A writer that keeps a payload's first `head` bytes, then asks `keep` whether the payload
@@ -136,6 +143,11 @@ pub struct Collector<'k> {
     keep: Option<bool>,
     decide: &'k dyn Fn(&[u8]) -> bool,
     tail: Vec<u8>,
+    /// Outgrowing `hold` drops the payload instead of failing.
+    oversize_ok: bool,
+    /// See [`Collector::stream_oversize`].
+    stream: Option<(u64, &'k dyn Fn(&[u8]) -> bool)>,
+    oversize: bool,
 }
 
 const TAIL: usize = 65536 + 22;
@@ -153,7 +165,18 @@ impl<'k> Collector<'k> {
             keep: None,
             decide,
             tail: vec![],
+            oversize_ok: false,
+            stream: None,
+            oversize: false,
         }
+    }
+
+    /// A payload that must be held and whose head `streamable` says can be streamed instead
+    /// (a pickle) is held only up to `limit` bytes: past it, it is counted and dropped past its
+    /// head ([`Collected::Oversize`]) rather than an error, and the caller streams it again.
+    pub fn stream_oversize(mut self, limit: u64, streamable: &'k dyn Fn(&[u8]) -> bool) -> Self {
+        self.stream = Some((limit, streamable));
+        self
     }
 
     pub fn total(&self) -> u64 {
@@ -168,10 +191,20 @@ impl<'k> Collector<'k> {
         let mut window = self.buf[self.buf.len().saturating_sub(TAIL)..].to_vec();
         window.extend_from_slice(&self.tail);
         let window = &window[window.len().saturating_sub(TAIL)..];
-        Collected::Dropped {
-            tail_eocd: window.windows(4).any(|w| w == b"PK\x05\x06"),
-            head: self.buf,
-            total: self.total,
+        let tail_eocd = window.windows(4).any(|w| w == b"PK\x05\x06");
+        let (head, total) = (self.buf, self.total);
+        if self.oversize {
+            Collected::Oversize {
+                head,
+                total,
+                tail_eocd,
+            }
+        } else {
+            Collected::Dropped {
+                head,
+                total,
+                tail_eocd,
+            }
         }
     }
 }
@@ -192,10 +225,36 @@ impl io::Write for Collector<'_> {
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.buf.len() == self.head {
-                self.keep = Some((self.decide)(&self.buf));
+                let keep = (self.decide)(&self.buf);
+                self.keep = Some(keep);
+                if let Some((limit, streamable)) = self.stream {
+                    if keep && streamable(&self.buf) {
+                        self.oversize_ok = true;
+                        self.hold = self.hold.min(limit);
+                    }
+                }
             }
         }
         match self.keep {
+            Some(true) if self.oversize_ok && (self.buf.len() + rest.len()) as u64 > self.hold => {
+                // Keep the head; the rest goes through the tail window like a dropped payload.
+                self.oversize = true;
+                self.keep = Some(false);
+                let head = self.head.min(self.buf.len());
+                let mut tail = vec![];
+                if rest.len() < 2 * TAIL {
+                    let from = self
+                        .buf
+                        .len()
+                        .saturating_sub(2 * TAIL - rest.len())
+                        .max(head);
+                    tail.extend_from_slice(&self.buf[from..]);
+                }
+                tail.extend_from_slice(&rest[rest.len().saturating_sub(2 * TAIL)..]);
+                self.tail = tail;
+                self.buf.truncate(head);
+                self.buf.shrink_to_fit();
+            }
             Some(true) => {
                 if (self.buf.len() + rest.len()) as u64 > self.hold {
                     return Err(io::Error::new(
@@ -250,7 +309,7 @@ mod tests {
             } => {
                 assert_eq!((head.len(), total, tail_eocd), (16, 101_004, true));
             }
-            Collected::Whole(_) => panic!("held"),
+            _ => panic!("held"),
         }
         // An end record further back than 64 KiB is not an archive end.
         let mut c = Collector::new(16, 1 << 20, 1 << 10, &|_| false);
@@ -277,5 +336,18 @@ mod tests {
         let mut c = Collector::new(16, 100, 100, &|_| false);
         c.write_all(b"abc").unwrap();
         assert!(matches!(c.finish(), Collected::Whole(v) if v == b"abc"));
+        // Oversize: a held payload past the limit keeps its head and is counted on.
+        let mut c = Collector::new(4, 1 << 20, 1 << 10, &|_| true).stream_oversize(64, &|_| true);
+        c.write_all(&[1u8; 60]).unwrap();
+        c.write_all(&[2u8; 100]).unwrap();
+        c.write_all(b"PK\x05\x06").unwrap();
+        match c.finish() {
+            Collected::Oversize {
+                head,
+                total,
+                tail_eocd,
+            } => assert_eq!((head, total, tail_eocd), (vec![1u8; 4], 164, true)),
+            _ => panic!("not oversize"),
+        }
     }
 }

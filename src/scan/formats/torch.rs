@@ -80,19 +80,41 @@ fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<
 /// A raw pickle file: legacy torch layout when the first stream is the magic number, else
 /// stacked streams read to EOF.
 pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+    scan_pickle_source(&data, ctx, policy)
+}
+
+/// [`scan_pickle_file`] over any [`pickle::PickleSource`] (a file or payload read through a
+/// window).
+pub fn scan_pickle_source(
+    src: &dyn pickle::PickleSource,
+    ctx: &Ctx,
+    policy: &Policy,
+) -> Vec<ScanFinding> {
     // The legacy magic stream is a handful of opcodes: a short probe avoids replaying a
     // large ordinary pickle twice.
     let probe = pickle::Limits {
         max_ops: 64,
         ..pickle::Limits::default()
     };
-    let first = pickle::vm::run_stream(data, 0, probe);
+    let first = pickle::vm::run_input(&mut src.input(0), 0, 0, probe, true);
     if first.outcome == pickle::Outcome::Complete
         && first.top == Some(TopValue::BigInt(LEGACY_MAGIC.to_vec()))
     {
-        return scan_legacy(&data, data, ctx, policy).unwrap_or_default();
+        if let Some(data) = src.bytes() {
+            return scan_legacy(&data, data, ctx, policy).unwrap_or_default();
+        }
+        // Streamed: its pickles did not fit the head read up front (scan_large_legacy).
+        let mut fs = pickle::scan_source(src, 0, ctx, policy, Some(5)).findings;
+        fs.push(ctx.stamp(ScanFinding::new(
+            "SCN010",
+            Severity::High,
+            format!(
+                "legacy torch file whose pickles are larger than {LEGACY_HEAD} bytes: its storages were not checked"
+            ),
+        )));
+        return fs;
     }
-    let scan = pickle::scan_streams(data, 0, ctx, policy, None);
+    let scan = pickle::scan_source(src, 0, ctx, policy, None);
     let mut fs = scan.findings;
     if let Some(pid) = scan.traces.iter().flat_map(|t| t.pids.iter()).next() {
         fs.push(ctx.stamp(

@@ -3,6 +3,7 @@
 //! nested payloads.
 
 pub mod compat;
+pub mod input;
 pub mod modules;
 pub mod numbers;
 pub mod opcodes;
@@ -13,6 +14,7 @@ use super::finding::{Ctx, ScanFinding};
 use super::policy::{Decision, Policy};
 use super::presets::ArgKind;
 use crate::report::Severity;
+pub use input::{with_window, PickleSource};
 use std::collections::BTreeMap;
 pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
 
@@ -134,15 +136,28 @@ pub fn scan_streams(
     policy: &Policy,
     max_streams: Option<usize>,
 ) -> PickleScan {
+    scan_source(&data, base, ctx, policy, max_streams)
+}
+
+/// [`scan_streams`] over any [`PickleSource`]: a file, a member or a decompressed payload is
+/// read through a bounded window, so memory is what the replay holds, not the data's size.
+pub fn scan_source(
+    src: &dyn PickleSource,
+    base: u64,
+    ctx: &Ctx,
+    policy: &Policy,
+    max_streams: Option<usize>,
+) -> PickleScan {
     let mut out = PickleScan {
         findings: vec![],
         traces: vec![],
         end: 0,
         held: Held::default(),
     };
+    let mut inp = src.input(0);
     let mut pos = 0usize;
     let mut idx = 0u32;
-    while pos < data.len() && max_streams.is_none_or(|m| (idx as usize) < m) {
+    while inp.has(pos) && max_streams.is_none_or(|m| (idx as usize) < m) {
         if idx >= MAX_STREAMS {
             out.findings.push(
                 ctx.stamp(
@@ -156,7 +171,7 @@ pub fn scan_streams(
             );
             break;
         }
-        let t = vm::run_stream(&data[pos..], base + pos as u64, Limits::default());
+        let t = vm::run_input(&mut inp, pos, base + pos as u64, Limits::default(), true);
         out.held.add(t.mem_bytes);
         let mut fs = trace_findings(&t, policy);
         let resource = t
@@ -181,7 +196,7 @@ pub fn scan_streams(
             } else {
                 // Whitespace is no opcode and no payload (numpy 1.0 wrote a newline after its
                 // object-array pickles): worth a note, not a warning.
-                let blank = data[pos..].iter().all(u8::is_ascii_whitespace);
+                let (left, blank) = src.input(pos).rest_all(pos, |b| b.is_ascii_whitespace());
                 fs.push(
                     ScanFinding::new(
                         "PKL012",
@@ -192,7 +207,7 @@ pub fn scan_streams(
                         },
                         format!(
                             "{} byte(s) of {} after the last STOP",
-                            data.len() - pos,
+                            left,
                             if blank {
                                 "whitespace"
                             } else {
@@ -207,15 +222,20 @@ pub fn scan_streams(
         if let Some(from) = t.joblib_first_array {
             // numpy.load, torch.load and pickle.load do not read joblib's arrays: they take
             // those bytes as opcodes. Report what that reading resolves and calls there.
-            let plain =
-                vm::run_stream_with(&data[pos..], base + pos as u64, Limits::default(), false);
+            let plain = vm::run_input(
+                &mut src.input(pos),
+                pos,
+                base + pos as u64,
+                Limits::default(),
+                false,
+            );
             for f in plain_reading_findings(&plain, from, policy) {
                 if !fs.iter().any(|x| x.code == f.code && x.offset == f.offset) {
                     fs.push(f);
                 }
             }
         }
-        nested_findings(&t, data, pos, ctx, policy, &mut fs);
+        nested_findings(&t, ctx, policy, &mut fs);
         for mut f in fs {
             f.stream = Some(idx);
             out.findings.push(ctx.stamp(f));
@@ -230,19 +250,27 @@ pub fn scan_streams(
         out.end = pos;
         idx += 1;
     }
+    if let Some(e) = inp.error.take() {
+        out.findings.push(
+            ctx.stamp(
+                ScanFinding::new(
+                    "SCN002",
+                    Severity::High,
+                    format!(
+                        "the pickle data cannot be read past offset {}: {e}",
+                        base + pos as u64
+                    ),
+                )
+                .offset(base + pos as u64),
+            ),
+        );
+    }
     out
 }
 
-fn nested_findings(
-    t: &Trace,
-    data: &[u8],
-    pos: usize,
-    ctx: &Ctx,
-    policy: &Policy,
-    fs: &mut Vec<ScanFinding>,
-) {
-    for &(off, start, len) in &t.nested {
-        let bytes = &data[pos + start..pos + start + len];
+fn nested_findings(t: &Trace, ctx: &Ctx, policy: &Policy, fs: &mut Vec<ScanFinding>) {
+    for (off, bytes) in &t.nested {
+        let off = *off;
         if ctx.depth >= policy.max_depth {
             fs.push(
                 ScanFinding::new(

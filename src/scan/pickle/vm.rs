@@ -4,6 +4,7 @@
 //! and structural anomaly in a [`Trace`]. Memory and time are bounded by [`Limits`].
 
 use super::compat;
+use super::input::{Input, PickleSource, Utf8Check};
 use super::numbers;
 use super::opcodes::{code, lookup, Arg};
 use super::strings;
@@ -146,8 +147,9 @@ pub struct Trace {
     pub calls: Vec<CallSite>,
     pub anomalies: Vec<Anomaly>,
     pub pids: Vec<PersistentId>,
-    /// (offset of the opcode, start, length) of byte strings that look like nested payloads.
-    pub nested: Vec<(u64, usize, usize)>,
+    /// (offset of the opcode, bytes) of byte strings that look like nested payloads (held, and
+    /// charged to the budget, until the caller scans them).
+    pub nested: Vec<(u64, Vec<u8>)>,
     pub outcome: Outcome,
     /// Bytes consumed (position after STOP, or where it broke).
     pub end: usize,
@@ -163,9 +165,9 @@ pub struct Trace {
     /// Callables and classes that reached allowlisted functions which call or instantiate them
     /// (see [`crate::scan::presets::arg_kinds`]).
     pub invocations: Vec<Invocation>,
-    /// Where a file-reading Python unpickler leaves the file after STOP: the end of the frame
-    /// STOP sits in, when that frame runs past it (`pickle._Unpickler` reads whole frames).
-    pub file_end: usize,
+    /// The frame STOP sits in runs past it, over bytes that are there: a file-reading Python
+    /// unpickler (`pickle._Unpickler` reads whole frames) resumes after the frame, not at `end`.
+    pub frame_past_stop: bool,
     /// Offset of the first joblib `NumpyArrayWrapper` array this stream read (skipped or
     /// unpickled as joblib does): from there on a plain `pickle.load` reads other opcodes.
     pub joblib_first_array: Option<u64>,
@@ -401,8 +403,10 @@ impl Mem {
 /// Anomalies kept per stream; past it only the first of each kind is kept (the rest counted).
 const MAX_ANOMALIES: usize = 4096;
 
-struct Reader<'a> {
-    data: &'a [u8],
+struct Reader<'i, 'a> {
+    inp: &'i mut Input<'a>,
+    /// Absolute position of the stream's first byte in `inp` (positions below are relative).
+    origin: usize,
     pos: usize,
     /// End of the current FRAME (may lie past the data).
     frame_end: usize,
@@ -411,79 +415,121 @@ struct Reader<'a> {
     /// A last line without newline is read as the pure-Python unpickler (joblib's) reads it;
     /// false for the C unpickler alone (plain `pickle.load`), which raises there.
     eof_line: bool,
+    /// A text argument was longer than the replay's memory budget lets it hold.
+    too_long: bool,
 }
 
 #[derive(Debug)]
 struct Fail(String);
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
+impl Reader<'_, '_> {
+    fn abs(&self) -> usize {
+        self.origin + self.pos
+    }
+    /// Whether a byte exists at relative position `rel`.
+    fn has(&mut self, rel: usize) -> bool {
+        self.inp.has(self.origin + rel)
+    }
+    fn crossed(&mut self) -> Fail {
+        self.line_crossed_frame = true;
+        Fail(format!(
+            "argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
+            self.frame_end
+        ))
+    }
+    /// `n` bytes the replay reads as a value (callers keep `n` small: longer arguments are
+    /// streamed past with [`Reader::skip`]).
+    fn take(&mut self, n: usize) -> Result<&[u8], Fail> {
+        let abs = self.abs();
         // See `line`: CPython 3.11's C loader on a file object reads an argument that runs
         // past the FRAME's end afresh from the file, dropping the frame's tail.
-        if self.pos < self.frame_end
-            && self.frame_end <= self.data.len()
-            && n > self.frame_end - self.pos
-        {
-            self.line_crossed_frame = true;
+        if self.pos < self.frame_end && n > self.frame_end - self.pos {
+            let to_end = self.frame_end - self.pos;
+            if self.inp.fill(abs, to_end) == to_end {
+                return Err(self.crossed());
+            }
+        }
+        let have = self.inp.fill(abs, n);
+        if have < n {
             return Err(Fail(format!(
-                "argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
-                self.frame_end
+                "pickle data was truncated (needs {n} bytes, {have} left)"
             )));
         }
-        if n > self.data.len() - self.pos {
-            return Err(Fail(format!(
-                "pickle data was truncated (needs {n} bytes, {} left)",
-                self.data.len() - self.pos
-            )));
-        }
-        let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
-        Ok(s)
+        Ok(self.inp.get(abs, n))
+    }
+    /// Stream past an `n`-byte argument, showing its bytes to `sink`; the same errors as
+    /// [`Reader::take`], without holding the bytes.
+    fn skip(&mut self, n: usize, sink: &mut dyn FnMut(&[u8])) -> Result<(), Fail> {
+        let abs = self.abs();
+        let got = self.inp.advance(abs, n, sink);
+        if self.pos < self.frame_end
+            && n > self.frame_end - self.pos
+            && got >= self.frame_end - self.pos
+        {
+            return Err(self.crossed());
+        }
+        if got < n {
+            return Err(Fail(format!(
+                "pickle data was truncated (needs {n} bytes, {got} left)"
+            )));
+        }
+        self.pos += n;
+        Ok(())
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], Fail> {
+        let b = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(b);
+        Ok(a)
+    }
+    fn byte(&mut self) -> Result<u8, Fail> {
+        Ok(self.arr::<1>()?[0])
     }
     /// One text argument without its `\n`. At EOF without a newline the C unpickler raises,
     /// but the pure-Python one (`joblib.load`) takes `readline()[:-1]` (dropping the last byte,
     /// or giving `b''` at EOF) and acts on it: INST calls, GLOBAL imports the module of
     /// `c<module>\n` + EOF, PERSID calls `persistent_load`. The stream ends right after.
-    fn line(&mut self) -> Result<&'a [u8], Fail> {
-        let rest = &self.data[self.pos..];
-        match rest.iter().position(|&b| b == b'\n') {
+    /// `room`: memory the replay has left; a line and what is decoded from it must fit in it.
+    fn line(&mut self, room: usize) -> Result<&[u8], Fail> {
+        let abs = self.abs();
+        match self.inp.find_newline(abs, room / 2) {
+            Ok(None) => {
+                self.too_long = true;
+                Err(Fail(format!(
+                    "memory budget exceeded: a text argument is longer than the {} bytes the replay has left to hold it",
+                    room / 2
+                )))
+            }
             // A line that starts inside a FRAME and ends after it is read three ways: whole by
             // `pickle.loads`, refused by the pure-Python loader, and by the C loader on a file
             // without `peek` (the BytesIO torch gives it for `data.pkl`) from the frame's end
             // on, dropping the frame's tail. Picklers never write one; it is not followable.
-            Some(i)
-                if self.pos < self.frame_end
-                    && self.frame_end <= self.data.len()
-                    && self.pos + i >= self.frame_end =>
-            {
+            Ok(Some(i)) if self.pos < self.frame_end && self.pos + i >= self.frame_end => {
                 self.line_crossed_frame = true;
                 Err(Fail(format!(
                     "text argument runs past the end of its FRAME at offset {} (loaders disagree on what it says)",
                     self.frame_end
                 )))
             }
-            Some(i) => {
+            Ok(Some(i)) => {
                 self.pos += i + 1;
-                Ok(&rest[..i])
+                Ok(self.inp.get(abs, i))
             }
-            None if !self.eof_line => Err(Fail(
+            Err(_) if !self.eof_line => Err(Fail(
                 "pickle data was truncated (a text argument has no newline)".into(),
             )),
-            None => {
-                self.pos = self.data.len();
-                Ok(&rest[..rest.len().saturating_sub(1)])
+            Err(rest) => {
+                self.pos += rest;
+                Ok(self.inp.get(abs, rest.saturating_sub(1)))
             }
         }
     }
     fn u32(&mut self) -> Result<u32, Fail> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.arr::<4>()?))
     }
     fn u64(&mut self) -> Result<u64, Fail> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
+        Ok(u64::from_le_bytes(self.arr::<8>()?))
     }
 }
 
@@ -501,8 +547,8 @@ pub fn looks_nested(b: &[u8]) -> bool {
         || (b[0] == 0x78 && matches!(b[1], 0x01 | 0x5e | 0x9c | 0xda))
 }
 
-struct Vm<'a, 'p> {
-    r: Reader<'a>,
+struct Vm<'i, 'a, 'p> {
+    r: Reader<'i, 'a>,
     base: u64,
     limits: Limits,
     /// Values by id (ids from [`IMM`] on are integers, see [`Vm::node`]).
@@ -525,8 +571,6 @@ struct Vm<'a, 'p> {
     last_call: Option<(usize, Id)>,
     /// Follow joblib array wrappers (joblib's unpickler) or not (plain pickle).
     joblib: bool,
-    /// End of the last FRAME (0 before any).
-    frame_end: usize,
     jb: semantics::State,
 }
 
@@ -540,6 +584,18 @@ pub fn run_stream(data: &[u8], base: u64, limits: Limits) -> Trace {
 /// array bytes (joblib's pure-Python `NumpyUnpickler`) or not (C `pickle.load`, as numpy, torch
 /// and joblib's own object arrays use it: it also raises on a last line without newline).
 pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> Trace {
+    run_input(&mut (&data).input(0), 0, base, limits, joblib)
+}
+
+/// [`run_stream_with`] on the stream starting at absolute position `origin` of `inp`; `base`
+/// is the reported offset of that position. The input is left after what the stream read.
+pub fn run_input(
+    inp: &mut Input<'_>,
+    origin: usize,
+    base: u64,
+    limits: Limits,
+    joblib: bool,
+) -> Trace {
     let mut t = Trace {
         globals: vec![],
         calls: vec![],
@@ -554,18 +610,20 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         unfollowable: false,
         computed_global: false,
         invocations: vec![],
-        file_end: 0,
+        frame_past_stop: false,
         joblib_first_array: None,
         mem_bytes: 0,
         out_of_memory: false,
     };
     let mut vm = Vm {
         r: Reader {
-            data,
+            inp,
+            origin,
             pos: 0,
             frame_end: 0,
             line_crossed_frame: false,
             eof_line: joblib,
+            too_long: false,
         },
         base,
         limits,
@@ -587,7 +645,6 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         t: &mut t,
         last_call: None,
         joblib,
-        frame_end: 0,
         jb: semantics::State::default(),
     };
     // Shared immutable scalars (see `Vm::push_node`).
@@ -603,13 +660,13 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
     ]);
     let res = vm.run();
     let end = vm.r.pos;
-    let file_end = end.max(vm.frame_end);
+    let frame_past_stop = vm.r.frame_end > end && vm.r.has(end);
     let top = match &res {
         Ok(Some(id)) => Some(vm.top_value(*id)),
         _ => None,
     };
     let crossed = vm.r.line_crossed_frame;
-    let (out_of_memory, budget, used) = (vm.mem.hit, vm.mem.max, vm.mem.used);
+    let (out_of_memory, budget, used) = (vm.mem.hit || vm.r.too_long, vm.mem.max, vm.mem.used);
     let (mem_bytes, dropped) = (vm.mem.trace, vm.anomalies_dropped);
     drop(vm);
     t.mem_bytes = mem_bytes;
@@ -648,7 +705,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
         });
     }
     t.end = end;
-    t.file_end = file_end;
+    t.frame_past_stop = frame_past_stop;
     t.top = top;
     if let Err((off, Fail(msg))) = res {
         t.outcome = Outcome::Broken {
@@ -659,7 +716,7 @@ pub fn run_stream_with(data: &[u8], base: u64, limits: Limits, joblib: bool) -> 
     t
 }
 
-impl<'a, 'p> Vm<'a, 'p> {
+impl Vm<'_, '_, '_> {
     fn push_node(&mut self, n: Val) -> Result<Id, Fail> {
         // Immutable scalars share preallocated slots and integers live in the id itself: only
         // strings, containers, globals and call results take arena space.
@@ -839,10 +896,49 @@ impl<'a, 'p> Vm<'a, 'p> {
             Val::Str(s)
         }
     }
-    fn bytes_value(&mut self, op_pos: usize, start: usize, len: usize) -> Result<(), Fail> {
-        if looks_nested(&self.r.data[start..start + len]) {
+    /// Memory the replay has left.
+    fn room(&self) -> usize {
+        self.mem.max.saturating_sub(self.mem.used)
+    }
+
+    /// Stream past an `n`-byte string argument. Bytes that look like a nested payload are
+    /// kept (charged to the trace) for the caller to scan; `utf8` checks the text as CPython
+    /// decodes it. Errors come in the order the whole-buffer reading raised them: the
+    /// argument's own (truncation, frame), then the budget.
+    fn blob(&mut self, op_pos: usize, n: usize, utf8: Option<&mut Utf8Check>) -> Result<(), Fail> {
+        let abs = self.r.abs();
+        let head = self.r.inp.fill(abs, 8.min(n));
+        let nested = n >= 8 && head == 8 && looks_nested(self.r.inp.get(abs, 8));
+        let mut kept: Vec<u8> = vec![];
+        let mut over = false;
+        let mem = &mut self.mem;
+        let mut dummy = Utf8Check::default();
+        let check = utf8.is_some();
+        let u = utf8.unwrap_or(&mut dummy);
+        if nested {
+            // Charged before it is held (the whole payload, at once).
+            match mem.charge_trace(n.saturating_add(ALLOC)) {
+                Ok(()) => kept.reserve_exact(n),
+                Err(_) => over = true,
+            }
+        }
+        self.r.skip(n, &mut |b: &[u8]| {
+            if check {
+                u.feed(b);
+            }
+            if nested && !over {
+                kept.extend_from_slice(b);
+            }
+        })?;
+        if over {
+            return Err(Fail(format!(
+                "memory budget exceeded: the replay would hold more than {} bytes",
+                self.mem.max
+            )));
+        }
+        if nested {
             self.mem.reserve_trace(&mut self.t.nested, 1)?;
-            self.t.nested.push((self.off(op_pos), start, len));
+            self.t.nested.push((self.off(op_pos), kept));
         }
         Ok(())
     }
@@ -1041,7 +1137,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         let pending = self.last_call.take();
         match op.code {
             code::PROTO => {
-                let p = self.r.take(1)?[0];
+                let p = self.r.byte()?;
                 if !first {
                     self.anomaly(
                         AnomalyKind::MisplacedProto,
@@ -1060,12 +1156,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                 // the pure-Python one reads a short frame and runs the opcodes in it, so a
                 // FRAME longer than the data is no reason to stop.
                 let n = self.r.u64()?;
+                // The pure-Python loader reads the frame (or what is left of the data) at once.
                 self.r.frame_end = usize::try_from(n)
                     .ok()
                     .and_then(|n| self.r.pos.checked_add(n))
                     .unwrap_or(usize::MAX);
-                // The pure-Python loader reads the frame (or what is left of the data) at once.
-                self.frame_end = self.r.frame_end.min(self.r.data.len());
             }
             code::STOP => {
                 // CPython pops the result: STOP on an empty stack is an error.
@@ -1106,7 +1201,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             // Text numbers: values as CPython computes them. Text CPython refuses becomes an
             // unknown value rather than a stop, so the replay never ends before the loader does.
             code::INT => {
-                let l = self.r.line()?;
+                let l = self.r.line(self.room())?;
                 let n = match numbers::int_opcode(l) {
                     Some(numbers::IntValue::Bool(b)) => Val::Bool(b),
                     Some(numbers::IntValue::Int(v)) => int_node(&v),
@@ -1115,35 +1210,35 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.push(n)?;
             }
             code::LONG => {
-                let l = self.r.line()?;
+                let l = self.r.line(self.room())?;
                 let n = numbers::long_opcode(l)
                     .map(|v| int_node(&v))
                     .unwrap_or(Val::Unknown);
                 self.push(n)?;
             }
             code::FLOAT => {
-                self.r.line()?;
+                self.r.line(self.room())?;
                 self.push(Val::Float)?;
             }
             code::BINFLOAT => {
-                self.r.take(8)?;
+                self.r.arr::<8>()?;
                 self.push(Val::Float)?;
             }
             code::BININT => {
-                let b = self.r.take(4)?;
-                self.push(Val::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64))?;
+                let b = self.r.arr::<4>()?;
+                self.push(Val::Int(i32::from_le_bytes(b) as i64))?;
             }
             code::BININT1 => {
-                let b = self.r.take(1)?[0];
+                let b = self.r.byte()?;
                 self.push(Val::Int(b as i64))?;
             }
             code::BININT2 => {
-                let b = self.r.take(2)?;
-                self.push(Val::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?;
+                let b = self.r.arr::<2>()?;
+                self.push(Val::Int(u16::from_le_bytes(b) as i64))?;
             }
             code::LONG1 | code::LONG4 => {
                 let n = if op.code == code::LONG1 {
-                    self.r.take(1)?[0] as usize
+                    self.r.byte()? as usize
                 } else {
                     let n = self.r.u32()? as i32;
                     if n < 0 {
@@ -1151,6 +1246,11 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                     n as usize
                 };
+                if n > 64 {
+                    self.r.skip(n, &mut |_| {})?;
+                    self.push(Val::Unknown)?;
+                    return Ok(false);
+                }
                 let b = self.r.take(n)?;
                 let node = if n <= 8 {
                     let mut a = [0u8; 8];
@@ -1169,7 +1269,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.push(node)?;
             }
             code::STRING => {
-                let l = self.r.line()?;
+                let l = self.r.line(self.room())?;
                 let b = strings::string_opcode(l).map_err(Fail)?;
                 let node = match String::from_utf8(b) {
                     Ok(s) => self.text(s),
@@ -1179,7 +1279,7 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::BINSTRING | code::SHORT_BINSTRING => {
                 let n = if op.code == code::SHORT_BINSTRING {
-                    self.r.take(1)?[0] as usize
+                    self.r.byte()? as usize
                 } else {
                     let n = self.r.u32()? as i32;
                     if n < 0 {
@@ -1187,21 +1287,23 @@ impl<'a, 'p> Vm<'a, 'p> {
                     }
                     n as usize
                 };
-                let start = self.r.pos;
-                let b = self.r.take(n)?;
                 let node = if n <= self.limits.max_literal {
-                    match std::str::from_utf8(b) {
+                    let b = self.r.take(n)?;
+                    let node = match std::str::from_utf8(b) {
                         Ok(s) => Val::Str(s.to_string()),
                         Err(_) => Val::OpaqueStr,
-                    }
+                    };
+                    // Read again as a nested payload (the window still holds it).
+                    self.r.pos -= n;
+                    node
                 } else {
                     Val::OpaqueStr
                 };
-                self.bytes_value(op_pos, start, n)?;
+                self.blob(op_pos, n, None)?;
                 self.push(node)?;
             }
             code::UNICODE => {
-                let l = self.r.line()?;
+                let l = self.r.line(self.room())?;
                 let n = match strings::raw_unicode_escape(l).map_err(Fail)? {
                     Some(s) => self.text(s),
                     // Lone surrogates: legal text, never a name that imports.
@@ -1211,19 +1313,21 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::BINUNICODE | code::SHORT_BINUNICODE | code::BINUNICODE8 => {
                 let n = match op.arg {
-                    Arg::Len1 => self.r.take(1)?[0] as u64,
+                    Arg::Len1 => self.r.byte()? as u64,
                     Arg::Len4 => self.r.u32()? as u64,
                     _ => self.r.u64()?,
                 };
                 let n = usize::try_from(n).map_err(|_| Fail("string length overflows".into()))?;
-                let b = self.r.take(n)?;
                 let node = if n > self.limits.max_literal {
                     // CPython decodes with surrogatepass; a long string is never a name.
-                    if std::str::from_utf8(b).is_err() && !surrogatepass_ok(b) {
+                    let mut check = Utf8Check::default();
+                    self.r.skip(n, &mut |b| check.feed(b))?;
+                    if !check.ok() {
                         return Err(Fail("invalid UTF-8 in unicode string".into()));
                     }
                     Val::OpaqueStr
                 } else {
+                    let b = self.r.take(n)?;
                     match std::str::from_utf8(b) {
                         Ok(s) => Val::Str(s.to_string()),
                         // Lone surrogates (surrogatepass) are legal; never a valid name.
@@ -1235,14 +1339,12 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::BINBYTES | code::SHORT_BINBYTES | code::BINBYTES8 | code::BYTEARRAY8 => {
                 let n = match op.arg {
-                    Arg::Len1 => self.r.take(1)?[0] as u64,
+                    Arg::Len1 => self.r.byte()? as u64,
                     Arg::Len4 => self.r.u32()? as u64,
                     _ => self.r.u64()?,
                 };
                 let n = usize::try_from(n).map_err(|_| Fail("bytes length overflows".into()))?;
-                let start = self.r.pos;
-                self.r.take(n)?;
-                self.bytes_value(op_pos, start, n)?;
+                self.blob(op_pos, n, None)?;
                 self.push(Val::Bytes)?;
             }
             code::NEXT_BUFFER => {
@@ -1324,8 +1426,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::GET | code::BINGET | code::LONG_BINGET => {
                 let key = match op.code {
-                    code::GET => memo_key_line(self.r.line()?)?,
-                    code::BINGET => numbers::PyInt::from(self.r.take(1)?[0] as u64),
+                    code::GET => memo_key_line(self.r.line(self.room())?)?,
+                    code::BINGET => numbers::PyInt::from(self.r.byte()? as u64),
                     _ => numbers::PyInt::from(self.r.u32()? as u64),
                 };
                 match self.memo.get_big(&key) {
@@ -1347,13 +1449,13 @@ impl<'a, 'p> Vm<'a, 'p> {
             code::PUT | code::BINPUT | code::LONG_BINPUT | code::MEMOIZE => {
                 let key = match op.code {
                     code::PUT => {
-                        let k = memo_key_line(self.r.line()?)?;
+                        let k = memo_key_line(self.r.line(self.room())?)?;
                         if k.negative {
                             return Err(Fail("negative PUT argument".into()));
                         }
                         k
                     }
-                    code::BINPUT => numbers::PyInt::from(self.r.take(1)?[0] as u64),
+                    code::BINPUT => numbers::PyInt::from(self.r.byte()? as u64),
                     code::LONG_BINPUT => numbers::PyInt::from(self.r.u32()? as u64),
                     _ => numbers::PyInt::from(self.memo.count as u64),
                 };
@@ -1363,13 +1465,15 @@ impl<'a, 'p> Vm<'a, 'p> {
                 self.last_call = pending;
             }
             code::GLOBAL | code::INST => {
-                let m = self.r.line()?;
-                let n = self.r.line()?;
-                let m = std::str::from_utf8(m)
-                    .map_err(|_| Fail("invalid UTF-8 in module name".into()))?;
+                let m = self.r.line(self.room())?.to_vec();
+                let n = self.r.line(self.room())?;
                 let n = std::str::from_utf8(n)
-                    .map_err(|_| Fail("invalid UTF-8 in global name".into()))?;
-                let g = self.resolve(m.to_string(), n.to_string(), op_pos, op.name)?;
+                    .map_err(|_| Fail("invalid UTF-8 in global name".into()))
+                    .map(str::to_string);
+                let m = std::str::from_utf8(&m)
+                    .map_err(|_| Fail("invalid UTF-8 in module name".into()))?
+                    .to_string();
+                let g = self.resolve(m, n?, op_pos, op.name)?;
                 if op.code == code::GLOBAL {
                     self.push(Val::Global(g))?;
                 } else {
@@ -1427,11 +1531,8 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::EXT1 | code::EXT2 | code::EXT4 => {
                 let n = match op.code {
-                    code::EXT1 => self.r.take(1)?[0] as i64,
-                    code::EXT2 => {
-                        let b = self.r.take(2)?;
-                        u16::from_le_bytes([b[0], b[1]]) as i64
-                    }
+                    code::EXT1 => self.r.byte()? as i64,
+                    code::EXT2 => u16::from_le_bytes(self.r.arr::<2>()?) as i64,
                     _ => self.r.u32()? as i32 as i64,
                 };
                 self.anomaly(AnomalyKind::Ext, self.off(op_pos), format!("{} {n} loads a global from the copyreg extension registry, which the file does not name", op.name))?;
@@ -1472,13 +1573,15 @@ impl<'a, 'p> Vm<'a, 'p> {
             }
             code::PERSID | code::BINPERSID => {
                 let pid = if op.code == code::PERSID {
-                    let l = self.r.line()?;
-                    let s = std::str::from_utf8(l).map_err(|_| {
-                        Fail("persistent IDs in protocol 0 must be ASCII strings".into())
-                    })?;
+                    let l = self.r.line(self.room())?;
+                    let s = std::str::from_utf8(l)
+                        .map_err(|_| {
+                            Fail("persistent IDs in protocol 0 must be ASCII strings".into())
+                        })?
+                        .to_string();
                     PersistentId {
                         offset: self.off(op_pos),
-                        items: vec![PidItem::Str(s.to_string())],
+                        items: vec![PidItem::Str(s)],
                         is_tuple: false,
                     }
                 } else {
@@ -1625,7 +1728,7 @@ fn memo_key_line(l: &[u8]) -> Result<numbers::PyInt, Fail> {
 }
 
 /// CPython decodes BINUNICODE with `surrogatepass`: UTF-8 with encoded surrogates is accepted.
-fn surrogatepass_ok(b: &[u8]) -> bool {
+pub(crate) fn surrogatepass_ok(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {
         match std::str::from_utf8(&b[i..]) {

@@ -166,7 +166,7 @@ fn parse_dtype(s: &str) -> Option<DType> {
     }
 }
 
-impl<'a, 'p> Vm<'a, 'p> {
+impl Vm<'_, '_, '_> {
     fn global_name(&self, id: Id) -> Option<(usize, &str, &str)> {
         match self.node(id)? {
             Node::Global(g) => {
@@ -542,7 +542,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         let dtype = get("dtype").ok_or_else(|| fail("no dtype attribute".into()))?;
         let dt = self.dtype_info(dtype, 0).map_err(fail)?;
-        if self.r.pos < self.frame_end {
+        if self.r.pos < self.r.frame_end && self.r.has(self.r.pos) {
             // joblib reads the array from the file, past the rest of the current frame.
             return Err(fail(
                 "the array is read from the file while the current pickle frame has bytes left (joblib never writes this)".into(),
@@ -554,8 +554,9 @@ impl<'a, 'p> Vm<'a, 'p> {
             let mut limits = self.limits;
             limits.max_ops = limits.max_ops.saturating_sub(self.t.ops);
             limits.max_bytes = self.mem.max.saturating_sub(self.mem.used);
-            let inner = super::run_stream_with(
-                &self.r.data[start..],
+            let inner = super::run_input(
+                &mut *self.r.inp,
+                self.r.origin + start,
                 self.base + start as u64,
                 limits,
                 false,
@@ -564,9 +565,9 @@ impl<'a, 'p> Vm<'a, 'p> {
                 super::Outcome::Broken { offset, message } => Some((*offset, message.clone())),
                 super::Outcome::Complete => None,
             };
-            let (end, stop_end) = (inner.file_end, inner.end);
+            let (past_stop, end) = (inner.frame_past_stop, inner.end);
             let (inner_bytes, inner_oom) = (inner.mem_bytes, inner.out_of_memory);
-            self.merge_inner(inner, start);
+            self.merge_inner(inner);
             // What the nested trace keeps now belongs to this one's.
             self.mem.charge_trace(inner_bytes)?;
             self.t.out_of_memory |= inner_oom;
@@ -575,7 +576,7 @@ impl<'a, 'p> Vm<'a, 'p> {
                     "its object array is a nested pickle (joblib unpickles it) that breaks at offset {o}: {m}"
                 )));
             }
-            if end != stop_end {
+            if past_stop {
                 // pickle._Unpickler (joblib 1.6) resumes after the frame, the C unpickler
                 // (`pickle.load`, older joblib) right after STOP: the two readings differ.
                 return Err(fail(
@@ -601,20 +602,20 @@ impl<'a, 'p> Vm<'a, 'p> {
                 },
             };
             if align {
-                let pad = self.r.take(1)?[0] as usize;
-                self.r.take(pad)?;
+                let pad = self.r.byte()? as usize;
+                self.r.skip(pad, &mut |_| {})?;
             }
             let n = count
                 .checked_mul(dt.itemsize)
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| fail("array size overflows".into()))?;
-            self.r.take(n)?;
+            self.r.skip(n, &mut |_| {})?;
         }
         Ok(())
     }
 
-    /// Add a nested stream's trace (starting at `start` of this stream's data) to this one.
-    fn merge_inner(&mut self, inner: Trace, start: usize) {
+    /// Add a nested stream's trace to this one.
+    fn merge_inner(&mut self, inner: Trace) {
         let g0 = self.t.globals.len();
         self.t.globals.extend(inner.globals);
         for mut c in inner.calls {
@@ -634,9 +635,7 @@ impl<'a, 'p> Vm<'a, 'p> {
         }
         self.t.anomalies.extend(inner.anomalies);
         self.t.pids.extend(inner.pids);
-        self.t
-            .nested
-            .extend(inner.nested.into_iter().map(|(o, s, l)| (o, s + start, l)));
+        self.t.nested.extend(inner.nested);
         self.t.max_proto = self.t.max_proto.max(inner.max_proto);
         self.t.ops = self.t.ops.saturating_add(inner.ops);
         // What the nested stream's replay could not follow, the outer one cannot either.

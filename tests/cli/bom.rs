@@ -2,35 +2,11 @@
 //! is validated twice: by `mlsign bom validate` and by cyclonedx-python-lib's
 //! JsonStrictValidator (the official CycloneDX 1.6 schema, in the venv scripts/test.sh makes).
 
+use crate::support::{python, run, Run};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("spawn");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
 where
@@ -42,18 +18,6 @@ where
         .env("USER", "tester")
         .env_remove("SOURCE_DATE_EPOCH")
         .args(args))
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "BOM tests need cyclonedx-python-lib: run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
-    );
-    p
 }
 
 const PY_VALIDATE: &str = r#"
@@ -994,7 +958,7 @@ fn scan_status_is_recorded() {
 fn boms_from_another_generator_validate_show_and_verify() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/bom_foreign.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/support/bom_foreign.py");
     let r = run(Command::new(python()).arg(script));
     assert_eq!(r.code, 0, "{}", r.all());
     write(&d.join("foreign.json"), &r.stdout);

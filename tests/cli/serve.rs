@@ -2,12 +2,12 @@
 //! `openssl`), realistic AdmissionReview requests POSTed over TLS, backed by a real Debian
 //! `docker-registry` started by the test holding signed and unsigned images (pushed with the
 //! real `skopeo`, signed with `mlsign sign oci://…`) and a signed ModelPack model
-//! (`mlsign push --sign`), plus the in-test registry of tests/support/oci.rs for registries that
+//! (`mlsign push --sign`), plus the in-test registry of tests/cli/support/oci.rs for registries that
 //! hang or serve junk.
 
-#[path = "support/oci.rs"]
-mod support;
+use crate::support::oci as support;
 
+use crate::support::{python, repo};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -1088,22 +1088,6 @@ fn hanging_and_junk_registries_are_denied_within_the_deadline() {
     eprintln!("second hang: {:?}", t.elapsed());
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "the deploy test needs the venv with scripts/deps/python/serve.txt (kubernetes-validate): set MLSIGN_TEST_PYTHON"
-    );
-    p
-}
-
 /// deploy/: every manifest against the Kubernetes 1.33 schemas bundled in kubernetes-validate
 /// (offline), a broken copy refused (the validator is not vacuous), and the fields the docs
 /// promise.
@@ -1261,4 +1245,151 @@ fn deploy_manifests_validate_offline() {
     assert_eq!(code, 0, "{out}");
     let (code, out) = mlsign(&["policy", "check", p(&pdir.path().join("policy.toml"))]);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn private_registry_credentials_pooled_connections_and_tokens() {
+    // An in-test registry that requires a bearer token obtained with basic credentials (as
+    // Docker Hub, GHCR or Harbor do). The server reads the credentials from --registry-auth
+    // (a mounted docker config.json, as an imagePullSecret's .dockerconfigjson), keeps its
+    // connections and the bearer token across requests, and never reuses the token for other
+    // credentials.
+    let mock = Mock::start(MockConfig {
+        referrers: false,
+        bearer: Some(("alice".into(), "s3cret".into())),
+        hook: None,
+    });
+    mock.put_image("team/app", "v1", "private");
+    // And a real docker-registry with basic auth (htpasswd; bcrypt cost 4 keeps it fast).
+    let reg = Registry::start_htpasswd(
+        "bob:$2b$04$JGpCQj9PUvUiqdfHlKLZz.IqAeS2THhzpFP6RfhWB0ggfWKBW6386",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out) = mlsign(&["keygen", "--out", p(&d.join("release"))]);
+    assert_eq!(code, 0, "{out}");
+    let auth = d.join("config.json");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let write_auth = |pass: &str| {
+        let tmp = d.join("config.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"{}"}},"{}":{{"auth":"{}"}}}}}}"#,
+                mock.host(),
+                b64(&format!("alice:{pass}")),
+                reg.host(),
+                b64("bob:s3cret"),
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &auth).unwrap();
+    };
+    write_auth("s3cret");
+    let app = d.join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(app.join("app.txt"), "private app\n").unwrap();
+    let (code, out) = mlsign(&[
+        "push",
+        p(&app),
+        &reg.oci("team/app:v1"),
+        "--registry-auth",
+        p(&auth),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    for target in [mock.oci("team/app:v1"), reg.oci("team/app:v1")] {
+        let (code, out) = mlsign(&[
+            "sign",
+            &target,
+            "--key",
+            p(&d.join("release.pem")),
+            "--registry-auth",
+            p(&auth),
+        ]);
+        assert_eq!(code, 0, "{target}: {out}");
+    }
+    let (ca, cert, key) = make_certs(d, "");
+    let policy = d.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "schema = \"mlsign-policy/1\"\nsubjects = [\"oci://{}/team/**\", \"oci://{}/team/**\"]\n[[authorities]]\nname = \"release\"\nkey = \"release.pub\"\n[requirements.signature]\n",
+            mock.host(),
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/team/app:v1", mock.host());
+    let pod_review = |uid: &str| {
+        review(
+            uid,
+            ("", "Pod"),
+            "ml",
+            "CREATE",
+            pod(json!({"containers": containers(&[&image])})),
+        )
+    };
+    let htpasswd_review = |uid: &str| {
+        review(
+            uid,
+            ("", "Pod"),
+            "ml",
+            "CREATE",
+            pod(json!({"containers": containers(&[&format!("{}/team/app:v1", reg.host())])})),
+        )
+    };
+
+    // Without credentials: each registry's 401 is a deny naming the step.
+    let anon = Server::start(&policy, &cert, &key, &ca, &[]);
+    for r in [
+        anon.review("/validate", &pod_review("anon")),
+        anon.review("/validate", &htpasswd_review("anon-2")),
+    ] {
+        assert_eq!(r["allowed"], false, "{r}");
+        assert!(message(&r).contains("401"), "{r}");
+    }
+    drop(anon);
+
+    let srv = Server::start(
+        &policy,
+        &cert,
+        &key,
+        &ca,
+        &["--registry-auth", p(&auth), "--negative-cache-ttl", "0"],
+    );
+    let counts = || {
+        let s = mock.state.lock().unwrap();
+        let tokens = s.requests.iter().filter(|r| r.ends_with(" /token")).count();
+        (s.connections, tokens, s.requests.len())
+    };
+    let (c0, t0, r0) = counts();
+    for i in 0..8 {
+        let r = srv.review("/validate", &pod_review(&format!("priv-{i}")));
+        assert_eq!(r["allowed"], true, "{r}\n{}", srv.logs());
+    }
+    let (c1, t1, r1) = counts();
+    // The htpasswd registry: verified with basic credentials from the same file.
+    for i in 0..3 {
+        let r = srv.review("/validate", &htpasswd_review(&format!("basic-{i}")));
+        assert_eq!(r["allowed"], true, "{r}\n{}", srv.logs());
+    }
+    // 8 tag resolutions and one full verification: well over 8 registry requests, on one or
+    // two kept-alive connections (a client per request would open at least 8), with one token
+    // exchange (a client per request would ask for a token at least 8 times).
+    assert!(r1 - r0 >= 9, "requests: {}", r1 - r0);
+    assert!(c1 - c0 <= 2, "connections opened: {}", c1 - c0);
+    assert_eq!(t1 - t0, 1, "token requests");
+    assert_eq!(srv.metric("mlsign_cache_hits_total"), 7.0 + 2.0);
+
+    // Rotated to a wrong password (a new Secret version): read on the next request; the token
+    // fetched with the old credentials is not reused, so the tag cannot be resolved.
+    write_auth("wrong");
+    let r = srv.review("/validate", &pod_review("priv-rotated"));
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("token request"), "{r}");
+    // And back: admitted again.
+    write_auth("s3cret");
+    let r = srv.review("/validate", &pod_review("priv-back"));
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(!srv.logs().contains("s3cret"), "no secrets in logs");
 }

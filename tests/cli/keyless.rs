@@ -5,6 +5,8 @@
 //! The corpus lives outside the repository (1.7 MB): `shared/conformance/sigstore/` in the
 //! project root's parent or any ancestor of it, or `MLSIGN_SIGSTORE_CORPUS`.
 
+use crate::support::formats;
+use crate::support::{mlsign, python_bin, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,30 +14,6 @@ use std::process::Command;
 
 const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn mlsign<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .args(args)
-        .output()
-        .expect("run mlsign");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
 
 fn corpus() -> PathBuf {
     if let Some(p) = std::env::var_os("MLSIGN_SIGSTORE_CORPUS") {
@@ -378,6 +356,27 @@ fn keyless_branch_of_mlsign_verify() {
     ]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("SGS004"), "{}", r.all());
+    // Both in the four output formats: the same codes, valid SARIF.
+    let work = tempfile::tempdir().unwrap();
+    let run = |a: &[&str]| {
+        let r = mlsign(a);
+        (r.code, r.stdout, r.stderr)
+    };
+    let (a_txt, b) = (
+        base.join("a.txt").display().to_string(),
+        bundle.display().to_string(),
+    );
+    let args = ["verify", &a_txt, "--bundle", &b, "--issuer", ISSUER];
+    let mut exact = args.to_vec();
+    exact.extend(["--identity", IDENTITY]);
+    formats::four_formats(work.path(), &run, &exact, 1, &["SIG008"]);
+    let mut other = args.to_vec();
+    other.extend([
+        "--identity-regex",
+        "https://github.com/sigstore-conformance/other/.*",
+    ]);
+    formats::four_formats(work.path(), &run, &other, 1, &["SGS004"]);
+    formats::validate_sarif(work.path());
     // An identity without an issuer is a usage error.
     let r = mlsign(&[
         "verify".as_ref(),
@@ -392,25 +391,11 @@ fn keyless_branch_of_mlsign_verify() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keyless signing against local Fulcio / Rekor / TSA services (tests/support/sigstore-services:
+// Keyless signing against local Fulcio / Rekor / TSA services (tests/cli/support/sigstore-services:
 // @sigstore/mock in a node server), cross-checked with sigstore-python and model_signing.
 
-#[path = "support/sigstore.rs"]
-mod sigstore_support;
+use crate::support::sigstore as sigstore_support;
 use sigstore_support::{local_sigstore, token, LocalSigstore, SIGNER, TEST_ISSUER};
-
-fn python_bin(name: &str) -> PathBuf {
-    let py = std::env::var_os("MLSIGN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let bin = py.parent().unwrap().join(name);
-    assert!(
-        bin.exists(),
-        "{} missing: the keyless cross-checks need sigstore-python and model_signing (MLSIGN_TEST_PYTHON)",
-        bin.display()
-    );
-    bin
-}
 
 fn run_tool(bin: &Path, args: &[&str]) -> Run {
     let out = Command::new(bin).args(args).output().expect("run tool");
@@ -440,6 +425,31 @@ fn sigstore_python_verifies(s: &LocalSigstore, bundle: &Path, file: &Path) -> Ru
             file.to_str().unwrap(),
         ],
     )
+}
+
+/// sigstore-js (@sigstore/bundle + @sigstore/verify, the stack under @sigstore/cli) with the local
+/// trusted root, offline: `tests/cli/support/sigstore-services/verify.js`. `artifact` is None for DSSE.
+fn sigstore_js_verifies(
+    s: &LocalSigstore,
+    bundle: &Path,
+    artifact: Option<&Path>,
+    identity: &str,
+    timestamps: usize,
+) -> Run {
+    let dir = sigstore_support::node_modules();
+    let mut a = vec![
+        dir.join("verify.js").display().to_string(),
+        s.file("trusted_root.json").display().to_string(),
+        bundle.display().to_string(),
+        identity.to_string(),
+        TEST_ISSUER.to_string(),
+    ];
+    if let Some(f) = artifact {
+        a.push(f.display().to_string());
+    }
+    a.extend(["--timestamps".to_string(), timestamps.to_string()]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    run_tool(Path::new("node"), &refs)
 }
 
 fn sign_bundle(
@@ -537,6 +547,16 @@ fn keyless_blob_signing_round_trip_and_cross_checks() {
         // sigstore-python accepts what mlsign signed.
         let r = sigstore_python_verifies(&s, &bundle, &file);
         assert_eq!(r.code, 0, "sigstore-python ({config}):\n{}", r.all());
+        // So does sigstore-js, counting the RFC 3161 timestamp when there is one; it refuses
+        // another artifact, another identity, and a timestamp the bundle does not have.
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), SIGNER, usize::from(tsa));
+        assert_eq!(r.code, 0, "sigstore-js ({config}):\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&other), SIGNER, 0);
+        assert_eq!(r.code, 1, "sigstore-js, other artifact:\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), "https://github.com/other/repo", 0);
+        assert_eq!(r.code, 1, "sigstore-js, other identity:\n{}", r.all());
+        let r = sigstore_js_verifies(&s, &bundle, Some(&file), SIGNER, usize::from(tsa) + 1);
+        assert_eq!(r.code, 1, "sigstore-js, missing timestamp:\n{}", r.all());
         // The production root does not know these services.
         let r = mlsign(&[
             "conformance",
@@ -585,6 +605,9 @@ fn keyless_dsse_signing_of_an_in_toto_statement() {
     );
     let r = verify_local(&s, &bundle, file.to_str().unwrap(), SIGNER);
     assert_eq!(r.code, 0, "{}", r.all());
+    // sigstore-js checks the DSSE envelope, the dsse tlog entry and the timestamp.
+    let r = sigstore_js_verifies(&s, &bundle, None, SIGNER, 1);
+    assert_eq!(r.code, 0, "sigstore-js:\n{}", r.all());
     fs::write(&file, b"changed\n").unwrap();
     let r = verify_local(&s, &bundle, file.to_str().unwrap(), SIGNER);
     assert_eq!(r.code, 1, "{}", r.all());
@@ -722,6 +745,9 @@ fn keyless_model_directory_is_oms_compatible() {
     };
     let r = oms(&model, SIGNER);
     assert_eq!(r.code, 0, "model_signing:\n{}", r.all());
+    // sigstore-js accepts the OMS DSSE bundle (envelope, dsse entry, timestamp).
+    let r = sigstore_js_verifies(&s, &bundle, None, SIGNER, 1);
+    assert_eq!(r.code, 0, "sigstore-js:\n{}", r.all());
     let r = oms(&model, "https://github.com/other/x");
     assert_ne!(
         r.code,

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-#[path = "support/behave.rs"]
-mod support;
+use crate::support::behave as support;
 use support::{mlsign, s};
 
 fn data() -> PathBuf {

@@ -1,9 +1,9 @@
 //! The causal-LM statistic calibrated on benign fine-tunes (issue 15 §2). Benign and backdoored
 //! fine-tunes of the tiny Llama fixture are trained here with candle's autograd
-//! (tests/support/behave_lm_gen.rs); nothing is downloaded.
+//! (tests/cli/support/behave_lm_gen.rs); nothing is downloaded.
 //!
 //! `lm_null_study` (ignored: about a minute) prints the comparison of LM statistics in
-//! docs/behave.md: `cargo test --features onnx --test behave_lm_null -- --ignored --nocapture`.
+//! docs/behave.md: `cargo test --features onnx --test cli behave_lm_null:: -- --ignored --nocapture`.
 #![cfg(feature = "behave")]
 
 use candle_core::{Device, Tensor};
@@ -12,10 +12,8 @@ use mlsign::behave::suite::Suite;
 use mlsign::behave::{probes, stats};
 use std::path::{Path, PathBuf};
 
-#[path = "support/behave_lm_gen.rs"]
-mod gen;
-#[path = "support/behave.rs"]
-mod support;
+use crate::support::behave as support;
+use crate::support::behave_lm_gen as gen;
 use gen::Ft;
 use support::{mlsign, s};
 

@@ -1,16 +1,9 @@
 //! Distribution: shell completions and man pages cover the whole clap tree, and the pre-commit
 //! hooks in .pre-commit-hooks.yaml work when run by the real `pre-commit` (try-repo, offline).
 
+use crate::support::{bin, python, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mlsign")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
@@ -346,12 +339,6 @@ fn pre_commit_bom_hook_validates_each_bom() {
 
 // ---- pip wheel --------------------------------------------------------------------------
 
-fn python() -> PathBuf {
-    std::env::var("MLSIGN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join(".venv/bin/python"))
-}
-
 /// Build the wheel with maturin from pyproject.toml, reusing the profile, features and target
 /// directory this test binary was built with (so cargo only re-packages the existing binary;
 /// the release script does the same with the release profile).
@@ -517,8 +504,7 @@ fn pip_wheel_installs_the_binary_and_refuses_a_tampered_download() {
 // The container image for `mlsign serve` (scripts/build-image.py): reproducible, self-contained,
 // non-root, pushed to a real registry and signed and verified with mlsign itself.
 
-#[path = "support/oci.rs"]
-mod support;
+use crate::support::oci as support;
 
 fn build_image(out: &Path) -> String {
     let o = run(Command::new(python())

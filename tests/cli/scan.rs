@@ -2,6 +2,7 @@
 //! samples assembled opcode by opcode with the standard library, benign ones written by real
 //! pickle / numpy / joblib / scikit-learn, real `torch.save` fixtures) scanned by the binary.
 
+use crate::support::{bin, python, repo};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,29 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 // Container formats (ZIP readings, Keras, GGUF templates, special files, bombs).
-#[path = "scan/formats.rs"]
 mod formats;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mlsign")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = repo().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "tests/scan.rs needs Python with numpy, joblib and scikit-learn: set MLSIGN_TEST_PYTHON or \
-         create .venv (scripts/test.sh does: pip install -r scripts/deps/python/scan.txt)"
-    );
-    venv
-}
 
 struct Corpus {
     _dir: tempfile::TempDir,
@@ -770,4 +749,29 @@ fn differential_fuzz_smoke_against_cpython_unpicklers() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("0 bug(s)"), "{text}");
+}
+
+/// The pickle VM reads its bytes through a bounded window (files, members and decompressed
+/// payloads are streamed). Reading every buffer through windows of 1, 7 and 4096 bytes must
+/// give the same report as whole buffers: same findings, same absolute offsets, same order.
+#[test]
+fn findings_do_not_depend_on_the_read_window() {
+    let roots = vec![
+        corpus().root.clone(),
+        pickle_allow_samples().root.clone(),
+        repo().join("testdata/scan"),
+    ];
+    let policy = mlsign::scan::Policy::default();
+    let report =
+        || serde_json::to_value(mlsign::scan::scan_path(&roots, &policy).unwrap()).unwrap();
+    let whole = report();
+    let files = whole["files"].as_array().unwrap();
+    assert!(files.len() > 200, "only {} files", files.len());
+    for w in [1usize, 7, 4096] {
+        let got = mlsign::scan::pickle::with_window(w, report);
+        for (a, b) in files.iter().zip(got["files"].as_array().unwrap()) {
+            assert_eq!(a, b, "window of {w} bytes");
+        }
+        assert_eq!(got, whole, "window of {w} bytes");
+    }
 }

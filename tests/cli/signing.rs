@@ -2,54 +2,11 @@
 //! 1.1.1 (CLI and Python API), certificate chains made by `openssl`, and every tamper and
 //! bad-input case the issue lists.
 
+use crate::support::{mlsign, python, run, Run};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-fn mlsign<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run(Command::new(env!("CARGO_BIN_EXE_mlsign")).args(args))
-}
-
-/// The Python venv with model_signing (scripts/test.sh makes it).
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "interop tests need model_signing: run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
-    );
-    p
-}
 
 fn oms(args: &[&OsStr]) -> Run {
     let py = python();
@@ -58,7 +15,7 @@ fn oms(args: &[&OsStr]) -> Run {
 }
 
 fn oms_api(args: &[&OsStr]) -> Run {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oms_api.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/support/oms_api.py");
     run(Command::new(python()).arg(script).args(args))
 }
 

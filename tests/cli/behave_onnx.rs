@@ -10,8 +10,7 @@ use mlsign::behave::models::Model;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-#[path = "support/behave.rs"]
-mod support;
+use crate::support::behave as support;
 use support::mlsign;
 
 fn td(rel: &str) -> PathBuf {

@@ -8,40 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "support/sigstore.rs"]
-mod sigstore_support;
+use crate::support::sigstore as sigstore_support;
+use crate::support::{python, repo, run, Run};
 use sigstore_support::{local_sigstore, token, LocalSigstore, SIGNER, TEST_ISSUER};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
 where
@@ -56,18 +25,6 @@ where
 fn ok(r: Run) -> Run {
     assert_eq!(r.code, 0, "{}", r.all());
     r
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLSIGN_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "gate tests need the venv with scripts/deps/python/gate.txt: run scripts/test.sh (or set MLSIGN_TEST_PYTHON)"
-    );
-    p
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -1078,7 +1035,7 @@ fn action_under_the_runner_harness() {
 }
 
 /// Keyless authorities, end to end: the model signed keylessly against local Fulcio/Rekor/TSA
-/// services (tests/support/sigstore-services), gated under policies that name the signing
+/// services (tests/cli/support/sigstore-services), gated under policies that name the signing
 /// identity and the services' trusted root.
 struct KeylessSetup {
     s: Setup,

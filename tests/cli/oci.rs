@@ -2,36 +2,20 @@
 //! (distribution 2.8.2: no referrers API, so the referrers tag schema is used) started by each
 //! test on 127.0.0.1, images pushed with the real `skopeo`, legacy cosign signatures made with
 //! `openssl` from the published cosign simple-signing specification, and a small in-test
-//! registry (tests/support/oci.rs) for the native referrers-API path and the misbehaving-server
+//! registry (tests/cli/support/oci.rs) for the native referrers-API path and the misbehaving-server
 //! cases (no registry implementing the referrers API is packaged for Debian).
 
-#[path = "support/sigstore.rs"]
-mod sigstore_support;
-#[path = "support/oci.rs"]
-mod support;
+use crate::support::formats;
+use crate::support::oci as support;
+use crate::support::sigstore as sigstore_support;
 
+use crate::support::Run;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.all()))
-    }
-}
 
 fn mlsign_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
 where
@@ -790,6 +774,62 @@ fn kitops_modelkit_is_recognised_and_pulled() {
     );
 }
 
+/// `verify oci://…` and `verify DIR --against oci://…` in the four output formats: the same
+/// exit code and finding codes, valid SARIF (tests/cli/support/formats.rs).
+#[test]
+fn verify_oci_formats_agree() {
+    let k = keys();
+    let m = mock(true);
+    let work = tempfile::tempdir().unwrap();
+    let run = |a: &[&str]| {
+        let r = mlsign(a);
+        (r.code, r.stdout, r.stderr)
+    };
+    m.put_image("a/b", "t", "y");
+    let s = mlsign(["sign", &m.oci("a/b:t"), "--key", p(&k.a_priv)]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    let r = m.oci("a/b:t");
+    formats::four_formats(
+        work.path(),
+        &run,
+        &["verify", &r, "--key", p(&k.a_pub)],
+        0,
+        &[],
+    );
+    let j = formats::four_formats(
+        work.path(),
+        &run,
+        &["verify", &r, "--key", p(&k.b_pub)],
+        1,
+        &["OCI001", "SIG006"],
+    );
+    assert_eq!(j["verified"], false);
+    // A pushed model, then the local directory against it.
+    let dir = model_dir(work.path(), 4096);
+    let reference = m.oci("models/bert:v1");
+    let pushed = mlsign(["push", p(&dir), &reference, "--sign", "--key", p(&k.a_priv)]);
+    assert_eq!(pushed.code, 0, "{}", pushed.all());
+    let against = [
+        "verify",
+        p(&dir),
+        "--against",
+        &reference,
+        "--key",
+        p(&k.a_pub),
+    ];
+    formats::four_formats(work.path(), &run, &against, 0, &[]);
+    std::fs::write(dir.join("config.json"), b"{}").unwrap();
+    let j = formats::four_formats(work.path(), &run, &against, 1, &["SIG001"]);
+    assert_eq!(j["registry"]["verified"], true);
+    // pull with a key that signed nothing: the verification's findings, nothing pulled.
+    let dest = work.path().join("pulled");
+    let pull = ["pull", &reference, p(&dest), "--key", p(&k.b_pub)];
+    let j = formats::four_formats(work.path(), &run, &pull, 1, &["OCI001"]);
+    assert_eq!(j["pulled"], false);
+    assert!(!dest.exists());
+    formats::validate_sarif(work.path());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The in-test registry: native referrers API, auth and misbehaviour
 
@@ -871,6 +911,20 @@ fn referrers_api_path_and_junk_entries() {
         c.iter().filter(|c| c["code"] == "OCI005").count() >= 3,
         "junk reported: {vj}"
     );
+    // Verified: the junk entries are notes in every format, and do not fail the command.
+    let work = tempfile::tempdir().unwrap();
+    let run = |a: &[&str]| {
+        let r = mlsign(a);
+        (r.code, r.stdout, r.stderr)
+    };
+    formats::four_formats(
+        work.path(),
+        &run,
+        &["verify", &m.oci("app:v1"), "--key", p(&k.a_pub)],
+        0,
+        &["OCI005"],
+    );
+    formats::validate_sarif(work.path());
 }
 
 #[test]
@@ -1136,7 +1190,7 @@ fn gate_checks_oci_subjects_in_the_registry() {
 
 // ---------------------------------------------------------------------------------------------
 // Keyless (Sigstore) signatures of registry references, against the local Fulcio/Rekor/TSA
-// services of tests/support/sigstore-services and the Debian registry.
+// services of tests/cli/support/sigstore-services and the Debian registry.
 
 /// The bundle stored for `digest` through the referrers tag schema (distribution 2.8).
 fn stored_bundle(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {

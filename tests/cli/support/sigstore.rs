@@ -1,5 +1,5 @@
 //! Test support shared by tests/keyless.rs, tests/gate.rs and tests/oci.rs: local Fulcio,
-//! Rekor and TSA services on 127.0.0.1 (tests/support/sigstore-services/server.js, around
+//! Rekor and TSA services on 127.0.0.1 (tests/cli/support/sigstore-services/server.js, around
 //! `@sigstore/mock`), and unsigned OIDC tokens for them.
 
 #![allow(dead_code)]
@@ -38,11 +38,17 @@ impl Drop for LocalSigstore {
 pub fn node_modules() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sigstore-services");
-        if !dir
-            .join("node_modules/@sigstore/mock/package.json")
-            .exists()
-        {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/support/sigstore-services");
+        // Every package the tests load; a node_modules from an older lock file is refreshed.
+        let installed = ["@sigstore/mock", "@sigstore/verify", "@sigstore/bundle"]
+            .iter()
+            .all(|p| {
+                dir.join("node_modules")
+                    .join(p)
+                    .join("package.json")
+                    .exists()
+            });
+        if !installed {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
