@@ -2,7 +2,7 @@
 //! fine-tunes of the tiny Llama fixture are trained here with candle's autograd
 //! (tests/cli/support/behave_lm_gen.rs); nothing is downloaded.
 //!
-//! `lm_null_study` (ignored: about a minute) prints the comparison of LM statistics in
+//! `lm_null_study` (ignored: a few minutes) prints the comparison of LM statistics in
 //! docs/behave.md: `cargo test --features onnx --test cli behave_lm_null:: -- --ignored --nocapture`.
 #![cfg(feature = "behave")]
 
@@ -309,7 +309,7 @@ stat = "probe_js_excess"
 type Row = (String, Vec<(&'static str, f64)>, f32);
 
 #[test]
-#[ignore = "study: about a minute; prints the table of docs/behave.md"]
+#[ignore = "study: a few minutes; prints the table of docs/behave.md"]
 fn lm_null_study() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
