@@ -109,7 +109,7 @@ impl Read for SourceReader<'_> {
     }
 }
 
-impl<'s> PickleSource for &'s dyn crate::scan::formats::source::Source {
+impl PickleSource for &dyn crate::scan::formats::source::Source {
     fn bytes(&self) -> Option<&[u8]> {
         None
     }
