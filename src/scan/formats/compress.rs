@@ -180,7 +180,7 @@ pub fn decompress_collect(
     cap: u64,
     hold: u64,
     decide: &dyn Fn(&[u8]) -> bool,
-    oversize: Option<(u64, &dyn Fn(&[u8]) -> bool)>,
+    oversize: Option<(u64, &super::source::Decide<'_>)>,
 ) -> Result<(Collected, u64), String> {
     let mut col = Collector::new(head, cap, hold, decide);
     if let Some((limit, streamable)) = oversize {

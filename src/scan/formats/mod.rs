@@ -955,6 +955,37 @@ mod tests {
         assert!(scan(&t).1.contains(&"PKL001"), "{:?}", scan(&t));
     }
 
+    /// Pickles past `STREAM_FILE` are replayed through a window from the file, the ZIP member
+    /// or the decompressor instead of being held: same findings as the payload in memory.
+    #[test]
+    fn pickles_past_the_stream_limit_are_replayed_not_held() {
+        let n = (STREAM_FILE + (1 << 20)) as usize;
+        let mut p = b"\x80\x04\x8e".to_vec();
+        p.extend_from_slice(&(n as u64).to_le_bytes());
+        p.resize(p.len() + n, 0);
+        p.extend_from_slice(b"0cos\nsystem\n(S'id'\ntR.");
+        let codes = |fs: &[ScanFinding]| -> Vec<(&'static str, Option<u64>)> {
+            fs.iter().map(|f| (f.code, f.offset)).collect()
+        };
+        let policy = Policy::default();
+        let held = codes(&scan_bytes(&p, &Ctx::default(), &policy));
+        assert!(held.iter().any(|c| c.0 == "PKL001"), "{held:?}");
+        // A file on disk.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big.pkl");
+        std::fs::write(&f, &p).unwrap();
+        assert_eq!(codes(&scan_file(&f, &policy).unwrap()), held);
+        // A zlib payload (decompressed twice: checked, then replayed) and a ZIP member.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, &p).unwrap();
+        let z = z.finish().unwrap();
+        reset_budget(&policy);
+        assert_eq!(codes(&scan_bytes(&z, &Ctx::default(), &policy)), held);
+        let zip = zip::build_stored(&[("model.pkl", &p)]);
+        reset_budget(&policy);
+        assert_eq!(codes(&scan_bytes(&zip, &Ctx::default(), &policy)), held);
+    }
+
     #[test]
     fn stop_on_empty_stack_is_not_a_stream() {
         let r = crate::scan::scan_bytes("dots", b"\x80\x02N....", &Policy::default());

@@ -111,6 +111,9 @@ impl Source for SubSource<'_> {
     }
 }
 
+/// A decision taken on a payload's head.
+pub type Decide<'a> = dyn Fn(&[u8]) -> bool + 'a;
+
 /// What a streamed payload (ZIP member, decompressed data) left in memory.
 pub enum Collected {
     /// All of it (it was small, or its head says it must be scanned whole).
@@ -146,7 +149,7 @@ pub struct Collector<'k> {
     /// Outgrowing `hold` drops the payload instead of failing.
     oversize_ok: bool,
     /// See [`Collector::stream_oversize`].
-    stream: Option<(u64, &'k dyn Fn(&[u8]) -> bool)>,
+    stream: Option<(u64, &'k Decide<'k>)>,
     oversize: bool,
 }
 

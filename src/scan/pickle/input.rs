@@ -109,7 +109,7 @@ impl Read for SourceReader<'_> {
     }
 }
 
-impl<'s> PickleSource for &'s dyn crate::scan::formats::source::Source {
+impl PickleSource for &dyn crate::scan::formats::source::Source {
     fn bytes(&self) -> Option<&[u8]> {
         None
     }
@@ -189,6 +189,10 @@ impl<'a> Input<'a> {
                 let drop = (pos - *start).min(buf.len());
                 buf.drain(..drop);
                 *start += drop;
+                // Give back what a long line or string needed once it is behind us.
+                if buf.capacity() > 4 * (*window).max(n).max(buf.len()) {
+                    buf.shrink_to((*window).max(n).max(buf.len()));
+                }
                 while *start < pos && !*eof {
                     let mut sink = [0u8; 8192];
                     let want = (pos - *start).min(sink.len());

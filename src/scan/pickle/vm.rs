@@ -502,15 +502,15 @@ impl Reader<'_, '_> {
     /// but the pure-Python one (`joblib.load`) takes `readline()[:-1]` (dropping the last byte,
     /// or giving `b''` at EOF) and acts on it: INST calls, GLOBAL imports the module of
     /// `c<module>\n` + EOF, PERSID calls `persistent_load`. The stream ends right after.
-    /// `room`: memory the replay has left; a line and what is decoded from it must fit in it.
+    /// `room`: memory the replay has left; a line must fit in it (a PERSID line longer than
+    /// that was refused by its charge before lines were streamed; any other is now refused too).
     fn line(&mut self, room: usize) -> Result<&[u8], Fail> {
         let abs = self.abs();
-        match self.inp.find_newline(abs, room / 2) {
+        match self.inp.find_newline(abs, room) {
             Ok(None) => {
                 self.too_long = true;
                 Err(Fail(format!(
-                    "memory budget exceeded: a text argument is longer than the {} bytes the replay has left to hold it",
-                    room / 2
+                    "memory budget exceeded: a text argument is longer than the {room} bytes the replay has left to hold it"
                 )))
             }
             // A line that starts inside a FRAME and ends after it is read three ways: whole by
