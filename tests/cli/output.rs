@@ -12,10 +12,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
-
-
-
 fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
 where
     I: IntoIterator<Item = S>,
