@@ -111,7 +111,7 @@ fn conformance_corpus_every_case_both_forms() {
             forms.push((false, false));
         }
         for (digest, explicit_root) in forms {
-            let r = mlsign(&case_args(case, &base, digest, explicit_root));
+            let r = mlsign(case_args(case, &base, digest, explicit_root));
             runs += 1;
             assert!(
                 matches!(r.code, 0..=2),
@@ -329,7 +329,7 @@ fn keyless_branch_of_mlsign_verify() {
     let base = corpus();
     let c = base.join("bundle-verify/happy-path-intoto-in-dsse-v3");
     let bundle = c.join("bundle.sigstore.json");
-    let r = mlsign(&[
+    let r = mlsign([
         "verify".as_ref(),
         base.join("a.txt").as_os_str(),
         "--bundle".as_ref(),
@@ -344,7 +344,7 @@ fn keyless_branch_of_mlsign_verify() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("SIG008"), "{}", r.all());
     // The wrong identity fails before that, with the keyless code.
-    let r = mlsign(&[
+    let r = mlsign([
         "verify".as_ref(),
         base.join("a.txt").as_os_str(),
         "--bundle".as_ref(),
@@ -378,7 +378,7 @@ fn keyless_branch_of_mlsign_verify() {
     formats::four_formats(work.path(), &run, &other, 1, &["SGS004"]);
     formats::validate_sarif(work.path());
     // An identity without an issuer is a usage error.
-    let r = mlsign(&[
+    let r = mlsign([
         "verify".as_ref(),
         base.join("a.txt").as_os_str(),
         "--bundle".as_ref(),
@@ -484,7 +484,7 @@ fn sign_bundle(
 }
 
 fn verify_local(s: &LocalSigstore, bundle: &Path, artifact: &str, identity: &str) -> Run {
-    mlsign(&[
+    mlsign([
         "conformance",
         "verify-bundle",
         "--bundle",
@@ -558,7 +558,7 @@ fn keyless_blob_signing_round_trip_and_cross_checks() {
         let r = sigstore_js_verifies(&s, &bundle, Some(&file), SIGNER, usize::from(tsa) + 1);
         assert_eq!(r.code, 1, "sigstore-js, missing timestamp:\n{}", r.all());
         // The production root does not know these services.
-        let r = mlsign(&[
+        let r = mlsign([
             "conformance",
             "verify-bundle",
             "--bundle",
@@ -633,7 +633,7 @@ fn signing_failures_are_reported_without_the_token() {
     let r = sign_bundle(&s, "not-a-token", "signing_config.json", &[], &file, &out);
     expect_check(&r, 2, "identity token");
     // A trusted root that does not describe these services: the self-check refuses to write.
-    let r = mlsign(&[
+    let r = mlsign([
         "conformance",
         "sign-bundle",
         "--identity-token",
@@ -686,7 +686,7 @@ fn keyless_model_directory_is_oms_compatible() {
     let tok = token(SIGNER, TEST_ISSUER);
     let tok_file = work.path().join("token");
     fs::write(&tok_file, &tok).unwrap();
-    let r = mlsign(&[
+    let r = mlsign([
         "sign",
         model.to_str().unwrap(),
         "--keyless",
@@ -706,7 +706,7 @@ fn keyless_model_directory_is_oms_compatible() {
     let out: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(out["files"], 2);
     // Never over an existing bundle without --force, and no key flags with --keyless.
-    let r = mlsign(&[
+    let r = mlsign([
         "sign",
         model.to_str().unwrap(),
         "--keyless",
@@ -716,7 +716,7 @@ fn keyless_model_directory_is_oms_compatible() {
         bundle.to_str().unwrap(),
     ]);
     expect_check(&r, 2, "already exists");
-    let r = mlsign(&[
+    let r = mlsign([
         "sign",
         model.to_str().unwrap(),
         "--keyless",
@@ -845,10 +845,10 @@ fn key_method_bundle_with_keyless_flags_says_what_it_is() {
     fs::write(model.join("w.bin"), b"weights").unwrap();
     let prefix = work.path().join("k");
     let p = prefix.to_str().unwrap();
-    assert_eq!(mlsign(&["keygen", "--out", p]).code, 0);
+    assert_eq!(mlsign(["keygen", "--out", p]).code, 0);
     let bundle = work.path().join("m.sig");
     let key = format!("{p}.pem");
-    let r = mlsign(&[
+    let r = mlsign([
         "sign",
         model.to_str().unwrap(),
         "--key",
@@ -857,7 +857,7 @@ fn key_method_bundle_with_keyless_flags_says_what_it_is() {
         bundle.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}", r.all());
-    let r = mlsign(&[
+    let r = mlsign([
         "verify",
         model.to_str().unwrap(),
         "--bundle",
