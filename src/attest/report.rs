@@ -87,11 +87,7 @@ impl Report for VerifyReport {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.verified() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.verified())
     }
 
     fn headline(&self) -> String {

@@ -29,11 +29,7 @@ impl Report for ValidateReport {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.issues.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.issues.is_empty())
     }
 
     fn headline(&self) -> String {
@@ -170,11 +166,7 @@ impl Report for VerifyReport {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.verified() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.verified())
     }
 
     fn headline(&self) -> String {

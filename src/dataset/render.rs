@@ -26,11 +26,7 @@ impl Report for VerifyReport {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.ok() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.ok())
     }
 
     fn headline(&self) -> String {

@@ -106,11 +106,7 @@ impl Report for VerifyOutcome {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.verified {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.verified)
     }
 
     fn headline(&self) -> String {
@@ -214,11 +210,7 @@ impl Report for DirReport {
     }
 
     fn verdict(&self) -> Verdict {
-        if self.verified() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.verified())
     }
 
     fn headline(&self) -> String {

@@ -46,11 +46,7 @@ impl Report for LintReport {
 
     /// Remarks fail the check (exit 1), so CI notices a weakened policy.
     fn verdict(&self) -> Verdict {
-        if self.findings.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        }
+        Verdict::pass_if(self.findings.is_empty())
     }
 
     fn headline(&self) -> String {

@@ -15,6 +15,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Pass when `ok`, else Fail: the verdict of a single check with no warn mode.
+    pub fn pass_if(ok: bool) -> Verdict {
+        if ok {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",

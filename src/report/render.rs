@@ -85,11 +85,7 @@ mod tests {
             "mlsign fake"
         }
         fn verdict(&self) -> Verdict {
-            if self.0.is_empty() {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            }
+            Verdict::pass_if(self.0.is_empty())
         }
         fn headline(&self) -> String {
             format!("{} finding(s)", self.0.len())

@@ -2,7 +2,7 @@
 //! is validated twice: by `mlsign bom validate` and by cyclonedx-python-lib's
 //! JsonStrictValidator (the official CycloneDX 1.6 schema, in the venv scripts/test.sh makes).
 
-use crate::support::{python, run, Run};
+use crate::support::{copy_dir, python, run, Run};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -58,19 +58,6 @@ fn python_says_invalid(path: &Path) -> bool {
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bom")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
 }
 
 fn write(p: &Path, s: &str) {

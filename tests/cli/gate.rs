@@ -5,40 +5,12 @@
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::sigstore as sigstore_support;
-use crate::support::{python, repo, run, Run};
+use crate::support::{copy_dir, mlsign_in, ok, python, repo, run, Run};
 use sigstore_support::{local_sigstore, token, LocalSigstore, SIGNER, TEST_ISSUER};
-
-fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .current_dir(dir)
-        .args(args))
-}
-
-fn ok(r: Run) -> Run {
-    assert_eq!(r.code, 0, "{}", r.all());
-    r
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
 
 /// A work directory with keys (release, ci, alice, bob), the tiny model signed by `release`,
 /// its BOM signed by `release`.

@@ -5,40 +5,10 @@
 //! Commands without findings refuse sarif and markdown (exit 2).
 
 use crate::support::formats::{self, validate_sarif};
-use crate::support::{repo, run, Run};
+use crate::support::{copy_dir, mlsign_in, ok, repo};
 use serde_json::Value;
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run(Command::new(env!("CARGO_BIN_EXE_mlsign"))
-        .current_dir(dir)
-        .args(args))
-}
-
-fn ok(r: Run) -> Run {
-    assert_eq!(r.code, 0, "{}", r.all());
-    r
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
 
 /// `four_formats` with the binary run in `dir`.
 fn four_formats(dir: &Path, args: &[&str], exit: i32, expect: &[&str]) -> Value {

@@ -59,6 +59,35 @@ where
     run(Command::new(bin()).args(args))
 }
 
+/// The binary under test, run in `dir`.
+pub fn mlsign_in<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(Command::new(bin()).current_dir(dir).args(args))
+}
+
+/// `r`, after asserting that it exited 0.
+pub fn ok(r: Run) -> Run {
+    assert_eq!(r.code, 0, "{}", r.all());
+    r
+}
+
+/// Recursive copy of a fixture directory (regular files and directories).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
