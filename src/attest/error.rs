@@ -23,7 +23,7 @@ pub enum Error {
     MalformedBundle { path: PathBuf, why: String },
     #[error("{path}: unsupported bundle: {why}")]
     UnsupportedBundle { path: PathBuf, why: String },
-    #[error("{path}: already exists; pass --force to overwrite it")]
+    #[error("{path}: already exists")]
     Exists { path: PathBuf },
     /// Verification failed (exit 1): the signature, key or chain is not acceptable.
     #[error("{message}")]

@@ -224,10 +224,28 @@ pub fn print_json(v: &serde_json::Value) {
 
 /// Errors: one line on stderr; a JSON object on stdout too when JSON was asked for.
 pub fn report_error(format: Format, e: &anyhow::Error) {
-    eprintln!("error: {e:#}");
+    // The library states the fact; what to do about it is the CLI's to say.
+    let msg = match advice(e) {
+        Some(a) => format!("{e:#}; {a}"),
+        None => format!("{e:#}"),
+    };
+    eprintln!("error: {msg}");
     if matches!(format, Format::Json | Format::Sarif) {
-        print_json(&serde_json::json!({"error": {"message": format!("{e:#}")}}));
+        print_json(&serde_json::json!({"error": {"message": msg}}));
     }
+}
+
+/// Advice for library errors that leave the user a choice of flags.
+fn advice(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain().find_map(|c| {
+        if let Some(mlsign::attest::Error::Exists { .. }) = c.downcast_ref() {
+            return Some("pass --force to overwrite it");
+        }
+        if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
+            return Some("pass --force to overwrite it");
+        }
+        None
+    })
 }
 
 pub fn human_bytes(n: u64) -> String {

@@ -3111,3 +3111,47 @@ fn random_chains_agree_with_openssl() {
         "{accepted} accepted, {rejected} rejected"
     );
 }
+
+/// The library says what exists; the CLI adds what to do, in human and JSON error output.
+#[test]
+fn existing_bundle_is_kept_and_the_cli_says_how_to_replace_it() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("m");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("w.bin"), b"weights").unwrap();
+    let key = t.path().join("k");
+    assert_eq!(mlsign(os!["keygen", "--out", &key]).code, 0);
+    let pem = t.path().join("k.pem");
+    let bundle = t.path().join("m.sig");
+    let sign = |extra: &[&str]| {
+        let mut a: Vec<std::ffi::OsString> =
+            os!["sign", &model, "--key", &pem, "--bundle", &bundle]
+                .iter()
+                .map(|x| x.to_os_string())
+                .collect();
+        a.extend(extra.iter().map(std::ffi::OsString::from));
+        mlsign(a)
+    };
+    assert_eq!(sign(&[]).code, 0);
+    let before = std::fs::read(&bundle).unwrap();
+    let r = sign(&[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("already exists; pass --force to overwrite it"),
+        "{}",
+        r.stderr
+    );
+    let r = sign(&["--format", "json"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("pass --force to overwrite it"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read(&bundle).unwrap(), before, "bundle replaced");
+    assert_eq!(sign(&["--force"]).code, 0);
+}
