@@ -287,4 +287,27 @@ mod tests {
             }
         }
     }
+
+    /// Fuzz finds: a FRAME far past the data followed by an argument longer than what is left.
+    #[test]
+    fn window_regressions_from_the_fuzzer() {
+        let policy = Policy::default();
+        let cases: [&[u8]; 2] = [
+            b"\x80\x04\x95\x5d\x02\x79\x55\x09\x00\x00\x00\x54\x79\x70\x65\x24\x52\x2e\x70\x65\x24\x2c\x52\x2e",
+            b"\x80\x04\x95\x00\x5b\x00\x00\x00\x00\x00\x00\x8e\x02\x6f\x73\x63\x6f\x00\x1f\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\x65\x6d",
+        ];
+        for d in cases {
+            let whole = pickle::scan_streams(d, 0, &Default::default(), &policy, None);
+            for w in [1usize, 7, 4096] {
+                let got = pickle::with_window(w, || {
+                    pickle::scan_streams(d, 0, &Default::default(), &policy, None)
+                });
+                assert_eq!(
+                    format!("{:?} {}", got.findings, got.end),
+                    format!("{:?} {}", whole.findings, whole.end),
+                    "window {w}, input {d:?}"
+                );
+            }
+        }
+    }
 }
