@@ -118,6 +118,10 @@ rm -rf "$OUT/mlsign-$VERSION-image"
 python3 "$ROOT/scripts/build-image.py" "$OUT/$NAME" "$OUT/mlsign-$VERSION-image" --tag "$VERSION" \
     > "$OUT/IMAGE_DIGEST"
 echo "   image $(cat "$OUT/IMAGE_DIGEST")"
+# deploy/ pins the image by digest; a release that changes the image must update it.
+if ! grep -q "@$(cat "$OUT/IMAGE_DIGEST")" "$ROOT/deploy/deployment.yaml"; then
+    echo "   note: deploy/deployment.yaml pins another image digest; set it to $(cat "$OUT/IMAGE_DIGEST")"
+fi
 
 echo "== SBOM (mlsign bom over Cargo.lock)"
 # The root component is the release binary, typed `application` (--type application); the Rust

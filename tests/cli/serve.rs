@@ -1127,6 +1127,20 @@ fn deploy_manifests_validate_offline() {
             "{r} validated: {text}"
         );
     }
+    // Every image in deploy/ is pinned by digest (what `require_digest` asks of workloads).
+    for f in files {
+        for line in std::fs::read_to_string(deploy.join(f)).unwrap().lines() {
+            if let Some(image) = line.trim().strip_prefix("image:") {
+                let (_, digest) = image.trim().split_once("@sha256:").unwrap_or_else(|| {
+                    panic!("{f}: image {image:?} is not pinned by digest")
+                });
+                assert!(
+                    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{f}: {image}"
+                );
+            }
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("webhooks.yaml");
     let wtext = std::fs::read_to_string(deploy.join("webhooks.yaml")).unwrap();
