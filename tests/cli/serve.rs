@@ -1131,9 +1131,10 @@ fn deploy_manifests_validate_offline() {
     for f in files {
         for line in std::fs::read_to_string(deploy.join(f)).unwrap().lines() {
             if let Some(image) = line.trim().strip_prefix("image:") {
-                let (_, digest) = image.trim().split_once("@sha256:").unwrap_or_else(|| {
-                    panic!("{f}: image {image:?} is not pinned by digest")
-                });
+                let (_, digest) = image
+                    .trim()
+                    .split_once("@sha256:")
+                    .unwrap_or_else(|| panic!("{f}: image {image:?} is not pinned by digest"));
                 assert!(
                     digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
                     "{f}: {image}"
