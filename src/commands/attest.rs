@@ -139,22 +139,14 @@ fn sign(a: AttestSignArgs) -> Result<Exit> {
     let statement = document::statement(&bytes, &name, &pt)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.report.display()))?;
     let out = sig_path(&a.report, &a.bundle);
-    if out.exists() && !a.force {
-        bail!(
-            "{}: already exists; pass --force to overwrite it",
-            out.display()
-        );
-    }
+    super::common::refuse_existing(&out, a.force)?;
     let bundle = if a.keyless {
-        let (services, root) = super::keyless_sign::services_and_root(
+        let (services, root, token) = super::keyless_sign::services_root_token(
             a.signing_config.as_deref(),
             a.trusted_root.as_deref(),
             a.staging,
-        )?;
-        let token = attest::sigstore::sign::obtain_token_or_browser(
             None,
             a.identity_token_file.as_deref(),
-            &services,
         )?;
         attest::sigstore::sign::sign(
             attest::sigstore::sign::Content::Dsse {

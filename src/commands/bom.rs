@@ -120,12 +120,7 @@ fn build(a: BomBuildArgs) -> Result<Exit> {
             );
         }
     }
-    if !a.force && output.symlink_metadata().is_ok() {
-        bail!(
-            "{}: already exists; pass --force to overwrite it",
-            output.display()
-        );
-    }
+    super::common::refuse_existing(&output, a.force)?;
     let mut props = Vec::new();
     if let (Some(b), Some(k)) = (&a.signature, &a.signature_key) {
         props = signature_properties(&model, b, k)?;
@@ -311,23 +306,15 @@ fn sign(a: BomSignArgs) -> Result<Exit> {
         s.push(".sig");
         PathBuf::from(s)
     });
-    if out.exists() && !a.force {
-        bail!(
-            "{}: already exists; pass --force to overwrite it",
-            out.display()
-        );
-    }
+    super::common::refuse_existing(&out, a.force)?;
     let bundle = if a.keyless {
         // Local files first; the token is fetched and the services called last.
-        let (services, root) = super::keyless_sign::services_and_root(
+        let (services, root, token) = super::keyless_sign::services_root_token(
             a.signing_config.as_deref(),
             a.trusted_root.as_deref(),
             a.staging,
-        )?;
-        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
             None,
             a.identity_token_file.as_deref(),
-            &services,
         )?;
         let b = mlsign::attest::sigstore::sign::sign(
             mlsign::attest::sigstore::sign::Content::Dsse {

@@ -223,6 +223,17 @@ pub fn print_json(v: &serde_json::Value) {
 }
 
 /// Errors: one line on stderr; a JSON object on stdout too when JSON was asked for.
+/// Never replace an output without `--force`; a symlink (even a dangling one) counts as existing.
+pub fn refuse_existing(path: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{}: already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn report_error(format: Format, e: &anyhow::Error) {
     // The library states the fact; what to do about it is the CLI's to say.
     let msg = match advice(e) {

@@ -4,7 +4,9 @@
 use super::common::{human_bytes, print_json, Bar};
 use crate::cli::{SignArgs, SubjectKind as CliKind};
 use anyhow::{Context, Result};
-use mlsign::attest::sigstore::sign::{obtain_token_or_browser, sign_model_keyless, Services};
+use mlsign::attest::sigstore::sign::{
+    obtain_token_or_browser, sign_model_keyless, IdentityToken, Services,
+};
 use mlsign::attest::sigstore::{self, TrustRoot};
 use mlsign::attest::{SignOptions, SubjectKind};
 use mlsign::digest::HashConfig;
@@ -32,6 +34,20 @@ pub fn services_and_root(
     Ok((services, TrustRoot::load(trusted_root, staging)?))
 }
 
+/// [`services_and_root`], then the OIDC token: fetched last, once every local file has been read,
+/// so a bad path never costs a sign-in.
+pub fn services_root_token(
+    signing_config: Option<&Path>,
+    trusted_root: Option<&Path>,
+    staging: bool,
+    token: Option<&str>,
+    token_file: Option<&Path>,
+) -> Result<(Services, TrustRoot, IdentityToken)> {
+    let (services, root) = services_and_root(signing_config, trusted_root, staging)?;
+    let token = obtain_token_or_browser(token, token_file, &services)?;
+    Ok((services, root, token))
+}
+
 pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
     let k = &a.keyless;
     // Everything local is checked before the token is fetched and the services are called.
@@ -44,12 +60,7 @@ pub fn run(a: &SignArgs, config: HashConfig) -> Result<Exit> {
         Some(b) => b.clone(),
         None => super::sign::default_bundle(&a.path)?,
     };
-    if bundle_path.exists() && !a.force {
-        anyhow::bail!(
-            "{}: already exists; pass --force to overwrite it",
-            bundle_path.display()
-        );
-    }
+    super::common::refuse_existing(&bundle_path, a.force)?;
     let token = obtain_token_or_browser(
         k.identity_token.as_deref(),
         k.identity_token_file.as_deref(),

@@ -56,16 +56,13 @@ pub fn sign(a: &SignArgs, reference: &str) -> Result<Exit> {
             anyhow::bail!("--cosign-compat writes key-signed legacy .sig images; keyless signatures are stored as Sigstore bundle referrers only");
         }
         let k = &a.keyless;
-        let (services, root) = super::keyless_sign::services_and_root(
+        let opts = options(&a.registry)?;
+        let (services, root, token) = super::keyless_sign::services_root_token(
             k.signing_config.as_deref(),
             k.trusted_root.as_deref(),
             k.staging,
-        )?;
-        let opts = options(&a.registry)?;
-        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
             k.identity_token.as_deref(),
             k.identity_token_file.as_deref(),
-            &services,
         )?;
         let signer = oci::KeylessSigner {
             token: &token,

@@ -127,12 +127,7 @@ fn sha256_file(p: &Path, what: &str) -> Result<String> {
 
 fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
     super::common::no_sarif(a.format)?;
-    if !a.force && a.output.symlink_metadata().is_ok() {
-        bail!(
-            "{}: already exists; pass --force to overwrite it",
-            a.output.display()
-        );
-    }
+    super::common::refuse_existing(&a.output, a.force)?;
     let keyless = match (a.keyless_identity.len(), a.keyless_issuer.len()) {
         (0, _) => Vec::new(),
         (_, 0) => bail!("--keyless-identity needs --keyless-issuer URL (the OIDC issuer that vouches for it)"),

@@ -27,15 +27,12 @@ pub fn run(a: PushArgs) -> Result<Exit> {
     };
     let opts = options(&a.registry)?;
     let out = if a.keyless {
-        let (services, root) = super::keyless_sign::services_and_root(
+        let (services, root, token) = super::keyless_sign::services_root_token(
             a.signing_config.as_deref(),
             a.trusted_root.as_deref(),
             a.staging,
-        )?;
-        let token = mlsign::attest::sigstore::sign::obtain_token_or_browser(
             None,
             a.identity_token_file.as_deref(),
-            &services,
         )?;
         let k = mlsign::oci::KeylessSigner {
             token: &token,

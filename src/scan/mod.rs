@@ -280,11 +280,19 @@ mod tests {
                     }
                 }
             }
-            let whole = json(&scan_bytes("m", &d, &policy));
-            for w in [1usize, 7, 4096] {
-                let got = pickle::with_window(w, || json(&scan_bytes("m", &d, &policy)));
-                assert_eq!(got, whole, "window {w}, input {d:?}");
-            }
+            same_through_every_window(&d, || json(&scan_bytes("m", &d, &policy)));
+        }
+    }
+
+    /// `scan` gives the same answer whole and through read windows of 1, 7 and 4096 bytes.
+    fn same_through_every_window(d: &[u8], scan: impl Fn() -> String) {
+        let whole = scan();
+        for w in [1usize, 7, 4096] {
+            assert_eq!(
+                pickle::with_window(w, &scan),
+                whole,
+                "window {w}, input {d:?}"
+            );
         }
     }
 
@@ -297,17 +305,10 @@ mod tests {
             b"\x80\x04\x95\x00\x5b\x00\x00\x00\x00\x00\x00\x8e\x02\x6f\x73\x63\x6f\x00\x1f\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3\x65\x6d",
         ];
         for d in cases {
-            let whole = pickle::scan_streams(d, 0, &Default::default(), &policy, None);
-            for w in [1usize, 7, 4096] {
-                let got = pickle::with_window(w, || {
-                    pickle::scan_streams(d, 0, &Default::default(), &policy, None)
-                });
-                assert_eq!(
-                    format!("{:?} {}", got.findings, got.end),
-                    format!("{:?} {}", whole.findings, whole.end),
-                    "window {w}, input {d:?}"
-                );
-            }
+            same_through_every_window(d, || {
+                let r = pickle::scan_streams(d, 0, &Default::default(), &policy, None);
+                format!("{:?} {}", r.findings, r.end)
+            });
         }
     }
 }
