@@ -1872,6 +1872,12 @@ fn since_reuses_only_what_the_stat_cache_proves_unchanged() {
     let r = since(os!["--key", key, "--no-stat-cache"]);
     assert_eq!(incremental(&r), (0, 7));
     assert!(r.stderr.contains("no stat cache"), "{}", r.stderr);
+    // The library states the miss; the CLI says how to make one.
+    assert!(
+        r.stderr.contains("run `mlsign sign` or `mlsign hash` once"),
+        "{}",
+        r.stderr
+    );
     fs::write(&cf[0], &good).unwrap();
     let r = mlsign_in(
         &cache,
