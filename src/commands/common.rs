@@ -249,14 +249,47 @@ pub fn report_error(format: Format, e: &anyhow::Error) {
 /// Advice for library errors that leave the user a choice of flags.
 fn advice(e: &anyhow::Error) -> Option<&'static str> {
     e.chain().find_map(|c| {
-        if let Some(mlsign::attest::Error::Exists { .. }) = c.downcast_ref() {
-            return Some("pass --force to overwrite it");
+        if let Some(e) = c.downcast_ref::<mlsign::attest::Error>() {
+            return match e {
+                mlsign::attest::Error::Exists { .. } => Some(FORCE),
+                // Transparent: the digest error is not a link of its own in the chain.
+                mlsign::attest::Error::Digest(d) => digest_advice(d),
+                _ => None,
+            };
+        }
+        if let Some(d) = c.downcast_ref::<mlsign::digest::Error>() {
+            return digest_advice(d);
+        }
+        if let Some(p) = c.downcast_ref::<PartError>() {
+            return part_advice(p);
         }
         if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
-            return Some("pass --force to overwrite it");
+            return Some(FORCE);
         }
         None
     })
+}
+
+const FORCE: &str = "pass --force to overwrite it";
+
+use mlsign::digest::partition::PartError;
+
+fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
+    match e {
+        mlsign::digest::Error::Partition(p) => part_advice(p),
+        _ => None,
+    }
+}
+
+fn part_advice(e: &PartError) -> Option<&'static str> {
+    match e {
+        PartError::Settings { .. } => Some(
+            "use the same --algorithm, --shard-size, --ignore, --no-ignore-git-paths and \
+             --allow-symlinks",
+        ),
+        PartError::Listing { .. } => Some("hash the partitions again"),
+        _ => None,
+    }
 }
 
 pub fn human_bytes(n: u64) -> String {

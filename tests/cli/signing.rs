@@ -2234,7 +2234,7 @@ fn bad_parts_fail_clearly() {
     assert_eq!(r.code, 0, "{}", r.all());
     sign(
         &[part(0), part(1), b3, part(3)],
-        "algorithm blake3 vs sha256",
+        "algorithm blake3 vs sha256); use the same --algorithm, --shard-size",
     );
     // A pattern that matches nothing.
     sign(&[parts.join("nothing-*.json")], "matches no file");
@@ -2243,6 +2243,10 @@ fn bad_parts_fail_clearly() {
     sign(
         &[part(0), part(1), part(2), part(3)],
         "the directory changed since this part was hashed",
+    );
+    sign(
+        &[part(0), part(1), part(2), part(3)],
+        "files); hash the partitions again",
     );
 }
 
