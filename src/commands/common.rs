@@ -266,6 +266,9 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
         if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
             return Some(FORCE);
         }
+        if let Some(e) = c.downcast_ref::<mlsign::policy::init::InitError>() {
+            return init_advice(e);
+        }
         None
     })
 }
@@ -277,6 +280,18 @@ use mlsign::digest::partition::PartError;
 fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
     match e {
         mlsign::digest::Error::Partition(p) => part_advice(p),
+        _ => None,
+    }
+}
+
+fn init_advice(e: &mlsign::policy::init::InitError) -> Option<&'static str> {
+    use mlsign::policy::init::InitError;
+    match e {
+        InitError::NoAuthority => Some(
+            "pass --key PUB.pem, --cert-root CA.pem or --keyless-identity ID --keyless-issuer URL",
+        ),
+        InitError::BehavePins { .. } => Some("pass --suite SUITE.toml and --baseline WEIGHTS"),
+        InitError::NoReviewers => Some("pass --reviewer PUB.pem (repeatable)"),
         _ => None,
     }
 }

@@ -49,7 +49,7 @@ pub struct GateOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("malformed subject: {0}")]
-    Subject(String),
+    Subject(#[from] crate::policy::SubjectError),
 }
 
 #[derive(Clone, Debug, Serialize)]
