@@ -236,7 +236,7 @@ pub fn refuse_existing(path: &Path, force: bool) -> anyhow::Result<()> {
 
 pub fn report_error(format: Format, e: &anyhow::Error) {
     // The library states the fact; what to do about it is the CLI's to say.
-    let msg = match advice(e) {
+    let msg = match advice(e).map(str::to_string).or_else(|| advice_owned(e)) {
         Some(a) => format!("{e:#}; {a}"),
         None => format!("{e:#}"),
     };
@@ -244,6 +244,17 @@ pub fn report_error(format: Format, e: &anyhow::Error) {
     if matches!(format, Format::Json | Format::Sarif) {
         print_json(&serde_json::json!({"error": {"message": msg}}));
     }
+}
+
+/// Advice that names a value from the error (a registry host).
+fn advice_owned(e: &anyhow::Error) -> Option<String> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<mlsign::oci::Error>()? {
+            mlsign::oci::Error::Insecure { host } => Some(format!(
+                "pass --insecure-registry {host} if plain HTTP to it is intended"
+            )),
+            _ => None,
+        })
 }
 
 /// Advice for library errors that leave the user a choice of flags.
@@ -259,6 +270,18 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
         }
         if let Some(d) = c.downcast_ref::<mlsign::digest::Error>() {
             return digest_advice(d);
+        }
+        if let Some(e) = c.downcast_ref::<mlsign::oci::Error>() {
+            return match e {
+                mlsign::oci::Error::Unauthorized { .. } => Some(
+                    "give credentials (MLSIGN_REGISTRY_USERNAME/PASSWORD, --registry-auth FILE or \
+                     docker login)",
+                ),
+                mlsign::oci::Error::Exists { .. } => Some("pull into a new directory"),
+                mlsign::oci::Error::Digest(d) => digest_advice(d),
+                mlsign::oci::Error::Attest(mlsign::attest::Error::Digest(d)) => digest_advice(d),
+                _ => None,
+            };
         }
         if let Some(p) = c.downcast_ref::<PartError>() {
             return part_advice(p);
@@ -325,5 +348,28 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999T").is_err());
+    }
+
+    #[test]
+    fn library_errors_get_their_advice_here() {
+        let e = anyhow::Error::new(mlsign::oci::Error::Insecure {
+            host: "reg.example".into(),
+        })
+        .context("verify oci://reg.example/a:v1");
+        assert_eq!(
+            advice_owned(&e).as_deref(),
+            Some("pass --insecure-registry reg.example if plain HTTP to it is intended")
+        );
+        let e = anyhow::Error::new(mlsign::oci::Error::Exists { path: "out".into() });
+        assert_eq!(advice(&e), Some("pull into a new directory"));
+        let e = anyhow::Error::new(mlsign::attest::Error::Digest(
+            mlsign::digest::Error::Partition(PartError::Listing {
+                path: "p.json".into(),
+                then: 1,
+                now: 2,
+            }),
+        ));
+        assert_eq!(advice(&e), Some("hash the partitions again"));
+        assert_eq!(advice(&anyhow::anyhow!("plain")), None);
     }
 }
