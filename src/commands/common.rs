@@ -246,15 +246,22 @@ pub fn report_error(format: Format, e: &anyhow::Error) {
     }
 }
 
-/// Advice that names a value from the error (a registry host).
+/// Advice that names a value from the error (a registry host, a lineage file).
 fn advice_owned(e: &anyhow::Error) -> Option<String> {
-    e.chain()
-        .find_map(|c| match c.downcast_ref::<mlsign::oci::Error>()? {
-            mlsign::oci::Error::Insecure { host } => Some(format!(
+    e.chain().find_map(|c| {
+        if let Some(mlsign::oci::Error::Insecure { host }) = c.downcast_ref() {
+            return Some(format!(
                 "pass --insecure-registry {host} if plain HTTP to it is intended"
-            )),
-            _ => None,
-        })
+            ));
+        }
+        if let Some(mlsign::bom::BomError::DatasetChanged { lineage, .. }) = c.downcast_ref() {
+            return Some(format!(
+                "run `mlsign dataset verify --lineage {}` to see what changed",
+                lineage.display()
+            ));
+        }
+        None
+    })
 }
 
 /// Advice for library errors that leave the user a choice of flags.
@@ -278,6 +285,7 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
                      docker login)",
                 ),
                 mlsign::oci::Error::Exists { .. } => Some("pull into a new directory"),
+                mlsign::oci::Error::Keyless(e) => sign_advice(e),
                 mlsign::oci::Error::Digest(d) => digest_advice(d),
                 mlsign::oci::Error::Attest(mlsign::attest::Error::Digest(d)) => digest_advice(d),
                 _ => None,
@@ -288,6 +296,9 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
         }
         if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
             return Some(FORCE);
+        }
+        if let Some(e) = c.downcast_ref::<SignError>() {
+            return sign_advice(e);
         }
         if let Some(e) = c.downcast_ref::<mlsign::policy::init::InitError>() {
             return init_advice(e);
@@ -303,6 +314,22 @@ use mlsign::digest::partition::PartError;
 fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
     match e {
         mlsign::digest::Error::Partition(p) => part_advice(p),
+        _ => None,
+    }
+}
+
+use mlsign::attest::sigstore::sign::SignError;
+
+fn sign_advice(e: &SignError) -> Option<&'static str> {
+    match e {
+        SignError::NoToken => Some(
+            "pass --identity-token or --identity-token-file, set SIGSTORE_ID_TOKEN, or run in \
+             GitHub Actions with `permissions: id-token: write` (the interactive browser sign-in \
+             runs only when a terminal is attached)",
+        ),
+        SignError::BrowserTimeout => {
+            Some("open the printed URL and sign in, or pass --identity-token-file")
+        }
         _ => None,
     }
 }
