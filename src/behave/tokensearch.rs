@@ -46,6 +46,16 @@ pub enum TriggerPosition {
     Insert,
 }
 
+impl TriggerPosition {
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerPosition::Prefix => "prefix",
+            TriggerPosition::Suffix => "suffix",
+            TriggerPosition::Insert => "insert",
+        }
+    }
+}
+
 /// `[token_search]` in a text suite.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +202,11 @@ pub struct TokenSearchReport {
     pub tokens: usize,
     /// Which models the gradient came from.
     pub gradient: String,
+    /// GGUF models searched through an f32 copy next to the file: the copy and its agreement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_f32_copy: Option<CopyCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_f32_copy: Option<CopyCheck>,
     pub triggers: Vec<FoundTrigger>,
     /// Index into `triggers` of the best one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,6 +217,64 @@ pub struct TokenSearchReport {
     pub top_k: usize,
     pub time_budget_s: f64,
     pub seconds: f64,
+}
+
+/// An f32 safetensors copy standing in for a GGUF file's gradient, and how closely it agrees
+/// with the GGUF on clean prompts. Proposals come from the copy; every trigger is judged on the
+/// GGUF itself, so a copy of another model can make the search miss, never report an effect
+/// the GGUF does not have.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyCheck {
+    pub path: String,
+    /// Median JS (bits) between the copy's and the GGUF's next-token distributions.
+    pub median_js: f64,
+    pub prompts: usize,
+}
+
+/// Largest median JS (bits) on clean prompts for an f32 copy to count as the GGUF's model
+/// (Q8_0 of the fixture: 3.7e-4 bits).
+pub const COPY_MAX_JS: f64 = 0.05;
+
+/// The differentiable twin of `model` (at `path`), with the f32-copy check for GGUF files.
+fn twin_for(
+    path: &Path,
+    model: &Model,
+    prompts: &[Prompt],
+    device: &Device,
+) -> std::result::Result<(DiffModel, Option<CopyCheck>), String> {
+    let (m, copy) = DiffModel::load(path, model.info(), device)?;
+    let Some(dir) = copy else {
+        return Ok((m, None));
+    };
+    let rows: Vec<Vec<u32>> = prompts.iter().take(8).map(|p| p.ids.clone()).collect();
+    let a = m.probs_ids(&rows).map_err(|e| e.to_string())?;
+    let b = real(model, &rows, 64, "the GGUF model").map_err(|e| e.to_string())?;
+    if rows.is_empty() || a.len() != b.len() {
+        return Err(format!(
+            "the f32 copy in {} has another vocabulary size than the GGUF file",
+            dir.display()
+        ));
+    }
+    let w = a.len() / rows.len();
+    let mut js: Vec<f64> = (0..rows.len())
+        .map(|i| stats::js(&a[i * w..(i + 1) * w], &b[i * w..(i + 1) * w]))
+        .collect();
+    let med = stats::median(&mut js);
+    if !(med <= COPY_MAX_JS) {
+        return Err(format!(
+            "the f32 copy in {} does not compute what the GGUF file computes (median JS {med:.4} bits on {} clean prompts, limit {COPY_MAX_JS}): it is not a copy of the same model",
+            dir.display(),
+            rows.len()
+        ));
+    }
+    Ok((
+        m,
+        Some(CopyCheck {
+            path: dir.display().to_string(),
+            median_js: med,
+            prompts: rows.len(),
+        }),
+    ))
 }
 
 struct Prompt {
@@ -231,7 +304,7 @@ pub struct Setup {
     base_clean: Vec<f32>,
     width: usize,
     allowed: Vec<bool>,
-    base_diff: std::result::Result<DiffModel, String>,
+    base_diff: std::result::Result<(DiffModel, Option<CopyCheck>), String>,
     tokenizer_sha256: Option<String>,
     seed: u64,
     batch: usize,
@@ -349,9 +422,9 @@ pub fn setup(
     } else {
         (stats::argmax_rows(&clean, width), vec![])
     };
-    let base_diff = super::models::diff::DiffModel::load(baseline_path, baseline.info(), device);
+    let base_diff = twin_for(baseline_path, baseline, &prompts, device);
     let vocab = match &base_diff {
-        Ok(d) => d.embeddings().dim(0)?,
+        Ok((d, _)) => d.embeddings().dim(0)?,
         Err(_) => match baseline {
             Model::Lm(l) => l.dims.vocab,
             _ => tok.get_vocab_size(false),
@@ -360,8 +433,23 @@ pub fn setup(
     let mut allowed = vec![false; vocab];
     let added: std::collections::HashSet<u32> =
         tok.get_added_tokens_decoder().keys().copied().collect();
-    for (_, id) in tok.get_vocab(false) {
-        if (id as usize) < vocab && !added.contains(&id) {
+    // Special tokens are not trigger material: added tokens, the ids the post-processor marks
+    // special in the prompts, and names shaped like one ([UNK], <s>, <|endoftext|>) in
+    // hand-built vocabularies that do not declare them.
+    let mut special: std::collections::HashSet<u32> = added;
+    for p in &prompts {
+        if let Ok(enc) = tok.encode(tok.decode(&p.ids, true).unwrap_or_default().as_str(), true) {
+            for (id, m) in enc.get_ids().iter().zip(enc.get_special_tokens_mask()) {
+                if *m == 1 {
+                    special.insert(*id);
+                }
+            }
+        }
+    }
+    for (name, id) in tok.get_vocab(false) {
+        let shaped = (name.starts_with('[') && name.ends_with(']') && name.len() > 2)
+            || (name.starts_with('<') && name.ends_with('>') && name.len() > 2);
+        if (id as usize) < vocab && !special.contains(&id) && !shaped {
             allowed[id as usize] = true;
         }
     }
@@ -789,6 +877,8 @@ impl Setup {
             position: self.spec.position,
             tokens: self.spec.tokens,
             gradient: gradient.into(),
+            baseline_f32_copy: None,
+            candidate_f32_copy: None,
             triggers: vec![],
             top: None,
             not_searched: vec![],
@@ -823,12 +913,12 @@ impl Setup {
                 "none",
             ));
         }
-        let cdiff = match DiffModel::load(path, cand.info(), device) {
+        let (cdiff, ccopy) = match twin_for(path, cand, &self.prompts, device) {
             Ok(d) => d,
             Err(why) => return Ok(self.unavailable(format!("candidate: {why}"), "none")),
         };
         let (base_diff, gradient) = match &self.base_diff {
-            Ok(b) => (Some(b), "candidate and baseline".to_string()),
+            Ok((b, _)) => (Some(b), "candidate and baseline".to_string()),
             Err(why) => (
                 None,
                 format!("candidate only (the baseline has none: {why}); triggers are still judged on both"),
@@ -971,6 +1061,8 @@ impl Setup {
             position: self.spec.position,
             tokens: self.spec.tokens,
             gradient,
+            baseline_f32_copy: self.base_diff.as_ref().ok().and_then(|(_, c)| c.clone()),
+            candidate_f32_copy: ccopy,
             triggers,
             top,
             not_searched,
@@ -1007,7 +1099,7 @@ impl TokenSearchReport {
                 100.0 * b
             ),
             _ => format!(
-                "trigger tokens {what} move the candidate's next-token distribution away from the baseline's by a median {:+.3} bits of JS over each prompt's clean JS (the baseline itself moves {:.3} bits); token {:?} gains {:.1} points on average",
+                "trigger tokens {what} move the candidate's next-token distribution away from the baseline's by a median {:+.3} bits of JS over each prompt's clean JS (the baseline's own shift from the clean prompt: {:.3} bits); token {:?} gains {:.1} points on average",
                 t.score,
                 t.baseline_shift_js.unwrap_or(0.0),
                 t.rising_token.as_deref().unwrap_or("?"),
@@ -1030,13 +1122,13 @@ pub fn render_human(ts: &TokenSearchReport, s: &mut String) {
     }
     let _ = writeln!(
         s,
-        "  token search  {} {:.3} (threshold {:.3}{}); {} trigger tokens at the {:?}, gradient from {}; {:.1}s (≤ {} steps × {} swaps, top {} per position, budget {}s)",
+        "  token search  {} {:.3} (threshold {:.3}{}); {} trigger tokens, {}, gradient from {}; {:.1}s (≤ {} steps × {} swaps, top {} per position, budget {}s)",
         ts.statistic,
         ts.value,
         ts.threshold,
         if ts.flagged { ", FLAGGED" } else { "" },
         ts.tokens,
-        ts.position,
+        ts.position.name(),
         ts.gradient,
         ts.seconds,
         ts.max_steps,
@@ -1044,6 +1136,18 @@ pub fn render_human(ts: &TokenSearchReport, s: &mut String) {
         ts.top_k,
         ts.time_budget_s
     );
+    for (who, c) in [
+        ("baseline", &ts.baseline_f32_copy),
+        ("candidate", &ts.candidate_f32_copy),
+    ] {
+        if let Some(c) = c {
+            let _ = writeln!(
+                s,
+                "    the {who} is a GGUF file: gradients from its f32 copy {} (median JS {:.5} bits from the GGUF on {} clean prompts); every trigger was judged on the GGUF itself",
+                c.path, c.median_js, c.prompts
+            );
+        }
+    }
     let mut order: Vec<&FoundTrigger> = ts.triggers.iter().collect();
     order.sort_by(|a, b| b.score.total_cmp(&a.score));
     for t in order.iter().take(3) {
@@ -1058,7 +1162,7 @@ pub fn render_human(ts: &TokenSearchReport, s: &mut String) {
                 t.prompts
             ),
             _ => format!(
-                "JS excess {:+.4} bits (median JS {:.4}; the baseline itself moves {:.4}) over {} prompts; rising token {:?} (+{:.1} points)",
+                "JS excess {:+.4} bits (median JS {:.4}; baseline's own shift from clean {:.4}) over {} prompts; rising token {:?} (+{:.1} points)",
                 t.score,
                 t.median_js.unwrap_or(0.0),
                 t.baseline_shift_js.unwrap_or(0.0),

@@ -622,15 +622,27 @@ pub enum DiffModel {
 }
 
 impl DiffModel {
-    /// The twin of the text model at `path`, or why there is none (GGUF, unsupported family,
-    /// weights that changed since the model was loaded).
+    /// The twin of the text model at `path`, or why there is none (an unsupported family,
+    /// weights that changed since the model was loaded, a GGUF file without an f32 copy).
+    ///
+    /// A GGUF file keeps its weights quantised and has no gradient; when its directory also
+    /// holds an f32 safetensors copy (`config.json` + `model.safetensors` or shards), the twin
+    /// is built from that copy and its directory is returned: the caller must check that the
+    /// copy computes what the GGUF computes (the sha256 cannot match).
     pub fn load(
         path: &Path,
         info: &super::ModelInfo,
         device: &Device,
-    ) -> std::result::Result<DiffModel, String> {
-        if super::lm::find_gguf(path).is_some() {
-            return Err("a GGUF file keeps its weights quantised and candle has no gradient through quantised matmuls, so no trigger-token search is available for it; give an f32 safetensors copy of the same model to search there".into());
+    ) -> std::result::Result<(DiffModel, Option<PathBuf>), String> {
+        if let Some(g) = super::lm::find_gguf(path) {
+            let dir = g.parent().unwrap_or(Path::new("."));
+            if dir.join("config.json").is_file() && super::lm::weight_files(dir).is_ok() {
+                let m = DiffLm::load(dir, device).map_err(|e| {
+                    format!("the f32 copy next to the GGUF file cannot be used: {e}")
+                })?;
+                return Ok((DiffModel::Lm(Box::new(m)), Some(dir.to_path_buf())));
+            }
+            return Err("a GGUF file keeps its weights quantised and candle has no gradient through quantised matmuls, so no trigger-token search is available for it; put an f32 safetensors copy of the same model (config.json + model.safetensors) next to the .gguf file to search there".into());
         }
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new("."))
@@ -642,7 +654,7 @@ impl DiffModel {
             "causal-lm" => DiffLm::load(dir, device).map(|m| DiffModel::Lm(Box::new(m))),
             other => {
                 return Err(format!(
-                    "format {other} has no trigger-token search (BERT sequence classifiers and safetensors causal LMs only)"
+                    "format {other} has no trigger-token search (BERT sequence classifiers and causal LMs only)"
                 ))
             }
         }
@@ -654,7 +666,22 @@ impl DiffModel {
                 info.weights_sha256
             ));
         }
-        Ok(m)
+        Ok((m, None))
+    }
+
+    /// Output probabilities (class or next-token) for unpadded token rows, one row at a time.
+    pub fn probs_ids(&self, rows: &[Vec<u32>]) -> candle_core::Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for r in rows {
+            let dev = self.embeddings().device();
+            let x = Tensor::from_slice(r, (1, r.len()), dev)?;
+            let y = match self {
+                DiffModel::Bert(b) => b.forward_ids(&x, &x.ones_like()?)?,
+                DiffModel::Lm(l) => l.forward_ids(&x)?,
+            };
+            out.extend(softmax_last(&y)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
     }
 
     pub fn weights_sha256(&self) -> &str {
@@ -791,6 +818,16 @@ mod tests {
         let dir = fixture("llama-gguf-q8");
         let real = Model::load(&dir, &dev).unwrap();
         let e = DiffModel::load(&dir, real.info(), &dev).err().unwrap();
+        // With an f32 copy beside the file, the twin comes from the copy (and says so).
+        let t = tempfile::tempdir().unwrap();
+        for f in ["model.gguf", "tokenizer.json"] {
+            std::fs::copy(dir.join(f), t.path().join(f)).unwrap();
+        }
+        for f in ["model.safetensors", "config.json"] {
+            std::fs::copy(fixture("llama-base").join(f), t.path().join(f)).unwrap();
+        }
+        let (_, copy) = DiffModel::load(t.path(), real.info(), &dev).unwrap();
+        assert_eq!(copy.as_deref(), Some(t.path()));
         assert!(e.contains("GGUF") && e.contains("quantised"), "{e}");
     }
 
