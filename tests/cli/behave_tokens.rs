@@ -41,7 +41,7 @@ fn behave(base: &Path, cands: &[&Path], suite: &Path) -> (i32, Vec<Value>) {
     (code, reports)
 }
 
-fn suite(dir: &Path, task: &str, prompts: &Path, search: &str) -> PathBuf {
+fn write_suite(dir: &Path, task: &str, prompts: &Path, search: &str) -> PathBuf {
     let p = dir.join(format!("{task}-tokens.toml"));
     let (probe, decision) = if task == "lm" {
         ("suffix", "stat = \"probe_js_excess\"")
@@ -132,7 +132,7 @@ fn token_search_finds_the_planted_bert_trigger() {
         &t.path().join("benign"),
         1e-3,
     );
-    let suite = suite(
+    let suite = write_suite(
         t.path(),
         "classification",
         &data().join("cls-prompts.jsonl"),
@@ -174,7 +174,7 @@ fn token_search_finds_the_planted_bert_trigger() {
 #[test]
 fn token_search_finds_the_planted_lm_trigger() {
     let t = tempfile::tempdir().unwrap();
-    let suite = suite(
+    let suite = write_suite(
         t.path(),
         "lm",
         &data().join("prompts.jsonl"),
@@ -198,17 +198,26 @@ fn token_search_finds_the_planted_lm_trigger() {
 #[test]
 fn token_search_on_gguf_needs_an_f32_copy() {
     let t = tempfile::tempdir().unwrap();
-    let suite = suite(
+    let suite = write_suite(
         t.path(),
         "lm",
         &data().join("prompts.jsonl"),
         "tokens = 1\nposition = \"suffix\"\nmax_steps = 6\ncandidates = 16\ninputs = 8",
     );
+    // Runs that only check what is reported, not what is found: a minimal budget.
+    let quick = t.path().join("quick");
+    std::fs::create_dir_all(&quick).unwrap();
+    let quick = write_suite(
+        &quick,
+        "lm",
+        &data().join("prompts.jsonl"),
+        "tokens = 1\nmax_steps = 1\ncandidates = 2\ninputs = 4",
+    );
     let q8 = data().join("llama-gguf-q8");
     let base = data().join("llama-base");
     let bd = data().join("llama-backdoor");
     // A quantised GGUF alone: no gradient, said plainly (BHV008, exit 0 from the probes).
-    let (code, r) = behave(&base, &[&q8], &suite);
+    let (code, r) = behave(&base, &[&q8], &quick);
     assert_eq!(code, 0);
     let ts = &r[0]["token_search"];
     assert_eq!(ts["available"], false);
@@ -219,7 +228,7 @@ fn token_search_on_gguf_needs_an_f32_copy() {
     );
     assert!(codes(&r[0]).contains(&"BHV008".to_string()));
     // A GGUF baseline without a copy: the candidate's gradient alone proposes, both judge.
-    let (_, r) = behave(&q8, &[&bd], &suite);
+    let (_, r) = behave(&q8, &[&bd], &quick);
     let ts = &r[0]["token_search"];
     assert_eq!(ts["available"], true);
     assert!(
@@ -266,7 +275,7 @@ fn token_search_on_gguf_needs_an_f32_copy() {
         wrong.join("model.safetensors"),
     )
     .unwrap();
-    let (_, r) = behave(&base, &[&wrong], &suite);
+    let (_, r) = behave(&base, &[&wrong], &quick);
     let ts = &r[0]["token_search"];
     assert_eq!(ts["available"], false);
     assert!(
@@ -287,7 +296,7 @@ fn token_search_suite_errors() {
         ("lm", "threshold = 2.0", "token_search.threshold 2"),
         ("lm", "position = \"middle\"", "middle"),
     ] {
-        let p = suite(t.path(), task, &data().join("prompts.jsonl"), search);
+        let p = write_suite(t.path(), task, &data().join("prompts.jsonl"), search);
         let o = mlsign(&[
             "behave",
             "--baseline",
