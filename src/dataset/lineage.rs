@@ -111,7 +111,7 @@ pub enum RecordError {
     Path {
         index: usize,
         #[source]
-        source: digest::Error,
+        source: Box<digest::Error>,
     },
     #[error("{value:?} is not hex")]
     NotHex { index: usize, value: String },
@@ -135,8 +135,10 @@ impl Record {
     pub fn manifest(&self) -> Result<Manifest, RecordError> {
         let mut res = Vec::with_capacity(self.files.len());
         for (index, f) in self.files.iter().enumerate() {
-            digest::check_resource_name(&f.path)
-                .map_err(|source| RecordError::Path { index, source })?;
+            digest::check_resource_name(&f.path).map_err(|source| RecordError::Path {
+                index,
+                source: Box::new(source),
+            })?;
             res.push(Resource {
                 name: f.path.clone(),
                 algorithm: "sha256".into(),

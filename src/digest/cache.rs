@@ -605,7 +605,8 @@ mod tests {
                 m.ino()
             )
         };
-        let cases: Vec<(&str, Vec<u8>, fn(&CacheError) -> bool)> = vec![
+        type Case = (&'static str, Vec<u8>, fn(&CacheError) -> bool);
+        let cases: Vec<Case> = vec![
             ("empty", Vec::new(), |e| {
                 matches!(
                     e,

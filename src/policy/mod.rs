@@ -66,9 +66,9 @@ pub enum KeyFileError {
     NotText,
     /// Not a public key, or not one mlsign verifies with.
     #[error("{0}")]
-    Key(#[source] crate::attest::Error),
+    Key(#[source] Box<crate::attest::Error>),
     #[error("{0}")]
-    Certificates(#[source] crate::attest::Error),
+    Certificates(#[source] Box<crate::attest::Error>),
     #[error("no certificate in the file")]
     NoCertificate,
     #[error("not UTF-8 JSON")]
@@ -792,14 +792,14 @@ impl Policy {
             let kind = if let Some(k) = &a.key {
                 let f = base.join(k);
                 let pem = read_pem(&f).map_err(|m| key_err(&f, m))?;
-                let key =
-                    VerifyingKey::from_pem(&pem).map_err(|e| key_err(&f, KeyFileError::Key(e)))?;
+                let key = VerifyingKey::from_pem(&pem)
+                    .map_err(|e| key_err(&f, KeyFileError::Key(Box::new(e))))?;
                 AuthorityKind::Key { file: f, key }
             } else if let Some(r) = &a.cert_roots {
                 let f = base.join(r);
                 let pem = read_pem(&f).map_err(|m| key_err(&f, m))?;
                 let roots = cert::load_pem_chain(pem.as_bytes())
-                    .map_err(|e| key_err(&f, KeyFileError::Certificates(e)))?;
+                    .map_err(|e| key_err(&f, KeyFileError::Certificates(Box::new(e))))?;
                 if roots.is_empty() {
                     return Err(key_err(&f, KeyFileError::NoCertificate));
                 }
@@ -959,7 +959,7 @@ impl Policy {
                         path: path.into(),
                         authority: "reviewers".into(),
                         file: f.clone(),
-                        fault: KeyFileError::Key(e),
+                        fault: KeyFileError::Key(Box::new(e)),
                     })?;
                     if reviewers.iter().any(|(_, x)| x.hint() == key.hint()) {
                         return Err(conflict(format!(

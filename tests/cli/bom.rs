@@ -1035,7 +1035,8 @@ fn dataset_verify_names_the_broken_steps() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("has changed since it was recorded")
-            && r.stderr.contains("; run `mlsign dataset verify` to see what changed"),
+            && r.stderr
+                .contains("; run `mlsign dataset verify` to see what changed"),
         "{}",
         r.all()
     );
