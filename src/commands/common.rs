@@ -311,9 +311,14 @@ const FORCE: &str = "pass --force to overwrite it";
 
 use mlsign::digest::partition::PartError;
 
+/// For the commands that hash a tree with the walk flags (sign, hash, verify, push).
 fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
+    use mlsign::digest::Error;
     match e {
-        mlsign::digest::Error::Partition(p) => part_advice(p),
+        Error::Partition(p) => part_advice(p),
+        Error::Symlink { .. } => Some("--allow-symlinks hashes targets that stay inside the root"),
+        Error::SpecialFile { .. } => Some("remove it or --ignore it"),
+        Error::Changed { .. } => Some("make sure nothing writes to the model and try again"),
         _ => None,
     }
 }
@@ -397,6 +402,15 @@ mod tests {
             }),
         ));
         assert_eq!(advice(&e), Some("hash the partitions again"));
+        let e = anyhow::Error::new(mlsign::attest::Error::Digest(
+            mlsign::digest::Error::Symlink {
+                path: "m/link".into(),
+            },
+        ));
+        assert_eq!(
+            advice(&e),
+            Some("--allow-symlinks hashes targets that stay inside the root")
+        );
         assert_eq!(advice(&anyhow::anyhow!("plain")), None);
     }
 }
