@@ -182,7 +182,32 @@ impl DiffBert {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cpath = dir.join("config.json");
         let cfg = super::read_config(&cpath)?;
-        let unsupported = |m: String| Err(BehaveError::format(&cpath, m));
+        let (w, sha) = Weights::read(dir, &[dir.join("model.safetensors")])?;
+        Self::build(&cpath, &cfg, w, sha, device)
+    }
+
+    /// The classifier from tensors already in memory (named as in `model.safetensors`) and the
+    /// config.json in `dir`. Tensors that are [`candle_core::Var`]s stay tracked, so the forward
+    /// can be trained (the test generators fine-tune BERT classifiers with it).
+    pub fn from_tensors(dir: &Path, t: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let cpath = dir.join("config.json");
+        let cfg = super::read_config(&cpath)?;
+        let w = Weights {
+            path: dir.join("model.safetensors"),
+            t,
+            prefix: String::new(),
+        };
+        Self::build(&cpath, &cfg, w, String::new(), device)
+    }
+
+    fn build(
+        cpath: &Path,
+        cfg: &serde_json::Value,
+        mut w: Weights,
+        sha: String,
+        device: &Device,
+    ) -> Result<Self> {
+        let unsupported = |m: String| Err(BehaveError::format(cpath, m));
         let pet = cfg
             .get("position_embedding_type")
             .and_then(|v| v.as_str())
@@ -202,23 +227,22 @@ impl DiffBert {
             "relu" => Act::Relu,
             other => return unsupported(format!("hidden_act {other:?} is not supported")),
         };
-        let h = cfg_num(&cfg, &cpath, "hidden_size")?;
-        let heads = cfg_num(&cfg, &cpath, "num_attention_heads")?;
+        let h = cfg_num(cfg, cpath, "hidden_size")?;
+        let heads = cfg_num(cfg, cpath, "num_attention_heads")?;
         if h % heads != 0 {
             return unsupported(format!(
                 "hidden_size {h} is not a multiple of {heads} heads"
             ));
         }
-        let layers = cfg_num(&cfg, &cpath, "num_hidden_layers")?;
-        let inter = cfg_num(&cfg, &cpath, "intermediate_size")?;
-        let vocab = cfg_num(&cfg, &cpath, "vocab_size")?;
-        let maxpos = cfg_num(&cfg, &cpath, "max_position_embeddings")?;
-        let types = cfg_num(&cfg, &cpath, "type_vocab_size")?;
+        let layers = cfg_num(cfg, cpath, "num_hidden_layers")?;
+        let inter = cfg_num(cfg, cpath, "intermediate_size")?;
+        let vocab = cfg_num(cfg, cpath, "vocab_size")?;
+        let maxpos = cfg_num(cfg, cpath, "max_position_embeddings")?;
+        let types = cfg_num(cfg, cpath, "type_vocab_size")?;
         let eps = cfg
             .get("layer_norm_eps")
             .and_then(|v| v.as_f64())
             .unwrap_or(1e-12);
-        let (mut w, sha) = Weights::read(dir, &[dir.join("model.safetensors")])?;
         let n_labels =
             w.t.get("classifier.weight")
                 .map(|t| t.dims()[0])
