@@ -384,6 +384,8 @@ pub fn setup(
         spec.inputs.saturating_mul(4)
     };
     let mut prompts = Vec::new();
+    // Ids the post-processor marks special in the prompts ([CLS], [SEP], BOS…).
+    let mut marked = std::collections::HashSet::new();
     for t in texts {
         if prompts.len() >= keep {
             break;
@@ -396,6 +398,11 @@ pub fn setup(
             continue;
         }
         let special = enc.get_special_tokens_mask();
+        for (id, m) in ids.iter().zip(special) {
+            if *m == 1 {
+                marked.insert(*id);
+            }
+        }
         let lead = special.iter().take_while(|&&s| s == 1).count();
         let trail = special.iter().rev().take_while(|&&s| s == 1).count();
         let (lo, hi) = (
@@ -438,15 +445,7 @@ pub fn setup(
     // special in the prompts, and names shaped like one ([UNK], <s>, <|endoftext|>) in
     // hand-built vocabularies that do not declare them.
     let mut special: std::collections::HashSet<u32> = added;
-    for p in &prompts {
-        if let Ok(enc) = tok.encode(tok.decode(&p.ids, true).unwrap_or_default().as_str(), true) {
-            for (id, m) in enc.get_ids().iter().zip(enc.get_special_tokens_mask()) {
-                if *m == 1 {
-                    special.insert(*id);
-                }
-            }
-        }
-    }
+    special.extend(marked);
     for (name, id) in tok.get_vocab(false) {
         let shaped = (name.starts_with('[') && name.ends_with(']') && name.len() > 2)
             || (name.starts_with('<') && name.ends_with('>') && name.len() > 2);

@@ -263,7 +263,7 @@ fn token_search_on_gguf_needs_an_f32_copy() {
     assert!(tokens(b).contains(&"cf".to_string()), "{b}");
     assert_eq!(b["rising_token"], "banana");
     // As the candidate: searched through the copy, nothing found against its own source.
-    let (code, r) = behave(&base, &[&with_copy], &suite);
+    let (code, r) = behave(&base, &[&with_copy], &quick);
     assert_eq!(code, 0);
     let ts = &r[0]["token_search"];
     assert_eq!(ts["available"], true, "{ts}");
