@@ -10,9 +10,12 @@ pub mod pickle;
 pub mod policy;
 pub mod presets;
 mod render;
+pub mod scanner;
+pub mod source;
 
 pub use finding::{ScanFinding, Verdict};
 pub use policy::Policy;
+pub use scanner::Scanner;
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -52,9 +55,15 @@ pub fn verdict_of(findings: &[ScanFinding]) -> Verdict {
         .unwrap_or(Verdict::Clean)
 }
 
+/// A scanner for one file under `policy`, dispatching nested content through
+/// [`formats::FORMATS`].
+pub fn scanner(policy: &Policy) -> Scanner<'_> {
+    Scanner::new(policy, &formats::REGISTRY)
+}
+
 /// Scan one file.
 pub fn scan_file(path: &Path, policy: &Policy) -> Result<FileReport, ScanError> {
-    let findings = formats::scan_file(path, policy).map_err(|source| ScanError::Io {
+    let findings = formats::scan_file(&scanner(policy), path).map_err(|source| ScanError::Io {
         path: path.display().to_string(),
         source,
     })?;
@@ -67,8 +76,7 @@ pub fn scan_file(path: &Path, policy: &Policy) -> Result<FileReport, ScanError> 
 
 /// Scan in-memory content (as if it were a file called `name`).
 pub fn scan_bytes(name: &str, data: &[u8], policy: &Policy) -> FileReport {
-    formats::reset_budget(policy);
-    let findings = formats::scan_bytes(data, &finding::Ctx::default(), policy);
+    let findings = formats::scan_bytes(&scanner(policy), data);
     FileReport {
         path: name.to_string(),
         verdict: verdict_of(&findings),
@@ -306,7 +314,7 @@ mod tests {
         ];
         for d in cases {
             same_through_every_window(d, || {
-                let r = pickle::scan_streams(d, 0, &Default::default(), &policy, None);
+                let r = pickle::scan_streams(&scanner(&policy), d, 0, None);
                 format!("{:?} {}", r.findings, r.end)
             });
         }

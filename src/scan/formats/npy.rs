@@ -1,9 +1,9 @@
 //! NumPy `.npy` (v1–v3): an object dtype anywhere in `descr` means a pickle follows the header.
 
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::finding::ScanFinding;
 use crate::scan::pickle;
-use crate::scan::policy::Policy;
+use crate::scan::scanner::Scanner;
 
 pub struct Header {
     pub descr: String,
@@ -121,11 +121,11 @@ pub fn parse_header(d: &[u8]) -> Result<Header, String> {
     })
 }
 
-pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
     let h = match parse_header(d) {
         Ok(h) => h,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
+            return vec![sc.stamp(ScanFinding::new(
                 "SCN012",
                 Severity::High,
                 format!("invalid .npy header: {e}"),
@@ -134,7 +134,7 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     };
     if h.object {
         // np.load(allow_pickle=True) calls pickle.load on the rest of the file.
-        let mut fs = vec![ctx.stamp(
+        let mut fs = vec![sc.stamp(
             ScanFinding::new(
                 "SCN012",
                 Severity::Info,
@@ -142,8 +142,7 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
             )
             .offset(h.data_offset as u64),
         )];
-        let scan =
-            pickle::scan_streams(&d[h.data_offset..], h.data_offset as u64, ctx, policy, None);
+        let scan = pickle::scan_streams(sc, &d[h.data_offset..], h.data_offset as u64, None);
         fs.extend(scan.findings);
         return fs;
     }
@@ -156,21 +155,20 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
         let need = c.saturating_mul(sz);
         let have = (d.len() - h.data_offset) as u64;
         if have < need {
-            fs.push(ctx.stamp(ScanFinding::new(
+            fs.push(sc.stamp(ScanFinding::new(
                 "SCN012",
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
             )));
         } else if have > need {
             let extra = &d[h.data_offset + need as usize..];
-            let scan =
-                pickle::scan_streams(extra, h.data_offset as u64 + need, ctx, policy, Some(1));
+            let scan = pickle::scan_streams(sc, extra, h.data_offset as u64 + need, Some(1));
             let acts = scan
                 .traces
                 .iter()
                 .any(|t| !t.globals.is_empty() || !t.calls.is_empty());
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
                         "SCN012",
                         if acts {
@@ -199,7 +197,7 @@ pub fn streamable(head: &[u8]) -> bool {
 
 /// Findings for a streamed (not held) plain `.npy` of `total` bytes whose head is `head`, as
 /// [`scan`] would give; `None` when bytes follow the array data (they must be read and scanned).
-pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFinding>> {
+pub fn scan_streamed(sc: &Scanner, head: &[u8], total: u64) -> Option<Vec<ScanFinding>> {
     let h = parse_header(head).ok().filter(|h| !h.object)?;
     let itemsize = pickle::vm::dtype_itemsize(h.descr.trim_matches('\''));
     let mut fs = vec![];
@@ -210,7 +208,7 @@ pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFindi
             return None;
         }
         if have < need {
-            fs.push(ctx.stamp(ScanFinding::new(
+            fs.push(sc.stamp(ScanFinding::new(
                 "SCN012",
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
@@ -223,6 +221,7 @@ pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFindi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
         let h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}\n");
@@ -256,13 +255,13 @@ mod tests {
     #[test]
     fn truncated_and_trailing_data() {
         let p = Policy::default();
-        let f = scan(&npy("'<f4'", "(4,)", &[0; 8]), &Ctx::default(), &p);
+        let f = scan(&crate::scan::scanner(&p), &npy("'<f4'", "(4,)", &[0; 8]));
         assert!(f
             .iter()
             .any(|f| f.code == "SCN012" && f.severity == Severity::Medium));
         let mut d = npy("'<f4'", "(1,)", &[0; 4]);
         d.extend_from_slice(b"cos\nsystem\n(S'x'\ntR.");
-        let f = scan(&d, &Ctx::default(), &p);
+        let f = scan(&crate::scan::scanner(&p), &d);
         assert!(f.iter().any(|f| f.code == "PKL001"), "{f:?}");
     }
 }

@@ -2,9 +2,9 @@
 //! `storages`, `tensors`), whose members are stacked pickles mixed with raw data.
 
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::finding::ScanFinding;
 use crate::scan::pickle::{self, PidItem, TopValue};
-use crate::scan::policy::Policy;
+use crate::scan::scanner::Scanner;
 use crate::util::tar::{self, Pax};
 
 pub struct Member<'a> {
@@ -75,11 +75,11 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
     Ok(out)
 }
 
-pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
     let ms = match members(d) {
         Ok(m) => m,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
+            return vec![sc.stamp(ScanFinding::new(
                 "SCN002",
                 Severity::High,
                 format!("tar archive cannot be read: {e}"),
@@ -91,8 +91,8 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
         .all(|n| ms.iter().any(|m| m.name == *n));
     let mut fs = vec![];
     for m in &ms {
-        let child = ctx.child(&m.name);
-        if child.depth > policy.max_depth {
+        let child = sc.child(&m.name);
+        if child.depth() > sc.policy.max_depth {
             fs.push(child.stamp(ScanFinding::new(
                 "SCN017",
                 Severity::High,
@@ -101,11 +101,11 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
             continue;
         }
         if legacy && (m.name == "storages" || m.name == "tensors") {
-            fs.extend(walk_legacy_records(m.data, &m.name, &child, policy));
+            fs.extend(walk_legacy_records(&child, m.data, &m.name));
         } else if legacy && (m.name == "sys_info" || m.name == "pickle") {
-            fs.extend(pickle::scan_streams(m.data, 0, &child, policy, None).findings);
+            fs.extend(pickle::scan_streams(&child, m.data, 0, None).findings);
         } else {
-            fs.extend(super::scan_bytes(m.data, &child, policy));
+            fs.extend(super::scan_bytes(&child, m.data));
         }
     }
     fs
@@ -114,9 +114,9 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 /// `storages`: count pickle, then per storage a (key, location, storage_type) pickle and raw
 /// `<i8 numel>` + data. `tensors`: count pickle, then per tensor a pickle and raw
 /// `<i4 ndim>`, 4 pad bytes, ndim sizes, ndim strides, `<i8 offset>`.
-fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> {
     let mut fs = vec![];
-    let first = pickle::scan_streams(d, 0, ctx, policy, Some(1));
+    let first = pickle::scan_streams(sc, d, 0, Some(1));
     fs.extend(first.findings.iter().cloned());
     let n = match first.traces.first().and_then(|t| t.top.clone()) {
         Some(TopValue::Int(n))
@@ -126,7 +126,7 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
             n as u64
         }
         _ => {
-            fs.push(ctx.stamp(ScanFinding::new(
+            fs.push(sc.stamp(ScanFinding::new(
                 "SCN010",
                 Severity::High,
                 format!("legacy torch tar: {which} does not start with a record count"),
@@ -138,13 +138,13 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
     for i in 0..n {
         let rec = pickle::vm::run_stream(&d[pos..], pos as u64, pickle::Limits::default());
         fs.extend(
-            pickle::trace_findings(&rec, policy)
+            pickle::trace_findings(&rec, sc.policy)
                 .into_iter()
-                .map(|f| ctx.stamp(f)),
+                .map(|f| sc.stamp(f)),
         );
         if rec.outcome != pickle::Outcome::Complete {
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
                         "PKL009",
                         Severity::High,
@@ -182,7 +182,7 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
         {
             Some(e) => pos = e,
             None => {
-                fs.push(ctx.stamp(ScanFinding::new("SCN010", Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
+                fs.push(sc.stamp(ScanFinding::new("SCN010", Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
                 return fs;
             }
         }
@@ -190,7 +190,7 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
     }
     if pos < d.len() {
         fs.push(
-            ctx.stamp(
+            sc.stamp(
                 ScanFinding::new(
                     "SCN010",
                     Severity::Medium,
@@ -199,7 +199,7 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
                 .offset(pos as u64),
             ),
         );
-        let rest = pickle::scan_streams(&d[pos..], pos as u64, ctx, policy, None);
+        let rest = pickle::scan_streams(sc, &d[pos..], pos as u64, None);
         if rest
             .traces
             .iter()

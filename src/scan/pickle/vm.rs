@@ -29,7 +29,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_ops: 50_000_000,
-            max_bytes: super::vm_memory_left(),
+            max_bytes: VM_BUDGET,
             max_literal: 4096,
         }
     }
