@@ -4,6 +4,7 @@
 //! machine that never executes anything ([`pickle::vm`]), and every global is judged by an exact
 //! allowlist ([`policy::Policy`]). Entry point: [`scan_path`].
 
+pub mod diags;
 pub mod finding;
 pub mod formats;
 pub mod pickle;
@@ -17,6 +18,7 @@ pub use finding::{ScanFinding, Verdict};
 pub use policy::Policy;
 pub use scanner::Scanner;
 
+use diags::Code;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -171,7 +173,7 @@ pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanE
             Walked::File(f) => scan_file(f, policy),
             Walked::Skipped(f, why) => {
                 let findings = vec![ScanFinding::new(
-                    "SCN032",
+                    Code::Scn032,
                     crate::report::Severity::High,
                     format!("skipped: {why}"),
                 )];

@@ -3,6 +3,7 @@
 
 use super::source::Source;
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::scanner::Scanner;
 
@@ -114,7 +115,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
             Ok(d) => d,
             Err(e) => {
                 return vec![sc.stamp(ScanFinding::new(
-                    "SCN002",
+                    Code::Scn002,
                     Severity::High,
                     format!("GGUF file cannot be read: {e}"),
                 ))]
@@ -125,7 +126,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
             Err(e @ GgufError::PastWindow(_)) if n < len => last = Some(e),
             Err(e) => {
                 return vec![sc.stamp(ScanFinding::new(
-                    "SCN014",
+                    Code::Scn014,
                     Severity::High,
                     format!("invalid GGUF header: {e}"),
                 ))]
@@ -133,7 +134,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
         }
     }
     vec![sc.stamp(ScanFinding::new(
-        "SCN014",
+        Code::Scn014,
         Severity::High,
         format!(
             "invalid GGUF header: {} (metadata larger than {MAX_META} bytes)",
@@ -146,7 +147,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
 fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
     let Ok(t) = std::str::from_utf8(v) else {
         return ScanFinding::new(
-            "SCN031",
+            Code::Scn031,
             Severity::High,
             format!("{key}: chat template is not valid UTF-8, so it cannot be parsed as Jinja"),
         )
@@ -154,13 +155,13 @@ fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
     };
     match super::jinja::analyse(t) {
         Ok(risks) if risks.is_empty() => ScanFinding::new(
-            "SCN015",
+            Code::Scn015,
             Severity::Info,
             format!("{key}: Jinja chat template of {} bytes (rendered by the runtime; no access to Python internals found)", v.len()),
         )
         .offset(at),
         Ok(risks) => ScanFinding::new(
-            "SCN015",
+            Code::Scn015,
             Severity::High,
             format!(
                 "{key}: chat template reaches Python internals — template-injection payload: {}",
@@ -174,7 +175,7 @@ fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
         )
         .offset(at),
         Err(e) => ScanFinding::new(
-            "SCN031",
+            Code::Scn031,
             Severity::High,
             format!("{key}: chat template does not parse as Jinja ({e}); what it does cannot be checked"),
         )
@@ -244,7 +245,7 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, GgufError> {
         let off = c.u64()?;
         if off % alignment != 0 {
             fs.push(ScanFinding::new(
-                "SCN014",
+                Code::Scn014,
                 Severity::Medium,
                 format!("tensor {i} ({name:?}) offset {off} is not aligned to {alignment}"),
             ));

@@ -13,6 +13,7 @@
 use super::source::Source;
 use super::zip;
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::scanner::Scanner;
 use serde_json::Value;
@@ -298,7 +299,7 @@ fn check_object(
     let Some(class) = m.get("class_name").and_then(Value::as_str) else {
         // Keras 2 Lambda configs carry marshalled bytecode under `function`.
         if m.get("function_type").and_then(Value::as_str) == Some("lambda") {
-            fs.push(ScanFinding::new("SCN016", Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
+            fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
         }
         return;
     };
@@ -312,11 +313,11 @@ fn check_object(
         .and_then(Value::as_str)
         .unwrap_or("?");
     if is_lambda(class) || is_lambda(registered) {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("{class} layer {name:?} at {path} carries Python code that runs on load (safe_mode=False) or call")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("{class} layer {name:?} at {path} carries Python code that runs on load (safe_mode=False) or call")));
     }
     if class == "__lambda__" || registered == "__lambda__" {
         fs.push(ScanFinding::new(
-            "SCN016",
+            Code::Scn016,
             Severity::High,
             format!(
                 "serialised Python lambda at {path}: its bytecode is loaded with safe_mode=False"
@@ -324,10 +325,10 @@ fn check_object(
         ));
     }
     if m.get("function_type").and_then(Value::as_str) == Some("lambda") {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
     }
     if short(class) == "TFSMLayer" || short(registered) == "TFSMLayer" {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("TFSMLayer {name:?} at {path} loads an external TensorFlow SavedModel (graph and its ops) on load")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("TFSMLayer {name:?} at {path} loads an external TensorFlow SavedModel (graph and its ops) on load")));
     }
     if short(class) == "TorchModuleWrapper" || short(registered) == "TorchModuleWrapper" {
         fs.extend(torch_module(sc, config, name, path));
@@ -344,7 +345,7 @@ fn check_object(
             // builtin that reaches code is still named here.
             if crate::scan::policy::deny_reason("builtins", obj).is_some() {
                 fs.push(ScanFinding::new(
-                    "SCN016",
+                    Code::Scn016,
                     Severity::High,
                     format!("{class} {obj:?} at {path} names the Python builtin builtins.{obj}"),
                 ));
@@ -363,7 +364,7 @@ fn check_object(
                 "its code is imported on load (custom objects need that package installed)"
             };
             fs.push(ScanFinding::new(
-                "SCN016",
+                Code::Scn016,
                 sev,
                 format!("{class} {obj:?} at {path} comes from module {module:?}: {why}"),
             ));
@@ -373,7 +374,7 @@ fn check_object(
 
 /// The `torch.save` payload of a `TorchModuleWrapper`, scanned as the torch pickle it is.
 fn torch_module(sc: &Scanner, config: Option<&Value>, name: &str, path: &str) -> Vec<ScanFinding> {
-    let mut fs = vec![ScanFinding::new("SCN016", Severity::Medium, format!("TorchModuleWrapper {name:?} at {path}: its module is unpickled with torch.load(weights_only=False) on load"))];
+    let mut fs = vec![ScanFinding::new(Code::Scn016, Severity::Medium, format!("TorchModuleWrapper {name:?} at {path}: its module is unpickled with torch.load(weights_only=False) on load"))];
     let bytes = match config.and_then(|c| c.get("module")) {
         // Keras 3: base64.b64decode(config["module"].encode("ascii")).
         Some(Value::String(s)) => py_b64decode(s),
@@ -387,10 +388,9 @@ fn torch_module(sc: &Scanner, config: Option<&Value>, name: &str, path: &str) ->
     };
     match bytes {
         Some(b) if !b.is_empty() => {
-            let child = sc.child(&format!("{path}/module"));
-            fs.extend(super::scan_bytes(&child, &b));
+            fs.extend(sc.nested(&format!("{path}/module"), &b));
         }
-        _ => fs.push(ScanFinding::new("SCN002", Severity::High, format!("TorchModuleWrapper {name:?} at {path}: its module payload cannot be decoded, so it cannot be scanned"))),
+        _ => fs.push(ScanFinding::new(Code::Scn002, Severity::High, format!("TorchModuleWrapper {name:?} at {path}: its module payload cannot be decoded, so it cannot be scanned"))),
     }
     fs
 }
@@ -500,7 +500,7 @@ fn check_config_with(sc: &Scanner, text: &[u8], base: &str) -> Vec<ScanFinding> 
             .map(|f| sc.stamp(f))
             .collect(),
         Err(e) => vec![sc.stamp(ScanFinding::new(
-            "SCN016",
+            Code::Scn016,
             Severity::High,
             format!("Keras config {base:?} cannot be read as JSON ({e}); what it loads cannot be checked"),
         ))],
@@ -537,7 +537,7 @@ pub fn scan_hdf5(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
         Ok(a) => a,
         Err(e) => {
             return vec![sc.stamp(ScanFinding::new(
-                "SCN002",
+                Code::Scn002,
                 Severity::High,
                 format!("HDF5 file cannot be read: {e}"),
             ))]
@@ -550,7 +550,7 @@ pub fn scan_hdf5(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
     for (name, e) in &attrs.unreadable {
         if !name.is_empty() {
             out.push(sc.stamp(ScanFinding::new(
-                "SCN001",
+                Code::Scn001,
                 Severity::High,
                 format!(
                     "HDF5 root attribute {name:?} cannot be decoded ({e}); Keras would read it"
@@ -567,7 +567,7 @@ pub fn scan_hdf5(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
             .map(|(_, e)| e.to_string())
             .collect();
         out.push(sc.stamp(ScanFinding::new(
-            "SCN001",
+            Code::Scn001,
             Severity::High,
             format!(
                 "HDF5 root group keeps attributes in dense storage that mlsign cannot read ({}): a model_config there cannot be checked",
@@ -576,7 +576,7 @@ pub fn scan_hdf5(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
         )));
     } else if !found && attrs.unreadable.is_empty() {
         out.push(sc.stamp(ScanFinding::new(
-            "SCN019",
+            Code::Scn019,
             Severity::Info,
             "HDF5 file without a Keras model_config: weights only",
         )));

@@ -19,6 +19,7 @@ use super::finding::ScanFinding;
 use super::pickle;
 use super::scanner::{Embedded, Formats, Scanner};
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use source::{FileSource, Source};
 
 pub use super::policy::IN_MEMORY_MAX;
@@ -225,7 +226,7 @@ const fn unsupported(sniff: fn(&[u8], u64) -> Option<Kind>) -> Format {
         sniff,
         in_memory: |sc, kind, _| {
             vec![sc.stamp(ScanFinding::new(
-                "SCN001",
+                Code::Scn001,
                 Severity::High,
                 format!("{}: mlsign cannot look inside it, so it cannot be called safe (unpack it and scan the contents)", kind.name()),
             ))]
@@ -375,7 +376,7 @@ pub fn scan_file(sc: &Scanner, path: &std::path::Path) -> std::io::Result<Vec<Sc
             Kind::Pickle | Kind::Unknown => {
                 let mut fs = scan_pickle_stream(sc, kind, &s);
                 if !tail_zip.is_empty() {
-                    fs.retain(|f| f.code != "SCN019");
+                    fs.retain(|f| f.code != Code::Scn019.as_str());
                 }
                 fs.extend(tail_zip);
                 return Ok(fs);
@@ -386,7 +387,7 @@ pub fn scan_file(sc: &Scanner, path: &std::path::Path) -> std::io::Result<Vec<Sc
     }
     if src.len() > sc.policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
-            "SCN002",
+            Code::Scn002,
             Severity::High,
             format!(
                 "{} of {} bytes exceeds the in-memory limit of {} bytes",
@@ -414,7 +415,9 @@ fn scan_head(sc: &Scanner, kind: Kind, data: &[u8]) -> Vec<ScanFinding> {
         Kind::Pickle => torch::scan_pickle_file(sc, data),
         _ => scan_unknown(sc, data),
     };
-    fs.into_iter().filter(|f| f.code != "SCN019").collect()
+    fs.into_iter()
+        .filter(|f| f.code != Code::Scn019.as_str())
+        .collect()
 }
 
 /// Scan content already in memory (a file, a member, a decompressed payload).
@@ -441,7 +444,7 @@ fn polyglot_pickle(sc: &Scanner, kind: Kind, data: &dyn pickle::PickleSource) ->
     let mut fs: Vec<ScanFinding> = pickle::scan_source(&child, data, 0, None)
         .findings
         .into_iter()
-        .filter(|f| f.code != "PKL012")
+        .filter(|f| f.code != Code::Pkl012.as_str())
         .collect();
     if let Some(f) = fs.iter_mut().find(|f| f.severity >= Severity::Medium) {
         f.message = format!(
@@ -529,7 +532,7 @@ pub fn acts_as_pickle_src(sc: &Scanner, src: &dyn pickle::PickleSource, partial:
 
 fn not_a_model(sc: &Scanner) -> Vec<ScanFinding> {
     vec![sc.stamp(ScanFinding::new(
-        "SCN019",
+        Code::Scn019,
         Severity::Info,
         "not a recognised model, archive or pickle format: nothing executable found",
     ))]
@@ -549,7 +552,7 @@ fn scan_compressed(
 ) -> Vec<ScanFinding> {
     if sc.depth() >= sc.policy.max_depth {
         return vec![sc.stamp(ScanFinding::new(
-            "SCN017",
+            Code::Scn017,
             Severity::High,
             format!(
                 "{} nested deeper than the limit ({})",
@@ -624,7 +627,7 @@ fn scan_compressed(
             match got {
                 Ok(source::Collected::Whole(inner)) => {
                     let _held = sc.hold(inner.len());
-                    let mut fs = scan_bytes(&child, &inner);
+                    let mut fs = child.scan(&inner);
                     fs.extend(polyglot());
                     fs
                 }
@@ -645,7 +648,7 @@ fn scan_compressed(
             torch::scan_pickle_source(sc, data)
         }
         Err(e) => vec![sc.stamp(ScanFinding::new(
-            "SCN018",
+            Code::Scn018,
             Severity::High,
             format!("{} data cannot be decompressed: {e}", c.name()),
         ))],
@@ -665,7 +668,7 @@ pub fn scan_zip(sc: &Scanner, src: &dyn Source, prepended_by_sniff: bool) -> Vec
         Ok(a) => a,
         Err(e) => {
             return vec![sc.stamp(ScanFinding::new(
-                "SCN002",
+                Code::Scn002,
                 Severity::High,
                 format!("ZIP archive cannot be read: {e}"),
             ))];
@@ -674,7 +677,7 @@ pub fn scan_zip(sc: &Scanner, src: &dyn Source, prepended_by_sniff: bool) -> Vec
     let mut fs = vec![];
     if prepended_by_sniff && archives.iter().all(|a| a.prepended == 0) {
         fs.push(sc.stamp(ScanFinding::new(
-            "SCN006",
+            Code::Scn006,
             Severity::Medium,
             "data precedes the ZIP archive",
         )));
@@ -716,12 +719,12 @@ fn scan_archive(sc: &Scanner, src: &dyn Source, archive: &zip::Archive) -> Vec<S
 
 pub fn zip_anomaly(kind: zip::Anomaly, msg: &str) -> ScanFinding {
     let code = match kind {
-        zip::Anomaly::BadCrc => "SCN003",
-        zip::Anomaly::Flags => "SCN004",
-        zip::Anomaly::NameMismatch => "SCN005",
-        zip::Anomaly::Prepended => "SCN006",
-        zip::Anomaly::Duplicate => "SCN007",
-        zip::Anomaly::Ambiguous => "SCN030",
+        zip::Anomaly::BadCrc => Code::Scn003,
+        zip::Anomaly::Flags => Code::Scn004,
+        zip::Anomaly::NameMismatch => Code::Scn005,
+        zip::Anomaly::Prepended => Code::Scn006,
+        zip::Anomaly::Duplicate => Code::Scn007,
+        zip::Anomaly::Ambiguous => Code::Scn030,
     };
     let severity = if kind == zip::Anomaly::Ambiguous {
         Severity::High
@@ -733,7 +736,7 @@ pub fn zip_anomaly(kind: zip::Anomaly, msg: &str) -> ScanFinding {
 
 fn too_big_in_memory(n: u64, hold: u64) -> ScanFinding {
     ScanFinding::new(
-        "SCN002",
+        Code::Scn002,
         Severity::High,
         format!("more than {n} bytes must be scanned whole but exceed the in-memory limit of {hold} bytes (policy max_in_memory_bytes)"),
     )
@@ -750,7 +753,7 @@ fn scan_in_place(sc: &Scanner, kind: Kind, src: &dyn Source) -> Option<Vec<ScanF
     match polyglot_in_place(sc, kind, src) {
         Ok(more) => fs.extend(more),
         Err(e) => fs.push(sc.stamp(ScanFinding::new(
-            "SCN002",
+            Code::Scn002,
             Severity::High,
             format!("member cannot be read again for its pickle reading: {e}"),
         ))),
@@ -765,7 +768,7 @@ pub fn scan_member(sc: &Scanner, src: &dyn Source, e: &zip::Entry) -> Vec<ScanFi
     let child = sc.child(&e.name);
     if child.depth() > sc.policy.max_depth {
         return vec![child.stamp(ScanFinding::new(
-            "SCN017",
+            Code::Scn017,
             Severity::High,
             format!(
                 "archive nested deeper than the limit ({})",
@@ -793,7 +796,7 @@ pub fn scan_member(sc: &Scanner, src: &dyn Source, e: &zip::Entry) -> Vec<ScanFi
     let kind = sniff(&head[..head.len().min(4096)], e.usize);
     if e.flags & 1 != 0 && kind == Kind::Unknown {
         fs.push(child.stamp(ScanFinding::new(
-            "SCN001",
+            Code::Scn001,
             Severity::High,
             "member is encrypted: its content cannot be inspected",
         )));
@@ -889,7 +892,7 @@ pub fn scan_member(sc: &Scanner, src: &dyn Source, e: &zip::Entry) -> Vec<ScanFi
         },
     };
     let _held = sc.hold(data.len());
-    fs.extend(scan_bytes(&child, &data));
+    fs.extend(child.scan(&data));
     fs
 }
 
@@ -898,7 +901,7 @@ fn member_error(child: &Scanner, e: &zip::Entry, err: zip::ZipError) -> ScanFind
     let enc = e.flags & 1 != 0;
     match err {
         zip::ZipError::Method { method, .. } => child.stamp(ScanFinding::new(
-            "SCN021",
+            Code::Scn021,
             Severity::High,
             format!(
                 "compression method {method} is not supported{}: the member cannot be inspected",
@@ -906,7 +909,7 @@ fn member_error(child: &Scanner, e: &zip::Entry, err: zip::ZipError) -> ScanFind
             ),
         )),
         err => child.stamp(ScanFinding::new(
-            if enc { "SCN001" } else { "SCN002" },
+            if enc { Code::Scn001 } else { Code::Scn002 },
             Severity::High,
             format!(
                 "member cannot be read{}: {err}",

@@ -1,6 +1,7 @@
 //! NumPy `.npy` (v1–v3): an object dtype anywhere in `descr` means a pickle follows the header.
 
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::pickle;
 use crate::scan::scanner::Scanner;
@@ -126,7 +127,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         Ok(h) => h,
         Err(e) => {
             return vec![sc.stamp(ScanFinding::new(
-                "SCN012",
+                Code::Scn012,
                 Severity::High,
                 format!("invalid .npy header: {e}"),
             ))]
@@ -136,7 +137,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         // np.load(allow_pickle=True) calls pickle.load on the rest of the file.
         let mut fs = vec![sc.stamp(
             ScanFinding::new(
-                "SCN012",
+                Code::Scn012,
                 Severity::Info,
                 format!("object dtype {}: the array data is a pickle", h.descr),
             )
@@ -156,7 +157,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         let have = (d.len() - h.data_offset) as u64;
         if have < need {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN012",
+                Code::Scn012,
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
             )));
@@ -170,7 +171,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
             fs.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "SCN012",
+                        Code::Scn012,
                         if acts {
                             Severity::High
                         } else {
@@ -209,7 +210,7 @@ pub fn scan_streamed(sc: &Scanner, head: &[u8], total: u64) -> Option<Vec<ScanFi
         }
         if have < need {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN012",
+                Code::Scn012,
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
             )));

@@ -3,6 +3,7 @@
 
 use super::source::Source;
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::scanner::Scanner;
 
@@ -22,7 +23,7 @@ fn dtype_size(d: &str) -> Option<(u64, u64)> {
 }
 
 pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
-    let bad = |m: String| vec![sc.stamp(ScanFinding::new("SCN013", Severity::High, m))];
+    let bad = |m: String| vec![sc.stamp(ScanFinding::new(Code::Scn013, Severity::High, m))];
     let len = src.len();
     let Ok(n) = src.read_vec(0, 8, 8) else {
         return bad("file shorter than the 8-byte header length".into());
@@ -55,7 +56,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
                 .is_some_and(|m| m.values().all(|x| x.is_string()))
             {
                 fs.push(sc.stamp(ScanFinding::new(
-                    "SCN013",
+                    Code::Scn013,
                     Severity::High,
                     "__metadata__ must map strings to strings",
                 )));
@@ -73,7 +74,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
             .and_then(|a| a.iter().map(|x| x.as_u64()).collect());
         let (Some(dtype), Some(shape), Some(offs)) = (dtype, shape, offs) else {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN013",
+                Code::Scn013,
                 Severity::High,
                 format!("tensor {name:?} lacks a valid dtype, shape or data_offsets"),
             )));
@@ -81,7 +82,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
         };
         if offs.len() != 2 || offs[0] > offs[1] {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN013",
+                Code::Scn013,
                 Severity::High,
                 format!("tensor {name:?} has invalid data_offsets {offs:?}"),
             )));
@@ -89,7 +90,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
         }
         match dtype_size(dtype) {
             None => fs.push(sc.stamp(ScanFinding::new(
-                "SCN013",
+                Code::Scn013,
                 Severity::Medium,
                 format!("tensor {name:?} has unknown dtype {dtype}"),
             ))),
@@ -100,7 +101,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
                     .and_then(|c| c.checked_mul(bits));
                 let want = nbits.map(|b| b.div_ceil(8));
                 if want != Some(offs[1] - offs[0]) {
-                    fs.push(sc.stamp(ScanFinding::new("SCN013", Severity::High, format!("tensor {name:?}: {dtype} {shape:?} needs {} bytes but data_offsets span {}", want.map(|w| w.to_string()).unwrap_or("overflowing".into()), offs[1] - offs[0]))));
+                    fs.push(sc.stamp(ScanFinding::new(Code::Scn013, Severity::High, format!("tensor {name:?}: {dtype} {shape:?} needs {} bytes but data_offsets span {}", want.map(|w| w.to_string()).unwrap_or("overflowing".into()), offs[1] - offs[0]))));
                 }
             }
         }
@@ -111,7 +112,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
     for (b, e, name) in &spans {
         if *b != expect {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN013",
+                Code::Scn013,
                 Severity::High,
                 format!(
                     "tensor {name:?} starts at {b}, expected {expect} ({})",
@@ -124,7 +125,7 @@ pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
     let body = len - 8 - n;
     if expect != body {
         fs.push(sc.stamp(ScanFinding::new(
-            "SCN013",
+            Code::Scn013,
             Severity::High,
             format!(
                 "tensor data covers {expect} bytes but the file holds {body} after the header ({})",

@@ -2,6 +2,7 @@
 //! `storages`, `tensors`), whose members are stacked pickles mixed with raw data.
 
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::pickle::{self, PidItem, TopValue};
 use crate::scan::scanner::Scanner;
@@ -80,7 +81,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         Ok(m) => m,
         Err(e) => {
             return vec![sc.stamp(ScanFinding::new(
-                "SCN002",
+                Code::Scn002,
                 Severity::High,
                 format!("tar archive cannot be read: {e}"),
             ))]
@@ -94,7 +95,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         let child = sc.child(&m.name);
         if child.depth() > sc.policy.max_depth {
             fs.push(child.stamp(ScanFinding::new(
-                "SCN017",
+                Code::Scn017,
                 Severity::High,
                 "archive nested deeper than the limit",
             )));
@@ -105,7 +106,7 @@ pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
         } else if legacy && (m.name == "sys_info" || m.name == "pickle") {
             fs.extend(pickle::scan_streams(&child, m.data, 0, None).findings);
         } else {
-            fs.extend(super::scan_bytes(&child, m.data));
+            fs.extend(sc.nested(&m.name, m.data));
         }
     }
     fs
@@ -127,7 +128,7 @@ fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> 
         }
         _ => {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN010",
+                Code::Scn010,
                 Severity::High,
                 format!("legacy torch tar: {which} does not start with a record count"),
             )));
@@ -146,7 +147,7 @@ fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> 
             fs.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "PKL009",
+                        Code::Pkl009,
                         Severity::High,
                         format!("record {i} of {which} is not a complete pickle"),
                     )
@@ -182,7 +183,7 @@ fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> 
         {
             Some(e) => pos = e,
             None => {
-                fs.push(sc.stamp(ScanFinding::new("SCN010", Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
+                fs.push(sc.stamp(ScanFinding::new(Code::Scn010, Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
                 return fs;
             }
         }
@@ -192,7 +193,7 @@ fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> 
         fs.push(
             sc.stamp(
                 ScanFinding::new(
-                    "SCN010",
+                    Code::Scn010,
                     Severity::Medium,
                     format!("{} byte(s) after the last record of {which}", d.len() - pos),
                 )

@@ -5,6 +5,7 @@
 use super::source::Source;
 use super::zip;
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use crate::scan::finding::ScanFinding;
 use crate::scan::pickle::{self, PickleScan, PidItem, TopValue};
 use crate::scan::scanner::Scanner;
@@ -66,7 +67,7 @@ fn storage_refs(sc: &Scanner, scan: &PickleScan, fs: &mut Vec<ScanFinding>) -> V
             Some(r) => refs.push(r),
             None => fs.push(sc.stamp(
                 ScanFinding::new(
-                    "PKL015",
+                    Code::Pkl015,
                     Severity::High,
                     format!("persistent id is not a torch storage reference ('storage', <torch *Storage class>, key, location, numel): {:?}", pid.items),
                 )
@@ -102,7 +103,7 @@ pub fn scan_pickle_source(sc: &Scanner, src: &dyn pickle::PickleSource) -> Vec<S
         // Streamed: its pickles did not fit the head read up front (scan_large_legacy).
         let mut fs = pickle::scan_source(sc, src, 0, Some(5)).findings;
         fs.push(sc.stamp(ScanFinding::new(
-            "SCN010",
+            Code::Scn010,
             Severity::High,
             format!(
                 "legacy torch file whose pickles are larger than {LEGACY_HEAD} bytes: its storages were not checked"
@@ -115,7 +116,7 @@ pub fn scan_pickle_source(sc: &Scanner, src: &dyn pickle::PickleSource) -> Vec<S
     if let Some(pid) = scan.traces.iter().flat_map(|t| t.pids.iter()).next() {
         fs.push(sc.stamp(
             ScanFinding::new(
-                "PKL015",
+                Code::Pkl015,
                 Severity::Low,
                 "persistent id outside a known container: plain pickle.load refuses it; a custom loader decides what it means",
             )
@@ -162,9 +163,9 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
         return None; // the pickles run past the head: read the file whole instead
     }
     if !complete {
-        if !fs.iter().any(|f| f.code == "PKL009") {
+        if !fs.iter().any(|f| f.code == Code::Pkl009.as_str()) {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN010",
+                Code::Scn010,
                 Severity::High,
                 format!(
                     "legacy torch file has {} complete pickle(s), 5 expected",
@@ -180,7 +181,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
         Some(TopValue::Strings(k)) => k.clone(),
         _ => {
             fs.push(sc.stamp(ScanFinding::new(
-                "SCN010",
+                Code::Scn010,
                 Severity::High,
                 "legacy torch storage-key list is not a list of strings",
             )));
@@ -194,7 +195,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
             fs.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "SCN008",
+                        Code::Scn008,
                         Severity::High,
                         format!("storage key {key:?} is listed but no tensor references it"),
                     )
@@ -208,7 +209,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
             fs.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "SCN008",
+                        Code::Scn008,
                         Severity::High,
                         format!("storage {key:?} is missing: file ends at {len}"),
                     )
@@ -225,7 +226,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
             fs.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "SCN009",
+                        Code::Scn009,
                         Severity::High,
                         format!(
                             "storage {key:?} holds {numel} elements, the pickle declares {}",
@@ -240,7 +241,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
         match body.and_then(|b| pos.checked_add(b)).filter(|e| *e <= len) {
             Some(e) => pos = e,
             None => {
-                fs.push(sc.stamp(ScanFinding::new("SCN009", Severity::High, format!("storage {key:?} declares {numel} elements of {el} byte(s), past the end of the file")).offset(pos)));
+                fs.push(sc.stamp(ScanFinding::new(Code::Scn009, Severity::High, format!("storage {key:?} declares {numel} elements of {el} byte(s), past the end of the file")).offset(pos)));
                 return Some(fs);
             }
         }
@@ -259,7 +260,7 @@ fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFi
         fs.push(
             sc.stamp(
                 ScanFinding::new(
-                    "SCN010",
+                    Code::Scn010,
                     if calls {
                         Severity::High
                     } else {
@@ -340,14 +341,14 @@ pub fn scan_torch_zip(sc: &Scanner, src: &dyn Source, archive: &zip::Archive) ->
                     let member = format!("{prefix}data/{}", r.key);
                     match sizes.get(member.as_str()) {
                         None => fs.push(child.stamp(
-                            ScanFinding::new("SCN008", Severity::High, format!("storage {:?} is referenced but member {member} does not exist", r.key)).offset(r.offset),
+                            ScanFinding::new(Code::Scn008, Severity::High, format!("storage {:?} is referenced but member {member} does not exist", r.key)).offset(r.offset),
                         )),
                         Some(&size) => {
                             if let (Some(n), Some(el)) = (r.numel, element_size(&r.class)) {
                                 if n.checked_mul(el) != Some(size) {
                                     fs.push(child.stamp(
                                         ScanFinding::new(
-                                            "SCN009",
+                                            Code::Scn009,
                                             Severity::High,
                                             format!("storage {:?} ({}) declares {n} elements = {} bytes but {member} holds {size}", r.key, r.class, n.saturating_mul(el)),
                                         )
@@ -363,7 +364,7 @@ pub fn scan_torch_zip(sc: &Scanner, src: &dyn Source, archive: &zip::Archive) ->
     }
     if code_members > 0 {
         fs.push(sc.stamp(ScanFinding::new(
-            "SCN011",
+            Code::Scn011,
             Severity::Medium,
             format!("TorchScript archive: {code_members} code member(s) run by the TorchScript interpreter on torch.jit.load"),
         )));

@@ -16,6 +16,7 @@ use super::presets::ArgKind;
 use super::scanner::{Retained, Scanner};
 pub use super::scanner::{VM_MIN, VM_TOTAL};
 use crate::report::Severity;
+use crate::scan::diags::Code;
 pub use input::{with_window, PickleSource};
 use std::collections::BTreeMap;
 pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
@@ -107,7 +108,7 @@ pub fn scan_source(
             out.findings.push(
                 sc.stamp(
                     ScanFinding::new(
-                        "PKL021",
+                        Code::Pkl021,
                         Severity::High,
                         format!("resource limit: more than {MAX_STREAMS} stacked pickle streams; a loader reading on would run the rest"),
                     )
@@ -129,7 +130,7 @@ pub fn scan_source(
             } else if idx == 0 || did_something(&t) {
                 fs.push(
                     ScanFinding::new(
-                        "PKL009",
+                        Code::Pkl009,
                         Severity::High,
                         format!(
                             "pickle stream breaks at offset {offset}: {message}; a loader has already acted on everything before the break: it {}",
@@ -144,7 +145,7 @@ pub fn scan_source(
                 let (left, blank) = src.input(pos).rest_all(pos, |b| b.is_ascii_whitespace());
                 fs.push(
                     ScanFinding::new(
-                        "PKL012",
+                        Code::Pkl012,
                         if blank {
                             Severity::Low
                         } else {
@@ -199,7 +200,7 @@ pub fn scan_source(
         out.findings.push(
             sc.stamp(
                 ScanFinding::new(
-                    "SCN002",
+                    Code::Scn002,
                     Severity::High,
                     format!(
                         "the pickle data cannot be read past offset {}: {e}",
@@ -219,7 +220,7 @@ fn nested_findings(sc: &Scanner, t: &Trace, fs: &mut Vec<ScanFinding>) {
         if sc.depth() >= sc.policy.max_depth {
             fs.push(
                 ScanFinding::new(
-                    "SCN017",
+                    Code::Scn017,
                     Severity::High,
                     format!(
                         "nested payload at offset {off} is deeper than the nesting limit ({})",
@@ -235,7 +236,7 @@ fn nested_findings(sc: &Scanner, t: &Trace, fs: &mut Vec<ScanFinding>) {
             if serious {
                 fs.push(
                     ScanFinding::new(
-                        "PKL013",
+                        Code::Pkl013,
                         Severity::High,
                         format!("bytes at offset {off} hold a nested {kind} with findings of its own (a loader that unpickles them runs them)"),
                     )
@@ -275,7 +276,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
                 computed += 1;
                 fs.push(
                     ScanFinding::new(
-                        "PKL008",
+                        Code::Pkl008,
                         Severity::High,
                         format!("{} at offset {} calls {what}, not a named global: the callable is computed at load time", c.opcode, c.offset),
                     )
@@ -302,7 +303,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             }
             fs.push(
                 ScanFinding::new(
-                    "PKL019",
+                    Code::Pkl019,
                     Severity::Low,
                     format!("the result of calling {} is thrown away right after the call (payload-then-POP)", gl.qualified()),
                 )
@@ -313,7 +314,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     if computed > MAX_CALL_FINDINGS {
         fs.push(ScanFinding::new(
-            "PKL008",
+            Code::Pkl008,
             Severity::High,
             format!(
                 "{} more calls on values that are not named globals (only the first {MAX_CALL_FINDINGS} are listed)",
@@ -323,7 +324,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     if discarded > MAX_CALL_FINDINGS {
         fs.push(ScanFinding::new(
-            "PKL019",
+            Code::Pkl019,
             Severity::Low,
             format!(
                 "{} more call results thrown away right after the call (only the first {MAX_CALL_FINDINGS} are listed)",
@@ -386,27 +387,27 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
         let f = match policy.judge_as(&module, &name, known_class) {
             Decision::Allowed => continue,
             Decision::AllowedSuspicious => ScanFinding::new(
-                "PKL018",
+                Code::Pkl018,
                 Severity::Info,
                 format!("{qual}{mapped} is a custom class the policy allows{called}"),
             ),
             Decision::Suspicious => ScanFinding::new(
-                "PKL003",
+                Code::Pkl003,
                 Severity::Medium,
                 format!("{qual}{mapped} is a custom class outside the allowlist (allow it with a policy if expected){called}"),
             ),
             Decision::Unsafe { severity: Severity::Critical, why } => ScanFinding::new(
-                "PKL001",
+                Code::Pkl001,
                 Severity::Critical,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
             Decision::Unsafe { severity, why } if name.contains('.') => ScanFinding::new(
-                "PKL004",
+                Code::Pkl004,
                 severity,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
             Decision::Unsafe { severity, why } => ScanFinding::new(
-                "PKL002",
+                Code::Pkl002,
                 severity,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
@@ -415,17 +416,17 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     for a in &t.anomalies {
         let (code, sev) = match a.kind {
-            vm::AnomalyKind::NonLiteralStackGlobal => ("PKL005", Severity::High),
-            vm::AnomalyKind::MemoMiss => ("PKL006", Severity::High),
-            vm::AnomalyKind::Ext => ("PKL007", Severity::High),
-            vm::AnomalyKind::BuildOnGlobal => ("PKL011", Severity::High),
-            vm::AnomalyKind::MisplacedProto => ("PKL016", Severity::Low),
-            vm::AnomalyKind::OutOfBand => ("PKL017", Severity::Medium),
-            vm::AnomalyKind::Limit => ("PKL014", Severity::High),
-            vm::AnomalyKind::Dropped => ("PKL014", Severity::Info),
-            vm::AnomalyKind::Resource => ("PKL021", Severity::High),
-            vm::AnomalyKind::JoblibCompanion => ("PKL020", Severity::Low),
-            vm::AnomalyKind::JoblibCompanionPath => ("PKL020", Severity::High),
+            vm::AnomalyKind::NonLiteralStackGlobal => (Code::Pkl005, Severity::High),
+            vm::AnomalyKind::MemoMiss => (Code::Pkl006, Severity::High),
+            vm::AnomalyKind::Ext => (Code::Pkl007, Severity::High),
+            vm::AnomalyKind::BuildOnGlobal => (Code::Pkl011, Severity::High),
+            vm::AnomalyKind::MisplacedProto => (Code::Pkl016, Severity::Low),
+            vm::AnomalyKind::OutOfBand => (Code::Pkl017, Severity::Medium),
+            vm::AnomalyKind::Limit => (Code::Pkl014, Severity::High),
+            vm::AnomalyKind::Dropped => (Code::Pkl014, Severity::Info),
+            vm::AnomalyKind::Resource => (Code::Pkl021, Severity::High),
+            vm::AnomalyKind::JoblibCompanion => (Code::Pkl020, Severity::Low),
+            vm::AnomalyKind::JoblibCompanionPath => (Code::Pkl020, Severity::High),
         };
         fs.push(ScanFinding::new(code, sev, a.detail.clone()).offset(a.offset));
     }
@@ -459,7 +460,7 @@ fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<Scan
                 why: reason,
             } => out.push(
                 ScanFinding::new(
-                    "PKL001",
+                    Code::Pkl001,
                     Severity::Critical,
                     format!(
                         "{why}: there it resolves {} at offset {} ({reason})",
@@ -479,7 +480,7 @@ fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<Scan
         others.truncate(5);
         out.push(
             ScanFinding::new(
-                "PKL002",
+                Code::Pkl002,
                 Severity::Low,
                 format!(
                     "{why}: there it would import and call {n} global(s) outside the allowlist ({}); none is denylisted, and such names usually come from array data read as opcodes",
@@ -522,7 +523,7 @@ fn invocation_findings(t: &Trace, policy: &Policy, fs: &mut Vec<ScanFinding>) {
         let invoker = t.globals[inv.invoker].qualified();
         fs.push(
             ScanFinding::new(
-                "PKL008",
+                Code::Pkl008,
                 Severity::High,
                 format!(
                     "{what} reaches argument {} of {invoker} at offset {}, which {role}: only an allowlisted callable may go there",
