@@ -1,4 +1,8 @@
 //! Containers, identified by content (never by file extension), each in its own file.
+//!
+//! Every format is one entry of [`FORMATS`]: how it is sniffed and how it is scanned in memory,
+//! in place and when found inside a pickle. [`Registry`] hands the table to the
+//! [`Scanner`], through which nested content comes back in (see [`crate::scan::scanner`]).
 
 pub mod compress;
 pub mod gguf;
@@ -22,6 +26,7 @@ use crate::report::Severity;
 use crate::scan::diags::Code;
 use source::{FileSource, Source};
 
+/// Where it was defined before the policy took it (the policy's default).
 pub use super::policy::IN_MEMORY_MAX;
 
 /// Files, members and decompressed payloads larger than this that are pickles (or compressed
@@ -570,7 +575,7 @@ fn scan_compressed(
     let collect = |decide: &dyn Fn(&[u8]) -> bool, oversize: bool| {
         let streamable = |h: &[u8]| streamable(sc, h);
         let oversize = oversize.then_some((STREAM_FILE, &streamable as &dyn Fn(&[u8]) -> bool));
-        let r = data.open(0).map_err(|e| e.to_string())?;
+        let r = data.open(0)?;
         compress::decompress_collect(c, r, STREAM_HEAD, cap, hold, decide, oversize)
     };
     let must_hold = |h: &[u8]| must_hold(sc, h);
@@ -594,18 +599,17 @@ fn scan_compressed(
             vec![]
         }
     };
-    let oversize = |head: &[u8], tail_eocd: bool| -> Result<Vec<ScanFinding>, String> {
-        let kind = sniff(&head[..head.len().min(4096)], u64::MAX);
-        if tail_eocd || !matches!(kind, Kind::Pickle | Kind::Unknown) {
-            return Err(format!(
-                "must be scanned whole but exceeds the in-memory limit of {hold} bytes"
-            ));
-        }
-        // A pickle too large to hold: decompressed again, straight into the replay.
-        let mut fs = scan_pickle_stream(&child, kind, &pickle::input::Reopen(&open));
-        fs.extend(polyglot());
-        Ok(fs)
-    };
+    let oversize =
+        |head: &[u8], tail_eocd: bool| -> Result<Vec<ScanFinding>, compress::DecompressError> {
+            let kind = sniff(&head[..head.len().min(4096)], u64::MAX);
+            if tail_eocd || !matches!(kind, Kind::Pickle | Kind::Unknown) {
+                return Err(compress::DecompressError::MustHoldTooLarge { hold });
+            }
+            // A pickle too large to hold: decompressed again, straight into the replay.
+            let mut fs = scan_pickle_stream(&child, kind, &pickle::input::Reopen(&open));
+            fs.extend(polyglot());
+            Ok(fs)
+        };
     let collected = match collected {
         Ok((
             Ok(source::Collected::Oversize {

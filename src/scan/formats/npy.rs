@@ -13,34 +13,59 @@ pub struct Header {
     pub count: Option<u64>,
 }
 
+/// Why an `.npy` header cannot be read (as `numpy.lib.format` would refuse it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NpyError {
+    #[error("missing \\x93NUMPY magic")]
+    Magic,
+    #[error("unsupported .npy format version {major}.{minor}")]
+    Version { major: u8, minor: u8 },
+    #[error("header length runs past the end of the data")]
+    HeaderPastEnd,
+    #[error("header is not UTF-8")]
+    NotUtf8,
+    #[error("header is not Latin-1/ASCII")]
+    NotAscii,
+    #[error("header is not a dict literal")]
+    NotADict,
+    #[error("header has no 'descr'")]
+    NoDescr,
+    #[error("malformed 'descr'")]
+    MalformedDescr,
+    #[error("empty 'descr'")]
+    EmptyDescr,
+    #[error("unterminated 'descr'")]
+    UnterminatedDescr,
+}
+
 /// Parse the magic, version and header dict (`{'descr': ..., 'fortran_order': ..., 'shape': (...)}`).
-pub fn parse_header(d: &[u8]) -> Result<Header, String> {
+pub fn parse_header(d: &[u8]) -> Result<Header, NpyError> {
     if d.len() < 10 || !d.starts_with(b"\x93NUMPY") {
-        return Err("missing \\x93NUMPY magic".into());
+        return Err(NpyError::Magic);
     }
     let (hlen, start): (usize, usize) = match d[6] {
         1 => (u16::from_le_bytes([d[8], d[9]]) as usize, 10),
         2 | 3 if d.len() >= 12 => (u32::from_le_bytes([d[8], d[9], d[10], d[11]]) as usize, 12),
-        v => return Err(format!("unsupported .npy format version {v}.{}", d[7])),
+        major => return Err(NpyError::Version { major, minor: d[7] }),
     };
     let end = start
         .checked_add(hlen)
         .filter(|e| *e <= d.len())
-        .ok_or("header length runs past the end of the data")?;
+        .ok_or(NpyError::HeaderPastEnd)?;
     let text = if d[6] == 3 {
-        std::str::from_utf8(&d[start..end]).map_err(|_| "header is not UTF-8")?
+        std::str::from_utf8(&d[start..end]).map_err(|_| NpyError::NotUtf8)?
     } else {
-        std::str::from_utf8(&d[start..end]).map_err(|_| "header is not Latin-1/ASCII")?
+        std::str::from_utf8(&d[start..end]).map_err(|_| NpyError::NotAscii)?
     };
     let t = text.trim();
     if !t.starts_with('{') || !t.ends_with('}') {
-        return Err("header is not a dict literal".into());
+        return Err(NpyError::NotADict);
     }
-    let di = t.find("'descr'").ok_or("header has no 'descr'")?;
+    let di = t.find("'descr'").ok_or(NpyError::NoDescr)?;
     let after = t[di + 7..]
         .trim_start()
         .strip_prefix(':')
-        .ok_or("malformed 'descr'")?
+        .ok_or(NpyError::MalformedDescr)?
         .trim_start();
     // The value is a quoted string or a bracketed list of field tuples.
     let descr = if after.starts_with('[') {
@@ -61,9 +86,9 @@ pub fn parse_header(d: &[u8]) -> Result<Header, String> {
         }
         after[..endi].to_string()
     } else {
-        let q = after.chars().next().ok_or("empty 'descr'")?;
+        let q = after.chars().next().ok_or(NpyError::EmptyDescr)?;
         let rest = &after[1..];
-        let e = rest.find(q).ok_or("unterminated 'descr'")?;
+        let e = rest.find(q).ok_or(NpyError::UnterminatedDescr)?;
         format!("'{}'", &rest[..e])
     };
     // Object type codes: the type string of the plain descr, or the second quoted item of each

@@ -13,9 +13,26 @@ pub struct Member<'a> {
     pub data: &'a [u8],
 }
 
+/// Why a tar archive's member list cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MembersError {
+    #[error("{source} at offset {offset}")]
+    Header {
+        offset: usize,
+        source: tar::TarError,
+    },
+    #[error("member at offset {offset} runs past the end")]
+    PastEnd { offset: usize },
+    #[error("pax header at offset {offset}: {source}")]
+    Pax {
+        offset: usize,
+        source: tar::TarError,
+    },
+}
+
 /// List regular-file members as Python's tarfile does: GNU long names, pax `path`/`size`
 /// overrides (local and global), ustar prefixes. Offsets are checked.
-pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
+pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, MembersError> {
     let mut out = vec![];
     let mut pos = 0usize;
     let mut long_name: Option<String> = None;
@@ -29,7 +46,10 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
         if tar::is_end(h) {
             break;
         }
-        let hd = tar::header(h).map_err(|e| format!("{e} at offset {pos}"))?;
+        let hd = tar::header(h).map_err(|source| MembersError::Header {
+            offset: pos,
+            source,
+        })?;
         let ty = hd.typeflag;
         let meta = matches!(ty, b'x' | b'g' | b'L' | b'K');
         // A pax `size` replaces the header's for the member it precedes.
@@ -43,13 +63,21 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
             .ok()
             .and_then(|s| start.checked_add(s))
             .filter(|e| *e <= d.len())
-            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+            .ok_or(MembersError::PastEnd { offset: pos })?;
         match ty {
             b'L' => long_name = Some(tar::nts(&d[start..end])),
-            b'x' => tar::parse_pax(&d[start..end], &mut pax_local)
-                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
-            b'g' => tar::parse_pax(&d[start..end], &mut pax_global)
-                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
+            b'x' => tar::parse_pax(&d[start..end], &mut pax_local).map_err(|source| {
+                MembersError::Pax {
+                    offset: pos,
+                    source,
+                }
+            })?,
+            b'g' => tar::parse_pax(&d[start..end], &mut pax_global).map_err(|source| {
+                MembersError::Pax {
+                    offset: pos,
+                    source,
+                }
+            })?,
             b'K' => {}
             _ => {
                 let name = pax_local
@@ -71,7 +99,7 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
         pos = tar::padded(size)
             .and_then(|s| usize::try_from(s).ok())
             .and_then(|s| start.checked_add(s))
-            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+            .ok_or(MembersError::PastEnd { offset: pos })?;
     }
     Ok(out)
 }
