@@ -328,6 +328,10 @@ pub struct SignOutcome {
     pub source: SourceReport,
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Why `--since` found no usable stat cache (every file was re-hashed); a warning for the
+    /// caller to show next to [`SignOutcome::warnings`].
+    #[serde(skip)]
+    pub stat_cache_miss: Option<crate::digest::cache::CacheError>,
 }
 
 /// Resolve a path that may not exist yet: canonical parent + file name.
@@ -503,6 +507,7 @@ pub fn sign_model_with(
     config.ignore_paths.sort();
     config.ignore_paths.dedup();
     let mut warnings = Vec::new();
+    let mut stat_cache_miss = None;
     let mut report = SourceReport::default();
     let walk_started = cache::now_ns();
     // Compact (names in one arena): a million files list in tens of MB.
@@ -546,8 +551,8 @@ pub fn sign_model_with(
                 None => None,
                 Some(_) => match cache::StatCache::load(&root, &config) {
                     Ok(c) => Some(c),
-                    Err(cache::Miss(why)) => {
-                        warnings.push(format!("{why}; every file is re-hashed"));
+                    Err(why) => {
+                        stat_cache_miss = Some(why);
                         None
                     }
                 },
@@ -620,6 +625,7 @@ pub fn sign_model_with(
         ignore_paths: config.ignore_paths,
         source: report,
         warnings,
+        stat_cache_miss,
     })
 }
 

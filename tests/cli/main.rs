@@ -14,6 +14,8 @@ mod behave_lm;
 mod behave_lm_null;
 #[cfg(feature = "onnx")]
 mod behave_onnx;
+#[cfg(feature = "behave")]
+mod behave_tokens;
 mod bom;
 mod dist;
 mod gate;

@@ -771,6 +771,7 @@ pub fn sign_model_keyless(
         ignore_paths: config.ignore_paths,
         source: Default::default(),
         warnings: Vec::new(),
+        stat_cache_miss: None,
     })
 }
 
