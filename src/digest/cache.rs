@@ -129,17 +129,160 @@ struct Head {
     shard_size: Option<u64>,
 }
 
-#[derive(serde::Deserialize)]
-struct Body {
-    #[serde(flatten)]
-    head: Head,
-    /// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
-    entries: Vec<(String, u64, u64, u64, i64, i64, String)>,
+/// A loaded cache, compact: names in one buffer, a stat record and the digests per file, and
+/// an index sorted by name for lookups (~100 bytes a file plus its name, where a map of
+/// strings and vectors took several hundred).
+pub struct StatCache {
+    names: String,
+    /// Per entry: end of its name in `names`, end of its digests in `digests`, its stat.
+    ends: Vec<(u32, usize)>,
+    stats: Vec<FileStat>,
+    digests: Vec<u8>,
+    /// Entry indices sorted by name.
+    order: Vec<u32>,
 }
 
-/// A loaded cache: path → (stat, digests concatenated).
-pub struct StatCache {
-    entries: std::collections::HashMap<String, (FileStat, Vec<u8>)>,
+/// Reads the cache body: the head's fields, and `entries` straight into a [`StatCache`].
+struct BodySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+#[derive(Default)]
+struct HeadFields {
+    version: Option<u64>,
+    root: Option<Option<String>>,
+    root_dev: Option<u64>,
+    root_ino: Option<u64>,
+    algorithm: Option<String>,
+    shard_size: Option<Option<u64>>,
+    entries: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<HeadFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a stat cache")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeadFields, A::Error> {
+        let mut h = HeadFields::default();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "version" => h.version = Some(map.next_value()?),
+                "root" => h.root = Some(map.next_value()?),
+                "root_dev" => h.root_dev = Some(map.next_value()?),
+                "root_ino" => h.root_ino = Some(map.next_value()?),
+                "algorithm" => h.algorithm = Some(map.next_value()?),
+                "shard_size" => h.shard_size = Some(map.next_value()?),
+                "entries" => {
+                    map.next_value_seed(EntriesSeed {
+                        cache: &mut *self.cache,
+                        dlen: self.dlen,
+                    })?;
+                    h.entries = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+struct EntriesSeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cache entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(EntrySeed {
+                cache: &mut *self.cache,
+                dlen: self.dlen,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
+struct EntrySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[name, dev, ino, size, mtime_ns, ctime_ns, digests]")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        fn next<'de, T: serde::Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::custom("an entry has fewer than 7 fields"))
+        }
+        let name: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        let stat = FileStat {
+            dev: next(&mut seq)?,
+            ino: next(&mut seq)?,
+            size: next(&mut seq)?,
+            mtime_ns: next(&mut seq)?,
+            ctime_ns: next(&mut seq)?,
+        };
+        let digests: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("an entry has more than 7 fields"));
+        }
+        let c = self.cache;
+        let at = c.digests.len();
+        let n = digests.len() / 2;
+        c.digests.resize(at + n, 0);
+        if digests.len() % 2 != 0
+            || hex::decode_to_slice(digests.as_bytes(), &mut c.digests[at..]).is_err()
+        {
+            return Err(A::Error::custom("digests are not hex"));
+        }
+        if n % self.dlen != 0 {
+            return Err(A::Error::custom("digest length"));
+        }
+        c.names.push_str(&name);
+        let end = u32::try_from(c.names.len())
+            .map_err(|_| A::Error::custom("names too long to index"))?;
+        c.ends.push((end, c.digests.len()));
+        c.stats.push(stat);
+        Ok(())
+    }
 }
 
 /// Why no cache is used (turned into a warning by the caller).
@@ -169,11 +312,11 @@ impl StatCache {
                 meta.len()
             )));
         }
-        let data = std::fs::read(&path).map_err(|e| Miss(format!("{shown}: {e}")))?;
+        let raw = std::fs::read(&path).map_err(|e| Miss(format!("{shown}: {e}")))?;
         let mut mac = mac_key(&dir, false).map_err(Miss)?;
         let corrupt = |why: &str| Miss(format!("{shown}: corrupt stat cache ({why})"));
         // BODY '\n' HEX-MAC '\n'
-        let data = data
+        let data = raw
             .strip_suffix(b"\n")
             .ok_or_else(|| corrupt("truncated: no MAC line"))?;
         let nl = data
@@ -190,57 +333,103 @@ impl StatCache {
                 "{shown}: the stat cache's MAC does not match (tampered with, or written with another key)"
             ))
         })?;
-        let v: Body = serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?;
-        if v.head.version != VERSION {
+        let dlen = config.algorithm.digest_len();
+        let mut cache = StatCache {
+            names: String::new(),
+            ends: Vec::new(),
+            stats: Vec::new(),
+            digests: Vec::new(),
+            order: Vec::new(),
+        };
+        let head = {
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let h = BodySeed {
+                cache: &mut cache,
+                dlen,
+            }
+            .deserialize(&mut de)
+            .and_then(|h| de.end().map(|()| h))
+            .map_err(|e| corrupt(&e.to_string()))?;
+            h
+        };
+        // The file's bytes go before the tree is hashed.
+        drop(raw);
+        let (Some(version), Some(head_root), Some(root_dev), Some(root_ino), Some(algorithm)) = (
+            head.version,
+            head.root,
+            head.root_dev,
+            head.root_ino,
+            head.algorithm,
+        ) else {
+            return Err(corrupt("missing head fields"));
+        };
+        if !head.entries {
+            return Err(corrupt("no entries"));
+        }
+        if version != VERSION {
             return Err(corrupt("unknown version"));
         }
         let root_meta =
             std::fs::metadata(root).map_err(|e| Miss(format!("{}: {e}", root.display())))?;
-        if v.head.root.as_deref() != root.to_str()
-            || v.head.root_dev != root_meta.dev()
-            || v.head.root_ino != root_meta.ino()
+        if head_root.as_deref() != root.to_str()
+            || root_dev != root_meta.dev()
+            || root_ino != root_meta.ino()
         {
             return Err(Miss(format!(
                 "{shown}: the stat cache belongs to another tree (path, device or inode of the root differ)"
             )));
         }
-        if v.head.algorithm != config.algorithm.name() || v.head.shard_size != shard_size(config) {
+        if algorithm != config.algorithm.name() || head.shard_size.flatten() != shard_size(config) {
             return Err(Miss(format!(
                 "{shown}: the stat cache was recorded with another algorithm or shard size"
             )));
         }
-        let dlen = config.algorithm.digest_len();
-        let mut entries = std::collections::HashMap::with_capacity(v.entries.len());
-        for (name, dev, ino, size, mtime_ns, ctime_ns, digests) in v.entries {
-            let stat = FileStat {
-                size,
-                dev,
-                ino,
-                mtime_ns,
-                ctime_ns,
-            };
-            let raw = hex::decode(digests).map_err(|_| corrupt("digests are not hex"))?;
-            if raw.len() % dlen != 0 {
-                return Err(corrupt("digest length"));
-            }
-            entries.insert(name, (stat, raw));
+        let mut order: Vec<u32> = (0..cache.ends.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| cache.name(a as usize).cmp(cache.name(b as usize)));
+        if order
+            .windows(2)
+            .any(|w| cache.name(w[0] as usize) == cache.name(w[1] as usize))
+        {
+            return Err(corrupt("a file is recorded twice"));
         }
-        Ok(StatCache { entries })
+        cache.order = order;
+        cache.names.shrink_to_fit();
+        cache.digests.shrink_to_fit();
+        Ok(cache)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].0 as usize
+        };
+        &self.names[start..self.ends[i].0 as usize]
+    }
+
+    fn digests_of(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        &self.digests[start..self.ends[i].1]
     }
 
     /// The recorded digests of `e` (concatenated, one per piece), if its stat is exactly what
     /// was recorded.
     pub fn lookup(&self, e: &Entry) -> Option<&[u8]> {
-        let (stat, d) = self.entries.get(&e.name)?;
-        (*stat == e.stat() && has_ns(&e.stat())).then_some(d.as_slice())
+        let k = self
+            .order
+            .binary_search_by(|&i| self.name(i as usize).cmp(e.name.as_str()))
+            .ok()?;
+        let i = self.order[k] as usize;
+        (self.stats[i] == e.stat() && has_ns(&e.stat())).then(|| self.digests_of(i))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ends.is_empty()
     }
 }
 
