@@ -968,3 +968,47 @@ mod tests {
         let _ = KIND_ANNOTATION;
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::super::statement::model_statement;
+    use super::super::statement_reference as reference;
+    use super::*;
+    use crate::digest::alloc_count::peak_of;
+    use crate::digest::{Manifest, Resource};
+
+    /// A memory regression check, not a timing: parsing the statement of 50,000 files keeps
+    /// its names, digests and index (~60 bytes a file here, plus vector growth) and little
+    /// else. The tree parser it replaced held ~800 bytes a file; the bound sits between.
+    #[test]
+    fn parsing_holds_about_the_names_and_digests() {
+        let n: usize = 50_000;
+        let m = Manifest::from_resources(
+            (0..n)
+                .map(|i| Resource {
+                    name: format!("p{:02}/{:03}/{i:08}.bin", i / 100_000, i % 1000),
+                    algorithm: "sha256".into(),
+                    digest: crate::util::sha256(&i.to_le_bytes()).to_vec(),
+                })
+                .collect(),
+        );
+        let payload = model_statement("m", SubjectKind::Model, &m, &HashConfig::default());
+        drop(m);
+        let (parsed, peak) = peak_of(|| parse_compact(&payload).unwrap());
+        assert_eq!(parsed.resources.len(), n);
+        let per = peak / n;
+        assert!(per < 200, "{per} bytes a resource at peak");
+        let (old, old_peak) = peak_of(|| reference::parse_model_statement(&payload).unwrap());
+        assert_eq!(old.manifest.resources().len(), n);
+        // The check can fail: the parser it replaced is well over the bound.
+        assert!(
+            old_peak / n > 3 * per && old_peak / n > 500,
+            "the tree parser held {} bytes a resource, this one {per}",
+            old_peak / n
+        );
+        eprintln!(
+            "peak per resource: {per} bytes (tree parser: {})",
+            old_peak / n
+        );
+    }
+}
