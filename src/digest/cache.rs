@@ -312,27 +312,41 @@ impl StatCache {
                 meta.len()
             )));
         }
-        let raw = std::fs::read(&path).map_err(|e| Miss(format!("{shown}: {e}")))?;
-        let mut mac = mac_key(&dir, false).map_err(Miss)?;
+        // BODY '\n' HEX-MAC '\n', read in one pass: the MAC is fed every chunk read from the
+        // file while the body is parsed from those same bytes (a cache of a million files is
+        // ~150 MB; it is never held). Parsed entries count only once the MAC matches.
+        use std::io::{Read, Seek};
+        let io = |e: std::io::Error| Miss(format!("{shown}: {e}"));
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let tail_len = len.min(256);
+        let mut tail = vec![0u8; tail_len as usize];
+        file.seek(std::io::SeekFrom::Start(len - tail_len))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(io)?;
+        let mac = mac_key(&dir, false).map_err(Miss)?;
         let corrupt = |why: &str| Miss(format!("{shown}: corrupt stat cache ({why})"));
-        // BODY '\n' HEX-MAC '\n'
-        let data = raw
+        let not_hex = || {
+            corrupt("MAC is not hex; written by an older mlsign? it is replaced on the next run")
+        };
+        let data = tail
             .strip_suffix(b"\n")
             .ok_or_else(|| corrupt("truncated: no MAC line"))?;
-        let nl = data
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .ok_or_else(|| corrupt("no MAC line"))?;
-        let (body, tag) = (&data[..nl], &data[nl + 1..]);
-        let tag = hex::decode(tag).map_err(|_| {
-            corrupt("MAC is not hex; written by an older mlsign? it is replaced on the next run")
-        })?;
-        mac.update(body);
-        mac.verify_slice(&tag).map_err(|_| {
-            Miss(format!(
-                "{shown}: the stat cache's MAC does not match (tampered with, or written with another key)"
-            ))
-        })?;
+        let nl = match data.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => nl,
+            None if tail_len < len => return Err(not_hex()),
+            None => return Err(corrupt("no MAC line")),
+        };
+        let tag = hex::decode(&data[nl + 1..]).map_err(|_| not_hex())?;
+        let body_len = len - tail_len + nl as u64;
+        file.rewind().map_err(io)?;
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            MacRead {
+                inner: file.take(body_len),
+                mac,
+            },
+        );
         let dlen = config.algorithm.digest_len();
         let mut cache = StatCache {
             names: String::new(),
@@ -341,20 +355,29 @@ impl StatCache {
             digests: Vec::new(),
             order: Vec::new(),
         };
-        let head = {
+        let parsed = {
             use serde::de::DeserializeSeed;
-            let mut de = serde_json::Deserializer::from_slice(body);
-            let h = BodySeed {
+            let mut de = serde_json::Deserializer::from_reader(&mut reader);
+            BodySeed {
                 cache: &mut cache,
                 dlen,
             }
             .deserialize(&mut de)
             .and_then(|h| de.end().map(|()| h))
-            .map_err(|e| corrupt(&e.to_string()))?;
-            h
         };
-        // The file's bytes go before the tree is hashed.
-        drop(raw);
+        // The whole body goes through the MAC, whatever the parser made of it; the MAC is
+        // checked first, as when the file was read whole.
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+        let MacRead { inner, mac } = reader.into_inner();
+        if inner.limit() != 0 {
+            return Err(corrupt("truncated while read"));
+        }
+        mac.verify_slice(&tag).map_err(|_| {
+            Miss(format!(
+                "{shown}: the stat cache's MAC does not match (tampered with, or written with another key)"
+            ))
+        })?;
+        let head = parsed.map_err(|e| corrupt(&e.to_string()))?;
         let (Some(version), Some(head_root), Some(root_dev), Some(root_ino), Some(algorithm)) = (
             head.version,
             head.root,
@@ -437,6 +460,20 @@ impl StatCache {
 /// 10^18 coincidence, which only costs a re-hash).
 fn has_ns(s: &FileStat) -> bool {
     s.mtime_ns % 1_000_000_000 != 0 || s.ctime_ns % 1_000_000_000 != 0
+}
+
+/// Reads from a file and feeds the MAC the same bytes.
+struct MacRead<R: std::io::Read> {
+    inner: R,
+    mac: HmacSha256,
+}
+
+impl<R: std::io::Read> std::io::Read for MacRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.mac.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Writes to a file and feeds the MAC the same bytes.
