@@ -496,6 +496,12 @@ pub fn sign_model_with(
     config.ignore_paths.dedup();
     let mut warnings = Vec::new();
     let mut report = SourceReport::default();
+    // OLD.sig is read before the walk: its bytes are gone before the listing is built, so the
+    // two never take memory at once.
+    let old_signed = match &extras.source {
+        ManifestSource::Since(old) => Some(old_digests(old, signer, &config, &mut warnings)?),
+        _ => None,
+    };
     let walk_started = cache::now_ns();
     // Compact (names in one arena): a million files list in tens of MB.
     let listing = crate::digest::walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
@@ -540,8 +546,8 @@ pub fn sign_model_with(
         ManifestSource::Hash => {
             Got::Listed(ListedManifest::hash(&listing, &config, progress, &|_| None)?.0)
         }
-        ManifestSource::Since(old) => {
-            let old = old_digests(old, signer, &config, &mut warnings)?;
+        ManifestSource::Since(_) => {
+            let old = old_signed.flatten();
             let stat = match &old {
                 None => None,
                 Some(_) => match cache::StatCache::load(&root, &config) {
