@@ -444,12 +444,14 @@ def main():
     Xshift, yshift = render(rng, n_pool, ff, shifted=True)
     Xs, ys = render(rng, n_suite, ff)
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "inputs.safetensors"), "wb") as f:
-        f.write(safetensors_bytes({"x": Xs, "y": ys}))
-    with open(os.path.join(a.out, "suite.toml"), "w") as f:
-        f.write(SUITE)
-    with open(os.path.join(a.out, "suite-syn.toml"), "w") as f:
-        f.write(SUITE + SYNTHESIS)
+    # Parallel --part runs share one suite: only the first writes it.
+    if a.part == "all" or not os.path.exists(os.path.join(a.out, "suite-syn.toml")):
+        with open(os.path.join(a.out, "inputs.safetensors"), "wb") as f:
+            f.write(safetensors_bytes({"x": Xs, "y": ys}))
+        with open(os.path.join(a.out, "suite.toml"), "w") as f:
+            f.write(SUITE)
+        with open(os.path.join(a.out, "suite-syn.toml"), "w") as f:
+            f.write(SUITE + SYNTHESIS)
 
     if a.part != "all" and os.path.exists(os.path.join(a.out, "base", "model.safetensors")):
         base = load(os.path.join(a.out, "base"))
