@@ -541,9 +541,8 @@ pub fn sign_model_with(
             drop(parts);
             Got::Merged(
                 ListedManifest::from_digests(&listing, &config, digests).ok_or_else(|| {
-                    Error::Digest(crate::digest::Error::from(partition::PartError::Part {
+                    Error::Digest(crate::digest::Error::from(partition::PartError::Unfit {
                         path: files.first().cloned().unwrap_or_default(),
-                        why: "the merged digests do not fit the directory listing".into(),
                     }))
                 })?,
             )

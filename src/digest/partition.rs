@@ -294,6 +294,8 @@ pub enum PartError {
     Listing { path: PathBuf, then: u64, now: u64 },
     #[error("{}: {mismatch}", path.display())]
     Content { path: PathBuf, mismatch: Mismatch },
+    #[error("{}: the merged digests do not fit the directory listing", path.display())]
+    Unfit { path: PathBuf },
 }
 
 /// The first setting in which a part differs from the signing run (part's value first).
@@ -376,28 +378,9 @@ pub fn merge(
         }
         by_index[p.partition.index as usize] = Some(pp);
         if p.settings != want_settings {
-            let (part, run) = (&p.settings, &want_settings);
-            let differs = if part.algorithm != run.algorithm {
-                SettingsDiff::Algorithm {
-                    part: part.algorithm.clone(),
-                    run: run.algorithm.clone(),
-                }
-            } else if part.shard_size != run.shard_size {
-                SettingsDiff::ShardSize {
-                    part: part.shard_size,
-                    run: run.shard_size,
-                }
-            } else if part.allow_symlinks != run.allow_symlinks {
-                SettingsDiff::AllowSymlinks
-            } else {
-                SettingsDiff::IgnorePaths {
-                    part: part.ignore_paths.clone(),
-                    run: run.ignore_paths.clone(),
-                }
-            };
             return Err(PartError::Settings {
                 path: path.clone(),
-                differs,
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != listing {
@@ -609,15 +592,18 @@ impl CompactPart {
     /// element); any other file, or any doubt, goes through [`Part::read`], so what is
     /// accepted and every error are exactly as before.
     pub fn read(path: &Path) -> Result<CompactPart, PartError> {
-        let err = |why: String| PartError::Part {
+        let io = |source| PartError::Io {
             path: path.into(),
-            why,
+            source,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > MAX_PART {
-            return Err(err(format!("{} bytes is too large", meta.len())));
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
         }
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let data = std::fs::read(path).map_err(io)?;
         if let Some(c) = streamed_part(&data) {
             return Ok(c);
         }
@@ -800,7 +786,7 @@ pub fn merge_listed(
         if p.settings != want_settings {
             return Err(PartError::Settings {
                 path: path.clone(),
-                why: settings_difference(&p.settings, &want_settings),
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != current {
@@ -832,36 +818,51 @@ pub fn merge_listed(
         let Some((path, p)) = by_index[idx] else {
             continue;
         };
-        let content = |why: String| PartError::Content {
+        let content = |mismatch: Mismatch| PartError::Content {
             path: path.clone(),
-            why,
+            mismatch,
         };
         let (fi, ri) = &mut cursor[idx];
         let (fpath, fsize) = p
             .file(*fi)
-            .ok_or_else(|| content(format!("{name} is in the directory but not in this part")))?;
+            .ok_or_else(|| {
+                content(Mismatch::FileMissing {
+                    name: name.to_string(),
+                })
+            })?;
         if fpath != name || fsize != size {
-            return Err(content(format!(
-                "expected {name} ({size} bytes) next, found {fpath} ({fsize} bytes): the part does \
-                 not match the directory"
-            )));
+            return Err(content(Mismatch::File {
+                want: name.to_string(),
+                want_size: size,
+                found: fpath.to_string(),
+                found_size: fsize,
+            }));
         }
         *fi += 1;
         for (start, end) in pieces(size, config.method) {
             let (rname, ralg, rdigest) = p
                 .resource(*ri)
-                .ok_or_else(|| content(format!("no digest for {name}")))?;
+                .ok_or_else(|| {
+                    content(Mismatch::NoDigest {
+                        name: name.to_string(),
+                    })
+                })?;
             let want_name = match config.method {
                 Method::Files => name.to_string(),
                 Method::Shards { .. } => format!("{name}:{start}:{end}"),
             };
             if rname != want_name || ralg != alg_name {
-                return Err(content(format!(
-                    "expected resource {want_name} ({alg_name}), found {rname} ({ralg})"
-                )));
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: rname.to_string(),
+                    found_algorithm: ralg.to_string(),
+                }));
             }
             if rdigest.len() != alg.digest_len() {
-                return Err(content(format!("{rname}: malformed digest")));
+                return Err(content(Mismatch::Digest {
+                    name: rname.to_string(),
+                }));
             }
             *ri += 1;
             digests.extend_from_slice(rdigest);
@@ -872,11 +873,11 @@ pub fn merge_listed(
             if *fi != p.file_names.len() || *ri != p.res_names.len() {
                 return Err(PartError::Content {
                     path: path.clone(),
-                    why: format!(
-                        "{} files / {} digests that are not in the directory's partition {idx}",
-                        p.file_names.len() - fi,
-                        p.res_names.len() - ri
-                    ),
+                    mismatch: Mismatch::Extra {
+                        files: p.file_names.len().saturating_sub(*fi),
+                        digests: p.res_names.len().saturating_sub(*ri),
+                        index: idx,
+                    },
                 });
             }
         }
@@ -884,18 +885,25 @@ pub fn merge_listed(
     Ok(digests)
 }
 
-fn settings_difference(got: &Settings, want: &Settings) -> String {
-    if got.algorithm != want.algorithm {
-        format!("algorithm {} vs {}", got.algorithm, want.algorithm)
-    } else if got.shard_size != want.shard_size {
-        format!("shard size {:?} vs {:?}", got.shard_size, want.shard_size)
-    } else if got.allow_symlinks != want.allow_symlinks {
-        "allow_symlinks differs".to_string()
+/// The first setting in which `part` differs from the signing run's `run`.
+fn settings_difference(part: &Settings, run: &Settings) -> SettingsDiff {
+    if part.algorithm != run.algorithm {
+        SettingsDiff::Algorithm {
+            part: part.algorithm.clone(),
+            run: run.algorithm.clone(),
+        }
+    } else if part.shard_size != run.shard_size {
+        SettingsDiff::ShardSize {
+            part: part.shard_size,
+            run: run.shard_size,
+        }
+    } else if part.allow_symlinks != run.allow_symlinks {
+        SettingsDiff::AllowSymlinks
     } else {
-        format!(
-            "ignore paths {:?} vs {:?}",
-            got.ignore_paths, want.ignore_paths
-        )
+        SettingsDiff::IgnorePaths {
+            part: part.ignore_paths.clone(),
+            run: run.ignore_paths.clone(),
+        }
     }
 }
 
