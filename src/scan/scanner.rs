@@ -196,3 +196,49 @@ impl Drop for Retained {
         r.set(r.get().saturating_sub(self.n));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoFormats;
+
+    impl Formats for NoFormats {
+        fn scan(&self, _: &Scanner<'_>, _: &[u8]) -> Vec<ScanFinding> {
+            vec![]
+        }
+        fn embedded(&self, _: &Scanner<'_>, _: &[u8]) -> Embedded {
+            None
+        }
+    }
+
+    #[test]
+    fn children_share_the_file_budgets_and_files_do_not() {
+        let mut policy = Policy::default();
+        policy.max_total_bytes = 1000;
+        policy.max_member_bytes = 600;
+        policy.max_in_memory_bytes = 500;
+        let sc = Scanner::new(&policy, &NoFormats);
+        assert_eq!((sc.member_cap(), sc.hold_cap()), (600, 500));
+        let child = sc.child("a").child("b");
+        assert_eq!(child.location().member.as_deref(), Some("a!b"));
+        assert_eq!(child.depth(), 2);
+        child.charge(700);
+        assert_eq!((sc.member_cap(), sc.hold_cap()), (300, 300));
+        sc.charge(u64::MAX);
+        assert_eq!(child.member_cap(), 0);
+        // The next file starts with the whole budget: nothing carries over.
+        let next = Scanner::new(&policy, &NoFormats);
+        assert_eq!(next.member_cap(), 600);
+        // Held payloads and retained traces shrink the replay's memory until they are dropped.
+        assert_eq!(next.memory_left(usize::MAX), VM_TOTAL);
+        let held = next.child("x").hold(VM_TOTAL);
+        assert_eq!(next.memory_left(usize::MAX), VM_MIN);
+        drop(held);
+        let mut r = next.retainer();
+        r.add(1000);
+        assert_eq!(next.memory_left(usize::MAX), VM_TOTAL - 1000);
+        drop(r);
+        assert_eq!(next.memory_left(usize::MAX), VM_TOTAL);
+    }
+}

@@ -1071,6 +1071,28 @@ mod tests {
         );
     }
 
+    /// Every entry is found again from its kind, and the last one answers for anything.
+    #[test]
+    fn the_format_table_is_consistent() {
+        let d = std::mem::discriminant;
+        for f in FORMATS {
+            assert_eq!(d(&f.kind.format().kind), d(&f.kind));
+        }
+        let last = &FORMATS[FORMATS.len() - 1];
+        assert_eq!(last.kind, Kind::Unknown);
+        assert_eq!((last.sniff)(b"", 0), Some(Kind::Unknown));
+        assert_eq!(sniff(b"", 0), Kind::Unknown);
+        assert_eq!(
+            sniff(b"7z\xbc\xaf\x27\x1c", 6),
+            Kind::Unsupported("7z archive")
+        );
+        // Entries shared by several kinds report the kind they are given.
+        let rar = Kind::Unsupported("RAR archive");
+        let fs = (rar.format().in_memory)(&crate::scan::scanner(&Policy::default()), rar, b"");
+        assert_eq!(fs.len(), 1);
+        assert!(fs[0].code == "SCN001" && fs[0].message.starts_with("RAR archive:"));
+    }
+
     #[test]
     fn stop_on_empty_stack_is_not_a_stream() {
         let r = crate::scan::scan_bytes("dots", b"\x80\x02N....", &Policy::default());
