@@ -328,6 +328,10 @@ pub struct SignOutcome {
     pub source: SourceReport,
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Why `--since` found no usable stat cache (every file was re-hashed); a warning for the
+    /// caller to show next to [`SignOutcome::warnings`].
+    #[serde(skip)]
+    pub stat_cache_miss: Option<crate::digest::cache::CacheError>,
 }
 
 /// Resolve a path that may not exist yet: canonical parent + file name.
@@ -495,6 +499,7 @@ pub fn sign_model_with(
     config.ignore_paths.sort();
     config.ignore_paths.dedup();
     let mut warnings = Vec::new();
+    let mut stat_cache_miss = None;
     let mut report = SourceReport::default();
     // OLD.sig is read before the walk: its bytes are gone before the listing is built, so the
     // two never take memory at once.
@@ -536,9 +541,8 @@ pub fn sign_model_with(
             drop(parts);
             Got::Merged(
                 ListedManifest::from_digests(&listing, &config, digests).ok_or_else(|| {
-                    Error::Digest(crate::digest::Error::from(partition::PartError::Part {
+                    Error::Digest(crate::digest::Error::from(partition::PartError::Unfit {
                         path: files.first().cloned().unwrap_or_default(),
-                        why: "the merged digests do not fit the directory listing".into(),
                     }))
                 })?,
             )
@@ -552,8 +556,8 @@ pub fn sign_model_with(
                 None => None,
                 Some(_) => match cache::StatCache::load(&root, &config) {
                     Ok(c) => Some(c),
-                    Err(cache::Miss(why)) => {
-                        warnings.push(format!("{why}; every file is re-hashed"));
+                    Err(why) => {
+                        stat_cache_miss = Some(why);
                         None
                     }
                 },
@@ -626,6 +630,7 @@ pub fn sign_model_with(
         ignore_paths: config.ignore_paths,
         source: report,
         warnings,
+        stat_cache_miss,
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod calibrate;
 pub mod error;
 pub mod models;
+pub mod null;
 pub mod probes;
 pub mod render;
 pub mod report;
@@ -16,6 +17,7 @@ pub mod stats;
 pub mod suite;
 pub mod synth;
 pub mod tensors;
+pub mod tokensearch;
 
 pub use error::{BehaveError, Result};
 pub use report::BehaveReport;

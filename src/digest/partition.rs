@@ -30,25 +30,32 @@ pub struct Spec {
     pub count: u32,
 }
 
+/// Why an `I/N` partition spec is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("partition {0:?}: expected I/N, e.g. 0/4")]
+    NoSlash(String),
+    #[error("partition {0:?}: I is not a number")]
+    Index(String),
+    #[error("partition {0:?}: N is not a number")]
+    Count(String),
+    #[error(
+        "partition {0:?}: need 0 <= I < N (partitions are numbered from 0, as Kubernetes \
+         JOB_COMPLETION_INDEX is)"
+    )]
+    Range(String),
+}
+
 impl std::str::FromStr for Spec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Spec, String> {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Spec, SpecError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("partition {s:?}: expected I/N, e.g. 0/4"))?;
-        let index: u32 = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("partition {s:?}: I is not a number"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("partition {s:?}: N is not a number"))?;
+            .ok_or_else(|| SpecError::NoSlash(s.into()))?;
+        let index: u32 = i.trim().parse().map_err(|_| SpecError::Index(s.into()))?;
+        let count: u32 = n.trim().parse().map_err(|_| SpecError::Count(s.into()))?;
         if count == 0 || index >= count {
-            return Err(format!(
-                "partition {s:?}: need 0 <= I < N (partitions are numbered from 0, as Kubernetes \
-                 JOB_COMPLETION_INDEX is)"
-            ));
+            return Err(SpecError::Range(s.into()));
         }
         Ok(Spec { index, count })
     }
@@ -204,25 +211,30 @@ impl Part {
 
     /// Read and parse a part file (bounded).
     pub fn read(path: &Path) -> Result<Part, PartError> {
-        let err = |why: String| PartError::Part {
+        let io = |source| PartError::Io {
             path: path.into(),
-            why,
+            source,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > MAX_PART {
-            return Err(err(format!("{} bytes is too large", meta.len())));
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
         }
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let p: Part = serde_json::from_slice(&data)
-            .map_err(|e| err(format!("not a partial manifest ({e})")))?;
+        let data = std::fs::read(path).map_err(io)?;
+        let p: Part = serde_json::from_slice(&data).map_err(|source| PartError::NotAPart {
+            path: path.into(),
+            source,
+        })?;
         if p.format != FORMAT {
-            return Err(err(format!("unknown format {:?}", p.format)));
+            return Err(PartError::Format {
+                path: path.into(),
+                format: p.format,
+            });
         }
         if p.checksum != p.body_digest() {
-            return Err(err(
-                "checksum mismatch: the part was edited or corrupted after `mlsign hash` wrote it"
-                    .into(),
-            ));
+            return Err(PartError::Checksum { path: path.into() });
         }
         Ok(p)
     }
@@ -231,8 +243,31 @@ impl Part {
 /// Why a set of parts cannot be merged. Each names the part file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PartError {
-    #[error("{path}: {why}")]
-    Part { path: PathBuf, why: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {len} bytes is too large (at most {MAX_PART})", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("{}: not a partial manifest ({source})", path.display())]
+    NotAPart {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: unknown format {format:?}", path.display())]
+    Format { path: PathBuf, format: String },
+    #[error(
+        "{}: checksum mismatch: the part was edited or corrupted after `mlsign hash` wrote it",
+        path.display()
+    )]
+    Checksum { path: PathBuf },
+    #[error("{}: wildcards are supported in the file name only", path.display())]
+    WildcardDir { path: PathBuf },
+    #[error("{}: the pattern matches no file", path.display())]
+    NoMatch { path: PathBuf },
     #[error("no partial manifests given (the pattern matched no file?)")]
     NoParts,
     #[error("{path}: partition {got} but {first} has {want} partitions")]
@@ -246,18 +281,68 @@ pub enum PartError {
     Duplicate { index: u32, a: PathBuf, b: PathBuf },
     #[error("partition {index} of {count} is missing (no part file for it)")]
     Missing { index: u32, count: u32 },
+    #[error("{}: hashed with other settings than this signing run ({differs})", path.display())]
+    Settings {
+        path: PathBuf,
+        differs: SettingsDiff,
+    },
     #[error(
-        "{path}: hashed with other settings than this signing run ({why}); use the same \
-         --algorithm, --shard-size, --ignore, --no-ignore-git-paths and --allow-symlinks"
-    )]
-    Settings { path: PathBuf, why: String },
-    #[error(
-        "{path}: the directory changed since this part was hashed (listing of {then} files \
-         differs from the current one of {now} files); hash the partitions again"
+        "{}: the directory changed since this part was hashed (listing of {then} files \
+         differs from the current one of {now} files)",
+        path.display()
     )]
     Listing { path: PathBuf, then: u64, now: u64 },
-    #[error("{path}: {why}")]
-    Content { path: PathBuf, why: String },
+    #[error("{}: {mismatch}", path.display())]
+    Content { path: PathBuf, mismatch: Mismatch },
+    #[error("{}: the merged digests do not fit the directory listing", path.display())]
+    Unfit { path: PathBuf },
+}
+
+/// The first setting in which a part differs from the signing run (part's value first).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsDiff {
+    #[error("algorithm {part} vs {run}")]
+    Algorithm { part: String, run: String },
+    #[error("shard size {part:?} vs {run:?}")]
+    ShardSize { part: Option<u64>, run: Option<u64> },
+    #[error("allow_symlinks differs")]
+    AllowSymlinks,
+    #[error("ignore paths {part:?} vs {run:?}")]
+    IgnorePaths { part: Vec<String>, run: Vec<String> },
+}
+
+/// How a part's files or digests disagree with the directory it claims to cover.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error("{name} is in the directory but not in this part")]
+    FileMissing { name: String },
+    #[error(
+        "expected {want} ({want_size} bytes) next, found {found} ({found_size} bytes): the part \
+         does not match the directory"
+    )]
+    File {
+        want: String,
+        want_size: u64,
+        found: String,
+        found_size: u64,
+    },
+    #[error("no digest for {name}")]
+    NoDigest { name: String },
+    #[error("expected resource {want} ({want_algorithm}), found {found} ({found_algorithm})")]
+    Resource {
+        want: String,
+        want_algorithm: String,
+        found: String,
+        found_algorithm: String,
+    },
+    #[error("{name}: malformed digest")]
+    Digest { name: String },
+    #[error("{files} files / {digests} digests that are not in the directory's partition {index}")]
+    Extra {
+        files: usize,
+        digests: usize,
+        index: usize,
+    },
 }
 
 /// Check `parts` against each other, against `config` and against the current listing
@@ -293,27 +378,9 @@ pub fn merge(
         }
         by_index[p.partition.index as usize] = Some(pp);
         if p.settings != want_settings {
-            let why = if p.settings.algorithm != want_settings.algorithm {
-                format!(
-                    "algorithm {} vs {}",
-                    p.settings.algorithm, want_settings.algorithm
-                )
-            } else if p.settings.shard_size != want_settings.shard_size {
-                format!(
-                    "shard size {:?} vs {:?}",
-                    p.settings.shard_size, want_settings.shard_size
-                )
-            } else if p.settings.allow_symlinks != want_settings.allow_symlinks {
-                "allow_symlinks differs".to_string()
-            } else {
-                format!(
-                    "ignore paths {:?} vs {:?}",
-                    p.settings.ignore_paths, want_settings.ignore_paths
-                )
-            };
             return Err(PartError::Settings {
                 path: path.clone(),
-                why,
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != listing {
@@ -346,44 +413,51 @@ pub fn merge(
         let Some((path, p)) = by_index[idx] else {
             continue;
         };
-        let content = |why: String| PartError::Content {
+        let content = |mismatch: Mismatch| PartError::Content {
             path: path.clone(),
-            why,
+            mismatch,
         };
         let (fi, ri) = &mut cursor[idx];
         let f = p.files.get(*fi).ok_or_else(|| {
-            content(format!(
-                "{} is in the directory but not in this part",
-                e.name
-            ))
+            content(Mismatch::FileMissing {
+                name: e.name.clone(),
+            })
         })?;
         if f.path != e.name || f.size != e.size {
-            return Err(content(format!(
-                "expected {} ({} bytes) next, found {} ({} bytes): the part does not match the \
-                 directory",
-                e.name, e.size, f.path, f.size
-            )));
+            return Err(content(Mismatch::File {
+                want: e.name.clone(),
+                want_size: e.size,
+                found: f.path.clone(),
+                found_size: f.size,
+            }));
         }
         *fi += 1;
         for (start, end) in pieces(e.size, config.method) {
-            let r = p
-                .resources
-                .get(*ri)
-                .ok_or_else(|| content(format!("no digest for {}", e.name)))?;
+            let r = p.resources.get(*ri).ok_or_else(|| {
+                content(Mismatch::NoDigest {
+                    name: e.name.clone(),
+                })
+            })?;
             let want_name = match config.method {
                 Method::Files => e.name.clone(),
                 Method::Shards { .. } => format!("{}:{start}:{end}", e.name),
             };
             if r.name != want_name || r.algorithm != alg_name {
-                return Err(content(format!(
-                    "expected resource {want_name} ({alg_name}), found {} ({})",
-                    r.name, r.algorithm
-                )));
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: r.name.clone(),
+                    found_algorithm: r.algorithm.clone(),
+                }));
             }
             let digest = hex::decode(&r.digest)
                 .ok()
                 .filter(|d| d.len() == alg.digest_len())
-                .ok_or_else(|| content(format!("{}: malformed digest", r.name)))?;
+                .ok_or_else(|| {
+                    content(Mismatch::Digest {
+                        name: r.name.clone(),
+                    })
+                })?;
             *ri += 1;
             resources.push(Resource {
                 name: want_name,
@@ -398,11 +472,11 @@ pub fn merge(
             if *fi != p.files.len() || *ri != p.resources.len() {
                 return Err(PartError::Content {
                     path: path.clone(),
-                    why: format!(
-                        "{} files / {} digests that are not in the directory's partition {idx}",
-                        p.files.len() - fi,
-                        p.resources.len() - ri
-                    ),
+                    mismatch: Mismatch::Extra {
+                        files: p.files.len().saturating_sub(*fi),
+                        digests: p.resources.len().saturating_sub(*ri),
+                        index: idx,
+                    },
                 });
             }
         }
@@ -623,15 +697,18 @@ impl CompactPart {
     /// element); any other file, or any doubt, goes through [`Part::read`], so what is
     /// accepted and every error are exactly as before.
     pub fn read(path: &Path) -> Result<CompactPart, PartError> {
-        let err = |why: String| PartError::Part {
+        let io = |source| PartError::Io {
             path: path.into(),
-            why,
+            source,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > MAX_PART {
-            return Err(err(format!("{} bytes is too large", meta.len())));
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
         }
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let data = std::fs::read(path).map_err(io)?;
         if let Some(c) = streamed_part(&data) {
             return Ok(c);
         }
@@ -814,7 +891,7 @@ pub fn merge_listed(
         if p.settings != want_settings {
             return Err(PartError::Settings {
                 path: path.clone(),
-                why: settings_difference(&p.settings, &want_settings),
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != current {
@@ -846,36 +923,51 @@ pub fn merge_listed(
         let Some((path, p)) = by_index[idx] else {
             continue;
         };
-        let content = |why: String| PartError::Content {
+        let content = |mismatch: Mismatch| PartError::Content {
             path: path.clone(),
-            why,
+            mismatch,
         };
         let (fi, ri) = &mut cursor[idx];
         let (fpath, fsize) = p
             .file(*fi)
-            .ok_or_else(|| content(format!("{name} is in the directory but not in this part")))?;
+            .ok_or_else(|| {
+                content(Mismatch::FileMissing {
+                    name: name.to_string(),
+                })
+            })?;
         if fpath != name || fsize != size {
-            return Err(content(format!(
-                "expected {name} ({size} bytes) next, found {fpath} ({fsize} bytes): the part does \
-                 not match the directory"
-            )));
+            return Err(content(Mismatch::File {
+                want: name.to_string(),
+                want_size: size,
+                found: fpath.to_string(),
+                found_size: fsize,
+            }));
         }
         *fi += 1;
         for (start, end) in pieces(size, config.method) {
             let (rname, ralg, rdigest) = p
                 .resource(*ri)
-                .ok_or_else(|| content(format!("no digest for {name}")))?;
+                .ok_or_else(|| {
+                    content(Mismatch::NoDigest {
+                        name: name.to_string(),
+                    })
+                })?;
             let want_name = match config.method {
                 Method::Files => name.to_string(),
                 Method::Shards { .. } => format!("{name}:{start}:{end}"),
             };
             if rname != want_name || ralg != alg_name {
-                return Err(content(format!(
-                    "expected resource {want_name} ({alg_name}), found {rname} ({ralg})"
-                )));
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: rname.to_string(),
+                    found_algorithm: ralg.to_string(),
+                }));
             }
             if rdigest.len() != alg.digest_len() {
-                return Err(content(format!("{rname}: malformed digest")));
+                return Err(content(Mismatch::Digest {
+                    name: rname.to_string(),
+                }));
             }
             *ri += 1;
             digests.extend_from_slice(rdigest);
@@ -886,11 +978,11 @@ pub fn merge_listed(
             if *fi != p.file_names.len() || *ri != p.res_names.len() {
                 return Err(PartError::Content {
                     path: path.clone(),
-                    why: format!(
-                        "{} files / {} digests that are not in the directory's partition {idx}",
-                        p.file_names.len() - fi,
-                        p.res_names.len() - ri
-                    ),
+                    mismatch: Mismatch::Extra {
+                        files: p.file_names.len().saturating_sub(*fi),
+                        digests: p.res_names.len().saturating_sub(*ri),
+                        index: idx,
+                    },
                 });
             }
         }
@@ -898,18 +990,25 @@ pub fn merge_listed(
     Ok(digests)
 }
 
-fn settings_difference(got: &Settings, want: &Settings) -> String {
-    if got.algorithm != want.algorithm {
-        format!("algorithm {} vs {}", got.algorithm, want.algorithm)
-    } else if got.shard_size != want.shard_size {
-        format!("shard size {:?} vs {:?}", got.shard_size, want.shard_size)
-    } else if got.allow_symlinks != want.allow_symlinks {
-        "allow_symlinks differs".to_string()
+/// The first setting in which `part` differs from the signing run's `run`.
+fn settings_difference(part: &Settings, run: &Settings) -> SettingsDiff {
+    if part.algorithm != run.algorithm {
+        SettingsDiff::Algorithm {
+            part: part.algorithm.clone(),
+            run: run.algorithm.clone(),
+        }
+    } else if part.shard_size != run.shard_size {
+        SettingsDiff::ShardSize {
+            part: part.shard_size,
+            run: run.shard_size,
+        }
+    } else if part.allow_symlinks != run.allow_symlinks {
+        SettingsDiff::AllowSymlinks
     } else {
-        format!(
-            "ignore paths {:?} vs {:?}",
-            got.ignore_paths, want.ignore_paths
-        )
+        SettingsDiff::IgnorePaths {
+            part: part.ignore_paths.clone(),
+            run: run.ignore_paths.clone(),
+        }
     }
 }
 
@@ -953,14 +1052,11 @@ pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
             _ => Path::new("."),
         };
         if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
-            return Err(PartError::Part {
-                path: p.into(),
-                why: "wildcards are supported in the file name only".into(),
-            });
+            return Err(PartError::WildcardDir { path: p.into() });
         }
-        let rd = std::fs::read_dir(dir).map_err(|e| PartError::Part {
+        let rd = std::fs::read_dir(dir).map_err(|source| PartError::Io {
             path: dir.into(),
-            why: e.to_string(),
+            source,
         })?;
         let mut found: Vec<PathBuf> = rd
             .filter_map(Result::ok)
@@ -972,10 +1068,7 @@ pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
             .map(|e| dir.join(e.file_name()))
             .collect();
         if found.is_empty() {
-            return Err(PartError::Part {
-                path: p.into(),
-                why: "the pattern matches no file".into(),
-            });
+            return Err(PartError::NoMatch { path: p.into() });
         }
         found.sort();
         out.extend(found);
@@ -1076,8 +1169,15 @@ mod tests {
     #[test]
     fn specs_parse_and_partition_deterministically() {
         assert_eq!("2/4".parse::<Spec>().unwrap(), Spec { index: 2, count: 4 });
-        for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
-            assert!(bad.parse::<Spec>().is_err(), "{bad}");
+        for (bad, want) in [
+            ("4/4", SpecError::Range("4/4".into())),
+            ("1/0", SpecError::Range("1/0".into())),
+            ("x/2", SpecError::Index("x/2".into())),
+            ("3", SpecError::NoSlash("3".into())),
+            ("-1/2", SpecError::Index("-1/2".into())),
+            ("1/y", SpecError::Count("1/y".into())),
+        ] {
+            assert_eq!(bad.parse::<Spec>(), Err(want), "{bad}");
         }
         // Stable and spread.
         assert_eq!(index_of("a/b.bin", 7), index_of("a/b.bin", 7));
@@ -1086,5 +1186,90 @@ mod tests {
             counts[index_of(&format!("f{i}"), 4) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    /// A part of partition 0/1 covering an empty listing, sealed.
+    fn empty_part(config: &HashConfig) -> Part {
+        let mut p = Part {
+            format: FORMAT.into(),
+            partition: Spec { index: 0, count: 1 },
+            settings: Settings::of(config),
+            listing: listing_of(&[]),
+            files: Vec::new(),
+            resources: Vec::new(),
+            checksum: String::new(),
+        };
+        p.checksum = p.body_digest();
+        p
+    }
+
+    #[test]
+    fn hostile_part_files_name_their_fault() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = HashConfig::default();
+        let path = t.path().join("part.json");
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            Part::read(&path)
+        };
+        assert!(read(&empty_part(&cfg).to_json()).is_ok());
+        let e = Part::read(&t.path().join("absent.json")).unwrap_err();
+        assert!(matches!(e, PartError::Io { .. }), "{e:?}");
+        let e = read(b"{\"format\": 1").unwrap_err();
+        assert!(matches!(e, PartError::NotAPart { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("part.json: not a partial manifest"),
+            "{e}"
+        );
+        let mut other = empty_part(&cfg);
+        other.format = "https://example.com/v9".into();
+        other.checksum = other.body_digest();
+        let e = read(&other.to_json()).unwrap_err();
+        assert!(
+            matches!(&e, PartError::Format { format, .. } if format == "https://example.com/v9"),
+            "{e:?}"
+        );
+        let mut edited = empty_part(&cfg);
+        edited.listing.files = 5;
+        let e = read(&edited.to_json()).unwrap_err();
+        assert!(matches!(e, PartError::Checksum { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn merge_names_the_setting_and_the_content_that_differ() {
+        let cfg = HashConfig::default();
+        let b3 = HashConfig {
+            algorithm: HashAlgorithm::Blake3,
+            ..HashConfig::default()
+        };
+        let p = PathBuf::from("p.json");
+        let e = merge(&[(p.clone(), empty_part(&b3))], &cfg, &[]).unwrap_err();
+        assert!(
+            matches!(&e, PartError::Settings { differs: SettingsDiff::Algorithm { part, run }, .. }
+                if part == "blake3" && run == "sha256"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("algorithm blake3 vs sha256"), "{e}");
+        // A file the (empty) directory does not have.
+        let mut extra = empty_part(&cfg);
+        extra.files.push(PartFile {
+            path: "ghost.bin".into(),
+            size: 1,
+        });
+        let e = merge(&[(p, extra)], &cfg, &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PartError::Content {
+                    mismatch: Mismatch::Extra {
+                        files: 1,
+                        digests: 0,
+                        index: 0
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

@@ -12,8 +12,12 @@ mod behave;
 mod behave_lm;
 #[cfg(feature = "behave")]
 mod behave_lm_null;
+#[cfg(feature = "behave")]
+mod behave_null;
 #[cfg(feature = "onnx")]
 mod behave_onnx;
+#[cfg(feature = "behave")]
+mod behave_tokens;
 mod bom;
 mod dist;
 mod gate;
