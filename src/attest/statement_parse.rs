@@ -393,15 +393,17 @@ impl Resources {
             // Nothing after a failed resource can be the first reason.
             return;
         }
-        if let Err((stage, e)) = self.add_one(i, r) {
+        if let Err(f) = self.add_one(i, r) {
+            let (stage, e) = *f;
             self.failed = Some((i, stage, e));
         }
     }
 
-    fn add_one(&mut self, i: usize, r: ResourceFields) -> Result<(), (u8, StatementError)> {
+    /// Boxed: the error is large and this runs once per resource.
+    fn add_one(&mut self, i: usize, r: ResourceFields) -> Result<(), Box<(u8, StatementError)>> {
         let at = at_resource(i);
-        let name = string(&r.name, "name", &at).map_err(|e| (NAME, e))?;
-        let alg = string(&r.algorithm, "algorithm", &at).map_err(|e| (ALGORITHM, e))?;
+        let name = string(&r.name, "name", &at).map_err(|e| Box::new((NAME, e)))?;
+        let alg = string(&r.algorithm, "algorithm", &at).map_err(|e| Box::new((ALGORITHM, e)))?;
         match &self.alg0 {
             None => self.alg0 = Some((i, alg.to_string())),
             Some((_, a0)) if a0 != alg && self.alg_other.is_none() => {
@@ -409,9 +411,9 @@ impl Resources {
             }
             _ => {}
         }
-        let digest = string(&r.digest, "digest", &at).map_err(|e| (DIGEST, e))?;
-        let raw =
-            hex::decode(digest).map_err(|_| (DIGEST_HEX, StatementError::DigestNotHex { at }))?;
+        let digest = string(&r.digest, "digest", &at).map_err(|e| Box::new((DIGEST, e)))?;
+        let raw = hex::decode(digest)
+            .map_err(|_| Box::new((DIGEST_HEX, StatementError::DigestNotHex { at })))?;
         match self.len0 {
             None => self.len0 = Some((i, raw.len())),
             Some((_, l0)) if l0 != raw.len() && self.len_other.is_none() => {

@@ -928,13 +928,11 @@ pub fn merge_listed(
             mismatch,
         };
         let (fi, ri) = &mut cursor[idx];
-        let (fpath, fsize) = p
-            .file(*fi)
-            .ok_or_else(|| {
-                content(Mismatch::FileMissing {
-                    name: name.to_string(),
-                })
-            })?;
+        let (fpath, fsize) = p.file(*fi).ok_or_else(|| {
+            content(Mismatch::FileMissing {
+                name: name.to_string(),
+            })
+        })?;
         if fpath != name || fsize != size {
             return Err(content(Mismatch::File {
                 want: name.to_string(),
@@ -945,13 +943,11 @@ pub fn merge_listed(
         }
         *fi += 1;
         for (start, end) in pieces(size, config.method) {
-            let (rname, ralg, rdigest) = p
-                .resource(*ri)
-                .ok_or_else(|| {
-                    content(Mismatch::NoDigest {
-                        name: name.to_string(),
-                    })
-                })?;
+            let (rname, ralg, rdigest) = p.resource(*ri).ok_or_else(|| {
+                content(Mismatch::NoDigest {
+                    name: name.to_string(),
+                })
+            })?;
             let want_name = match config.method {
                 Method::Files => name.to_string(),
                 Method::Shards { .. } => format!("{name}:{start}:{end}"),
