@@ -393,12 +393,13 @@ impl Resources {
             // Nothing after a failed resource can be the first reason.
             return;
         }
-        if let Err(failed) = self.add_one(i, r) {
-            let (stage, e) = *failed;
+        if let Err(f) = self.add_one(i, r) {
+            let (stage, e) = *f;
             self.failed = Some((i, stage, e));
         }
     }
 
+    /// Boxed: the error is large and this runs once per resource.
     fn add_one(&mut self, i: usize, r: ResourceFields) -> Result<(), Box<(u8, StatementError)>> {
         let at = at_resource(i);
         let name = string(&r.name, "name", &at).map_err(|e| Box::new((NAME, e)))?;

@@ -488,3 +488,85 @@ pub fn verify_model(
         warnings: vp.warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::{sign_statement, KeyKind, Signer, SigningKey, STATEMENT_TYPE};
+    use crate::digest::NoProgress;
+    use serde_json::json;
+
+    /// A bundle, signed by a key the verifier trusts, over a statement listing `names` with
+    /// `digest(i)`; the subject digest is consistent, so only the list itself can be wrong.
+    fn signed_bundle(names: &[&str], dir: &Path) -> (PathBuf, Trust, usize) {
+        let resources: Vec<_> = names
+            .iter()
+            .map(|n| json!({"name": n, "digest": "00".repeat(32), "algorithm": "sha256"}))
+            .collect();
+        let root = crate::util::sha256(&vec![0u8; 32 * names.len()]);
+        let st = json!({
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": "m", "digest": {"sha256": hex::encode(root)}}],
+            "predicateType": crate::attest::PREDICATE_V1,
+            "predicate": {
+                "resources": resources,
+                "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": false},
+            },
+        });
+        let payload = serde_json::to_vec_pretty(&st).unwrap();
+        let signer = Signer::from_key(SigningKey::generate(KeyKind::P256));
+        let b = sign_statement(&signer, &payload).unwrap().to_json();
+        let p = dir.join("b.sig");
+        std::fs::write(&p, &b).unwrap();
+        (p, Trust::Key(signer.verifying_key().clone()), b.len())
+    }
+
+    #[test]
+    fn a_signed_statement_listing_a_path_twice_is_rejected_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("m");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("a"), "x").unwrap();
+        let (bundle, trust, _) = signed_bundle(&["a", "b/c", "b/c"], d.path());
+        let e = verify_model(
+            &tree,
+            &bundle,
+            &trust,
+            &VerifyOptions::default(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        match e {
+            Error::Rejected { code, message } => {
+                assert_eq!(code, "SIG008");
+                assert!(message.contains("\"b/c\" twice"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A hostile list (100,000 entries of one path) is refused with a typed error, holding
+    /// the bundle's bytes and the flat buffers only, never a JSON tree of it.
+    #[test]
+    fn a_huge_hostile_resource_list_stays_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let n = 100_000;
+        let names = vec!["x"; n];
+        let (bundle, trust, len) = signed_bundle(&names, d.path());
+        let (r, peak) =
+            crate::digest::alloc_count::peak_of(|| verify_compact(&bundle, &trust, false));
+        match r {
+            Err(Error::Rejected {
+                code: "SIG008",
+                message,
+            }) => {
+                assert!(message.contains("\"x\" twice"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(
+            peak < len + 100 * n,
+            "peak {peak} bytes for a {len}-byte bundle of {n} resources"
+        );
+    }
+}

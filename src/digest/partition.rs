@@ -484,6 +484,111 @@ pub fn merge(
     Ok(Manifest::assembled(resources, total, entries.len()))
 }
 
+/// Write the part for partition `spec` of `listing` straight from its [`ListedManifest`]
+/// (hashed for this partition's files; other files' digests are ignored): byte for byte
+/// [`Part::new`]`(…).to_json()`, without holding the part. The checksum takes one pass over
+/// the compact form, the file a second over the pretty one.
+pub fn write_part(
+    spec: Spec,
+    config: &HashConfig,
+    manifest: &super::ListedManifest<'_>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct View<'a> {
+        format: &'a str,
+        partition: Spec,
+        settings: &'a Settings,
+        listing: &'a Listing,
+        files: Files<'a>,
+        resources: Resources<'a>,
+        checksum: &'a str,
+    }
+    #[derive(Clone, Copy)]
+    struct Files<'a>(Spec, &'a super::Listing);
+    #[derive(Clone, Copy)]
+    struct Resources<'a>(Spec, &'a super::ListedManifest<'a>, Method, &'a str, usize);
+    #[derive(Serialize)]
+    struct File<'a> {
+        path: &'a str,
+        size: u64,
+    }
+    #[derive(Serialize)]
+    struct Res<'a> {
+        name: &'a str,
+        algorithm: &'a str,
+        digest: &'a str,
+    }
+    impl Serialize for Files<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Files(spec, l) = *self;
+            let mut seq = s.serialize_seq(None)?;
+            for i in (0..l.len()).filter(|&i| spec.contains(l.name(i))) {
+                seq.serialize_element(&File {
+                    path: l.name(i),
+                    size: l.stat(i).size,
+                })?;
+            }
+            seq.end()
+        }
+    }
+    impl Serialize for Resources<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Resources(spec, m, method, algorithm, dlen) = *self;
+            let l = m.listing();
+            let mut seq = s.serialize_seq(None)?;
+            let mut name = String::new();
+            for (i, d) in m.files().filter(|(i, _)| spec.contains(l.name(*i))) {
+                for ((start, end), digest) in pieces(l.stat(i).size, method).zip(d.chunks(dlen)) {
+                    name.clear();
+                    name.push_str(l.name(i));
+                    if let Method::Shards { .. } = method {
+                        name.push_str(&format!(":{start}:{end}"));
+                    }
+                    seq.serialize_element(&Res {
+                        name: &name,
+                        algorithm,
+                        digest: &hex::encode(digest),
+                    })?;
+                }
+            }
+            seq.end()
+        }
+    }
+    let l = manifest.listing();
+    let settings = Settings::of(config);
+    let listing = listing_of_files((0..l.len()).map(|i| (l.name(i), l.stat(i).size)));
+    let algorithm = match config.method {
+        Method::Files => config.algorithm.name().to_string(),
+        Method::Shards { shard_size } => {
+            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+        }
+    };
+    let mut view = View {
+        format: FORMAT,
+        partition: spec,
+        settings: &settings,
+        listing: &listing,
+        files: Files(spec, l),
+        resources: Resources(
+            spec,
+            manifest,
+            config.method,
+            &algorithm,
+            config.algorithm.digest_len(),
+        ),
+        checksum: "",
+    };
+    let mut h = HashWriter(<sha2::Sha256 as sha2::Digest>::new());
+    serde_json::to_writer(&mut h, &view)?;
+    let checksum = hex::encode(sha2::Digest::finalize(h.0));
+    view.checksum = &checksum;
+    serde_json::to_writer_pretty(&mut *w, &view)?;
+    w.write_all(b"\n")
+}
+
 /// A part held compactly for [`merge_listed`]: its header, then its files and resources in
 /// flat buffers (names and digests each in one buffer), ~50 bytes a file plus its name, where
 /// a [`Part`] of strings takes several hundred.
@@ -972,6 +1077,80 @@ pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_parts_are_the_parts_and_merge_the_same() {
+        use crate::digest::{walk, walk_listing, ListedManifest, NoProgress};
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for i in 0..40u32 {
+            let f = d.path().join(format!("d{}/f\"{i}", i % 3));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, vec![i as u8; (i % 7) as usize]).unwrap();
+        }
+        for method in [Method::Files, Method::Shards { shard_size: 2 }] {
+            let config = HashConfig {
+                method,
+                ..HashConfig::default()
+            };
+            let all = walk(d.path(), &config.ignore_paths, false).unwrap();
+            let listing = walk_listing(d.path(), &config.ignore_paths, false).unwrap();
+            let (whole, _) =
+                ListedManifest::hash(&listing, &config, &NoProgress, &|_| None).unwrap();
+            let mut parts = Vec::new();
+            for index in 0..3 {
+                let spec = Spec { index, count: 3 };
+                let own: Vec<_> = all
+                    .iter()
+                    .filter(|e| spec.contains(&e.name))
+                    .cloned()
+                    .collect();
+                let m = Manifest::from_entries(&own, &config, &NoProgress).unwrap();
+                let want = Part::new(spec, &config, &all, &m).to_json();
+                let mut got = Vec::new();
+                write_part(spec, &config, &whole, &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want.clone()).unwrap()
+                );
+                let p = out.path().join(format!("part-{index}.json"));
+                std::fs::write(&p, &want).unwrap();
+                assert!(streamed_part(&want).is_some(), "read in one pass");
+                let c = CompactPart::read(&p).unwrap();
+                parts.push((p, c));
+            }
+            // Fields in another order: read through `Part::read`, same content.
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&parts[0].0).unwrap()).unwrap();
+            let mut m = serde_json::Map::new();
+            for k in [
+                "checksum",
+                "resources",
+                "files",
+                "listing",
+                "settings",
+                "partition",
+                "format",
+            ] {
+                m.insert(k.into(), v[k].clone());
+            }
+            let reordered = serde_json::to_vec(&serde_json::Value::Object(m)).unwrap();
+            assert!(streamed_part(&reordered).is_none());
+            std::fs::write(&parts[0].0, &reordered).unwrap();
+            parts[0].1 = CompactPart::read(&parts[0].0).unwrap();
+            let digests = merge_listed(&parts, &config, &listing).unwrap();
+            let merged = ListedManifest::from_digests(&listing, &config, digests).unwrap();
+            assert_eq!(merged.to_manifest(), whole.to_manifest());
+            // A tampered digest: the checksum catches it on either path.
+            let text = String::from_utf8(std::fs::read(&parts[1].0).unwrap()).unwrap();
+            let at = text.find("\"digest\": \"").unwrap() + 11;
+            let mut bad = text.into_bytes();
+            bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+            std::fs::write(&parts[1].0, &bad).unwrap();
+            let e = CompactPart::read(&parts[1].0).err().unwrap().to_string();
+            assert!(e.contains("checksum mismatch"), "{e}");
+        }
+    }
 
     #[test]
     fn wildcards() {
