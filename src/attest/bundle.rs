@@ -1,5 +1,6 @@
 //! Sigstore bundle JSON (the subset OpenSSF model signing uses), parsed strictly.
 
+use super::error::BundleFault;
 use super::Error;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -98,45 +99,35 @@ impl Bundle {
     /// Read and parse a bundle file, bounded in size.
     pub fn read(path: &Path) -> Result<Bundle, Error> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let bad = |fault| Error::BadBundle {
+            path: path.into(),
+            fault,
+        };
         if !meta.is_file() {
-            return Err(Error::MalformedBundle {
-                path: path.into(),
-                why: "not a regular file".into(),
-            });
+            return Err(bad(BundleFault::NotAFile));
         }
         if meta.len() > MAX_BUNDLE_BYTES {
-            return Err(Error::MalformedBundle {
-                path: path.into(),
-                why: format!(
-                    "{} bytes is over the {} byte limit",
-                    meta.len(),
-                    MAX_BUNDLE_BYTES
-                ),
-            });
+            return Err(bad(BundleFault::TooLarge { len: meta.len() }));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&bytes, path)
     }
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Bundle, Error> {
-        let malformed = |why: String| Error::MalformedBundle {
+        let bad = |fault| Error::BadBundle {
             path: path.into(),
-            why,
+            fault,
         };
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(malformed("the file is empty".into()));
+            return Err(bad(BundleFault::Empty));
         }
         let b: Bundle = crate::json::from_slice(bytes).map_err(|e| {
-            let what = if e.is_eof() {
-                "truncated JSON"
-            } else {
-                "invalid bundle JSON"
-            };
-            malformed(format!(
-                "{what} at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ))
+            bad(BundleFault::Json {
+                truncated: e.is_eof(),
+                line: e.line(),
+                column: e.column(),
+                source: e,
+            })
         })?;
         if !KNOWN_MEDIA_TYPES.contains(&b.media_type.as_str()) {
             return Err(Error::UnsupportedBundle {
@@ -151,5 +142,57 @@ impl Bundle {
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain structs cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_bundle_files_name_their_fault() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("b.sig");
+        let fault = |bytes: &[u8]| {
+            std::fs::write(&p, bytes).unwrap();
+            match Bundle::read(&p) {
+                Err(Error::BadBundle { path, fault }) => {
+                    assert_eq!(path, p);
+                    fault
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(fault(b" \n"), BundleFault::Empty));
+        assert!(matches!(
+            fault(b"{\"mediaType\": \"x\""),
+            BundleFault::Json {
+                truncated: true,
+                line: 1,
+                ..
+            }
+        ));
+        let f = fault(b"{\"mediaType\": 5}");
+        assert!(
+            matches!(
+                f,
+                BundleFault::Json {
+                    truncated: false,
+                    ..
+                }
+            ),
+            "{f:?}"
+        );
+        assert!(
+            f.to_string().starts_with("invalid bundle JSON at line 1"),
+            "{f}"
+        );
+        assert!(matches!(
+            Bundle::read(t.path()),
+            Err(Error::BadBundle {
+                fault: BundleFault::NotAFile,
+                ..
+            })
+        ));
     }
 }

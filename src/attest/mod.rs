@@ -22,7 +22,7 @@ pub mod sigstore;
 pub mod statement;
 mod verify;
 
-pub use error::Error;
+pub use error::{BundleFault, Error, OtherMethod};
 pub use keys::{KeyKind, Message, SigningKey, VerifyingKey};
 pub use report::VerifyReport;
 pub use sign::{
