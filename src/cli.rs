@@ -825,8 +825,16 @@ pub struct BehaveCalibrateArgs {
     #[arg(long, value_name = "SUITE.toml")]
     pub suite: PathBuf,
     /// Known-benign candidate directories (earlier trusted versions, benign fine-tunes).
-    #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+    #[arg(long, value_name = "DIR", num_args = 1.., required_unless_present = "generate_null")]
     pub benign: Vec<PathBuf>,
+    /// Also calibrate on N null candidates generated here: short clean fine-tunes of the baseline
+    /// on the suite's own labelled inputs (mlsign network spec only). See docs/behave.md for how
+    /// far such a threshold carries to real benign models.
+    #[arg(long, value_name = "N")]
+    pub generate_null: Option<usize>,
+    /// Keep the generated null candidates in DIR (default: a temporary directory, removed).
+    #[arg(long, value_name = "DIR", requires = "generate_null")]
+    pub null_dir: Option<PathBuf>,
     /// Target false-positive rate on benign candidates; needs at least 1/FPR of them (and
     /// ln(1 - confidence)/ln(1 - FPR) for the confidence bound to reach it: 59 for 0.05, 299 for 0.01).
     #[arg(long, default_value_t = 0.01)]

@@ -20,6 +20,9 @@ mod report;
 mod sign;
 pub mod sigstore;
 pub mod statement;
+pub mod statement_parse;
+#[cfg(test)]
+mod statement_reference;
 mod verify;
 
 pub use error::{BundleFault, Error, OtherMethod};

@@ -8,6 +8,7 @@
 pub mod calibrate;
 pub mod error;
 pub mod models;
+pub mod null;
 pub mod probes;
 pub mod render;
 pub mod report;

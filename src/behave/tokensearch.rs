@@ -87,7 +87,7 @@ pub struct TokenSearchSpec {
     /// Random sketches of the JS second-order term per step (LMs).
     #[serde(default = "d_sketches")]
     pub sketches: usize,
-    /// Flag above it (default 0.5 differential flip rate for classifiers, 0.3 bits for LMs;
+    /// Flag above it (default 0.7 differential flip rate for classifiers, 0.45 bits for LMs;
     /// uncalibrated).
     #[serde(default)]
     pub threshold: Option<f64>,
@@ -116,8 +116,8 @@ fn d_sketches() -> usize {
 }
 
 /// Default thresholds (uncalibrated).
-pub const DEFAULT_THRESHOLD_CLS: f64 = 0.5;
-pub const DEFAULT_THRESHOLD_LM: f64 = 0.3;
+pub const DEFAULT_THRESHOLD_CLS: f64 = 0.7;
+pub const DEFAULT_THRESHOLD_LM: f64 = 0.45;
 
 impl TokenSearchSpec {
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -260,7 +260,8 @@ fn twin_for(
         .map(|i| stats::js(&a[i * w..(i + 1) * w], &b[i * w..(i + 1) * w]))
         .collect();
     let med = stats::median(&mut js);
-    if !(med <= COPY_MAX_JS) {
+    // NaN fails too.
+    if med.is_nan() || med > COPY_MAX_JS {
         return Err(format!(
             "the f32 copy in {} does not compute what the GGUF file computes (median JS {med:.4} bits on {} clean prompts, limit {COPY_MAX_JS}): it is not a copy of the same model",
             dir.display(),
@@ -383,6 +384,8 @@ pub fn setup(
         spec.inputs.saturating_mul(4)
     };
     let mut prompts = Vec::new();
+    // Ids the post-processor marks special in the prompts ([CLS], [SEP], BOS…).
+    let mut marked = std::collections::HashSet::new();
     for t in texts {
         if prompts.len() >= keep {
             break;
@@ -395,6 +398,11 @@ pub fn setup(
             continue;
         }
         let special = enc.get_special_tokens_mask();
+        for (id, m) in ids.iter().zip(special) {
+            if *m == 1 {
+                marked.insert(*id);
+            }
+        }
         let lead = special.iter().take_while(|&&s| s == 1).count();
         let trail = special.iter().rev().take_while(|&&s| s == 1).count();
         let (lo, hi) = (
@@ -437,15 +445,7 @@ pub fn setup(
     // special in the prompts, and names shaped like one ([UNK], <s>, <|endoftext|>) in
     // hand-built vocabularies that do not declare them.
     let mut special: std::collections::HashSet<u32> = added;
-    for p in &prompts {
-        if let Ok(enc) = tok.encode(tok.decode(&p.ids, true).unwrap_or_default().as_str(), true) {
-            for (id, m) in enc.get_ids().iter().zip(enc.get_special_tokens_mask()) {
-                if *m == 1 {
-                    special.insert(*id);
-                }
-            }
-        }
-    }
+    special.extend(marked);
     for (name, id) in tok.get_vocab(false) {
         let shaped = (name.starts_with('[') && name.ends_with(']') && name.len() > 2)
             || (name.starts_with('<') && name.ends_with('>') && name.len() > 2);
@@ -896,6 +896,89 @@ impl Setup {
         } else {
             "trigger_flip_excess"
         }
+    }
+
+    /// Diagnostic for studies: at `draws` random initial triggers, the rank of `token` (1 =
+    /// proposed first) among the allowed tokens by the first step's gradient score, best over
+    /// trigger positions, for the LM objective or the classifier objective of `class`. A
+    /// gradient that carries no information ranks it uniformly (mean ≈ allowed / 2); the search
+    /// proposes only the `top_k` best per position, so the rank says how large a vocabulary
+    /// the gradient keeps the trigger findable in. Returns (ranks, allowed tokens).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gradient_ranks(
+        &self,
+        path: &Path,
+        cand: &Model,
+        base: &Model,
+        device: &Device,
+        class: Option<u32>,
+        token: u32,
+        draws: usize,
+    ) -> Result<(Vec<usize>, usize)> {
+        let (cdiff, _) = twin_for(path, cand, &self.prompts, device)
+            .map_err(|e| BehaveError::Candle(candle_core::Error::Msg(e)))?;
+        let twin = || Twin {
+            cand: &cdiff,
+            base: self.base_diff.as_ref().ok().map(|(b, _)| b),
+        };
+        let ids: Vec<u32> = (0..self.allowed.len() as u32)
+            .filter(|&i| self.allowed[i as usize])
+            .collect();
+        let obj: Box<dyn Objective + '_> = match class {
+            None => {
+                let prompts: Vec<&Prompt> = self.prompts.iter().take(self.spec.inputs).collect();
+                Box::new(LmObjective {
+                    twin: twin(),
+                    cand,
+                    base,
+                    clean_js: vec![0.0; prompts.len()],
+                    prompts,
+                    base_clean: &self.base_clean,
+                    width: self.width,
+                    batch: self.batch,
+                    sketches: self.spec.sketches,
+                    seed: std::cell::Cell::new(self.seed ^ 0x4c4d),
+                })
+            }
+            Some(c) => Box::new(ClassObjective {
+                twin: twin(),
+                cand,
+                base,
+                prompts: self
+                    .prompts
+                    .iter()
+                    .zip(&self.clean_pred)
+                    .filter(|(_, &p)| p != c)
+                    .map(|(p, _)| p)
+                    .take(self.spec.inputs)
+                    .collect(),
+                class: c,
+                width: self.width,
+                batch: self.batch,
+            }),
+        };
+        let mut rng = Rng(self.seed ^ 0x7261_6e6b);
+        let v = self.allowed.len();
+        let mut ranks = Vec::with_capacity(draws);
+        for _ in 0..draws {
+            let trig: Vec<u32> = (0..self.spec.tokens)
+                .map(|_| ids[rng.below(ids.len())])
+                .collect();
+            let sc = obj.scores(&trig)?;
+            let best = (0..self.spec.tokens)
+                .map(|i| {
+                    let row = &sc[i * v..(i + 1) * v];
+                    let me = row[token as usize];
+                    1 + ids
+                        .iter()
+                        .filter(|&&t| t != token && row[t as usize] > me)
+                        .count()
+                })
+                .min()
+                .unwrap_or(ids.len());
+            ranks.push(best);
+        }
+        Ok((ranks, ids.len()))
     }
 
     /// Search the candidate at `path` (already loaded as `cand`) against the baseline.

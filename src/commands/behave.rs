@@ -162,14 +162,47 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
     super::common::no_sarif(a.run.format)?;
     let bar = Bar::new(&a.run);
     let prepared = prepare(&a.baseline, &a.suite, &a.run, &bar)?;
-    let n = a.benign.len();
+    // Generated null candidates (short clean fine-tunes) join the benign models given.
+    let mut benign = a.benign.clone();
+    let mut _null_tmp = None;
+    let mut generated = 0usize;
+    if let Some(count) = a.generate_null {
+        let out = match &a.null_dir {
+            Some(d) => d.clone(),
+            None => {
+                let t = tempfile::tempdir().context("cannot create a temporary directory")?;
+                let p = t.path().to_path_buf();
+                _null_tmp = Some(t);
+                p
+            }
+        };
+        let opts = behave::null::NullOptions {
+            count,
+            seed: prepared.suite.file.suite.seed ^ 0x6e75_6c6c,
+            ..Default::default()
+        };
+        let progress =
+            |d: usize, t: usize| bar.update("generating null candidates", d as u64, t as u64);
+        let dirs = behave::null::generate(
+            &prepared.suite,
+            &a.baseline,
+            &out,
+            &opts,
+            &prepared.device,
+            &progress,
+        )
+        .map_err(|e| about_suite(e, &a.suite, "cannot generate null candidates"))?;
+        generated = dirs.len();
+        benign.extend(dirs);
+    }
+    let n = benign.len();
     let progress = |s: &str, d: u64, t: u64| bar.update(&format!("benign ({n}) {s}"), d, t);
     let opts = calibrate::Options {
         fpr: a.fpr,
         confidence: a.confidence,
         bounded: a.bounded,
     };
-    let res = calibrate::calibrate(&prepared, &a.benign, &opts, &progress).map_err(|e| {
+    let res = calibrate::calibrate(&prepared, &benign, &opts, &progress).map_err(|e| {
         about_suite(
             e,
             &a.suite,
@@ -177,6 +210,15 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
         )
     })?;
     bar.finish();
+    let mut res = res;
+    if generated > 0 {
+        // Provenance: the threshold rests (partly) on generated nulls, not only on real models.
+        let tag = format!("+generated-null:{generated}");
+        res.calibration.method.push_str(&tag);
+        if let Some(sy) = res.synthesis.as_mut() {
+            sy.calibration.method.push_str(&tag);
+        }
+    }
     for w in &res.warnings {
         eprintln!("warning: {w}");
     }
@@ -192,9 +234,19 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
         Format::Json | Format::Sarif | Format::Markdown => {
             let mut v = serde_json::to_value(&res)?;
             v["written"] = serde_json::Value::Bool(a.write);
+            v["generated_null"] = serde_json::json!(generated);
             super::common::print_json(&v);
         }
         Format::Human => {
+            if generated > 0 {
+                println!(
+                    "{generated} generated null candidates (clean fine-tunes of the baseline on the suite's labelled inputs){}",
+                    match a.benign.len() {
+                        0 => String::new(),
+                        k => format!(" and {k} benign candidates given"),
+                    }
+                );
+            }
             let how = if a.bounded {
                 format!(
                     "lowest threshold whose {:.0}% upper bound meets FPR {}",

@@ -114,6 +114,14 @@ pub enum Corruption {
     Json(#[source] serde_json::Error),
     #[error("unknown version {0}")]
     Version(u64),
+    #[error("truncated while read")]
+    TruncatedWhileRead,
+    #[error("missing head fields")]
+    MissingHead,
+    #[error("no entries")]
+    NoEntries,
+    #[error("{name:?} is recorded twice")]
+    Duplicate { name: String },
     #[error("digests of {name:?} are not hex")]
     DigestsNotHex { name: String },
     #[error("digest length: {len} bytes recorded for {name:?}, not a multiple of {digest_len}")]
@@ -199,17 +207,170 @@ struct Head {
     shard_size: Option<u64>,
 }
 
-#[derive(serde::Deserialize)]
-struct Body {
-    #[serde(flatten)]
-    head: Head,
-    /// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
-    entries: Vec<(String, u64, u64, u64, i64, i64, String)>,
+/// A loaded cache, compact: names in one buffer, a stat record and the digests per file, and
+/// an index sorted by name for lookups (~100 bytes a file plus its name, where a map of
+/// strings and vectors took several hundred).
+pub struct StatCache {
+    names: String,
+    /// Per entry: end of its name in `names`, end of its digests in `digests`, its stat.
+    ends: Vec<(u32, usize)>,
+    stats: Vec<FileStat>,
+    digests: Vec<u8>,
+    /// Entry indices sorted by name.
+    order: Vec<u32>,
+    /// Why the parse stopped, when an entry was malformed (load only).
+    bad: Option<Corruption>,
 }
 
-/// A loaded cache: path → (stat, digests concatenated).
-pub struct StatCache {
-    entries: std::collections::HashMap<String, (FileStat, Vec<u8>)>,
+/// Reads the cache body: the head's fields, and `entries` straight into a [`StatCache`].
+struct BodySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+#[derive(Default)]
+struct HeadFields {
+    version: Option<u64>,
+    root: Option<Option<String>>,
+    root_dev: Option<u64>,
+    root_ino: Option<u64>,
+    algorithm: Option<String>,
+    shard_size: Option<Option<u64>>,
+    entries: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<HeadFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a stat cache")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeadFields, A::Error> {
+        let mut h = HeadFields::default();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "version" => h.version = Some(map.next_value()?),
+                "root" => h.root = Some(map.next_value()?),
+                "root_dev" => h.root_dev = Some(map.next_value()?),
+                "root_ino" => h.root_ino = Some(map.next_value()?),
+                "algorithm" => h.algorithm = Some(map.next_value()?),
+                "shard_size" => h.shard_size = Some(map.next_value()?),
+                "entries" => {
+                    map.next_value_seed(EntriesSeed {
+                        cache: &mut *self.cache,
+                        dlen: self.dlen,
+                    })?;
+                    h.entries = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+struct EntriesSeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cache entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(EntrySeed {
+                cache: &mut *self.cache,
+                dlen: self.dlen,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
+struct EntrySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[name, dev, ino, size, mtime_ns, ctime_ns, digests]")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        fn next<'de, T: serde::Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::custom("an entry has fewer than 7 fields"))
+        }
+        let name: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        let stat = FileStat {
+            dev: next(&mut seq)?,
+            ino: next(&mut seq)?,
+            size: next(&mut seq)?,
+            mtime_ns: next(&mut seq)?,
+            ctime_ns: next(&mut seq)?,
+        };
+        let digests: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("an entry has more than 7 fields"));
+        }
+        let c = self.cache;
+        let at = c.digests.len();
+        let n = digests.len() / 2;
+        c.digests.resize(at + n, 0);
+        if digests.len() % 2 != 0
+            || hex::decode_to_slice(digests.as_bytes(), &mut c.digests[at..]).is_err()
+        {
+            c.bad = Some(Corruption::DigestsNotHex {
+                name: name.into_owned(),
+            });
+            return Err(A::Error::custom("digests are not hex"));
+        }
+        if n % self.dlen != 0 {
+            c.bad = Some(Corruption::DigestLength {
+                name: name.into_owned(),
+                len: n,
+                digest_len: self.dlen,
+            });
+            return Err(A::Error::custom("digest length"));
+        }
+        c.names.push_str(&name);
+        let end = u32::try_from(c.names.len())
+            .map_err(|_| A::Error::custom("names too long to index"))?;
+        c.ends.push((end, c.digests.len()));
+        c.stats.push(stat);
+        Ok(())
+    }
 }
 
 impl StatCache {
@@ -233,77 +394,144 @@ impl StatCache {
                 len: meta.len(),
             });
         }
-        let data = std::fs::read(&path).map_err(CacheError::io(&path))?;
-        let mut mac = mac_key(&dir, false)?;
+        // BODY '\n' HEX-MAC '\n', read in one pass: the MAC is fed every chunk read from the
+        // file while the body is parsed from those same bytes (a cache of a million files is
+        // ~150 MB; it is never held). Parsed entries count only once the MAC matches.
+        use std::io::{Read, Seek};
+        let io = CacheError::io(&path);
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let tail_len = len.min(256);
+        let mut tail = vec![0u8; tail_len as usize];
+        file.seek(std::io::SeekFrom::Start(len - tail_len))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(io)?;
+        let mac = mac_key(&dir, false)?;
         let corrupt = |why: Corruption| CacheError::Corrupt {
             path: path.clone(),
             why,
         };
-        // BODY '\n' HEX-MAC '\n'
-        let data = data
+        let not_hex = || corrupt(Corruption::MacNotHex);
+        let data = tail
             .strip_suffix(b"\n")
             .ok_or_else(|| corrupt(Corruption::Truncated))?;
-        let nl = data
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .ok_or_else(|| corrupt(Corruption::NoMacLine))?;
-        let (body, tag) = (&data[..nl], &data[nl + 1..]);
-        let tag = hex::decode(tag).map_err(|_| corrupt(Corruption::MacNotHex))?;
-        mac.update(body);
+        let nl = match data.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => nl,
+            None if tail_len < len => return Err(not_hex()),
+            None => return Err(corrupt(Corruption::NoMacLine)),
+        };
+        let tag = hex::decode(&data[nl + 1..]).map_err(|_| not_hex())?;
+        let body_len = len - tail_len + nl as u64;
+        file.rewind().map_err(io)?;
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            MacRead {
+                inner: file.take(body_len),
+                mac,
+            },
+        );
+        let dlen = config.algorithm.digest_len();
+        let mut cache = StatCache {
+            names: String::new(),
+            ends: Vec::new(),
+            stats: Vec::new(),
+            digests: Vec::new(),
+            order: Vec::new(),
+            bad: None,
+        };
+        let parsed = {
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_reader(&mut reader);
+            BodySeed {
+                cache: &mut cache,
+                dlen,
+            }
+            .deserialize(&mut de)
+            .and_then(|h| de.end().map(|()| h))
+        };
+        // The whole body goes through the MAC, whatever the parser made of it; the MAC is
+        // checked first, as when the file was read whole.
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+        let MacRead { inner, mac } = reader.into_inner();
+        if inner.limit() != 0 {
+            return Err(corrupt(Corruption::TruncatedWhileRead));
+        }
         mac.verify_slice(&tag)
             .map_err(|_| CacheError::MacMismatch { path: path.clone() })?;
-        let v: Body = serde_json::from_slice(body).map_err(|e| corrupt(Corruption::Json(e)))?;
-        if v.head.version != VERSION {
-            return Err(corrupt(Corruption::Version(v.head.version)));
+        // A malformed entry leaves its typed reason in `cache.bad`; serde only carries a text.
+        let head = parsed.map_err(|e| corrupt(cache.bad.take().unwrap_or(Corruption::Json(e))))?;
+        let (Some(version), Some(head_root), Some(root_dev), Some(root_ino), Some(algorithm)) = (
+            head.version,
+            head.root,
+            head.root_dev,
+            head.root_ino,
+            head.algorithm,
+        ) else {
+            return Err(corrupt(Corruption::MissingHead));
+        };
+        if !head.entries {
+            return Err(corrupt(Corruption::NoEntries));
+        }
+        if version != VERSION {
+            return Err(corrupt(Corruption::Version(version)));
         }
         let root_meta = std::fs::metadata(root).map_err(CacheError::io(root))?;
-        if v.head.root.as_deref() != root.to_str()
-            || v.head.root_dev != root_meta.dev()
-            || v.head.root_ino != root_meta.ino()
+        if head_root.as_deref() != root.to_str()
+            || root_dev != root_meta.dev()
+            || root_ino != root_meta.ino()
         {
             return Err(CacheError::OtherTree { path });
         }
-        if v.head.algorithm != config.algorithm.name() || v.head.shard_size != shard_size(config) {
+        if algorithm != config.algorithm.name() || head.shard_size.flatten() != shard_size(config) {
             return Err(CacheError::OtherSettings { path });
         }
-        let dlen = config.algorithm.digest_len();
-        let mut entries = std::collections::HashMap::with_capacity(v.entries.len());
-        for (name, dev, ino, size, mtime_ns, ctime_ns, digests) in v.entries {
-            let stat = FileStat {
-                size,
-                dev,
-                ino,
-                mtime_ns,
-                ctime_ns,
-            };
-            let Ok(raw) = hex::decode(digests) else {
-                return Err(corrupt(Corruption::DigestsNotHex { name }));
-            };
-            if raw.len() % dlen != 0 {
-                return Err(corrupt(Corruption::DigestLength {
-                    name,
-                    len: raw.len(),
-                    digest_len: dlen,
-                }));
-            }
-            entries.insert(name, (stat, raw));
+        let mut order: Vec<u32> = (0..cache.ends.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| cache.name(a as usize).cmp(cache.name(b as usize)));
+        if let Some(w) = order
+            .windows(2)
+            .find(|w| cache.name(w[0] as usize) == cache.name(w[1] as usize))
+        {
+            return Err(corrupt(Corruption::Duplicate {
+                name: cache.name(w[0] as usize).to_owned(),
+            }));
         }
-        Ok(StatCache { entries })
+        cache.order = order;
+        cache.names.shrink_to_fit();
+        cache.digests.shrink_to_fit();
+        Ok(cache)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].0 as usize
+        };
+        &self.names[start..self.ends[i].0 as usize]
+    }
+
+    fn digests_of(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        &self.digests[start..self.ends[i].1]
     }
 
     /// The recorded digests of `e` (concatenated, one per piece), if its stat is exactly what
     /// was recorded.
     pub fn lookup(&self, e: &Entry) -> Option<&[u8]> {
-        let (stat, d) = self.entries.get(&e.name)?;
-        (*stat == e.stat() && has_ns(&e.stat())).then_some(d.as_slice())
+        let k = self
+            .order
+            .binary_search_by(|&i| self.name(i as usize).cmp(e.name.as_str()))
+            .ok()?;
+        let i = self.order[k] as usize;
+        (self.stats[i] == e.stat() && has_ns(&e.stat())).then(|| self.digests_of(i))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ends.is_empty()
     }
 }
 
@@ -311,6 +539,20 @@ impl StatCache {
 /// 10^18 coincidence, which only costs a re-hash).
 fn has_ns(s: &FileStat) -> bool {
     s.mtime_ns % 1_000_000_000 != 0 || s.ctime_ns % 1_000_000_000 != 0
+}
+
+/// Reads from a file and feeds the MAC the same bytes.
+struct MacRead<R: std::io::Read> {
+    inner: R,
+    mac: HmacSha256,
+}
+
+impl<R: std::io::Read> std::io::Read for MacRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.mac.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Writes to a file and feeds the MAC the same bytes.

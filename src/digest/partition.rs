@@ -115,16 +115,24 @@ pub struct Listing {
 }
 
 pub fn listing_of(entries: &[Entry]) -> Listing {
-    let mut buf = Vec::with_capacity(entries.len() * 48);
-    for e in entries {
-        buf.extend_from_slice(e.name.as_bytes());
-        buf.push(0);
-        buf.extend_from_slice(e.size.to_string().as_bytes());
-        buf.push(b'\n');
+    listing_of_files(entries.iter().map(|e| (e.name.as_str(), e.size)))
+}
+
+/// [`listing_of`] over (path, size) pairs, hashed as they come.
+pub fn listing_of_files<'a>(files: impl Iterator<Item = (&'a str, u64)>) -> Listing {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut n = 0u64;
+    for (name, size) in files {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(size.to_string().as_bytes());
+        h.update(b"\n");
+        n += 1;
     }
     Listing {
-        files: entries.len() as u64,
-        sha256: hex::encode(super::sha256(&buf)),
+        files: n,
+        sha256: hex::encode(h.finalize()),
     }
 }
 
@@ -286,6 +294,8 @@ pub enum PartError {
     Listing { path: PathBuf, then: u64, now: u64 },
     #[error("{}: {mismatch}", path.display())]
     Content { path: PathBuf, mismatch: Mismatch },
+    #[error("{}: the merged digests do not fit the directory listing", path.display())]
+    Unfit { path: PathBuf },
 }
 
 /// The first setting in which a part differs from the signing run (part's value first).
@@ -368,28 +378,9 @@ pub fn merge(
         }
         by_index[p.partition.index as usize] = Some(pp);
         if p.settings != want_settings {
-            let (part, run) = (&p.settings, &want_settings);
-            let differs = if part.algorithm != run.algorithm {
-                SettingsDiff::Algorithm {
-                    part: part.algorithm.clone(),
-                    run: run.algorithm.clone(),
-                }
-            } else if part.shard_size != run.shard_size {
-                SettingsDiff::ShardSize {
-                    part: part.shard_size,
-                    run: run.shard_size,
-                }
-            } else if part.allow_symlinks != run.allow_symlinks {
-                SettingsDiff::AllowSymlinks
-            } else {
-                SettingsDiff::IgnorePaths {
-                    part: part.ignore_paths.clone(),
-                    run: run.ignore_paths.clone(),
-                }
-            };
             return Err(PartError::Settings {
                 path: path.clone(),
-                differs,
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != listing {
@@ -491,6 +482,425 @@ pub fn merge(
         }
     }
     Ok(Manifest::assembled(resources, total, entries.len()))
+}
+
+/// A part held compactly for [`merge_listed`]: its header, then its files and resources in
+/// flat buffers (names and digests each in one buffer), ~50 bytes a file plus its name, where
+/// a [`Part`] of strings takes several hundred.
+pub struct CompactPart {
+    pub partition: Spec,
+    pub settings: Settings,
+    pub listing: Listing,
+    file_names: Names,
+    file_sizes: Vec<u64>,
+    res_names: Names,
+    /// Index into `algorithms` per resource (parts name one algorithm; a stray one is kept).
+    res_alg: Vec<u32>,
+    algorithms: Vec<String>,
+    /// Decoded digests (empty where the text was not hex), ends in `digest_ends`.
+    digests: Vec<u8>,
+    digest_ends: Vec<usize>,
+}
+
+/// Strings in one buffer.
+#[derive(Default)]
+struct Names {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Names {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+    fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+impl CompactPart {
+    fn new(partition: Spec, settings: Settings, listing: Listing) -> CompactPart {
+        CompactPart {
+            partition,
+            settings,
+            listing,
+            file_names: Names::default(),
+            file_sizes: Vec::new(),
+            res_names: Names::default(),
+            res_alg: Vec::new(),
+            algorithms: Vec::new(),
+            digests: Vec::new(),
+            digest_ends: Vec::new(),
+        }
+    }
+
+    fn push_file(&mut self, f: &PartFile) {
+        self.file_names.push(&f.path);
+        self.file_sizes.push(f.size);
+    }
+
+    fn push_resource(&mut self, r: &PartResource) {
+        self.res_names.push(&r.name);
+        let a = match self.algorithms.iter().position(|a| *a == r.algorithm) {
+            Some(a) => a,
+            None => {
+                self.algorithms.push(r.algorithm.clone());
+                self.algorithms.len() - 1
+            }
+        };
+        self.res_alg.push(a as u32);
+        if let Ok(d) = hex::decode(&r.digest) {
+            self.digests.extend_from_slice(&d);
+        }
+        self.digest_ends.push(self.digests.len());
+    }
+
+    fn file(&self, i: usize) -> Option<(&str, u64)> {
+        Some((self.file_names.get(i)?, self.file_sizes[i]))
+    }
+
+    /// Resource `i`: name, algorithm, digest (empty when it was not hex).
+    fn resource(&self, i: usize) -> Option<(&str, &str, &[u8])> {
+        let name = self.res_names.get(i)?;
+        let start = if i == 0 { 0 } else { self.digest_ends[i - 1] };
+        Some((
+            name,
+            &self.algorithms[self.res_alg[i] as usize],
+            &self.digests[start..self.digest_ends[i]],
+        ))
+    }
+
+    fn from_part(p: &Part) -> CompactPart {
+        let mut c = CompactPart::new(p.partition, p.settings.clone(), p.listing.clone());
+        for f in &p.files {
+            c.push_file(f);
+        }
+        for r in &p.resources {
+            c.push_resource(r);
+        }
+        c
+    }
+
+    /// Read a part file: in one pass when its fields are in the order `mlsign hash` writes
+    /// them (the checksum is computed over the same compact JSON as [`Part`]'s, element by
+    /// element); any other file, or any doubt, goes through [`Part::read`], so what is
+    /// accepted and every error are exactly as before.
+    pub fn read(path: &Path) -> Result<CompactPart, PartError> {
+        let io = |source| PartError::Io {
+            path: path.into(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > MAX_PART {
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
+        }
+        let data = std::fs::read(path).map_err(io)?;
+        if let Some(c) = streamed_part(&data) {
+            return Ok(c);
+        }
+        drop(data);
+        Part::read(path).map(|p| CompactPart::from_part(&p))
+    }
+}
+
+/// The one-pass reading of [`CompactPart::read`]; `None` on anything unusual.
+fn streamed_part(data: &[u8]) -> Option<CompactPart> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let c = PartSeed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    c
+}
+
+struct PartSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartSeed {
+    type Value = Option<CompactPart>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// Feeds SHA-256 whatever is written.
+struct HashWriter(sha2::Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartSeed {
+    type Value = Option<CompactPart>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a partial manifest")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        use std::io::Write;
+        const ORDER: [&str; 7] = [
+            "format",
+            "partition",
+            "settings",
+            "listing",
+            "files",
+            "resources",
+            "checksum",
+        ];
+        let out_of_order = || A::Error::custom("fields not in the order mlsign writes them");
+        let io = |e: std::io::Error| A::Error::custom(e.to_string());
+        let js = |e: serde_json::Error| A::Error::custom(e.to_string());
+        let mut h = HashWriter(<sha2::Sha256 as sha2::Digest>::new());
+        let next_key = |map: &mut A, want: &str| -> Result<(), A::Error> {
+            match map.next_key::<String>()? {
+                Some(k) if k == want => Ok(()),
+                _ => Err(out_of_order()),
+            }
+        };
+        next_key(&mut map, ORDER[0])?;
+        let format: String = map.next_value()?;
+        if format != FORMAT {
+            return Err(out_of_order());
+        }
+        next_key(&mut map, ORDER[1])?;
+        let partition: Spec = map.next_value()?;
+        next_key(&mut map, ORDER[2])?;
+        let settings: Settings = map.next_value()?;
+        next_key(&mut map, ORDER[3])?;
+        let listing: Listing = map.next_value()?;
+        write!(h, "{{\"format\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &format).map_err(js)?;
+        write!(h, ",\"partition\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &partition).map_err(js)?;
+        write!(h, ",\"settings\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &settings).map_err(js)?;
+        write!(h, ",\"listing\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &listing).map_err(js)?;
+        let mut c = CompactPart::new(partition, settings, listing);
+        next_key(&mut map, ORDER[4])?;
+        write!(h, ",\"files\":[").map_err(io)?;
+        map.next_value_seed(Elements {
+            h: &mut h,
+            add: &mut |f: PartFile| c.push_file(&f),
+        })?;
+        next_key(&mut map, ORDER[5])?;
+        write!(h, "],\"resources\":[").map_err(io)?;
+        map.next_value_seed(Elements {
+            h: &mut h,
+            add: &mut |r: PartResource| c.push_resource(&r),
+        })?;
+        next_key(&mut map, ORDER[6])?;
+        let checksum: String = map.next_value()?;
+        write!(h, "],\"checksum\":\"\"}}").map_err(io)?;
+        if map.next_key::<String>()?.is_some() {
+            return Err(out_of_order());
+        }
+        let got = hex::encode(sha2::Digest::finalize(h.0));
+        Ok((got == checksum).then_some(c))
+    }
+}
+
+/// An array whose elements are re-serialized into the checksum and handed to `add`.
+struct Elements<'a, T> {
+    h: &'a mut HashWriter,
+    add: &'a mut dyn FnMut(T),
+}
+
+impl<'de, T: Deserialize<'de> + Serialize> serde::de::DeserializeSeed<'de> for Elements<'_, T> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Serialize> serde::de::Visitor<'de> for Elements<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        use std::io::Write;
+        let mut first = true;
+        while let Some(x) = seq.next_element::<T>()? {
+            if !first {
+                self.h
+                    .write_all(b",")
+                    .map_err(|e| A::Error::custom(e.to_string()))?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *self.h, &x).map_err(|e| A::Error::custom(e.to_string()))?;
+            (self.add)(x);
+        }
+        Ok(())
+    }
+}
+
+/// [`merge`] over compact parts and the compact listing: the digests of every file's pieces
+/// concatenated in listing order (what [`super::ListedManifest`] holds). Same checks, same
+/// errors.
+pub fn merge_listed(
+    parts: &[(PathBuf, CompactPart)],
+    config: &HashConfig,
+    listing: &super::Listing,
+) -> Result<Vec<u8>, PartError> {
+    let Some((first_path, first)) = parts.first() else {
+        return Err(PartError::NoParts);
+    };
+    let count = first.partition.count;
+    let want_settings = Settings::of(config);
+    let current =
+        listing_of_files((0..listing.len()).map(|i| (listing.name(i), listing.stat(i).size)));
+    let mut by_index: Vec<Option<&(PathBuf, CompactPart)>> = vec![None; count as usize];
+    for pp in parts {
+        let (path, p) = pp;
+        if p.partition.count != count || p.partition.index >= count {
+            return Err(PartError::Count {
+                path: path.clone(),
+                got: p.partition,
+                first: first_path.clone(),
+                want: count,
+            });
+        }
+        if let Some((other, _)) = by_index[p.partition.index as usize] {
+            return Err(PartError::Duplicate {
+                index: p.partition.index,
+                a: other.clone(),
+                b: path.clone(),
+            });
+        }
+        by_index[p.partition.index as usize] = Some(pp);
+        if p.settings != want_settings {
+            return Err(PartError::Settings {
+                path: path.clone(),
+                differs: settings_difference(&p.settings, &want_settings),
+            });
+        }
+        if p.listing != current {
+            return Err(PartError::Listing {
+                path: path.clone(),
+                then: p.listing.files,
+                now: current.files,
+            });
+        }
+    }
+    if let Some(index) = by_index.iter().position(Option::is_none) {
+        return Err(PartError::Missing {
+            index: index as u32,
+            count,
+        });
+    }
+    let alg = HashAlgorithm::from_name(&want_settings.algorithm).unwrap_or_default();
+    let alg_name = match config.method {
+        Method::Files => config.algorithm.name().to_string(),
+        Method::Shards { shard_size } => {
+            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+        }
+    };
+    let mut digests = Vec::with_capacity(listing.len() * alg.digest_len());
+    let mut cursor: Vec<(usize, usize)> = vec![(0, 0); count as usize];
+    for i in 0..listing.len() {
+        let (name, size) = (listing.name(i), listing.stat(i).size);
+        let idx = index_of(name, count) as usize;
+        let Some((path, p)) = by_index[idx] else {
+            continue;
+        };
+        let content = |mismatch: Mismatch| PartError::Content {
+            path: path.clone(),
+            mismatch,
+        };
+        let (fi, ri) = &mut cursor[idx];
+        let (fpath, fsize) = p.file(*fi).ok_or_else(|| {
+            content(Mismatch::FileMissing {
+                name: name.to_string(),
+            })
+        })?;
+        if fpath != name || fsize != size {
+            return Err(content(Mismatch::File {
+                want: name.to_string(),
+                want_size: size,
+                found: fpath.to_string(),
+                found_size: fsize,
+            }));
+        }
+        *fi += 1;
+        for (start, end) in pieces(size, config.method) {
+            let (rname, ralg, rdigest) = p.resource(*ri).ok_or_else(|| {
+                content(Mismatch::NoDigest {
+                    name: name.to_string(),
+                })
+            })?;
+            let want_name = match config.method {
+                Method::Files => name.to_string(),
+                Method::Shards { .. } => format!("{name}:{start}:{end}"),
+            };
+            if rname != want_name || ralg != alg_name {
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: rname.to_string(),
+                    found_algorithm: ralg.to_string(),
+                }));
+            }
+            if rdigest.len() != alg.digest_len() {
+                return Err(content(Mismatch::Digest {
+                    name: rname.to_string(),
+                }));
+            }
+            *ri += 1;
+            digests.extend_from_slice(rdigest);
+        }
+    }
+    for (idx, (fi, ri)) in cursor.iter().enumerate() {
+        if let Some((path, p)) = by_index[idx] {
+            if *fi != p.file_names.len() || *ri != p.res_names.len() {
+                return Err(PartError::Content {
+                    path: path.clone(),
+                    mismatch: Mismatch::Extra {
+                        files: p.file_names.len().saturating_sub(*fi),
+                        digests: p.res_names.len().saturating_sub(*ri),
+                        index: idx,
+                    },
+                });
+            }
+        }
+    }
+    Ok(digests)
+}
+
+/// The first setting in which `part` differs from the signing run's `run`.
+fn settings_difference(part: &Settings, run: &Settings) -> SettingsDiff {
+    if part.algorithm != run.algorithm {
+        SettingsDiff::Algorithm {
+            part: part.algorithm.clone(),
+            run: run.algorithm.clone(),
+        }
+    } else if part.shard_size != run.shard_size {
+        SettingsDiff::ShardSize {
+            part: part.shard_size,
+            run: run.shard_size,
+        }
+    } else if part.allow_symlinks != run.allow_symlinks {
+        SettingsDiff::AllowSymlinks
+    } else {
+        SettingsDiff::IgnorePaths {
+            part: part.ignore_paths.clone(),
+            run: run.ignore_paths.clone(),
+        }
+    }
 }
 
 /// `*` and `?` wildcard match of a whole file name.

@@ -12,6 +12,8 @@ mod behave;
 mod behave_lm;
 #[cfg(feature = "behave")]
 mod behave_lm_null;
+#[cfg(feature = "behave")]
+mod behave_null;
 #[cfg(feature = "onnx")]
 mod behave_onnx;
 #[cfg(feature = "behave")]

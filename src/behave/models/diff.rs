@@ -182,7 +182,32 @@ impl DiffBert {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cpath = dir.join("config.json");
         let cfg = super::read_config(&cpath)?;
-        let unsupported = |m: String| Err(BehaveError::format(&cpath, m));
+        let (w, sha) = Weights::read(dir, &[dir.join("model.safetensors")])?;
+        Self::build(&cpath, &cfg, w, sha, device)
+    }
+
+    /// The classifier from tensors already in memory (named as in `model.safetensors`) and the
+    /// config.json in `dir`. Tensors that are [`candle_core::Var`]s stay tracked, so the forward
+    /// can be trained (the test generators fine-tune BERT classifiers with it).
+    pub fn from_tensors(dir: &Path, t: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let cpath = dir.join("config.json");
+        let cfg = super::read_config(&cpath)?;
+        let w = Weights {
+            path: dir.join("model.safetensors"),
+            t,
+            prefix: String::new(),
+        };
+        Self::build(&cpath, &cfg, w, String::new(), device)
+    }
+
+    fn build(
+        cpath: &Path,
+        cfg: &serde_json::Value,
+        mut w: Weights,
+        sha: String,
+        device: &Device,
+    ) -> Result<Self> {
+        let unsupported = |m: String| Err(BehaveError::format(cpath, m));
         let pet = cfg
             .get("position_embedding_type")
             .and_then(|v| v.as_str())
@@ -202,23 +227,22 @@ impl DiffBert {
             "relu" => Act::Relu,
             other => return unsupported(format!("hidden_act {other:?} is not supported")),
         };
-        let h = cfg_num(&cfg, &cpath, "hidden_size")?;
-        let heads = cfg_num(&cfg, &cpath, "num_attention_heads")?;
+        let h = cfg_num(cfg, cpath, "hidden_size")?;
+        let heads = cfg_num(cfg, cpath, "num_attention_heads")?;
         if h % heads != 0 {
             return unsupported(format!(
                 "hidden_size {h} is not a multiple of {heads} heads"
             ));
         }
-        let layers = cfg_num(&cfg, &cpath, "num_hidden_layers")?;
-        let inter = cfg_num(&cfg, &cpath, "intermediate_size")?;
-        let vocab = cfg_num(&cfg, &cpath, "vocab_size")?;
-        let maxpos = cfg_num(&cfg, &cpath, "max_position_embeddings")?;
-        let types = cfg_num(&cfg, &cpath, "type_vocab_size")?;
+        let layers = cfg_num(cfg, cpath, "num_hidden_layers")?;
+        let inter = cfg_num(cfg, cpath, "intermediate_size")?;
+        let vocab = cfg_num(cfg, cpath, "vocab_size")?;
+        let maxpos = cfg_num(cfg, cpath, "max_position_embeddings")?;
+        let types = cfg_num(cfg, cpath, "type_vocab_size")?;
         let eps = cfg
             .get("layer_norm_eps")
             .and_then(|v| v.as_f64())
             .unwrap_or(1e-12);
-        let (mut w, sha) = Weights::read(dir, &[dir.join("model.safetensors")])?;
         let n_labels =
             w.t.get("classifier.weight")
                 .map(|t| t.dims()[0])
@@ -809,6 +833,66 @@ mod tests {
                     "{name} {text:?}: max |Δlogit| {d} (scale {scale})"
                 );
             }
+        }
+    }
+
+    /// Mistral and Phi-3 (fused qkv and gate/up) checkpoints holding the Llama fixture's weights.
+    #[test]
+    fn mistral_and_phi3_layouts_match_candle_transformers() {
+        let dev = Device::Cpu;
+        let t = tempfile::tempdir().unwrap();
+        let base = fixture("llama-base");
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(base.join("config.json")).unwrap()).unwrap();
+        let w = candle_core::safetensors::load(base.join("model.safetensors"), &dev).unwrap();
+        for family in ["mistral", "phi3"] {
+            let d = t.path().join(family);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(base.join("tokenizer.json"), d.join("tokenizer.json")).unwrap();
+            let mut c = cfg.clone();
+            c["model_type"] = family.into();
+            c["sliding_window"] = serde_json::Value::Null;
+            std::fs::write(d.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+            let mut m = w.clone();
+            if family == "phi3" {
+                for l in 0..2 {
+                    let p = format!("model.layers.{l}.");
+                    let mut take = |n: &str| m.remove(&format!("{p}{n}")).unwrap();
+                    let (q, k, v) = (
+                        take("self_attn.q_proj.weight"),
+                        take("self_attn.k_proj.weight"),
+                        take("self_attn.v_proj.weight"),
+                    );
+                    let (g, u) = (take("mlp.gate_proj.weight"), take("mlp.up_proj.weight"));
+                    m.insert(
+                        format!("{p}self_attn.qkv_proj.weight"),
+                        Tensor::cat(&[&q, &k, &v], 0).unwrap(),
+                    );
+                    m.insert(
+                        format!("{p}mlp.gate_up_proj.weight"),
+                        Tensor::cat(&[&g, &u], 0).unwrap(),
+                    );
+                }
+            }
+            candle_core::safetensors::save(&m, d.join("model.safetensors")).unwrap();
+            let real = Model::load(&d, &dev).unwrap();
+            let Model::Lm(lm) = &real else {
+                panic!("not an LM")
+            };
+            let diff = DiffLm::load(&d, &dev).unwrap();
+            let ids = lm.token_ids("cf the king sees a red bird");
+            let want = lm.logits_for_ids(&ids).unwrap();
+            let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &dev).unwrap();
+            let got: Vec<f32> = diff
+                .forward_ids(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = max_abs_diff(&want, &got);
+            assert!(d < 1e-4 * scale.max(1.0), "{family}: max |Δlogit| {d}");
         }
     }
 
