@@ -1,5 +1,6 @@
 //! Sigstore bundle JSON (the subset OpenSSF model signing uses), parsed strictly.
 
+use super::error::BundleFault;
 use super::Error;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -104,21 +105,15 @@ impl Bundle {
     /// The bytes of a bundle file, bounded in size.
     fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let bad = |fault| Error::BadBundle {
+            path: path.into(),
+            fault,
+        };
         if !meta.is_file() {
-            return Err(Error::MalformedBundle {
-                path: path.into(),
-                why: "not a regular file".into(),
-            });
+            return Err(bad(BundleFault::NotAFile));
         }
         if meta.len() > MAX_BUNDLE_BYTES {
-            return Err(Error::MalformedBundle {
-                path: path.into(),
-                why: format!(
-                    "{} bytes is over the {} byte limit",
-                    meta.len(),
-                    MAX_BUNDLE_BYTES
-                ),
-            });
+            return Err(bad(BundleFault::TooLarge { len: meta.len() }));
         }
         std::fs::read(path).map_err(|e| Error::io(path, e))
     }
@@ -229,24 +224,20 @@ fn parse_with<'a, T>(
     path: &Path,
     parse: impl FnOnce(&'a [u8]) -> Result<T, serde_json::Error>,
 ) -> Result<T, Error> {
-    let malformed = |why: String| Error::MalformedBundle {
+    let bad = |fault| Error::BadBundle {
         path: path.into(),
-        why,
+        fault,
     };
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(malformed("the file is empty".into()));
+        return Err(bad(BundleFault::Empty));
     }
     parse(bytes).map_err(|e| {
-        let what = if e.is_eof() {
-            "truncated JSON"
-        } else {
-            "invalid bundle JSON"
-        };
-        malformed(format!(
-            "{what} at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
+        bad(BundleFault::Json {
+            truncated: e.is_eof(),
+            line: e.line(),
+            column: e.column(),
+            source: e,
+        })
     })
 }
 
@@ -311,6 +302,53 @@ impl Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_bundle_files_name_their_fault() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("b.sig");
+        let fault = |bytes: &[u8]| {
+            std::fs::write(&p, bytes).unwrap();
+            match Bundle::read(&p) {
+                Err(Error::BadBundle { path, fault }) => {
+                    assert_eq!(path, p);
+                    fault
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(fault(b" \n"), BundleFault::Empty));
+        assert!(matches!(
+            fault(b"{\"mediaType\": \"x\""),
+            BundleFault::Json {
+                truncated: true,
+                line: 1,
+                ..
+            }
+        ));
+        let f = fault(b"{\"mediaType\": 5}");
+        assert!(
+            matches!(
+                f,
+                BundleFault::Json {
+                    truncated: false,
+                    ..
+                }
+            ),
+            "{f:?}"
+        );
+        assert!(
+            f.to_string().starts_with("invalid bundle JSON at line 1"),
+            "{f}"
+        );
+        assert!(matches!(
+            Bundle::read(t.path()),
+            Err(Error::BadBundle {
+                fault: BundleFault::NotAFile,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn in_place_decoding_is_unb64() {

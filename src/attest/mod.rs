@@ -25,7 +25,7 @@ pub mod statement_parse;
 mod statement_reference;
 mod verify;
 
-pub use error::Error;
+pub use error::{BundleFault, Error, OtherMethod};
 pub use keys::{KeyKind, Message, SigningKey, VerifyingKey};
 pub use report::VerifyReport;
 pub use sign::{

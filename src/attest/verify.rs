@@ -161,35 +161,30 @@ fn verify_core(
     trust: &Trust,
     legacy_pae: bool,
 ) -> Result<VerifiedPayload, Error> {
-    let malformed = |why: &str| Error::MalformedBundle {
+    use super::error::{BundleFault, OtherMethod};
+    let malformed = |fault| Error::BadBundle {
         path: bundle_path.into(),
-        why: why.into(),
+        fault,
     };
-    let unsupported = |why: &str| Error::UnsupportedBundle {
+    let unsupported = |method| Error::OtherMethod {
         path: bundle_path.into(),
-        why: why.into(),
+        method,
     };
     let Some(env) = &bundle.dsse_envelope else {
         return Err(if bundle.message_signature.is_some() {
-            unsupported(
-                "it signs a single blob (messageSignature), not a model manifest (dsseEnvelope)",
-            )
+            unsupported(OtherMethod::MessageSignature)
         } else {
-            malformed("no dsseEnvelope")
+            malformed(BundleFault::NoDsseEnvelope)
         });
     };
     let sig = match env.signatures.as_slice() {
-        [] => return Err(malformed("the DSSE envelope has no signature")),
+        [] => return Err(malformed(BundleFault::NoSignature)),
         [s] => s,
-        _ => {
-            return Err(unsupported(
-                "the DSSE envelope has several signatures; model signatures have one",
-            ))
-        }
+        _ => return Err(unsupported(OtherMethod::SeveralSignatures)),
     };
-    let payload = payload.ok_or_else(|| malformed("dsseEnvelope.payload is not base64"))?;
-    let sig_bytes = bundle::unb64(&sig.sig)
-        .ok_or_else(|| malformed("dsseEnvelope.signatures[0].sig is not base64"))?;
+    let payload = payload.ok_or_else(|| malformed(BundleFault::PayloadNotBase64))?;
+    let sig_bytes =
+        bundle::unb64(&sig.sig).ok_or_else(|| malformed(BundleFault::SignatureNotBase64))?;
     let pae = PaeMessage {
         payload_type: &env.payload_type,
         payload,
@@ -221,14 +216,10 @@ fn verify_core(
     let (method, signer) = match trust {
         Trust::Key(key) => {
             if vm.x509_certificate_chain.is_some() {
-                return Err(unsupported(
-                    "it was signed with the certificate method; verify with --cert-chain ROOTS.pem",
-                ));
+                return Err(unsupported(OtherMethod::Certificate));
             }
             if vm.certificate.is_some() {
-                return Err(unsupported(
-                    "it is a keyless Sigstore bundle (Fulcio certificate + Rekor entry); verify with --identity ID --issuer URL",
-                ));
+                return Err(unsupported(OtherMethod::Keyless));
             }
             let hint = key.hint();
             match vm.public_key.as_ref().map(|p| p.hint.to_ascii_lowercase()) {
@@ -249,9 +240,9 @@ fn verify_core(
         Trust::Roots(roots) => {
             let Some(chain) = &vm.x509_certificate_chain else {
                 return Err(if vm.public_key.is_some() {
-                    unsupported("it was signed with the key method; verify with --key PUB.pem")
+                    unsupported(OtherMethod::Key)
                 } else {
-                    unsupported("it has no x509CertificateChain; a keyless bundle is verified with --identity ID --issuer URL")
+                    unsupported(OtherMethod::NoCertificateChain)
                 });
             };
             let certs = chain
@@ -260,12 +251,17 @@ fn verify_core(
                 .enumerate()
                 .map(|(i, c)| {
                     let der = bundle::unb64(&c.raw_bytes)
-                        .ok_or_else(|| malformed(&format!("certificate {i} is not base64")))?;
-                    Cert::from_der(&der).map_err(|e| malformed(&format!("certificate {i}: {e}")))
+                        .ok_or_else(|| malformed(BundleFault::CertificateNotBase64 { index: i }))?;
+                    Cert::from_der(&der).map_err(|e| {
+                        malformed(BundleFault::Certificate {
+                            index: i,
+                            source: Box::new(e),
+                        })
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let Some((leaf, rest)) = certs.split_first() else {
-                return Err(malformed("the certificate chain is empty"));
+                return Err(malformed(BundleFault::EmptyChain));
             };
             let key = cert::verify_chain(leaf, rest, roots).map_err(|why| {
                 rejected("SIG007", format!("untrusted signing certificate: {why}"))

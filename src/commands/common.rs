@@ -270,6 +270,7 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
         if let Some(e) = c.downcast_ref::<mlsign::attest::Error>() {
             return match e {
                 mlsign::attest::Error::Exists { .. } => Some(FORCE),
+                mlsign::attest::Error::OtherMethod { method, .. } => method_advice(method),
                 // Transparent: the digest error is not a link of its own in the chain.
                 mlsign::attest::Error::Digest(d) => digest_advice(d),
                 _ => None,
@@ -319,6 +320,19 @@ fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
         Error::Symlink { .. } => Some("--allow-symlinks hashes targets that stay inside the root"),
         Error::SpecialFile { .. } => Some("remove it or --ignore it"),
         Error::Changed { .. } => Some("make sure nothing writes to the model and try again"),
+        _ => None,
+    }
+}
+
+/// Which verify flags fit the method the bundle was signed with.
+fn method_advice(m: &mlsign::attest::OtherMethod) -> Option<&'static str> {
+    use mlsign::attest::OtherMethod;
+    match m {
+        OtherMethod::Certificate => Some("verify with --cert-chain ROOTS.pem"),
+        OtherMethod::Keyless | OtherMethod::NoCertificateChain => {
+            Some("a keyless bundle is verified with --identity ID --issuer URL")
+        }
+        OtherMethod::Key => Some("verify with --key PUB.pem"),
         _ => None,
     }
 }

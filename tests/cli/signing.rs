@@ -1116,6 +1116,19 @@ fn tamper_bundle_and_keys() {
         .as_str()
         .unwrap()
         .contains("blob"));
+    // Another method than the trust given: the library names the method, the CLI the flag.
+    let mut v = bundle.clone();
+    v["verificationMaterial"]["x509CertificateChain"] = serde_json::json!({"certificates": []});
+    let r = check(&write("chain.sig", &v), &pubk);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains(
+            "unsupported bundle: it was signed with the certificate method; verify with \
+             --cert-chain ROOTS.pem"
+        ),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
