@@ -12,8 +12,14 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # A clean clone gains nothing from incremental compilation, only its overhead.
 if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
-t0=$(date +%s)
-step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+t0=$(date +%s); tp=$t0; last=""
+# Each step prints its start offset and, when the next begins, its own duration (README's table).
+step() {
+  local now; now=$(date +%s)
+  [ -n "$last" ] && echo "== $last: $(( now - tp ))s"
+  tp=$now; last="$*"
+  echo "== [$(( now - t0 ))s] $*"
+}
 
 cache=${MLSIGN_CACHE:-$HOME/.cache/mlsign}
 if [ "${MLSIGN_NO_CACHE:-}" = 1 ]; then
