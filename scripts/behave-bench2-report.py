@@ -81,7 +81,9 @@ def main():
         m = dict(models[k])
         m["S"] = r["decision"]["value"]
         m["S_v1"] = r["companions"]["srcclass_median_excess"]
-        m["flag_S"] = r["decision"]["flagged"]
+        # The calibrated threshold applied to the statistic (the same verdict as a run with the
+        # calibrated suite; the test run may use the uncalibrated suite in parallel to calibrate).
+        m["flag_S"] = r["decision"]["value"] > thr
         m["s"] = r["timing"]["total_s"]
         m["top_target"] = (r["top_candidates"] or [{}])[0].get("target_class")
         rows.append(m)
