@@ -294,17 +294,82 @@ def scale(args, key, ml, oms):
         shutil.rmtree(base)
 
 
+def memory(args, key, pub, ml, oms):
+    """Peak RSS of every large-tree path over N files of 1 KB (default 100,000): `sign`,
+    `verify`, `sign --since` (nothing changed, one file changed), `hash --partition` × 4 and
+    `sign --from-parts`, `verify --partition`, and `model_signing verify key`. Reports MiB and
+    bytes per file above a one-file `sign` (the binary, threads and buffers), one run each: a
+    peak is a maximum, not a rate, so it is not median-ed. Stat caches go to a private
+    XDG_CACHE_HOME."""
+    n = args.memory_files
+    tree = BENCH / f"memory-{n}"
+    stamp = BENCH / f"memory-{n}.complete"
+    if not stamp.exists():
+        print(f"  generating {n:,} files of 1 KB under {tree} ...", file=sys.stderr)
+        blob = os.urandom(1024 + 4096)
+        for i in range(n):
+            if i % 1000 == 0:
+                d = tree / f"p{i // 100_000:02d}" / f"{(i % 100_000) // 1000:03d}"
+                d.mkdir(parents=True, exist_ok=True)
+            with open(d / f"{i:08d}.bin", "wb") as f:
+                f.write(blob[i % 4096:i % 4096 + 1024])
+        stamp.write_text("")
+    work = BENCH / "memory-work"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "one").mkdir(parents=True)
+    (work / "one" / "f").write_bytes(b"x\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(work / "cache"))
+    sig = lambda name: str(work / name)  # noqa: E731
+    q = ["--no-progress"]
+    changed = next((tree / "p00" / "000").iterdir())
+    rows = [
+        ("baseline: `sign` of one file", [ml, "sign", work / "one", "--key", key, "--bundle", sig("one.sig"), *q]),
+        ("`sign`", [ml, "sign", tree, "--key", key, "--bundle", sig("a.sig"), *q]),
+        ("`verify`", [ml, "verify", tree, "--key", pub, "--bundle", sig("a.sig"), *q]),
+        ("`sign --since`, nothing changed", [ml, "sign", tree, "--key", key, "--since", sig("a.sig"), "--bundle", sig("b.sig"), *q]),
+        ("`sign --since`, one file changed", None),
+        *[(f"`hash --partition {i}/4`", [ml, "hash", tree, "--partition", f"{i}/4", "-o", sig(f"part-{i}.json"), *q]) for i in range(4)],
+        ("`sign --from-parts` (4 parts)", [ml, "sign", tree, "--key", key, "--from-parts", sig("part-*.json"), "--bundle", sig("d.sig"), *q]),
+        ("`verify --partition 0/4`", [ml, "verify", tree, "--key", pub, "--bundle", sig("d.sig"), "--partition", "0/4", "-o", sig("v0.json"), *q]),
+        ("model_signing verify key", [oms, "verify", "key", tree, "--signature", sig("a.sig"), "--public_key", pub]),
+    ]
+    res = {}
+    original = changed.read_bytes()
+    for name, cmd in rows:
+        if cmd is None:
+            changed.write_bytes(original + b"!")
+            cmd = [ml, "sign", tree, "--key", key, "--since", sig("a.sig"), "--bundle", sig("c.sig"), *q]
+            res[name] = run_once(cmd, ROOT, env)
+            changed.write_bytes(original)
+            continue
+        if name.startswith("model_signing") and not os.path.exists(oms):
+            continue
+        res[name] = run_once(cmd, ROOT, env)
+        print(f"  {name}: {res[name][2]:.1f} MiB", file=sys.stderr)
+    base = res[rows[0][0]][2]
+    print(f"\n## Peak memory over {n:,} files of 1 KB; load average {' '.join(load_line())}\n")
+    print("| run | wall s | peak RSS MiB | bytes/file above the baseline |")
+    print("|---|---:|---:|---:|")
+    for name, _ in rows:
+        if name in res:
+            w, _, rss, _ = res[name]
+            print(f"| {name} | {w:.2f} | {rss:.1f} | {(rss - base) * MIB / n:,.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default="classic,shapes,incremental",
                     help="comma list of: classic (tools side by side on one model), shapes "
                          "(issue 17 shapes vs model_signing with floors), incremental, large, "
-                         "scale (1 M files vs sha256sum, floors and model_signing on 100k)")
+                         "scale (1 M files vs sha256sum, floors and model_signing on 100k), memory (peak RSS of "
+                         "sign, verify, --since, --partition/--from-parts)")
     ap.add_argument("--large-files", type=int, default=100_000,
                     help="files in the `large` suite (1000000 for the README figure)")
     ap.add_argument("--scale-files", type=int, default=1_000_000,
                     help="files of 1 KB in the `scale` suite")
     ap.add_argument("--scale-dir", default="/tmp", help="where the `scale` suite builds its tree")
+    ap.add_argument("--memory-files", type=int, default=100_000,
+                    help="files of 1 KB in the `memory` suite")
     ap.add_argument("--keep-tree", action="store_true", help="keep the `scale` tree for another run")
     ap.add_argument("--shapes", default="",
                     help="comma list of shape numbers (1-based, see SHAPES) to run; all by default")
@@ -341,6 +406,8 @@ def main():
             large(args, ml, key)
         if "scale" in suites:
             scale(args, key, ml, oms)
+        if "memory" in suites:
+            memory(args, key, pub, ml, oms)
         return
     sig = lambda name: str(BENCH / name)  # noqa: E731
     files = sorted(str(p) for p in model.iterdir())

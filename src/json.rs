@@ -32,13 +32,111 @@ pub fn value_from_str(text: &str) -> Result<Value, serde_json::Error> {
 /// Parse `bytes` into `T`, rejecting duplicate keys anywhere in the document. Two passes, so
 /// that shape errors (missing or unknown fields) keep serde_json's line and column.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    value_from_slice(bytes)?;
+    check_slice(bytes)?;
     serde_json::from_slice(bytes)
+}
+
+/// Check that `bytes` is one JSON value without a duplicate key at any depth, building
+/// nothing: unescaped strings are borrowed, so a bundle with a payload of hundreds of MB is
+/// checked without a copy of it. Accepts exactly what [`value_from_slice`] accepts.
+pub fn check_slice(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    StrictCheck.deserialize(&mut de)?;
+    de.end()
+}
+
+/// Visits a value like [`Strict`] but keeps nothing except, per object, its keys so far.
+#[derive(Clone, Copy)]
+pub(crate) struct StrictCheck;
+
+/// The error [`Strict`] and [`StrictCheck`] give for a key an object already has.
+pub(crate) fn duplicate_key<E: de::Error>(k: &str) -> E {
+    E::custom(format!(
+        "duplicate key {k:?} (a JSON object must name each key once: parsers disagree on which value counts)"
+    ))
+}
+
+impl<'de> DeserializeSeed<'de> for StrictCheck {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictCheck {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Number::from_f64(v)
+            .map(|_| ())
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StrictCheck)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = Keys::default();
+        while let Some(k) = map.next_key::<String>()? {
+            keys.insert::<A::Error>(k)?;
+            map.next_value_seed(StrictCheck)?;
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one object so far (a linear scan while few, a set beyond).
+#[derive(Default)]
+pub(crate) struct Keys {
+    few: Vec<String>,
+    many: std::collections::HashSet<String>,
+}
+
+impl Keys {
+    pub(crate) fn insert<E: de::Error>(&mut self, k: String) -> Result<(), E> {
+        if self.few.len() < 16 {
+            if self.few.contains(&k) {
+                return Err(duplicate_key(&k));
+            }
+            self.few.push(k);
+            return Ok(());
+        }
+        if self.few.contains(&k) || self.many.contains(&k) {
+            return Err(duplicate_key(&k));
+        }
+        self.many.insert(k);
+        Ok(())
+    }
 }
 
 /// Builds a [`Value`] like serde_json does, refusing a key an object already has.
 #[derive(Clone, Copy)]
-struct Strict;
+pub(crate) struct Strict;
 
 impl<'de> DeserializeSeed<'de> for Strict {
     type Value = Value;
@@ -105,9 +203,7 @@ impl<'de> Visitor<'de> for Strict {
         let mut m = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             if m.contains_key(&k) {
-                return Err(de::Error::custom(format!(
-                    "duplicate key {k:?} (a JSON object must name each key once: parsers disagree on which value counts)"
-                )));
+                return Err(duplicate_key(&k));
             }
             let v = map.next_value_seed(Strict)?;
             m.insert(k, v);

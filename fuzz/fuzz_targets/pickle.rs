@@ -3,7 +3,7 @@
 //! a budget of B bytes never has more than a small multiple of B allocated at once.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mlsign::scan::{finding::Ctx, pickle, Policy};
+use mlsign::scan::{pickle, scanner, Policy};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -46,7 +46,7 @@ const SLACK: usize = 2 * BUDGET + (1 << 20);
 
 fuzz_target!(|data: &[u8]| {
     let policy = Policy::default();
-    let scan = pickle::scan_streams(data, 0, &Ctx::default(), &policy, None);
+    let scan = pickle::scan_streams(&scanner(&policy), data, 0, None);
     // Offsets must point inside the input.
     for f in &scan.findings {
         if f.member.is_none() {
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     // The replay reads its bytes through a window (files and payloads are streamed): reading
     // them a few bytes at a time must find exactly the same things at the same offsets.
     let windowed = pickle::with_window(7, || {
-        pickle::scan_streams(data, 0, &Ctx::default(), &policy, None)
+        pickle::scan_streams(&scanner(&policy), data, 0, None)
     });
     assert!(
         windowed.findings == findings && windowed.end == end,

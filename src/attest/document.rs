@@ -23,18 +23,56 @@ pub fn predicate_for(doc: &Value) -> Option<&'static str> {
 
 use crate::util::sha256_hex;
 
+/// Why a document cannot be signed as a predicate, or why a signed statement does not cover
+/// it. `noun` names the document ("report", "BOM").
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("not a JSON object (an in-toto predicate must be one)")]
+    NotObject,
+    #[error("cannot serialise the statement: {0}")]
+    Serialize(#[source] serde_json::Error),
+    #[error("signed payload is not JSON: {0}")]
+    PayloadNotJson(#[source] serde_json::Error),
+    #[error("signed payload is not an in-toto Statement v1 ({found})")]
+    NotStatement { found: Value },
+    #[error("the attestation's predicateType is {found}, not {want}{hint}")]
+    PredicateType {
+        found: Value,
+        want: String,
+        /// What the wrong type means for this document, e.g. " (it does not sign a BOM)".
+        hint: &'static str,
+    },
+    #[error("the {noun} changed after it was signed: its SHA-256 is {sha256}, the attestation signs {signed}")]
+    Changed {
+        noun: &'static str,
+        sha256: String,
+        /// The first subject's SHA-256 ("?" when it has none).
+        signed: String,
+    },
+    #[error("{noun} is not JSON: {source}")]
+    ContentNotJson {
+        noun: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the attestation's predicate differs from the {noun}")]
+    PredicateDiffers { noun: &'static str },
+}
+
 /// Parse report bytes strictly (duplicate keys refused): what is signed is what every reader
 /// reads.
-pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    let v = crate::json::value_from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse(bytes: &[u8]) -> Result<Value, DocumentError> {
+    let v = crate::json::value_from_slice(bytes).map_err(DocumentError::NotJson)?;
     if !v.is_object() {
-        return Err("not a JSON object (an in-toto predicate must be one)".into());
+        return Err(DocumentError::NotObject);
     }
     Ok(v)
 }
 
 /// The statement (exact bytes to sign) for report `bytes` published under `name`.
-pub fn statement(bytes: &[u8], name: &str, predicate_type: &str) -> Result<Vec<u8>, String> {
+pub fn statement(bytes: &[u8], name: &str, predicate_type: &str) -> Result<Vec<u8>, DocumentError> {
     let predicate = parse(bytes)?;
     let st = json!({
         "_type": STATEMENT_TYPE,
@@ -42,13 +80,13 @@ pub fn statement(bytes: &[u8], name: &str, predicate_type: &str) -> Result<Vec<u
         "predicateType": predicate_type,
         "predicate": predicate,
     });
-    serde_json::to_vec(&st).map_err(|e| e.to_string())
+    serde_json::to_vec(&st).map_err(DocumentError::Serialize)
 }
 
 /// Check a verified statement payload against the report bytes on disk: the right predicate
 /// type, the file's digest among the subjects, and the predicate equal to the report. `Ok` is
 /// the subject name; `Err` says why the attestation does not cover this report.
-pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<String, String> {
+pub fn check(payload: &[u8], bytes: &[u8], predicate_type: &str) -> Result<String, DocumentError> {
     check_covers(payload, bytes, predicate_type, "report", "", || {
         parse(bytes)
     })
@@ -62,23 +100,23 @@ pub fn check_covers(
     payload: &[u8],
     bytes: &[u8],
     predicate_type: &str,
-    noun: &str,
-    type_hint: &str,
-    predicate: impl FnOnce() -> Result<Value, String>,
-) -> Result<String, String> {
-    let st: Value = crate::json::value_from_slice(payload)
-        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    noun: &'static str,
+    type_hint: &'static str,
+    predicate: impl FnOnce() -> Result<Value, DocumentError>,
+) -> Result<String, DocumentError> {
+    let st: Value =
+        crate::json::value_from_slice(payload).map_err(DocumentError::PayloadNotJson)?;
     if st["_type"] != STATEMENT_TYPE {
-        return Err(format!(
-            "signed payload is not an in-toto Statement v1 ({})",
-            st["_type"]
-        ));
+        return Err(DocumentError::NotStatement {
+            found: st["_type"].clone(),
+        });
     }
     if st["predicateType"] != predicate_type {
-        return Err(format!(
-            "the attestation's predicateType is {}, not {predicate_type}{type_hint}",
-            st["predicateType"]
-        ));
+        return Err(DocumentError::PredicateType {
+            found: st["predicateType"].clone(),
+            want: predicate_type.to_string(),
+            hint: type_hint,
+        });
     }
     let want = sha256_hex(bytes);
     let subjects = st["subject"].as_array().cloned().unwrap_or_default();
@@ -89,14 +127,14 @@ pub fn check_covers(
             .first()
             .and_then(|s| s["digest"]["sha256"].as_str())
             .unwrap_or("?");
-        return Err(format!(
-            "the {noun} changed after it was signed: its SHA-256 is {want}, the attestation signs {signed}"
-        ));
+        return Err(DocumentError::Changed {
+            noun,
+            sha256: want,
+            signed: signed.to_string(),
+        });
     };
     if st["predicate"] != predicate()? {
-        return Err(format!(
-            "the attestation's predicate differs from the {noun}"
-        ));
+        return Err(DocumentError::PredicateDiffers { noun });
     }
     Ok(subj["name"].as_str().unwrap_or("").to_string())
 }
@@ -114,16 +152,46 @@ mod tests {
         assert_eq!(check(&st, r, BEHAVE_PREDICATE).unwrap(), "m.behave.json");
         let other = br#"{"schema":"mlsign-behave/1","verdict":"flagged"}"#;
         let e = check(&st, other, BEHAVE_PREDICATE).unwrap_err();
-        assert!(e.contains("changed after it was signed"), "{e}");
+        assert!(
+            matches!(&e, DocumentError::Changed { noun: "report", .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("changed after it was signed"), "{e}");
         let e = check(&st, r, GATE_PREDICATE).unwrap_err();
-        assert!(e.contains("predicateType"), "{e}");
+        assert!(matches!(e, DocumentError::PredicateType { .. }), "{e:?}");
+        assert!(e.to_string().contains("predicateType"), "{e}");
         // Same bytes, another predicate inside the statement: refused.
         let mut v: Value = serde_json::from_slice(&st).unwrap();
         v["predicate"]["verdict"] = json!("flagged");
         let e = check(&serde_json::to_vec(&v).unwrap(), r, BEHAVE_PREDICATE).unwrap_err();
-        assert!(e.contains("predicate differs"), "{e}");
-        assert!(parse(b"[1]").is_err());
-        assert!(parse(br#"{"a":1,"a":2}"#).is_err());
+        assert!(matches!(e, DocumentError::PredicateDiffers { .. }), "{e:?}");
+        assert!(e.to_string().contains("predicate differs"), "{e}");
+        assert!(matches!(parse(b"[1]"), Err(DocumentError::NotObject)));
+        assert!(matches!(
+            parse(br#"{"a":1,"a":2}"#),
+            Err(DocumentError::NotJson(_))
+        ));
+        // Hostile payloads: not JSON, a duplicate key, not a statement.
+        for (payload, what) in [
+            (&b"{"[..], "not JSON"),
+            (br#"{"_type":"x","_type":"y"}"#, "duplicate key"),
+        ] {
+            let e = check(payload, r, BEHAVE_PREDICATE).unwrap_err();
+            assert!(
+                matches!(e, DocumentError::PayloadNotJson(_)),
+                "{what}: {e:?}"
+            );
+        }
+        let e = check(
+            br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#,
+            r,
+            BEHAVE_PREDICATE,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, DocumentError::NotStatement { found } if found == "https://in-toto.io/Statement/v0.1"),
+            "{e:?}"
+        );
         assert!(predicate_for(&json!({"schema": "x"})).is_none());
     }
 }
@@ -159,7 +227,8 @@ pub fn verify_report(
             Ok(_) => (None, Some((vp.method, vp.signer))),
             Err(why) => (
                 Some(
-                    Finding::new(codes::GAT013, Severity::Critical, why).at(Location::path(shown)),
+                    Finding::new(codes::GAT013, Severity::Critical, why.to_string())
+                        .at(Location::path(shown)),
                 ),
                 None,
             ),

@@ -20,9 +20,12 @@ mod report;
 mod sign;
 pub mod sigstore;
 pub mod statement;
+pub mod statement_parse;
+#[cfg(test)]
+mod statement_reference;
 mod verify;
 
-pub use error::Error;
+pub use error::{BundleFault, Error, OtherMethod};
 pub use keys::{KeyKind, Message, SigningKey, VerifyingKey};
 pub use report::VerifyReport;
 pub use sign::{

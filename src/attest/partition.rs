@@ -3,13 +3,12 @@
 //! `verify --from-parts` merges N results into one verdict with every per-path difference
 //! (renames across partitions paired by content, as a single-machine verify would).
 
-use super::bundle::{self, Bundle};
 use super::sign::{inside, resolve_output};
-use super::statement::parse_model_statement;
-use super::verify::{verify_bundle_with, Trust, VerifyOptions, VerifyOutcome};
+use super::verify::{verify_compact, Trust, VerifyOptions, VerifyOutcome};
 use super::Error;
 use crate::digest::partition::Spec;
-use crate::digest::{diff, walk, Difference, Manifest, Method, Progress, Resource};
+use crate::digest::signed::diff_listed;
+use crate::digest::{pieces, walk_listing, Difference, ListedManifest, Method, Progress};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,21 +32,6 @@ pub struct PartResult {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
-fn rejected(code: &'static str, message: impl Into<String>) -> Error {
-    Error::Rejected {
-        code,
-        message: message.into(),
-    }
-}
-
-fn pieces_of(m: &Manifest, path: &str) -> Vec<String> {
-    m.resources()
-        .iter()
-        .filter(|r| r.path() == path)
-        .map(Resource::hex)
-        .collect()
-}
-
 /// Verify the bundle, then the files of partition `spec` only.
 pub fn verify_partition(
     path: &Path,
@@ -59,19 +43,7 @@ pub fn verify_partition(
 ) -> Result<(VerifyOutcome, PartResult), Error> {
     let root = std::fs::canonicalize(path)
         .map_err(|e| Error::Digest(crate::digest::Error::io(path, e)))?;
-    let b = Bundle::read(bundle_path)?;
-    let vp = verify_bundle_with(&b, bundle_path, trust, opts.legacy_pae)?;
-    if vp.payload_type != bundle::IN_TOTO_PAYLOAD_TYPE {
-        return Err(rejected(
-            "SIG008",
-            format!(
-                "payload type {:?} is not an in-toto statement",
-                vp.payload_type
-            ),
-        ));
-    }
-    let signed =
-        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
+    let (vp, signed) = verify_compact(bundle_path, trust, opts.legacy_pae)?;
     let mut config = signed.config.clone();
     config.allow_symlinks |= opts.allow_symlinks;
     config.threads = opts.threads;
@@ -81,40 +53,33 @@ pub fn verify_partition(
     config
         .ignore_paths
         .extend(opts.extra_ignore.iter().cloned());
-    let entries: Vec<_> = walk(&root, &config.ignore_paths, config.allow_symlinks)?
-        .into_iter()
-        .filter(|e| spec.contains(&e.name))
-        .collect();
-    let actual = Manifest::from_entries(&entries, &config, progress)?;
-    let expected = Manifest::from_resources(
-        signed
-            .manifest
-            .resources()
-            .iter()
-            .filter(|r| spec.contains(r.path()))
-            .cloned()
-            .collect(),
-    );
-    let differences = diff(&expected, &actual);
-    let mut missing = BTreeMap::new();
-    let mut extra = BTreeMap::new();
-    for d in &differences {
-        match d {
-            Difference::Missing { path } => {
-                missing.insert(path.clone(), pieces_of(&expected, path));
-            }
-            Difference::Extra { path } => {
-                extra.insert(path.clone(), pieces_of(&actual, path));
-            }
-            _ => {}
+    let listing = walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
+    // Files of other partitions are not read: placeholder digests, never compared (the diff
+    // below keeps this partition's paths only).
+    let dlen = config.algorithm.digest_len();
+    let skip = |e: &crate::digest::Entry| {
+        (!spec.contains(&e.name)).then(|| vec![0u8; pieces(e.size, config.method).count() * dlen])
+    };
+    let (actual, _) = ListedManifest::hash(&listing, &config, progress, &skip)?;
+    let (mut files, mut bytes) = (0usize, 0u64);
+    for i in 0..listing.len() {
+        if spec.contains(listing.name(i)) {
+            files += 1;
+            bytes += listing.stat(i).size;
         }
     }
+    let d = diff_listed(&signed.resources, &actual, config.method, &|p| {
+        spec.contains(p)
+    });
+    let differences = d.differences;
+    let missing: BTreeMap<String, Vec<String>> = d.missing.into_iter().collect();
+    let extra: BTreeMap<String, Vec<String>> = d.extra.into_iter().collect();
     let result = PartResult {
         format: RESULT_FORMAT.into(),
         partition: spec,
         root_digest: signed.root_digest.clone(),
-        files_checked: actual.file_count,
-        bytes: actual.total_bytes,
+        files_checked: files,
+        bytes,
         differences: differences.clone(),
         missing,
         extra,
@@ -131,8 +96,8 @@ pub fn verify_partition(
             Method::Files => None,
             Method::Shards { shard_size } => Some(shard_size),
         },
-        files_checked: actual.file_count,
-        bytes: actual.total_bytes,
+        files_checked: files,
+        bytes,
         differences,
         warnings: vp.warnings,
     };
@@ -147,10 +112,7 @@ pub fn merge_results(
     legacy_pae: bool,
     parts: &[PathBuf],
 ) -> Result<VerifyOutcome, Error> {
-    let b = Bundle::read(bundle_path)?;
-    let vp = verify_bundle_with(&b, bundle_path, trust, legacy_pae)?;
-    let signed =
-        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
+    let (vp, signed) = verify_compact(bundle_path, trust, legacy_pae)?;
     let bad = |p: &Path, why: String| Error::MalformedBundle {
         path: p.into(),
         why,

@@ -8,7 +8,7 @@ use super::cert::Cert;
 use super::keys::Message;
 use super::statement::{write_model_statement, SubjectKind};
 use super::{dsse, Error, SigningKey, VerifyingKey};
-use crate::digest::{HashConfig, Manifest, Progress, ResourceSource};
+use crate::digest::{HashConfig, Progress, ResourceSource};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -328,6 +328,10 @@ pub struct SignOutcome {
     pub source: SourceReport,
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Why `--since` found no usable stat cache (every file was re-hashed); a warning for the
+    /// caller to show next to [`SignOutcome::warnings`].
+    #[serde(skip)]
+    pub stat_cache_miss: Option<crate::digest::cache::CacheError>,
 }
 
 /// Resolve a path that may not exist yet: canonical parent + file name.
@@ -401,45 +405,47 @@ pub struct SourceReport {
     pub stat_cache_entries: Option<usize>,
 }
 
-/// Per path, the pieces OLD.sig recorded: (start, end, digest), ascending.
-type OldDigests = std::collections::HashMap<String, Vec<(u64, u64, Vec<u8>)>>;
-
 /// The digests of OLD.sig, if it was signed by this signer's key with the same algorithm and
 /// shard size; otherwise `None` with a warning (everything is re-hashed). An unreadable or
-/// malformed OLD.sig is an error.
+/// malformed OLD.sig is an error. Held compactly (the bundle's bytes once while it is read,
+/// then ~60 bytes a resource), looked up by path.
 fn old_digests(
     old: &Path,
     signer: &Signer,
     config: &HashConfig,
     warnings: &mut Vec<String>,
-) -> Result<Option<OldDigests>, Error> {
-    use super::statement::parse_model_statement;
-    let b = Bundle::read(old)?;
+) -> Result<Option<crate::digest::signed::SignedResources>, Error> {
+    use super::statement_parse::parse_compact;
+    let b = Bundle::read_in_place(old)?;
     let malformed = |why: &str| Error::MalformedBundle {
         path: old.into(),
         why: why.into(),
     };
     let env = b
+        .bundle
         .dsse_envelope
         .as_ref()
         .ok_or_else(|| malformed("no dsseEnvelope"))?;
-    let payload = bundle::unb64(&env.payload).ok_or_else(|| malformed("payload is not base64"))?;
+    let payload = b
+        .payload()
+        .ok_or_else(|| malformed("payload is not base64"))?;
     let sig = env
         .signatures
         .first()
         .and_then(|s| bundle::unb64(&s.sig))
         .ok_or_else(|| malformed("no base64 signature"))?;
     let shown = old.display();
-    if !signer
-        .verifying_key()
-        .verify(&dsse::pae(&env.payload_type, &payload), &sig)
-    {
+    let pae = super::verify::PaeMessage {
+        payload_type: &env.payload_type,
+        payload,
+    };
+    if !signer.verifying_key().verify_message(&pae, &sig) {
         warnings.push(format!(
             "--since {shown}: not signed by this signing key; every file is re-hashed"
         ));
         return Ok(None);
     }
-    let signed = match parse_model_statement(&payload) {
+    let signed = match parse_compact(payload) {
         Ok(s) => s,
         Err(why) => {
             warnings.push(format!("--since {shown}: {why}; every file is re-hashed"));
@@ -452,17 +458,7 @@ fn old_digests(
         ));
         return Ok(None);
     }
-    let mut map = OldDigests::new();
-    for r in signed.manifest.resources() {
-        let (p, s, e) = r.shard().unwrap_or((r.name.as_str(), 0, 0));
-        map.entry(p.to_string())
-            .or_default()
-            .push((s, e, r.digest.clone()));
-    }
-    for v in map.values_mut() {
-        v.sort_by_key(|x| (x.0, x.1));
-    }
-    Ok(Some(map))
+    Ok(Some(signed.resources))
 }
 
 /// Hash `path` and write a signed bundle for it.
@@ -503,7 +499,14 @@ pub fn sign_model_with(
     config.ignore_paths.sort();
     config.ignore_paths.dedup();
     let mut warnings = Vec::new();
+    let mut stat_cache_miss = None;
     let mut report = SourceReport::default();
+    // OLD.sig is read before the walk: its bytes are gone before the listing is built, so the
+    // two never take memory at once.
+    let old_signed = match &extras.source {
+        ManifestSource::Since(old) => Some(old_digests(old, signer, &config, &mut warnings)?),
+        _ => None,
+    };
     let walk_started = cache::now_ns();
     // Compact (names in one arena): a million files list in tens of MB.
     let listing = crate::digest::walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
@@ -518,9 +521,10 @@ pub fn sign_model_with(
         .unwrap_or("model")
         .to_string();
     let dlen = config.algorithm.digest_len();
+    // `Merged`: digests computed by other machines, never recorded in the local stat cache.
     enum Got<'l> {
         Listed(ListedManifest<'l>),
-        Merged(Manifest),
+        Merged(ListedManifest<'l>),
     }
     let got = match &extras.source {
         ManifestSource::Parts(files) => {
@@ -528,26 +532,32 @@ pub fn sign_model_with(
             for f in files {
                 parts.push((
                     f.clone(),
-                    partition::Part::read(f).map_err(crate::digest::Error::from)?,
+                    partition::CompactPart::read(f).map_err(crate::digest::Error::from)?,
                 ));
             }
             report.parts = Some(parts.len());
+            let digests = partition::merge_listed(&parts, &parts_config, &listing)
+                .map_err(crate::digest::Error::from)?;
+            drop(parts);
             Got::Merged(
-                partition::merge(&parts, &parts_config, &listing.to_entries())
-                    .map_err(crate::digest::Error::from)?,
+                ListedManifest::from_digests(&listing, &config, digests).ok_or_else(|| {
+                    Error::Digest(crate::digest::Error::from(partition::PartError::Unfit {
+                        path: files.first().cloned().unwrap_or_default(),
+                    }))
+                })?,
             )
         }
         ManifestSource::Hash => {
             Got::Listed(ListedManifest::hash(&listing, &config, progress, &|_| None)?.0)
         }
-        ManifestSource::Since(old) => {
-            let old = old_digests(old, signer, &config, &mut warnings)?;
+        ManifestSource::Since(_) => {
+            let old = old_signed.flatten();
             let stat = match &old {
                 None => None,
                 Some(_) => match cache::StatCache::load(&root, &config) {
                     Ok(c) => Some(c),
-                    Err(cache::Miss(why)) => {
-                        warnings.push(format!("{why}; every file is re-hashed"));
+                    Err(why) => {
+                        stat_cache_miss = Some(why);
                         None
                     }
                 },
@@ -555,7 +565,7 @@ pub fn sign_model_with(
             let reuse = |e: &crate::digest::Entry| -> Option<Vec<u8>> {
                 let (old, stat) = (old.as_ref()?, stat.as_ref()?);
                 let cached = stat.lookup(e)?;
-                let signed = old.get(&e.name)?;
+                let signed = old.pieces_of(&e.name)?;
                 let ranges_ok = match config.method {
                     Method::Files => signed.len() == 1,
                     Method::Shards { .. } => signed
@@ -565,7 +575,7 @@ pub fn sign_model_with(
                 };
                 (ranges_ok
                     && cached.len() == signed.len() * dlen
-                    && cached.chunks(dlen).zip(signed).all(|(c, s)| c == s.2))
+                    && cached.chunks(dlen).zip(&signed).all(|(c, s)| c == s.2))
                 .then(|| cached.to_vec())
             };
             let (m, stats) = ListedManifest::hash(&listing, &config, progress, &reuse)?;
@@ -620,6 +630,7 @@ pub fn sign_model_with(
         ignore_paths: config.ignore_paths,
         source: report,
         warnings,
+        stat_cache_miss,
     })
 }
 
@@ -628,7 +639,7 @@ mod tests {
     use super::*;
     use crate::attest::statement::model_statement;
     use crate::attest::KeyKind;
-    use crate::digest::{Method, Resource};
+    use crate::digest::{Manifest, Method, Resource};
 
     #[test]
     fn streamed_bundle_is_byte_identical_to_the_in_memory_one() {

@@ -4,9 +4,11 @@
 use super::bundle::{self, Bundle};
 use super::cert::{self, Cert};
 use super::sign::{inside, resolve_output};
-use super::statement::{parse_model_statement, SubjectKind};
+use super::statement::SubjectKind;
+use super::statement_parse::{parse_compact, CompactStatement};
 use super::{dsse, sigstore, Error, VerifyingKey};
-use crate::digest::{diff, Difference, Manifest, Progress};
+use crate::digest::signed::diff_listed;
+use crate::digest::{walk_listing, Difference, ListedManifest, Progress};
 use std::path::{Path, PathBuf};
 
 /// What the verifier trusts.
@@ -119,46 +121,83 @@ fn verify_inner(
     trust: &Trust,
     legacy_pae: bool,
 ) -> Result<VerifiedPayload, Error> {
-    let malformed = |why: &str| Error::MalformedBundle {
+    let payload = bundle
+        .dsse_envelope
+        .as_ref()
+        .and_then(|env| bundle::unb64(&env.payload));
+    let mut vp = verify_core(
+        bundle,
+        payload.as_deref(),
+        raw,
+        bundle_path,
+        trust,
+        legacy_pae,
+    )?;
+    vp.payload = payload.unwrap_or_default();
+    Ok(vp)
+}
+
+/// The DSSE pre-authentication encoding of a payload, produced on demand (never copied).
+pub(crate) struct PaeMessage<'a> {
+    pub payload_type: &'a str,
+    pub payload: &'a [u8],
+}
+
+impl super::Message for PaeMessage<'_> {
+    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let t = self.payload_type;
+        write!(w, "DSSEv1 {} {t} {} ", t.len(), self.payload.len())?;
+        w.write_all(self.payload)
+    }
+}
+
+/// Every check of a bundle whose payload was decoded by the caller (`payload` is `None` when
+/// it is not base64). The returned payload is empty: the caller holds the bytes.
+fn verify_core(
+    bundle: &Bundle,
+    payload: Option<&[u8]>,
+    raw: Option<&[u8]>,
+    bundle_path: &Path,
+    trust: &Trust,
+    legacy_pae: bool,
+) -> Result<VerifiedPayload, Error> {
+    use super::error::{BundleFault, OtherMethod};
+    let malformed = |fault| Error::BadBundle {
         path: bundle_path.into(),
-        why: why.into(),
+        fault,
     };
-    let unsupported = |why: &str| Error::UnsupportedBundle {
+    let unsupported = |method| Error::OtherMethod {
         path: bundle_path.into(),
-        why: why.into(),
+        method,
     };
     let Some(env) = &bundle.dsse_envelope else {
         return Err(if bundle.message_signature.is_some() {
-            unsupported(
-                "it signs a single blob (messageSignature), not a model manifest (dsseEnvelope)",
-            )
+            unsupported(OtherMethod::MessageSignature)
         } else {
-            malformed("no dsseEnvelope")
+            malformed(BundleFault::NoDsseEnvelope)
         });
     };
     let sig = match env.signatures.as_slice() {
-        [] => return Err(malformed("the DSSE envelope has no signature")),
+        [] => return Err(malformed(BundleFault::NoSignature)),
         [s] => s,
-        _ => {
-            return Err(unsupported(
-                "the DSSE envelope has several signatures; model signatures have one",
-            ))
-        }
+        _ => return Err(unsupported(OtherMethod::SeveralSignatures)),
     };
-    let payload = bundle::unb64(&env.payload)
-        .ok_or_else(|| malformed("dsseEnvelope.payload is not base64"))?;
-    let sig_bytes = bundle::unb64(&sig.sig)
-        .ok_or_else(|| malformed("dsseEnvelope.signatures[0].sig is not base64"))?;
-    let pae = dsse::pae(&env.payload_type, &payload);
+    let payload = payload.ok_or_else(|| malformed(BundleFault::PayloadNotBase64))?;
+    let sig_bytes =
+        bundle::unb64(&sig.sig).ok_or_else(|| malformed(BundleFault::SignatureNotBase64))?;
+    let pae = PaeMessage {
+        payload_type: &env.payload_type,
+        payload,
+    };
     let vm = &bundle.verification_material;
     let mut warnings = Vec::new();
     // Standard PAE first; the legacy encoding only decides the message unless asked for.
     // Ok(true): accepted over the legacy encoding.
     let check = |key: &VerifyingKey, what: String| -> Result<bool, Error> {
-        if key.verify(&pae, &sig_bytes) {
+        if key.verify_message(&pae, &sig_bytes) {
             return Ok(false);
         }
-        let legacy = key.verify(&dsse::pae_compat(&env.payload_type, &payload), &sig_bytes);
+        let legacy = key.verify(&dsse::pae_compat(&env.payload_type, payload), &sig_bytes);
         match (legacy, legacy_pae) {
             (true, true) => Ok(true),
             (true, false) => Err(rejected(
@@ -177,14 +216,10 @@ fn verify_inner(
     let (method, signer) = match trust {
         Trust::Key(key) => {
             if vm.x509_certificate_chain.is_some() {
-                return Err(unsupported(
-                    "it was signed with the certificate method; verify with --cert-chain ROOTS.pem",
-                ));
+                return Err(unsupported(OtherMethod::Certificate));
             }
             if vm.certificate.is_some() {
-                return Err(unsupported(
-                    "it is a keyless Sigstore bundle (Fulcio certificate + Rekor entry); verify with --identity ID --issuer URL",
-                ));
+                return Err(unsupported(OtherMethod::Keyless));
             }
             let hint = key.hint();
             match vm.public_key.as_ref().map(|p| p.hint.to_ascii_lowercase()) {
@@ -205,9 +240,9 @@ fn verify_inner(
         Trust::Roots(roots) => {
             let Some(chain) = &vm.x509_certificate_chain else {
                 return Err(if vm.public_key.is_some() {
-                    unsupported("it was signed with the key method; verify with --key PUB.pem")
+                    unsupported(OtherMethod::Key)
                 } else {
-                    unsupported("it has no x509CertificateChain; a keyless bundle is verified with --identity ID --issuer URL")
+                    unsupported(OtherMethod::NoCertificateChain)
                 });
             };
             let certs = chain
@@ -216,12 +251,17 @@ fn verify_inner(
                 .enumerate()
                 .map(|(i, c)| {
                     let der = bundle::unb64(&c.raw_bytes)
-                        .ok_or_else(|| malformed(&format!("certificate {i} is not base64")))?;
-                    Cert::from_der(&der).map_err(|e| malformed(&format!("certificate {i}: {e}")))
+                        .ok_or_else(|| malformed(BundleFault::CertificateNotBase64 { index: i }))?;
+                    Cert::from_der(&der).map_err(|e| {
+                        malformed(BundleFault::Certificate {
+                            index: i,
+                            source: Box::new(e),
+                        })
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let Some((leaf, rest)) = certs.split_first() else {
-                return Err(malformed("the certificate chain is empty"));
+                return Err(malformed(BundleFault::EmptyChain));
             };
             let key = cert::verify_chain(leaf, rest, roots).map_err(|why| {
                 rejected("SIG007", format!("untrusted signing certificate: {why}"))
@@ -235,7 +275,7 @@ fn verify_inner(
     };
     Ok(VerifiedPayload {
         payload_type: env.payload_type.clone(),
-        payload,
+        payload: Vec::new(),
         method,
         signer,
         warnings,
@@ -351,6 +391,52 @@ impl VerifyOutcome {
     }
 }
 
+/// Verify the bundle at `bundle_path` and parse the statement it signed, holding the bundle's
+/// bytes once (the payload is decoded in place) and the statement compactly: a bundle over a
+/// million files costs its file size plus ~60 bytes a resource, not a kilobyte. Same checks,
+/// in the same order, as [`verify_bundle_with`] and then the statement parser.
+pub(crate) fn verify_compact(
+    bundle_path: &Path,
+    trust: &Trust,
+    legacy_pae: bool,
+) -> Result<(VerifiedPayload, CompactStatement), Error> {
+    if let Trust::Keyless(_) = trust {
+        // Sigstore verification reads the bundle whole (certificates, log entries, proofs).
+        let bundle = Bundle::read(bundle_path)?;
+        let mut vp = verify_bundle_with(&bundle, bundle_path, trust, legacy_pae)?;
+        let payload = std::mem::take(&mut vp.payload);
+        check_statement_type(&vp)?;
+        let signed = parse_compact(&payload).map_err(|why| rejected("SIG008", why.to_string()))?;
+        return Ok((vp, signed));
+    }
+    let read = Bundle::read_in_place(bundle_path)?;
+    let vp = verify_core(
+        &read.bundle,
+        read.payload(),
+        None,
+        bundle_path,
+        trust,
+        legacy_pae,
+    )?;
+    check_statement_type(&vp)?;
+    let signed = parse_compact(read.payload().unwrap_or_default())
+        .map_err(|why| rejected("SIG008", why.to_string()))?;
+    Ok((vp, signed))
+}
+
+fn check_statement_type(vp: &VerifiedPayload) -> Result<(), Error> {
+    if vp.payload_type != bundle::IN_TOTO_PAYLOAD_TYPE {
+        return Err(rejected(
+            "SIG008",
+            format!(
+                "payload type {:?} is not an in-toto statement",
+                vp.payload_type
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Verify the bundle at `bundle_path` and then the tree at `path` against what it signed.
 pub fn verify_model(
     path: &Path,
@@ -361,19 +447,7 @@ pub fn verify_model(
 ) -> Result<VerifyOutcome, Error> {
     let root = std::fs::canonicalize(path)
         .map_err(|e| Error::Digest(crate::digest::Error::io(path, e)))?;
-    let bundle = Bundle::read(bundle_path)?;
-    let vp = verify_bundle_with(&bundle, bundle_path, trust, opts.legacy_pae)?;
-    if vp.payload_type != bundle::IN_TOTO_PAYLOAD_TYPE {
-        return Err(rejected(
-            "SIG008",
-            format!(
-                "payload type {:?} is not an in-toto statement",
-                vp.payload_type
-            ),
-        ));
-    }
-    let signed =
-        parse_model_statement(&vp.payload).map_err(|why| rejected("SIG008", why.to_string()))?;
+    let (vp, signed) = verify_compact(bundle_path, trust, opts.legacy_pae)?;
     let mut config = signed.config.clone();
     config.allow_symlinks |= opts.allow_symlinks;
     config.threads = opts.threads;
@@ -384,8 +458,10 @@ pub fn verify_model(
     config
         .ignore_paths
         .extend(opts.extra_ignore.iter().cloned());
-    let actual = Manifest::from_path_with(&root, &config, progress)?;
-    let differences = diff(&signed.manifest, &actual);
+    // Compact on both sides: the listing (names in one arena) and its digests in one buffer.
+    let listing = walk_listing(&root, &config.ignore_paths, config.allow_symlinks)?;
+    let (actual, _) = ListedManifest::hash(&listing, &config, progress, &|_| None)?;
+    let differences = diff_listed(&signed.resources, &actual, config.method, &|_| true).differences;
     let (algorithm, shard_size) = (
         config.algorithm.name(),
         match config.method {
@@ -402,9 +478,91 @@ pub fn verify_model(
         root_digest: signed.root_digest,
         algorithm,
         shard_size,
-        files_checked: actual.file_count,
-        bytes: actual.total_bytes,
+        files_checked: listing.len(),
+        bytes: listing.total_bytes(),
         differences,
         warnings: vp.warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::{sign_statement, KeyKind, Signer, SigningKey, STATEMENT_TYPE};
+    use crate::digest::NoProgress;
+    use serde_json::json;
+
+    /// A bundle, signed by a key the verifier trusts, over a statement listing `names` with
+    /// `digest(i)`; the subject digest is consistent, so only the list itself can be wrong.
+    fn signed_bundle(names: &[&str], dir: &Path) -> (PathBuf, Trust, usize) {
+        let resources: Vec<_> = names
+            .iter()
+            .map(|n| json!({"name": n, "digest": "00".repeat(32), "algorithm": "sha256"}))
+            .collect();
+        let root = crate::util::sha256(&vec![0u8; 32 * names.len()]);
+        let st = json!({
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": "m", "digest": {"sha256": hex::encode(root)}}],
+            "predicateType": crate::attest::PREDICATE_V1,
+            "predicate": {
+                "resources": resources,
+                "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": false},
+            },
+        });
+        let payload = serde_json::to_vec_pretty(&st).unwrap();
+        let signer = Signer::from_key(SigningKey::generate(KeyKind::P256));
+        let b = sign_statement(&signer, &payload).unwrap().to_json();
+        let p = dir.join("b.sig");
+        std::fs::write(&p, &b).unwrap();
+        (p, Trust::Key(signer.verifying_key().clone()), b.len())
+    }
+
+    #[test]
+    fn a_signed_statement_listing_a_path_twice_is_rejected_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("m");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("a"), "x").unwrap();
+        let (bundle, trust, _) = signed_bundle(&["a", "b/c", "b/c"], d.path());
+        let e = verify_model(
+            &tree,
+            &bundle,
+            &trust,
+            &VerifyOptions::default(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        match e {
+            Error::Rejected { code, message } => {
+                assert_eq!(code, "SIG008");
+                assert!(message.contains("\"b/c\" twice"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A hostile list (100,000 entries of one path) is refused with a typed error, holding
+    /// the bundle's bytes and the flat buffers only, never a JSON tree of it.
+    #[test]
+    fn a_huge_hostile_resource_list_stays_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let n = 100_000;
+        let names = vec!["x"; n];
+        let (bundle, trust, len) = signed_bundle(&names, d.path());
+        let (r, peak) =
+            crate::digest::alloc_count::peak_of(|| verify_compact(&bundle, &trust, false));
+        match r {
+            Err(Error::Rejected {
+                code: "SIG008",
+                message,
+            }) => {
+                assert!(message.contains("\"x\" twice"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(
+            peak < len + 100 * n,
+            "peak {peak} bytes for a {len}-byte bundle of {n} resources"
+        );
+    }
 }

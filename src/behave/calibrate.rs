@@ -22,6 +22,10 @@ pub struct BenignScore {
     /// The synthesis statistic, when the suite has [synthesis].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthesis_value: Option<f64>,
+    /// The trigger-token search statistic, when the suite has [token_search] (reported for
+    /// choosing `token_search.threshold`; not calibrated automatically yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_search_value: Option<f64>,
 }
 
 /// The synthesis threshold, calibrated next to the probe statistic's: the requested FPR is
@@ -198,6 +202,11 @@ pub fn calibrate(
                 CandidateDetail::Embedding { .. } => None,
             }),
             synthesis_value: r.synthesis.as_ref().map(|s| s.value),
+            token_search_value: r
+                .token_search
+                .as_ref()
+                .filter(|t| t.available)
+                .map(|t| t.value),
         });
     }
     let v: Vec<f64> = scores.iter().map(|s| s.value).collect();

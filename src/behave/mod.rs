@@ -17,6 +17,7 @@ pub mod stats;
 pub mod suite;
 pub mod synth;
 pub mod tensors;
+pub mod tokensearch;
 
 pub use error::{BehaveError, Result};
 pub use report::BehaveReport;

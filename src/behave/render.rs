@@ -6,9 +6,10 @@ use super::BehaveReport;
 use crate::report::{codes, Finding, Report, Table, Verdict};
 
 /// Findings that fail a behave run (exit 1): backdoor-like divergence (BHV001), clean drift
-/// above the suite's limit (BHV002) and a synthesised trigger (BHV006). Calibration notes
-/// (BHV003–BHV005) are reported but do not fail it.
-pub const GATING: [&str; 3] = [codes::BHV001, codes::BHV002, codes::BHV006];
+/// above the suite's limit (BHV002), a synthesised trigger (BHV006) and trigger tokens found by
+/// the token search (BHV007). Calibration notes (BHV003–BHV005) and an unavailable token search
+/// (BHV008) are reported but do not fail it.
+pub const GATING: [&str; 4] = [codes::BHV001, codes::BHV002, codes::BHV006, codes::BHV007];
 
 impl BehaveReport {
     /// Whether this candidate fails the run.
@@ -319,6 +320,9 @@ pub fn human(r: &BehaveReport) -> String {
                 );
             }
         }
+    }
+    if let Some(ts) = &r.token_search {
+        super::tokensearch::render_human(ts, &mut s);
     }
     for f in &r.findings {
         let _ = writeln!(s, "  {f}");

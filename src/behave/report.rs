@@ -169,6 +169,9 @@ pub struct BehaveReport {
     /// Differential trigger synthesis, when the suite asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<super::synth::SynthReport>,
+    /// Differential trigger-token search, when the suite asks for it (text models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_search: Option<super::tokensearch::TokenSearchReport>,
     pub findings: Vec<Finding>,
     pub timing: Timing,
 }

@@ -39,6 +39,8 @@ pub struct Prepared {
     base_forward_s: f64,
     /// Trigger synthesis, prepared (baseline's natural triggers found) when the suite asks.
     pub synth: Option<super::synth::Setup>,
+    /// Trigger-token search (text models), prepared from the baseline when the suite asks.
+    pub tsearch: Option<super::tokensearch::Setup>,
 }
 
 /// The baseline's outputs on the whole suite, computed once.
@@ -338,6 +340,18 @@ impl Prepared {
             )?),
             _ => None,
         };
+        let tsearch = match &suite.file.token_search {
+            Some(spec) => Some(super::tokensearch::setup(
+                spec,
+                &suite.texts,
+                suite.file.suite.seed,
+                suite.file.suite.batch_size,
+                baseline,
+                &model,
+                &device,
+            )?),
+            None => None,
+        };
         Ok(Prepared {
             suite,
             probes,
@@ -348,6 +362,7 @@ impl Prepared {
             cache,
             base_forward_s: fwd,
             synth,
+            tsearch,
         })
     }
 
@@ -406,7 +421,12 @@ impl Prepared {
         let value = scored.value;
         let probe_flagged = value > threshold;
         let synth_flagged = synthesis.as_ref().is_some_and(|s| s.flagged);
-        let flagged = probe_flagged || synth_flagged;
+        let token_search = match &self.tsearch {
+            Some(setup) => Some(setup.run(candidate, &model, &self.baseline, &self.device)?),
+            None => None,
+        };
+        let ts_flagged = token_search.as_ref().is_some_and(|t| t.flagged);
+        let flagged = probe_flagged || synth_flagged || ts_flagged;
         let mut findings = Vec::new();
         let loc = Location::path(candidate.display().to_string());
         let probes_p = self.probe_summary();
@@ -490,6 +510,42 @@ impl Prepared {
                 }
             }
             None => message,
+        };
+        let message = match &token_search {
+            Some(ts) if ts.flagged => {
+                let what = ts.describe();
+                findings.push(
+                    Finding::new(
+                        codes::BHV007,
+                        Severity::High,
+                        format!(
+                            "backdoor-like trigger tokens found: {what} ({} = {:.3} > threshold {:.3})",
+                            ts.statistic, ts.value, ts.threshold
+                        ),
+                    )
+                    .at(loc.clone()),
+                );
+                if probe_flagged || synth_flagged {
+                    format!("{message}; the trigger-token search agrees ({what})")
+                } else {
+                    format!("backdoor-like divergence found by the trigger-token search: {what} (the probe library alone found none: {stat} = {value:.3} ≤ {threshold:.3})")
+                }
+            }
+            Some(ts) if !ts.available => {
+                findings.push(
+                    Finding::new(
+                        codes::BHV008,
+                        Severity::Info,
+                        format!(
+                            "trigger-token search unavailable: {}",
+                            ts.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                    )
+                    .at(loc.clone()),
+                );
+                message
+            }
+            _ => message,
         };
         if let (Some(max), Clean::Classes(c)) = (dec.clean_flip_rate_max, &scored.clean) {
             if c.top1_flip_rate > max {
@@ -579,6 +635,7 @@ impl Prepared {
             companions: scored.companions,
             top_candidates: scored.top,
             synthesis,
+            token_search,
             findings,
             timing: Timing {
                 forward_s: fwd,

@@ -17,6 +17,9 @@ pub struct SuiteFile {
     /// Differential trigger synthesis (classifiers in the mlsign network spec).
     #[serde(default)]
     pub synthesis: Option<super::synth::SynthSpec>,
+    /// Differential trigger-token search (BERT sequence classifiers, causal LMs).
+    #[serde(default)]
+    pub token_search: Option<super::tokensearch::TokenSearchSpec>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -595,6 +598,12 @@ fn validate(path: &Path, f: &SuiteFile) -> Result<()> {
         sy.validate().or_else(err)?;
         if f.suite.task != Task::Classification || text {
             return err("[synthesis] applies to classifiers over tensor inputs (task = \"classification\" with safetensors inputs)".into());
+        }
+    }
+    if let Some(ts) = &f.token_search {
+        ts.validate().or_else(err)?;
+        if !text || f.suite.task == Task::Embedding {
+            return err("[token_search] applies to text classifiers (task = \"classification\" with JSONL prompts) and causal LMs (task = \"lm\")".into());
         }
     }
     if f.probes.is_empty() {

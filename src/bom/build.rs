@@ -232,15 +232,12 @@ fn record_component(
         ))
     })?;
     if format!("sha256:{}", m.root_digest_hex()) != r.digest {
-        return Err(BomError::Usage(format!(
-            "{}: dataset {:?} ({}) no longer matches its recorded digest {}; run `mlsign dataset \
-             verify --lineage {}` to see what changed",
-            l.file.display(),
-            r.label(),
-            r.path,
-            short(&r.digest),
-            l.file.display()
-        )));
+        return Err(BomError::DatasetChanged {
+            lineage: l.file.clone(),
+            label: r.label(),
+            path: r.path.clone(),
+            recorded: short(&r.digest),
+        });
     }
     let hex = r.digest_hex().to_string();
     let bref = data_ref(&r.name, &hex);

@@ -49,6 +49,18 @@ pub enum BomError {
     Hash(String),
     #[error("{0}")]
     Usage(String),
+    /// A dataset of the lineage re-hashes to another digest than the one recorded.
+    #[error(
+        "{}: dataset {label:?} ({path}) no longer matches its recorded digest {recorded}",
+        lineage.display()
+    )]
+    DatasetChanged {
+        lineage: std::path::PathBuf,
+        label: String,
+        path: String,
+        /// Short form of the recorded digest.
+        recorded: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,

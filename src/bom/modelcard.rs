@@ -31,18 +31,29 @@ pub struct ModelFacts {
     pub notes: Vec<String>,
 }
 
-fn read_small(path: &Path) -> Option<Result<String, String>> {
+/// Why a metadata file beside the weights was not read (a note in the BOM, never fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum MetaFileError {
+    #[error("larger than {MAX_META_BYTES} bytes, not read")]
+    TooLarge,
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    #[error("not UTF-8")]
+    NotUtf8,
+}
+
+fn read_small(path: &Path) -> Option<Result<String, MetaFileError>> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() {
         return None;
     }
     if meta.len() > MAX_META_BYTES {
-        return Some(Err(format!("larger than {MAX_META_BYTES} bytes, not read")));
+        return Some(Err(MetaFileError::TooLarge));
     }
     Some(
         std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_string())),
+            .map_err(MetaFileError::Io)
+            .and_then(|b| String::from_utf8(b).map_err(|_| MetaFileError::NotUtf8)),
     )
 }
 
@@ -289,6 +300,36 @@ mod tests {
         assert_eq!(
             f.architecture.as_deref(),
             Some("BertForSequenceClassification")
+        );
+    }
+
+    #[test]
+    fn unreadable_metadata_files_are_notes_with_the_reason() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("config.json"), [0xff, 0xfe, b'{']).unwrap();
+        let big = std::fs::File::create(t.path().join("README.md")).unwrap();
+        big.set_len(MAX_META_BYTES + 1).unwrap();
+        assert!(matches!(
+            read_small(&t.path().join("config.json")),
+            Some(Err(MetaFileError::NotUtf8))
+        ));
+        assert!(matches!(
+            read_small(&t.path().join("README.md")),
+            Some(Err(MetaFileError::TooLarge))
+        ));
+        assert!(read_small(&t.path().join("absent")).is_none());
+        let f = extract(t.path());
+        assert!(
+            f.notes.iter().any(|n| n == "config.json: not UTF-8"),
+            "{:?}",
+            f.notes
+        );
+        assert!(
+            f.notes
+                .iter()
+                .any(|n| n.starts_with("README.md: larger than")),
+            "{:?}",
+            f.notes
         );
     }
 

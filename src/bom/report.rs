@@ -119,7 +119,10 @@ pub fn verify_signature(
                 },
                 None,
             )),
-            Err(why) => Ok((failed, Some(super::attestation_finding(why, bom_shown)))),
+            Err(why) => Ok((
+                failed,
+                Some(super::attestation_finding(why.to_string(), bom_shown)),
+            )),
         },
         // Keyless checks keep their own code (SGS…): it says which check failed.
         Err(attest::Error::Rejected { code, message }) if code.starts_with("SGS") => Ok((

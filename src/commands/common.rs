@@ -236,7 +236,7 @@ pub fn refuse_existing(path: &Path, force: bool) -> anyhow::Result<()> {
 
 pub fn report_error(format: Format, e: &anyhow::Error) {
     // The library states the fact; what to do about it is the CLI's to say.
-    let msg = match advice(e) {
+    let msg = match advice(e).map(str::to_string).or_else(|| advice_owned(e)) {
         Some(a) => format!("{e:#}; {a}"),
         None => format!("{e:#}"),
     };
@@ -246,17 +246,134 @@ pub fn report_error(format: Format, e: &anyhow::Error) {
     }
 }
 
-/// Advice for library errors that leave the user a choice of flags.
-fn advice(e: &anyhow::Error) -> Option<&'static str> {
+/// Advice that names a value from the error (a registry host, a lineage file).
+fn advice_owned(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|c| {
-        if let Some(mlsign::attest::Error::Exists { .. }) = c.downcast_ref() {
-            return Some("pass --force to overwrite it");
+        if let Some(mlsign::oci::Error::Insecure { host }) = c.downcast_ref() {
+            return Some(format!(
+                "pass --insecure-registry {host} if plain HTTP to it is intended"
+            ));
         }
-        if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
-            return Some("pass --force to overwrite it");
+        if let Some(mlsign::bom::BomError::DatasetChanged { lineage, .. }) = c.downcast_ref() {
+            return Some(format!(
+                "run `mlsign dataset verify --lineage {}` to see what changed",
+                lineage.display()
+            ));
         }
         None
     })
+}
+
+/// Advice for library errors that leave the user a choice of flags.
+fn advice(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain().find_map(|c| {
+        if let Some(e) = c.downcast_ref::<mlsign::attest::Error>() {
+            return match e {
+                mlsign::attest::Error::Exists { .. } => Some(FORCE),
+                mlsign::attest::Error::OtherMethod { method, .. } => method_advice(method),
+                // Transparent: the digest error is not a link of its own in the chain.
+                mlsign::attest::Error::Digest(d) => digest_advice(d),
+                _ => None,
+            };
+        }
+        if let Some(d) = c.downcast_ref::<mlsign::digest::Error>() {
+            return digest_advice(d);
+        }
+        if let Some(e) = c.downcast_ref::<mlsign::oci::Error>() {
+            return match e {
+                mlsign::oci::Error::Unauthorized { .. } => Some(
+                    "give credentials (MLSIGN_REGISTRY_USERNAME/PASSWORD, --registry-auth FILE or \
+                     docker login)",
+                ),
+                mlsign::oci::Error::Exists { .. } => Some("pull into a new directory"),
+                mlsign::oci::Error::Keyless(e) => sign_advice(e),
+                mlsign::oci::Error::Digest(d) => digest_advice(d),
+                mlsign::oci::Error::Attest(mlsign::attest::Error::Digest(d)) => digest_advice(d),
+                _ => None,
+            };
+        }
+        if let Some(p) = c.downcast_ref::<PartError>() {
+            return part_advice(p);
+        }
+        if let Some(mlsign::util::fs::WriteError::Exists { .. }) = c.downcast_ref() {
+            return Some(FORCE);
+        }
+        if let Some(e) = c.downcast_ref::<SignError>() {
+            return sign_advice(e);
+        }
+        if let Some(e) = c.downcast_ref::<mlsign::policy::init::InitError>() {
+            return init_advice(e);
+        }
+        None
+    })
+}
+
+const FORCE: &str = "pass --force to overwrite it";
+
+use mlsign::digest::partition::PartError;
+
+/// For the commands that hash a tree with the walk flags (sign, hash, verify, push).
+fn digest_advice(e: &mlsign::digest::Error) -> Option<&'static str> {
+    use mlsign::digest::Error;
+    match e {
+        Error::Partition(p) => part_advice(p),
+        Error::Symlink { .. } => Some("--allow-symlinks hashes targets that stay inside the root"),
+        Error::SpecialFile { .. } => Some("remove it or --ignore it"),
+        Error::Changed { .. } => Some("make sure nothing writes to the model and try again"),
+        _ => None,
+    }
+}
+
+/// Which verify flags fit the method the bundle was signed with.
+fn method_advice(m: &mlsign::attest::OtherMethod) -> Option<&'static str> {
+    use mlsign::attest::OtherMethod;
+    match m {
+        OtherMethod::Certificate => Some("verify with --cert-chain ROOTS.pem"),
+        OtherMethod::Keyless | OtherMethod::NoCertificateChain => {
+            Some("a keyless bundle is verified with --identity ID --issuer URL")
+        }
+        OtherMethod::Key => Some("verify with --key PUB.pem"),
+        _ => None,
+    }
+}
+
+use mlsign::attest::sigstore::sign::SignError;
+
+fn sign_advice(e: &SignError) -> Option<&'static str> {
+    match e {
+        SignError::NoToken => Some(
+            "pass --identity-token or --identity-token-file, set SIGSTORE_ID_TOKEN, or run in \
+             GitHub Actions with `permissions: id-token: write` (the interactive browser sign-in \
+             runs only when a terminal is attached)",
+        ),
+        SignError::BrowserTimeout => {
+            Some("open the printed URL and sign in, or pass --identity-token-file")
+        }
+        _ => None,
+    }
+}
+
+fn init_advice(e: &mlsign::policy::init::InitError) -> Option<&'static str> {
+    use mlsign::policy::init::InitError;
+    match e {
+        InitError::NoAuthority => Some(
+            "pass --key PUB.pem, --cert-root CA.pem or --keyless-identity ID --keyless-issuer URL",
+        ),
+        InitError::BehavePins { .. } => Some("pass --suite SUITE.toml and --baseline WEIGHTS"),
+        InitError::NoReviewers => Some("pass --reviewer PUB.pem (repeatable)"),
+        _ => None,
+    }
+}
+
+fn part_advice(e: &PartError) -> Option<&'static str> {
+    match e {
+        PartError::Settings { .. } => Some(
+            "use the same --algorithm, --shard-size, --ignore, --no-ignore-git-paths and \
+             --allow-symlinks",
+        ),
+        PartError::Listing { .. } => Some("hash the partitions again"),
+        _ => None,
+    }
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -277,5 +394,37 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999T").is_err());
+    }
+
+    #[test]
+    fn library_errors_get_their_advice_here() {
+        let e = anyhow::Error::new(mlsign::oci::Error::Insecure {
+            host: "reg.example".into(),
+        })
+        .context("verify oci://reg.example/a:v1");
+        assert_eq!(
+            advice_owned(&e).as_deref(),
+            Some("pass --insecure-registry reg.example if plain HTTP to it is intended")
+        );
+        let e = anyhow::Error::new(mlsign::oci::Error::Exists { path: "out".into() });
+        assert_eq!(advice(&e), Some("pull into a new directory"));
+        let e = anyhow::Error::new(mlsign::attest::Error::Digest(
+            mlsign::digest::Error::Partition(PartError::Listing {
+                path: "p.json".into(),
+                then: 1,
+                now: 2,
+            }),
+        ));
+        assert_eq!(advice(&e), Some("hash the partitions again"));
+        let e = anyhow::Error::new(mlsign::attest::Error::Digest(
+            mlsign::digest::Error::Symlink {
+                path: "m/link".into(),
+            },
+        ));
+        assert_eq!(
+            advice(&e),
+            Some("--allow-symlinks hashes targets that stay inside the root")
+        );
+        assert_eq!(advice(&anyhow::anyhow!("plain")), None);
     }
 }

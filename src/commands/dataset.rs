@@ -91,9 +91,13 @@ fn record(
     let i = match dataset::record(&mut l, path, input, parents, step) {
         Ok(i) => i,
         Err(e @ dataset::RecordError::ParentChanged { .. }) => {
-            eprintln!("error: {e}");
+            let msg = format!(
+                "{e}; run `mlsign dataset verify` to see what changed, and record it again \
+                 before deriving from it"
+            );
+            eprintln!("error: {msg}");
             if c.format == Format::Json {
-                print_json(&json!({"error": {"message": e.to_string()}}));
+                print_json(&json!({"error": {"message": msg}}));
             }
             return Ok(Exit::Finding);
         }

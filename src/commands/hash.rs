@@ -1,8 +1,7 @@
 use super::common::{hash_config, human_bytes, print_json, Bar};
 use crate::cli::HashArgs;
 use anyhow::{Context, Result};
-use mlsign::digest::partition::Part;
-use mlsign::digest::{cache, walk, walk_listing, ListedManifest, Manifest, Method, ResourceSource};
+use mlsign::digest::{cache, walk_listing, ListedManifest, Method, ResourceSource};
 use mlsign::report::{Exit, Format};
 use serde_json::json;
 
@@ -14,26 +13,36 @@ fn partition(a: &HashArgs, spec: mlsign::digest::partition::Spec) -> Result<Exit
         .context("--partition needs --output PART.json")?;
     let config = hash_config(&a.path, &a.hashing)?;
     let bar = Bar::new(!a.hashing.no_progress);
-    let all = walk(&a.path, &config.ignore_paths, config.allow_symlinks)?;
-    let own: Vec<_> = all
-        .iter()
-        .filter(|e| spec.contains(&e.name))
-        .cloned()
-        .collect();
-    let m = Manifest::from_entries(&own, &config, &bar)?;
-    let part = Part::new(spec, &config, &all, &m);
-    mlsign::attest::write_atomic(out, &part.to_json(), a.force)?;
+    // Compact throughout: the listing, this partition's digests (other files get placeholder
+    // digests and are not read), and the part streamed to its file.
+    let listing = walk_listing(&a.path, &config.ignore_paths, config.allow_symlinks)?;
+    let dlen = config.algorithm.digest_len();
+    let skip = |e: &mlsign::digest::Entry| {
+        (!spec.contains(&e.name))
+            .then(|| vec![0u8; mlsign::digest::pieces(e.size, config.method).count() * dlen])
+    };
+    let (m, _) = ListedManifest::hash(&listing, &config, &bar, &skip)?;
+    mlsign::attest::write_atomic_with(out, a.force, &mut |w| {
+        mlsign::digest::partition::write_part(spec, &config, &m, w)
+    })?;
+    let (mut files, mut bytes, mut resources) = (0usize, 0u64, 0usize);
+    for i in (0..listing.len()).filter(|&i| spec.contains(listing.name(i))) {
+        let size = listing.stat(i).size;
+        files += 1;
+        bytes += size;
+        resources += mlsign::digest::pieces(size, config.method).count();
+    }
     match a.format {
         Format::Human => println!(
             "partition {spec}: {} of {} files, {} hashed -> {}",
-            own.len(),
-            all.len(),
-            human_bytes(m.total_bytes),
+            files,
+            listing.len(),
+            human_bytes(bytes),
             out.display()
         ),
         Format::Json | Format::Sarif | Format::Markdown => print_json(&json!({
-            "partition": spec, "output": out, "files": own.len(), "listed_files": all.len(),
-            "bytes": m.total_bytes, "resources": m.resources().len(),
+            "partition": spec, "output": out, "files": files, "listed_files": listing.len(),
+            "bytes": bytes, "resources": resources,
         })),
     }
     Ok(Exit::Pass)

@@ -164,7 +164,11 @@ fn init_cmd(a: PolicyInitArgs) -> Result<Exit> {
         lineage: a.lineage.clone(),
         subjects: a.subjects.clone(),
     };
-    let text = init::render(&o).map_err(anyhow::Error::msg)?;
+    let text = init::render(&o).map_err(|e| match e {
+        // The requirement came from this flag.
+        init::InitError::UnknownRequirement { .. } => anyhow::Error::new(e).context("--require"),
+        _ => anyhow::Error::new(e),
+    })?;
     // What init writes must load.
     let p = Policy::from_bytes(text.as_bytes(), &a.output)
         .context("internal error: the generated policy does not load; please report this")?;

@@ -106,6 +106,15 @@ pub fn run(a: SignArgs) -> Result<Exit> {
     for w in &out.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(miss) = &out.stat_cache_miss {
+        let advice = match miss {
+            mlsign::digest::cache::CacheError::Missing { .. } => {
+                "; run `mlsign sign` or `mlsign hash` once to create it"
+            }
+            _ => "",
+        };
+        eprintln!("warning: {miss}; every file is re-hashed{advice}");
+    }
     match a.format {
         Format::Human => {
             println!(

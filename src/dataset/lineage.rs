@@ -104,6 +104,19 @@ pub enum LineageError {
     Hash(String),
 }
 
+/// Why a record's file list is not a manifest. `index` is the position in `files`.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{source}")]
+    Path {
+        index: usize,
+        #[source]
+        source: Box<digest::Error>,
+    },
+    #[error("{value:?} is not hex")]
+    NotHex { index: usize, value: String },
+}
+
 impl Record {
     /// `name` or `name@version`.
     pub fn label(&self) -> String {
@@ -119,14 +132,20 @@ impl Record {
     }
 
     /// The recorded files as a manifest (for diffing against disk).
-    pub fn manifest(&self) -> Result<Manifest, String> {
+    pub fn manifest(&self) -> Result<Manifest, RecordError> {
         let mut res = Vec::with_capacity(self.files.len());
-        for f in &self.files {
-            digest::check_resource_name(&f.path).map_err(|e| e.to_string())?;
+        for (index, f) in self.files.iter().enumerate() {
+            digest::check_resource_name(&f.path).map_err(|source| RecordError::Path {
+                index,
+                source: Box::new(source),
+            })?;
             res.push(Resource {
                 name: f.path.clone(),
                 algorithm: "sha256".into(),
-                digest: hex::decode(&f.sha256).map_err(|_| format!("{:?} is not hex", f.sha256))?,
+                digest: hex::decode(&f.sha256).map_err(|_| RecordError::NotHex {
+                    index,
+                    value: f.sha256.clone(),
+                })?,
             });
         }
         Ok(Manifest::from_resources(res))
@@ -349,7 +368,9 @@ pub fn check(l: &Loaded) -> Result<(), LineageError> {
                 return Err(bad(format!("{at}.files[{j}].path"), e.to_string()));
             }
         }
-        let m = r.manifest().map_err(|e| bad(format!("{at}.files"), e))?;
+        let m = r
+            .manifest()
+            .map_err(|e| bad(format!("{at}.files"), e.to_string()))?;
         if m.resources().len() != r.files.len()
             || m.resources().windows(2).any(|w| w[0].name == w[1].name)
         {
@@ -533,6 +554,23 @@ pub(crate) mod tests {
                 datasets: ds,
             },
         }
+    }
+
+    #[test]
+    fn record_files_that_are_no_manifest_name_the_entry() {
+        let mut r = rec("raw", &[("a.csv", 1), ("b.csv", 2)], &[]);
+        assert!(r.manifest().is_ok());
+        r.files[1].sha256 = "zz".into();
+        let e = r.manifest().unwrap_err();
+        assert!(
+            matches!(&e, RecordError::NotHex { index: 1, value } if value == "zz"),
+            "{e:?}"
+        );
+        r.files[1].sha256 = "00".repeat(32);
+        r.files[0].path = "../etc/passwd".into();
+        let e = r.manifest().unwrap_err();
+        assert!(matches!(e, RecordError::Path { index: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains("../etc/passwd"), "{e}");
     }
 
     #[test]

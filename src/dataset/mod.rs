@@ -56,10 +56,7 @@ pub enum RecordError {
     Lineage(#[from] LineageError),
     #[error("{0}")]
     Usage(String),
-    #[error(
-        "parent {label:?} ({path}) has changed since it was recorded ({recorded} → {actual}); \
-         run `mlsign dataset verify` to see what changed, and record it again before deriving from it"
-    )]
+    #[error("parent {label:?} ({path}) has changed since it was recorded ({recorded} → {actual})")]
     ParentChanged {
         label: String,
         path: String,

@@ -69,28 +69,106 @@ fn cache_file(dir: &Path, root: &Path) -> PathBuf {
     dir.join(format!("stat-{}.json", hex::encode(&h[..16])))
 }
 
+/// Why a stat cache is not used or not written. Each is only a missed optimisation: the caller
+/// re-hashes and warns. Every variant names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("no cache directory ($XDG_CACHE_HOME and $HOME unset)")]
+    NoDir,
+    #[error("no stat cache for {} ({})", root.display(), path.display())]
+    Missing { root: PathBuf, path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {len} bytes is too large for a stat cache (at most {MAX_CACHE})", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("{}: corrupt stat cache ({why})", path.display())]
+    Corrupt { path: PathBuf, why: Corruption },
+    #[error("{}: the stat cache's MAC does not match (tampered with, or written with another key)", path.display())]
+    MacMismatch { path: PathBuf },
+    #[error("{}: the stat cache belongs to another tree (path, device or inode of the root differ)", path.display())]
+    OtherTree { path: PathBuf },
+    #[error("{}: the stat cache was recorded with another algorithm or shard size", path.display())]
+    OtherSettings { path: PathBuf },
+    #[error("{}: not a 32-byte key ({len} bytes)", path.display())]
+    KeyLength { path: PathBuf, len: usize },
+    #[error("{}: no cache key", path.display())]
+    NoKey { path: PathBuf },
+    #[error("{}: vanished", path.display())]
+    KeyVanished { path: PathBuf },
+}
+
+/// How a stat cache file is malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    #[error("truncated: no MAC line")]
+    Truncated,
+    #[error("no MAC line")]
+    NoMacLine,
+    #[error("MAC is not hex; written by an older mlsign? it is replaced on the next run")]
+    MacNotHex,
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    #[error("unknown version {0}")]
+    Version(u64),
+    #[error("truncated while read")]
+    TruncatedWhileRead,
+    #[error("missing head fields")]
+    MissingHead,
+    #[error("no entries")]
+    NoEntries,
+    #[error("{name:?} is recorded twice")]
+    Duplicate { name: String },
+    #[error("digests of {name:?} are not hex")]
+    DigestsNotHex { name: String },
+    #[error("digest length: {len} bytes recorded for {name:?}, not a multiple of {digest_len}")]
+    DigestLength {
+        name: String,
+        len: usize,
+        digest_len: usize,
+    },
+}
+
+impl CacheError {
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> CacheError + Copy + '_ {
+        move |source| CacheError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// A fresh MAC over `MAC_DOMAIN` with the per-user key (created on first use, mode 0600;
 /// concurrent first runs agree on one).
-fn mac_key(dir: &Path, create: bool) -> Result<HmacSha256, String> {
+fn mac_key(dir: &Path, create: bool) -> Result<HmacSha256, CacheError> {
     let p = dir.join("cache.key");
     let keyed = |k: &[u8]| {
-        let mut m = <HmacSha256 as Mac>::new_from_slice(k).map_err(|e| e.to_string())?;
+        let mut m = <HmacSha256 as Mac>::new_from_slice(k).map_err(|_| CacheError::KeyLength {
+            path: p.clone(),
+            len: k.len(),
+        })?;
         m.update(MAC_DOMAIN);
-        Ok::<_, String>(m)
+        Ok::<_, CacheError>(m)
     };
-    let read = || -> Result<Option<HmacSha256>, String> {
+    let read = || -> Result<Option<HmacSha256>, CacheError> {
         match std::fs::read(&p).map(zeroize::Zeroizing::new) {
             Ok(k) if k.len() == 32 => keyed(&k).map(Some),
-            Ok(_) => Err(format!("{}: not a 32-byte key", p.display())),
+            Ok(k) => Err(CacheError::KeyLength {
+                path: p.clone(),
+                len: k.len(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", p.display())),
+            Err(e) => Err(CacheError::io(&p)(e)),
         }
     };
     if let Some(k) = read()? {
         return Ok(k);
     }
     if !create {
-        return Err(format!("{}: no cache key", p.display()));
+        return Err(CacheError::NoKey { path: p });
     }
     let mut k = zeroize::Zeroizing::new([0u8; 32]);
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut k[..]);
@@ -98,16 +176,16 @@ fn mac_key(dir: &Path, create: bool) -> Result<HmacSha256, String> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".key-")
         .tempfile_in(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(CacheError::io(dir))?;
     tmp.write_all(&k[..])
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+        .map_err(CacheError::io(tmp.path()))?;
     match tmp.persist_noclobber(&p) {
         Ok(_) => keyed(&k[..]),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-            read()?.ok_or_else(|| format!("{}: vanished", p.display()))
+            read()?.ok_or(CacheError::KeyVanished { path: p.clone() })
         }
-        Err(e) => Err(format!("{}: {}", p.display(), e.error)),
+        Err(e) => Err(CacheError::io(&p)(e.error)),
     }
 }
 
@@ -129,118 +207,331 @@ struct Head {
     shard_size: Option<u64>,
 }
 
-#[derive(serde::Deserialize)]
-struct Body {
-    #[serde(flatten)]
-    head: Head,
-    /// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
-    entries: Vec<(String, u64, u64, u64, i64, i64, String)>,
-}
-
-/// A loaded cache: path → (stat, digests concatenated).
+/// A loaded cache, compact: names in one buffer, a stat record and the digests per file, and
+/// an index sorted by name for lookups (~100 bytes a file plus its name, where a map of
+/// strings and vectors took several hundred).
 pub struct StatCache {
-    entries: std::collections::HashMap<String, (FileStat, Vec<u8>)>,
+    names: String,
+    /// Per entry: end of its name in `names`, end of its digests in `digests`, its stat.
+    ends: Vec<(u32, usize)>,
+    stats: Vec<FileStat>,
+    digests: Vec<u8>,
+    /// Entry indices sorted by name.
+    order: Vec<u32>,
+    /// Why the parse stopped, when an entry was malformed (load only).
+    bad: Option<Corruption>,
 }
 
-/// Why no cache is used (turned into a warning by the caller).
-#[derive(Debug)]
-pub struct Miss(pub String);
+/// Reads the cache body: the head's fields, and `entries` straight into a [`StatCache`].
+struct BodySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+#[derive(Default)]
+struct HeadFields {
+    version: Option<u64>,
+    root: Option<Option<String>>,
+    root_dev: Option<u64>,
+    root_ino: Option<u64>,
+    algorithm: Option<String>,
+    shard_size: Option<Option<u64>>,
+    entries: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<HeadFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BodySeed<'_> {
+    type Value = HeadFields;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a stat cache")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeadFields, A::Error> {
+        let mut h = HeadFields::default();
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "version" => h.version = Some(map.next_value()?),
+                "root" => h.root = Some(map.next_value()?),
+                "root_dev" => h.root_dev = Some(map.next_value()?),
+                "root_ino" => h.root_ino = Some(map.next_value()?),
+                "algorithm" => h.algorithm = Some(map.next_value()?),
+                "shard_size" => h.shard_size = Some(map.next_value()?),
+                "entries" => {
+                    map.next_value_seed(EntriesSeed {
+                        cache: &mut *self.cache,
+                        dlen: self.dlen,
+                    })?;
+                    h.entries = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+struct EntriesSeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cache entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(EntrySeed {
+                cache: &mut *self.cache,
+                dlen: self.dlen,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// `[name, dev, ino, size, mtime_ns, ctime_ns, hex digests]`
+struct EntrySeed<'a> {
+    cache: &'a mut StatCache,
+    dlen: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntrySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[name, dev, ino, size, mtime_ns, ctime_ns, digests]")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        fn next<'de, T: serde::Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::custom("an entry has fewer than 7 fields"))
+        }
+        let name: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        let stat = FileStat {
+            dev: next(&mut seq)?,
+            ino: next(&mut seq)?,
+            size: next(&mut seq)?,
+            mtime_ns: next(&mut seq)?,
+            ctime_ns: next(&mut seq)?,
+        };
+        let digests: std::borrow::Cow<'de, str> = next(&mut seq)?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("an entry has more than 7 fields"));
+        }
+        let c = self.cache;
+        let at = c.digests.len();
+        let n = digests.len() / 2;
+        c.digests.resize(at + n, 0);
+        if digests.len() % 2 != 0
+            || hex::decode_to_slice(digests.as_bytes(), &mut c.digests[at..]).is_err()
+        {
+            c.bad = Some(Corruption::DigestsNotHex {
+                name: name.into_owned(),
+            });
+            return Err(A::Error::custom("digests are not hex"));
+        }
+        if n % self.dlen != 0 {
+            c.bad = Some(Corruption::DigestLength {
+                name: name.into_owned(),
+                len: n,
+                digest_len: self.dlen,
+            });
+            return Err(A::Error::custom("digest length"));
+        }
+        c.names.push_str(&name);
+        let end = u32::try_from(c.names.len())
+            .map_err(|_| A::Error::custom("names too long to index"))?;
+        c.ends.push((end, c.digests.len()));
+        c.stats.push(stat);
+        Ok(())
+    }
+}
 
 impl StatCache {
     /// Load the cache of `root` (canonical) recorded with the same algorithm and shard size.
-    pub fn load(root: &Path, config: &HashConfig) -> Result<StatCache, Miss> {
-        let dir = cache_dir()
-            .ok_or_else(|| Miss("no cache directory ($XDG_CACHE_HOME and $HOME unset)".into()))?;
+    pub fn load(root: &Path, config: &HashConfig) -> Result<StatCache, CacheError> {
+        let dir = cache_dir().ok_or(CacheError::NoDir)?;
         let path = cache_file(&dir, root);
-        let shown = path.display().to_string();
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Miss(format!(
-                    "no stat cache for {} ({shown}); run `mlsign sign` or `mlsign hash` once to create it",
-                    root.display()
-                )))
+                return Err(CacheError::Missing {
+                    root: root.to_path_buf(),
+                    path,
+                })
             }
-            Err(e) => return Err(Miss(format!("{shown}: {e}"))),
+            Err(e) => return Err(CacheError::io(&path)(e)),
         };
         if meta.len() > MAX_CACHE {
-            return Err(Miss(format!(
-                "{shown}: {} bytes is too large for a stat cache",
-                meta.len()
-            )));
+            return Err(CacheError::TooLarge {
+                path,
+                len: meta.len(),
+            });
         }
-        let data = std::fs::read(&path).map_err(|e| Miss(format!("{shown}: {e}")))?;
-        let mut mac = mac_key(&dir, false).map_err(Miss)?;
-        let corrupt = |why: &str| Miss(format!("{shown}: corrupt stat cache ({why})"));
-        // BODY '\n' HEX-MAC '\n'
-        let data = data
+        // BODY '\n' HEX-MAC '\n', read in one pass: the MAC is fed every chunk read from the
+        // file while the body is parsed from those same bytes (a cache of a million files is
+        // ~150 MB; it is never held). Parsed entries count only once the MAC matches.
+        use std::io::{Read, Seek};
+        let io = CacheError::io(&path);
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let tail_len = len.min(256);
+        let mut tail = vec![0u8; tail_len as usize];
+        file.seek(std::io::SeekFrom::Start(len - tail_len))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(io)?;
+        let mac = mac_key(&dir, false)?;
+        let corrupt = |why: Corruption| CacheError::Corrupt {
+            path: path.clone(),
+            why,
+        };
+        let not_hex = || corrupt(Corruption::MacNotHex);
+        let data = tail
             .strip_suffix(b"\n")
-            .ok_or_else(|| corrupt("truncated: no MAC line"))?;
-        let nl = data
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .ok_or_else(|| corrupt("no MAC line"))?;
-        let (body, tag) = (&data[..nl], &data[nl + 1..]);
-        let tag = hex::decode(tag).map_err(|_| {
-            corrupt("MAC is not hex; written by an older mlsign? it is replaced on the next run")
-        })?;
-        mac.update(body);
-        mac.verify_slice(&tag).map_err(|_| {
-            Miss(format!(
-                "{shown}: the stat cache's MAC does not match (tampered with, or written with another key)"
-            ))
-        })?;
-        let v: Body = serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?;
-        if v.head.version != VERSION {
-            return Err(corrupt("unknown version"));
-        }
-        let root_meta =
-            std::fs::metadata(root).map_err(|e| Miss(format!("{}: {e}", root.display())))?;
-        if v.head.root.as_deref() != root.to_str()
-            || v.head.root_dev != root_meta.dev()
-            || v.head.root_ino != root_meta.ino()
-        {
-            return Err(Miss(format!(
-                "{shown}: the stat cache belongs to another tree (path, device or inode of the root differ)"
-            )));
-        }
-        if v.head.algorithm != config.algorithm.name() || v.head.shard_size != shard_size(config) {
-            return Err(Miss(format!(
-                "{shown}: the stat cache was recorded with another algorithm or shard size"
-            )));
-        }
+            .ok_or_else(|| corrupt(Corruption::Truncated))?;
+        let nl = match data.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => nl,
+            None if tail_len < len => return Err(not_hex()),
+            None => return Err(corrupt(Corruption::NoMacLine)),
+        };
+        let tag = hex::decode(&data[nl + 1..]).map_err(|_| not_hex())?;
+        let body_len = len - tail_len + nl as u64;
+        file.rewind().map_err(io)?;
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            MacRead {
+                inner: file.take(body_len),
+                mac,
+            },
+        );
         let dlen = config.algorithm.digest_len();
-        let mut entries = std::collections::HashMap::with_capacity(v.entries.len());
-        for (name, dev, ino, size, mtime_ns, ctime_ns, digests) in v.entries {
-            let stat = FileStat {
-                size,
-                dev,
-                ino,
-                mtime_ns,
-                ctime_ns,
-            };
-            let raw = hex::decode(digests).map_err(|_| corrupt("digests are not hex"))?;
-            if raw.len() % dlen != 0 {
-                return Err(corrupt("digest length"));
+        let mut cache = StatCache {
+            names: String::new(),
+            ends: Vec::new(),
+            stats: Vec::new(),
+            digests: Vec::new(),
+            order: Vec::new(),
+            bad: None,
+        };
+        let parsed = {
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_reader(&mut reader);
+            BodySeed {
+                cache: &mut cache,
+                dlen,
             }
-            entries.insert(name, (stat, raw));
+            .deserialize(&mut de)
+            .and_then(|h| de.end().map(|()| h))
+        };
+        // The whole body goes through the MAC, whatever the parser made of it; the MAC is
+        // checked first, as when the file was read whole.
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
+        let MacRead { inner, mac } = reader.into_inner();
+        if inner.limit() != 0 {
+            return Err(corrupt(Corruption::TruncatedWhileRead));
         }
-        Ok(StatCache { entries })
+        mac.verify_slice(&tag)
+            .map_err(|_| CacheError::MacMismatch { path: path.clone() })?;
+        // A malformed entry leaves its typed reason in `cache.bad`; serde only carries a text.
+        let head = parsed.map_err(|e| corrupt(cache.bad.take().unwrap_or(Corruption::Json(e))))?;
+        let (Some(version), Some(head_root), Some(root_dev), Some(root_ino), Some(algorithm)) = (
+            head.version,
+            head.root,
+            head.root_dev,
+            head.root_ino,
+            head.algorithm,
+        ) else {
+            return Err(corrupt(Corruption::MissingHead));
+        };
+        if !head.entries {
+            return Err(corrupt(Corruption::NoEntries));
+        }
+        if version != VERSION {
+            return Err(corrupt(Corruption::Version(version)));
+        }
+        let root_meta = std::fs::metadata(root).map_err(CacheError::io(root))?;
+        if head_root.as_deref() != root.to_str()
+            || root_dev != root_meta.dev()
+            || root_ino != root_meta.ino()
+        {
+            return Err(CacheError::OtherTree { path });
+        }
+        if algorithm != config.algorithm.name() || head.shard_size.flatten() != shard_size(config) {
+            return Err(CacheError::OtherSettings { path });
+        }
+        let mut order: Vec<u32> = (0..cache.ends.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| cache.name(a as usize).cmp(cache.name(b as usize)));
+        if let Some(w) = order
+            .windows(2)
+            .find(|w| cache.name(w[0] as usize) == cache.name(w[1] as usize))
+        {
+            return Err(corrupt(Corruption::Duplicate {
+                name: cache.name(w[0] as usize).to_owned(),
+            }));
+        }
+        cache.order = order;
+        cache.names.shrink_to_fit();
+        cache.digests.shrink_to_fit();
+        Ok(cache)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].0 as usize
+        };
+        &self.names[start..self.ends[i].0 as usize]
+    }
+
+    fn digests_of(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        &self.digests[start..self.ends[i].1]
     }
 
     /// The recorded digests of `e` (concatenated, one per piece), if its stat is exactly what
     /// was recorded.
     pub fn lookup(&self, e: &Entry) -> Option<&[u8]> {
-        let (stat, d) = self.entries.get(&e.name)?;
-        (*stat == e.stat() && has_ns(&e.stat())).then_some(d.as_slice())
+        let k = self
+            .order
+            .binary_search_by(|&i| self.name(i as usize).cmp(e.name.as_str()))
+            .ok()?;
+        let i = self.order[k] as usize;
+        (self.stats[i] == e.stat() && has_ns(&e.stat())).then(|| self.digests_of(i))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ends.is_empty()
     }
 }
 
@@ -248,6 +539,20 @@ impl StatCache {
 /// 10^18 coincidence, which only costs a re-hash).
 fn has_ns(s: &FileStat) -> bool {
     s.mtime_ns % 1_000_000_000 != 0 || s.ctime_ns % 1_000_000_000 != 0
+}
+
+/// Reads from a file and feeds the MAC the same bytes.
+struct MacRead<R: std::io::Read> {
+    inner: R,
+    mac: HmacSha256,
+}
+
+impl<R: std::io::Read> std::io::Read for MacRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.mac.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Writes to a file and feeds the MAC the same bytes.
@@ -276,7 +581,7 @@ pub fn store(
     config: &HashConfig,
     manifest: &ListedManifest<'_>,
     walk_started_ns: i64,
-) -> Result<usize, String> {
+) -> Result<usize, CacheError> {
     let l = manifest.listing();
     store_records(
         root,
@@ -292,12 +597,12 @@ fn store_records<'a>(
     config: &HashConfig,
     records: impl Iterator<Item = (&'a str, FileStat, &'a [u8])>,
     walk_started_ns: i64,
-) -> Result<usize, String> {
-    let dir = cache_dir().ok_or("no cache directory ($XDG_CACHE_HOME and $HOME unset)")?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+) -> Result<usize, CacheError> {
+    let dir = cache_dir().ok_or(CacheError::NoDir)?;
+    std::fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     let mac = mac_key(&dir, true)?;
-    let root_meta = std::fs::metadata(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let root_meta = std::fs::metadata(root).map_err(CacheError::io(root))?;
     let head = Head {
         version: VERSION,
         root: root.to_str().map(str::to_string),
@@ -309,16 +614,16 @@ fn store_records<'a>(
     let tmp = tempfile::Builder::new()
         .prefix(".stat-")
         .tempfile_in(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let shown = tmp.path().display().to_string();
-    let io = |e: std::io::Error| format!("{shown}: {e}");
+        .map_err(CacheError::io(&dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let io = CacheError::io(&tmp_path);
     let n = {
         let mut w = MacWriter {
             out: BufWriter::with_capacity(1 << 16, tmp.as_file()),
             mac,
         };
         // The head object without its closing brace, then the entries array.
-        let head = serde_json::to_string(&head).map_err(|e| e.to_string())?;
+        let head = serde_json::to_string(&head).map_err(|e| io(e.into()))?;
         w.write_all(&head.as_bytes()[..head.len() - 1])
             .map_err(io)?;
         w.write_all(b",\"entries\":[").map_err(io)?;
@@ -333,9 +638,9 @@ fn store_records<'a>(
                 w.write_all(b",").map_err(io)?;
             }
             w.write_all(b"[").map_err(io)?;
-            serde_json::to_writer(&mut w, name).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut w, name).map_err(|e| io(e.into()))?;
             hexd.resize(d.len() * 2, 0);
-            hex::encode_to_slice(d, &mut hexd).map_err(|e| e.to_string())?;
+            hex::encode_to_slice(d, &mut hexd).map_err(|e| io(std::io::Error::other(e)))?;
             write!(
                 w,
                 ",{},{},{},{},{},\"",
@@ -355,7 +660,7 @@ fn store_records<'a>(
     };
     let path = cache_file(&dir, root);
     tmp.persist(&path)
-        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
+        .map_err(|e| CacheError::io(&path)(e.error))?;
     prune(&dir, &path);
     Ok(n)
 }
@@ -492,18 +797,14 @@ mod tests {
             algorithm: HashAlgorithm::Blake3,
             ..HashConfig::default()
         };
-        assert!(StatCache::load(&root, &b3)
-            .err()
-            .unwrap()
-            .0
-            .contains("algorithm"));
+        let e = StatCache::load(&root, &b3).err().unwrap();
+        assert!(matches!(e, CacheError::OtherSettings { .. }), "{e}");
+        assert!(e.to_string().contains("algorithm"), "{e}");
         let other = t.path().join("other");
         std::fs::create_dir_all(&other).unwrap();
-        assert!(StatCache::load(&other, &cfg)
-            .err()
-            .unwrap()
-            .0
-            .contains("no stat cache"));
+        let e = StatCache::load(&other, &cfg).err().unwrap();
+        assert!(matches!(e, CacheError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("no stat cache"), "{e}");
         let dir = t.path().join("mlsign");
         let file = cache_file(&dir, &root);
         let good = std::fs::read(&file).unwrap();
@@ -511,11 +812,8 @@ mod tests {
         let at = bytes.iter().position(|&b| b == b'\n').unwrap() - 5;
         bytes[at] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
-        assert!(StatCache::load(&root, &cfg)
-            .err()
-            .unwrap()
-            .0
-            .contains("MAC"));
+        let e = StatCache::load(&root, &cfg).err().unwrap();
+        assert!(matches!(e, CacheError::MacMismatch { .. }), "{e}");
         // A valid MAC made without the format's domain separation is refused too.
         let body = &good[..good.iter().position(|&b| b == b'\n').unwrap()];
         let key = std::fs::read(dir.join("cache.key")).unwrap();
@@ -526,11 +824,123 @@ mod tests {
             format!("\n{}\n", hex::encode(plain.finalize().into_bytes())).as_bytes(),
         );
         std::fs::write(&file, &forged).unwrap();
-        assert!(StatCache::load(&root, &cfg)
-            .err()
-            .unwrap()
-            .0
-            .contains("MAC"));
+        let e = StatCache::load(&root, &cfg).err().unwrap();
+        assert!(matches!(e, CacheError::MacMismatch { .. }), "{e}");
+
+        // Hostile files, one variant each: the MAC is checked before the body is parsed, so
+        // bodies that are not the format need a valid MAC (made here with the key).
+        let sealed = |body: &[u8]| {
+            let mut m = mac_key(&dir, false).unwrap();
+            m.update(body);
+            let mut out = body.to_vec();
+            out.extend_from_slice(
+                format!("\n{}\n", hex::encode(m.finalize().into_bytes())).as_bytes(),
+            );
+            out
+        };
+        let head = |version: u64| {
+            let m = std::fs::metadata(&root).unwrap();
+            format!(
+                "{{\"version\":{version},\"root\":{},\"root_dev\":{},\"root_ino\":{},\"algorithm\":\"sha256\",\"shard_size\":null,\"entries\":",
+                serde_json::to_string(root.to_str().unwrap()).unwrap(),
+                m.dev(),
+                m.ino()
+            )
+        };
+        type Case = (&'static str, Vec<u8>, fn(&CacheError) -> bool);
+        let cases: Vec<Case> = vec![
+            ("empty", Vec::new(), |e| {
+                matches!(
+                    e,
+                    CacheError::Corrupt {
+                        why: Corruption::Truncated,
+                        ..
+                    }
+                )
+            }),
+            ("one line", b"{}\n".to_vec(), |e| {
+                matches!(
+                    e,
+                    CacheError::Corrupt {
+                        why: Corruption::NoMacLine,
+                        ..
+                    }
+                )
+            }),
+            ("MAC not hex", b"{}\nzz\n".to_vec(), |e| {
+                matches!(
+                    e,
+                    CacheError::Corrupt {
+                        why: Corruption::MacNotHex,
+                        ..
+                    }
+                )
+            }),
+            ("not JSON", sealed(b"{\"version\":"), |e| {
+                matches!(
+                    e,
+                    CacheError::Corrupt {
+                        why: Corruption::Json(_),
+                        ..
+                    }
+                )
+            }),
+            (
+                "version 3",
+                sealed(format!("{}[]}}", head(3)).as_bytes()),
+                |e| {
+                    matches!(
+                        e,
+                        CacheError::Corrupt {
+                            why: Corruption::Version(3),
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "digests not hex",
+                sealed(format!("{}[[\"a\",1,2,3,4,5,\"xy\"]]}}", head(VERSION)).as_bytes()),
+                |e| matches!(e, CacheError::Corrupt { why: Corruption::DigestsNotHex { name }, .. } if name == "a"),
+            ),
+            (
+                "short digest",
+                sealed(format!("{}[[\"a\",1,2,3,4,5,\"abcd\"]]}}", head(VERSION)).as_bytes()),
+                |e| {
+                    matches!(
+                        e,
+                        CacheError::Corrupt {
+                            why: Corruption::DigestLength {
+                                len: 2,
+                                digest_len: 32,
+                                ..
+                            },
+                            ..
+                        }
+                    )
+                },
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            std::fs::write(&file, &bytes).unwrap();
+            let e = StatCache::load(&root, &cfg).err().unwrap();
+            assert!(want(&e), "{what}: {e:?}");
+            assert!(
+                e.to_string().contains(file.to_str().unwrap()),
+                "{what}: {e}"
+            );
+        }
+        std::fs::write(&file, sealed(format!("{}[]}}", head(VERSION)).as_bytes())).unwrap();
+        assert!(
+            StatCache::load(&root, &cfg).is_ok(),
+            "the forged cases used the right head"
+        );
+        // A key of the wrong length is refused, never stretched.
+        let key_path = dir.join("cache.key");
+        std::fs::write(&key_path, [7u8; 31]).unwrap();
+        let e = StatCache::load(&root, &cfg).err().unwrap();
+        assert!(matches!(e, CacheError::KeyLength { len: 31, .. }), "{e:?}");
+        std::fs::write(&key_path, &key).unwrap();
 
         // Pruning: the cache of a deleted tree, an old-format cache and an old temp file go;
         // the live cache of an existing tree stays.

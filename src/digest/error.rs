@@ -11,21 +11,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}: is a symbolic link; links are refused by default \
-         (--allow-symlinks hashes targets that stay inside the root)"
-    )]
+    #[error("{path}: is a symbolic link; links are refused by default")]
     Symlink { path: PathBuf },
     #[error("{path}: symbolic link leads outside the root (to {target}); refusing to follow it")]
     SymlinkEscapes { path: PathBuf, target: PathBuf },
     #[error("{path}: symbolic link to a directory; only links to regular files can be hashed")]
     SymlinkToDir { path: PathBuf },
-    #[error("{path}: is a {kind}, not a regular file or directory; remove it or --ignore it")]
+    #[error("{path}: is a {kind}, not a regular file or directory")]
     SpecialFile { path: PathBuf, kind: &'static str },
-    #[error(
-        "{path}: changed while it was being hashed ({what}); \
-         make sure nothing writes to the model and try again"
-    )]
+    #[error("{path}: changed while it was being hashed ({what})")]
     Changed { path: PathBuf, what: &'static str },
     #[error("{path}: file name is not valid UTF-8, which the manifest format cannot record")]
     NonUtf8 { path: PathBuf },

@@ -422,6 +422,36 @@ impl<'l> ListedManifest<'l> {
         ))
     }
 
+    /// The manifest of `listing` from digests computed elsewhere (merged partial manifests):
+    /// `digests` holds every file's pieces in listing order, as [`ListedManifest::hash`]
+    /// would. `None` when their number does not fit the listing.
+    pub fn from_digests(
+        listing: &'l Listing,
+        config: &HashConfig,
+        digests: Vec<u8>,
+    ) -> Option<ListedManifest<'l>> {
+        let dlen = config.algorithm.digest_len();
+        let resources: usize = (0..listing.len())
+            .map(|i| pieces(listing.stat(i).size, config.method).count())
+            .sum();
+        if digests.len() != resources.checked_mul(dlen)? {
+            return None;
+        }
+        Some(ListedManifest {
+            listing,
+            method: config.method,
+            algorithm: config.algorithm,
+            resource_algorithm: match config.method {
+                Method::Files => config.algorithm.name().to_string(),
+                Method::Shards { shard_size } => {
+                    format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+                }
+            },
+            digests,
+            resources,
+        })
+    }
+
     pub fn listing(&self) -> &Listing {
         self.listing
     }

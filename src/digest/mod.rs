@@ -30,6 +30,9 @@ pub use manifest::{
     Reuse,
 };
 pub mod partition;
+pub mod signed;
+#[cfg(test)]
+pub(crate) use signed::alloc_count;
 pub use walk::{normalize_ignore, walk, walk_listing, Entry, FileStat, Listing};
 
 /// The raw SHA-256 kernels on in-memory data, for `benches/sha256_kernels.rs` only: it measures

@@ -30,25 +30,32 @@ pub struct Spec {
     pub count: u32,
 }
 
+/// Why an `I/N` partition spec is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("partition {0:?}: expected I/N, e.g. 0/4")]
+    NoSlash(String),
+    #[error("partition {0:?}: I is not a number")]
+    Index(String),
+    #[error("partition {0:?}: N is not a number")]
+    Count(String),
+    #[error(
+        "partition {0:?}: need 0 <= I < N (partitions are numbered from 0, as Kubernetes \
+         JOB_COMPLETION_INDEX is)"
+    )]
+    Range(String),
+}
+
 impl std::str::FromStr for Spec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Spec, String> {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Spec, SpecError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("partition {s:?}: expected I/N, e.g. 0/4"))?;
-        let index: u32 = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("partition {s:?}: I is not a number"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("partition {s:?}: N is not a number"))?;
+            .ok_or_else(|| SpecError::NoSlash(s.into()))?;
+        let index: u32 = i.trim().parse().map_err(|_| SpecError::Index(s.into()))?;
+        let count: u32 = n.trim().parse().map_err(|_| SpecError::Count(s.into()))?;
         if count == 0 || index >= count {
-            return Err(format!(
-                "partition {s:?}: need 0 <= I < N (partitions are numbered from 0, as Kubernetes \
-                 JOB_COMPLETION_INDEX is)"
-            ));
+            return Err(SpecError::Range(s.into()));
         }
         Ok(Spec { index, count })
     }
@@ -108,16 +115,24 @@ pub struct Listing {
 }
 
 pub fn listing_of(entries: &[Entry]) -> Listing {
-    let mut buf = Vec::with_capacity(entries.len() * 48);
-    for e in entries {
-        buf.extend_from_slice(e.name.as_bytes());
-        buf.push(0);
-        buf.extend_from_slice(e.size.to_string().as_bytes());
-        buf.push(b'\n');
+    listing_of_files(entries.iter().map(|e| (e.name.as_str(), e.size)))
+}
+
+/// [`listing_of`] over (path, size) pairs, hashed as they come.
+pub fn listing_of_files<'a>(files: impl Iterator<Item = (&'a str, u64)>) -> Listing {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut n = 0u64;
+    for (name, size) in files {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(size.to_string().as_bytes());
+        h.update(b"\n");
+        n += 1;
     }
     Listing {
-        files: entries.len() as u64,
-        sha256: hex::encode(super::sha256(&buf)),
+        files: n,
+        sha256: hex::encode(h.finalize()),
     }
 }
 
@@ -196,25 +211,30 @@ impl Part {
 
     /// Read and parse a part file (bounded).
     pub fn read(path: &Path) -> Result<Part, PartError> {
-        let err = |why: String| PartError::Part {
+        let io = |source| PartError::Io {
             path: path.into(),
-            why,
+            source,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > MAX_PART {
-            return Err(err(format!("{} bytes is too large", meta.len())));
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
         }
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let p: Part = serde_json::from_slice(&data)
-            .map_err(|e| err(format!("not a partial manifest ({e})")))?;
+        let data = std::fs::read(path).map_err(io)?;
+        let p: Part = serde_json::from_slice(&data).map_err(|source| PartError::NotAPart {
+            path: path.into(),
+            source,
+        })?;
         if p.format != FORMAT {
-            return Err(err(format!("unknown format {:?}", p.format)));
+            return Err(PartError::Format {
+                path: path.into(),
+                format: p.format,
+            });
         }
         if p.checksum != p.body_digest() {
-            return Err(err(
-                "checksum mismatch: the part was edited or corrupted after `mlsign hash` wrote it"
-                    .into(),
-            ));
+            return Err(PartError::Checksum { path: path.into() });
         }
         Ok(p)
     }
@@ -223,8 +243,31 @@ impl Part {
 /// Why a set of parts cannot be merged. Each names the part file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PartError {
-    #[error("{path}: {why}")]
-    Part { path: PathBuf, why: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {len} bytes is too large (at most {MAX_PART})", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("{}: not a partial manifest ({source})", path.display())]
+    NotAPart {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: unknown format {format:?}", path.display())]
+    Format { path: PathBuf, format: String },
+    #[error(
+        "{}: checksum mismatch: the part was edited or corrupted after `mlsign hash` wrote it",
+        path.display()
+    )]
+    Checksum { path: PathBuf },
+    #[error("{}: wildcards are supported in the file name only", path.display())]
+    WildcardDir { path: PathBuf },
+    #[error("{}: the pattern matches no file", path.display())]
+    NoMatch { path: PathBuf },
     #[error("no partial manifests given (the pattern matched no file?)")]
     NoParts,
     #[error("{path}: partition {got} but {first} has {want} partitions")]
@@ -238,18 +281,68 @@ pub enum PartError {
     Duplicate { index: u32, a: PathBuf, b: PathBuf },
     #[error("partition {index} of {count} is missing (no part file for it)")]
     Missing { index: u32, count: u32 },
+    #[error("{}: hashed with other settings than this signing run ({differs})", path.display())]
+    Settings {
+        path: PathBuf,
+        differs: SettingsDiff,
+    },
     #[error(
-        "{path}: hashed with other settings than this signing run ({why}); use the same \
-         --algorithm, --shard-size, --ignore, --no-ignore-git-paths and --allow-symlinks"
-    )]
-    Settings { path: PathBuf, why: String },
-    #[error(
-        "{path}: the directory changed since this part was hashed (listing of {then} files \
-         differs from the current one of {now} files); hash the partitions again"
+        "{}: the directory changed since this part was hashed (listing of {then} files \
+         differs from the current one of {now} files)",
+        path.display()
     )]
     Listing { path: PathBuf, then: u64, now: u64 },
-    #[error("{path}: {why}")]
-    Content { path: PathBuf, why: String },
+    #[error("{}: {mismatch}", path.display())]
+    Content { path: PathBuf, mismatch: Mismatch },
+    #[error("{}: the merged digests do not fit the directory listing", path.display())]
+    Unfit { path: PathBuf },
+}
+
+/// The first setting in which a part differs from the signing run (part's value first).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsDiff {
+    #[error("algorithm {part} vs {run}")]
+    Algorithm { part: String, run: String },
+    #[error("shard size {part:?} vs {run:?}")]
+    ShardSize { part: Option<u64>, run: Option<u64> },
+    #[error("allow_symlinks differs")]
+    AllowSymlinks,
+    #[error("ignore paths {part:?} vs {run:?}")]
+    IgnorePaths { part: Vec<String>, run: Vec<String> },
+}
+
+/// How a part's files or digests disagree with the directory it claims to cover.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error("{name} is in the directory but not in this part")]
+    FileMissing { name: String },
+    #[error(
+        "expected {want} ({want_size} bytes) next, found {found} ({found_size} bytes): the part \
+         does not match the directory"
+    )]
+    File {
+        want: String,
+        want_size: u64,
+        found: String,
+        found_size: u64,
+    },
+    #[error("no digest for {name}")]
+    NoDigest { name: String },
+    #[error("expected resource {want} ({want_algorithm}), found {found} ({found_algorithm})")]
+    Resource {
+        want: String,
+        want_algorithm: String,
+        found: String,
+        found_algorithm: String,
+    },
+    #[error("{name}: malformed digest")]
+    Digest { name: String },
+    #[error("{files} files / {digests} digests that are not in the directory's partition {index}")]
+    Extra {
+        files: usize,
+        digests: usize,
+        index: usize,
+    },
 }
 
 /// Check `parts` against each other, against `config` and against the current listing
@@ -285,27 +378,9 @@ pub fn merge(
         }
         by_index[p.partition.index as usize] = Some(pp);
         if p.settings != want_settings {
-            let why = if p.settings.algorithm != want_settings.algorithm {
-                format!(
-                    "algorithm {} vs {}",
-                    p.settings.algorithm, want_settings.algorithm
-                )
-            } else if p.settings.shard_size != want_settings.shard_size {
-                format!(
-                    "shard size {:?} vs {:?}",
-                    p.settings.shard_size, want_settings.shard_size
-                )
-            } else if p.settings.allow_symlinks != want_settings.allow_symlinks {
-                "allow_symlinks differs".to_string()
-            } else {
-                format!(
-                    "ignore paths {:?} vs {:?}",
-                    p.settings.ignore_paths, want_settings.ignore_paths
-                )
-            };
             return Err(PartError::Settings {
                 path: path.clone(),
-                why,
+                differs: settings_difference(&p.settings, &want_settings),
             });
         }
         if p.listing != listing {
@@ -338,44 +413,51 @@ pub fn merge(
         let Some((path, p)) = by_index[idx] else {
             continue;
         };
-        let content = |why: String| PartError::Content {
+        let content = |mismatch: Mismatch| PartError::Content {
             path: path.clone(),
-            why,
+            mismatch,
         };
         let (fi, ri) = &mut cursor[idx];
         let f = p.files.get(*fi).ok_or_else(|| {
-            content(format!(
-                "{} is in the directory but not in this part",
-                e.name
-            ))
+            content(Mismatch::FileMissing {
+                name: e.name.clone(),
+            })
         })?;
         if f.path != e.name || f.size != e.size {
-            return Err(content(format!(
-                "expected {} ({} bytes) next, found {} ({} bytes): the part does not match the \
-                 directory",
-                e.name, e.size, f.path, f.size
-            )));
+            return Err(content(Mismatch::File {
+                want: e.name.clone(),
+                want_size: e.size,
+                found: f.path.clone(),
+                found_size: f.size,
+            }));
         }
         *fi += 1;
         for (start, end) in pieces(e.size, config.method) {
-            let r = p
-                .resources
-                .get(*ri)
-                .ok_or_else(|| content(format!("no digest for {}", e.name)))?;
+            let r = p.resources.get(*ri).ok_or_else(|| {
+                content(Mismatch::NoDigest {
+                    name: e.name.clone(),
+                })
+            })?;
             let want_name = match config.method {
                 Method::Files => e.name.clone(),
                 Method::Shards { .. } => format!("{}:{start}:{end}", e.name),
             };
             if r.name != want_name || r.algorithm != alg_name {
-                return Err(content(format!(
-                    "expected resource {want_name} ({alg_name}), found {} ({})",
-                    r.name, r.algorithm
-                )));
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: r.name.clone(),
+                    found_algorithm: r.algorithm.clone(),
+                }));
             }
             let digest = hex::decode(&r.digest)
                 .ok()
                 .filter(|d| d.len() == alg.digest_len())
-                .ok_or_else(|| content(format!("{}: malformed digest", r.name)))?;
+                .ok_or_else(|| {
+                    content(Mismatch::Digest {
+                        name: r.name.clone(),
+                    })
+                })?;
             *ri += 1;
             resources.push(Resource {
                 name: want_name,
@@ -390,16 +472,540 @@ pub fn merge(
             if *fi != p.files.len() || *ri != p.resources.len() {
                 return Err(PartError::Content {
                     path: path.clone(),
-                    why: format!(
-                        "{} files / {} digests that are not in the directory's partition {idx}",
-                        p.files.len() - fi,
-                        p.resources.len() - ri
-                    ),
+                    mismatch: Mismatch::Extra {
+                        files: p.files.len().saturating_sub(*fi),
+                        digests: p.resources.len().saturating_sub(*ri),
+                        index: idx,
+                    },
                 });
             }
         }
     }
     Ok(Manifest::assembled(resources, total, entries.len()))
+}
+
+/// Write the part for partition `spec` of `listing` straight from its [`ListedManifest`]
+/// (hashed for this partition's files; other files' digests are ignored): byte for byte
+/// [`Part::new`]`(…).to_json()`, without holding the part. The checksum takes one pass over
+/// the compact form, the file a second over the pretty one.
+pub fn write_part(
+    spec: Spec,
+    config: &HashConfig,
+    manifest: &super::ListedManifest<'_>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct View<'a> {
+        format: &'a str,
+        partition: Spec,
+        settings: &'a Settings,
+        listing: &'a Listing,
+        files: Files<'a>,
+        resources: Resources<'a>,
+        checksum: &'a str,
+    }
+    #[derive(Clone, Copy)]
+    struct Files<'a>(Spec, &'a super::Listing);
+    #[derive(Clone, Copy)]
+    struct Resources<'a>(Spec, &'a super::ListedManifest<'a>, Method, &'a str, usize);
+    #[derive(Serialize)]
+    struct File<'a> {
+        path: &'a str,
+        size: u64,
+    }
+    #[derive(Serialize)]
+    struct Res<'a> {
+        name: &'a str,
+        algorithm: &'a str,
+        digest: &'a str,
+    }
+    impl Serialize for Files<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Files(spec, l) = *self;
+            let mut seq = s.serialize_seq(None)?;
+            for i in (0..l.len()).filter(|&i| spec.contains(l.name(i))) {
+                seq.serialize_element(&File {
+                    path: l.name(i),
+                    size: l.stat(i).size,
+                })?;
+            }
+            seq.end()
+        }
+    }
+    impl Serialize for Resources<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Resources(spec, m, method, algorithm, dlen) = *self;
+            let l = m.listing();
+            let mut seq = s.serialize_seq(None)?;
+            let mut name = String::new();
+            for (i, d) in m.files().filter(|(i, _)| spec.contains(l.name(*i))) {
+                for ((start, end), digest) in pieces(l.stat(i).size, method).zip(d.chunks(dlen)) {
+                    name.clear();
+                    name.push_str(l.name(i));
+                    if let Method::Shards { .. } = method {
+                        name.push_str(&format!(":{start}:{end}"));
+                    }
+                    seq.serialize_element(&Res {
+                        name: &name,
+                        algorithm,
+                        digest: &hex::encode(digest),
+                    })?;
+                }
+            }
+            seq.end()
+        }
+    }
+    let l = manifest.listing();
+    let settings = Settings::of(config);
+    let listing = listing_of_files((0..l.len()).map(|i| (l.name(i), l.stat(i).size)));
+    let algorithm = match config.method {
+        Method::Files => config.algorithm.name().to_string(),
+        Method::Shards { shard_size } => {
+            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+        }
+    };
+    let mut view = View {
+        format: FORMAT,
+        partition: spec,
+        settings: &settings,
+        listing: &listing,
+        files: Files(spec, l),
+        resources: Resources(
+            spec,
+            manifest,
+            config.method,
+            &algorithm,
+            config.algorithm.digest_len(),
+        ),
+        checksum: "",
+    };
+    let mut h = HashWriter(<sha2::Sha256 as sha2::Digest>::new());
+    serde_json::to_writer(&mut h, &view)?;
+    let checksum = hex::encode(sha2::Digest::finalize(h.0));
+    view.checksum = &checksum;
+    serde_json::to_writer_pretty(&mut *w, &view)?;
+    w.write_all(b"\n")
+}
+
+/// A part held compactly for [`merge_listed`]: its header, then its files and resources in
+/// flat buffers (names and digests each in one buffer), ~50 bytes a file plus its name, where
+/// a [`Part`] of strings takes several hundred.
+pub struct CompactPart {
+    pub partition: Spec,
+    pub settings: Settings,
+    pub listing: Listing,
+    file_names: Names,
+    file_sizes: Vec<u64>,
+    res_names: Names,
+    /// Index into `algorithms` per resource (parts name one algorithm; a stray one is kept).
+    res_alg: Vec<u32>,
+    algorithms: Vec<String>,
+    /// Decoded digests (empty where the text was not hex), ends in `digest_ends`.
+    digests: Vec<u8>,
+    digest_ends: Vec<usize>,
+}
+
+/// Strings in one buffer.
+#[derive(Default)]
+struct Names {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Names {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+    fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+impl CompactPart {
+    fn new(partition: Spec, settings: Settings, listing: Listing) -> CompactPart {
+        CompactPart {
+            partition,
+            settings,
+            listing,
+            file_names: Names::default(),
+            file_sizes: Vec::new(),
+            res_names: Names::default(),
+            res_alg: Vec::new(),
+            algorithms: Vec::new(),
+            digests: Vec::new(),
+            digest_ends: Vec::new(),
+        }
+    }
+
+    fn push_file(&mut self, f: &PartFile) {
+        self.file_names.push(&f.path);
+        self.file_sizes.push(f.size);
+    }
+
+    fn push_resource(&mut self, r: &PartResource) {
+        self.res_names.push(&r.name);
+        let a = match self.algorithms.iter().position(|a| *a == r.algorithm) {
+            Some(a) => a,
+            None => {
+                self.algorithms.push(r.algorithm.clone());
+                self.algorithms.len() - 1
+            }
+        };
+        self.res_alg.push(a as u32);
+        if let Ok(d) = hex::decode(&r.digest) {
+            self.digests.extend_from_slice(&d);
+        }
+        self.digest_ends.push(self.digests.len());
+    }
+
+    fn file(&self, i: usize) -> Option<(&str, u64)> {
+        Some((self.file_names.get(i)?, self.file_sizes[i]))
+    }
+
+    /// Resource `i`: name, algorithm, digest (empty when it was not hex).
+    fn resource(&self, i: usize) -> Option<(&str, &str, &[u8])> {
+        let name = self.res_names.get(i)?;
+        let start = if i == 0 { 0 } else { self.digest_ends[i - 1] };
+        Some((
+            name,
+            &self.algorithms[self.res_alg[i] as usize],
+            &self.digests[start..self.digest_ends[i]],
+        ))
+    }
+
+    fn from_part(p: &Part) -> CompactPart {
+        let mut c = CompactPart::new(p.partition, p.settings.clone(), p.listing.clone());
+        for f in &p.files {
+            c.push_file(f);
+        }
+        for r in &p.resources {
+            c.push_resource(r);
+        }
+        c
+    }
+
+    /// Read a part file: in one pass when its fields are in the order `mlsign hash` writes
+    /// them (the checksum is computed over the same compact JSON as [`Part`]'s, element by
+    /// element); any other file, or any doubt, goes through [`Part::read`], so what is
+    /// accepted and every error are exactly as before.
+    pub fn read(path: &Path) -> Result<CompactPart, PartError> {
+        let io = |source| PartError::Io {
+            path: path.into(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > MAX_PART {
+            return Err(PartError::TooLarge {
+                path: path.into(),
+                len: meta.len(),
+            });
+        }
+        let data = std::fs::read(path).map_err(io)?;
+        if let Some(c) = streamed_part(&data) {
+            return Ok(c);
+        }
+        drop(data);
+        Part::read(path).map(|p| CompactPart::from_part(&p))
+    }
+}
+
+/// The one-pass reading of [`CompactPart::read`]; `None` on anything unusual.
+fn streamed_part(data: &[u8]) -> Option<CompactPart> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let c = PartSeed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    c
+}
+
+struct PartSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartSeed {
+    type Value = Option<CompactPart>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// Feeds SHA-256 whatever is written.
+struct HashWriter(sha2::Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartSeed {
+    type Value = Option<CompactPart>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a partial manifest")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        use std::io::Write;
+        const ORDER: [&str; 7] = [
+            "format",
+            "partition",
+            "settings",
+            "listing",
+            "files",
+            "resources",
+            "checksum",
+        ];
+        let out_of_order = || A::Error::custom("fields not in the order mlsign writes them");
+        let io = |e: std::io::Error| A::Error::custom(e.to_string());
+        let js = |e: serde_json::Error| A::Error::custom(e.to_string());
+        let mut h = HashWriter(<sha2::Sha256 as sha2::Digest>::new());
+        let next_key = |map: &mut A, want: &str| -> Result<(), A::Error> {
+            match map.next_key::<String>()? {
+                Some(k) if k == want => Ok(()),
+                _ => Err(out_of_order()),
+            }
+        };
+        next_key(&mut map, ORDER[0])?;
+        let format: String = map.next_value()?;
+        if format != FORMAT {
+            return Err(out_of_order());
+        }
+        next_key(&mut map, ORDER[1])?;
+        let partition: Spec = map.next_value()?;
+        next_key(&mut map, ORDER[2])?;
+        let settings: Settings = map.next_value()?;
+        next_key(&mut map, ORDER[3])?;
+        let listing: Listing = map.next_value()?;
+        write!(h, "{{\"format\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &format).map_err(js)?;
+        write!(h, ",\"partition\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &partition).map_err(js)?;
+        write!(h, ",\"settings\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &settings).map_err(js)?;
+        write!(h, ",\"listing\":").map_err(io)?;
+        serde_json::to_writer(&mut h, &listing).map_err(js)?;
+        let mut c = CompactPart::new(partition, settings, listing);
+        next_key(&mut map, ORDER[4])?;
+        write!(h, ",\"files\":[").map_err(io)?;
+        map.next_value_seed(Elements {
+            h: &mut h,
+            add: &mut |f: PartFile| c.push_file(&f),
+        })?;
+        next_key(&mut map, ORDER[5])?;
+        write!(h, "],\"resources\":[").map_err(io)?;
+        map.next_value_seed(Elements {
+            h: &mut h,
+            add: &mut |r: PartResource| c.push_resource(&r),
+        })?;
+        next_key(&mut map, ORDER[6])?;
+        let checksum: String = map.next_value()?;
+        write!(h, "],\"checksum\":\"\"}}").map_err(io)?;
+        if map.next_key::<String>()?.is_some() {
+            return Err(out_of_order());
+        }
+        let got = hex::encode(sha2::Digest::finalize(h.0));
+        Ok((got == checksum).then_some(c))
+    }
+}
+
+/// An array whose elements are re-serialized into the checksum and handed to `add`.
+struct Elements<'a, T> {
+    h: &'a mut HashWriter,
+    add: &'a mut dyn FnMut(T),
+}
+
+impl<'de, T: Deserialize<'de> + Serialize> serde::de::DeserializeSeed<'de> for Elements<'_, T> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Serialize> serde::de::Visitor<'de> for Elements<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        use std::io::Write;
+        let mut first = true;
+        while let Some(x) = seq.next_element::<T>()? {
+            if !first {
+                self.h
+                    .write_all(b",")
+                    .map_err(|e| A::Error::custom(e.to_string()))?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *self.h, &x).map_err(|e| A::Error::custom(e.to_string()))?;
+            (self.add)(x);
+        }
+        Ok(())
+    }
+}
+
+/// [`merge`] over compact parts and the compact listing: the digests of every file's pieces
+/// concatenated in listing order (what [`super::ListedManifest`] holds). Same checks, same
+/// errors.
+pub fn merge_listed(
+    parts: &[(PathBuf, CompactPart)],
+    config: &HashConfig,
+    listing: &super::Listing,
+) -> Result<Vec<u8>, PartError> {
+    let Some((first_path, first)) = parts.first() else {
+        return Err(PartError::NoParts);
+    };
+    let count = first.partition.count;
+    let want_settings = Settings::of(config);
+    let current =
+        listing_of_files((0..listing.len()).map(|i| (listing.name(i), listing.stat(i).size)));
+    let mut by_index: Vec<Option<&(PathBuf, CompactPart)>> = vec![None; count as usize];
+    for pp in parts {
+        let (path, p) = pp;
+        if p.partition.count != count || p.partition.index >= count {
+            return Err(PartError::Count {
+                path: path.clone(),
+                got: p.partition,
+                first: first_path.clone(),
+                want: count,
+            });
+        }
+        if let Some((other, _)) = by_index[p.partition.index as usize] {
+            return Err(PartError::Duplicate {
+                index: p.partition.index,
+                a: other.clone(),
+                b: path.clone(),
+            });
+        }
+        by_index[p.partition.index as usize] = Some(pp);
+        if p.settings != want_settings {
+            return Err(PartError::Settings {
+                path: path.clone(),
+                differs: settings_difference(&p.settings, &want_settings),
+            });
+        }
+        if p.listing != current {
+            return Err(PartError::Listing {
+                path: path.clone(),
+                then: p.listing.files,
+                now: current.files,
+            });
+        }
+    }
+    if let Some(index) = by_index.iter().position(Option::is_none) {
+        return Err(PartError::Missing {
+            index: index as u32,
+            count,
+        });
+    }
+    let alg = HashAlgorithm::from_name(&want_settings.algorithm).unwrap_or_default();
+    let alg_name = match config.method {
+        Method::Files => config.algorithm.name().to_string(),
+        Method::Shards { shard_size } => {
+            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
+        }
+    };
+    let mut digests = Vec::with_capacity(listing.len() * alg.digest_len());
+    let mut cursor: Vec<(usize, usize)> = vec![(0, 0); count as usize];
+    for i in 0..listing.len() {
+        let (name, size) = (listing.name(i), listing.stat(i).size);
+        let idx = index_of(name, count) as usize;
+        let Some((path, p)) = by_index[idx] else {
+            continue;
+        };
+        let content = |mismatch: Mismatch| PartError::Content {
+            path: path.clone(),
+            mismatch,
+        };
+        let (fi, ri) = &mut cursor[idx];
+        let (fpath, fsize) = p.file(*fi).ok_or_else(|| {
+            content(Mismatch::FileMissing {
+                name: name.to_string(),
+            })
+        })?;
+        if fpath != name || fsize != size {
+            return Err(content(Mismatch::File {
+                want: name.to_string(),
+                want_size: size,
+                found: fpath.to_string(),
+                found_size: fsize,
+            }));
+        }
+        *fi += 1;
+        for (start, end) in pieces(size, config.method) {
+            let (rname, ralg, rdigest) = p.resource(*ri).ok_or_else(|| {
+                content(Mismatch::NoDigest {
+                    name: name.to_string(),
+                })
+            })?;
+            let want_name = match config.method {
+                Method::Files => name.to_string(),
+                Method::Shards { .. } => format!("{name}:{start}:{end}"),
+            };
+            if rname != want_name || ralg != alg_name {
+                return Err(content(Mismatch::Resource {
+                    want: want_name,
+                    want_algorithm: alg_name,
+                    found: rname.to_string(),
+                    found_algorithm: ralg.to_string(),
+                }));
+            }
+            if rdigest.len() != alg.digest_len() {
+                return Err(content(Mismatch::Digest {
+                    name: rname.to_string(),
+                }));
+            }
+            *ri += 1;
+            digests.extend_from_slice(rdigest);
+        }
+    }
+    for (idx, (fi, ri)) in cursor.iter().enumerate() {
+        if let Some((path, p)) = by_index[idx] {
+            if *fi != p.file_names.len() || *ri != p.res_names.len() {
+                return Err(PartError::Content {
+                    path: path.clone(),
+                    mismatch: Mismatch::Extra {
+                        files: p.file_names.len().saturating_sub(*fi),
+                        digests: p.res_names.len().saturating_sub(*ri),
+                        index: idx,
+                    },
+                });
+            }
+        }
+    }
+    Ok(digests)
+}
+
+/// The first setting in which `part` differs from the signing run's `run`.
+fn settings_difference(part: &Settings, run: &Settings) -> SettingsDiff {
+    if part.algorithm != run.algorithm {
+        SettingsDiff::Algorithm {
+            part: part.algorithm.clone(),
+            run: run.algorithm.clone(),
+        }
+    } else if part.shard_size != run.shard_size {
+        SettingsDiff::ShardSize {
+            part: part.shard_size,
+            run: run.shard_size,
+        }
+    } else if part.allow_symlinks != run.allow_symlinks {
+        SettingsDiff::AllowSymlinks
+    } else {
+        SettingsDiff::IgnorePaths {
+            part: part.ignore_paths.clone(),
+            run: run.ignore_paths.clone(),
+        }
+    }
 }
 
 /// `*` and `?` wildcard match of a whole file name.
@@ -442,14 +1048,11 @@ pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
             _ => Path::new("."),
         };
         if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
-            return Err(PartError::Part {
-                path: p.into(),
-                why: "wildcards are supported in the file name only".into(),
-            });
+            return Err(PartError::WildcardDir { path: p.into() });
         }
-        let rd = std::fs::read_dir(dir).map_err(|e| PartError::Part {
+        let rd = std::fs::read_dir(dir).map_err(|source| PartError::Io {
             path: dir.into(),
-            why: e.to_string(),
+            source,
         })?;
         let mut found: Vec<PathBuf> = rd
             .filter_map(Result::ok)
@@ -461,10 +1064,7 @@ pub fn expand_patterns(args: &[String]) -> Result<Vec<PathBuf>, PartError> {
             .map(|e| dir.join(e.file_name()))
             .collect();
         if found.is_empty() {
-            return Err(PartError::Part {
-                path: p.into(),
-                why: "the pattern matches no file".into(),
-            });
+            return Err(PartError::NoMatch { path: p.into() });
         }
         found.sort();
         out.extend(found);
@@ -479,6 +1079,80 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streamed_parts_are_the_parts_and_merge_the_same() {
+        use crate::digest::{walk, walk_listing, ListedManifest, NoProgress};
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for i in 0..40u32 {
+            let f = d.path().join(format!("d{}/f\"{i}", i % 3));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, vec![i as u8; (i % 7) as usize]).unwrap();
+        }
+        for method in [Method::Files, Method::Shards { shard_size: 2 }] {
+            let config = HashConfig {
+                method,
+                ..HashConfig::default()
+            };
+            let all = walk(d.path(), &config.ignore_paths, false).unwrap();
+            let listing = walk_listing(d.path(), &config.ignore_paths, false).unwrap();
+            let (whole, _) =
+                ListedManifest::hash(&listing, &config, &NoProgress, &|_| None).unwrap();
+            let mut parts = Vec::new();
+            for index in 0..3 {
+                let spec = Spec { index, count: 3 };
+                let own: Vec<_> = all
+                    .iter()
+                    .filter(|e| spec.contains(&e.name))
+                    .cloned()
+                    .collect();
+                let m = Manifest::from_entries(&own, &config, &NoProgress).unwrap();
+                let want = Part::new(spec, &config, &all, &m).to_json();
+                let mut got = Vec::new();
+                write_part(spec, &config, &whole, &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want.clone()).unwrap()
+                );
+                let p = out.path().join(format!("part-{index}.json"));
+                std::fs::write(&p, &want).unwrap();
+                assert!(streamed_part(&want).is_some(), "read in one pass");
+                let c = CompactPart::read(&p).unwrap();
+                parts.push((p, c));
+            }
+            // Fields in another order: read through `Part::read`, same content.
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&parts[0].0).unwrap()).unwrap();
+            let mut m = serde_json::Map::new();
+            for k in [
+                "checksum",
+                "resources",
+                "files",
+                "listing",
+                "settings",
+                "partition",
+                "format",
+            ] {
+                m.insert(k.into(), v[k].clone());
+            }
+            let reordered = serde_json::to_vec(&serde_json::Value::Object(m)).unwrap();
+            assert!(streamed_part(&reordered).is_none());
+            std::fs::write(&parts[0].0, &reordered).unwrap();
+            parts[0].1 = CompactPart::read(&parts[0].0).unwrap();
+            let digests = merge_listed(&parts, &config, &listing).unwrap();
+            let merged = ListedManifest::from_digests(&listing, &config, digests).unwrap();
+            assert_eq!(merged.to_manifest(), whole.to_manifest());
+            // A tampered digest: the checksum catches it on either path.
+            let text = String::from_utf8(std::fs::read(&parts[1].0).unwrap()).unwrap();
+            let at = text.find("\"digest\": \"").unwrap() + 11;
+            let mut bad = text.into_bytes();
+            bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+            std::fs::write(&parts[1].0, &bad).unwrap();
+            let e = CompactPart::read(&parts[1].0).err().unwrap().to_string();
+            assert!(e.contains("checksum mismatch"), "{e}");
+        }
+    }
+
+    #[test]
     fn wildcards() {
         assert!(wildcard(b"part-*.json", b"part-3.json"));
         assert!(wildcard(b"part-?.json", b"part-3.json"));
@@ -491,8 +1165,15 @@ mod tests {
     #[test]
     fn specs_parse_and_partition_deterministically() {
         assert_eq!("2/4".parse::<Spec>().unwrap(), Spec { index: 2, count: 4 });
-        for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
-            assert!(bad.parse::<Spec>().is_err(), "{bad}");
+        for (bad, want) in [
+            ("4/4", SpecError::Range("4/4".into())),
+            ("1/0", SpecError::Range("1/0".into())),
+            ("x/2", SpecError::Index("x/2".into())),
+            ("3", SpecError::NoSlash("3".into())),
+            ("-1/2", SpecError::Index("-1/2".into())),
+            ("1/y", SpecError::Count("1/y".into())),
+        ] {
+            assert_eq!(bad.parse::<Spec>(), Err(want), "{bad}");
         }
         // Stable and spread.
         assert_eq!(index_of("a/b.bin", 7), index_of("a/b.bin", 7));
@@ -501,5 +1182,90 @@ mod tests {
             counts[index_of(&format!("f{i}"), 4) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    /// A part of partition 0/1 covering an empty listing, sealed.
+    fn empty_part(config: &HashConfig) -> Part {
+        let mut p = Part {
+            format: FORMAT.into(),
+            partition: Spec { index: 0, count: 1 },
+            settings: Settings::of(config),
+            listing: listing_of(&[]),
+            files: Vec::new(),
+            resources: Vec::new(),
+            checksum: String::new(),
+        };
+        p.checksum = p.body_digest();
+        p
+    }
+
+    #[test]
+    fn hostile_part_files_name_their_fault() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = HashConfig::default();
+        let path = t.path().join("part.json");
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            Part::read(&path)
+        };
+        assert!(read(&empty_part(&cfg).to_json()).is_ok());
+        let e = Part::read(&t.path().join("absent.json")).unwrap_err();
+        assert!(matches!(e, PartError::Io { .. }), "{e:?}");
+        let e = read(b"{\"format\": 1").unwrap_err();
+        assert!(matches!(e, PartError::NotAPart { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("part.json: not a partial manifest"),
+            "{e}"
+        );
+        let mut other = empty_part(&cfg);
+        other.format = "https://example.com/v9".into();
+        other.checksum = other.body_digest();
+        let e = read(&other.to_json()).unwrap_err();
+        assert!(
+            matches!(&e, PartError::Format { format, .. } if format == "https://example.com/v9"),
+            "{e:?}"
+        );
+        let mut edited = empty_part(&cfg);
+        edited.listing.files = 5;
+        let e = read(&edited.to_json()).unwrap_err();
+        assert!(matches!(e, PartError::Checksum { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn merge_names_the_setting_and_the_content_that_differ() {
+        let cfg = HashConfig::default();
+        let b3 = HashConfig {
+            algorithm: HashAlgorithm::Blake3,
+            ..HashConfig::default()
+        };
+        let p = PathBuf::from("p.json");
+        let e = merge(&[(p.clone(), empty_part(&b3))], &cfg, &[]).unwrap_err();
+        assert!(
+            matches!(&e, PartError::Settings { differs: SettingsDiff::Algorithm { part, run }, .. }
+                if part == "blake3" && run == "sha256"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("algorithm blake3 vs sha256"), "{e}");
+        // A file the (empty) directory does not have.
+        let mut extra = empty_part(&cfg);
+        extra.files.push(PartFile {
+            path: "ghost.bin".into(),
+            size: 1,
+        });
+        let e = merge(&[(p, extra)], &cfg, &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PartError::Content {
+                    mismatch: Mismatch::Extra {
+                        files: 1,
+                        digests: 0,
+                        index: 0
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

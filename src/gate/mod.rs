@@ -49,7 +49,7 @@ pub struct GateOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("malformed subject: {0}")]
-    Subject(String),
+    Subject(#[from] crate::policy::SubjectError),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -1093,7 +1093,8 @@ impl Cx<'_> {
                         match crate::bom::sign::check_statement(&vp.payload, &bytes) {
                             Ok(_) => sig_note = format!("signed by {name}"),
                             Err(why) => {
-                                findings.push(crate::bom::attestation_finding(why, &shown));
+                                findings
+                                    .push(crate::bom::attestation_finding(why.to_string(), &shown));
                                 sig_note = "signature does not cover this BOM".into();
                             }
                         }

@@ -17,7 +17,7 @@ pub enum Error {
         url: String,
         secs: u64,
     },
-    #[error("{step}: {url}: 401 unauthorized{detail}; give credentials (MLSIGN_REGISTRY_USERNAME/PASSWORD, --registry-auth FILE or docker login)")]
+    #[error("{step}: {url}: 401 unauthorized{detail}")]
     Unauthorized {
         step: String,
         url: String,
@@ -75,7 +75,7 @@ pub enum Error {
     },
     #[error("{0} is not a model artifact mlsign can read: {1}")]
     NotAModel(String, String),
-    #[error("refusing plain HTTP to {host}: only loopback registries or --insecure-registry {host} may use it")]
+    #[error("refusing plain HTTP to {host}: only loopback registries and hosts allowed as insecure registries may use it")]
     Insecure { host: String },
     #[error("credentials: {0}")]
     Credentials(String),
@@ -85,7 +85,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: already exists; pull into a new directory")]
+    #[error("{path}: already exists")]
     Exists { path: std::path::PathBuf },
     #[error("{}: no valid signature covers {} (nothing was written)", .0.reference, .0.digest)]
     NotVerified(Box<super::verify::VerifyOutcome>),

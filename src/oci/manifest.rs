@@ -106,9 +106,28 @@ pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
 }
 
+/// Why one entry of an index is not a usable descriptor.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("{what}: manifests[{index}] is not a descriptor: {source}")]
+    NotDescriptor {
+        what: String,
+        index: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A descriptor with a malformed digest, size or media type (the error names
+    /// `what: manifests[index]`).
+    #[error("{0}")]
+    Invalid(#[source] Box<Error>),
+}
+
 /// The entries of an index. Entries that are not valid descriptors are returned as
 /// `Err(why)` in place, so one junk entry cannot hide the others.
-pub fn index_entries(bytes: &[u8], what: &str) -> Result<Vec<Result<Descriptor, String>>, Error> {
+pub fn index_entries(
+    bytes: &[u8],
+    what: &str,
+) -> Result<Vec<Result<Descriptor, EntryError>>, Error> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::malformed(what, format!("not JSON: {e}")))?;
     let obj = v
@@ -138,11 +157,15 @@ pub fn index_entries(bytes: &[u8], what: &str) -> Result<Vec<Result<Descriptor, 
         .enumerate()
         .map(|(i, e)| {
             serde_json::from_value::<Descriptor>(e.clone())
-                .map_err(|err| format!("{what}: manifests[{i}] is not a descriptor: {err}"))
+                .map_err(|source| EntryError::NotDescriptor {
+                    what: what.to_string(),
+                    index: i,
+                    source,
+                })
                 .and_then(|d| {
                     d.check(&format!("{what}: manifests[{i}]"))
                         .map(|_| d)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| EntryError::Invalid(Box::new(e)))
                 })
         })
         .collect())
@@ -167,7 +190,19 @@ mod tests {
         );
         let e = index_entries(idx.as_bytes(), "idx").unwrap();
         assert_eq!(e.len(), 4);
-        assert!(e[0].is_err() && e[1].is_err() && e[2].is_err());
+        assert!(matches!(
+            &e[0],
+            Err(EntryError::NotDescriptor { index: 0, .. })
+        ));
+        assert!(matches!(
+            &e[1],
+            Err(EntryError::NotDescriptor { index: 1, .. })
+        ));
+        let Err(bad) = &e[2] else {
+            panic!("md5 digest accepted")
+        };
+        assert!(matches!(bad, EntryError::Invalid(_)), "{bad:?}");
+        assert!(bad.to_string().starts_with("idx: manifests[2]"), "{bad}");
         assert_eq!(e[3].as_ref().unwrap().digest, d);
         assert!(index_entries(b"[]", "idx").is_err());
         assert!(index_entries(

@@ -165,7 +165,10 @@ pub(crate) fn verify_with(
     }
     // 1. referrers API, 2. tag schema when the API is missing.
     let mut seen = BTreeSet::new();
-    let mut entries: Vec<(&'static str, Result<super::manifest::Descriptor, String>)> = Vec::new();
+    let mut entries: Vec<(
+        &'static str,
+        Result<super::manifest::Descriptor, super::manifest::EntryError>,
+    )> = Vec::new();
     match client.referrers(&r.repository, &digest, "referrers API")? {
         Some(bytes) => {
             let e = index_entries(&bytes, "referrers API answer")?;
@@ -202,7 +205,7 @@ pub(crate) fn verify_with(
             break;
         }
         let c = match entry {
-            Err(why) => Candidate::new(source, "(invalid entry)").reject("OCI005", why),
+            Err(why) => Candidate::new(source, "(invalid entry)").reject("OCI005", why.to_string()),
             Ok(d) => {
                 if !seen.insert(d.digest.clone()) {
                     continue;
@@ -240,18 +243,26 @@ pub(crate) fn verify_with(
     Ok(out)
 }
 
-fn in_toto_payload(c: &Candidate, vp: &crate::attest::VerifiedPayload) -> Result<Value, String> {
-    let _ = c;
+/// Why a verified referrer's payload is not an in-toto statement (SIG008).
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload type {0:?} is not an in-toto statement")]
+    PayloadType(String),
+    #[error("signed payload is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("signed payload is not an in-toto Statement v1 (_type {0})")]
+    NotStatement(Value),
+}
+
+fn in_toto_payload(vp: &crate::attest::VerifiedPayload) -> Result<Value, PayloadError> {
     if vp.payload_type != crate::attest::bundle::IN_TOTO_PAYLOAD_TYPE {
-        return Err(format!(
-            "payload type {:?} is not an in-toto statement",
-            vp.payload_type
-        ));
+        return Err(PayloadError::PayloadType(vp.payload_type.clone()));
     }
-    let v: Value = serde_json::from_slice(&vp.payload)
-        .map_err(|e| format!("signed payload is not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(&vp.payload).map_err(PayloadError::NotJson)?;
     if v.get("_type").and_then(Value::as_str) != Some(crate::attest::STATEMENT_TYPE) {
-        return Err("signed payload is not an in-toto Statement v1".into());
+        return Err(PayloadError::NotStatement(
+            v.get("_type").cloned().unwrap_or(Value::Null),
+        ));
     }
     Ok(v)
 }
@@ -320,9 +331,9 @@ fn bundle_candidate(
     let mut c = c;
     c.method = Some(vp.method);
     c.signer = Some(vp.signer.clone());
-    let st = match in_toto_payload(&c, &vp) {
+    let st = match in_toto_payload(&vp) {
         Ok(v) => v,
-        Err(why) => return Ok(c.reject("SIG008", why)),
+        Err(why) => return Ok(c.reject("SIG008", why.to_string())),
     };
     let pt = st
         .get("predicateType")
@@ -606,4 +617,43 @@ pub fn verify_dir_against(
     out.files_checked = actual.file_count;
     out.bytes = actual.total_bytes;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(payload_type: &str, payload: &[u8]) -> crate::attest::VerifiedPayload {
+        crate::attest::VerifiedPayload {
+            payload_type: payload_type.into(),
+            payload: payload.to_vec(),
+            method: "key",
+            signer: "k".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn referrer_payloads_that_are_not_statements_name_why() {
+        let intoto = crate::attest::bundle::IN_TOTO_PAYLOAD_TYPE;
+        let e = in_toto_payload(&payload("application/json", b"{}")).unwrap_err();
+        assert!(
+            matches!(&e, PayloadError::PayloadType(t) if t == "application/json"),
+            "{e:?}"
+        );
+        let e = in_toto_payload(&payload(intoto, b"{\"_type\":")).unwrap_err();
+        assert!(matches!(e, PayloadError::NotJson(_)), "{e:?}");
+        let e = in_toto_payload(&payload(
+            intoto,
+            br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&e, PayloadError::NotStatement(t) if t == "https://in-toto.io/Statement/v0.1"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("not an in-toto Statement v1"), "{e}");
+        let st = format!(r#"{{"_type":"{}"}}"#, crate::attest::STATEMENT_TYPE);
+        assert!(in_toto_payload(&payload(intoto, st.as_bytes())).is_ok());
+    }
 }

@@ -28,15 +28,51 @@ pub struct InitOptions {
     pub keyless_trusted_root: Option<PathBuf>,
 }
 
+/// Why no policy can be written for the options given. The CLI names the flags.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("unknown requirement {name:?} (known: {})", REQUIREMENTS.join(", "))]
+    UnknownRequirement { name: String },
+    #[error(
+        "signature and bom checks need an authority (a public key, a certificate root, or a \
+         keyless identity and issuer); none was given"
+    )]
+    NoAuthority,
+    #[error(
+        "the behave requirement pins the SHA-256 digests of a suite and of the baseline weights; \
+         {} missing",
+        match (suite, baseline) {
+            (false, false) => "both are",
+            (false, true) => "the suite's is",
+            _ => "the baseline's is",
+        }
+    )]
+    BehavePins { suite: bool, baseline: bool },
+    #[error("the approvals requirement needs at least one reviewer key; none was given")]
+    NoReviewers,
+    #[error("{}: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
 /// `p` as the policy should reference it: relative to the policy's directory when both resolve,
 /// else absolute.
-fn reference(p: &Path, out_dir: &Path) -> Result<String, String> {
-    let abs = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let base = std::fs::canonicalize(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+fn reference(p: &Path, out_dir: &Path) -> Result<String, InitError> {
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).map_err(|source| InitError::Path {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let abs = canonical(p)?;
+    let base = canonical(out_dir)?;
     let ours: Vec<_> = abs.components().collect();
     let theirs: Vec<_> = base.components().collect();
     let common = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
@@ -51,7 +87,7 @@ fn reference(p: &Path, out_dir: &Path) -> Result<String, String> {
 }
 
 /// The policy text for `o`. Errors are usage errors (unknown requirement, missing pins…).
-pub fn render(o: &InitOptions) -> Result<String, String> {
+pub fn render(o: &InitOptions) -> Result<String, InitError> {
     let mut req: Vec<&str> = Vec::new();
     let wanted: Vec<String> = if o.require.is_empty() {
         vec!["signature".into(), "scan".into(), "bom".into()]
@@ -61,10 +97,7 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
     for r in &wanted {
         let r = r.trim();
         let Some(known) = REQUIREMENTS.iter().find(|k| **k == r) else {
-            return Err(format!(
-                "--require {r:?}: unknown requirement (known: {})",
-                REQUIREMENTS.join(", ")
-            ));
+            return Err(InitError::UnknownRequirement { name: r.into() });
         };
         if !req.contains(known) {
             req.push(known);
@@ -76,10 +109,7 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
     };
     let needs_auth = req.contains(&"signature") || req.contains(&"bom");
     if needs_auth && o.keys.is_empty() && o.cert_roots.is_empty() && o.keyless.is_empty() {
-        return Err(
-            "signature and bom checks need an authority: pass --key PUB.pem, --cert-root CA.pem or --keyless-identity ID --keyless-issuer URL"
-                .into(),
-        );
+        return Err(InitError::NoAuthority);
     }
     let mut s = String::new();
     let _ = writeln!(
@@ -200,7 +230,10 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
             }
             "behave" => {
                 let (Some(su), Some(ba)) = (&o.suite_sha256, &o.baseline_sha256) else {
-                    return Err("--require behave needs --suite SUITE.toml and --baseline WEIGHTS (their SHA-256 digests are pinned)".into());
+                    return Err(InitError::BehavePins {
+                        suite: o.suite_sha256.is_some(),
+                        baseline: o.baseline_sha256.is_some(),
+                    });
                 };
                 let _ = writeln!(
                     s,
@@ -211,9 +244,9 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
             }
             "approvals" => {
                 if o.reviewers.is_empty() {
-                    return Err("--require approvals needs --reviewer PUB.pem (repeatable)".into());
+                    return Err(InitError::NoReviewers);
                 }
-                let list: Result<Vec<String>, String> = o
+                let list: Result<Vec<String>, InitError> = o
                     .reviewers
                     .iter()
                     .map(|r| reference(r, &out_dir).map(|x| toml_str(&x)))
@@ -235,4 +268,57 @@ pub fn render(o: &InitOptions) -> Result<String, String> {
          [revocation]\ndigests = []\nkeys = []\nidentities = []"
     );
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unusable_option_set_is_its_own_error() {
+        let t = tempfile::tempdir().unwrap();
+        let key = t.path().join("k.pub.pem");
+        std::fs::write(&key, "x").unwrap();
+        let base = InitOptions {
+            output: t.path().join("policy.toml"),
+            keys: vec![key.clone()],
+            ..InitOptions::default()
+        };
+        assert!(render(&base).is_ok());
+        let with = |f: &dyn Fn(&mut InitOptions)| {
+            let mut o = base.clone();
+            f(&mut o);
+            render(&o).unwrap_err()
+        };
+        let e = with(&|o| o.require = vec!["sig".into()]);
+        assert!(
+            matches!(&e, InitError::UnknownRequirement { name } if name == "sig"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("known: signature, scan"), "{e}");
+        assert!(matches!(with(&|o| o.keys.clear()), InitError::NoAuthority));
+        let e = with(&|o| {
+            o.require = vec!["behave".into()];
+            o.suite_sha256 = Some("ab".repeat(32));
+        });
+        assert!(
+            matches!(
+                e,
+                InitError::BehavePins {
+                    suite: true,
+                    baseline: false
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("the baseline's is missing"), "{e}");
+        let e = with(&|o| o.require = vec!["approvals".into()]);
+        assert!(matches!(e, InitError::NoReviewers), "{e:?}");
+        let gone = t.path().join("gone.pem");
+        let e = with(&|o| o.keys = vec![gone.clone()]);
+        assert!(
+            matches!(&e, InitError::Path { path, .. } if path == &gone),
+            "{e:?}"
+        );
+    }
 }

@@ -46,12 +46,54 @@ pub enum PolicyError {
     },
     #[error("policy {path}: {message}")]
     Conflict { path: PathBuf, message: String },
-    #[error("policy {path}: authority {authority:?}: {file}: {message}")]
+    #[error("policy {path}: authority {authority:?}: {file}: {fault}")]
     Key {
         path: PathBuf,
         authority: String,
         file: PathBuf,
-        message: String,
+        fault: KeyFileError,
+    },
+}
+
+/// Why a key or certificate file named by a policy cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    #[error("{0} bytes; that is not a PEM file")]
+    TooLarge(u64),
+    #[error("not a PEM text file")]
+    NotText,
+    /// Not a public key, or not one mlsign verifies with.
+    #[error("{0}")]
+    Key(#[source] Box<crate::attest::Error>),
+    #[error("{0}")]
+    Certificates(#[source] Box<crate::attest::Error>),
+    #[error("no certificate in the file")]
+    NoCertificate,
+    #[error("not UTF-8 JSON")]
+    NotUtf8Json,
+    /// A Sigstore trusted root that cannot be read or is not one.
+    #[error("{0}")]
+    TrustedRoot(#[source] Box<sigstore::KeylessError>),
+}
+
+/// Why a gate subject argument is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum SubjectError {
+    #[error("empty subject")]
+    Empty,
+    #[error("subject {0:?} contains control characters")]
+    Control(String),
+    #[error("{0:?} is not an OCI reference (oci://REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST])")]
+    NotOci(String),
+    #[error("{0:?}: only file paths and oci:// references are subjects")]
+    Scheme(String),
+    #[error("{subject}: {source} (the subject must be an existing file or directory)")]
+    Path {
+        subject: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -626,13 +668,13 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn read_pem(p: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+fn read_pem(p: &Path) -> Result<String, KeyFileError> {
+    let meta = std::fs::metadata(p).map_err(KeyFileError::Io)?;
     if meta.len() > 4 << 20 {
-        return Err(format!("{} bytes; that is not a PEM file", meta.len()));
+        return Err(KeyFileError::TooLarge(meta.len()));
     }
-    let b = std::fs::read(p).map_err(|e| e.to_string())?;
-    String::from_utf8(b).map_err(|_| "not a PEM text file".to_string())
+    let b = std::fs::read(p).map_err(KeyFileError::Io)?;
+    String::from_utf8(b).map_err(|_| KeyFileError::NotText)
 }
 
 impl Policy {
@@ -741,24 +783,25 @@ impl Policy {
                     a.name
                 )));
             }
-            let key_err = |file: &Path, message: String| PolicyError::Key {
+            let key_err = |file: &Path, fault: KeyFileError| PolicyError::Key {
                 path: path.into(),
                 authority: a.name.clone(),
                 file: file.into(),
-                message,
+                fault,
             };
             let kind = if let Some(k) = &a.key {
                 let f = base.join(k);
                 let pem = read_pem(&f).map_err(|m| key_err(&f, m))?;
-                let key = VerifyingKey::from_pem(&pem).map_err(|e| key_err(&f, e.to_string()))?;
+                let key = VerifyingKey::from_pem(&pem)
+                    .map_err(|e| key_err(&f, KeyFileError::Key(Box::new(e))))?;
                 AuthorityKind::Key { file: f, key }
             } else if let Some(r) = &a.cert_roots {
                 let f = base.join(r);
                 let pem = read_pem(&f).map_err(|m| key_err(&f, m))?;
-                let roots =
-                    cert::load_pem_chain(pem.as_bytes()).map_err(|e| key_err(&f, e.to_string()))?;
+                let roots = cert::load_pem_chain(pem.as_bytes())
+                    .map_err(|e| key_err(&f, KeyFileError::Certificates(Box::new(e))))?;
                 if roots.is_empty() {
-                    return Err(key_err(&f, "no certificate in the file".into()));
+                    return Err(key_err(&f, KeyFileError::NoCertificate));
                 }
                 AuthorityKind::CertRoots { file: f, roots }
             } else {
@@ -806,11 +849,11 @@ impl Policy {
                         sigstore::MAX_TRUSTED_ROOT_BYTES,
                         "trusted root",
                     )
-                    .map_err(|e| key_err(&f, e.to_string()))?;
+                    .map_err(|e| key_err(&f, KeyFileError::TrustedRoot(Box::new(e))))?;
                     let text = std::str::from_utf8(&bytes)
-                        .map_err(|_| key_err(&f, "not UTF-8 JSON".into()))?;
+                        .map_err(|_| key_err(&f, KeyFileError::NotUtf8Json))?;
                     sigstore::TrustRoot::from_json(text, &f.display().to_string())
-                        .map_err(|e| key_err(&f, e.to_string()))?;
+                        .map_err(|e| key_err(&f, KeyFileError::TrustedRoot(Box::new(e))))?;
                     k.trusted_root = Some(f.display().to_string());
                     k.trusted_root_sha256 = Some(hex::encode(crate::digest::sha256(&bytes)));
                 }
@@ -906,17 +949,17 @@ impl Policy {
                 let mut reviewers: Vec<(PathBuf, VerifyingKey)> = Vec::new();
                 for k in &a.reviewers {
                     let f = base.join(k);
-                    let pem = read_pem(&f).map_err(|m| PolicyError::Key {
+                    let pem = read_pem(&f).map_err(|fault| PolicyError::Key {
                         path: path.into(),
                         authority: "reviewers".into(),
                         file: f.clone(),
-                        message: m,
+                        fault,
                     })?;
                     let key = VerifyingKey::from_pem(&pem).map_err(|e| PolicyError::Key {
                         path: path.into(),
                         authority: "reviewers".into(),
                         file: f.clone(),
-                        message: e.to_string(),
+                        fault: KeyFileError::Key(Box::new(e)),
                     })?;
                     if reviewers.iter().any(|(_, x)| x.hint() == key.hint()) {
                         return Err(conflict(format!(
@@ -1073,12 +1116,12 @@ pub enum Subject {
 
 /// Parse a subject argument. Paths must exist; `oci://` references must name a registry and a
 /// repository.
-pub fn parse_subject(s: &str) -> Result<Subject, String> {
+pub fn parse_subject(s: &str) -> Result<Subject, SubjectError> {
     if s.is_empty() {
-        return Err("empty subject".into());
+        return Err(SubjectError::Empty);
     }
     if s.contains('\0') || s.chars().any(|c| c.is_control()) {
-        return Err(format!("subject {s:?} contains control characters"));
+        return Err(SubjectError::Control(s.into()));
     }
     if let Some(rest) = s.strip_prefix("oci://") {
         let ok = rest.split_once('/').is_some_and(|(reg, repo)| {
@@ -1088,19 +1131,17 @@ pub fn parse_subject(s: &str) -> Result<Subject, String> {
                 && !rest.chars().any(char::is_whitespace)
         });
         if !ok {
-            return Err(format!(
-                "{s:?} is not an OCI reference (oci://REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST])"
-            ));
+            return Err(SubjectError::NotOci(s.into()));
         }
         return Ok(Subject::Oci(s.to_string()));
     }
     if s.contains("://") {
-        return Err(format!(
-            "{s:?}: only file paths and oci:// references are subjects"
-        ));
+        return Err(SubjectError::Scheme(s.into()));
     }
-    let absolute = std::fs::canonicalize(s)
-        .map_err(|e| format!("{s}: {e} (the subject must be an existing file or directory)"))?;
+    let absolute = std::fs::canonicalize(s).map_err(|source| SubjectError::Path {
+        subject: s.into(),
+        source,
+    })?;
     let mut shown = s.trim_end_matches('/').to_string();
     while let Some(r) = shown.strip_prefix("./") {
         shown = r.to_string();
@@ -1310,11 +1351,33 @@ mod tests {
 
     #[test]
     fn subjects_parse() {
-        assert!(parse_subject("").is_err());
-        assert!(parse_subject("oci://").is_err());
-        assert!(parse_subject("oci://ghcr.io").is_err());
+        assert!(matches!(parse_subject(""), Err(SubjectError::Empty)));
+        assert!(matches!(
+            parse_subject("oci://"),
+            Err(SubjectError::NotOci(_))
+        ));
+        assert!(matches!(
+            parse_subject("oci://ghcr.io"),
+            Err(SubjectError::NotOci(_))
+        ));
+        assert!(matches!(
+            parse_subject("oci://ghcr.io/a b"),
+            Err(SubjectError::NotOci(_))
+        ));
+        assert!(matches!(
+            parse_subject("a\u{1b}[2Jb"),
+            Err(SubjectError::Control(_))
+        ));
         assert!(parse_subject("oci://ghcr.io/a/b:v1").is_ok());
-        assert!(parse_subject("https://x/y").is_err());
-        assert!(parse_subject("/nonexistent/mlsign/subject").is_err());
+        assert!(matches!(
+            parse_subject("https://x/y"),
+            Err(SubjectError::Scheme(_))
+        ));
+        let e = parse_subject("/nonexistent/mlsign/subject").unwrap_err();
+        assert!(matches!(e, SubjectError::Path { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("/nonexistent/mlsign/subject: "),
+            "{e}"
+        );
     }
 }

@@ -81,6 +81,8 @@ pub const CODES: &[(&str, &str)] = &[
     (BHV004, "the threshold was calibrated for another baseline, input set or probe library than the one used now, so its false-positive rate does not carry over"),
     (BHV005, "the threshold's calibration sample is too small for its stated false-positive rate: the exact upper confidence bound on the FPR is above it"),
     (BHV006, "backdoor-like trigger synthesised: a small mask and pattern send most inputs of other classes to one class on the candidate but not on the baseline (synthesis statistic above its threshold)"),
+    (BHV007, "backdoor-like trigger tokens found: a differential token search found a short token sequence that moves the candidate text model (to one class, or its next-token distribution) while the baseline stays put, above the search's threshold"),
+    (BHV008, "trigger-token search unavailable for this candidate (quantised GGUF weights have no gradient, no differentiable forward for the family, or a different tokenizer): only the probe library was applied"),
     // Keyless Sigstore verification (verify --identity, conformance verify-bundle)
     ("SGS001", "Fulcio certificate chain does not lead to a CA of the trusted root"),
     ("SGS002", "signing certificate not valid at the verified signing time (expired or not yet valid)"),
@@ -132,6 +134,8 @@ pub const BHV003: &str = "BHV003";
 pub const BHV004: &str = "BHV004";
 pub const BHV005: &str = "BHV005";
 pub const BHV006: &str = "BHV006";
+pub const BHV007: &str = "BHV007";
+pub const BHV008: &str = "BHV008";
 pub const GAT001: &str = "GAT001";
 pub const GAT002: &str = "GAT002";
 pub const GAT003: &str = "GAT003";

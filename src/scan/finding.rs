@@ -1,5 +1,6 @@
 //! What a scan reports: one [`ScanFinding`] per problem, and one [`Verdict`] per file.
 
+use super::diags::Code;
 use crate::report::{Finding, Location, Severity};
 use serde::Serialize;
 
@@ -41,14 +42,12 @@ pub struct ScanFinding {
 }
 
 /// Codes whose presence means "could not be read": the file is unscannable, never clean.
-pub const UNSCANNABLE_CODES: &[&str] = &[
-    "SCN001", "SCN002", "SCN018", "SCN021", "SCN031", "SCN032", "PKL021",
-];
+pub const UNSCANNABLE_CODES: &[Code] = Code::UNSCANNABLE;
 
 impl ScanFinding {
-    pub fn new(code: &'static str, severity: Severity, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, severity: Severity, message: impl Into<String>) -> Self {
         ScanFinding {
-            code,
+            code: code.as_str(),
             severity,
             member: None,
             stream: None,
@@ -68,7 +67,7 @@ impl ScanFinding {
 
     /// The verdict this finding alone implies.
     pub fn verdict(&self) -> Verdict {
-        if UNSCANNABLE_CODES.contains(&self.code) {
+        if UNSCANNABLE_CODES.iter().any(|c| c.as_str() == self.code) {
             return Verdict::Unscannable;
         }
         match self.severity {

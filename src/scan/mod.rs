@@ -4,16 +4,21 @@
 //! machine that never executes anything ([`pickle::vm`]), and every global is judged by an exact
 //! allowlist ([`policy::Policy`]). Entry point: [`scan_path`].
 
+pub mod diags;
 pub mod finding;
 pub mod formats;
 pub mod pickle;
 pub mod policy;
 pub mod presets;
 mod render;
+pub mod scanner;
+pub mod source;
 
 pub use finding::{ScanFinding, Verdict};
 pub use policy::Policy;
+pub use scanner::Scanner;
 
+use diags::Code;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -52,9 +57,15 @@ pub fn verdict_of(findings: &[ScanFinding]) -> Verdict {
         .unwrap_or(Verdict::Clean)
 }
 
+/// A scanner for one file under `policy`, dispatching nested content through
+/// [`formats::FORMATS`].
+pub fn scanner(policy: &Policy) -> Scanner<'_> {
+    Scanner::new(policy, &formats::REGISTRY)
+}
+
 /// Scan one file.
 pub fn scan_file(path: &Path, policy: &Policy) -> Result<FileReport, ScanError> {
-    let findings = formats::scan_file(path, policy).map_err(|source| ScanError::Io {
+    let findings = formats::scan_file(&scanner(policy), path).map_err(|source| ScanError::Io {
         path: path.display().to_string(),
         source,
     })?;
@@ -67,8 +78,7 @@ pub fn scan_file(path: &Path, policy: &Policy) -> Result<FileReport, ScanError> 
 
 /// Scan in-memory content (as if it were a file called `name`).
 pub fn scan_bytes(name: &str, data: &[u8], policy: &Policy) -> FileReport {
-    formats::reset_budget(policy);
-    let findings = formats::scan_bytes(data, &finding::Ctx::default(), policy);
+    let findings = formats::scan_bytes(&scanner(policy), data);
     FileReport {
         path: name.to_string(),
         verdict: verdict_of(&findings),
@@ -163,7 +173,7 @@ pub fn scan_path(paths: &[PathBuf], policy: &Policy) -> Result<ScanReport, ScanE
             Walked::File(f) => scan_file(f, policy),
             Walked::Skipped(f, why) => {
                 let findings = vec![ScanFinding::new(
-                    "SCN032",
+                    Code::Scn032,
                     crate::report::Severity::High,
                     format!("skipped: {why}"),
                 )];
@@ -306,7 +316,7 @@ mod tests {
         ];
         for d in cases {
             same_through_every_window(d, || {
-                let r = pickle::scan_streams(d, 0, &Default::default(), &policy, None);
+                let r = pickle::scan_streams(&scanner(&policy), d, 0, None);
                 format!("{:?} {}", r.findings, r.end)
             });
         }

@@ -3,6 +3,11 @@
 
 use super::presets;
 use crate::report::Severity;
+
+/// The most bytes of one member or decompressed payload held in memory at once. Larger
+/// payloads are streamed: their head decides whether they must be held (pickles, containers),
+/// else they are counted and dropped. Keeps peak memory bounded on bombs (docs/scan-formats.md).
+pub const IN_MEMORY_MAX: u64 = 192 << 20;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -88,7 +93,7 @@ impl Default for Policy {
             max_depth: 4,
             max_member_bytes: 1 << 30,
             max_total_bytes: 4 << 30,
-            max_in_memory_bytes: super::formats::IN_MEMORY_MAX,
+            max_in_memory_bytes: IN_MEMORY_MAX,
         };
         for name in presets::PRESETS {
             p.add_preset(name).expect("built-in preset");

@@ -266,16 +266,58 @@ impl ImageUse {
     }
 }
 
+/// Why the images of an admitted object cannot be read. `at` is the JSON pointer of the
+/// offending field.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("the {kind} has no pod spec at {at}")]
+    NoPodSpec {
+        kind: &'static str,
+        at: &'static str,
+    },
+    #[error("{at} is not a list")]
+    NotAList { at: String },
+    #[error("{at} ({}) has no image", if name.is_empty() { "unnamed" } else { name })]
+    NoImage { at: String, name: String },
+    #[error("{at} is not a string")]
+    ImageNotString { at: String },
+    #[error("{at}.reference is missing or not a string")]
+    NoVolumeReference { at: String },
+    #[error("{count} image references; at most {MAX_IMAGES} are checked per object")]
+    TooManyImages { count: usize },
+}
+
+/// Why a Kubernetes image string is not a reference the kubelet could pull.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("empty image reference")]
+    Empty,
+    #[error("image reference of {len} bytes; at most {MAX_IMAGE_LEN}")]
+    TooLong { len: usize },
+    #[error("{0:?} contains whitespace or control characters")]
+    Whitespace(String),
+    #[error("{0:?}: an image reference has no URL scheme")]
+    Scheme(String),
+    /// The normalised reference does not parse (`why` from the OCI reference parser).
+    #[error("{image:?}: {why}")]
+    Reference { image: String, why: String },
+    #[error(transparent)]
+    Oci(Box<crate::oci::Error>),
+}
+
 /// Every image of `object` (a `kind` workload): containers, initContainers,
 /// ephemeralContainers and `volumes[].image.reference`. A shape the API server would not
 /// accept (a list that is not a list, a container without an image) is an error: nothing is
 /// skipped silently.
-pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse>, String> {
+pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse>, ObjectError> {
     let base = kind.pod_spec_pointer();
     let spec = object
         .pointer(base)
         .filter(|s| s.is_object())
-        .ok_or_else(|| format!("the {} has no pod spec at {base}", kind.as_str()))?;
+        .ok_or(ObjectError::NoPodSpec {
+            kind: kind.as_str(),
+            at: base,
+        })?;
     let mut out = Vec::new();
     for (key, field) in [
         ("initContainers", ImageField::InitContainer),
@@ -285,19 +327,27 @@ pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse
         let list = match spec.get(key) {
             None | Some(Value::Null) => continue,
             Some(Value::Array(a)) => a,
-            Some(_) => return Err(format!("{base}/{key} is not a list")),
+            Some(_) => {
+                return Err(ObjectError::NotAList {
+                    at: format!("{base}/{key}"),
+                })
+            }
         };
         for (i, c) in list.iter().enumerate() {
             let name = str_at(c, "name").unwrap_or("").to_string();
             let image = match c.get("image") {
                 Some(Value::String(s)) => s.clone(),
                 None | Some(Value::Null) => {
-                    return Err(format!(
-                        "{base}/{key}/{i} ({}) has no image",
-                        if name.is_empty() { "unnamed" } else { &name }
-                    ))
+                    return Err(ObjectError::NoImage {
+                        at: format!("{base}/{key}/{i}"),
+                        name,
+                    })
                 }
-                Some(_) => return Err(format!("{base}/{key}/{i}/image is not a string")),
+                Some(_) => {
+                    return Err(ObjectError::ImageNotString {
+                        at: format!("{base}/{key}/{i}/image"),
+                    })
+                }
             };
             out.push(ImageUse {
                 pointer: format!("{base}/{key}/{i}/image"),
@@ -318,9 +368,9 @@ pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse
                 let image = match img.get("reference") {
                     Some(Value::String(s)) => s.clone(),
                     _ => {
-                        return Err(format!(
-                            "{base}/volumes/{i}/image.reference is missing or not a string"
-                        ))
+                        return Err(ObjectError::NoVolumeReference {
+                            at: format!("{base}/volumes/{i}/image"),
+                        })
                     }
                 };
                 out.push(ImageUse {
@@ -331,13 +381,14 @@ pub fn extract_images(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse
                 });
             }
         }
-        Some(_) => return Err(format!("{base}/volumes is not a list")),
+        Some(_) => {
+            return Err(ObjectError::NotAList {
+                at: format!("{base}/volumes"),
+            })
+        }
     }
     if out.len() > MAX_IMAGES {
-        return Err(format!(
-            "{} image references; at most {MAX_IMAGES} are checked per object",
-            out.len()
-        ));
+        return Err(ObjectError::TooManyImages { count: out.len() });
     }
     Ok(out)
 }
@@ -349,27 +400,21 @@ pub const DOCKER_HUB: &str = "index.docker.io";
 /// `oci://` reference the kubelet would pull: Docker Hub for a name without a registry host
 /// (`library/` for one-component names), `latest` when neither tag nor digest is given. An
 /// `oci://` prefix is accepted too (for `/admit`).
-pub fn normalize_image(image: &str) -> Result<Reference, String> {
+pub fn normalize_image(image: &str) -> Result<Reference, ImageError> {
     if image.is_empty() {
-        return Err("empty image reference".into());
+        return Err(ImageError::Empty);
     }
     if image.len() > MAX_IMAGE_LEN {
-        return Err(format!(
-            "image reference of {} bytes; at most {MAX_IMAGE_LEN}",
-            image.len()
-        ));
+        return Err(ImageError::TooLong { len: image.len() });
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{image:?} contains whitespace or control characters"
-        ));
+        return Err(ImageError::Whitespace(image.into()));
     }
-    if let Some(rest) = image.strip_prefix(crate::oci::reference::SCHEME) {
-        let _ = rest;
-        return Reference::parse(image).map_err(|e| e.to_string());
+    if image.starts_with(crate::oci::reference::SCHEME) {
+        return Reference::parse(image).map_err(|e| ImageError::Oci(Box::new(e)));
     }
     if image.contains("://") {
-        return Err(format!("{image:?}: an image reference has no URL scheme"));
+        return Err(ImageError::Scheme(image.into()));
     }
     let (name, digest) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -399,8 +444,11 @@ pub fn normalize_image(image: &str) -> Result<Reference, String> {
         s.push_str(d);
     }
     Reference::parse(&s).map_err(|e| match e {
-        crate::oci::Error::Reference { why, .. } => format!("{image:?}: {why}"),
-        e => e.to_string(),
+        crate::oci::Error::Reference { why, .. } => ImageError::Reference {
+            image: image.into(),
+            why,
+        },
+        e => ImageError::Oci(Box::new(e)),
     })
 }
 
@@ -557,19 +605,39 @@ mod tests {
             assert_eq!(normalize_image(i).unwrap().to_string(), want, "{i}");
         }
         for bad in [
-            "",
             "Nginx",
             "nginx:",
-            "a b",
             "nginx@sha256:abc",
             "nginx@md5:00",
-            "http://x/y",
             "host:99999/x:v1",
-            "x\u{0}y",
         ] {
-            assert!(normalize_image(bad).is_err(), "{bad:?}");
+            let e = normalize_image(bad).unwrap_err();
+            assert!(
+                matches!(&e, ImageError::Reference { image, .. } if image == bad),
+                "{bad:?}: {e:?}"
+            );
         }
-        assert!(normalize_image(&"a".repeat(600)).is_err());
+        assert!(matches!(normalize_image(""), Err(ImageError::Empty)));
+        assert!(matches!(
+            normalize_image("a b"),
+            Err(ImageError::Whitespace(_))
+        ));
+        assert!(matches!(
+            normalize_image("x\u{0}y"),
+            Err(ImageError::Whitespace(_))
+        ));
+        assert!(matches!(
+            normalize_image("http://x/y"),
+            Err(ImageError::Scheme(_))
+        ));
+        assert!(matches!(
+            normalize_image("oci://reg.example/Repo:v1"),
+            Err(ImageError::Oci(_))
+        ));
+        assert!(matches!(
+            normalize_image(&"a".repeat(600)),
+            Err(ImageError::TooLong { len: 600 })
+        ));
     }
 
     #[test]
@@ -619,24 +687,47 @@ mod tests {
 
     #[test]
     fn odd_shapes_are_errors_not_skips() {
-        for spec in [
-            json!({"containers": {"name": "x"}}),
-            json!({"containers": [{"name": "x"}]}),
-            json!({"containers": [{"name": "x", "image": 5}]}),
-            json!({"volumes": [{"name": "m", "image": {}}]}),
-            json!({"volumes": "x"}),
+        for (spec, want) in [
+            (
+                json!({"containers": {"name": "x"}}),
+                "/spec/containers is not a list",
+            ),
+            (
+                json!({"containers": [{"name": "x"}]}),
+                "/spec/containers/0 (x) has no image",
+            ),
+            (
+                json!({"containers": [{}]}),
+                "/spec/containers/0 (unnamed) has no image",
+            ),
+            (
+                json!({"containers": [{"name": "x", "image": 5}]}),
+                "/spec/containers/0/image is not a string",
+            ),
+            (
+                json!({"volumes": [{"name": "m", "image": {}}]}),
+                "/spec/volumes/0/image.reference is missing or not a string",
+            ),
+            (json!({"volumes": "x"}), "/spec/volumes is not a list"),
         ] {
-            assert!(
-                extract_images(WorkloadKind::Pod, &pod(spec.clone())).is_err(),
-                "{spec}"
-            );
+            let e = extract_images(WorkloadKind::Pod, &pod(spec.clone())).unwrap_err();
+            assert_eq!(e.to_string(), want, "{spec}");
         }
-        assert!(extract_images(WorkloadKind::Pod, &json!({"spec": null})).is_err());
-        assert!(extract_images(WorkloadKind::Deployment, &pod(json!({"containers": []}))).is_err());
+        assert!(matches!(
+            extract_images(WorkloadKind::Pod, &json!({"spec": null})),
+            Err(ObjectError::NoPodSpec { kind: "Pod", .. })
+        ));
+        assert!(matches!(
+            extract_images(WorkloadKind::Deployment, &pod(json!({"containers": []}))),
+            Err(ObjectError::NoPodSpec { .. })
+        ));
         let many: Vec<Value> = (0..300)
             .map(|i| json!({"name": format!("c{i}"), "image": "x:1"}))
             .collect();
-        assert!(extract_images(WorkloadKind::Pod, &pod(json!({"containers": many}))).is_err());
+        assert!(matches!(
+            extract_images(WorkloadKind::Pod, &pod(json!({"containers": many}))),
+            Err(ObjectError::TooManyImages { count: 300 })
+        ));
     }
 
     #[test]

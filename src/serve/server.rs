@@ -483,9 +483,7 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
             cfg.tls_key.clone(),
         );
         let read = tokio::task::spawn_blocking(move || {
-            let loaded = crate::policy::Policy::load(&path)
-                .map(Loaded::new)
-                .map_err(|e| e.to_string());
+            let loaded = crate::policy::Policy::load(&path).map(Loaded::new);
             (loaded, file_digest(&[&cert, &key]))
         })
         .await;
@@ -510,7 +508,7 @@ async fn reloader(app: Shared, tls: axum_server::tls_rustls::RustlsConfig, cfg: 
                     log(
                         "error",
                         "policy does not load; denying until it is fixed",
-                        json!({"policy": cfg.policy.display().to_string(), "error": e}),
+                        json!({"policy": cfg.policy.display().to_string(), "error": e.to_string()}),
                     );
                 }
             }

@@ -17,6 +17,31 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// Why registry work of an admission review did not finish (SRV001).
+#[derive(Debug, thiserror::Error)]
+pub enum DeadlineError {
+    #[error(
+        "the {:.1} s admission deadline passed during: {step}{}",
+        deadline.as_secs_f64(),
+        match waiting_for_slot {
+            Some(n) => format!(" (waiting for one of the {n} verification slots)"),
+            None => String::new(),
+        }
+    )]
+    Late {
+        deadline: Duration,
+        step: String,
+        /// Set when no verification slot (of this many) came free in time.
+        waiting_for_slot: Option<usize>,
+    },
+    #[error("internal error during {step}: {source}")]
+    Internal {
+        step: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
 /// Namespaces never checked (the control plane).
 pub const ALWAYS_EXCLUDED: &str = "kube-system";
 
@@ -235,12 +260,15 @@ impl Engine {
     }
 
     /// Put a newly loaded policy in force (or mark the file broken).
-    pub fn set_policy(&self, p: Result<Loaded, String>) {
+    pub fn set_policy(&self, p: Result<Loaded, crate::policy::PolicyError>) {
         let mut g = self.policy.write().unwrap_or_else(|e| e.into_inner());
         let last = g.last().clone();
         *g = match p {
             Ok(l) => PolicyStatus::Ok(Arc::new(l)),
-            Err(error) => PolicyStatus::Broken { last, error },
+            Err(e) => PolicyStatus::Broken {
+                last,
+                error: e.to_string(),
+            },
         };
         // Errors remembered under the old policy are not this policy's.
         self.negative.clear();
@@ -388,7 +416,7 @@ impl Engine {
                         return out(
                             shown.clone(),
                             None,
-                            error_report(&shown, None, codes::SRV001, timeout),
+                            error_report(&shown, None, codes::SRV001, timeout.to_string()),
                             false,
                         );
                     }
@@ -455,7 +483,12 @@ impl Engine {
                 }
                 Err(timeout) => {
                     self.metrics.verification(VerifyResult::Timeout);
-                    error_report(&pinned, Some(digest.clone()), codes::SRV001, timeout)
+                    error_report(
+                        &pinned,
+                        Some(digest.clone()),
+                        codes::SRV001,
+                        timeout.to_string(),
+                    )
                 }
             };
             let status = status_of(&report);
@@ -575,23 +608,22 @@ impl Engine {
         deadline: Instant,
         step: &str,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, DeadlineError> {
         let total = self.settings.deadline;
-        let late = || {
-            format!(
-                "the {:.1} s admission deadline passed during: {step}",
-                total.as_secs_f64()
-            )
+        let late = || DeadlineError::Late {
+            deadline: total,
+            step: step.to_string(),
+            waiting_for_slot: None,
         };
         let dl = tokio::time::Instant::from_std(deadline);
         let permit = match tokio::time::timeout_at(dl, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             _ => {
-                return Err(format!(
-                    "{} (waiting for one of the {} verification slots)",
-                    late(),
-                    self.settings.max_verifications
-                ))
+                return Err(DeadlineError::Late {
+                    deadline: total,
+                    step: step.to_string(),
+                    waiting_for_slot: Some(self.settings.max_verifications),
+                })
             }
         };
         let h = tokio::task::spawn_blocking(move || {
@@ -601,7 +633,10 @@ impl Engine {
         let r = tokio::time::timeout_at(dl, h).await;
         match r {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("internal error during {step}: {e}")),
+            Ok(Err(source)) => Err(DeadlineError::Internal {
+                step: step.to_string(),
+                source,
+            }),
             Err(_) => Err(late()),
         }
     }
@@ -910,7 +945,12 @@ mod tests {
         let (e, d) = engine(&format!("no_match = \"allow\"\n{BASE}"));
         let r = rv("ml", ("", "Pod"), "CREATE", &["nginx"]);
         assert!(decide(&e, &r).allowed);
-        e.set_policy(Err("p.toml:1:1: expected a table".into()));
+        e.set_policy(Err(crate::policy::PolicyError::Syntax {
+            path: "p.toml".into(),
+            line: 1,
+            column: 1,
+            message: "expected a table".into(),
+        }));
         let a = decide(&e, &r);
         assert!(
             !a.allowed && a.message.contains("does not load"),

@@ -1034,7 +1034,9 @@ fn dataset_verify_names_the_broken_steps() {
     );
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr.contains("has changed since it was recorded"),
+        r.stderr.contains("has changed since it was recorded")
+            && r.stderr
+                .contains("; run `mlsign dataset verify` to see what changed"),
         "{}",
         r.all()
     );
@@ -1043,7 +1045,8 @@ fn dataset_verify_names_the_broken_steps() {
     let r = build(d, &[]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
-        r.stderr.contains("no longer matches its recorded digest"),
+        r.stderr.contains("no longer matches its recorded digest")
+            && r.stderr.contains("; run `mlsign dataset verify --lineage "),
         "{}",
         r.all()
     );

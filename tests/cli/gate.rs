@@ -862,6 +862,34 @@ fn policy_init_check_explain() {
     );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--suite"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("both are missing; pass --suite SUITE.toml and --baseline WEIGHTS"),
+        "{}",
+        r.stderr
+    );
+    // The library names the fault, the CLI the flags.
+    for (args, want) in [
+        (
+            &["--key", "release.pub", "--require", "sig"][..],
+            "--require: unknown requirement \"sig\" (known: signature,",
+        ),
+        (
+            &["--require", "signature"][..],
+            "need an authority (a public key, a certificate root, or a keyless identity and \
+             issuer); none was given; pass --key PUB.pem, --cert-root CA.pem",
+        ),
+        (
+            &["--key", "release.pub", "--require", "approvals"][..],
+            "at least one reviewer key; none was given; pass --reviewer PUB.pem",
+        ),
+    ] {
+        let mut a = vec!["policy", "init", "-o", "y.toml"];
+        a.extend_from_slice(args);
+        let r = mlsign_in(&s.dir, a);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.all());
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+    }
     let r = mlsign_in(
         &s.dir,
         ["policy", "init", "-o", "all.toml", "--key", "release.pub"],

@@ -953,3 +953,27 @@ fn interactive_browser_sign_in_with_pkce() {
         .to_string();
     assert!(e.contains("not HTTPS"), "{e}");
 }
+
+#[test]
+fn no_token_anywhere_is_a_fact_and_the_cli_says_where_to_get_one() {
+    // No token flag, none in the environment, not in GitHub Actions, stdin not a terminal:
+    // nothing is contacted (the staging services are only named).
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("f");
+    fs::write(&file, b"x").unwrap();
+    let r = crate::support::run(
+        Command::new(crate::support::bin())
+            .args(["sign", file.to_str().unwrap(), "--keyless", "--staging"])
+            .env_remove("SIGSTORE_ID_TOKEN")
+            .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+            .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+            .stdin(std::process::Stdio::null()),
+    );
+    expect_check(&r, 2, "identity token: none given, SIGSTORE_ID_TOKEN unset");
+    expect_check(
+        &r,
+        2,
+        "terminal for the browser sign-in; pass --identity-token or --identity-token-file",
+    );
+    assert!(!work.path().join("f.sig").exists());
+}

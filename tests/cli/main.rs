@@ -16,6 +16,8 @@ mod behave_lm_null;
 mod behave_null;
 #[cfg(feature = "onnx")]
 mod behave_onnx;
+#[cfg(feature = "behave")]
+mod behave_tokens;
 mod bom;
 mod dist;
 mod gate;

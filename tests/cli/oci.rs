@@ -966,6 +966,14 @@ fn bearer_auth_from_env_and_auth_file() {
         "{}",
         r.all()
     );
+    // The library says 401; the CLI says how to give credentials.
+    assert!(
+        r.stderr.contains("401 unauthorized")
+            && r.stderr
+                .contains("; give credentials (MLSIGN_REGISTRY_USERNAME/PASSWORD"),
+        "{}",
+        r.all()
+    );
     let env = [
         ("MLSIGN_REGISTRY_USERNAME", "alice"),
         ("MLSIGN_REGISTRY_PASSWORD", "s3cret"),

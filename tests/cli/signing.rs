@@ -1116,6 +1116,19 @@ fn tamper_bundle_and_keys() {
         .as_str()
         .unwrap()
         .contains("blob"));
+    // Another method than the trust given: the library names the method, the CLI the flag.
+    let mut v = bundle.clone();
+    v["verificationMaterial"]["x509CertificateChain"] = serde_json::json!({"certificates": []});
+    let r = check(&write("chain.sig", &v), &pubk);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains(
+            "unsupported bundle: it was signed with the certificate method; verify with \
+             --cert-chain ROOTS.pem"
+        ),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -1872,6 +1885,12 @@ fn since_reuses_only_what_the_stat_cache_proves_unchanged() {
     let r = since(os!["--key", key, "--no-stat-cache"]);
     assert_eq!(incremental(&r), (0, 7));
     assert!(r.stderr.contains("no stat cache"), "{}", r.stderr);
+    // The library states the miss; the CLI says how to make one.
+    assert!(
+        r.stderr.contains("run `mlsign sign` or `mlsign hash` once"),
+        "{}",
+        r.stderr
+    );
     fs::write(&cf[0], &good).unwrap();
     let r = mlsign_in(
         &cache,
@@ -2228,7 +2247,7 @@ fn bad_parts_fail_clearly() {
     assert_eq!(r.code, 0, "{}", r.all());
     sign(
         &[part(0), part(1), b3, part(3)],
-        "algorithm blake3 vs sha256",
+        "algorithm blake3 vs sha256); use the same --algorithm, --shard-size",
     );
     // A pattern that matches nothing.
     sign(&[parts.join("nothing-*.json")], "matches no file");
@@ -2237,6 +2256,10 @@ fn bad_parts_fail_clearly() {
     sign(
         &[part(0), part(1), part(2), part(3)],
         "the directory changed since this part was hashed",
+    );
+    sign(
+        &[part(0), part(1), part(2), part(3)],
+        "files); hash the partitions again",
     );
 }
 

@@ -133,9 +133,7 @@ fn await_redirect(listener: &TcpListener, deadline: Instant) -> Result<String, S
         .map_err(|e| SignError::Token(format!("redirect listener: {e}")))?;
     loop {
         if Instant::now() >= deadline {
-            return Err(SignError::Token(
-                "no answer from the browser in time: open the printed URL and sign in, or pass --identity-token-file".into(),
-            ));
+            return Err(SignError::BrowserTimeout);
         }
         let (mut s, _) = match listener.accept() {
             Ok(c) => c,

@@ -29,6 +29,12 @@ const MAX_TOKEN_BYTES: u64 = 64 << 10;
 pub enum SignError {
     #[error("identity token: {0}")]
     Token(String),
+    /// No token given, none in the environment, no CI provider, no terminal for a browser.
+    #[error("identity token: none given, SIGSTORE_ID_TOKEN unset, not in GitHub Actions with an ID-token request, and no terminal for the browser sign-in")]
+    NoToken,
+    /// The interactive sign-in got no redirect from the browser before the deadline.
+    #[error("identity token: no answer from the browser in time")]
+    BrowserTimeout,
     #[error("signing config: {0}")]
     Config(String),
     #[error("{service} at {url}: {why}")]
@@ -148,12 +154,7 @@ pub fn obtain_token(
     ) {
         return github_actions_token(&url, &Zeroizing::new(req_token));
     }
-    Err(SignError::Token(
-        "no identity token: pass --identity-token or --identity-token-file, set SIGSTORE_ID_TOKEN, \
-         or run in GitHub Actions with `permissions: id-token: write` (the interactive browser \
-         sign-in runs only when a terminal is attached)"
-            .into(),
-    ))
+    Err(SignError::NoToken)
 }
 
 fn github_actions_token(url: &str, req_token: &str) -> Result<IdentityToken, SignError> {
@@ -771,6 +772,7 @@ pub fn sign_model_keyless(
         ignore_paths: config.ignore_paths,
         source: Default::default(),
         warnings: Vec::new(),
+        stat_cache_miss: None,
     })
 }
 

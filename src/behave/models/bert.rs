@@ -229,6 +229,39 @@ impl BertEmbedder {
         candle_nn::ops::softmax_last_dim(&logits)
     }
 
+    /// Class probabilities `[B, C]` for token-id rows (special tokens included), as
+    /// [`Self::classify`] computes them for texts; used by the trigger-token search.
+    pub fn classify_ids(&self, rows: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+        let Some(head) = &self.head else {
+            return Err(candle_core::Error::Msg(
+                "this BERT checkpoint has no classifier head".into(),
+            ));
+        };
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let (h, _) = self.encode_ids(&refs)?;
+        let cls = h.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = candle_nn::Module::forward(&head.pooler, &cls)?.tanh()?;
+        let logits = candle_nn::Module::forward(&head.classifier, &pooled)?;
+        candle_nn::ops::softmax_last_dim(&logits)
+    }
+
+    /// Token ids of a text as the model sees it (special tokens added, cut to `max_len`).
+    pub fn token_ids(&self, text: &str) -> Vec<u32> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Longest token sequence the model is run on.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// Pooled embeddings `[B, H]` for a batch of texts.
     pub fn embed(&self, texts: &[String]) -> candle_core::Result<Tensor> {
         let (h, mask) = self.encode(texts)?;
@@ -249,17 +282,23 @@ impl BertEmbedder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| candle_core::Error::Msg(format!("tokenizer: {e}")))?;
-        let t = enc
+        let rows: Vec<&[u32]> = enc.iter().map(|e| e.get_ids()).collect();
+        self.encode_ids(&rows)
+    }
+
+    /// [`Self::encode`] for token ids (special tokens included), rows cut to `max_len`.
+    fn encode_ids(&self, rows: &[&[u32]]) -> candle_core::Result<(Tensor, Tensor)> {
+        let t = rows
             .iter()
-            .map(|e| e.get_ids().len())
+            .map(|e| e.len())
             .max()
             .unwrap_or(1)
             .clamp(1, self.max_len);
-        let b = enc.len();
+        let b = rows.len();
         let mut ids = vec![0u32; b * t];
         let mut mask = vec![0u32; b * t];
-        for (i, e) in enc.iter().enumerate() {
-            for (j, id) in e.get_ids().iter().take(t).enumerate() {
+        for (i, e) in rows.iter().enumerate() {
+            for (j, id) in e.iter().take(t).enumerate() {
                 ids[i * t + j] = *id;
                 mask[i * t + j] = 1;
             }

@@ -320,7 +320,7 @@ fn gguf_expected(d: &Dims, arch: &str, moe: bool) -> Vec<(String, Vec<usize>)> {
 }
 
 /// The weight files of a Hugging Face directory: `model.safetensors` or its shards.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
@@ -800,6 +800,70 @@ impl CausalLm {
             }
         }
         Tensor::from_vec(out, (ids.len(), width), &Device::Cpu)
+    }
+
+    /// Next-token distributions at the last position of token-id rows (BOS included where the
+    /// tokenizer adds it), `[B · V]` row-major; rows are grouped by length like
+    /// [`Self::next_token_probs`]. Used by the trigger-token search.
+    pub fn next_token_probs_ids(&self, rows: &[Vec<u32>]) -> candle_core::Result<Vec<f32>> {
+        let v = self.dims.vocab;
+        for r in rows {
+            if r.is_empty() || r.len() > self.max_len || r.iter().any(|&id| id as usize >= v) {
+                return Err(candle_core::Error::Msg(format!(
+                    "a token row of {} ids is empty, longer than {} or outside the vocabulary of {v}",
+                    r.len(),
+                    self.max_len
+                )));
+            }
+        }
+        let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, r) in rows.iter().enumerate() {
+            by_len.entry(r.len()).or_default().push(i);
+        }
+        let mut out = vec![0f32; rows.len() * v];
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("model lock poisoned".into()))?;
+        for (t, idx) in by_len {
+            let flat: Vec<u32> = idx.iter().flat_map(|&i| rows[i].iter().copied()).collect();
+            let x = Tensor::from_vec(flat, (idx.len(), t), &self.device)?;
+            let logits = inner.logits(&x)?;
+            let p: Vec<f32> = candle_nn::ops::softmax_last_dim(&logits)?
+                .flatten_all()?
+                .to_vec1()?;
+            if p.len() != idx.len() * v {
+                return Err(candle_core::Error::Msg(format!(
+                    "the model returned {} values for {} rows of vocab {v}",
+                    p.len(),
+                    idx.len()
+                )));
+            }
+            for (row, &i) in idx.iter().enumerate() {
+                out[i * v..(i + 1) * v].copy_from_slice(&p[row * v..(row + 1) * v]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Token ids of a prompt as the model sees it (BOS where the post-processor adds it, cut to
+    /// the last `max_len` tokens).
+    pub fn token_ids(&self, text: &str) -> Vec<u32> {
+        let ids = self
+            .tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default();
+        ids[ids.len().saturating_sub(self.max_len)..].to_vec()
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Longest prompt (tokens) the model is run on.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     /// Raw next-token logits for explicit token ids (one prompt); used by the reference tests.

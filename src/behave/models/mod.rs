@@ -2,6 +2,7 @@
 //! candle) and a declarative description; none executes code from the model directory.
 
 pub mod bert;
+pub mod diff;
 pub mod lm;
 pub mod net;
 #[cfg(feature = "onnx")]

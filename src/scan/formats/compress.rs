@@ -104,8 +104,25 @@ fn zfile_length_ok(field: &[u8]) -> bool {
     true
 }
 
+/// Why compressed data cannot be decompressed within the limits.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    /// The decoder (or the reader under it) failed: corrupt data, a dictionary past
+    /// [`DICT_LIMIT_KB`], or a collector limit (the error's kind says which).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("truncated ZF header")]
+    TruncatedZfHeader,
+    #[error("decompresses to more than {max} bytes")]
+    TooLarge { max: u64 },
+    /// A payload that must be held whole (a container, or one with a ZIP behind it) is larger
+    /// than what may be held.
+    #[error("must be scanned whole but exceeds the in-memory limit of {hold} bytes")]
+    MustHoldTooLarge { hold: u64 },
+}
+
 /// A streaming decoder over `data`. Every codec streams: nothing is held beyond its window.
-fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
+fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, DecompressError> {
     stream_reader(c, Box::new(data))
 }
 
@@ -113,7 +130,7 @@ fn reader(c: Codec, data: &[u8]) -> Result<Box<dyn Read + '_>, String> {
 pub fn stream_reader<'a>(
     c: Codec,
     mut r: Box<dyn Read + 'a>,
-) -> Result<Box<dyn Read + 'a>, String> {
+) -> Result<Box<dyn Read + 'a>, DecompressError> {
     Ok(match c {
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(r)),
@@ -127,11 +144,11 @@ pub fn stream_reader<'a>(
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if got < ZFILE_HEADER {
-                return Err("truncated ZF header".into());
+                return Err(DecompressError::TruncatedZfHeader);
             }
             let extra: Vec<u8> = head[ZFILE_HEADER..got]
                 .iter()
@@ -145,27 +162,27 @@ pub fn stream_reader<'a>(
         Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
         // Python's lzma reads concatenated streams.
         Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(r, true, DICT_LIMIT_KB)),
-        Codec::Lzma => Box::new(
-            lzma_rust2::LzmaReader::new_mem_limit(r, DICT_LIMIT_KB, None)
-                .map_err(|e| e.to_string())?,
-        ),
+        Codec::Lzma => Box::new(lzma_rust2::LzmaReader::new_mem_limit(
+            r,
+            DICT_LIMIT_KB,
+            None,
+        )?),
     })
 }
 
-fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
+fn read_capped(mut r: impl Read, max: u64) -> Result<Vec<u8>, DecompressError> {
     let mut out = vec![];
     r.by_ref()
-        .take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)?;
     if out.len() as u64 > max {
-        return Err(format!("decompresses to more than {max} bytes"));
+        return Err(DecompressError::TooLarge { max });
     }
     Ok(out)
 }
 
 /// Decompress whole, refusing more than `max` bytes.
-pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, String> {
+pub fn decompress(c: Codec, data: &[u8], max: u64) -> Result<Vec<u8>, DecompressError> {
     read_capped(reader(c, data)?, max)
 }
 
@@ -181,12 +198,12 @@ pub fn decompress_collect(
     hold: u64,
     decide: &dyn Fn(&[u8]) -> bool,
     oversize: Option<(u64, &super::source::Decide<'_>)>,
-) -> Result<(Collected, u64), String> {
+) -> Result<(Collected, u64), DecompressError> {
     let mut col = Collector::new(head, cap, hold, decide);
     if let Some((limit, streamable)) = oversize {
         col = col.stream_oversize(limit, streamable);
     }
-    std::io::copy(&mut stream_reader(c, data)?, &mut col).map_err(|e| e.to_string())?;
+    std::io::copy(&mut stream_reader(c, data)?, &mut col)?;
     let total = col.total();
     Ok((col.finish(), total))
 }

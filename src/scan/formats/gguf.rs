@@ -3,7 +3,9 @@
 
 use super::source::Source;
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
+use crate::scan::scanner::Scanner;
 
 const MAX_META: u64 = 256 << 20;
 
@@ -103,7 +105,7 @@ impl<'a> Cur<'a> {
     }
 }
 
-pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
+pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
     let len = src.len();
     // Metadata is usually a few MiB (tokenizer vocabularies): try a small window first.
     let mut last = None;
@@ -112,27 +114,27 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
         let d = match src.read_vec(0, n, MAX_META) {
             Ok(d) => d,
             Err(e) => {
-                return vec![ctx.stamp(ScanFinding::new(
-                    "SCN002",
+                return vec![sc.stamp(ScanFinding::new(
+                    Code::Scn002,
                     Severity::High,
                     format!("GGUF file cannot be read: {e}"),
                 ))]
             }
         };
         match parse(&d, len) {
-            Ok(fs) => return fs.into_iter().map(|f| ctx.stamp(f)).collect(),
+            Ok(fs) => return fs.into_iter().map(|f| sc.stamp(f)).collect(),
             Err(e @ GgufError::PastWindow(_)) if n < len => last = Some(e),
             Err(e) => {
-                return vec![ctx.stamp(ScanFinding::new(
-                    "SCN014",
+                return vec![sc.stamp(ScanFinding::new(
+                    Code::Scn014,
                     Severity::High,
                     format!("invalid GGUF header: {e}"),
                 ))]
             }
         }
     }
-    vec![ctx.stamp(ScanFinding::new(
-        "SCN014",
+    vec![sc.stamp(ScanFinding::new(
+        Code::Scn014,
         Severity::High,
         format!(
             "invalid GGUF header: {} (metadata larger than {MAX_META} bytes)",
@@ -145,7 +147,7 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
 fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
     let Ok(t) = std::str::from_utf8(v) else {
         return ScanFinding::new(
-            "SCN031",
+            Code::Scn031,
             Severity::High,
             format!("{key}: chat template is not valid UTF-8, so it cannot be parsed as Jinja"),
         )
@@ -153,13 +155,13 @@ fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
     };
     match super::jinja::analyse(t) {
         Ok(risks) if risks.is_empty() => ScanFinding::new(
-            "SCN015",
+            Code::Scn015,
             Severity::Info,
             format!("{key}: Jinja chat template of {} bytes (rendered by the runtime; no access to Python internals found)", v.len()),
         )
         .offset(at),
         Ok(risks) => ScanFinding::new(
-            "SCN015",
+            Code::Scn015,
             Severity::High,
             format!(
                 "{key}: chat template reaches Python internals — template-injection payload: {}",
@@ -173,7 +175,7 @@ fn check_template(key: &str, v: &[u8], at: u64) -> ScanFinding {
         )
         .offset(at),
         Err(e) => ScanFinding::new(
-            "SCN031",
+            Code::Scn031,
             Severity::High,
             format!("{key}: chat template does not parse as Jinja ({e}); what it does cannot be checked"),
         )
@@ -243,7 +245,7 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, GgufError> {
         let off = c.u64()?;
         if off % alignment != 0 {
             fs.push(ScanFinding::new(
-                "SCN014",
+                Code::Scn014,
                 Severity::Medium,
                 format!("tensor {i} ({name:?}) offset {off} is not aligned to {alignment}"),
             ));
@@ -276,6 +278,7 @@ fn parse(d: &[u8], file_len: u64) -> Result<Vec<ScanFinding>, GgufError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     fn gguf(template: &str, tensors: u64) -> Vec<u8> {
         let mut v = b"GGUF".to_vec();
@@ -293,26 +296,41 @@ mod tests {
 
     #[test]
     fn template_graded_and_bad_headers_rejected() {
-        let f = scan(&&gguf("{{ messages }}", 0)[..], &Ctx::default());
+        let f = scan(
+            &crate::scan::scanner(&Policy::default()),
+            &&gguf("{{ messages }}", 0)[..],
+        );
         assert_eq!((f[0].code, f[0].severity), ("SCN015", Severity::Info));
-        let f = scan(&&gguf("{{ x.__class__.__mro__ }}", 0)[..], &Ctx::default());
+        let f = scan(
+            &crate::scan::scanner(&Policy::default()),
+            &&gguf("{{ x.__class__.__mro__ }}", 0)[..],
+        );
         assert_eq!(f[0].severity, Severity::High);
-        let f = scan(&&gguf("{{ m }}", 3)[..], &Ctx::default());
+        let f = scan(
+            &crate::scan::scanner(&Policy::default()),
+            &&gguf("{{ m }}", 3)[..],
+        );
         assert!(f.iter().any(|f| f.code == "SCN014"), "tensor infos missing");
         let mut bad = gguf("x", 0);
         bad.truncate(30);
-        assert_eq!(scan(&&bad[..], &Ctx::default())[0].code, "SCN014");
+        assert_eq!(
+            scan(&crate::scan::scanner(&Policy::default()), &&bad[..])[0].code,
+            "SCN014"
+        );
         // Built dunder names are found by the syntax tree; broken Jinja is unscannable.
         let f = scan(
+            &crate::scan::scanner(&Policy::default()),
             &&gguf("{{ x|attr('\\x5f\\x5fcla'~'ss\\x5f\\x5f') }}", 0)[..],
-            &Ctx::default(),
         );
         assert_eq!(
             (f[0].code, f[0].severity),
             ("SCN015", Severity::High),
             "{f:?}"
         );
-        let f = scan(&&gguf("{% if %}", 0)[..], &Ctx::default());
+        let f = scan(
+            &crate::scan::scanner(&Policy::default()),
+            &&gguf("{% if %}", 0)[..],
+        );
         assert_eq!(f[0].code, "SCN031");
     }
 

@@ -65,11 +65,15 @@ fn is_dunder_ident(s: &str) -> bool {
     })
 }
 
+/// A template whose Jinja syntax cannot be read (as Jinja itself would refuse it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SyntaxError(#[from] minijinja::Error);
+
 /// Parse a template; `Err` when Jinja syntax cannot be read (itself a finding for the caller).
-pub fn analyse(source: &str) -> Result<Vec<Risk>, String> {
+pub fn analyse(source: &str) -> Result<Vec<Risk>, SyntaxError> {
     let prepared = prepare(source);
-    let tree = minijinja::machinery::parse(&prepared, "chat_template", Default::default())
-        .map_err(|e| e.to_string())?;
+    let tree = minijinja::machinery::parse(&prepared, "chat_template", Default::default())?;
     let mut w = Walker {
         src: source,
         env: HashMap::new(),

@@ -13,8 +13,9 @@
 use super::source::Source;
 use super::zip;
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
-use crate::scan::policy::Policy;
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
+use crate::scan::scanner::Scanner;
 use serde_json::Value;
 
 /// Top-level packages of Keras objects Keras resolves itself.
@@ -290,16 +291,15 @@ fn is_lambda(name: &str) -> bool {
 
 /// Findings for one serialised object (a JSON object with `class_name`).
 fn check_object(
+    sc: &Scanner,
     m: &serde_json::Map<String, Value>,
     path: &str,
     fs: &mut Vec<ScanFinding>,
-    ctx: &Ctx,
-    policy: &Policy,
 ) {
     let Some(class) = m.get("class_name").and_then(Value::as_str) else {
         // Keras 2 Lambda configs carry marshalled bytecode under `function`.
         if m.get("function_type").and_then(Value::as_str) == Some("lambda") {
-            fs.push(ScanFinding::new("SCN016", Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
+            fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
         }
         return;
     };
@@ -313,11 +313,11 @@ fn check_object(
         .and_then(Value::as_str)
         .unwrap_or("?");
     if is_lambda(class) || is_lambda(registered) {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("{class} layer {name:?} at {path} carries Python code that runs on load (safe_mode=False) or call")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("{class} layer {name:?} at {path} carries Python code that runs on load (safe_mode=False) or call")));
     }
     if class == "__lambda__" || registered == "__lambda__" {
         fs.push(ScanFinding::new(
-            "SCN016",
+            Code::Scn016,
             Severity::High,
             format!(
                 "serialised Python lambda at {path}: its bytecode is loaded with safe_mode=False"
@@ -325,13 +325,13 @@ fn check_object(
         ));
     }
     if m.get("function_type").and_then(Value::as_str) == Some("lambda") {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("serialised Python lambda (function_type \"lambda\") at {path}: marshalled bytecode runs on load")));
     }
     if short(class) == "TFSMLayer" || short(registered) == "TFSMLayer" {
-        fs.push(ScanFinding::new("SCN016", Severity::High, format!("TFSMLayer {name:?} at {path} loads an external TensorFlow SavedModel (graph and its ops) on load")));
+        fs.push(ScanFinding::new(Code::Scn016, Severity::High, format!("TFSMLayer {name:?} at {path} loads an external TensorFlow SavedModel (graph and its ops) on load")));
     }
     if short(class) == "TorchModuleWrapper" || short(registered) == "TorchModuleWrapper" {
-        fs.extend(torch_module(config, name, path, ctx, policy));
+        fs.extend(torch_module(sc, config, name, path));
     }
     if let Some(module) = m.get("module").and_then(Value::as_str) {
         // For functions the object's name is the config string.
@@ -345,7 +345,7 @@ fn check_object(
             // builtin that reaches code is still named here.
             if crate::scan::policy::deny_reason("builtins", obj).is_some() {
                 fs.push(ScanFinding::new(
-                    "SCN016",
+                    Code::Scn016,
                     Severity::High,
                     format!("{class} {obj:?} at {path} names the Python builtin builtins.{obj}"),
                 ));
@@ -364,7 +364,7 @@ fn check_object(
                 "its code is imported on load (custom objects need that package installed)"
             };
             fs.push(ScanFinding::new(
-                "SCN016",
+                Code::Scn016,
                 sev,
                 format!("{class} {obj:?} at {path} comes from module {module:?}: {why}"),
             ));
@@ -373,14 +373,8 @@ fn check_object(
 }
 
 /// The `torch.save` payload of a `TorchModuleWrapper`, scanned as the torch pickle it is.
-fn torch_module(
-    config: Option<&Value>,
-    name: &str,
-    path: &str,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
-    let mut fs = vec![ScanFinding::new("SCN016", Severity::Medium, format!("TorchModuleWrapper {name:?} at {path}: its module is unpickled with torch.load(weights_only=False) on load"))];
+fn torch_module(sc: &Scanner, config: Option<&Value>, name: &str, path: &str) -> Vec<ScanFinding> {
+    let mut fs = vec![ScanFinding::new(Code::Scn016, Severity::Medium, format!("TorchModuleWrapper {name:?} at {path}: its module is unpickled with torch.load(weights_only=False) on load"))];
     let bytes = match config.and_then(|c| c.get("module")) {
         // Keras 3: base64.b64decode(config["module"].encode("ascii")).
         Some(Value::String(s)) => py_b64decode(s),
@@ -394,10 +388,9 @@ fn torch_module(
     };
     match bytes {
         Some(b) if !b.is_empty() => {
-            let child = ctx.child(&format!("{path}/module"));
-            fs.extend(super::scan_bytes(&b, &child, policy));
+            fs.extend(sc.nested(&format!("{path}/module"), &b));
         }
-        _ => fs.push(ScanFinding::new("SCN002", Severity::High, format!("TorchModuleWrapper {name:?} at {path}: its module payload cannot be decoded, so it cannot be scanned"))),
+        _ => fs.push(ScanFinding::new(Code::Scn002, Severity::High, format!("TorchModuleWrapper {name:?} at {path}: its module payload cannot be decoded, so it cannot be scanned"))),
     }
     fs
 }
@@ -455,7 +448,7 @@ pub fn py_b64decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Walk a config iteratively (no recursion, no depth cutoff).
-fn walk(root: &Value, base: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+fn walk(sc: &Scanner, root: &Value, base: &str) -> Vec<ScanFinding> {
     enum Step<'v> {
         Enter(&'v Value, String),
         Leave,
@@ -473,7 +466,7 @@ fn walk(root: &Value, base: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding
                 stack.push(Step::Leave);
                 match v {
                     Value::Object(m) => {
-                        check_object(m, &path.join("/"), &mut fs, ctx, policy);
+                        check_object(sc, m, &path.join("/"), &mut fs);
                         for (k, x) in m.iter().rev() {
                             if x.is_object() || x.is_array() {
                                 stack.push(Step::Enter(x, k.clone()));
@@ -496,38 +489,33 @@ fn walk(root: &Value, base: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding
 }
 
 /// Inspect a Keras config (JSON text).
-pub fn check_config(text: &[u8], ctx: &Ctx) -> Vec<ScanFinding> {
-    check_config_with(text, ctx, &Policy::default(), "")
+pub fn check_config(sc: &Scanner, text: &[u8]) -> Vec<ScanFinding> {
+    check_config_with(sc, text, "")
 }
 
-fn check_config_with(text: &[u8], ctx: &Ctx, policy: &Policy, base: &str) -> Vec<ScanFinding> {
+fn check_config_with(sc: &Scanner, text: &[u8], base: &str) -> Vec<ScanFinding> {
     match super::pyjson::loads(text) {
-        Ok(v) => walk(&v, base, ctx, policy)
+        Ok(v) => walk(sc, &v, base)
             .into_iter()
-            .map(|f| ctx.stamp(f))
+            .map(|f| sc.stamp(f))
             .collect(),
-        Err(e) => vec![ctx.stamp(ScanFinding::new(
-            "SCN016",
+        Err(e) => vec![sc.stamp(ScanFinding::new(
+            Code::Scn016,
             Severity::High,
             format!("Keras config {base:?} cannot be read as JSON ({e}); what it loads cannot be checked"),
         ))],
     }
 }
 
-pub fn scan_keras_zip(
-    src: &dyn Source,
-    a: &zip::Archive,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
+pub fn scan_keras_zip(sc: &Scanner, src: &dyn Source, a: &zip::Archive) -> Vec<ScanFinding> {
     let mut fs = vec![];
     for e in &a.entries {
-        let child = ctx.child(&e.name);
+        let child = sc.child(&e.name);
         if e.name == "config.json" {
-            match super::read_zip_member(src, e, &child, policy) {
+            match super::read_zip_member(src, e, &child) {
                 Ok((data, an)) => {
                     fs.extend(an);
-                    fs.extend(check_config_with(&data, &child, policy, ""));
+                    fs.extend(check_config_with(&child, &data, ""));
                 }
                 Err(f) => fs.push(f),
             }
@@ -536,7 +524,7 @@ pub fn scan_keras_zip(
             continue;
         } else if !(e.name.ends_with('/') && e.usize == 0) {
             // Weights as `.npz` and any other member: scanned by content.
-            fs.extend(super::scan_member(src, e, ctx, policy));
+            fs.extend(super::scan_member(sc, src, e));
         }
     }
     fs
@@ -544,16 +532,12 @@ pub fn scan_keras_zip(
 
 /// Legacy `.h5` Keras models: the root group's `model_config` and `training_config`
 /// attributes (JSON strings) read as h5py reads them.
-pub fn scan_hdf5(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
-    scan_hdf5_with(src, ctx, &Policy::default())
-}
-
-pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan_hdf5(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
     let attrs = match super::hdf5::root_attrs(src, &["model_config", "training_config"]) {
         Ok(a) => a,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
-                "SCN002",
+            return vec![sc.stamp(ScanFinding::new(
+                Code::Scn002,
                 Severity::High,
                 format!("HDF5 file cannot be read: {e}"),
             ))]
@@ -561,12 +545,12 @@ pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanF
     };
     let mut out = vec![];
     for (name, text) in &attrs.text {
-        out.extend(check_config_with(text, ctx, policy, name));
+        out.extend(check_config_with(sc, text, name));
     }
     for (name, e) in &attrs.unreadable {
         if !name.is_empty() {
-            out.push(ctx.stamp(ScanFinding::new(
-                "SCN001",
+            out.push(sc.stamp(ScanFinding::new(
+                Code::Scn001,
                 Severity::High,
                 format!(
                     "HDF5 root attribute {name:?} cannot be decoded ({e}); Keras would read it"
@@ -582,8 +566,8 @@ pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanF
             .filter(|(n, _)| n.is_empty())
             .map(|(_, e)| e.to_string())
             .collect();
-        out.push(ctx.stamp(ScanFinding::new(
-            "SCN001",
+        out.push(sc.stamp(ScanFinding::new(
+            Code::Scn001,
             Severity::High,
             format!(
                 "HDF5 root group keeps attributes in dense storage that mlsign cannot read ({}): a model_config there cannot be checked",
@@ -591,8 +575,8 @@ pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanF
             ),
         )));
     } else if !found && attrs.unreadable.is_empty() {
-        out.push(ctx.stamp(ScanFinding::new(
-            "SCN019",
+        out.push(sc.stamp(ScanFinding::new(
+            Code::Scn019,
             Severity::Info,
             "HDF5 file without a Keras model_config: weights only",
         )));
@@ -603,6 +587,7 @@ pub fn scan_hdf5_with(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Vec<ScanF
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     #[test]
     fn base64_decodes_like_cpython() {
@@ -624,7 +609,12 @@ mod tests {
 
     #[test]
     fn lambda_spellings_and_modules() {
-        let cfg = |v: serde_json::Value| check_config(v.to_string().as_bytes(), &Ctx::default());
+        let cfg = |v: serde_json::Value| {
+            check_config(
+                &crate::scan::scanner(&Policy::default()),
+                v.to_string().as_bytes(),
+            )
+        };
         let high = |fs: &[ScanFinding]| fs.iter().any(|f| f.severity == Severity::High);
         assert!(high(&cfg(
             serde_json::json!({"module": "keras", "class_name": "layers.Lambda", "config": {}})

@@ -1,4 +1,8 @@
 //! Containers, identified by content (never by file extension), each in its own file.
+//!
+//! Every format is one entry of [`FORMATS`]: how it is sniffed and how it is scanned in memory,
+//! in place and when found inside a pickle. [`Registry`] hands the table to the
+//! [`Scanner`], through which nested content comes back in (see [`crate::scan::scanner`]).
 
 pub mod compress;
 pub mod gguf;
@@ -8,37 +12,22 @@ pub mod keras;
 pub mod npy;
 pub mod pyjson;
 pub mod safetensors;
-pub mod source;
 pub mod tar;
 pub mod torch;
 pub mod zip;
 
-use super::finding::{Ctx, ScanFinding};
+/// Random-access sources; re-exported here, where the formats read them.
+pub use super::source;
+
+use super::finding::ScanFinding;
 use super::pickle;
-use super::policy::Policy;
+use super::scanner::{Embedded, Formats, Scanner};
 use crate::report::Severity;
+use crate::scan::diags::Code;
 use source::{FileSource, Source};
 
-thread_local! {
-    /// Bytes still allowed to be read from members / decompressed for the current file.
-    static BUDGET: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
-}
-
-/// Start a new file's read budget.
-pub fn reset_budget(policy: &Policy) {
-    BUDGET.with(|b| b.set(policy.max_total_bytes));
-    pickle::reset_memory();
-}
-
-/// The most one more member / payload may take: the per-member limit or what is left.
-fn member_cap(policy: &Policy) -> u64 {
-    policy.max_member_bytes.min(BUDGET.with(|b| b.get()))
-}
-
-/// The most bytes of one member or decompressed payload held in memory at once. Larger
-/// payloads are streamed: their head decides whether they must be held (pickles, containers),
-/// else they are counted and dropped. Keeps peak memory bounded on bombs (docs/scan-formats.md).
-pub const IN_MEMORY_MAX: u64 = 192 << 20;
+/// Where it was defined before the policy took it (the policy's default).
+pub use super::policy::IN_MEMORY_MAX;
 
 /// Files, members and decompressed payloads larger than this that are pickles (or compressed
 /// files) are streamed (see [`pickle::input`]); smaller ones are read whole.
@@ -47,24 +36,23 @@ pub const STREAM_FILE: u64 = 64 << 20;
 /// A pickle (by its PROTO, or magic-less content that acts as one) too large to hold, replayed
 /// through a window: what [`scan_bytes`] does for one held in memory.
 fn scan_pickle_stream(
+    sc: &Scanner,
     kind: Kind,
     src: &dyn pickle::PickleSource,
-    ctx: &Ctx,
-    policy: &Policy,
 ) -> Vec<ScanFinding> {
-    if kind == Kind::Pickle || acts_as_pickle_src(src, false) {
-        torch::scan_pickle_source(src, ctx, policy)
+    if kind == Kind::Pickle || acts_as_pickle_src(sc, src, false) {
+        torch::scan_pickle_source(sc, src)
     } else {
-        not_a_model(ctx)
+        not_a_model(sc)
     }
 }
 
 /// Whether a payload whose head is `head` and that must be held is a pickle that can be
 /// replayed through a window instead (see [`STREAM_FILE`]).
-fn streamable(head: &[u8]) -> bool {
+fn streamable(sc: &Scanner, head: &[u8]) -> bool {
     match sniff(&head[..head.len().min(4096)], u64::MAX) {
         Kind::Pickle => true,
-        Kind::Unknown => acts_as_pickle(head, true),
+        Kind::Unknown => acts_as_pickle(sc, head, true),
         _ => false,
     }
 }
@@ -74,38 +62,29 @@ const STREAM_HEAD: usize = 1 << 20;
 
 /// Whether a payload whose first bytes are `head` must be held whole to be scanned: containers
 /// and pickles yes; plain `.npy` arrays and content that does not act as a pickle no.
-fn must_hold(head: &[u8]) -> bool {
+fn must_hold(sc: &Scanner, head: &[u8]) -> bool {
     match sniff(&head[..head.len().min(4096)], u64::MAX) {
         Kind::Npy => !npy::streamable(head),
-        Kind::Unknown => acts_as_pickle(head, true),
+        Kind::Unknown => acts_as_pickle(sc, head, true),
         _ => true,
     }
-}
-
-/// Most bytes held in memory for one payload under this policy.
-fn hold_cap(policy: &Policy) -> u64 {
-    member_cap(policy).min(policy.max_in_memory_bytes)
 }
 
 /// Findings for a payload that was streamed and dropped, or `None` when it must be read whole
 /// after all (data after a plain array, or a ZIP appended to unrecognised data).
 fn dropped_findings(
+    sc: &Scanner,
     head: &[u8],
     total: u64,
     tail_eocd: bool,
-    ctx: &Ctx,
 ) -> Option<Vec<ScanFinding>> {
     if tail_eocd {
         return None;
     }
     if sniff(&head[..head.len().min(4096)], u64::MAX) == Kind::Npy {
-        return npy::scan_streamed(head, total, ctx);
+        return npy::scan_streamed(sc, head, total);
     }
-    Some(not_a_model(ctx))
-}
-
-fn charge(n: usize) {
-    BUDGET.with(|b| b.set(b.get().saturating_sub(n as u64)));
+    Some(not_a_model(sc))
 }
 
 /// What the first bytes say a file is.
@@ -140,71 +119,237 @@ impl Kind {
     }
 }
 
+/// One registered format: how its content is recognised and how it is scanned.
+pub struct Format {
+    /// The kind this entry reports (its variant is what [`Kind::format`] looks up).
+    pub kind: Kind,
+    /// The kind of content from its head (and length), or `None` when it is not this format.
+    pub sniff: fn(&[u8], u64) -> Option<Kind>,
+    /// Scan content held in memory.
+    pub in_memory: fn(&Scanner, Kind, &[u8]) -> Vec<ScanFinding>,
+    /// Scan content by positioned reads without holding it (formats with an index).
+    pub in_place: Option<InPlace>,
+    /// Bytes found inside a pickle that really are this format: its name and findings.
+    pub embedded: Option<EmbeddedIn>,
+}
+
+/// A scan by positioned reads (see [`Format::in_place`]).
+pub type InPlace = fn(&Scanner, &dyn Source) -> Vec<ScanFinding>;
+/// A scan of bytes inside a pickle (see [`Format::embedded`]).
+pub type EmbeddedIn = fn(&Scanner, Kind, &[u8]) -> Embedded;
+
+/// Every format, in the order [`sniff`] asks them (the first that answers wins; the last
+/// entry answers for anything).
+pub static FORMATS: &[Format] = &[
+    Format {
+        kind: Kind::Zip,
+        sniff: |h, _| {
+            (h.starts_with(b"PK\x03\x04") || h.starts_with(b"PK\x05\x06")).then_some(Kind::Zip)
+        },
+        in_memory: zip_in_memory,
+        in_place: Some(zip_in_place),
+        embedded: Some(zip_embedded),
+    },
+    Format {
+        kind: Kind::Npy,
+        sniff: |h, _| h.starts_with(b"\x93NUMPY").then_some(Kind::Npy),
+        in_memory: npy_in_memory,
+        in_place: None,
+        embedded: Some(npy_embedded),
+    },
+    Format {
+        kind: Kind::Gguf,
+        sniff: |h, _| h.starts_with(b"GGUF").then_some(Kind::Gguf),
+        in_memory: |sc, _, d| gguf::scan(sc, &d),
+        in_place: Some(gguf::scan),
+        embedded: None,
+    },
+    Format {
+        kind: Kind::Hdf5,
+        sniff: |h, _| h.starts_with(b"\x89HDF\r\n\x1a\n").then_some(Kind::Hdf5),
+        in_memory: |sc, _, d| keras::scan_hdf5(sc, &d),
+        in_place: Some(keras::scan_hdf5),
+        embedded: None,
+    },
+    unsupported(|h, _| {
+        h.starts_with(b"7z\xbc\xaf\x27\x1c")
+            .then_some(Kind::Unsupported("7z archive"))
+    }),
+    unsupported(|h, _| {
+        h.starts_with(b"Rar!\x1a\x07")
+            .then_some(Kind::Unsupported("RAR archive"))
+    }),
+    unsupported(|h, _| {
+        h.starts_with(&[0x04, 0x22, 0x4d, 0x18])
+            .then_some(Kind::Unsupported("LZ4 frame"))
+    }),
+    unsupported(|h, _| {
+        h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            .then_some(Kind::Unsupported("Zstandard frame"))
+    }),
+    Format {
+        kind: Kind::Tar,
+        sniff: |h, _| (h.len() >= 262 && &h[257..262] == b"ustar").then_some(Kind::Tar),
+        in_memory: |sc, _, d| tar::scan(sc, d),
+        in_place: None,
+        embedded: None,
+    },
+    Format {
+        kind: Kind::Compressed(compress::Codec::Gzip),
+        sniff: |h, _| compress::sniff(h).map(Kind::Compressed),
+        in_memory: compressed_in_memory,
+        in_place: None,
+        embedded: Some(compressed_embedded),
+    },
+    Format {
+        kind: Kind::Safetensors,
+        sniff: sniff_safetensors,
+        in_memory: |sc, _, d| safetensors::scan(sc, &d),
+        in_place: Some(safetensors::scan),
+        embedded: None,
+    },
+    Format {
+        kind: Kind::Pickle,
+        sniff: |h, _| matches!(h, [0x80, 2..=5, ..]).then_some(Kind::Pickle),
+        in_memory: pickle_or_unknown,
+        in_place: None,
+        embedded: Some(pickle_embedded),
+    },
+    Format {
+        kind: Kind::Unknown,
+        sniff: |_, _| Some(Kind::Unknown),
+        in_memory: pickle_or_unknown,
+        in_place: None,
+        embedded: Some(unknown_embedded),
+    },
+];
+
+/// The entry for an archive or compression format mlsign cannot look inside.
+const fn unsupported(sniff: fn(&[u8], u64) -> Option<Kind>) -> Format {
+    Format {
+        kind: Kind::Unsupported(""),
+        sniff,
+        in_memory: |sc, kind, _| {
+            vec![sc.stamp(ScanFinding::new(
+                Code::Scn001,
+                Severity::High,
+                format!("{}: mlsign cannot look inside it, so it cannot be called safe (unpack it and scan the contents)", kind.name()),
+            ))]
+        },
+        in_place: None,
+        embedded: None,
+    }
+}
+
+impl Kind {
+    /// This kind's entry in [`FORMATS`].
+    pub fn format(self) -> &'static Format {
+        let d = std::mem::discriminant(&self);
+        FORMATS
+            .iter()
+            .find(|f| std::mem::discriminant(&f.kind) == d)
+            .unwrap_or(&FORMATS[FORMATS.len() - 1])
+    }
+}
+
 /// Identify content from its head (and, for ZIPs with prepended data, its tail).
 pub fn sniff(head: &[u8], len: u64) -> Kind {
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        return Kind::Zip;
-    }
-    if head.starts_with(b"\x93NUMPY") {
-        return Kind::Npy;
-    }
-    if head.starts_with(b"GGUF") {
-        return Kind::Gguf;
-    }
-    if head.starts_with(b"\x89HDF\r\n\x1a\n") {
-        return Kind::Hdf5;
-    }
-    if head.starts_with(b"7z\xbc\xaf\x27\x1c") {
-        return Kind::Unsupported("7z archive");
-    }
-    if head.starts_with(b"Rar!\x1a\x07") {
-        return Kind::Unsupported("RAR archive");
-    }
-    if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-        return Kind::Unsupported("LZ4 frame");
-    }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Kind::Unsupported("Zstandard frame");
-    }
-    if head.len() >= 262 && &head[257..262] == b"ustar" {
-        return Kind::Tar;
-    }
-    if let Some(c) = compress::sniff(head) {
-        return Kind::Compressed(c);
-    }
+    FORMATS
+        .iter()
+        .find_map(|f| (f.sniff)(head, len))
+        .unwrap_or(Kind::Unknown)
+}
+
+fn sniff_safetensors(head: &[u8], len: u64) -> Option<Kind> {
     if head.len() >= 9 {
         let n = u64::from_le_bytes(head[..8].try_into().unwrap_or([0; 8]));
         if head[8] == b'{' && (2..=100_000_000).contains(&n) && n + 8 <= len {
-            return Kind::Safetensors;
+            return Some(Kind::Safetensors);
         }
     }
-    if matches!(head, [0x80, 2..=5, ..]) {
-        return Kind::Pickle;
+    None
+}
+
+fn zip_in_memory(sc: &Scanner, _: Kind, d: &[u8]) -> Vec<ScanFinding> {
+    scan_zip(sc, &d, false)
+}
+
+fn zip_in_place(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
+    scan_zip(sc, src, false)
+}
+
+fn zip_embedded(sc: &Scanner, _: Kind, d: &[u8]) -> Embedded {
+    zip::read_archive(&d)
+        .ok()
+        .map(|_| ("ZIP archive", scan_zip(sc, &d, false)))
+}
+
+fn npy_in_memory(sc: &Scanner, _: Kind, d: &[u8]) -> Vec<ScanFinding> {
+    npy::scan(sc, d)
+}
+
+fn npy_embedded(sc: &Scanner, _: Kind, d: &[u8]) -> Embedded {
+    npy::parse_header(d)
+        .ok()
+        .map(|_| ("NumPy array", npy::scan(sc, d)))
+}
+
+fn compressed_in_memory(sc: &Scanner, kind: Kind, d: &[u8]) -> Vec<ScanFinding> {
+    match kind {
+        Kind::Compressed(c) => scan_compressed(sc, c, &d),
+        _ => not_a_model(sc),
     }
-    Kind::Unknown
+}
+
+fn compressed_embedded(sc: &Scanner, kind: Kind, d: &[u8]) -> Embedded {
+    let Kind::Compressed(c) = kind else {
+        return None;
+    };
+    let inner = compress::decompress(c, d, sc.hold_cap()).ok()?;
+    sc.charge(inner.len() as u64);
+    let _held = sc.hold(inner.len());
+    sc.embedded(&format!("<{}>", c.short()), &inner)
+}
+
+fn pickle_embedded(sc: &Scanner, _: Kind, d: &[u8]) -> Embedded {
+    let s = pickle::scan_streams(sc, d, 0, Some(1));
+    (s.traces.first()?.outcome == pickle::Outcome::Complete).then_some(("pickle", s.findings))
+}
+
+/// PROTO 0/1 or no PROTO at all: a pickle when a loader would act on it.
+fn unknown_embedded(sc: &Scanner, _: Kind, d: &[u8]) -> Embedded {
+    if !acts_as_pickle(sc, d, false) {
+        return None;
+    }
+    let s = pickle::scan_streams(sc, d, 0, Some(1));
+    Some(("pickle", s.findings))
+}
+
+/// The format table as a [`Scanner`] sees it: nested content comes back in through it.
+pub struct Registry;
+
+/// What [`crate::scan::scanner`] builds scanners with.
+pub static REGISTRY: Registry = Registry;
+
+impl Formats for Registry {
+    fn scan(&self, sc: &Scanner<'_>, data: &[u8]) -> Vec<ScanFinding> {
+        scan_bytes(sc, data)
+    }
+    fn embedded(&self, sc: &Scanner<'_>, data: &[u8]) -> Embedded {
+        scan_nested(sc, data)
+    }
 }
 
 /// Scan a file on disk. Only the bytes a format needs are read.
-pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec<ScanFinding>> {
+pub fn scan_file(sc: &Scanner, path: &std::path::Path) -> std::io::Result<Vec<ScanFinding>> {
     let src = FileSource::open(path)?;
-    let ctx = Ctx::default();
-    reset_budget(policy);
     let head = src.read_vec(0, src.len().min(4096), 4096)?;
     let kind = sniff(&head, src.len());
     let zip_by_tail = kind == Kind::Unknown || kind == Kind::Pickle;
-    let mut fs = match kind {
-        Kind::Zip => scan_zip(&src, &ctx, policy, false),
-        Kind::Safetensors => safetensors::scan(&src, &ctx),
-        Kind::Gguf => gguf::scan(&src, &ctx),
-        Kind::Hdf5 => keras::scan_hdf5(&src, &ctx),
-        _ => vec![],
-    };
-    if matches!(
-        kind,
-        Kind::Zip | Kind::Safetensors | Kind::Gguf | Kind::Hdf5
-    ) {
+    if let Some(scan) = kind.format().in_place {
+        let mut fs = scan(sc, &src);
         // Read through the format's own reader; a pickle reading of the head is added on top.
-        fs.extend(polyglot_in_place(kind, &src, &ctx, policy)?);
+        fs.extend(polyglot_in_place(sc, kind, &src)?);
         return Ok(fs);
     }
     // A ZIP end record behind other content: torch.load would unpickle the head (no ZIP magic),
@@ -212,19 +357,19 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
     let mut tail_zip = vec![];
     if zip_by_tail && matches!(zip::find_eocd(&src), Ok(Some(_))) && zip::read_archive(&src).is_ok()
     {
-        tail_zip = scan_zip(&src, &ctx, policy, true);
+        tail_zip = scan_zip(sc, &src, true);
     }
     // Unrecognised content (media, ONNX, text…): decide from the first MiB before reading more.
     if kind == Kind::Unknown && tail_zip.is_empty() {
         let n = src.len().min(1 << 20);
         let head = src.read_vec(0, n, 1 << 20)?;
-        if !acts_as_pickle(&head, n < src.len()) {
-            return Ok(not_a_model(&ctx));
+        if !acts_as_pickle(sc, &head, n < src.len()) {
+            return Ok(not_a_model(sc));
         }
     }
     // Large legacy torch files: pickles from the head, storages by positioned reads.
     if kind == Kind::Pickle && src.len() > 64 << 20 {
-        if let Some(mut fs) = torch::scan_large_legacy(&src, &ctx, policy) {
+        if let Some(mut fs) = torch::scan_large_legacy(sc, &src) {
             fs.extend(tail_zip);
             return Ok(fs);
         }
@@ -234,60 +379,62 @@ pub fn scan_file(path: &std::path::Path, policy: &Policy) -> std::io::Result<Vec
         let s: &dyn Source = &src;
         match kind {
             Kind::Pickle | Kind::Unknown => {
-                let mut fs = scan_pickle_stream(kind, &s, &ctx, policy);
+                let mut fs = scan_pickle_stream(sc, kind, &s);
                 if !tail_zip.is_empty() {
-                    fs.retain(|f| f.code != "SCN019");
+                    fs.retain(|f| f.code != Code::Scn019.as_str());
                 }
                 fs.extend(tail_zip);
                 return Ok(fs);
             }
-            Kind::Compressed(c) => return Ok(scan_compressed(c, &s, &ctx, policy)),
+            Kind::Compressed(c) => return Ok(scan_compressed(sc, c, &s)),
             _ => {}
         }
     }
-    if src.len() > policy.max_member_bytes {
+    if src.len() > sc.policy.max_member_bytes {
         tail_zip.push(ScanFinding::new(
-            "SCN002",
+            Code::Scn002,
             Severity::High,
             format!(
                 "{} of {} bytes exceeds the in-memory limit of {} bytes",
                 kind.name(),
                 src.len(),
-                policy.max_member_bytes
+                sc.policy.max_member_bytes
             ),
         ));
         return Ok(tail_zip);
     }
-    let data = src.read_vec(0, src.len(), policy.max_member_bytes)?;
-    let _held = pickle::hold_data(data.len());
+    let data = src.read_vec(0, src.len(), sc.policy.max_member_bytes)?;
+    let _held = sc.hold(data.len());
     let mut fs = if tail_zip.is_empty() {
-        scan_bytes(&data, &ctx, policy)
+        scan_bytes(sc, &data)
     } else {
-        scan_head(kind, &data, &ctx, policy)
+        scan_head(sc, kind, &data)
     };
     fs.extend(tail_zip);
     Ok(fs)
 }
 
 /// The non-ZIP reading of content that also ends in a ZIP.
-fn scan_head(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+fn scan_head(sc: &Scanner, kind: Kind, data: &[u8]) -> Vec<ScanFinding> {
     let fs = match kind {
-        Kind::Pickle => torch::scan_pickle_file(data, ctx, policy),
-        _ => scan_unknown(data, ctx, policy),
+        Kind::Pickle => torch::scan_pickle_file(sc, data),
+        _ => scan_unknown(sc, data),
     };
-    fs.into_iter().filter(|f| f.code != "SCN019").collect()
+    fs.into_iter()
+        .filter(|f| f.code != Code::Scn019.as_str())
+        .collect()
 }
 
 /// Scan content already in memory (a file, a member, a decompressed payload).
-pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan_bytes(sc: &Scanner, data: &[u8]) -> Vec<ScanFinding> {
     let head = &data[..data.len().min(4096)];
     let kind = sniff(head, data.len() as u64);
-    let mut fs = scan_as(kind, data, ctx, policy);
+    let mut fs = scan_as(sc, kind, data);
     // Recognised formats that also unpickle from offset 0 (compressed data handles its own).
     if !matches!(kind, Kind::Pickle | Kind::Unknown | Kind::Compressed(_))
-        && acts_as_pickle(data, false)
+        && acts_as_pickle(sc, data, false)
     {
-        fs.extend(polyglot_pickle(kind, &data, ctx, policy));
+        fs.extend(polyglot_pickle(sc, kind, &data));
     }
     fs
 }
@@ -297,17 +444,12 @@ pub fn scan_bytes(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 /// a ZIP whose `PK` reads as PERSID. `pickle.load`, `joblib.load`, `numpy.load`'s fallback and
 /// torch's legacy path unpickle such a file instead of reading the format, so both readings
 /// are scanned. What follows the pickle's streams is the other format, not trailing junk.
-fn polyglot_pickle(
-    kind: Kind,
-    data: &dyn pickle::PickleSource,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
-    let child = ctx.child("<as pickle>");
-    let mut fs: Vec<ScanFinding> = pickle::scan_source(data, 0, &child, policy, None)
+fn polyglot_pickle(sc: &Scanner, kind: Kind, data: &dyn pickle::PickleSource) -> Vec<ScanFinding> {
+    let child = sc.child("<as pickle>");
+    let mut fs: Vec<ScanFinding> = pickle::scan_source(&child, data, 0, None)
         .findings
         .into_iter()
-        .filter(|f| f.code != "PKL012")
+        .filter(|f| f.code != Code::Pkl012.as_str())
         .collect();
     if let Some(f) = fs.iter_mut().find(|f| f.severity >= Severity::Medium) {
         f.message = format!(
@@ -322,46 +464,34 @@ fn polyglot_pickle(
 /// [`polyglot_pickle`] for content read through a [`Source`]: decided from the first MiB,
 /// then read whole up to the in-memory limit.
 fn polyglot_in_place(
+    sc: &Scanner,
     kind: Kind,
     src: &dyn Source,
-    ctx: &Ctx,
-    policy: &Policy,
 ) -> std::io::Result<Vec<ScanFinding>> {
     let n = src.len().min(STREAM_HEAD as u64);
     let head = src.read_vec(0, n, STREAM_HEAD as u64)?;
-    if !acts_as_pickle(&head, n < src.len()) {
+    if !acts_as_pickle(sc, &head, n < src.len()) {
         return Ok(vec![]);
     }
     // Replayed through a window from the source, not read whole.
-    Ok(polyglot_pickle(kind, &src, ctx, policy))
+    Ok(polyglot_pickle(sc, kind, &src))
 }
 
-fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    match kind {
-        Kind::Zip => scan_zip(&data, ctx, policy, false),
-        Kind::Npy => npy::scan(data, ctx, policy),
-        Kind::Safetensors => safetensors::scan(&data, ctx),
-        Kind::Gguf => gguf::scan(&data, ctx),
-        Kind::Hdf5 => keras::scan_hdf5(&data, ctx),
-        Kind::Tar => tar::scan(data, ctx, policy),
-        Kind::Compressed(c) => scan_compressed(c, &data, ctx, policy),
-        Kind::Unsupported(what) => vec![ctx.stamp(ScanFinding::new(
-            "SCN001",
-            Severity::High,
-            format!("{what}: mlsign cannot look inside it, so it cannot be called safe (unpack it and scan the contents)"),
-        ))],
-        k @ (Kind::Pickle | Kind::Unknown) => {
-            if matches!(zip::find_eocd(&data), Ok(Some(_))) && zip::read_archive(&data).is_ok() {
-                let mut fs = scan_head(k, data, ctx, policy);
-                fs.extend(scan_zip(&data, ctx, policy, true));
-                return fs;
-            }
-            if k == Kind::Pickle {
-                torch::scan_pickle_file(data, ctx, policy)
-            } else {
-                scan_unknown(data, ctx, policy)
-            }
-        }
+fn scan_as(sc: &Scanner, kind: Kind, data: &[u8]) -> Vec<ScanFinding> {
+    (kind.format().in_memory)(sc, kind, data)
+}
+
+/// Pickles and unrecognised content: a ZIP behind them is read too (see [`scan_file`]).
+fn pickle_or_unknown(sc: &Scanner, k: Kind, data: &[u8]) -> Vec<ScanFinding> {
+    if matches!(zip::find_eocd(&data), Ok(Some(_))) && zip::read_archive(&data).is_ok() {
+        let mut fs = scan_head(sc, k, data);
+        fs.extend(scan_zip(sc, &data, true));
+        return fs;
+    }
+    if k == Kind::Pickle {
+        torch::scan_pickle_file(sc, data)
+    } else {
+        scan_unknown(sc, data)
     }
 }
 
@@ -372,18 +502,18 @@ fn scan_as(kind: Kind, data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFindi
 /// the module's code) acts; so does one that mlsign cannot follow as far as the loader would.
 /// Text that breaks first (`cat\ndog\n…`: module `at`) does not. `partial`: `data` is only the
 /// head of the file, so running out of data counts.
-pub fn acts_as_pickle(data: &[u8], partial: bool) -> bool {
-    acts_as_pickle_src(&data, partial)
+pub fn acts_as_pickle(sc: &Scanner, data: &[u8], partial: bool) -> bool {
+    acts_as_pickle_src(sc, &data, partial)
 }
 
 /// [`acts_as_pickle`] over any [`pickle::PickleSource`].
-pub fn acts_as_pickle_src(src: &dyn pickle::PickleSource, partial: bool) -> bool {
+pub fn acts_as_pickle_src(sc: &Scanner, src: &dyn pickle::PickleSource, partial: bool) -> bool {
     let mut inp = src.input(0);
     let n = inp.fill(0, 2);
     if n == 0 || !pickle::looks_like_pickle(inp.get(0, n)) {
         return false;
     }
-    let t = pickle::vm::run_input(&mut inp, 0, 0, pickle::Limits::default(), true);
+    let t = pickle::vm::run_input(&mut inp, 0, 0, pickle::limits(sc), true);
     let ran_out = partial
         && matches!(&t.outcome, pickle::Outcome::Broken { message, .. } if message.contains("truncated"));
     t.outcome == pickle::Outcome::Complete
@@ -405,55 +535,56 @@ pub fn acts_as_pickle_src(src: &dyn pickle::PickleSource, partial: bool) -> bool
         })
 }
 
-fn not_a_model(ctx: &Ctx) -> Vec<ScanFinding> {
-    vec![ctx.stamp(ScanFinding::new(
-        "SCN019",
+fn not_a_model(sc: &Scanner) -> Vec<ScanFinding> {
+    vec![sc.stamp(ScanFinding::new(
+        Code::Scn019,
         Severity::Info,
         "not a recognised model, archive or pickle format: nothing executable found",
     ))]
 }
 
-fn scan_unknown(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    if acts_as_pickle(data, false) {
-        return torch::scan_pickle_file(data, ctx, policy);
+fn scan_unknown(sc: &Scanner, data: &[u8]) -> Vec<ScanFinding> {
+    if acts_as_pickle(sc, data, false) {
+        return torch::scan_pickle_file(sc, data);
     }
-    not_a_model(ctx)
+    not_a_model(sc)
 }
 
 fn scan_compressed(
+    sc: &Scanner,
     c: compress::Codec,
     data: &dyn pickle::PickleSource,
-    ctx: &Ctx,
-    policy: &Policy,
 ) -> Vec<ScanFinding> {
-    if ctx.depth >= policy.max_depth {
-        return vec![ctx.stamp(ScanFinding::new(
-            "SCN017",
+    if sc.depth() >= sc.policy.max_depth {
+        return vec![sc.stamp(ScanFinding::new(
+            Code::Scn017,
             Severity::High,
             format!(
                 "{} nested deeper than the limit ({})",
                 c.name(),
-                policy.max_depth
+                sc.policy.max_depth
             ),
         ))];
     }
-    let cap = member_cap(policy);
-    let hold = hold_cap(policy);
-    let child = ctx.child(&format!("<{}>", c.short()));
+    let cap = sc.member_cap();
+    let hold = sc.hold_cap();
+    let child = sc.child(&format!("<{}>", c.short()));
     let open = || -> std::io::Result<Box<dyn std::io::Read + '_>> {
         compress::stream_reader(c, data.open(0)?).map_err(std::io::Error::other)
     };
     let collect = |decide: &dyn Fn(&[u8]) -> bool, oversize: bool| {
+        let streamable = |h: &[u8]| streamable(sc, h);
         let oversize = oversize.then_some((STREAM_FILE, &streamable as &dyn Fn(&[u8]) -> bool));
-        let r = data.open(0).map_err(|e| e.to_string())?;
+        let r = data.open(0)?;
         compress::decompress_collect(c, r, STREAM_HEAD, cap, hold, decide, oversize)
     };
+    let must_hold = |h: &[u8]| must_hold(sc, h);
     let collected = collect(&must_hold, true).and_then(|(got, total)| match got {
         source::Collected::Dropped {
             head,
             total,
             tail_eocd,
-        } => match dropped_findings(&head, total, tail_eocd, &child) {
+        } => match dropped_findings(&child, &head, total, tail_eocd) {
             Some(fs) => Ok((Err(fs), total)),
             // Hold it after all.
             None => collect(&|_: &[u8]| true, false).map(|(got, total)| (Ok(got), total)),
@@ -462,24 +593,23 @@ fn scan_compressed(
     });
     // Compressed data that also unpickles from offset 0 (a polyglot).
     let polyglot = || {
-        if acts_as_pickle_src(data, false) {
-            polyglot_pickle(Kind::Compressed(c), data, ctx, policy)
+        if acts_as_pickle_src(sc, data, false) {
+            polyglot_pickle(sc, Kind::Compressed(c), data)
         } else {
             vec![]
         }
     };
-    let oversize = |head: &[u8], tail_eocd: bool| -> Result<Vec<ScanFinding>, String> {
-        let kind = sniff(&head[..head.len().min(4096)], u64::MAX);
-        if tail_eocd || !matches!(kind, Kind::Pickle | Kind::Unknown) {
-            return Err(format!(
-                "must be scanned whole but exceeds the in-memory limit of {hold} bytes"
-            ));
-        }
-        // A pickle too large to hold: decompressed again, straight into the replay.
-        let mut fs = scan_pickle_stream(kind, &pickle::input::Reopen(&open), &child, policy);
-        fs.extend(polyglot());
-        Ok(fs)
-    };
+    let oversize =
+        |head: &[u8], tail_eocd: bool| -> Result<Vec<ScanFinding>, compress::DecompressError> {
+            let kind = sniff(&head[..head.len().min(4096)], u64::MAX);
+            if tail_eocd || !matches!(kind, Kind::Pickle | Kind::Unknown) {
+                return Err(compress::DecompressError::MustHoldTooLarge { hold });
+            }
+            // A pickle too large to hold: decompressed again, straight into the replay.
+            let mut fs = scan_pickle_stream(&child, kind, &pickle::input::Reopen(&open));
+            fs.extend(polyglot());
+            Ok(fs)
+        };
     let collected = match collected {
         Ok((
             Ok(source::Collected::Oversize {
@@ -487,7 +617,7 @@ fn scan_compressed(
             }),
             total,
         )) => {
-            charge(total as usize);
+            sc.charge(total);
             match oversize(&head, tail_eocd) {
                 Ok(fs) => return fs,
                 Err(e) => Err(e),
@@ -497,11 +627,11 @@ fn scan_compressed(
     };
     match collected {
         Ok((got, total)) => {
-            charge(total as usize);
+            sc.charge(total);
             match got {
                 Ok(source::Collected::Whole(inner)) => {
-                    let _held = pickle::hold_data(inner.len());
-                    let mut fs = scan_bytes(&inner, &child, policy);
+                    let _held = sc.hold(inner.len());
+                    let mut fs = child.scan(&inner);
                     fs.extend(polyglot());
                     fs
                 }
@@ -515,15 +645,14 @@ fn scan_compressed(
                 let mut inp = data.input(0);
                 let n = inp.fill(0, 2);
                 pickle::looks_like_pickle(inp.get(0, n))
-                    && pickle::vm::run_input(&mut inp, 0, 0, pickle::Limits::default(), true)
-                        .outcome
+                    && pickle::vm::run_input(&mut inp, 0, 0, pickle::limits(sc), true).outcome
                         == pickle::Outcome::Complete
             } =>
         {
-            torch::scan_pickle_source(data, ctx, policy)
+            torch::scan_pickle_source(sc, data)
         }
-        Err(e) => vec![ctx.stamp(ScanFinding::new(
-            "SCN018",
+        Err(e) => vec![sc.stamp(ScanFinding::new(
+            Code::Scn018,
             Severity::High,
             format!("{} data cannot be decompressed: {e}", c.name()),
         ))],
@@ -531,52 +660,19 @@ fn scan_compressed(
 }
 
 /// Nested payload inside a pickle's bytes: only content that really is a known format counts.
-pub fn scan_nested(
-    data: &[u8],
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Option<(&'static str, Vec<ScanFinding>)> {
-    match sniff(&data[..data.len().min(4096)], data.len() as u64) {
-        Kind::Pickle => {
-            let s = pickle::scan_streams(data, 0, ctx, policy, Some(1));
-            (s.traces.first()?.outcome == pickle::Outcome::Complete)
-                .then_some(("pickle", s.findings))
-        }
-        // PROTO 0/1 or no PROTO at all: a pickle when a loader would act on it.
-        Kind::Unknown if acts_as_pickle(data, false) => {
-            let s = pickle::scan_streams(data, 0, ctx, policy, Some(1));
-            Some(("pickle", s.findings))
-        }
-        Kind::Npy => npy::parse_header(data)
-            .ok()
-            .map(|_| ("NumPy array", npy::scan(data, ctx, policy))),
-        Kind::Zip => zip::read_archive(&data)
-            .ok()
-            .map(|_| ("ZIP archive", scan_zip(&data, ctx, policy, false))),
-        Kind::Compressed(c) => {
-            let inner = compress::decompress(c, data, hold_cap(policy)).ok()?;
-            charge(inner.len());
-            let _held = pickle::hold_data(inner.len());
-            let (k, f) = scan_nested(&inner, &ctx.child(&format!("<{}>", c.short())), policy)?;
-            Some((k, f))
-        }
-        _ => None,
-    }
+pub fn scan_nested(sc: &Scanner, data: &[u8]) -> Embedded {
+    let kind = sniff(&data[..data.len().min(4096)], data.len() as u64);
+    kind.format().embedded.and_then(|f| f(sc, kind, data))
 }
 
 /// Any ZIP: a PyTorch checkpoint, a TorchScript archive, an `.npz`, a Keras `.keras`, or
 /// another archive whose members are scanned one by one.
-pub fn scan_zip(
-    src: &dyn Source,
-    ctx: &Ctx,
-    policy: &Policy,
-    prepended_by_sniff: bool,
-) -> Vec<ScanFinding> {
+pub fn scan_zip(sc: &Scanner, src: &dyn Source, prepended_by_sniff: bool) -> Vec<ScanFinding> {
     let archives = match zip::read_archives(src) {
         Ok(a) => a,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
-                "SCN002",
+            return vec![sc.stamp(ScanFinding::new(
+                Code::Scn002,
                 Severity::High,
                 format!("ZIP archive cannot be read: {e}"),
             ))];
@@ -584,30 +680,25 @@ pub fn scan_zip(
     };
     let mut fs = vec![];
     if prepended_by_sniff && archives.iter().all(|a| a.prepended == 0) {
-        fs.push(ctx.stamp(ScanFinding::new(
-            "SCN006",
+        fs.push(sc.stamp(ScanFinding::new(
+            Code::Scn006,
             Severity::Medium,
             "data precedes the ZIP archive",
         )));
     }
     // Loaders may read these bytes as different archives: scan every reading.
     for archive in &archives {
-        fs.extend(scan_archive(src, archive, ctx, policy));
+        fs.extend(scan_archive(sc, src, archive));
     }
     let mut seen = std::collections::HashSet::new();
     fs.retain(|f| seen.insert((f.code, f.member.clone(), f.offset, f.message.clone())));
     fs
 }
 
-fn scan_archive(
-    src: &dyn Source,
-    archive: &zip::Archive,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
+fn scan_archive(sc: &Scanner, src: &dyn Source, archive: &zip::Archive) -> Vec<ScanFinding> {
     let mut fs = vec![];
     for (kind, msg) in &archive.anomalies {
-        fs.push(ctx.stamp(zip_anomaly(*kind, msg)));
+        fs.push(sc.stamp(zip_anomaly(*kind, msg)));
     }
     let is_torch = archive
         .entries
@@ -616,15 +707,15 @@ fn scan_archive(
     // Keras recognises a `.keras` archive by its `config.json` alone.
     let is_keras = archive.entries.iter().any(|e| e.name == "config.json");
     if is_torch {
-        fs.extend(torch::scan_torch_zip(src, archive, ctx, policy));
+        fs.extend(torch::scan_torch_zip(sc, src, archive));
     } else if is_keras {
-        fs.extend(keras::scan_keras_zip(src, archive, ctx, policy));
+        fs.extend(keras::scan_keras_zip(sc, src, archive));
     } else {
         for e in &archive.entries {
             if e.name.ends_with('/') && e.usize == 0 {
                 continue;
             }
-            fs.extend(scan_member(src, e, ctx, policy));
+            fs.extend(scan_member(sc, src, e));
         }
     }
     fs
@@ -632,12 +723,12 @@ fn scan_archive(
 
 pub fn zip_anomaly(kind: zip::Anomaly, msg: &str) -> ScanFinding {
     let code = match kind {
-        zip::Anomaly::BadCrc => "SCN003",
-        zip::Anomaly::Flags => "SCN004",
-        zip::Anomaly::NameMismatch => "SCN005",
-        zip::Anomaly::Prepended => "SCN006",
-        zip::Anomaly::Duplicate => "SCN007",
-        zip::Anomaly::Ambiguous => "SCN030",
+        zip::Anomaly::BadCrc => Code::Scn003,
+        zip::Anomaly::Flags => Code::Scn004,
+        zip::Anomaly::NameMismatch => Code::Scn005,
+        zip::Anomaly::Prepended => Code::Scn006,
+        zip::Anomaly::Duplicate => Code::Scn007,
+        zip::Anomaly::Ambiguous => Code::Scn030,
     };
     let severity = if kind == zip::Anomaly::Ambiguous {
         Severity::High
@@ -649,30 +740,24 @@ pub fn zip_anomaly(kind: zip::Anomaly, msg: &str) -> ScanFinding {
 
 fn too_big_in_memory(n: u64, hold: u64) -> ScanFinding {
     ScanFinding::new(
-        "SCN002",
+        Code::Scn002,
         Severity::High,
         format!("more than {n} bytes must be scanned whole but exceed the in-memory limit of {hold} bytes (policy max_in_memory_bytes)"),
     )
 }
 
 /// Scan a container that is read by positioned reads (no copy into memory).
-fn scan_in_place(
-    kind: Kind,
-    src: &dyn Source,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Option<Vec<ScanFinding>> {
-    let mut fs = match kind {
-        Kind::Zip if zip::read_archives(src).is_ok() => scan_zip(src, ctx, policy, false),
-        Kind::Gguf => gguf::scan(src, ctx),
-        Kind::Safetensors => safetensors::scan(src, ctx),
-        Kind::Hdf5 => keras::scan_hdf5(src, ctx),
-        _ => return None,
-    };
-    match polyglot_in_place(kind, src, ctx, policy) {
+fn scan_in_place(sc: &Scanner, kind: Kind, src: &dyn Source) -> Option<Vec<ScanFinding>> {
+    let scan = kind.format().in_place?;
+    // A stored member that starts like a ZIP but does not read as one is scanned as bytes.
+    if kind == Kind::Zip && zip::read_archives(src).is_err() {
+        return None;
+    }
+    let mut fs = scan(sc, src);
+    match polyglot_in_place(sc, kind, src) {
         Ok(more) => fs.extend(more),
-        Err(e) => fs.push(ctx.stamp(ScanFinding::new(
-            "SCN002",
+        Err(e) => fs.push(sc.stamp(ScanFinding::new(
+            Code::Scn002,
             Severity::High,
             format!("member cannot be read again for its pickle reading: {e}"),
         ))),
@@ -683,27 +768,22 @@ fn scan_in_place(
 /// Read one ZIP member and scan it by content. Members are streamed: stored containers are
 /// read in place, anything else is held in memory only when its head says it must be scanned
 /// whole (bounded by the policy's `max_in_memory_bytes`); the rest is counted (for the CRC) and dropped.
-pub fn scan_member(
-    src: &dyn Source,
-    e: &zip::Entry,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
-    let child = ctx.child(&e.name);
-    if child.depth > policy.max_depth {
+pub fn scan_member(sc: &Scanner, src: &dyn Source, e: &zip::Entry) -> Vec<ScanFinding> {
+    let child = sc.child(&e.name);
+    if child.depth() > sc.policy.max_depth {
         return vec![child.stamp(ScanFinding::new(
-            "SCN017",
+            Code::Scn017,
             Severity::High,
             format!(
                 "archive nested deeper than the limit ({})",
-                policy.max_depth
+                sc.policy.max_depth
             ),
         ))];
     }
-    let cap = member_cap(policy);
+    let cap = sc.member_cap();
     let (mut r, an) = match zip::open_member(src, e, cap) {
         Ok(x) => x,
-        Err(err) => return vec![member_error(e, &child, err)],
+        Err(err) => return vec![member_error(&child, e, err)],
     };
     let mut fs: Vec<ScanFinding> = an
         .iter()
@@ -713,14 +793,14 @@ pub fn scan_member(
     let ended = match r.read_up_to(&mut head, (STREAM_HEAD as u64).min(cap)) {
         Ok(x) => x,
         Err(err) => {
-            fs.push(member_error(e, &child, err));
+            fs.push(member_error(&child, e, err));
             return fs;
         }
     };
     let kind = sniff(&head[..head.len().min(4096)], e.usize);
     if e.flags & 1 != 0 && kind == Kind::Unknown {
         fs.push(child.stamp(ScanFinding::new(
-            "SCN001",
+            Code::Scn001,
             Severity::High,
             "member is encrypted: its content cannot be inspected",
         )));
@@ -733,38 +813,40 @@ pub fn scan_member(
                 off,
                 len: e.usize,
             };
-            if let Some(found) = scan_in_place(kind, &sub, &child, policy) {
+            if let Some(found) = scan_in_place(&child, kind, &sub) {
                 if let Err(err) = r.drain(cap.saturating_sub(head.len() as u64)) {
-                    fs.push(member_error(e, &child, err));
+                    fs.push(member_error(&child, e, err));
                 }
-                charge(r.produced() as usize);
+                sc.charge(r.produced());
                 fs.extend(r.finish(e).map(|(k, m)| child.stamp(zip_anomaly(k, &m))));
                 fs.extend(found);
                 return fs;
             }
         }
     }
-    let hold = hold_cap(policy);
+    let hold = sc.hold_cap();
+    let must_hold = |h: &[u8]| must_hold(sc, h);
+    let streamable = |h: &[u8]| streamable(sc, h);
     let mut col = source::Collector::new(STREAM_HEAD, cap, hold, &must_hold);
     // A pickle too large to hold is replayed from the member again, through a window.
     col = col.stream_oversize(STREAM_FILE, &streamable);
     let copied = std::io::Write::write_all(&mut col, &head)
         .and_then(|_| std::io::copy(&mut r, &mut col).map(|_| ()));
-    charge(col.total() as usize);
+    sc.charge(col.total());
     if let Err(err) = copied {
         fs.push(match err.kind() {
             std::io::ErrorKind::OutOfMemory => child.stamp(too_big_in_memory(col.total(), hold)),
             std::io::ErrorKind::Other => member_error(
-                e,
                 &child,
+                e,
                 zip::ZipError::InflatesPastLimit {
                     name: e.name.clone(),
                     max: cap,
                 },
             ),
             _ => member_error(
-                e,
                 &child,
+                e,
                 zip::ZipError::Inflate {
                     name: e.name.clone(),
                     msg: err.to_string(),
@@ -788,10 +870,9 @@ pub fn scan_member(
                 Ok(Box::new(r))
             };
             fs.extend(scan_pickle_stream(
+                &child,
                 kind,
                 &pickle::input::Reopen(&open),
-                &child,
-                policy,
             ));
             return fs;
         }
@@ -799,7 +880,7 @@ pub fn scan_member(
             head,
             total,
             tail_eocd,
-        } => match dropped_findings(&head, total, tail_eocd, &child) {
+        } => match dropped_findings(&child, &head, total, tail_eocd) {
             Some(found) => {
                 fs.extend(found);
                 return fs;
@@ -808,23 +889,23 @@ pub fn scan_member(
             None => match zip::read_member(src, e, hold) {
                 Ok((d, _)) => d,
                 Err(err) => {
-                    fs.push(member_error(e, &child, err));
+                    fs.push(member_error(&child, e, err));
                     return fs;
                 }
             },
         },
     };
-    let _held = pickle::hold_data(data.len());
-    fs.extend(scan_bytes(&data, &child, policy));
+    let _held = sc.hold(data.len());
+    fs.extend(child.scan(&data));
     fs
 }
 
 /// A member that cannot be read is unscannable.
-fn member_error(e: &zip::Entry, child: &Ctx, err: zip::ZipError) -> ScanFinding {
+fn member_error(child: &Scanner, e: &zip::Entry, err: zip::ZipError) -> ScanFinding {
     let enc = e.flags & 1 != 0;
     match err {
         zip::ZipError::Method { method, .. } => child.stamp(ScanFinding::new(
-            "SCN021",
+            Code::Scn021,
             Severity::High,
             format!(
                 "compression method {method} is not supported{}: the member cannot be inspected",
@@ -832,7 +913,7 @@ fn member_error(e: &zip::Entry, child: &Ctx, err: zip::ZipError) -> ScanFinding 
             ),
         )),
         err => child.stamp(ScanFinding::new(
-            if enc { "SCN001" } else { "SCN002" },
+            if enc { Code::Scn001 } else { Code::Scn002 },
             Severity::High,
             format!(
                 "member cannot be read{}: {err}",
@@ -847,25 +928,25 @@ fn member_error(e: &zip::Entry, child: &Ctx, err: zip::ZipError) -> ScanFinding 
 pub fn read_zip_member(
     src: &dyn Source,
     e: &zip::Entry,
-    child: &Ctx,
-    policy: &Policy,
+    child: &Scanner,
 ) -> Result<(Vec<u8>, Vec<ScanFinding>), ScanFinding> {
-    match zip::read_member(src, e, hold_cap(policy)) {
+    match zip::read_member(src, e, child.hold_cap()) {
         Ok((data, anomalies)) => {
-            charge(data.len());
+            child.charge(data.len() as u64);
             let fs = anomalies
                 .iter()
                 .map(|(k, m)| child.stamp(zip_anomaly(*k, m)))
                 .collect();
             Ok((data, fs))
         }
-        Err(err) => Err(member_error(e, child, err)),
+        Err(err) => Err(member_error(child, e, err)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     #[test]
     fn total_read_budget_makes_zip_bombs_unscannable() {
@@ -968,22 +1049,48 @@ mod tests {
             fs.iter().map(|f| (f.code, f.offset)).collect()
         };
         let policy = Policy::default();
-        let held = codes(&scan_bytes(&p, &Ctx::default(), &policy));
+        let held = codes(&scan_bytes(&crate::scan::scanner(&policy), &p));
         assert!(held.iter().any(|c| c.0 == "PKL001"), "{held:?}");
         // A file on disk.
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("big.pkl");
         std::fs::write(&f, &p).unwrap();
-        assert_eq!(codes(&scan_file(&f, &policy).unwrap()), held);
+        assert_eq!(
+            codes(&scan_file(&crate::scan::scanner(&policy), &f).unwrap()),
+            held
+        );
         // A zlib payload (decompressed twice: checked, then replayed) and a ZIP member.
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut z, &p).unwrap();
         let z = z.finish().unwrap();
-        reset_budget(&policy);
-        assert_eq!(codes(&scan_bytes(&z, &Ctx::default(), &policy)), held);
+        assert_eq!(codes(&scan_bytes(&crate::scan::scanner(&policy), &z)), held);
         let zip = zip::build_stored(&[("model.pkl", &p)]);
-        reset_budget(&policy);
-        assert_eq!(codes(&scan_bytes(&zip, &Ctx::default(), &policy)), held);
+        assert_eq!(
+            codes(&scan_bytes(&crate::scan::scanner(&policy), &zip)),
+            held
+        );
+    }
+
+    /// Every entry is found again from its kind, and the last one answers for anything.
+    #[test]
+    fn the_format_table_is_consistent() {
+        let d = std::mem::discriminant;
+        for f in FORMATS {
+            assert_eq!(d(&f.kind.format().kind), d(&f.kind));
+        }
+        let last = &FORMATS[FORMATS.len() - 1];
+        assert_eq!(last.kind, Kind::Unknown);
+        assert_eq!((last.sniff)(b"", 0), Some(Kind::Unknown));
+        assert_eq!(sniff(b"", 0), Kind::Unknown);
+        assert_eq!(
+            sniff(b"7z\xbc\xaf\x27\x1c", 6),
+            Kind::Unsupported("7z archive")
+        );
+        // Entries shared by several kinds report the kind they are given.
+        let rar = Kind::Unsupported("RAR archive");
+        let fs = (rar.format().in_memory)(&crate::scan::scanner(&Policy::default()), rar, b"");
+        assert_eq!(fs.len(), 1);
+        assert!(fs[0].code == "SCN001" && fs[0].message.starts_with("RAR archive:"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! NumPy `.npy` (v1–v3): an object dtype anywhere in `descr` means a pickle follows the header.
 
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
 use crate::scan::pickle;
-use crate::scan::policy::Policy;
+use crate::scan::scanner::Scanner;
 
 pub struct Header {
     pub descr: String,
@@ -12,34 +13,59 @@ pub struct Header {
     pub count: Option<u64>,
 }
 
+/// Why an `.npy` header cannot be read (as `numpy.lib.format` would refuse it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NpyError {
+    #[error("missing \\x93NUMPY magic")]
+    Magic,
+    #[error("unsupported .npy format version {major}.{minor}")]
+    Version { major: u8, minor: u8 },
+    #[error("header length runs past the end of the data")]
+    HeaderPastEnd,
+    #[error("header is not UTF-8")]
+    NotUtf8,
+    #[error("header is not Latin-1/ASCII")]
+    NotAscii,
+    #[error("header is not a dict literal")]
+    NotADict,
+    #[error("header has no 'descr'")]
+    NoDescr,
+    #[error("malformed 'descr'")]
+    MalformedDescr,
+    #[error("empty 'descr'")]
+    EmptyDescr,
+    #[error("unterminated 'descr'")]
+    UnterminatedDescr,
+}
+
 /// Parse the magic, version and header dict (`{'descr': ..., 'fortran_order': ..., 'shape': (...)}`).
-pub fn parse_header(d: &[u8]) -> Result<Header, String> {
+pub fn parse_header(d: &[u8]) -> Result<Header, NpyError> {
     if d.len() < 10 || !d.starts_with(b"\x93NUMPY") {
-        return Err("missing \\x93NUMPY magic".into());
+        return Err(NpyError::Magic);
     }
     let (hlen, start): (usize, usize) = match d[6] {
         1 => (u16::from_le_bytes([d[8], d[9]]) as usize, 10),
         2 | 3 if d.len() >= 12 => (u32::from_le_bytes([d[8], d[9], d[10], d[11]]) as usize, 12),
-        v => return Err(format!("unsupported .npy format version {v}.{}", d[7])),
+        major => return Err(NpyError::Version { major, minor: d[7] }),
     };
     let end = start
         .checked_add(hlen)
         .filter(|e| *e <= d.len())
-        .ok_or("header length runs past the end of the data")?;
+        .ok_or(NpyError::HeaderPastEnd)?;
     let text = if d[6] == 3 {
-        std::str::from_utf8(&d[start..end]).map_err(|_| "header is not UTF-8")?
+        std::str::from_utf8(&d[start..end]).map_err(|_| NpyError::NotUtf8)?
     } else {
-        std::str::from_utf8(&d[start..end]).map_err(|_| "header is not Latin-1/ASCII")?
+        std::str::from_utf8(&d[start..end]).map_err(|_| NpyError::NotAscii)?
     };
     let t = text.trim();
     if !t.starts_with('{') || !t.ends_with('}') {
-        return Err("header is not a dict literal".into());
+        return Err(NpyError::NotADict);
     }
-    let di = t.find("'descr'").ok_or("header has no 'descr'")?;
+    let di = t.find("'descr'").ok_or(NpyError::NoDescr)?;
     let after = t[di + 7..]
         .trim_start()
         .strip_prefix(':')
-        .ok_or("malformed 'descr'")?
+        .ok_or(NpyError::MalformedDescr)?
         .trim_start();
     // The value is a quoted string or a bracketed list of field tuples.
     let descr = if after.starts_with('[') {
@@ -60,9 +86,9 @@ pub fn parse_header(d: &[u8]) -> Result<Header, String> {
         }
         after[..endi].to_string()
     } else {
-        let q = after.chars().next().ok_or("empty 'descr'")?;
+        let q = after.chars().next().ok_or(NpyError::EmptyDescr)?;
         let rest = &after[1..];
-        let e = rest.find(q).ok_or("unterminated 'descr'")?;
+        let e = rest.find(q).ok_or(NpyError::UnterminatedDescr)?;
         format!("'{}'", &rest[..e])
     };
     // Object type codes: the type string of the plain descr, or the second quoted item of each
@@ -121,12 +147,12 @@ pub fn parse_header(d: &[u8]) -> Result<Header, String> {
     })
 }
 
-pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
     let h = match parse_header(d) {
         Ok(h) => h,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
-                "SCN012",
+            return vec![sc.stamp(ScanFinding::new(
+                Code::Scn012,
                 Severity::High,
                 format!("invalid .npy header: {e}"),
             ))]
@@ -134,16 +160,15 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
     };
     if h.object {
         // np.load(allow_pickle=True) calls pickle.load on the rest of the file.
-        let mut fs = vec![ctx.stamp(
+        let mut fs = vec![sc.stamp(
             ScanFinding::new(
-                "SCN012",
+                Code::Scn012,
                 Severity::Info,
                 format!("object dtype {}: the array data is a pickle", h.descr),
             )
             .offset(h.data_offset as u64),
         )];
-        let scan =
-            pickle::scan_streams(&d[h.data_offset..], h.data_offset as u64, ctx, policy, None);
+        let scan = pickle::scan_streams(sc, &d[h.data_offset..], h.data_offset as u64, None);
         fs.extend(scan.findings);
         return fs;
     }
@@ -156,23 +181,22 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
         let need = c.saturating_mul(sz);
         let have = (d.len() - h.data_offset) as u64;
         if have < need {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN012",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn012,
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
             )));
         } else if have > need {
             let extra = &d[h.data_offset + need as usize..];
-            let scan =
-                pickle::scan_streams(extra, h.data_offset as u64 + need, ctx, policy, Some(1));
+            let scan = pickle::scan_streams(sc, extra, h.data_offset as u64 + need, Some(1));
             let acts = scan
                 .traces
                 .iter()
                 .any(|t| !t.globals.is_empty() || !t.calls.is_empty());
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "SCN012",
+                        Code::Scn012,
                         if acts {
                             Severity::High
                         } else {
@@ -199,7 +223,7 @@ pub fn streamable(head: &[u8]) -> bool {
 
 /// Findings for a streamed (not held) plain `.npy` of `total` bytes whose head is `head`, as
 /// [`scan`] would give; `None` when bytes follow the array data (they must be read and scanned).
-pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFinding>> {
+pub fn scan_streamed(sc: &Scanner, head: &[u8], total: u64) -> Option<Vec<ScanFinding>> {
     let h = parse_header(head).ok().filter(|h| !h.object)?;
     let itemsize = pickle::vm::dtype_itemsize(h.descr.trim_matches('\''));
     let mut fs = vec![];
@@ -210,8 +234,8 @@ pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFindi
             return None;
         }
         if have < need {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN012",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn012,
                 Severity::Medium,
                 format!("array data is truncated: {have} of {need} bytes"),
             )));
@@ -223,6 +247,7 @@ pub fn scan_streamed(head: &[u8], total: u64, ctx: &Ctx) -> Option<Vec<ScanFindi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
         let h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}\n");
@@ -256,13 +281,13 @@ mod tests {
     #[test]
     fn truncated_and_trailing_data() {
         let p = Policy::default();
-        let f = scan(&npy("'<f4'", "(4,)", &[0; 8]), &Ctx::default(), &p);
+        let f = scan(&crate::scan::scanner(&p), &npy("'<f4'", "(4,)", &[0; 8]));
         assert!(f
             .iter()
             .any(|f| f.code == "SCN012" && f.severity == Severity::Medium));
         let mut d = npy("'<f4'", "(1,)", &[0; 4]);
         d.extend_from_slice(b"cos\nsystem\n(S'x'\ntR.");
-        let f = scan(&d, &Ctx::default(), &p);
+        let f = scan(&crate::scan::scanner(&p), &d);
         assert!(f.iter().any(|f| f.code == "PKL001"), "{f:?}");
     }
 }

@@ -3,7 +3,9 @@
 
 use super::source::Source;
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
+use crate::scan::scanner::Scanner;
 
 const MAX_HEADER: u64 = 100_000_000;
 
@@ -20,8 +22,8 @@ fn dtype_size(d: &str) -> Option<(u64, u64)> {
     })
 }
 
-pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
-    let bad = |m: String| vec![ctx.stamp(ScanFinding::new("SCN013", Severity::High, m))];
+pub fn scan(sc: &Scanner, src: &dyn Source) -> Vec<ScanFinding> {
+    let bad = |m: String| vec![sc.stamp(ScanFinding::new(Code::Scn013, Severity::High, m))];
     let len = src.len();
     let Ok(n) = src.read_vec(0, 8, 8) else {
         return bad("file shorter than the 8-byte header length".into());
@@ -53,8 +55,8 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
                 .as_object()
                 .is_some_and(|m| m.values().all(|x| x.is_string()))
             {
-                fs.push(ctx.stamp(ScanFinding::new(
-                    "SCN013",
+                fs.push(sc.stamp(ScanFinding::new(
+                    Code::Scn013,
                     Severity::High,
                     "__metadata__ must map strings to strings",
                 )));
@@ -71,24 +73,24 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
             .and_then(|s| s.as_array())
             .and_then(|a| a.iter().map(|x| x.as_u64()).collect());
         let (Some(dtype), Some(shape), Some(offs)) = (dtype, shape, offs) else {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN013",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn013,
                 Severity::High,
                 format!("tensor {name:?} lacks a valid dtype, shape or data_offsets"),
             )));
             continue;
         };
         if offs.len() != 2 || offs[0] > offs[1] {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN013",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn013,
                 Severity::High,
                 format!("tensor {name:?} has invalid data_offsets {offs:?}"),
             )));
             continue;
         }
         match dtype_size(dtype) {
-            None => fs.push(ctx.stamp(ScanFinding::new(
-                "SCN013",
+            None => fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn013,
                 Severity::Medium,
                 format!("tensor {name:?} has unknown dtype {dtype}"),
             ))),
@@ -99,7 +101,7 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
                     .and_then(|c| c.checked_mul(bits));
                 let want = nbits.map(|b| b.div_ceil(8));
                 if want != Some(offs[1] - offs[0]) {
-                    fs.push(ctx.stamp(ScanFinding::new("SCN013", Severity::High, format!("tensor {name:?}: {dtype} {shape:?} needs {} bytes but data_offsets span {}", want.map(|w| w.to_string()).unwrap_or("overflowing".into()), offs[1] - offs[0]))));
+                    fs.push(sc.stamp(ScanFinding::new(Code::Scn013, Severity::High, format!("tensor {name:?}: {dtype} {shape:?} needs {} bytes but data_offsets span {}", want.map(|w| w.to_string()).unwrap_or("overflowing".into()), offs[1] - offs[0]))));
                 }
             }
         }
@@ -109,8 +111,8 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
     let mut expect = 0u64;
     for (b, e, name) in &spans {
         if *b != expect {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN013",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn013,
                 Severity::High,
                 format!(
                     "tensor {name:?} starts at {b}, expected {expect} ({})",
@@ -122,8 +124,8 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
     }
     let body = len - 8 - n;
     if expect != body {
-        fs.push(ctx.stamp(ScanFinding::new(
-            "SCN013",
+        fs.push(sc.stamp(ScanFinding::new(
+            Code::Scn013,
             Severity::High,
             format!(
                 "tensor data covers {expect} bytes but the file holds {body} after the header ({})",
@@ -141,6 +143,7 @@ pub fn scan(src: &dyn Source, ctx: &Ctx) -> Vec<ScanFinding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Policy;
 
     fn st(header: &str, body: usize) -> Vec<u8> {
         let mut v = (header.len() as u64).to_le_bytes().to_vec();
@@ -152,15 +155,19 @@ mod tests {
     #[test]
     fn validates_offsets_sizes_and_trailing_bytes() {
         let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I8","shape":[1],"data_offsets":[8,9]}}"#;
-        assert!(scan(&&st(ok, 9)[..], &Ctx::default()).is_empty());
+        assert!(scan(&crate::scan::scanner(&Policy::default()), &&st(ok, 9)[..]).is_empty());
         assert!(
-            !scan(&&st(ok, 10)[..], &Ctx::default()).is_empty(),
+            !scan(&crate::scan::scanner(&Policy::default()), &&st(ok, 10)[..]).is_empty(),
             "trailing byte"
         );
         let gap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
-        assert!(!scan(&&st(gap, 12)[..], &Ctx::default()).is_empty());
+        assert!(!scan(&crate::scan::scanner(&Policy::default()), &&st(gap, 12)[..]).is_empty());
         let size = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
-        assert!(!scan(&&st(size, 8)[..], &Ctx::default()).is_empty());
-        assert!(!scan(&&b"\xff\xff\xff\xff\xff\xff\xff\xff{"[..], &Ctx::default()).is_empty());
+        assert!(!scan(&crate::scan::scanner(&Policy::default()), &&st(size, 8)[..]).is_empty());
+        assert!(!scan(
+            &crate::scan::scanner(&Policy::default()),
+            &&b"\xff\xff\xff\xff\xff\xff\xff\xff{"[..]
+        )
+        .is_empty());
     }
 }

@@ -2,9 +2,10 @@
 //! `storages`, `tensors`), whose members are stacked pickles mixed with raw data.
 
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
 use crate::scan::pickle::{self, PidItem, TopValue};
-use crate::scan::policy::Policy;
+use crate::scan::scanner::Scanner;
 use crate::util::tar::{self, Pax};
 
 pub struct Member<'a> {
@@ -12,9 +13,26 @@ pub struct Member<'a> {
     pub data: &'a [u8],
 }
 
+/// Why a tar archive's member list cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MembersError {
+    #[error("{source} at offset {offset}")]
+    Header {
+        offset: usize,
+        source: tar::TarError,
+    },
+    #[error("member at offset {offset} runs past the end")]
+    PastEnd { offset: usize },
+    #[error("pax header at offset {offset}: {source}")]
+    Pax {
+        offset: usize,
+        source: tar::TarError,
+    },
+}
+
 /// List regular-file members as Python's tarfile does: GNU long names, pax `path`/`size`
 /// overrides (local and global), ustar prefixes. Offsets are checked.
-pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
+pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, MembersError> {
     let mut out = vec![];
     let mut pos = 0usize;
     let mut long_name: Option<String> = None;
@@ -28,7 +46,10 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
         if tar::is_end(h) {
             break;
         }
-        let hd = tar::header(h).map_err(|e| format!("{e} at offset {pos}"))?;
+        let hd = tar::header(h).map_err(|source| MembersError::Header {
+            offset: pos,
+            source,
+        })?;
         let ty = hd.typeflag;
         let meta = matches!(ty, b'x' | b'g' | b'L' | b'K');
         // A pax `size` replaces the header's for the member it precedes.
@@ -42,13 +63,21 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
             .ok()
             .and_then(|s| start.checked_add(s))
             .filter(|e| *e <= d.len())
-            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+            .ok_or(MembersError::PastEnd { offset: pos })?;
         match ty {
             b'L' => long_name = Some(tar::nts(&d[start..end])),
-            b'x' => tar::parse_pax(&d[start..end], &mut pax_local)
-                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
-            b'g' => tar::parse_pax(&d[start..end], &mut pax_global)
-                .map_err(|e| format!("pax header at offset {pos}: {e}"))?,
+            b'x' => tar::parse_pax(&d[start..end], &mut pax_local).map_err(|source| {
+                MembersError::Pax {
+                    offset: pos,
+                    source,
+                }
+            })?,
+            b'g' => tar::parse_pax(&d[start..end], &mut pax_global).map_err(|source| {
+                MembersError::Pax {
+                    offset: pos,
+                    source,
+                }
+            })?,
             b'K' => {}
             _ => {
                 let name = pax_local
@@ -70,17 +99,17 @@ pub fn members(d: &[u8]) -> Result<Vec<Member<'_>>, String> {
         pos = tar::padded(size)
             .and_then(|s| usize::try_from(s).ok())
             .and_then(|s| start.checked_add(s))
-            .ok_or_else(|| format!("member at offset {pos} runs past the end"))?;
+            .ok_or(MembersError::PastEnd { offset: pos })?;
     }
     Ok(out)
 }
 
-pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+pub fn scan(sc: &Scanner, d: &[u8]) -> Vec<ScanFinding> {
     let ms = match members(d) {
         Ok(m) => m,
         Err(e) => {
-            return vec![ctx.stamp(ScanFinding::new(
-                "SCN002",
+            return vec![sc.stamp(ScanFinding::new(
+                Code::Scn002,
                 Severity::High,
                 format!("tar archive cannot be read: {e}"),
             ))]
@@ -91,21 +120,21 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
         .all(|n| ms.iter().any(|m| m.name == *n));
     let mut fs = vec![];
     for m in &ms {
-        let child = ctx.child(&m.name);
-        if child.depth > policy.max_depth {
+        let child = sc.child(&m.name);
+        if child.depth() > sc.policy.max_depth {
             fs.push(child.stamp(ScanFinding::new(
-                "SCN017",
+                Code::Scn017,
                 Severity::High,
                 "archive nested deeper than the limit",
             )));
             continue;
         }
         if legacy && (m.name == "storages" || m.name == "tensors") {
-            fs.extend(walk_legacy_records(m.data, &m.name, &child, policy));
+            fs.extend(walk_legacy_records(&child, m.data, &m.name));
         } else if legacy && (m.name == "sys_info" || m.name == "pickle") {
-            fs.extend(pickle::scan_streams(m.data, 0, &child, policy, None).findings);
+            fs.extend(pickle::scan_streams(&child, m.data, 0, None).findings);
         } else {
-            fs.extend(super::scan_bytes(m.data, &child, policy));
+            fs.extend(sc.nested(&m.name, m.data));
         }
     }
     fs
@@ -114,9 +143,9 @@ pub fn scan(d: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
 /// `storages`: count pickle, then per storage a (key, location, storage_type) pickle and raw
 /// `<i8 numel>` + data. `tensors`: count pickle, then per tensor a pickle and raw
 /// `<i4 ndim>`, 4 pad bytes, ndim sizes, ndim strides, `<i8 offset>`.
-fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
+fn walk_legacy_records(sc: &Scanner, d: &[u8], which: &str) -> Vec<ScanFinding> {
     let mut fs = vec![];
-    let first = pickle::scan_streams(d, 0, ctx, policy, Some(1));
+    let first = pickle::scan_streams(sc, d, 0, Some(1));
     fs.extend(first.findings.iter().cloned());
     let n = match first.traces.first().and_then(|t| t.top.clone()) {
         Some(TopValue::Int(n))
@@ -126,8 +155,8 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
             n as u64
         }
         _ => {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN010",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn010,
                 Severity::High,
                 format!("legacy torch tar: {which} does not start with a record count"),
             )));
@@ -138,15 +167,15 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
     for i in 0..n {
         let rec = pickle::vm::run_stream(&d[pos..], pos as u64, pickle::Limits::default());
         fs.extend(
-            pickle::trace_findings(&rec, policy)
+            pickle::trace_findings(&rec, sc.policy)
                 .into_iter()
-                .map(|f| ctx.stamp(f)),
+                .map(|f| sc.stamp(f)),
         );
         if rec.outcome != pickle::Outcome::Complete {
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "PKL009",
+                        Code::Pkl009,
                         Severity::High,
                         format!("record {i} of {which} is not a complete pickle"),
                     )
@@ -182,7 +211,7 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
         {
             Some(e) => pos = e,
             None => {
-                fs.push(ctx.stamp(ScanFinding::new("SCN010", Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
+                fs.push(sc.stamp(ScanFinding::new(Code::Scn010, Severity::High, format!("legacy torch tar: raw data of record {i} in {which} runs past the end")).offset(pos as u64)));
                 return fs;
             }
         }
@@ -190,16 +219,16 @@ fn walk_legacy_records(d: &[u8], which: &str, ctx: &Ctx, policy: &Policy) -> Vec
     }
     if pos < d.len() {
         fs.push(
-            ctx.stamp(
+            sc.stamp(
                 ScanFinding::new(
-                    "SCN010",
+                    Code::Scn010,
                     Severity::Medium,
                     format!("{} byte(s) after the last record of {which}", d.len() - pos),
                 )
                 .offset(pos as u64),
             ),
         );
-        let rest = pickle::scan_streams(&d[pos..], pos as u64, ctx, policy, None);
+        let rest = pickle::scan_streams(sc, &d[pos..], pos as u64, None);
         if rest
             .traces
             .iter()

@@ -5,9 +5,10 @@
 use super::source::Source;
 use super::zip;
 use crate::report::Severity;
-use crate::scan::finding::{Ctx, ScanFinding};
+use crate::scan::diags::Code;
+use crate::scan::finding::ScanFinding;
 use crate::scan::pickle::{self, PickleScan, PidItem, TopValue};
-use crate::scan::policy::Policy;
+use crate::scan::scanner::Scanner;
 use std::collections::HashMap;
 
 /// `0x1950a86a20f9469cfc6c`, little-endian, as LONG1 writes it.
@@ -35,7 +36,7 @@ struct StorageRef {
 }
 
 /// Check every persistent id of a torch pickle; return the storage references.
-fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<StorageRef> {
+fn storage_refs(sc: &Scanner, scan: &PickleScan, fs: &mut Vec<ScanFinding>) -> Vec<StorageRef> {
     let mut refs = vec![];
     for pid in scan.pids() {
         let ok = pid.is_tuple
@@ -64,9 +65,9 @@ fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<
         };
         match parsed {
             Some(r) => refs.push(r),
-            None => fs.push(ctx.stamp(
+            None => fs.push(sc.stamp(
                 ScanFinding::new(
-                    "PKL015",
+                    Code::Pkl015,
                     Severity::High,
                     format!("persistent id is not a torch storage reference ('storage', <torch *Storage class>, key, location, numel): {:?}", pid.items),
                 )
@@ -79,17 +80,13 @@ fn storage_refs(scan: &PickleScan, ctx: &Ctx, fs: &mut Vec<ScanFinding>) -> Vec<
 
 /// A raw pickle file: legacy torch layout when the first stream is the magic number, else
 /// stacked streams read to EOF.
-pub fn scan_pickle_file(data: &[u8], ctx: &Ctx, policy: &Policy) -> Vec<ScanFinding> {
-    scan_pickle_source(&data, ctx, policy)
+pub fn scan_pickle_file(sc: &Scanner, data: &[u8]) -> Vec<ScanFinding> {
+    scan_pickle_source(sc, &data)
 }
 
 /// [`scan_pickle_file`] over any [`pickle::PickleSource`] (a file or payload read through a
 /// window).
-pub fn scan_pickle_source(
-    src: &dyn pickle::PickleSource,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
+pub fn scan_pickle_source(sc: &Scanner, src: &dyn pickle::PickleSource) -> Vec<ScanFinding> {
     // The legacy magic stream is a handful of opcodes: a short probe avoids replaying a
     // large ordinary pickle twice.
     let probe = pickle::Limits {
@@ -101,12 +98,12 @@ pub fn scan_pickle_source(
         && first.top == Some(TopValue::BigInt(LEGACY_MAGIC.to_vec()))
     {
         if let Some(data) = src.bytes() {
-            return scan_legacy(&data, data, ctx, policy).unwrap_or_default();
+            return scan_legacy(sc, &data, data).unwrap_or_default();
         }
         // Streamed: its pickles did not fit the head read up front (scan_large_legacy).
-        let mut fs = pickle::scan_source(src, 0, ctx, policy, Some(5)).findings;
-        fs.push(ctx.stamp(ScanFinding::new(
-            "SCN010",
+        let mut fs = pickle::scan_source(sc, src, 0, Some(5)).findings;
+        fs.push(sc.stamp(ScanFinding::new(
+            Code::Scn010,
             Severity::High,
             format!(
                 "legacy torch file whose pickles are larger than {LEGACY_HEAD} bytes: its storages were not checked"
@@ -114,12 +111,12 @@ pub fn scan_pickle_source(
         )));
         return fs;
     }
-    let scan = pickle::scan_source(src, 0, ctx, policy, None);
+    let scan = pickle::scan_source(sc, src, 0, None);
     let mut fs = scan.findings;
     if let Some(pid) = scan.traces.iter().flat_map(|t| t.pids.iter()).next() {
-        fs.push(ctx.stamp(
+        fs.push(sc.stamp(
             ScanFinding::new(
-                "PKL015",
+                Code::Pkl015,
                 Severity::Low,
                 "persistent id outside a known container: plain pickle.load refuses it; a custom loader decides what it means",
             )
@@ -136,7 +133,7 @@ const LEGACY_HEAD: u64 = 64 << 20;
 
 /// A legacy torch file too large to read whole: parse the pickles from its head and walk the
 /// storages with positioned reads. `None` when it is not legacy or its pickles exceed the head.
-pub fn scan_large_legacy(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Option<Vec<ScanFinding>> {
+pub fn scan_large_legacy(sc: &Scanner, src: &dyn Source) -> Option<Vec<ScanFinding>> {
     let head = src
         .read_vec(0, src.len().min(LEGACY_HEAD), LEGACY_HEAD)
         .ok()?;
@@ -150,17 +147,12 @@ pub fn scan_large_legacy(src: &dyn Source, ctx: &Ctx, policy: &Policy) -> Option
     if !legacy {
         return None;
     }
-    scan_legacy(src, &head, ctx, policy)
+    scan_legacy(sc, src, &head)
 }
 
 /// `head` is the start of `src` (all of it for files read whole).
-fn scan_legacy(
-    src: &dyn Source,
-    head: &[u8],
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Option<Vec<ScanFinding>> {
-    let scan = pickle::scan_streams(head, 0, ctx, policy, Some(5));
+fn scan_legacy(sc: &Scanner, src: &dyn Source, head: &[u8]) -> Option<Vec<ScanFinding>> {
+    let scan = pickle::scan_streams(sc, head, 0, Some(5));
     let mut fs = scan.findings.clone();
     let complete = scan.traces.len() == 5
         && scan
@@ -171,9 +163,9 @@ fn scan_legacy(
         return None; // the pickles run past the head: read the file whole instead
     }
     if !complete {
-        if !fs.iter().any(|f| f.code == "PKL009") {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN010",
+        if !fs.iter().any(|f| f.code == Code::Pkl009.as_str()) {
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn010,
                 Severity::High,
                 format!(
                     "legacy torch file has {} complete pickle(s), 5 expected",
@@ -183,13 +175,13 @@ fn scan_legacy(
         }
         return Some(fs);
     }
-    let refs = storage_refs(&scan, ctx, &mut fs);
+    let refs = storage_refs(sc, &scan, &mut fs);
     let by_key: HashMap<&str, &StorageRef> = refs.iter().map(|r| (r.key.as_str(), r)).collect();
     let keys = match &scan.traces[4].top {
         Some(TopValue::Strings(k)) => k.clone(),
         _ => {
-            fs.push(ctx.stamp(ScanFinding::new(
-                "SCN010",
+            fs.push(sc.stamp(ScanFinding::new(
+                Code::Scn010,
                 Severity::High,
                 "legacy torch storage-key list is not a list of strings",
             )));
@@ -201,9 +193,9 @@ fn scan_legacy(
     for key in &keys {
         let Some(r) = by_key.get(key.as_str()) else {
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "SCN008",
+                        Code::Scn008,
                         Severity::High,
                         format!("storage key {key:?} is listed but no tensor references it"),
                     )
@@ -215,9 +207,9 @@ fn scan_legacy(
         let el = element_size(&r.class).unwrap_or(1);
         if pos + 8 > len {
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "SCN008",
+                        Code::Scn008,
                         Severity::High,
                         format!("storage {key:?} is missing: file ends at {len}"),
                     )
@@ -232,9 +224,9 @@ fn scan_legacy(
         let numel = u64::from_le_bytes(hdr.try_into().unwrap_or([0; 8]));
         if r.numel.is_some_and(|n| n != numel) {
             fs.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "SCN009",
+                        Code::Scn009,
                         Severity::High,
                         format!(
                             "storage {key:?} holds {numel} elements, the pickle declares {}",
@@ -249,26 +241,26 @@ fn scan_legacy(
         match body.and_then(|b| pos.checked_add(b)).filter(|e| *e <= len) {
             Some(e) => pos = e,
             None => {
-                fs.push(ctx.stamp(ScanFinding::new("SCN009", Severity::High, format!("storage {key:?} declares {numel} elements of {el} byte(s), past the end of the file")).offset(pos)));
+                fs.push(sc.stamp(ScanFinding::new(Code::Scn009, Severity::High, format!("storage {key:?} declares {numel} elements of {el} byte(s), past the end of the file")).offset(pos)));
                 return Some(fs);
             }
         }
     }
     if pos < len {
         // Whatever follows the storages is not read by torch; scan it in case it is a payload.
-        let n = (len - pos).min(policy.max_member_bytes);
+        let n = (len - pos).min(sc.policy.max_member_bytes);
         let tail = src
-            .read_vec(pos, n, policy.max_member_bytes)
+            .read_vec(pos, n, sc.policy.max_member_bytes)
             .unwrap_or_default();
-        let rest = pickle::scan_streams(&tail, pos, ctx, policy, None);
+        let rest = pickle::scan_streams(sc, &tail, pos, None);
         let calls = rest
             .traces
             .iter()
             .any(|t| !t.globals.is_empty() || !t.calls.is_empty());
         fs.push(
-            ctx.stamp(
+            sc.stamp(
                 ScanFinding::new(
-                    "SCN010",
+                    Code::Scn010,
                     if calls {
                         Severity::High
                     } else {
@@ -291,12 +283,7 @@ fn is_pickle_name(base: &str) -> bool {
 }
 
 /// The PyTorch ZIP checkpoint / TorchScript archive.
-pub fn scan_torch_zip(
-    src: &dyn Source,
-    archive: &zip::Archive,
-    ctx: &Ctx,
-    policy: &Policy,
-) -> Vec<ScanFinding> {
+pub fn scan_torch_zip(sc: &Scanner, src: &dyn Source, archive: &zip::Archive) -> Vec<ScanFinding> {
     let mut fs = vec![];
     let sizes: HashMap<&str, u64> = archive
         .entries
@@ -332,11 +319,11 @@ pub fn scan_torch_zip(
         }
         if !is_pickle_name(base) {
             // Anything else is scanned by content, streamed (large members are not held).
-            fs.extend(super::scan_member(src, e, ctx, policy));
+            fs.extend(super::scan_member(sc, src, e));
             continue;
         }
-        let child = ctx.child(name);
-        let (data, anomalies) = match super::read_zip_member(src, e, &child, policy) {
+        let child = sc.child(name);
+        let (data, anomalies) = match super::read_zip_member(src, e, &child) {
             Ok(x) => x,
             Err(f) => {
                 fs.push(f);
@@ -345,23 +332,23 @@ pub fn scan_torch_zip(
         };
         fs.extend(anomalies);
         {
-            let scan = pickle::scan_streams(&data, 0, &child, policy, None);
+            let scan = pickle::scan_streams(&child, &data, 0, None);
             fs.extend(scan.findings.iter().cloned());
             if base == "data.pkl" {
-                let refs = storage_refs(&scan, &child, &mut fs);
+                let refs = storage_refs(&child, &scan, &mut fs);
                 let prefix = &name[..name.len() - "data.pkl".len()];
                 for r in refs {
                     let member = format!("{prefix}data/{}", r.key);
                     match sizes.get(member.as_str()) {
                         None => fs.push(child.stamp(
-                            ScanFinding::new("SCN008", Severity::High, format!("storage {:?} is referenced but member {member} does not exist", r.key)).offset(r.offset),
+                            ScanFinding::new(Code::Scn008, Severity::High, format!("storage {:?} is referenced but member {member} does not exist", r.key)).offset(r.offset),
                         )),
                         Some(&size) => {
                             if let (Some(n), Some(el)) = (r.numel, element_size(&r.class)) {
                                 if n.checked_mul(el) != Some(size) {
                                     fs.push(child.stamp(
                                         ScanFinding::new(
-                                            "SCN009",
+                                            Code::Scn009,
                                             Severity::High,
                                             format!("storage {:?} ({}) declares {n} elements = {} bytes but {member} holds {size}", r.key, r.class, n.saturating_mul(el)),
                                         )
@@ -376,8 +363,8 @@ pub fn scan_torch_zip(
         }
     }
     if code_members > 0 {
-        fs.push(ctx.stamp(ScanFinding::new(
-            "SCN011",
+        fs.push(sc.stamp(ScanFinding::new(
+            Code::Scn011,
             Severity::Medium,
             format!("TorchScript archive: {code_members} code member(s) run by the TorchScript interpreter on torch.jit.load"),
         )));

@@ -15,6 +15,10 @@ pub const DEFAULT_WINDOW: usize = 256 << 10;
 
 thread_local! {
     /// Test hook: read in-memory buffers through a stream window of this many bytes too.
+    /// Deliberately thread-scoped, not part of the [`crate::scan::Scanner`]: it is no scan state
+    /// (nothing is counted or reset per file, and `None`, the only value outside tests and
+    /// fuzzing, changes nothing), and the window-independence tests must reach every replay
+    /// through public entry points such as `scan_path` without widening their signatures.
     static FORCE_WINDOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
@@ -92,7 +96,7 @@ impl PickleSource for Reopen<'_> {
 
 /// Positioned reads of a random-access source (a file on disk, a stored member).
 pub struct SourceReader<'a> {
-    pub src: &'a dyn crate::scan::formats::source::Source,
+    pub src: &'a dyn crate::scan::source::Source,
     pub pos: u64,
 }
 
@@ -109,7 +113,7 @@ impl Read for SourceReader<'_> {
     }
 }
 
-impl PickleSource for &dyn crate::scan::formats::source::Source {
+impl PickleSource for &dyn crate::scan::source::Source {
     fn bytes(&self) -> Option<&[u8]> {
         None
     }

@@ -10,10 +10,13 @@ pub mod opcodes;
 pub mod strings;
 pub mod vm;
 
-use super::finding::{Ctx, ScanFinding};
+use super::finding::ScanFinding;
 use super::policy::{Decision, Policy};
 use super::presets::ArgKind;
+use super::scanner::{Retained, Scanner};
+pub use super::scanner::{VM_MIN, VM_TOTAL};
 use crate::report::Severity;
+use crate::scan::diags::Code;
 pub use input::{with_window, PickleSource};
 use std::collections::BTreeMap;
 pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
@@ -21,67 +24,12 @@ pub use vm::{Limits, Outcome, PersistentId, PidItem, TopValue, Trace};
 /// Stacked streams read from one region before giving up.
 pub const MAX_STREAMS: u32 = 100_000;
 
-thread_local! {
-    /// Bytes held by the traces of pickle scans still alive on this thread (the memory budget
-    /// is shared by a file's stacked streams and nested payloads, not granted to each).
-    static RETAINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-thread_local! {
-    /// Bytes of payloads held in memory on this thread while they are scanned (a file read
-    /// whole, a decompressed payload, a member), see [`hold_data`].
-    static HELD_DATA: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Start a new file: no trace is held any more.
-pub fn reset_memory() {
-    RETAINED.with(|r| r.set(0));
-}
-
-/// Held payloads, live traces and the replay together stay within this (plus the binary's own
-/// ~16 MiB), so a scan peaks under 256 MiB when the payloads fit; the replay always gets at
-/// least [`VM_MIN`].
-pub const VM_TOTAL: usize = 208 << 20;
-pub const VM_MIN: usize = 32 << 20;
-
-/// What one more replay may hold: [`vm::VM_BUDGET`], less what held payloads take beyond
-/// [`VM_TOTAL`] (down to [`VM_MIN`]), less what live traces hold.
-pub fn vm_memory_left() -> usize {
-    let held = HELD_DATA.with(|h| h.get());
-    let room = VM_TOTAL.saturating_sub(held).max(VM_MIN);
-    vm::VM_BUDGET
-        .min(room)
-        .saturating_sub(RETAINED.with(|r| r.get()))
-}
-
-/// Counts `len` payload bytes as held until the guard is dropped (see [`vm_memory_left`]).
-pub fn hold_data(len: usize) -> impl Drop {
-    struct Data(usize);
-    impl Drop for Data {
-        fn drop(&mut self) {
-            let n = self.0;
-            HELD_DATA.with(|h| h.set(h.get().saturating_sub(n)));
-        }
-    }
-    HELD_DATA.with(|h| h.set(h.get().saturating_add(len)));
-    Data(len)
-}
-
-/// Gives a scan's trace bytes back to the budget when the scan is dropped.
-#[derive(Default)]
-struct Held(usize);
-
-impl Held {
-    fn add(&mut self, n: usize) {
-        self.0 = self.0.saturating_add(n);
-        RETAINED.with(|r| r.set(r.get().saturating_add(n)));
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let n = self.0;
-        RETAINED.with(|r| r.set(r.get().saturating_sub(n)));
+/// Replay limits for one more stream of `sc`'s file: [`vm::VM_BUDGET`] shrunk by what the file's
+/// held payloads and live traces take (see [`Scanner::memory_left`]).
+pub fn limits(sc: &Scanner) -> Limits {
+    Limits {
+        max_bytes: sc.memory_left(vm::VM_BUDGET),
+        ..Limits::default()
     }
 }
 
@@ -91,7 +39,7 @@ pub struct PickleScan {
     pub traces: Vec<Trace>,
     /// Bytes consumed by complete streams.
     pub end: usize,
-    held: Held,
+    held: Retained,
 }
 
 impl PickleScan {
@@ -130,29 +78,27 @@ fn summarize(t: &Trace) -> String {
 /// Scan consecutive pickle streams in `data` until EOF (or `max_streams`).
 /// `base` is the offset of `data` within the member, for reported offsets.
 pub fn scan_streams(
+    sc: &Scanner,
     data: &[u8],
     base: u64,
-    ctx: &Ctx,
-    policy: &Policy,
     max_streams: Option<usize>,
 ) -> PickleScan {
-    scan_source(&data, base, ctx, policy, max_streams)
+    scan_source(sc, &data, base, max_streams)
 }
 
 /// [`scan_streams`] over any [`PickleSource`]: a file, a member or a decompressed payload is
 /// read through a bounded window, so memory is what the replay holds, not the data's size.
 pub fn scan_source(
+    sc: &Scanner,
     src: &dyn PickleSource,
     base: u64,
-    ctx: &Ctx,
-    policy: &Policy,
     max_streams: Option<usize>,
 ) -> PickleScan {
     let mut out = PickleScan {
         findings: vec![],
         traces: vec![],
         end: 0,
-        held: Held::default(),
+        held: sc.retainer(),
     };
     let mut inp = src.input(0);
     let mut pos = 0usize;
@@ -160,9 +106,9 @@ pub fn scan_source(
     while inp.has(pos) && max_streams.is_none_or(|m| (idx as usize) < m) {
         if idx >= MAX_STREAMS {
             out.findings.push(
-                ctx.stamp(
+                sc.stamp(
                     ScanFinding::new(
-                        "PKL021",
+                        Code::Pkl021,
                         Severity::High,
                         format!("resource limit: more than {MAX_STREAMS} stacked pickle streams; a loader reading on would run the rest"),
                     )
@@ -171,9 +117,9 @@ pub fn scan_source(
             );
             break;
         }
-        let t = vm::run_input(&mut inp, pos, base + pos as u64, Limits::default(), true);
+        let t = vm::run_input(&mut inp, pos, base + pos as u64, limits(sc), true);
         out.held.add(t.mem_bytes);
-        let mut fs = trace_findings(&t, policy);
+        let mut fs = trace_findings(&t, sc.policy);
         let resource = t
             .anomalies
             .iter()
@@ -184,7 +130,7 @@ pub fn scan_source(
             } else if idx == 0 || did_something(&t) {
                 fs.push(
                     ScanFinding::new(
-                        "PKL009",
+                        Code::Pkl009,
                         Severity::High,
                         format!(
                             "pickle stream breaks at offset {offset}: {message}; a loader has already acted on everything before the break: it {}",
@@ -199,7 +145,7 @@ pub fn scan_source(
                 let (left, blank) = src.input(pos).rest_all(pos, |b| b.is_ascii_whitespace());
                 fs.push(
                     ScanFinding::new(
-                        "PKL012",
+                        Code::Pkl012,
                         if blank {
                             Severity::Low
                         } else {
@@ -226,19 +172,19 @@ pub fn scan_source(
                 &mut src.input(pos),
                 pos,
                 base + pos as u64,
-                Limits::default(),
+                limits(sc),
                 false,
             );
-            for f in plain_reading_findings(&plain, from, policy) {
+            for f in plain_reading_findings(&plain, from, sc.policy) {
                 if !fs.iter().any(|x| x.code == f.code && x.offset == f.offset) {
                     fs.push(f);
                 }
             }
         }
-        nested_findings(&t, ctx, policy, &mut fs);
+        nested_findings(sc, &t, &mut fs);
         for mut f in fs {
             f.stream = Some(idx);
-            out.findings.push(ctx.stamp(f));
+            out.findings.push(sc.stamp(f));
         }
         let complete = t.outcome == Outcome::Complete;
         let consumed = t.end;
@@ -252,9 +198,9 @@ pub fn scan_source(
     }
     if let Some(e) = inp.error.take() {
         out.findings.push(
-            ctx.stamp(
+            sc.stamp(
                 ScanFinding::new(
-                    "SCN002",
+                    Code::Scn002,
                     Severity::High,
                     format!(
                         "the pickle data cannot be read past offset {}: {e}",
@@ -268,30 +214,29 @@ pub fn scan_source(
     out
 }
 
-fn nested_findings(t: &Trace, ctx: &Ctx, policy: &Policy, fs: &mut Vec<ScanFinding>) {
+fn nested_findings(sc: &Scanner, t: &Trace, fs: &mut Vec<ScanFinding>) {
     for (off, bytes) in &t.nested {
         let off = *off;
-        if ctx.depth >= policy.max_depth {
+        if sc.depth() >= sc.policy.max_depth {
             fs.push(
                 ScanFinding::new(
-                    "SCN017",
+                    Code::Scn017,
                     Severity::High,
                     format!(
                         "nested payload at offset {off} is deeper than the nesting limit ({})",
-                        policy.max_depth
+                        sc.policy.max_depth
                     ),
                 )
                 .offset(off),
             );
             continue;
         }
-        let child = ctx.child(&format!("bytes@{off}"));
-        if let Some((kind, inner)) = super::formats::scan_nested(bytes, &child, policy) {
+        if let Some((kind, inner)) = sc.embedded(&format!("bytes@{off}"), bytes) {
             let serious = inner.iter().any(|f| f.severity >= Severity::Medium);
             if serious {
                 fs.push(
                     ScanFinding::new(
-                        "PKL013",
+                        Code::Pkl013,
                         Severity::High,
                         format!("bytes at offset {off} hold a nested {kind} with findings of its own (a loader that unpickles them runs them)"),
                     )
@@ -331,7 +276,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
                 computed += 1;
                 fs.push(
                     ScanFinding::new(
-                        "PKL008",
+                        Code::Pkl008,
                         Severity::High,
                         format!("{} at offset {} calls {what}, not a named global: the callable is computed at load time", c.opcode, c.offset),
                     )
@@ -358,7 +303,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
             }
             fs.push(
                 ScanFinding::new(
-                    "PKL019",
+                    Code::Pkl019,
                     Severity::Low,
                     format!("the result of calling {} is thrown away right after the call (payload-then-POP)", gl.qualified()),
                 )
@@ -369,7 +314,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     if computed > MAX_CALL_FINDINGS {
         fs.push(ScanFinding::new(
-            "PKL008",
+            Code::Pkl008,
             Severity::High,
             format!(
                 "{} more calls on values that are not named globals (only the first {MAX_CALL_FINDINGS} are listed)",
@@ -379,7 +324,7 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     if discarded > MAX_CALL_FINDINGS {
         fs.push(ScanFinding::new(
-            "PKL019",
+            Code::Pkl019,
             Severity::Low,
             format!(
                 "{} more call results thrown away right after the call (only the first {MAX_CALL_FINDINGS} are listed)",
@@ -442,27 +387,27 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
         let f = match policy.judge_as(&module, &name, known_class) {
             Decision::Allowed => continue,
             Decision::AllowedSuspicious => ScanFinding::new(
-                "PKL018",
+                Code::Pkl018,
                 Severity::Info,
                 format!("{qual}{mapped} is a custom class the policy allows{called}"),
             ),
             Decision::Suspicious => ScanFinding::new(
-                "PKL003",
+                Code::Pkl003,
                 Severity::Medium,
                 format!("{qual}{mapped} is a custom class outside the allowlist (allow it with a policy if expected){called}"),
             ),
             Decision::Unsafe { severity: Severity::Critical, why } => ScanFinding::new(
-                "PKL001",
+                Code::Pkl001,
                 Severity::Critical,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
             Decision::Unsafe { severity, why } if name.contains('.') => ScanFinding::new(
-                "PKL004",
+                Code::Pkl004,
                 severity,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
             Decision::Unsafe { severity, why } => ScanFinding::new(
-                "PKL002",
+                Code::Pkl002,
                 severity,
                 format!("{} {qual}{mapped}: {why}{called}", g.opcode),
             ),
@@ -471,17 +416,17 @@ pub fn trace_findings(t: &Trace, policy: &Policy) -> Vec<ScanFinding> {
     }
     for a in &t.anomalies {
         let (code, sev) = match a.kind {
-            vm::AnomalyKind::NonLiteralStackGlobal => ("PKL005", Severity::High),
-            vm::AnomalyKind::MemoMiss => ("PKL006", Severity::High),
-            vm::AnomalyKind::Ext => ("PKL007", Severity::High),
-            vm::AnomalyKind::BuildOnGlobal => ("PKL011", Severity::High),
-            vm::AnomalyKind::MisplacedProto => ("PKL016", Severity::Low),
-            vm::AnomalyKind::OutOfBand => ("PKL017", Severity::Medium),
-            vm::AnomalyKind::Limit => ("PKL014", Severity::High),
-            vm::AnomalyKind::Dropped => ("PKL014", Severity::Info),
-            vm::AnomalyKind::Resource => ("PKL021", Severity::High),
-            vm::AnomalyKind::JoblibCompanion => ("PKL020", Severity::Low),
-            vm::AnomalyKind::JoblibCompanionPath => ("PKL020", Severity::High),
+            vm::AnomalyKind::NonLiteralStackGlobal => (Code::Pkl005, Severity::High),
+            vm::AnomalyKind::MemoMiss => (Code::Pkl006, Severity::High),
+            vm::AnomalyKind::Ext => (Code::Pkl007, Severity::High),
+            vm::AnomalyKind::BuildOnGlobal => (Code::Pkl011, Severity::High),
+            vm::AnomalyKind::MisplacedProto => (Code::Pkl016, Severity::Low),
+            vm::AnomalyKind::OutOfBand => (Code::Pkl017, Severity::Medium),
+            vm::AnomalyKind::Limit => (Code::Pkl014, Severity::High),
+            vm::AnomalyKind::Dropped => (Code::Pkl014, Severity::Info),
+            vm::AnomalyKind::Resource => (Code::Pkl021, Severity::High),
+            vm::AnomalyKind::JoblibCompanion => (Code::Pkl020, Severity::Low),
+            vm::AnomalyKind::JoblibCompanionPath => (Code::Pkl020, Severity::High),
         };
         fs.push(ScanFinding::new(code, sev, a.detail.clone()).offset(a.offset));
     }
@@ -515,7 +460,7 @@ fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<Scan
                 why: reason,
             } => out.push(
                 ScanFinding::new(
-                    "PKL001",
+                    Code::Pkl001,
                     Severity::Critical,
                     format!(
                         "{why}: there it resolves {} at offset {} ({reason})",
@@ -535,7 +480,7 @@ fn plain_reading_findings(plain: &Trace, from: u64, policy: &Policy) -> Vec<Scan
         others.truncate(5);
         out.push(
             ScanFinding::new(
-                "PKL002",
+                Code::Pkl002,
                 Severity::Low,
                 format!(
                     "{why}: there it would import and call {n} global(s) outside the allowlist ({}); none is denylisted, and such names usually come from array data read as opcodes",
@@ -578,7 +523,7 @@ fn invocation_findings(t: &Trace, policy: &Policy, fs: &mut Vec<ScanFinding>) {
         let invoker = t.globals[inv.invoker].qualified();
         fs.push(
             ScanFinding::new(
-                "PKL008",
+                Code::Pkl008,
                 Severity::High,
                 format!(
                     "{what} reaches argument {} of {invoker} at offset {}, which {role}: only an allowlisted callable may go there",
@@ -606,17 +551,16 @@ mod tests {
     use super::*;
 
     fn codes(data: &[u8]) -> Vec<&'static str> {
-        let s = scan_streams(data, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&crate::scan::scanner(&Policy::default()), data, 0, None);
         s.findings.iter().map(|f| f.code).collect()
     }
 
     #[test]
     fn proto0_os_system_is_critical_with_call_site() {
         let s = scan_streams(
+            &crate::scan::scanner(&Policy::default()),
             b"cos\nsystem\n(S'id'\ntR.",
             0,
-            &Ctx::default(),
-            &Policy::default(),
             None,
         );
         let f = &s.findings[0];
@@ -637,18 +581,16 @@ mod tests {
     #[test]
     fn py2_names_are_mapped() {
         let s = scan_streams(
+            &crate::scan::scanner(&Policy::default()),
             b"c__builtin__\nset\n(]tR.",
             0,
-            &Ctx::default(),
-            &Policy::default(),
             None,
         );
         assert!(s.findings.is_empty(), "{:?}", s.findings);
         let s = scan_streams(
+            &crate::scan::scanner(&Policy::default()),
             b"ccommands\ngetoutput\n(S'id'\ntR.",
             0,
-            &Ctx::default(),
-            &Policy::default(),
             None,
         );
         assert_eq!(
@@ -657,10 +599,9 @@ mod tests {
         );
         // Protocol 3+: no mapping, __builtin__ is simply unknown.
         let s = scan_streams(
+            &crate::scan::scanner(&Policy::default()),
             b"\x80\x03c__builtin__\nset\n)R.",
             0,
-            &Ctx::default(),
-            &Policy::default(),
             None,
         );
         assert_eq!(s.findings[0].code, "PKL002");
@@ -670,7 +611,7 @@ mod tests {
     fn memo_confusion_resolves_the_real_value() {
         // push 'os', push 'collections', POP, BINPUT 0 (memo = 'os'), 'system', STACK_GLOBAL via memo.
         let d = b"\x80\x04\x8c\x02os\x8c\x0bcollections0q\x00\x8c\x06system\x93q\x01h\x00\x8c\x06system\x93)R.";
-        let s = scan_streams(d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&crate::scan::scanner(&Policy::default()), d, 0, None);
         assert!(
             s.findings
                 .iter()
@@ -683,7 +624,7 @@ mod tests {
     #[test]
     fn escaped_strings_and_computed_operands() {
         let d = b"V\\u006f\\u0073\nVsystem\n\x93(S'id'\ntR.";
-        let s = scan_streams(d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&crate::scan::scanner(&Policy::default()), d, 0, None);
         assert_eq!(s.findings[0].global.as_deref(), Some("os.system"));
         // Module name produced by a call: not literal.
         let d = b"\x80\x04cbuiltins\nstr\n\x8c\x02os\x85R\x8c\x06system\x93)R.";
@@ -715,10 +656,9 @@ mod tests {
         let c = codes(b"\x80\x02N.\xff\xff");
         assert_eq!(c, vec!["PKL012"]);
         let s = scan_streams(
+            &crate::scan::scanner(&Policy::default()),
             b"\x80\x02N.\n",
             0,
-            &Ctx::default(),
-            &Policy::default(),
             None,
         );
         assert_eq!(s.findings[0].severity, Severity::Low);
@@ -757,7 +697,7 @@ mod tests {
         let o8 = cat(&[&g("numpy", "dtype"), &u("O8"), b"\x89\x88\x87R"]);
         let nested = cat(&[b"\x80\x02", &g("os", "system"), &u("id"), b"\x85R."]);
         let d = cat(&[b"\x80\x02", &wrapper(&o8), &nested, b"."]);
-        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&crate::scan::scanner(&Policy::default()), &d, 0, None);
         assert!(
             s.findings
                 .iter()
@@ -966,7 +906,7 @@ mod tests {
             ] {
                 let mut d = vec![b];
                 d.extend_from_slice(tail);
-                let _ = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+                let _ = scan_streams(&crate::scan::scanner(&Policy::default()), &d, 0, None);
             }
         }
     }
@@ -1071,25 +1011,27 @@ mod tests {
     #[test]
     fn budget_stop_is_unscannable_not_a_broken_stream() {
         // A scan whose file has (nearly) spent the shared budget: the next stream stops at it.
-        let mut held = Held::default();
+        let policy = Policy::default();
+        let sc = crate::scan::scanner(&policy);
+        let mut held = sc.retainer();
         held.add(vm::VM_BUDGET - (256 << 10));
         let mut d = b"\x80\x04cos\nsystem\n".to_vec();
         d.extend(std::iter::repeat_n(b']', 1 << 20));
         d.push(b'.');
-        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&sc, &d, 0, None);
         let c: Vec<_> = s.findings.iter().map(|f| f.code).collect();
         assert!(c.contains(&"PKL021") && !c.contains(&"PKL009"), "{c:?}");
         // What ran before the stop is still reported (the global is critical).
         assert!(c.contains(&"PKL001"), "{c:?}");
         let only_lists: Vec<u8> = [&b"\x80\x04"[..], &[b']'; 1 << 20], b"."].concat();
-        let s = scan_streams(&only_lists, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&sc, &only_lists, 0, None);
         assert_eq!(
             crate::scan::verdict_of(&s.findings),
             crate::scan::Verdict::Unscannable
         );
         drop(held);
         // With the budget back, the same lists replay to STOP.
-        let s = scan_streams(&only_lists, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&sc, &only_lists, 0, None);
         assert_eq!(
             crate::scan::verdict_of(&s.findings),
             crate::scan::Verdict::Clean
@@ -1103,7 +1045,7 @@ mod tests {
             d.extend_from_slice(b"\x80\x04");
         }
         d.push(b'.');
-        let s = scan_streams(&d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&crate::scan::scanner(&Policy::default()), &d, 0, None);
         let proto = s.findings.iter().filter(|f| f.code == "PKL016").count();
         assert!(proto <= 4096, "{proto}");
         assert!(s
@@ -1118,10 +1060,13 @@ mod tests {
 
     #[test]
     fn held_payloads_shrink_the_budget_down_to_its_floor() {
+        let policy = Policy::default();
+        let sc = crate::scan::scanner(&policy);
+        let vm_memory_left = || sc.memory_left(vm::VM_BUDGET);
         let full = vm_memory_left();
-        let small = hold_data(100 << 20);
+        let small = sc.hold(100 << 20);
         assert_eq!(vm_memory_left(), full.min(VM_TOTAL - (100 << 20)));
-        let big = hold_data(1 << 30);
+        let big = sc.hold(1 << 30);
         assert_eq!(vm_memory_left(), VM_MIN);
         drop((small, big));
         assert_eq!(vm_memory_left(), full);
@@ -1129,9 +1074,12 @@ mod tests {
 
     #[test]
     fn retained_traces_are_charged_until_dropped() {
+        let policy = Policy::default();
+        let sc = crate::scan::scanner(&policy);
+        let vm_memory_left = || sc.memory_left(vm::VM_BUDGET);
         let before = vm_memory_left();
         let d = b"\x80\x04c__main__\nA\nc__main__\nB\n\x86.";
-        let s = scan_streams(d, 0, &Ctx::default(), &Policy::default(), None);
+        let s = scan_streams(&sc, d, 0, None);
         assert!(vm_memory_left() < before);
         drop(s);
         assert_eq!(vm_memory_left(), before);

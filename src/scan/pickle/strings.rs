@@ -1,10 +1,34 @@
 //! Exact decoders for the text forms of pickle strings, matching CPython:
 //! `raw-unicode-escape` (UNICODE), `codecs.escape_decode` plus the quote rule (STRING).
 
+/// Why a text-form string argument does not decode (CPython raises on the same bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StringError {
+    /// Fewer than the 4 (`\u`) or 8 (`\U`) characters the escape needs.
+    #[error("truncated \\{0}XXXX escape")]
+    ShortEscape(char),
+    /// The escape's characters are not all hex digits.
+    #[error("truncated \\{0} escape")]
+    NonHexEscape(char),
+    #[error("bad escape")]
+    BadEscape,
+    #[error("{0}")]
+    Radix(#[from] std::num::ParseIntError),
+    #[error("\\U{0:08x} out of range")]
+    OutOfRange(u32),
+    #[error("the STRING opcode argument must be quoted")]
+    Unquoted,
+    #[error("trailing \\ in string")]
+    TrailingBackslash,
+    /// Position of the backslash.
+    #[error("invalid \\x escape at position {0}")]
+    BadHexEscape(usize),
+}
+
 /// CPython's `raw_unicode_escape` decoder: bytes are Latin-1, and `\uXXXX` / `\UXXXXXXXX` are
 /// escapes only after an odd number of backslashes. `Ok(None)`: valid, but the text holds a
 /// lone surrogate (`\ud800`), which Python keeps and a Rust `String` cannot.
-pub fn raw_unicode_escape(data: &[u8]) -> Result<Option<String>, String> {
+pub fn raw_unicode_escape(data: &[u8]) -> Result<Option<String>, StringError> {
     let mut surrogate = false;
     let mut out = String::with_capacity(data.len());
     let mut i = 0;
@@ -27,19 +51,15 @@ pub fn raw_unicode_escape(data: &[u8]) -> Result<Option<String>, String> {
         out.pop();
         let n = if data[i] == b'u' { 4 } else { 8 };
         i += 1;
-        let hex = data
-            .get(i..i + n)
-            .ok_or_else(|| format!("truncated \\{}XXXX escape", if n == 4 { 'u' } else { 'U' }))?;
-        let s = std::str::from_utf8(hex).map_err(|_| "bad escape".to_string())?;
+        let letter = if n == 4 { 'u' } else { 'U' };
+        let hex = data.get(i..i + n).ok_or(StringError::ShortEscape(letter))?;
+        let s = std::str::from_utf8(hex).map_err(|_| StringError::BadEscape)?;
         if !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "truncated \\{} escape",
-                if n == 4 { 'u' } else { 'U' }
-            ));
+            return Err(StringError::NonHexEscape(letter));
         }
-        let v = u32::from_str_radix(s, 16).map_err(|e| e.to_string())?;
+        let v = u32::from_str_radix(s, 16)?;
         if v > 0x10ffff {
-            return Err(format!("\\U{v:08x} out of range"));
+            return Err(StringError::OutOfRange(v));
         }
         match char::from_u32(v) {
             Some(c) => out.push(c),
@@ -51,16 +71,16 @@ pub fn raw_unicode_escape(data: &[u8]) -> Result<Option<String>, String> {
 }
 
 /// `load_string`: strip one pair of matching outer quotes (required), then `escape_decode`.
-pub fn string_opcode(line: &[u8]) -> Result<Vec<u8>, String> {
+pub fn string_opcode(line: &[u8]) -> Result<Vec<u8>, StringError> {
     if line.len() >= 2 && line[0] == line[line.len() - 1] && (line[0] == b'"' || line[0] == b'\'') {
         escape_decode(&line[1..line.len() - 1])
     } else {
-        Err("the STRING opcode argument must be quoted".into())
+        Err(StringError::Unquoted)
     }
 }
 
 /// CPython's `codecs.escape_decode` (`_PyBytes_DecodeEscape`).
-pub fn escape_decode(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn escape_decode(data: &[u8]) -> Result<Vec<u8>, StringError> {
     let mut out = Vec::with_capacity(data.len());
     let mut i = 0;
     while i < data.len() {
@@ -71,7 +91,7 @@ pub fn escape_decode(data: &[u8]) -> Result<Vec<u8>, String> {
             continue;
         }
         let Some(&c) = data.get(i) else {
-            return Err("trailing \\ in string".into());
+            return Err(StringError::TrailingBackslash);
         };
         i += 1;
         match c {
@@ -104,7 +124,7 @@ pub fn escape_decode(data: &[u8]) -> Result<Vec<u8>, String> {
                     .get(i..i + 2)
                     .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
                 let Some(h) = h else {
-                    return Err(format!("invalid \\x escape at position {}", i - 2));
+                    return Err(StringError::BadHexEscape(i - 2));
                 };
                 let s = std::str::from_utf8(h).unwrap_or("00");
                 out.push(u8::from_str_radix(s, 16).unwrap_or(0));

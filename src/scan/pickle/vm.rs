@@ -29,7 +29,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_ops: 50_000_000,
-            max_bytes: super::vm_memory_left(),
+            max_bytes: VM_BUDGET,
             max_literal: 4096,
         }
     }
@@ -1282,7 +1282,7 @@ impl Vm<'_, '_, '_> {
             }
             code::STRING => {
                 let l = self.r.line(self.room())?;
-                let b = strings::string_opcode(l).map_err(Fail)?;
+                let b = strings::string_opcode(l).map_err(|e| Fail(e.to_string()))?;
                 let node = match String::from_utf8(b) {
                     Ok(s) => self.text(s),
                     Err(_) => Val::OpaqueStr,
@@ -1316,7 +1316,7 @@ impl Vm<'_, '_, '_> {
             }
             code::UNICODE => {
                 let l = self.r.line(self.room())?;
-                let n = match strings::raw_unicode_escape(l).map_err(Fail)? {
+                let n = match strings::raw_unicode_escape(l).map_err(|e| Fail(e.to_string()))? {
                     Some(s) => self.text(s),
                     // Lone surrogates: legal text, never a name that imports.
                     None => Val::OpaqueStr,

@@ -5,6 +5,8 @@
 
 pub mod behave;
 #[cfg(feature = "behave")]
+pub mod behave_bert_gen;
+#[cfg(feature = "behave")]
 pub mod behave_lm_gen;
 pub mod formats;
 pub mod oci;

@@ -541,7 +541,7 @@ impl Vm<'_, '_, '_> {
             return Err(fail(format!("negative element count {count}")));
         }
         let dtype = get("dtype").ok_or_else(|| fail("no dtype attribute".into()))?;
-        let dt = self.dtype_info(dtype, 0).map_err(fail)?;
+        let dt = self.dtype_info(dtype, 0).map_err(|e| fail(e.to_string()))?;
         if self.r.pos < self.r.frame_end && self.r.has(self.r.pos) {
             // joblib reads the array from the file, past the rest of the current frame.
             return Err(fail(
@@ -669,33 +669,25 @@ impl Vm<'_, '_, '_> {
     }
 
     /// numpy's dtype object `id` after construction and every BUILD applied to it.
-    fn dtype_info(&self, id: Id, depth: u32) -> Result<DType, String> {
+    fn dtype_info(&self, id: Id, depth: u32) -> Result<DType, DtypeError> {
         if depth > MAX_DTYPE_DEPTH {
-            return Err("dtype nested too deep".into());
+            return Err(DtypeError::TooDeep);
         }
         let Some(key) = self.dtype_key(id) else {
-            return Err(format!(
-                "dtype is {}, not numpy.dtype(...)",
-                describe(self, id)
-            ));
+            return Err(DtypeError::NotADtype(describe(self, id)));
         };
         let Some(Node::Object { args: Some(a), .. }) = self.node(id) else {
-            return Err("numpy.dtype called without arguments".into());
+            return Err(DtypeError::NoArguments);
         };
-        let items = self
-            .items_of(a)
-            .ok_or("numpy.dtype arguments are not a tuple")?;
+        let items = self.items_of(a).ok_or(DtypeError::ArgumentsNotATuple)?;
         let s = items
             .first()
             .and_then(|s| self.str_of(*s))
-            .ok_or("numpy.dtype is given something other than a type string")?;
-        let mut d =
-            parse_dtype(s).ok_or_else(|| format!("dtype string {s:?} is not one mlsign models"))?;
+            .ok_or(DtypeError::NotATypeString)?;
+        let mut d = parse_dtype(s).ok_or_else(|| DtypeError::UnmodelledType(s.to_string()))?;
         let copy = match items.get(2) {
             None => false,
-            Some(c) => self
-                .truthy(*c)
-                .ok_or("the copy argument of numpy.dtype is not a literal")?,
+            Some(c) => self.truthy(*c).ok_or(DtypeError::CopyNotALiteral)?,
         };
         // Builtin dtypes without copy (numbers, bool, object) are shared singletons whose
         // __setstate__ does nothing (verified against numpy 2.4).
@@ -715,16 +707,16 @@ impl Vm<'_, '_, '_> {
     }
 
     /// numpy's `arraydescr_setstate`, for the parts that decide item size and object-ness.
-    fn dtype_setstate(&self, d: &mut DType, state: Id, depth: u32) -> Result<(), String> {
-        let items = self.items_of(state).ok_or("dtype state is not a tuple")?;
-        let int = |i: usize| -> Result<i64, String> {
+    fn dtype_setstate(&self, d: &mut DType, state: Id, depth: u32) -> Result<(), DtypeError> {
+        let items = self.items_of(state).ok_or(DtypeError::StateNotATuple)?;
+        let int = |i: usize| -> Result<i64, DtypeError> {
             let v = items
                 .get(i)
                 .and_then(|x| self.int_lit(*x))
-                .ok_or("dtype state field is not a literal int")?;
+                .ok_or(DtypeError::StateFieldNotAnInt)?;
             i32::try_from(v)
                 .map(i64::from)
-                .map_err(|_| "dtype state int out of C int range".into())
+                .map_err(|_| DtypeError::StateIntRange)
         };
         // (version, endian, subarray, names, fields, elsize, alignment, flags[, metadata])
         let (version, fields, names, elsize, flags, metadata) = match items.len() {
@@ -739,30 +731,30 @@ impl Vm<'_, '_, '_> {
             8 => (int(0)?, items[4], Some(items[3]), int(5)?, int(7)?, None),
             7 => (int(0)?, items[4], Some(items[3]), int(5)?, 0, None),
             5 => (0, items[2], None, int(3)?, 0, None),
-            n => return Err(format!("dtype state of {n} items")),
+            n => return Err(DtypeError::StateLength(n)),
         };
         if !(0..=4).contains(&version) {
-            return Err(format!("dtype state version {version}"));
+            return Err(DtypeError::StateVersion(version));
         }
         let has_fields = !self.is_none(fields);
         if version < 2 && has_fields {
-            return Err("dtype state of version < 2 with fields".into());
+            return Err(DtypeError::OldStateWithFields);
         }
         if has_fields {
             if !matches!(self.node(fields), Some(Node::Dict(_))) {
-                return Err("dtype fields are not a literal dict".into());
+                return Err(DtypeError::FieldsNotADict);
             }
             match names.map(|n| self.node(n)) {
                 Some(Some(Node::Tuple(_))) | None => {}
-                _ => return Err("dtype names are not a tuple".into()),
+                _ => return Err(DtypeError::NamesNotATuple),
             }
             d.fields = Some(fields);
         } else if names.is_some_and(|n| !self.is_none(n)) {
-            return Err("dtype names without fields".into());
+            return Err(DtypeError::NamesWithoutFields);
         }
         let has_metadata = metadata.and_then(|m| self.items_of(m)).map(<[Id]>::len) == Some(2);
         if d.datetime && !has_metadata {
-            return Err("datetime dtype state without (metadata, c_metadata)".into());
+            return Err(DtypeError::DatetimeWithoutMetadata);
         }
         if d.flexible {
             d.itemsize = elsize;
@@ -780,7 +772,7 @@ impl Vm<'_, '_, '_> {
 
     /// numpy's `_descr_find_object`: any flag set, the object type, or a field whose dtype has a
     /// flag set (numpy counts any flag, not only the object one).
-    fn find_object(&self, d: &DType, depth: u32) -> Result<bool, String> {
+    fn find_object(&self, d: &DType, depth: u32) -> Result<bool, DtypeError> {
         if d.flags != 0 || d.object_kind {
             return Ok(true);
         }
@@ -799,7 +791,7 @@ impl Vm<'_, '_, '_> {
             };
             match key {
                 Some(Node::Str(_) | Node::Int(_)) => {}
-                _ => return Err("dtype field name is not a literal".into()),
+                _ => return Err(DtypeError::FieldNameNotALiteral),
             }
             match order.iter_mut().find(|(k2, _)| same(k2)) {
                 Some(e) => e.1 = *v,
@@ -848,6 +840,49 @@ fn describe(vm: &Vm, id: Id) -> String {
         Some(n) => format!("a {} value", super::kind_name(n)),
         None => "an unknown value".into(),
     }
+}
+
+/// Why a numpy dtype that joblib reads an array with cannot be followed (as numpy's
+/// `arraydescr_setstate` would see it, or a form mlsign does not model).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DtypeError {
+    #[error("dtype nested too deep")]
+    TooDeep,
+    /// What the value is instead (see `describe`).
+    #[error("dtype is {0}, not numpy.dtype(...)")]
+    NotADtype(String),
+    #[error("numpy.dtype called without arguments")]
+    NoArguments,
+    #[error("numpy.dtype arguments are not a tuple")]
+    ArgumentsNotATuple,
+    #[error("numpy.dtype is given something other than a type string")]
+    NotATypeString,
+    #[error("dtype string {0:?} is not one mlsign models")]
+    UnmodelledType(String),
+    #[error("the copy argument of numpy.dtype is not a literal")]
+    CopyNotALiteral,
+    #[error("dtype state is not a tuple")]
+    StateNotATuple,
+    #[error("dtype state field is not a literal int")]
+    StateFieldNotAnInt,
+    #[error("dtype state int out of C int range")]
+    StateIntRange,
+    #[error("dtype state of {0} items")]
+    StateLength(usize),
+    #[error("dtype state version {0}")]
+    StateVersion(i64),
+    #[error("dtype state of version < 2 with fields")]
+    OldStateWithFields,
+    #[error("dtype fields are not a literal dict")]
+    FieldsNotADict,
+    #[error("dtype names are not a tuple")]
+    NamesNotATuple,
+    #[error("dtype names without fields")]
+    NamesWithoutFields,
+    #[error("datetime dtype state without (metadata, c_metadata)")]
+    DatetimeWithoutMetadata,
+    #[error("dtype field name is not a literal")]
+    FieldNameNotALiteral,
 }
 
 #[cfg(test)]
