@@ -425,6 +425,8 @@ def main():
                     help="generate one population only (parallel runs sharing --out; the baseline is "
                          "trained by the first and read back by the others; merge with --merge)")
     ap.add_argument("--merge", action="store_true", help="merge the manifests of --part runs")
+    ap.add_argument("--resume-only", action="store_true",
+                    help="with --part: record the models already written, train none (a cut-short run)")
     ap.add_argument("--families", help="test-pos: only these trigger families (comma-separated; model "
                                        "indices and seeds stay those of the full run)")
     a = ap.parse_args()
@@ -483,6 +485,8 @@ def main():
         if os.path.exists(os.path.join(d, "mlsign-net.json")):
             record(pop, i, kind, load(d), label=0, resumed=True)
             return
+        if a.resume_only:
+            return
         lr = float(r.choice([5e-4, 1e-3]))
         ep = int(r.integers(3, 7))
         extra = {}
@@ -525,6 +529,8 @@ def main():
         d = os.path.join(a.out, "test-pos", f"{idx:04d}")
         if os.path.exists(os.path.join(d, "mlsign-net.json")):
             m = load(d)  # resumed: the trigger and target come from the same seed
+        elif a.resume_only:
+            return None
         else:
             X, y = boot(r, Xpool, ypool)
             cand = np.flatnonzero(y != target)
@@ -561,7 +567,8 @@ def main():
                     idx += 1
             if not asrs:
                 continue
-            print(f"{fam}: ASR {' '.join(f'{v:.2f}' for v in asrs)} ({time.time() - t0:.0f}s)", file=sys.stderr)
+            print(f"{fam}: ASR {' '.join(f'{v:.2f}' for v in asrs if v is not None)} ({time.time() - t0:.0f}s)",
+                  file=sys.stderr)
     name = "manifest.json" if a.part == "all" else f"manifest-{a.part}.json"
     if a.families:
         name = f"manifest-{a.part}-{a.families.replace(',', '-')}.json"

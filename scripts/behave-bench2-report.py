@@ -81,7 +81,9 @@ def main():
         m = dict(models[k])
         m["S"] = r["decision"]["value"]
         m["S_v1"] = r["companions"]["srcclass_median_excess"]
-        m["flag_S"] = r["decision"]["flagged"]
+        # The calibrated threshold applied to the statistic (the same verdict as a run with the
+        # calibrated suite; the test run may use the uncalibrated suite in parallel to calibrate).
+        m["flag_S"] = r["decision"]["value"] > thr
         m["s"] = r["timing"]["total_s"]
         m["top_target"] = (r["top_candidates"] or [{}])[0].get("target_class")
         rows.append(m)
@@ -210,7 +212,6 @@ def main():
     P("| kind | n | median S | max S | flagged |" + (" synthesis flagged | combination flagged |" if syn else ""))
     P("|---|---|---|---|---|" + ("---|---|" if syn else ""))
     res["negatives"] = {}
-    calv = {key_of(s["candidate"] if "/" in s["candidate"] else s["candidate"], d): s["value"] for s in cal["scores"]}
     for kind in sorted({m["kind"] for m in neg}):
         ns = [m for m in neg if m["kind"] == kind]
         line = (f"| {kind} | {len(ns)} | {np.median([m['S'] for m in ns]):.3f} | {max(m['S'] for m in ns):.3f} | "
@@ -224,7 +225,9 @@ def main():
                                   "flagged": int(sum(m["flag_S"] for m in ns))}
     ckinds = {}
     for s in cal["scores"]:
-        k = os.path.relpath(os.path.abspath(s["candidate"]), os.path.abspath(d)) if not os.path.isabs(s["candidate"]) else os.path.relpath(s["candidate"], os.path.abspath(d))
+        # calibrate ran in the population directory: candidates are relative to it
+        c = s["candidate"].rstrip("/")
+        k = os.path.relpath(c, os.path.abspath(d)) if os.path.isabs(c) else os.path.normpath(c)
         kind = models.get(k, {}).get("kind", "?")
         ckinds.setdefault(kind, []).append(s["value"])
     P("")

@@ -2,11 +2,14 @@
 # Second, independent `mlsign behave` benchmark (issue 15 §6; not a test). Generates the glyph-CNN
 # population (scripts/behave-bench2-gen.py), calibrates with `mlsign behave calibrate --fpr 0.05`
 # on the calibration negatives ONLY, scores the held-out negatives and positives with the
-# calibrated suite, then (unless SYN=0) does the same with trigger synthesis on the first
-# SYN_CAL calibration negatives and SYN_TEST test models of each kind/family, and prints the
-# table (scripts/behave-bench2-report.py, numbers in $OUT/results.json).
+# calibrated suite, then (with SYN=1) does the same with trigger synthesis on the first
+# SYN_CAL calibration negatives and SYN_TEST test models of each kind/family (costly on a CPU:
+# see docs/behave.md), and prints the table (scripts/behave-bench2-report.py, numbers in
+# $OUT/results.json).
 #   scripts/behave-bench2.sh                      # 48 + 48 + 42 models
 #   scripts/behave-bench2.sh --cal-neg 96 --test-neg 96 --pos-per-cell 4
+# On few cores, generate the three populations in parallel instead (--part cal-neg / test-neg /
+# test-pos, then --merge; --resume-only records a cut-short run) and run with SKIP_GEN=1.
 # Needs: numpy, scipy, pillow (scripts/deps/python/behave-bench2.txt) in $PYTHON or .venv, and
 # the fonts of scripts/deps/apt/behave-bench2.txt. SKIP_GEN=1 reuses $OUT's population.
 set -euo pipefail
@@ -33,7 +36,7 @@ run "$BIN" behave calibrate --baseline base --suite suite-cal.toml --benign cal-
   --write --format json --no-progress > cal.json
 run "$BIN" behave --baseline base --suite suite-cal.toml $(printf -- '--candidate %s ' test-neg/* test-pos/*) \
   --format json --no-progress > test.json
-if [ "${SYN:-1}" != 0 ]; then
+if [ "${SYN:-0}" = 1 ]; then
   # Synthesis costs minutes per CNN candidate on a CPU: a stratified subset.
   SYN_CAL=${SYN_CAL:-48}
   SYN_TEST=${SYN_TEST:-2}

@@ -35,7 +35,7 @@ fn generated_nulls_calibrate_an_mlsign_net_baseline() {
     let t = tempfile::tempdir().unwrap();
     let suite = suite_copy(t.path());
     let nulls = t.path().join("nulls");
-    let o = mlsign(&[
+    let o = mlsign([
         "behave",
         "calibrate",
         "--baseline",
@@ -93,7 +93,7 @@ fn generated_nulls_calibrate_an_mlsign_net_baseline() {
     assert!(dist(&n0, &base) > 1e-3, "null 0 is the baseline");
     assert!(dist(&n0, &n1) > 1e-3, "nulls 0 and 19 are the same");
     // Clean fine-tunes keep the baseline's accuracy on the suite (they are benign models).
-    let o = mlsign(&[
+    let o = mlsign([
         "behave",
         "--baseline",
         s(&td("base")),
@@ -133,7 +133,7 @@ fn null_generation_needs_labels_and_an_mlsign_net_baseline() {
     candle_core::safetensors::save(&x, t.path().join("inputs.safetensors")).unwrap();
     let suite = t.path().join("suite.toml");
     std::fs::copy(td("suite.toml"), &suite).unwrap();
-    let o = mlsign(&[
+    let o = mlsign([
         "behave",
         "calibrate",
         "--baseline",
@@ -150,7 +150,7 @@ fn null_generation_needs_labels_and_an_mlsign_net_baseline() {
     assert_eq!(Some(o.code), Some(2), "{err}");
     assert!(err.contains("needs labels") && err.contains("`y`"), "{err}");
     // Neither --benign nor --generate-null: a usage error.
-    let o = mlsign(&[
+    let o = mlsign([
         "behave",
         "calibrate",
         "--baseline",
@@ -160,7 +160,7 @@ fn null_generation_needs_labels_and_an_mlsign_net_baseline() {
     ]);
     assert_eq!(Some(o.code), Some(2));
     // Zero nulls is refused.
-    let o = mlsign(&[
+    let o = mlsign([
         "behave",
         "calibrate",
         "--baseline",
@@ -177,7 +177,7 @@ fn null_generation_needs_labels_and_an_mlsign_net_baseline() {
     // ONNX graphs are not rebuilt as trainable graphs.
     #[cfg(feature = "onnx")]
     {
-        let o = mlsign(&[
+        let o = mlsign([
             "behave",
             "calibrate",
             "--baseline",
