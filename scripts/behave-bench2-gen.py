@@ -54,7 +54,7 @@ def fonts():
                 if "MathTeX" not in f and "ExtraLight" not in f)
     if len(fs) < 3:
         sys.exit("need the TrueType fonts of fonts-dejavu-core / fonts-noto-mono "
-                 "(scripts/deps/apt/behave-bench2.txt)")
+                 "(scripts/behave-bench2-apt.txt)")
     return fs
 
 

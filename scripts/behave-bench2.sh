@@ -10,8 +10,8 @@
 #   scripts/behave-bench2.sh --cal-neg 96 --test-neg 96 --pos-per-cell 4
 # On few cores, generate the three populations in parallel instead (--part cal-neg / test-neg /
 # test-pos, then --merge; --resume-only records a cut-short run) and run with SKIP_GEN=1.
-# Needs: numpy, scipy, pillow (scripts/deps/python/behave-bench2.txt) in $PYTHON or .venv, and
-# the fonts of scripts/deps/apt/behave-bench2.txt. SKIP_GEN=1 reuses $OUT's population.
+# Needs: numpy, scipy, pillow (scripts/behave-bench2-requirements.txt) in $PYTHON or .venv, and
+# the fonts of scripts/behave-bench2-apt.txt. SKIP_GEN=1 reuses $OUT's population.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-.bench/behave-bench2}
