@@ -754,6 +754,9 @@ impl Cx<'_> {
                     Err(attest::Error::UnsupportedBundle { why, .. }) => {
                         rejections.push((codes::GAT003, format!("authority {:?}: {why}", a.name)))
                     }
+                    // Made with another method than this authority's: not this authority's.
+                    Err(attest::Error::OtherMethod { method, .. }) => rejections
+                        .push((codes::GAT003, format!("authority {:?}: {method}", a.name))),
                     Err(e) => return Check::error(NAME, unreadable(&bp, e)),
                 }
             }
@@ -1085,6 +1088,9 @@ impl Cx<'_> {
                         | Err(attest::Error::UnsupportedBundle { why: message, .. }) => {
                             rejections.push(format!("authority {:?}: {message}", a.name))
                         }
+                        Err(attest::Error::OtherMethod { method, .. }) => {
+                            rejections.push(format!("authority {:?}: {method}", a.name))
+                        }
                         Err(e) => return Check::error(NAME, unreadable(&bp, e)),
                     }
                 }
@@ -1375,6 +1381,9 @@ impl Cx<'_> {
                 Err(attest::Error::Rejected { message, .. })
                 | Err(attest::Error::UnsupportedBundle { why: message, .. }) => {
                     rejections.push(format!("authority {:?}: {message}", a.name))
+                }
+                Err(attest::Error::OtherMethod { method, .. }) => {
+                    rejections.push(format!("authority {:?}: {method}", a.name))
                 }
                 Err(e) => return Err(Check::error(NAME, unreadable(&bp, e))),
             }
