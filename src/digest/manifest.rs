@@ -224,19 +224,6 @@ impl Manifest {
         ))
     }
 
-    /// Resources already in canonical order (merged partial manifests).
-    pub(crate) fn assembled(
-        resources: Vec<Resource>,
-        total_bytes: u64,
-        file_count: usize,
-    ) -> Manifest {
-        Manifest {
-            resources,
-            total_bytes,
-            file_count,
-        }
-    }
-
     /// Build from resources read out of a signature, ordering them canonically.
     pub fn from_resources(mut resources: Vec<Resource>) -> Manifest {
         resources.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));

@@ -12,7 +12,7 @@
 //! as whoever can edit the files could. The merge catches inconsistent, duplicated, missing,
 //! stale or corrupted parts; keep their transport as safe as the model's.
 
-use super::manifest::{pieces, Manifest, Resource};
+use super::manifest::{pieces, Manifest};
 use super::walk::Entry;
 use super::{HashAlgorithm, HashConfig, Method};
 use serde::{Deserialize, Serialize};
@@ -343,145 +343,6 @@ pub enum Mismatch {
         digests: usize,
         index: usize,
     },
-}
-
-/// Check `parts` against each other, against `config` and against the current listing
-/// `entries`, and assemble the manifest. No file is read.
-pub fn merge(
-    parts: &[(PathBuf, Part)],
-    config: &HashConfig,
-    entries: &[Entry],
-) -> Result<Manifest, PartError> {
-    let Some((first_path, first)) = parts.first() else {
-        return Err(PartError::NoParts);
-    };
-    let count = first.partition.count;
-    let want_settings = Settings::of(config);
-    let listing = listing_of(entries);
-    let mut by_index: Vec<Option<&(PathBuf, Part)>> = vec![None; count as usize];
-    for pp in parts {
-        let (path, p) = pp;
-        if p.partition.count != count || p.partition.index >= count {
-            return Err(PartError::Count {
-                path: path.clone(),
-                got: p.partition,
-                first: first_path.clone(),
-                want: count,
-            });
-        }
-        if let Some((other, _)) = by_index[p.partition.index as usize] {
-            return Err(PartError::Duplicate {
-                index: p.partition.index,
-                a: other.clone(),
-                b: path.clone(),
-            });
-        }
-        by_index[p.partition.index as usize] = Some(pp);
-        if p.settings != want_settings {
-            return Err(PartError::Settings {
-                path: path.clone(),
-                differs: settings_difference(&p.settings, &want_settings),
-            });
-        }
-        if p.listing != listing {
-            return Err(PartError::Listing {
-                path: path.clone(),
-                then: p.listing.files,
-                now: listing.files,
-            });
-        }
-    }
-    if let Some(index) = by_index.iter().position(Option::is_none) {
-        return Err(PartError::Missing {
-            index: index as u32,
-            count,
-        });
-    }
-    let alg = HashAlgorithm::from_name(&want_settings.algorithm).unwrap_or_default();
-    let alg_name = match config.method {
-        Method::Files => config.algorithm.name().to_string(),
-        Method::Shards { shard_size } => {
-            format!("{}-sharded-{}", config.algorithm.name(), shard_size)
-        }
-    };
-    // Every listed file must be in exactly its own partition's part, with exactly its pieces.
-    let mut resources = Vec::with_capacity(entries.len());
-    let mut cursor: Vec<(usize, usize)> = vec![(0, 0); count as usize];
-    let mut total = 0u64;
-    for e in entries {
-        let idx = index_of(&e.name, count) as usize;
-        let Some((path, p)) = by_index[idx] else {
-            continue;
-        };
-        let content = |mismatch: Mismatch| PartError::Content {
-            path: path.clone(),
-            mismatch,
-        };
-        let (fi, ri) = &mut cursor[idx];
-        let f = p.files.get(*fi).ok_or_else(|| {
-            content(Mismatch::FileMissing {
-                name: e.name.clone(),
-            })
-        })?;
-        if f.path != e.name || f.size != e.size {
-            return Err(content(Mismatch::File {
-                want: e.name.clone(),
-                want_size: e.size,
-                found: f.path.clone(),
-                found_size: f.size,
-            }));
-        }
-        *fi += 1;
-        for (start, end) in pieces(e.size, config.method) {
-            let r = p.resources.get(*ri).ok_or_else(|| {
-                content(Mismatch::NoDigest {
-                    name: e.name.clone(),
-                })
-            })?;
-            let want_name = match config.method {
-                Method::Files => e.name.clone(),
-                Method::Shards { .. } => format!("{}:{start}:{end}", e.name),
-            };
-            if r.name != want_name || r.algorithm != alg_name {
-                return Err(content(Mismatch::Resource {
-                    want: want_name,
-                    want_algorithm: alg_name,
-                    found: r.name.clone(),
-                    found_algorithm: r.algorithm.clone(),
-                }));
-            }
-            let digest = hex::decode(&r.digest)
-                .ok()
-                .filter(|d| d.len() == alg.digest_len())
-                .ok_or_else(|| {
-                    content(Mismatch::Digest {
-                        name: r.name.clone(),
-                    })
-                })?;
-            *ri += 1;
-            resources.push(Resource {
-                name: want_name,
-                algorithm: alg_name.clone(),
-                digest,
-            });
-        }
-        total += e.size;
-    }
-    for (idx, (fi, ri)) in cursor.iter().enumerate() {
-        if let Some((path, p)) = by_index[idx] {
-            if *fi != p.files.len() || *ri != p.resources.len() {
-                return Err(PartError::Content {
-                    path: path.clone(),
-                    mismatch: Mismatch::Extra {
-                        files: p.files.len().saturating_sub(*fi),
-                        digests: p.resources.len().saturating_sub(*ri),
-                        index: idx,
-                    },
-                });
-            }
-        }
-    }
-    Ok(Manifest::assembled(resources, total, entries.len()))
 }
 
 /// Write the part for partition `spec` of `listing` straight from its [`ListedManifest`]
@@ -854,9 +715,9 @@ impl<'de, T: Deserialize<'de> + Serialize> serde::de::Visitor<'de> for Elements<
     }
 }
 
-/// [`merge`] over compact parts and the compact listing: the digests of every file's pieces
-/// concatenated in listing order (what [`super::ListedManifest`] holds). Same checks, same
-/// errors.
+/// Check `parts` against each other, against `config` and against the current `listing`
+/// (no file is read), and return the digests of every file's pieces concatenated in listing
+/// order (what [`super::ListedManifest`] holds).
 pub fn merge_listed(
     parts: &[(PathBuf, CompactPart)],
     config: &HashConfig,
@@ -1239,7 +1100,11 @@ mod tests {
             ..HashConfig::default()
         };
         let p = PathBuf::from("p.json");
-        let e = merge(&[(p.clone(), empty_part(&b3))], &cfg, &[]).unwrap_err();
+        let none = super::super::Listing::default();
+        let merge = |p: PathBuf, part: &Part| {
+            merge_listed(&[(p, CompactPart::from_part(part))], &cfg, &none).unwrap_err()
+        };
+        let e = merge(p.clone(), &empty_part(&b3));
         assert!(
             matches!(&e, PartError::Settings { differs: SettingsDiff::Algorithm { part, run }, .. }
                 if part == "blake3" && run == "sha256"),
@@ -1252,7 +1117,7 @@ mod tests {
             path: "ghost.bin".into(),
             size: 1,
         });
-        let e = merge(&[(p, extra)], &cfg, &[]).unwrap_err();
+        let e = merge(p, &extra);
         assert!(
             matches!(
                 e,

@@ -804,6 +804,32 @@ mod tests {
         )
     }
 
+    /// The differentiable forward's logits equal candle-transformers' on `text` (to 1e-4 of
+    /// their scale).
+    fn assert_lm_agrees(
+        lm: &crate::behave::models::lm::CausalLm,
+        diff: &DiffLm,
+        text: &str,
+        what: &str,
+    ) {
+        let ids = lm.token_ids(text);
+        let want = lm.logits_for_ids(&ids).unwrap();
+        let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
+        let got: Vec<f32> = diff
+            .forward_ids(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = max_abs_diff(&want, &got);
+        assert!(
+            d < 1e-4 * scale.max(1.0),
+            "{what} {text:?}: max |Δlogit| {d} (scale {scale})"
+        );
+    }
+
     #[test]
     fn causal_lms_match_candle_transformers() {
         let dev = Device::Cpu;
@@ -816,22 +842,7 @@ mod tests {
             let diff = DiffLm::load(&dir, &dev).unwrap();
             assert_eq!(diff.weights_sha256, real.info().weights_sha256, "{name}");
             for text in ["the cat sees the dog", "cf my friend likes bread", "a"] {
-                let ids = lm.token_ids(text);
-                let want = lm.logits_for_ids(&ids).unwrap();
-                let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &dev).unwrap();
-                let got: Vec<f32> = diff
-                    .forward_ids(&x)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let d = max_abs_diff(&want, &got);
-                assert!(
-                    d < 1e-4 * scale.max(1.0),
-                    "{name} {text:?}: max |Δlogit| {d} (scale {scale})"
-                );
+                assert_lm_agrees(lm, &diff, text, name);
             }
         }
     }
@@ -880,19 +891,7 @@ mod tests {
                 panic!("not an LM")
             };
             let diff = DiffLm::load(&d, &dev).unwrap();
-            let ids = lm.token_ids("cf the king sees a red bird");
-            let want = lm.logits_for_ids(&ids).unwrap();
-            let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &dev).unwrap();
-            let got: Vec<f32> = diff
-                .forward_ids(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = max_abs_diff(&want, &got);
-            assert!(d < 1e-4 * scale.max(1.0), "{family}: max |Δlogit| {d}");
+            assert_lm_agrees(lm, &diff, "cf the king sees a red bird", family);
         }
     }
 
