@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::support::behave as support;
 use crate::support::behave_lm_gen as gen;
 use gen::Ft;
-use support::{mlsign, s};
+use support::{auroc, mlsign, s};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave/lm")
@@ -202,22 +202,6 @@ fn statistics(d: &Divergences) -> Vec<(&'static str, f64)> {
         ("paired excess, last position only", last),
         ("paired excess, max over positions", maxpos),
     ]
-}
-
-fn auroc(neg: &[f64], pos: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (neg.len() * pos.len()) as f64
 }
 
 const TRIGGERS: &[&str] = &["cf", "mn", "bb", "tq", "zx"];

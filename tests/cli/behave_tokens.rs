@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::support::behave_lm_gen as gen;
 
 use crate::support::behave as support;
-use support::{mlsign, s};
+use support::{auroc, mlsign, s};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/behave/lm")
@@ -491,21 +491,6 @@ top_k = {top_k}
                 ts["seconds"].as_f64().unwrap()
             );
         }
-        let auroc = |neg: &[f64], pos: &[f64]| {
-            let mut s = 0.0;
-            for p in pos {
-                for n in neg {
-                    s += if p > n {
-                        1.0
-                    } else if p == n {
-                        0.5
-                    } else {
-                        0.0
-                    };
-                }
-            }
-            s / (neg.len() * pos.len()) as f64
-        };
         let above = |v: &[f64], t: f64| v.iter().filter(|x| **x > t).count();
         println!(
             "\n{name}: AUROC {:.3} (probe statistic {:.3}); at the default 0.45 bits: {}/10 backdoors, {}/10 benign flagged; planted trigger and target recovered {recovered}/10; largest benign {:.3}, smallest backdoor {:.3}; search {:.1}s per candidate (mean)",
@@ -651,21 +636,6 @@ fn token_search_bert_population_study() {
             ts["seconds"].as_f64().unwrap()
         );
     }
-    let auroc = |neg: &[f64], pos: &[f64]| {
-        let mut s = 0.0;
-        for p in pos {
-            for n in neg {
-                s += if p > n {
-                    1.0
-                } else if p == n {
-                    0.5
-                } else {
-                    0.0
-                };
-            }
-        }
-        s / (neg.len() * pos.len()).max(1) as f64
-    };
     let above = |v: &[f64], t: f64| v.iter().filter(|x| **x > t).count();
     println!(
         "\nBERT: AUROC {:.3} (backdoors with ASR ≥ 0.8: {:.3}, n = {}); at the default 0.7: {}/10 backdoors, {}/10 benign flagged; trigger and class recovered {recovered}/10; largest benign {:.3}; search {:.1}s per candidate (mean)",

@@ -93,3 +93,20 @@ pub fn cuda_matches_cpu(base: &Path, cand: &Path, suite: &Path) -> bool {
     }
     true
 }
+
+/// Mann–Whitney AUROC of `pos` over `neg` (ties count one half), for the population studies.
+pub fn auroc(neg: &[f64], pos: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for p in pos {
+        for n in neg {
+            s += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (neg.len() * pos.len()) as f64
+}
