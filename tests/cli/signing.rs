@@ -2464,6 +2464,38 @@ fn not_before(crt: &Path) -> u64 {
 }
 
 /// Concatenate PEM files into `out`.
+/// `sign` with the key, certificate and chain of `leaf`, then `verify` against `root.crt`: both runs.
+fn sign_chain_then_verify(
+    dir: &Path,
+    m: &Path,
+    leaf: &str,
+    chain_pem: &Path,
+    bundle: &Path,
+    root: &str,
+) -> (Run, Run) {
+    let signed = mlsign(os![
+        "sign",
+        m,
+        "--key",
+        dir.join(format!("{leaf}.pem")),
+        "--cert",
+        dir.join(format!("{leaf}.crt")),
+        "--chain",
+        chain_pem,
+        "--bundle",
+        bundle
+    ]);
+    let verified = mlsign(os![
+        "verify",
+        m,
+        "--bundle",
+        bundle,
+        "--cert-chain",
+        dir.join(format!("{root}.crt"))
+    ]);
+    (signed, verified)
+}
+
 fn pem_cat(dir: &Path, out: &str, parts: &[&str]) -> PathBuf {
     let mut all = Vec::new();
     for p in parts {
@@ -2814,27 +2846,9 @@ fn certificate_holes_are_closed_for_model_signing_too() {
         chain_cert(dir, leaf, "Model Signer", Some(chain[0]), section);
         let chain_pem = pem_cat(dir, &format!("{leaf}-chain.pem"), &chain);
         let bundle = dir.join(format!("{leaf}.sig"));
-        let r = mlsign(os![
-            "sign",
-            m,
-            "--key",
-            dir.join(format!("{leaf}.pem")),
-            "--cert",
-            dir.join(format!("{leaf}.crt")),
-            "--chain",
-            chain_pem,
-            "--bundle",
-            bundle
-        ]);
+        let (r, v) = sign_chain_then_verify(dir, &m, leaf, &chain_pem, &bundle, "root");
         assert_eq!(r.code, 0, "{leaf}: {}", r.all());
-        let r = mlsign(os![
-            "verify",
-            m,
-            "--bundle",
-            bundle,
-            "--cert-chain",
-            dir.join("root.crt")
-        ]);
+        let r = v;
         assert_eq!(
             r.code,
             if ok { 0 } else { 1 },
@@ -3074,27 +3088,9 @@ fn random_chains_agree_with_openssl() {
         let chain_refs: Vec<&str> = chain.iter().map(String::as_str).collect();
         let chain_pem = pem_cat(dir, &format!("c{case}chain.pem"), &chain_refs);
         let bundle = dir.join(format!("c{case}.sig"));
-        let r = mlsign(os![
-            "sign",
-            m,
-            "--key",
-            dir.join(format!("{leaf}.pem")),
-            "--cert",
-            dir.join(format!("{leaf}.crt")),
-            "--chain",
-            chain_pem,
-            "--bundle",
-            bundle
-        ]);
+        let (r, v) = sign_chain_then_verify(dir, &m, &leaf, &chain_pem, &bundle, &root);
         assert_eq!(r.code, 0, "case {case}: {}", r.all());
-        let r = mlsign(os![
-            "verify",
-            m,
-            "--bundle",
-            bundle,
-            "--cert-chain",
-            dir.join(format!("{root}.crt"))
-        ]);
+        let r = v;
         assert!(r.code == 0 || r.code == 1, "case {case}: {}", r.all());
         let leaf_crt = dir.join(format!("{leaf}.crt"));
         let o = run(Command::new("openssl").current_dir(dir).args([
