@@ -350,7 +350,12 @@ impl NetModel {
                     }
                 }
                 Op::Conv2d(w, b, s, p) => {
-                    let y = x.conv2d(w, *p, *s, 1, 1)?;
+                    // The gradient path unfolds: candle's CPU conv2d backward runs a naive
+                    // conv_transpose2d that dominated trigger synthesis on CNNs.
+                    let y = match beta {
+                        Some(_) => conv2d_unfolded(&x, w, *p, *s)?,
+                        None => x.conv2d(w, *p, *s, 1, 1)?,
+                    };
                     match b {
                         Some(b) => y.broadcast_add(b)?,
                         None => y,
@@ -377,6 +382,61 @@ impl NetModel {
         }
         Ok(x)
     }
+}
+
+/// `x.conv2d(w, padding, stride, 1, 1)` as im2col by `index_select` and one matmul. Same values;
+/// its backward is a matmul and an `index_add`, which on the CPU cost a small fraction of the
+/// naive transposed convolution candle runs for conv2d's input gradient.
+pub fn conv2d_unfolded(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (o, wc, kh, kw) = w.dims4()?;
+    if wc != c {
+        return Err(candle_core::Error::Msg(format!(
+            "conv2d: input has {c} channels, the kernel expects {wc}"
+        )));
+    }
+    let (hp, wp) = (h + 2 * padding, wd + 2 * padding);
+    if hp < kh || wp < kw || stride == 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "conv2d: a {kh}×{kw} kernel does not fit a padded {hp}×{wp} input"
+        )));
+    }
+    let (ho, wo) = ((hp - kh) / stride + 1, (wp - kw) / stride + 1);
+    let xp = if padding > 0 {
+        x.pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?
+    } else {
+        x.clone()
+    };
+    let patch = c * kh * kw;
+    let mut idx = Vec::with_capacity(ho * wo * patch);
+    for oy in 0..ho {
+        for ox in 0..wo {
+            for ci in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        idx.push(
+                            (ci * hp * wp + (oy * stride + ky) * wp + ox * stride + kx) as u32,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let idx = Tensor::from_vec(idx, ho * wo * patch, x.device())?;
+    let cols = xp
+        .reshape((n, c * hp * wp))?
+        .index_select(&idx, 1)?
+        .reshape((n * ho * wo, patch))?;
+    let y = cols.matmul(&w.reshape((o, patch))?.t()?)?; // [n·ho·wo, o]
+    y.reshape((n, ho * wo, o))?
+        .transpose(1, 2)?
+        .reshape((n, o, ho, wo))
 }
 
 #[cfg(test)]
@@ -487,5 +547,76 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("linear needs a flat input"), "{e}");
+    }
+
+    #[test]
+    fn unfolded_conv_matches_candle_conv_in_value_and_input_gradient() {
+        let dev = Device::Cpu;
+        let mut seed = 0x1234_5678u64;
+        let mut rnd = |k: usize| -> Vec<f32> {
+            (0..k)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        for (c, o, k, h, wd, pad, stride) in [
+            (1, 8, 3, 16, 16, 1, 1),
+            (3, 4, 3, 7, 9, 0, 2),
+            (2, 5, 2, 6, 5, 2, 3),
+            (8, 16, 3, 8, 8, 1, 1),
+        ] {
+            let x = candle_core::Var::from_vec(rnd(3 * c * h * wd), (3, c, h, wd), &dev).unwrap();
+            let w = Tensor::from_vec(rnd(o * c * k * k), (o, c, k, k), &dev).unwrap();
+            let reference = x.conv2d(&w, pad, stride, 1, 1).unwrap();
+            let n = reference.elem_count();
+            let g = Tensor::from_vec(rnd(n), n, &dev).unwrap();
+            let ours = conv2d_unfolded(x.as_tensor(), &w, pad, stride).unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            let diff = (&ours - &reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() < 1e-5,
+                "value, case {c} {o} {k}"
+            );
+            // The input gradient of a linear functional of the output: conv is linear in x,
+            // so a central difference is exact up to rounding. (candle's own conv2d backward
+            // fails on the third case: its transposed convolution gets the shape wrong when the
+            // stride does not divide the padded input.)
+            let loss = |y: &Tensor| (y.flatten_all().unwrap() * &g).unwrap().sum_all().unwrap();
+            let grad = loss(&ours).backward().unwrap().get(&x).unwrap().clone();
+            let grad = grad.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let base = x
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for i in (0..base.len()).step_by(7) {
+                let at = |eps: f32| {
+                    let mut v = base.clone();
+                    v[i] += eps;
+                    let xe = Tensor::from_vec(v, (3, c, h, wd), &dev).unwrap();
+                    let y = xe.conv2d(&w, pad, stride, 1, 1).unwrap();
+                    loss(&y).to_scalar::<f32>().unwrap()
+                };
+                let fd = (at(0.5) - at(-0.5)) / 1.0;
+                assert!(
+                    (fd - grad[i]).abs() < 1e-3 * (1.0 + fd.abs()),
+                    "gradient at {i}: {fd} vs {}",
+                    grad[i]
+                );
+            }
+        }
+        let x = Tensor::zeros((1, 2, 4, 4), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((1, 3, 3, 3), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv2d_unfolded(&x, &w, 0, 1).is_err());
     }
 }
