@@ -128,6 +128,17 @@ def main():
     P("|---|---|---|---|---|---|---|")
     secs = float(np.mean([m["s"] for m in rows]))
     rule_row("srcclass_focused_excess (shipped default), calibrated", "S", lambda m: m["flag_S"], neg, pos, strong, secs)
+    bpath = os.path.join(d, "cal-bounded.json")
+    if os.path.exists(bpath):
+        # `calibrate --bounded`: the threshold whose exact upper confidence bound meets the FPR.
+        bcal = json.load(open(bpath))
+        bthr = bcal["threshold"]
+        for m in rows:
+            m["flag_Sb"] = m["S"] > bthr
+        rule_row(f"the same, `calibrate --bounded` (τ = {bthr:.4f})", "S", lambda m: m["flag_Sb"], neg, pos,
+                 strong, secs)
+        res["calibration_bounded"] = {"threshold": bthr, "in_sample_fpr": bcal["in_sample_fpr"],
+                                      "fpr_upper_bound": bcal["fpr_upper_bound"]}
     P("")
     P(f"Companion `srcclass_median_excess` (v1, no threshold here): AUROC ASR ≥ 0.8 "
       f"{auroc([m['S_v1'] for m in neg], [m['S_v1'] for m in strong]):.3f}, all "

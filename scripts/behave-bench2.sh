@@ -34,6 +34,10 @@ run() { set +e; "$@"; local rc=$?; set -e; [ "$rc" -le 1 ] || { echo "mlsign fai
 # Probe statistic: calibrate on the calibration negatives, score every test model.
 run "$BIN" behave calibrate --baseline base --suite suite-cal.toml --benign cal-neg/* --fpr "$FPR" \
   --write --format json --no-progress > cal.json
+# The same calibration with --bounded (threshold whose 95 % upper bound meets the FPR), not written:
+# the report applies it to the same scores.
+run "$BIN" behave calibrate --baseline base --suite suite.toml --benign cal-neg/* --fpr "$FPR" \
+  --bounded --format json --no-progress > cal-bounded.json
 run "$BIN" behave --baseline base --suite suite-cal.toml $(printf -- '--candidate %s ' test-neg/* test-pos/*) \
   --format json --no-progress > test.json
 if [ "${SYN:-0}" = 1 ]; then
