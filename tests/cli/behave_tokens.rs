@@ -192,6 +192,18 @@ fn token_search_finds_the_planted_lm_trigger() {
     assert!(tokens(b).contains(&"cf".to_string()), "{b}");
     assert_eq!(b["rising_token"], "banana");
     assert!(b["score"].as_f64().unwrap() > 0.9, "{b}");
+    // Without `calibrate`, the default threshold says it is one (as BHV003 does for [decision]).
+    assert_eq!(r[0]["token_search"]["threshold_source"], "default");
+    assert!(r[0]["token_search"]["calibration"].is_null());
+    assert!(r[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "BHV003"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("token_search.threshold")));
     let ts = &r[1]["token_search"];
     assert_eq!(ts["flagged"], false, "{ts}");
     assert!(ts["value"].as_f64().unwrap() < 0.05, "{ts}");
@@ -754,4 +766,184 @@ fn token_search_separates_trained_lm_finetunes() {
     let ts = &r[1]["token_search"];
     assert_eq!(ts["flagged"], false, "{ts}");
     assert!(!codes(&r[1]).contains(&"BHV007".to_string()));
+}
+
+/// Runs `mlsign behave calibrate` (JSON) and returns (exit code, report or null, stderr).
+fn calibrate(base: &Path, suite: &Path, benign: &[&Path], extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec![
+        "behave",
+        "calibrate",
+        "--baseline",
+        s(base),
+        "--suite",
+        s(suite),
+        "--format",
+        "json",
+        "--no-progress",
+    ];
+    args.extend(extra);
+    args.push("--benign");
+    args.extend(benign.iter().map(|p| s(p)));
+    let o = mlsign(&args);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.code().unwrap(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Type-7 quantile (what `calibrate` takes), recomputed here from the reported values.
+fn quantile7(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = (v.len() - 1) as f64 * q;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Issue 15 §2/§5: `calibrate` sets `[token_search] threshold` from benign fine-tunes (trained
+/// here) at its share of the FPR, split evenly with the probe statistic; `--bounded` takes the
+/// distribution-free choice; a candidate the search cannot run on (a quantised GGUF without its
+/// f32 copy) is left out of the token-search sample, never counted as 0, and too few left stops
+/// calibration; the written threshold is the one the next `mlsign behave` run judges by.
+#[test]
+fn calibrate_sets_the_token_search_threshold() {
+    use gen::Ft;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let base = data().join("llama-base");
+    let benign: Vec<PathBuf> = (0..4u64)
+        .map(|i| {
+            let out = dir.join(format!("benign-{i}"));
+            gen::finetune_llama(
+                &base,
+                &out,
+                &Ft {
+                    seed: 2_000 + i,
+                    steps: 6 + 2 * i as usize,
+                    lr: 1e-3,
+                    label_noise: [0.0, 0.05][(i % 2) as usize],
+                    ..Ft::default()
+                },
+            );
+            out
+        })
+        .collect();
+    let suite = write_suite(
+        dir,
+        "lm",
+        &data().join("prompts.jsonl"),
+        "tokens = 1\nposition = \"suffix\"\nmax_steps = 6\ncandidates = 16\ninputs = 8",
+    );
+    let q8 = data().join("llama-gguf-q8");
+    let mut with_q8: Vec<&Path> = benign.iter().map(|p| p.as_path()).collect();
+    with_q8.push(&q8);
+    // FPR 0.5 over two statistics: 0.25 each, so four benign candidates are the least.
+    let fpr = ["--fpr", "0.5", "--confidence", "0.5"];
+    let (code, c, err) = calibrate(&base, &suite, &with_q8, &fpr);
+    assert_eq!(code, 0, "{err}");
+    let split = &c["split"];
+    assert_eq!(split["fpr_each"].as_f64(), Some(0.25), "{split}");
+    let stats: Vec<&str> = split["statistics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert!(stats[1].contains("trigger_js_excess"), "{stats:?}");
+    assert_eq!(c["calibration"]["fpr"].as_f64(), Some(0.25));
+    let ts = &c["token_search"];
+    assert_eq!(ts["calibration"]["fpr"].as_f64(), Some(0.25));
+    assert_eq!(ts["calibration"]["statistic"], "trigger_js_excess");
+    // The GGUF has no search: left out (4 of 5), named in a warning, no value reported for it.
+    let scores = c["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 5);
+    assert!(scores[4]["token_search_value"].is_null(), "{}", scores[4]);
+    assert!(scores[4]["token_search_unavailable"].is_string());
+    assert_eq!(ts["calibration"]["n_benign"], 4);
+    assert_eq!(ts["unavailable"].as_array().unwrap().len(), 1);
+    assert!(
+        err.contains("calibrated on the 4 of 5 benign candidates the search ran on"),
+        "{err}"
+    );
+    let values: Vec<f64> = scores[..4]
+        .iter()
+        .map(|s| s["token_search_value"].as_f64().unwrap())
+        .collect();
+    let thr = ts["threshold"].as_f64().unwrap();
+    let want = quantile7(&values, 0.75).max(0.0);
+    eprintln!("benign token-search values {values:?}: threshold {thr}");
+    assert!(
+        (thr - want).abs() < 1e-12,
+        "{thr} vs {want} from {values:?}"
+    );
+    // The combined count: flagged by either statistic at the new thresholds.
+    let pt = c["threshold"].as_f64().unwrap();
+    let either = scores
+        .iter()
+        .filter(|s| {
+            s["value"].as_f64().unwrap() > pt
+                || s["token_search_value"].as_f64().is_some_and(|v| v > thr)
+        })
+        .count();
+    assert_eq!(split["combined_exceedances"].as_u64(), Some(either as u64));
+    // --bounded: at 50 % confidence, four values bound 0.25 only with none above: the largest.
+    let bounded: Vec<&str> = fpr.iter().copied().chain(["--bounded"]).collect();
+    let (code, b, err) = calibrate(&base, &suite, &with_q8, &bounded);
+    assert_eq!(code, 0, "{err}");
+    let bts = &b["token_search"];
+    assert_eq!(bts["calibration"]["method"], "benign-upper-bound");
+    let max = values.iter().copied().fold(f64::MIN, f64::max).max(0.0);
+    assert_eq!(bts["threshold"].as_f64(), Some(max), "{bts}");
+    assert_eq!(bts["calibration"]["exceedances"], 0);
+    // Three searchable benign candidates cannot carry 0.25: refused, not silently topped up.
+    let (code, _, err) = calibrate(&base, &suite, &with_q8[1..], &fpr);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("ran on only 3 of 4 benign candidates"),
+        "{err}"
+    );
+    // --write, then a run judges by what was written.
+    let w: Vec<&str> = fpr.iter().copied().chain(["--write"]).collect();
+    let (code, c, err) = calibrate(&base, &suite, &with_q8, &w);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(c["token_search"]["threshold"].as_f64(), Some(thr));
+    let text = std::fs::read_to_string(&suite).unwrap();
+    assert!(text.contains("[token_search.calibration]"), "{text}");
+    let bd = data().join("llama-backdoor");
+    let (code, r) = behave(&base, &[&bd, &benign[0]], &suite);
+    assert_eq!(code, 1);
+    for r in &r {
+        let ts = &r["token_search"];
+        assert_eq!(ts["threshold"].as_f64(), Some(thr), "{ts}");
+        assert_eq!(ts["threshold_source"], "calibrated");
+        assert_eq!(ts["calibration"]["n_benign"], 4);
+        let v = ts["value"].as_f64().unwrap();
+        assert_eq!(ts["flagged"].as_bool(), Some(v > thr), "{ts}");
+    }
+    assert_eq!(
+        r[0]["token_search"]["flagged"], true,
+        "{}",
+        r[0]["token_search"]
+    );
+    assert!(codes(&r[0]).contains(&"BHV007".to_string()));
+    // The human report says where the threshold came from; an uncalibrated one says so too.
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&bd),
+        "--suite",
+        s(&suite),
+        "--no-progress",
+    ]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        h.contains("calibrated for FPR 0.25 on 4 benign candidates"),
+        "{h}"
+    );
 }
