@@ -1209,7 +1209,7 @@ impl TokenSearchReport {
                 c.created
             ),
             (None, "suite") => "set in the suite, NOT calibrated".into(),
-            _ => "uncalibrated default, NOT calibrated".into(),
+            _ => "the uncalibrated default, NOT calibrated".into(),
         }
     }
 

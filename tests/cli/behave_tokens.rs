@@ -332,7 +332,8 @@ fn token_search_suite_errors() {
 /// generator's template grammar), 10 backdoor fine-tunes whose trigger is a token outside the
 /// suite's probe library (5 rare tokens, 5 ordinary words the grammar never uses; a random noun
 /// as target; 10–20 % poisoned windows) and 10 benign fine-tunes (seeds, steps, learning rate,
-/// 0–10 % label noise). One `mlsign behave` run scores all 20; run again with `top_k` = the
+/// 0–10 % label noise). Thresholds come from `calibrate` on 10 further benign fine-tunes (held
+/// apart); one `mlsign behave` run then scores the 20 held-out models; again with `top_k` = the
 /// whole vocabulary (swaps drawn at random: the gradient switched off) for comparison.
 #[test]
 #[ignore = "study: a few minutes; prints the table of docs/behave.md"]
@@ -407,7 +408,12 @@ fn token_search_population_study() {
         );
         cands.push((out, None));
     }
-    eprintln!("trained 21 models in {:.0}s", t0.elapsed().as_secs_f64());
+    let calib = lm_calibration_set(&base, dir);
+    eprintln!(
+        "trained {} models in {:.0}s",
+        21 + calib.len(),
+        t0.elapsed().as_secs_f64()
+    );
     gradient_rank_table(
         &base,
         &cands
@@ -459,16 +465,16 @@ top_k = {top_k}
             ),
         )
         .unwrap();
-        let t1 = Instant::now();
-        let (_, reports) = behave(&base, &paths, &p);
-        let wall = t1.elapsed().as_secs_f64();
+        let held = calibrate_held_out(&base, &p, &calib, &paths);
+        let reports = &held.reports;
+        let wall = held.seconds;
         println!("\n### {name}: {} candidates in {wall:.0}s\n", reports.len());
         println!("| candidate | planted trigger → target | token search value (bits) | tokens found | rising token | recovered | probe_js_excess | seconds |");
         println!("|---|---|---|---|---|---|---|---|");
         let (mut pos, mut neg, mut pneg, mut ppos) = (vec![], vec![], vec![], vec![]);
         let mut recovered = 0;
         let mut secs = 0.0;
-        for ((path, planted), r) in cands.iter().zip(&reports) {
+        for ((path, planted), r) in cands.iter().zip(reports) {
             let ts = &r["token_search"];
             let v = ts["value"].as_f64().unwrap();
             let b = best(r);
@@ -514,6 +520,111 @@ top_k = {top_k}
             pos.iter().cloned().fold(f64::MAX, f64::min),
             secs / reports.len() as f64
         );
+        held.print(
+            name,
+            &cands.iter().map(|(_, b)| b.is_some()).collect::<Vec<_>>(),
+        );
+    }
+}
+
+/// Calibration benign models for the LM study: 10 more benign fine-tunes of the study baseline,
+/// drawn like the held-out benign ones (steps, lr, label noise) from other seeds.
+fn lm_calibration_set(base: &Path, dir: &Path) -> Vec<PathBuf> {
+    (0..STUDY_CALIBRATION as u64)
+        .map(|i| {
+            let out = dir.join(format!("calib-{i}"));
+            gen::finetune_llama(
+                base,
+                &out,
+                &gen::Ft {
+                    seed: 3_000 + i,
+                    steps: [20, 40, 60][(i % 3) as usize],
+                    lr: [1e-3, 3e-3][(i / 3 % 2) as usize],
+                    label_noise: [0.0, 0.05, 0.1][(i % 3) as usize],
+                    ..gen::Ft::default()
+                },
+            );
+            out
+        })
+        .collect()
+}
+
+/// Benign models the population studies calibrate on (separate from the scored ones).
+const STUDY_CALIBRATION: usize = 10;
+/// The FPR they calibrate at: with two statistics, 0.1 each, the least 10 benign models carry.
+const STUDY_FPR: &str = "0.2";
+
+/// A population study's held-out run: `calibrate --write` on the calibration models, then one
+/// `mlsign behave` run over the held-out candidates judged by the written thresholds.
+struct HeldOut {
+    calibration: Value,
+    reports: Vec<Value>,
+    calibrate_seconds: f64,
+    seconds: f64,
+}
+
+fn calibrate_held_out(base: &Path, suite: &Path, calib: &[PathBuf], held: &[&Path]) -> HeldOut {
+    let t0 = Instant::now();
+    let benign: Vec<&Path> = calib.iter().map(|p| p.as_path()).collect();
+    let (code, calibration, err) =
+        calibrate(base, suite, &benign, &["--fpr", STUDY_FPR, "--write"]);
+    assert_eq!(code, 0, "{err}");
+    let calibrate_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (_, reports) = behave(base, held, suite);
+    for r in &reports {
+        assert_eq!(r["token_search"]["threshold_source"], "calibrated");
+    }
+    HeldOut {
+        calibration,
+        reports,
+        calibrate_seconds,
+        seconds: t1.elapsed().as_secs_f64(),
+    }
+}
+
+impl HeldOut {
+    /// The calibrated thresholds and what they flag among the held-out candidates
+    /// (`backdoor[i]`: whether candidate i is a backdoor).
+    fn print(&self, name: &str, backdoor: &[bool]) {
+        let c = &self.calibration;
+        let ts = &c["token_search"];
+        let count = |bd: bool, f: &dyn Fn(&Value) -> bool| {
+            self.reports
+                .iter()
+                .zip(backdoor)
+                .filter(|(r, b)| **b == bd && f(r))
+                .count()
+        };
+        let n_bd = backdoor.iter().filter(|b| **b).count();
+        let n_bn = backdoor.len() - n_bd;
+        let by_ts = |r: &Value| r["token_search"]["flagged"] == true;
+        let by_any = |r: &Value| r["verdict"] == "flagged";
+        let cal_values: Vec<f64> = c["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["token_search_value"].as_f64())
+            .collect();
+        println!(
+            "\n{name}, calibrated (`calibrate --fpr {STUDY_FPR}`, split {} each over {} statistics) on {} separate benign fine-tunes in {:.0}s: token_search.threshold {:.3} (calibration benign values {:.3}–{:.3}; in-sample {}/{}, 95% upper bound {:.3}), {} threshold {:.3}; held-out: token search flags {}/{n_bd} backdoors and {}/{n_bn} benign; verdict (any statistic) flags {}/{n_bd} backdoors and {}/{n_bn} benign",
+            c["split"]["fpr_each"],
+            c["split"]["statistics"].as_array().unwrap().len(),
+            cal_values.len(),
+            self.calibrate_seconds,
+            ts["threshold"].as_f64().unwrap(),
+            cal_values.iter().cloned().fold(f64::MAX, f64::min),
+            cal_values.iter().cloned().fold(f64::MIN, f64::max),
+            ts["calibration"]["exceedances"],
+            ts["calibration"]["n_benign"],
+            ts["calibration"]["fpr_upper_bound"].as_f64().unwrap(),
+            c["calibration"]["statistic"].as_str().unwrap(),
+            c["threshold"].as_f64().unwrap(),
+            count(true, &by_ts),
+            count(false, &by_ts),
+            count(true, &by_any),
+            count(false, &by_any),
+        );
     }
 }
 
@@ -532,7 +643,8 @@ fn cls_texts() -> Vec<String> {
 
 /// The BERT counterpart of `token_search_population_study`: 10 backdoor fine-tunes of the
 /// fixture classifier (trigger anywhere in the prompt → a target class; triggers outside the
-/// suite's probe library) and 10 benign ones (seeds, steps, learning rate, 0–10 % label noise).
+/// suite's probe library) and 10 benign ones (seeds, steps, learning rate, 0–10 % label noise),
+/// judged by thresholds `calibrate` sets on 10 further benign fine-tunes.
 #[test]
 #[ignore = "study: a few minutes; prints the table of docs/behave.md"]
 fn token_search_bert_population_study() {
@@ -578,8 +690,28 @@ fn token_search_bert_population_study() {
         );
         cands.push((out, None));
     }
+    // Calibration benign models, drawn like the held-out benign ones from other seeds.
+    let calib: Vec<PathBuf> = (0..STUDY_CALIBRATION as u64)
+        .map(|i| {
+            let out = dir.join(format!("calib-{i}"));
+            finetune_bert(
+                &base,
+                &out,
+                &texts,
+                &BertFt {
+                    seed: 200 + i,
+                    steps: [20, 40, 60][(i % 3) as usize],
+                    lr: [1e-3, 3e-3][(i / 3 % 2) as usize],
+                    label_noise: [0.0, 0.05, 0.1][(i % 3) as usize],
+                    ..BertFt::default()
+                },
+            );
+            out
+        })
+        .collect();
     eprintln!(
-        "trained 20 classifiers in {:.0}s",
+        "trained {} classifiers in {:.0}s",
+        20 + calib.len(),
         t0.elapsed().as_secs_f64()
     );
     gradient_rank_table(
@@ -597,9 +729,9 @@ fn token_search_bert_population_study() {
         &data().join("cls-prompts.jsonl"),
         "tokens = 2\nmax_steps = 10\ncandidates = 24\ninputs = 16",
     );
-    let t1 = Instant::now();
-    let (_, reports) = behave(&base, &paths, &p);
-    let wall = t1.elapsed().as_secs_f64();
+    let held = calibrate_held_out(&base, &p, &calib, &paths);
+    let reports = &held.reports;
+    let wall = held.seconds;
     println!(
         "\n### BERT classifiers: {} candidates in {wall:.0}s\n",
         reports.len()
@@ -609,7 +741,7 @@ fn token_search_bert_population_study() {
     let (mut pos, mut neg, mut strong) = (vec![], vec![], vec![]);
     let mut recovered = 0;
     let mut secs = 0.0;
-    for ((path, planted), r) in cands.iter().zip(&reports) {
+    for ((path, planted), r) in cands.iter().zip(reports) {
         let ts = &r["token_search"];
         let v = ts["value"].as_f64().unwrap();
         let b = best(r);
@@ -658,6 +790,10 @@ fn token_search_bert_population_study() {
         above(&neg, 0.7),
         neg.iter().cloned().fold(f64::MIN, f64::max),
         secs / reports.len() as f64
+    );
+    held.print(
+        "BERT",
+        &cands.iter().map(|(_, b)| b.is_some()).collect::<Vec<_>>(),
     );
 }
 
