@@ -260,7 +260,7 @@ fn calibrate_token_search(
     let note = match (&calibration.note, unavailable.len()) {
         (n, 0) => n.clone(),
         (n, k) => Some(format!(
-            "{}{k} benign candidates without a token search (BHV008) left out",
+            "{}{k} benign candidate(s) without a token search (BHV008) left out",
             n.as_ref().map(|n| format!("{n}; ")).unwrap_or_default()
         )),
     };
