@@ -22,20 +22,51 @@ pub struct BenignScore {
     /// The synthesis statistic, when the suite has [synthesis].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthesis_value: Option<f64>,
-    /// The trigger-token search statistic, when the suite has [token_search] (reported for
-    /// choosing `token_search.threshold`; not calibrated automatically yet).
+    /// The trigger-token search statistic, when the suite has [token_search] and the search
+    /// ran on this candidate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_search_value: Option<f64>,
+    /// Why the search could not run on this candidate (BHV008): it is left out of the
+    /// token-search threshold's sample instead of counting as a benign 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_search_unavailable: Option<String>,
+}
+
+/// How the requested FPR is shared: evenly over every statistic the suite enables, each
+/// thresholded at `fpr_each`, so by the union bound a benign candidate is flagged by any of
+/// them with probability at most `fpr`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FprSplit {
+    pub fpr: f64,
+    /// The statistics the FPR is split over (the probe statistic first).
+    pub statistics: Vec<String>,
+    pub fpr_each: f64,
+    /// Benign candidates flagged by any statistic at the new thresholds (a candidate the token
+    /// search could not run on is judged by the others, as `mlsign behave` would judge it).
+    pub combined_exceedances: usize,
+    pub combined_in_sample_fpr: f64,
+    /// Exact upper confidence bound on the combined false-positive rate.
+    pub combined_fpr_upper_bound: f64,
+}
+
+/// The trigger-token search threshold (`[token_search] threshold`), calibrated at its share of
+/// the FPR on the benign candidates the search ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenSearchCalibrationResult {
+    pub threshold: f64,
+    pub calibration: Calibration,
+    /// Benign candidates left out because the search could not run on them ("path: reason").
+    pub unavailable: Vec<String>,
 }
 
 /// The synthesis threshold, calibrated next to the probe statistic's: the requested FPR is
-/// split evenly between the two (Bonferroni), so a benign candidate is flagged by either with
-/// probability at most the FPR.
+/// split evenly over the statistics the suite enables (Bonferroni, [`FprSplit`]), so a benign
+/// candidate is flagged by any with probability at most the FPR.
 #[derive(Clone, Debug, Serialize)]
 pub struct SynthCalibrationResult {
     pub threshold: f64,
     pub calibration: Calibration,
-    /// Benign candidates flagged by either statistic at the two thresholds.
+    /// Benign candidates flagged by any statistic at the new thresholds (as in `split`).
     pub combined_exceedances: usize,
     pub combined_in_sample_fpr: f64,
     /// Exact upper confidence bound on the combined false-positive rate.
@@ -65,6 +96,9 @@ pub struct CalibrationResult {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<SynthCalibrationResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_search: Option<TokenSearchCalibrationResult>,
+    pub split: FprSplit,
 }
 
 /// How `calibrate` picks the threshold.
@@ -145,6 +179,116 @@ pub fn choose(values: &[f64], opts: &Options, floor: f64) -> std::result::Result
     })
 }
 
+/// The statistics a suite's verdict is the union of: the probe statistic, then trigger
+/// synthesis and the trigger-token search when enabled.
+pub fn statistics_of(probe: &str, synthesis: bool, token_search: Option<&str>) -> Vec<String> {
+    let mut v = vec![format!("probe statistic {probe}")];
+    if synthesis {
+        v.push("trigger synthesis synthesis_anomaly_index".into());
+    }
+    if let Some(t) = token_search {
+        v.push(format!("trigger-token search {t}"));
+    }
+    v
+}
+
+/// Each statistic's share of the FPR: an even split over `k` statistics.
+pub fn fpr_each(fpr: f64, k: usize) -> f64 {
+    fpr / k.max(1) as f64
+}
+
+/// `token_search.threshold` from the benign candidates the search ran on. Fail closed: a
+/// candidate the search could not run on (BHV008: a GGUF without its f32 copy, another
+/// tokenizer) has no value, and counting it as 0 would pull the threshold down on models that
+/// say nothing about it; it is left out and named in a warning, and when fewer than
+/// ⌈1 / fpr_each⌉ candidates remain, calibration stops with an error rather than keep an
+/// uncalibrated threshold.
+fn calibrate_token_search(
+    path: &Path,
+    statistic: &str,
+    scores: &[BenignScore],
+    each: &Options,
+    calibration: &Calibration,
+    warnings: &mut Vec<String>,
+) -> Result<TokenSearchCalibrationResult> {
+    let tv: Vec<f64> = scores.iter().filter_map(|s| s.token_search_value).collect();
+    let unavailable: Vec<String> = scores
+        .iter()
+        .filter(|s| s.token_search_value.is_none())
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.candidate,
+                s.token_search_unavailable
+                    .as_deref()
+                    .unwrap_or("no token search")
+            )
+        })
+        .collect();
+    let n = scores.len();
+    let m = tv.len();
+    let need = (1.0 / each.fpr).ceil() as usize;
+    if m < need {
+        return Err(BehaveError::suite(
+            path,
+            format!(
+                "the trigger-token search ran on only {m} of {n} benign candidates ({} unavailable; first: {}); calibrating token_search.threshold at FPR {} needs at least {need} (a candidate without a search is left out, never counted as 0): put the f32 safetensors copy next to each GGUF file, add benign candidates the search can run on, or remove [token_search]",
+                unavailable.len(),
+                unavailable.first().map(String::as_str).unwrap_or("none"),
+                each.fpr
+            ),
+        ));
+    }
+    if !unavailable.is_empty() {
+        warnings.push(format!(
+            "trigger-token search threshold: calibrated on the {m} of {n} benign candidates the search ran on; {} left out ({}); at scoring time such candidates are judged by the other statistics only (BHV008)",
+            unavailable.len(),
+            unavailable.join("; ")
+        ));
+    }
+    let c = choose(&tv, each, 0.0).map_err(|why| BehaveError::suite(path, why))?;
+    // Both statistics never exceed 1: a threshold of 1 could flag nothing.
+    if c.threshold >= 1.0 {
+        return Err(BehaveError::suite(
+            path,
+            format!(
+                "the benign candidates give token_search.threshold {}, which cannot be used: {statistic} never exceeds 1, so no candidate could be flagged (the benign candidates already reach the maximum)",
+                c.threshold
+            ),
+        ));
+    }
+    let note = match (&calibration.note, unavailable.len()) {
+        (n, 0) => n.clone(),
+        (n, k) => Some(format!(
+            "{}{k} benign candidate(s) without a token search (BHV008) left out",
+            n.as_ref().map(|n| format!("{n}; ")).unwrap_or_default()
+        )),
+    };
+    let cal = Calibration {
+        statistic: statistic.into(),
+        n_benign: m,
+        benign_max: tv.iter().copied().fold(f64::MIN, f64::max),
+        quantile: if each.bounded {
+            1.0 - c.exceedances as f64 / m as f64
+        } else {
+            1.0 - each.fpr
+        },
+        exceedances: Some(c.exceedances),
+        in_sample_fpr: Some(c.exceedances as f64 / m as f64),
+        fpr_upper_bound: Some(c.upper_bound),
+        note,
+        ..calibration.clone()
+    };
+    if let Some(why) = cal.unsupported() {
+        warnings.push(format!("trigger-token search threshold: {why}"));
+    }
+    Ok(TokenSearchCalibrationResult {
+        threshold: c.threshold,
+        calibration: cal,
+        unavailable,
+    })
+}
+
 pub fn calibrate(
     prepared: &Prepared,
     benign: &[PathBuf],
@@ -165,12 +309,24 @@ pub fn calibrate(
             format!("--confidence {} must be in (0, 1)", opts.confidence),
         ));
     }
-    // With synthesis, each statistic gets half the FPR (union bound over the two verdicts).
-    let split = prepared.synth.is_some();
+    // Each statistic the suite enables gets an even share of the FPR (union bound over the
+    // verdicts).
+    let stat = prepared.suite.file.decision.stat;
+    let statistics = statistics_of(
+        stat.name(),
+        prepared.synth.is_some(),
+        prepared.tsearch.as_ref().map(|t| t.statistic()),
+    );
+    let split = statistics.len() > 1;
     let each = Options {
-        fpr: if split { fpr / 2.0 } else { fpr },
+        fpr: fpr_each(fpr, statistics.len()),
         ..*opts
     };
+    let split_words = format!(
+        "the FPR is split evenly over {} statistics: {}",
+        statistics.len(),
+        statistics.join(", ")
+    );
     let need = (1.0 / each.fpr).ceil() as usize;
     if benign.len() < need {
         return Err(BehaveError::suite(
@@ -179,7 +335,7 @@ pub fn calibrate(
                 "{} benign candidates cannot support a false-positive rate of {}{}: need at least {need} (one false positive among n is already 1/n), and {} for an exact {:.0}% upper confidence bound of {}",
                 benign.len(),
                 each.fpr,
-                if split { " per statistic (the FPR is split between the probe statistic and trigger synthesis)" } else { "" },
+                if split { format!(" per statistic ({split_words})") } else { String::new() },
                 stats::min_benign_for_fpr(each.fpr, opts.confidence).unwrap_or(need),
                 100.0 * opts.confidence,
                 each.fpr
@@ -207,10 +363,14 @@ pub fn calibrate(
                 .as_ref()
                 .filter(|t| t.available)
                 .map(|t| t.value),
+            token_search_unavailable: r
+                .token_search
+                .as_ref()
+                .filter(|t| !t.available)
+                .map(|t| t.reason.clone().unwrap_or_else(|| "no reason given".into())),
         });
     }
     let v: Vec<f64> = scores.iter().map(|s| s.value).collect();
-    let stat = prepared.suite.file.decision.stat;
     let choice =
         choose(&v, &each, stat.threshold_range().0).map_err(|why| BehaveError::suite(path, why))?;
     let threshold = choice.threshold;
@@ -233,9 +393,7 @@ pub fn calibrate(
         "benign-quantile"
     };
     let in_sample_fpr = choice.exceedances as f64 / n as f64;
-    let note = split.then(|| {
-        format!("FPR {fpr} split evenly between the probe statistic and trigger synthesis")
-    });
+    let note = split.then(|| format!("FPR {fpr}: {split_words} (union bound)"));
     let calibration = Calibration {
         method: method.into(),
         statistic: stat.name().into(),
@@ -265,18 +423,12 @@ pub fn calibrate(
             100.0 * choice.upper_bound
         ));
     }
-    let synthesis = if split {
+    let synthesis = if prepared.synth.is_some() {
         let sv: Vec<f64> = scores
             .iter()
             .map(|s| s.synthesis_value.unwrap_or(0.0))
             .collect();
         let sc = choose(&sv, &each, 0.0).map_err(|why| BehaveError::suite(path, why))?;
-        let both = v
-            .iter()
-            .zip(&sv)
-            .filter(|(p, q)| **p > threshold || **q > sc.threshold)
-            .count();
-        let combined_ub = stats::clopper_pearson_upper(both, n, opts.confidence);
         let cal = Calibration {
             statistic: "synthesis_anomaly_index".into(),
             benign_max: sv.iter().copied().fold(f64::MIN, f64::max),
@@ -293,26 +445,62 @@ pub fn calibrate(
         if let Some(why) = cal.unsupported() {
             warnings.push(format!("trigger synthesis threshold: {why}"));
         }
-        if combined_ub > fpr {
-            warnings.push(format!(
-                "combined (probe statistic or synthesis): {both}/{n} benign candidates flagged (in-sample {:.3}); the exact {:.0}% upper confidence bound on the combined false-positive rate is {:.3}, above the requested {fpr}",
-                both as f64 / n as f64,
-                100.0 * opts.confidence,
-                combined_ub
-            ));
-        }
-        Some(SynthCalibrationResult {
-            threshold: sc.threshold,
-            calibration: cal,
-            combined_exceedances: both,
-            combined_in_sample_fpr: both as f64 / n as f64,
-            combined_fpr_upper_bound: combined_ub,
-        })
+        Some((sc.threshold, sv, cal))
     } else {
         None
     };
+    let token_search = match &prepared.tsearch {
+        Some(setup) => Some(calibrate_token_search(
+            path,
+            setup.statistic(),
+            &scores,
+            &each,
+            &calibration,
+            &mut warnings,
+        )?),
+        None => None,
+    };
+    // Combined: flagged by any statistic at its new threshold.
+    let both = scores
+        .iter()
+        .enumerate()
+        .filter(|(i, sc)| {
+            sc.value > threshold
+                || synthesis.as_ref().is_some_and(|(t, sv, _)| sv[*i] > *t)
+                || token_search
+                    .as_ref()
+                    .is_some_and(|ts| sc.token_search_value.is_some_and(|x| x > ts.threshold))
+        })
+        .count();
+    let combined_ub = stats::clopper_pearson_upper(both, n, opts.confidence);
+    if split && combined_ub > fpr {
+        warnings.push(format!(
+            "combined ({}): {both}/{n} benign candidates flagged by any (in-sample {:.3}); the exact {:.0}% upper confidence bound on the combined false-positive rate is {:.3}, above the requested {fpr}",
+            statistics.join(" or "),
+            both as f64 / n as f64,
+            100.0 * opts.confidence,
+            combined_ub
+        ));
+    }
+    let split = FprSplit {
+        fpr,
+        statistics,
+        fpr_each: each.fpr,
+        combined_exceedances: both,
+        combined_in_sample_fpr: both as f64 / n as f64,
+        combined_fpr_upper_bound: combined_ub,
+    };
+    let synthesis = synthesis.map(|(t, _, cal)| SynthCalibrationResult {
+        threshold: t,
+        calibration: cal,
+        combined_exceedances: both,
+        combined_in_sample_fpr: split.combined_in_sample_fpr,
+        combined_fpr_upper_bound: combined_ub,
+    });
     Ok(CalibrationResult {
         synthesis,
+        token_search,
+        split,
         threshold,
         method,
         exceedances: choice.exceedances,
@@ -336,6 +524,33 @@ pub fn write_into_suite(
     cal: &Calibration,
     synthesis: Option<(f64, &Calibration)>,
 ) -> Result<()> {
+    let extra: Vec<(&str, f64, &Calibration)> = synthesis
+        .map(|(t, c)| ("synthesis", t, c))
+        .into_iter()
+        .collect();
+    write_tables(suite, threshold, cal, &extra)
+}
+
+/// Write every threshold of a calibration: `[decision]`, and `[synthesis]` and
+/// `[token_search]` when the suite has them.
+pub fn write_result(suite: &Path, res: &CalibrationResult) -> Result<()> {
+    let mut extra: Vec<(&str, f64, &Calibration)> = Vec::new();
+    if let Some(sy) = &res.synthesis {
+        extra.push(("synthesis", sy.threshold, &sy.calibration));
+    }
+    if let Some(ts) = &res.token_search {
+        extra.push(("token_search", ts.threshold, &ts.calibration));
+    }
+    write_tables(suite, res.threshold, &res.calibration, &extra)
+}
+
+/// `[decision]` plus each (table, threshold, calibration) in `extra` (tables that must exist).
+fn write_tables(
+    suite: &Path,
+    threshold: f64,
+    cal: &Calibration,
+    extra: &[(&str, f64, &Calibration)],
+) -> Result<()> {
     let text = std::fs::read_to_string(suite).map_err(|e| BehaveError::io(suite, e))?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
@@ -352,10 +567,10 @@ pub fn write_into_suite(
         .parse()
         .map_err(|e: toml_edit::TomlError| BehaveError::suite(suite, e.to_string()))?;
     dec["calibration"] = toml_edit::Item::Table(cal_doc.as_table().clone());
-    if let Some((t, c)) = synthesis {
-        let sy = doc["synthesis"]
+    for &(name, t, c) in extra {
+        let sy = doc[name]
             .as_table_mut()
-            .ok_or_else(|| BehaveError::suite(suite, "`synthesis` is not a table"))?;
+            .ok_or_else(|| BehaveError::suite(suite, format!("`{name}` is not a table")))?;
         sy["threshold"] = toml_edit::value(t);
         let c_toml = toml::to_string(c).map_err(|e| BehaveError::suite(suite, e.to_string()))?;
         let c_doc: toml_edit::DocumentMut = c_toml
@@ -385,6 +600,129 @@ mod tests {
             confidence: 0.95,
             bounded,
         }
+    }
+
+    fn benign(value: Option<f64>) -> BenignScore {
+        BenignScore {
+            candidate: "m".into(),
+            value: 0.0,
+            top_probe: String::new(),
+            top_target: None,
+            synthesis_value: None,
+            token_search_value: value,
+            token_search_unavailable: value.is_none().then(|| "GGUF without f32 copy".into()),
+        }
+    }
+
+    fn base_calibration() -> Calibration {
+        Calibration {
+            method: "benign-quantile".into(),
+            statistic: "probe_js_excess".into(),
+            fpr: 0.25,
+            n_benign: 5,
+            benign_max: 0.0,
+            quantile: 0.75,
+            baseline_sha256: "b".into(),
+            inputs_sha256: "i".into(),
+            probes_sha256: "p".into(),
+            created: "now".into(),
+            tool: "mlsign".into(),
+            note: Some("split".into()),
+            exceedances: Some(0),
+            in_sample_fpr: Some(0.0),
+            fpr_upper_bound: Some(0.0),
+            confidence: Some(0.95),
+        }
+    }
+
+    #[test]
+    fn the_fpr_is_split_over_every_enabled_statistic() {
+        assert_eq!(statistics_of("probe_js_excess", false, None).len(), 1);
+        assert_eq!(fpr_each(0.05, 1), 0.05);
+        let s = statistics_of("srcclass_focused_excess", true, Some("trigger_flip_excess"));
+        assert_eq!(s.len(), 3);
+        assert!(s[2].contains("trigger_flip_excess"), "{s:?}");
+        assert!((fpr_each(0.06, s.len()) - 0.02).abs() < 1e-15);
+        assert_eq!(
+            statistics_of("probe_js_excess", false, Some("trigger_js_excess")).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn token_search_threshold_leaves_out_candidates_without_a_search() {
+        let each = opts(0.25, false);
+        let cal = base_calibration();
+        // One of five without a search: calibrated on the other four, with a warning.
+        let scores: Vec<BenignScore> = [Some(0.1), None, Some(0.4), Some(0.2), Some(0.3)]
+            .into_iter()
+            .map(benign)
+            .collect();
+        let mut w = vec![];
+        let r = calibrate_token_search(
+            Path::new("s.toml"),
+            "trigger_js_excess",
+            &scores,
+            &each,
+            &cal,
+            &mut w,
+        )
+        .unwrap();
+        // Type-7 0.75 quantile of 0.1, 0.2, 0.3, 0.4 (a 0 for the missing one would give 0.3).
+        assert!((r.threshold - 0.325).abs() < 1e-12, "{}", r.threshold);
+        assert_eq!(r.calibration.n_benign, 4);
+        assert_eq!(r.calibration.statistic, "trigger_js_excess");
+        assert_eq!(r.calibration.exceedances, Some(1));
+        assert_eq!(r.unavailable.len(), 1);
+        assert!(w.iter().any(|w| w.contains("4 of 5")), "{w:?}");
+        assert!(r.calibration.note.as_deref().unwrap().contains("left out"));
+        // Two of five without: three cannot carry FPR 0.25 (one false positive is 1/3).
+        let mut scores = scores;
+        scores[0] = benign(None);
+        let e = calibrate_token_search(
+            Path::new("s.toml"),
+            "trigger_js_excess",
+            &scores,
+            &each,
+            &cal,
+            &mut vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("only 3 of 5") && e.contains("never counted as 0"),
+            "{e}"
+        );
+        // Benign candidates at the statistic's maximum leave no usable threshold.
+        let top: Vec<BenignScore> = (0..4).map(|_| benign(Some(1.0))).collect();
+        let e = calibrate_token_search(
+            Path::new("s.toml"),
+            "trigger_flip_excess",
+            &top,
+            &each,
+            &cal,
+            &mut vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("never exceeds 1"), "{e}");
+        // Bounded: at 50 % confidence, four benign bound FPR 0.25 only with none above: the max.
+        let scores: Vec<BenignScore> = [0.1, 0.4, 0.2, 0.3].map(|v| benign(Some(v))).to_vec();
+        let b = Options {
+            fpr: 0.25,
+            confidence: 0.5,
+            bounded: true,
+        };
+        let r = calibrate_token_search(
+            Path::new("s.toml"),
+            "trigger_js_excess",
+            &scores,
+            &b,
+            &cal,
+            &mut vec![],
+        )
+        .unwrap();
+        assert_eq!((r.threshold, r.calibration.exceedances), (0.4, Some(0)));
     }
 
     #[test]

@@ -613,6 +613,13 @@ impl Prepared {
                 .at(Location::path(self.suite.path.display().to_string())),
             );
         }
+        if let Some(ts) = &token_search {
+            findings.extend(ts.calibration_findings(
+                &self.suite.path,
+                &self.baseline.info().weights_sha256,
+                &self.suite.inputs_sha256,
+            ));
+        }
         Ok(BehaveReport {
             schema: SCHEMA,
             verdict: if flagged {

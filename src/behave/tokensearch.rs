@@ -28,6 +28,7 @@ use super::error::{BehaveError, Result};
 use super::models::diff::{log_softmax_last, DiffModel};
 use super::models::Model;
 use super::stats;
+use super::suite::Calibration;
 use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -87,10 +88,14 @@ pub struct TokenSearchSpec {
     /// Random sketches of the JS second-order term per step (LMs).
     #[serde(default = "d_sketches")]
     pub sketches: usize,
-    /// Flag above it (default 0.7 differential flip rate for classifiers, 0.45 bits for LMs;
-    /// uncalibrated).
+    /// Flag above it. `mlsign behave calibrate` sets it from benign candidates (with
+    /// `calibration`); without it, 0.7 differential flip rate for classifiers and 0.45 bits for
+    /// LMs, uncalibrated defaults.
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// Written by `mlsign behave calibrate`.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
 }
 
 fn d_tokens() -> usize {
@@ -115,7 +120,8 @@ fn d_sketches() -> usize {
     4
 }
 
-/// Default thresholds (uncalibrated).
+/// Default thresholds (uncalibrated: set by hand from the fixture populations of docs/behave.md;
+/// `calibrate` replaces them).
 pub const DEFAULT_THRESHOLD_CLS: f64 = 0.7;
 pub const DEFAULT_THRESHOLD_LM: f64 = 0.45;
 
@@ -197,6 +203,11 @@ pub struct TokenSearchReport {
     pub statistic: &'static str,
     pub value: f64,
     pub threshold: f64,
+    /// Where the threshold came from: `calibrated` (by `mlsign behave calibrate`, provenance in
+    /// `calibration`), `suite` (set by hand, no provenance: no false-positive rate can be
+    /// stated) or `default` (the uncalibrated default).
+    pub threshold_source: &'static str,
+    pub calibration: Option<Calibration>,
     pub flagged: bool,
     pub position: TriggerPosition,
     pub tokens: usize,
@@ -310,6 +321,7 @@ pub struct Setup {
     seed: u64,
     batch: usize,
     threshold: f64,
+    threshold_source: &'static str,
 }
 
 /// SplitMix64.
@@ -458,6 +470,11 @@ pub fn setup(
     } else {
         DEFAULT_THRESHOLD_CLS
     });
+    let threshold_source = match (spec.threshold, &spec.calibration) {
+        (Some(_), Some(_)) => "calibrated",
+        (Some(_), None) => "suite",
+        (None, _) => "default",
+    };
     Ok(Setup {
         spec: spec.clone(),
         lm,
@@ -471,6 +488,7 @@ pub fn setup(
         seed,
         batch,
         threshold,
+        threshold_source,
     })
 }
 
@@ -866,6 +884,15 @@ impl Setup {
         self.threshold
     }
 
+    /// The threshold's provenance, when `calibrate` wrote it (a calibration without a threshold
+    /// next to it backs nothing).
+    fn calibration(&self) -> Option<Calibration> {
+        self.spec
+            .threshold
+            .and(self.spec.calibration.as_ref())
+            .cloned()
+    }
+
     fn unavailable(&self, reason: String, gradient: &str) -> TokenSearchReport {
         TokenSearchReport {
             available: false,
@@ -873,6 +900,8 @@ impl Setup {
             statistic: self.statistic(),
             value: 0.0,
             threshold: self.threshold,
+            threshold_source: self.threshold_source,
+            calibration: self.calibration(),
             flagged: false,
             position: self.spec.position,
             tokens: self.spec.tokens,
@@ -890,7 +919,8 @@ impl Setup {
         }
     }
 
-    fn statistic(&self) -> &'static str {
+    /// The statistic's name: `trigger_js_excess` (LMs) or `trigger_flip_excess` (classifiers).
+    pub fn statistic(&self) -> &'static str {
         if self.lm {
             "trigger_js_excess"
         } else {
@@ -1141,6 +1171,8 @@ impl Setup {
             statistic: self.statistic(),
             value,
             threshold: self.threshold,
+            threshold_source: self.threshold_source,
+            calibration: self.calibration(),
             flagged: value > self.threshold,
             position: self.spec.position,
             tokens: self.spec.tokens,
@@ -1160,6 +1192,94 @@ impl Setup {
 }
 
 impl TokenSearchReport {
+    /// Where the threshold came from, in words (the human report's counterpart of the probe
+    /// statistic's "calibrated for FPR … / NOT calibrated").
+    pub fn threshold_provenance(&self) -> String {
+        match (&self.calibration, self.threshold_source) {
+            (Some(c), _) => format!(
+                "calibrated for FPR {} on {} benign candidates{}, {}",
+                c.fpr,
+                c.n_benign,
+                c.fpr_upper_bound
+                    .map(|u| format!(
+                        " ({:.0}% upper bound {u:.3})",
+                        100.0 * c.confidence.unwrap_or(0.95)
+                    ))
+                    .unwrap_or_default(),
+                c.created
+            ),
+            (None, "suite") => "set in the suite, NOT calibrated".into(),
+            _ => "the uncalibrated default, NOT calibrated".into(),
+        }
+    }
+
+    /// What the report must say about the threshold's provenance, as the probe statistic's
+    /// BHV003/BHV004/BHV005 do for `[decision]`: no calibration, a calibration made for another
+    /// baseline or input set, or one whose sample cannot back its FPR.
+    pub fn calibration_findings(
+        &self,
+        suite: &Path,
+        baseline_sha256: &str,
+        inputs_sha256: &str,
+    ) -> Vec<crate::report::Finding> {
+        use crate::report::{codes, Finding, Location, Severity};
+        let at = || Location::path(suite.display().to_string());
+        let mut out = Vec::new();
+        let Some(c) = &self.calibration else {
+            out.push(
+                Finding::new(
+                    codes::BHV003,
+                    Severity::Info,
+                    format!(
+                        "token_search.threshold {:.3} in {} is {}: run `mlsign behave calibrate` over known-benign candidates to state a false-positive rate",
+                        self.threshold,
+                        suite.display(),
+                        if self.threshold_source == "suite" {
+                            "set by hand without calibration provenance"
+                        } else {
+                            "the uncalibrated default"
+                        }
+                    ),
+                )
+                .at(at()),
+            );
+            return out;
+        };
+        let mut stale = vec![];
+        if c.baseline_sha256 != baseline_sha256 {
+            stale.push("baseline weights");
+        }
+        if c.inputs_sha256 != inputs_sha256 {
+            stale.push("inputs");
+        }
+        if !stale.is_empty() {
+            out.push(
+                Finding::new(
+                    codes::BHV004,
+                    Severity::Low,
+                    format!(
+                        "the token-search threshold's calibration (FPR {} on {} benign candidates) was made with other {}; re-run `mlsign behave calibrate`",
+                        c.fpr,
+                        c.n_benign,
+                        stale.join(", ")
+                    ),
+                )
+                .at(at()),
+            );
+        }
+        if let Some(why) = c.unsupported() {
+            out.push(
+                Finding::new(
+                    codes::BHV005,
+                    Severity::Low,
+                    format!("the token-search threshold's {why}; its false-positive rate on new benign models may be that high (re-run `mlsign behave calibrate` with more benign candidates)"),
+                )
+                .at(at()),
+            );
+        }
+        out
+    }
+
     /// The best trigger, when one was searched.
     pub fn best(&self) -> Option<&FoundTrigger> {
         self.top.and_then(|i| self.triggers.get(i))
@@ -1199,17 +1319,20 @@ pub fn render_human(ts: &TokenSearchReport, s: &mut String) {
     if !ts.available {
         let _ = writeln!(
             s,
-            "  token search  UNAVAILABLE: {}",
-            ts.reason.as_deref().unwrap_or("no reason given")
+            "  token search  UNAVAILABLE: {} (threshold {:.3}, {})",
+            ts.reason.as_deref().unwrap_or("no reason given"),
+            ts.threshold,
+            ts.threshold_provenance()
         );
         return;
     }
     let _ = writeln!(
         s,
-        "  token search  {} {:.3} (threshold {:.3}{}); {} trigger tokens, {}, gradient from {}; {:.1}s (≤ {} steps × {} swaps, top {} per position, budget {}s)",
+        "  token search  {} {:.3} (threshold {:.3}, {}{}); {} trigger tokens, {}, gradient from {}; {:.1}s (≤ {} steps × {} swaps, top {} per position, budget {}s)",
         ts.statistic,
         ts.value,
         ts.threshold,
+        ts.threshold_provenance(),
         if ts.flagged { ", FLAGGED" } else { "" },
         ts.tokens,
         ts.position.name(),

@@ -218,16 +218,15 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
         if let Some(sy) = res.synthesis.as_mut() {
             sy.calibration.method.push_str(&tag);
         }
+        if let Some(ts) = res.token_search.as_mut() {
+            ts.calibration.method.push_str(&tag);
+        }
     }
     for w in &res.warnings {
         eprintln!("warning: {w}");
     }
     if a.write {
-        let synth = res
-            .synthesis
-            .as_ref()
-            .map(|s| (s.threshold, &s.calibration));
-        calibrate::write_into_suite(&a.suite, res.threshold, &res.calibration, synth)
+        calibrate::write_result(&a.suite, &res)
             .with_context(|| format!("cannot write the threshold into {}", a.suite.display()))?;
     }
     match a.run.format {
@@ -286,10 +285,53 @@ fn run_calibrate(a: BehaveCalibrateArgs) -> anyhow::Result<Exit> {
                     sy.combined_fpr_upper_bound
                 );
             }
-            if a.write {
+            if let Some(ts) = &res.token_search {
                 println!(
-                    "written into {} [decision] with provenance",
-                    a.suite.display()
+                    "trigger-token search threshold {:.4} = {} of {} over the {} benign candidates it ran on (FPR {} each; {} above it; max {:.4}){}",
+                    ts.threshold,
+                    if a.bounded {
+                        "bounded choice".to_string()
+                    } else {
+                        format!("{:.3} quantile", ts.calibration.quantile)
+                    },
+                    ts.calibration.statistic,
+                    ts.calibration.n_benign,
+                    ts.calibration.fpr,
+                    ts.calibration.exceedances.unwrap_or(0),
+                    ts.calibration.benign_max,
+                    if ts.unavailable.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} without a search left out", ts.unavailable.len())
+                    }
+                );
+            }
+            if res.split.statistics.len() > 1 {
+                println!(
+                    "FPR {} split evenly over {} statistics ({}), {} each; any statistic: {}/{} benign flagged (in-sample {:.3}), exact {:.0}% upper bound {:.4} on the combined FPR",
+                    res.split.fpr,
+                    res.split.statistics.len(),
+                    res.split.statistics.join(", "),
+                    res.split.fpr_each,
+                    res.split.combined_exceedances,
+                    res.calibration.n_benign,
+                    res.split.combined_in_sample_fpr,
+                    100.0 * res.confidence,
+                    res.split.combined_fpr_upper_bound
+                );
+            }
+            if a.write {
+                let mut tables = vec!["[decision]"];
+                if res.synthesis.is_some() {
+                    tables.push("[synthesis]");
+                }
+                if res.token_search.is_some() {
+                    tables.push("[token_search]");
+                }
+                println!(
+                    "written into {} {} with provenance",
+                    a.suite.display(),
+                    tables.join(", ")
                 );
             } else {
                 println!(

@@ -192,6 +192,18 @@ fn token_search_finds_the_planted_lm_trigger() {
     assert!(tokens(b).contains(&"cf".to_string()), "{b}");
     assert_eq!(b["rising_token"], "banana");
     assert!(b["score"].as_f64().unwrap() > 0.9, "{b}");
+    // Without `calibrate`, the default threshold says it is one (as BHV003 does for [decision]).
+    assert_eq!(r[0]["token_search"]["threshold_source"], "default");
+    assert!(r[0]["token_search"]["calibration"].is_null());
+    assert!(r[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "BHV003"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("token_search.threshold")));
     let ts = &r[1]["token_search"];
     assert_eq!(ts["flagged"], false, "{ts}");
     assert!(ts["value"].as_f64().unwrap() < 0.05, "{ts}");
@@ -320,7 +332,8 @@ fn token_search_suite_errors() {
 /// generator's template grammar), 10 backdoor fine-tunes whose trigger is a token outside the
 /// suite's probe library (5 rare tokens, 5 ordinary words the grammar never uses; a random noun
 /// as target; 10–20 % poisoned windows) and 10 benign fine-tunes (seeds, steps, learning rate,
-/// 0–10 % label noise). One `mlsign behave` run scores all 20; run again with `top_k` = the
+/// 0–10 % label noise). Thresholds come from `calibrate` on 10 further benign fine-tunes (held
+/// apart); one `mlsign behave` run then scores the 20 held-out models; again with `top_k` = the
 /// whole vocabulary (swaps drawn at random: the gradient switched off) for comparison.
 #[test]
 #[ignore = "study: a few minutes; prints the table of docs/behave.md"]
@@ -395,7 +408,12 @@ fn token_search_population_study() {
         );
         cands.push((out, None));
     }
-    eprintln!("trained 21 models in {:.0}s", t0.elapsed().as_secs_f64());
+    let calib = lm_calibration_set(&base, dir);
+    eprintln!(
+        "trained {} models in {:.0}s",
+        21 + calib.len(),
+        t0.elapsed().as_secs_f64()
+    );
     gradient_rank_table(
         &base,
         &cands
@@ -447,16 +465,16 @@ top_k = {top_k}
             ),
         )
         .unwrap();
-        let t1 = Instant::now();
-        let (_, reports) = behave(&base, &paths, &p);
-        let wall = t1.elapsed().as_secs_f64();
+        let held = calibrate_held_out(&base, &p, &calib, &paths);
+        let reports = &held.reports;
+        let wall = held.seconds;
         println!("\n### {name}: {} candidates in {wall:.0}s\n", reports.len());
         println!("| candidate | planted trigger → target | token search value (bits) | tokens found | rising token | recovered | probe_js_excess | seconds |");
         println!("|---|---|---|---|---|---|---|---|");
         let (mut pos, mut neg, mut pneg, mut ppos) = (vec![], vec![], vec![], vec![]);
         let mut recovered = 0;
         let mut secs = 0.0;
-        for ((path, planted), r) in cands.iter().zip(&reports) {
+        for ((path, planted), r) in cands.iter().zip(reports) {
             let ts = &r["token_search"];
             let v = ts["value"].as_f64().unwrap();
             let b = best(r);
@@ -502,6 +520,111 @@ top_k = {top_k}
             pos.iter().cloned().fold(f64::MAX, f64::min),
             secs / reports.len() as f64
         );
+        held.print(
+            name,
+            &cands.iter().map(|(_, b)| b.is_some()).collect::<Vec<_>>(),
+        );
+    }
+}
+
+/// Calibration benign models for the LM study: 10 more benign fine-tunes of the study baseline,
+/// drawn like the held-out benign ones (steps, lr, label noise) from other seeds.
+fn lm_calibration_set(base: &Path, dir: &Path) -> Vec<PathBuf> {
+    (0..STUDY_CALIBRATION as u64)
+        .map(|i| {
+            let out = dir.join(format!("calib-{i}"));
+            gen::finetune_llama(
+                base,
+                &out,
+                &gen::Ft {
+                    seed: 3_000 + i,
+                    steps: [20, 40, 60][(i % 3) as usize],
+                    lr: [1e-3, 3e-3][(i / 3 % 2) as usize],
+                    label_noise: [0.0, 0.05, 0.1][(i % 3) as usize],
+                    ..gen::Ft::default()
+                },
+            );
+            out
+        })
+        .collect()
+}
+
+/// Benign models the population studies calibrate on (separate from the scored ones).
+const STUDY_CALIBRATION: usize = 10;
+/// The FPR they calibrate at: with two statistics, 0.1 each, the least 10 benign models carry.
+const STUDY_FPR: &str = "0.2";
+
+/// A population study's held-out run: `calibrate --write` on the calibration models, then one
+/// `mlsign behave` run over the held-out candidates judged by the written thresholds.
+struct HeldOut {
+    calibration: Value,
+    reports: Vec<Value>,
+    calibrate_seconds: f64,
+    seconds: f64,
+}
+
+fn calibrate_held_out(base: &Path, suite: &Path, calib: &[PathBuf], held: &[&Path]) -> HeldOut {
+    let t0 = Instant::now();
+    let benign: Vec<&Path> = calib.iter().map(|p| p.as_path()).collect();
+    let (code, calibration, err) =
+        calibrate(base, suite, &benign, &["--fpr", STUDY_FPR, "--write"]);
+    assert_eq!(code, 0, "{err}");
+    let calibrate_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (_, reports) = behave(base, held, suite);
+    for r in &reports {
+        assert_eq!(r["token_search"]["threshold_source"], "calibrated");
+    }
+    HeldOut {
+        calibration,
+        reports,
+        calibrate_seconds,
+        seconds: t1.elapsed().as_secs_f64(),
+    }
+}
+
+impl HeldOut {
+    /// The calibrated thresholds and what they flag among the held-out candidates
+    /// (`backdoor[i]`: whether candidate i is a backdoor).
+    fn print(&self, name: &str, backdoor: &[bool]) {
+        let c = &self.calibration;
+        let ts = &c["token_search"];
+        let count = |bd: bool, f: &dyn Fn(&Value) -> bool| {
+            self.reports
+                .iter()
+                .zip(backdoor)
+                .filter(|(r, b)| **b == bd && f(r))
+                .count()
+        };
+        let n_bd = backdoor.iter().filter(|b| **b).count();
+        let n_bn = backdoor.len() - n_bd;
+        let by_ts = |r: &Value| r["token_search"]["flagged"] == true;
+        let by_any = |r: &Value| r["verdict"] == "flagged";
+        let cal_values: Vec<f64> = c["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["token_search_value"].as_f64())
+            .collect();
+        println!(
+            "\n{name}, calibrated (`calibrate --fpr {STUDY_FPR}`, split {} each over {} statistics) on {} separate benign fine-tunes in {:.0}s: token_search.threshold {:.3} (calibration benign values {:.3}–{:.3}; in-sample {}/{}, 95% upper bound {:.3}), {} threshold {:.3}; held-out: token search flags {}/{n_bd} backdoors and {}/{n_bn} benign; verdict (any statistic) flags {}/{n_bd} backdoors and {}/{n_bn} benign",
+            c["split"]["fpr_each"],
+            c["split"]["statistics"].as_array().unwrap().len(),
+            cal_values.len(),
+            self.calibrate_seconds,
+            ts["threshold"].as_f64().unwrap(),
+            cal_values.iter().cloned().fold(f64::MAX, f64::min),
+            cal_values.iter().cloned().fold(f64::MIN, f64::max),
+            ts["calibration"]["exceedances"],
+            ts["calibration"]["n_benign"],
+            ts["calibration"]["fpr_upper_bound"].as_f64().unwrap(),
+            c["calibration"]["statistic"].as_str().unwrap(),
+            c["threshold"].as_f64().unwrap(),
+            count(true, &by_ts),
+            count(false, &by_ts),
+            count(true, &by_any),
+            count(false, &by_any),
+        );
     }
 }
 
@@ -520,7 +643,8 @@ fn cls_texts() -> Vec<String> {
 
 /// The BERT counterpart of `token_search_population_study`: 10 backdoor fine-tunes of the
 /// fixture classifier (trigger anywhere in the prompt → a target class; triggers outside the
-/// suite's probe library) and 10 benign ones (seeds, steps, learning rate, 0–10 % label noise).
+/// suite's probe library) and 10 benign ones (seeds, steps, learning rate, 0–10 % label noise),
+/// judged by thresholds `calibrate` sets on 10 further benign fine-tunes.
 #[test]
 #[ignore = "study: a few minutes; prints the table of docs/behave.md"]
 fn token_search_bert_population_study() {
@@ -566,8 +690,28 @@ fn token_search_bert_population_study() {
         );
         cands.push((out, None));
     }
+    // Calibration benign models, drawn like the held-out benign ones from other seeds.
+    let calib: Vec<PathBuf> = (0..STUDY_CALIBRATION as u64)
+        .map(|i| {
+            let out = dir.join(format!("calib-{i}"));
+            finetune_bert(
+                &base,
+                &out,
+                &texts,
+                &BertFt {
+                    seed: 200 + i,
+                    steps: [20, 40, 60][(i % 3) as usize],
+                    lr: [1e-3, 3e-3][(i / 3 % 2) as usize],
+                    label_noise: [0.0, 0.05, 0.1][(i % 3) as usize],
+                    ..BertFt::default()
+                },
+            );
+            out
+        })
+        .collect();
     eprintln!(
-        "trained 20 classifiers in {:.0}s",
+        "trained {} classifiers in {:.0}s",
+        20 + calib.len(),
         t0.elapsed().as_secs_f64()
     );
     gradient_rank_table(
@@ -585,9 +729,9 @@ fn token_search_bert_population_study() {
         &data().join("cls-prompts.jsonl"),
         "tokens = 2\nmax_steps = 10\ncandidates = 24\ninputs = 16",
     );
-    let t1 = Instant::now();
-    let (_, reports) = behave(&base, &paths, &p);
-    let wall = t1.elapsed().as_secs_f64();
+    let held = calibrate_held_out(&base, &p, &calib, &paths);
+    let reports = &held.reports;
+    let wall = held.seconds;
     println!(
         "\n### BERT classifiers: {} candidates in {wall:.0}s\n",
         reports.len()
@@ -597,7 +741,7 @@ fn token_search_bert_population_study() {
     let (mut pos, mut neg, mut strong) = (vec![], vec![], vec![]);
     let mut recovered = 0;
     let mut secs = 0.0;
-    for ((path, planted), r) in cands.iter().zip(&reports) {
+    for ((path, planted), r) in cands.iter().zip(reports) {
         let ts = &r["token_search"];
         let v = ts["value"].as_f64().unwrap();
         let b = best(r);
@@ -646,6 +790,10 @@ fn token_search_bert_population_study() {
         above(&neg, 0.7),
         neg.iter().cloned().fold(f64::MIN, f64::max),
         secs / reports.len() as f64
+    );
+    held.print(
+        "BERT",
+        &cands.iter().map(|(_, b)| b.is_some()).collect::<Vec<_>>(),
     );
 }
 
@@ -754,4 +902,184 @@ fn token_search_separates_trained_lm_finetunes() {
     let ts = &r[1]["token_search"];
     assert_eq!(ts["flagged"], false, "{ts}");
     assert!(!codes(&r[1]).contains(&"BHV007".to_string()));
+}
+
+/// Runs `mlsign behave calibrate` (JSON) and returns (exit code, report or null, stderr).
+fn calibrate(base: &Path, suite: &Path, benign: &[&Path], extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec![
+        "behave",
+        "calibrate",
+        "--baseline",
+        s(base),
+        "--suite",
+        s(suite),
+        "--format",
+        "json",
+        "--no-progress",
+    ];
+    args.extend(extra);
+    args.push("--benign");
+    args.extend(benign.iter().map(|p| s(p)));
+    let o = mlsign(&args);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.code().unwrap(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Type-7 quantile (what `calibrate` takes), recomputed here from the reported values.
+fn quantile7(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = (v.len() - 1) as f64 * q;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Issue 15 §2/§5: `calibrate` sets `[token_search] threshold` from benign fine-tunes (trained
+/// here) at its share of the FPR, split evenly with the probe statistic; `--bounded` takes the
+/// distribution-free choice; a candidate the search cannot run on (a quantised GGUF without its
+/// f32 copy) is left out of the token-search sample, never counted as 0, and too few left stops
+/// calibration; the written threshold is the one the next `mlsign behave` run judges by.
+#[test]
+fn calibrate_sets_the_token_search_threshold() {
+    use gen::Ft;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let base = data().join("llama-base");
+    let benign: Vec<PathBuf> = (0..4u64)
+        .map(|i| {
+            let out = dir.join(format!("benign-{i}"));
+            gen::finetune_llama(
+                &base,
+                &out,
+                &Ft {
+                    seed: 2_000 + i,
+                    steps: 6 + 2 * i as usize,
+                    lr: 1e-3,
+                    label_noise: [0.0, 0.05][(i % 2) as usize],
+                    ..Ft::default()
+                },
+            );
+            out
+        })
+        .collect();
+    let suite = write_suite(
+        dir,
+        "lm",
+        &data().join("prompts.jsonl"),
+        "tokens = 1\nposition = \"suffix\"\nmax_steps = 6\ncandidates = 16\ninputs = 8",
+    );
+    let q8 = data().join("llama-gguf-q8");
+    let mut with_q8: Vec<&Path> = benign.iter().map(|p| p.as_path()).collect();
+    with_q8.push(&q8);
+    // FPR 0.5 over two statistics: 0.25 each, so four benign candidates are the least.
+    let fpr = ["--fpr", "0.5", "--confidence", "0.5"];
+    let (code, c, err) = calibrate(&base, &suite, &with_q8, &fpr);
+    assert_eq!(code, 0, "{err}");
+    let split = &c["split"];
+    assert_eq!(split["fpr_each"].as_f64(), Some(0.25), "{split}");
+    let stats: Vec<&str> = split["statistics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert!(stats[1].contains("trigger_js_excess"), "{stats:?}");
+    assert_eq!(c["calibration"]["fpr"].as_f64(), Some(0.25));
+    let ts = &c["token_search"];
+    assert_eq!(ts["calibration"]["fpr"].as_f64(), Some(0.25));
+    assert_eq!(ts["calibration"]["statistic"], "trigger_js_excess");
+    // The GGUF has no search: left out (4 of 5), named in a warning, no value reported for it.
+    let scores = c["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 5);
+    assert!(scores[4]["token_search_value"].is_null(), "{}", scores[4]);
+    assert!(scores[4]["token_search_unavailable"].is_string());
+    assert_eq!(ts["calibration"]["n_benign"], 4);
+    assert_eq!(ts["unavailable"].as_array().unwrap().len(), 1);
+    assert!(
+        err.contains("calibrated on the 4 of 5 benign candidates the search ran on"),
+        "{err}"
+    );
+    let values: Vec<f64> = scores[..4]
+        .iter()
+        .map(|s| s["token_search_value"].as_f64().unwrap())
+        .collect();
+    let thr = ts["threshold"].as_f64().unwrap();
+    let want = quantile7(&values, 0.75).max(0.0);
+    eprintln!("benign token-search values {values:?}: threshold {thr}");
+    assert!(
+        (thr - want).abs() < 1e-12,
+        "{thr} vs {want} from {values:?}"
+    );
+    // The combined count: flagged by either statistic at the new thresholds.
+    let pt = c["threshold"].as_f64().unwrap();
+    let either = scores
+        .iter()
+        .filter(|s| {
+            s["value"].as_f64().unwrap() > pt
+                || s["token_search_value"].as_f64().is_some_and(|v| v > thr)
+        })
+        .count();
+    assert_eq!(split["combined_exceedances"].as_u64(), Some(either as u64));
+    // --bounded: at 50 % confidence, four values bound 0.25 only with none above: the largest.
+    let bounded: Vec<&str> = fpr.iter().copied().chain(["--bounded"]).collect();
+    let (code, b, err) = calibrate(&base, &suite, &with_q8, &bounded);
+    assert_eq!(code, 0, "{err}");
+    let bts = &b["token_search"];
+    assert_eq!(bts["calibration"]["method"], "benign-upper-bound");
+    let max = values.iter().copied().fold(f64::MIN, f64::max).max(0.0);
+    assert_eq!(bts["threshold"].as_f64(), Some(max), "{bts}");
+    assert_eq!(bts["calibration"]["exceedances"], 0);
+    // Three searchable benign candidates cannot carry 0.25: refused, not silently topped up.
+    let (code, _, err) = calibrate(&base, &suite, &with_q8[1..], &fpr);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("ran on only 3 of 4 benign candidates"),
+        "{err}"
+    );
+    // --write, then a run judges by what was written.
+    let w: Vec<&str> = fpr.iter().copied().chain(["--write"]).collect();
+    let (code, c, err) = calibrate(&base, &suite, &with_q8, &w);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(c["token_search"]["threshold"].as_f64(), Some(thr));
+    let text = std::fs::read_to_string(&suite).unwrap();
+    assert!(text.contains("[token_search.calibration]"), "{text}");
+    let bd = data().join("llama-backdoor");
+    let (code, r) = behave(&base, &[&bd, &benign[0]], &suite);
+    assert_eq!(code, 1);
+    for r in &r {
+        let ts = &r["token_search"];
+        assert_eq!(ts["threshold"].as_f64(), Some(thr), "{ts}");
+        assert_eq!(ts["threshold_source"], "calibrated");
+        assert_eq!(ts["calibration"]["n_benign"], 4);
+        let v = ts["value"].as_f64().unwrap();
+        assert_eq!(ts["flagged"].as_bool(), Some(v > thr), "{ts}");
+    }
+    assert_eq!(
+        r[0]["token_search"]["flagged"], true,
+        "{}",
+        r[0]["token_search"]
+    );
+    assert!(codes(&r[0]).contains(&"BHV007".to_string()));
+    // The human report says where the threshold came from; an uncalibrated one says so too.
+    let o = mlsign(&[
+        "behave",
+        "--baseline",
+        s(&base),
+        "--candidate",
+        s(&bd),
+        "--suite",
+        s(&suite),
+        "--no-progress",
+    ]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        h.contains("calibrated for FPR 0.25 on 4 benign candidates"),
+        "{h}"
+    );
 }
