@@ -172,8 +172,8 @@ pub struct ClassResult {
 pub struct SynthReport {
     /// The synthesis statistic: the MAD anomaly index of −log2(differential mask) across the
     /// searched classes ((max − median) / (1.4826 · MAD), MAD ≥ [`MAD_FLOOR`]; a class without a
-    /// feasible trigger counts as the whole image), and 0 when the class with the smallest mask
-    /// has no feasible trigger. A backdoor gives one class a trigger far smaller than the
+    /// feasible trigger smaller than the baseline's natural one counts as the whole image), and
+    /// 0 when the class with the smallest mask has no such trigger. A backdoor gives one class a trigger far smaller than the
     /// others'; a benign fine-tune (label noise included) moves several or none. Chosen over
     /// the ratio to the natural mask by the benchmark in docs/behave.md.
     pub value: f64,
@@ -600,6 +600,32 @@ pub fn anomaly_index(v: &[f64], floor: f64) -> f64 {
 /// difference look like an outlier). Fixed before the benchmark was run.
 pub const MAD_FLOOR: f64 = 0.25;
 
+/// The synthesis statistic over the searched classes and the class with the smallest mask that
+/// is evidence ([`SynthReport::value`], [`SynthReport::top_class`]); `full` is the image area.
+fn statistic(classes: &[ClassResult], full: f64) -> (f64, Option<&ClassResult>) {
+    // −log2 of each class's differential mask that is evidence (none: the whole image). A
+    // differential trigger no smaller than the baseline's own natural trigger for that class is
+    // not: the candidate needs more to reach the class than the trusted model does. Counting it
+    // let near-copies of the baseline (where the differential search is infeasible for most
+    // classes, so one feasible class of 60 px stood out against the rest) score like backdoors.
+    let small = |c: &ClassResult| -(evidence(c, full).unwrap_or(full).max(1e-3)).log2();
+    let sizes: Vec<f64> = classes.iter().map(small).collect();
+    let top = classes.iter().max_by(|a, b| small(a).total_cmp(&small(b)));
+    // No evidence for the smallest-mask class: nothing to flag, whatever the spread.
+    let value = match top {
+        Some(t) if evidence(t, full).is_some() => anomaly_index(&sizes, MAD_FLOOR),
+        _ => 0.0,
+    };
+    (value, top)
+}
+
+/// The class's differential mask size when it is evidence of a planted trigger: found, and
+/// smaller than the baseline's natural trigger for the class (the whole image when the
+/// baseline has none).
+fn evidence(c: &ClassResult, full: f64) -> Option<f64> {
+    c.mask_l1.filter(|&m| m < c.natural_mask_l1.unwrap_or(full))
+}
+
 /// Run the differential search on a candidate.
 pub fn run(
     setup: &Setup,
@@ -646,10 +672,7 @@ pub fn run(
             pattern: f.pattern,
         });
     }
-    // −log2 of each class's differential mask (none found: the whole image).
-    let small = |c: &ClassResult| -(c.mask_l1.unwrap_or(full).max(1e-3)).log2();
-    let sizes: Vec<f64> = classes.iter().map(small).collect();
-    let top = classes.iter().max_by(|a, b| small(a).total_cmp(&small(b)));
+    let (value, top) = statistic(&classes, full);
     let max_log2_ratio = if classes.is_empty() {
         0.0
     } else {
@@ -657,11 +680,6 @@ pub fn run(
             .iter()
             .map(|c| c.log2_ratio)
             .fold(f64::MIN, f64::max)
-    };
-    // No trigger found for the smallest-mask class: nothing to flag, whatever the spread.
-    let value = match top {
-        Some(t) if t.mask_l1.is_some() => anomaly_index(&sizes, MAD_FLOOR),
-        _ => 0.0,
     };
     let threshold = setup.spec.threshold.unwrap_or(DEFAULT_THRESHOLD);
     Ok(SynthReport {
@@ -870,5 +888,56 @@ mod tests {
         let ai = anomaly_index(&[1.0, 1.0, 1.01, 0.99, 1.0, 5.0], MAD_FLOOR);
         assert!((ai - 4.0 / (1.4826 * 0.25)).abs() < 1e-6, "{ai}");
         assert_eq!(anomaly_index(&[], 0.0), 0.0);
+    }
+
+    fn class(class: u32, mask: Option<f64>, natural: Option<f64>) -> ClassResult {
+        ClassResult {
+            class,
+            label: None,
+            mask_l1: mask,
+            natural_mask_l1: natural,
+            log2_ratio: 0.0,
+            candidate_flip: 0.0,
+            baseline_flip: 0.0,
+            source_inputs: 10,
+            steps: 1,
+            mask_png: None,
+            pattern_png: None,
+            mask: vec![],
+            pattern: vec![],
+        }
+    }
+
+    #[test]
+    fn only_triggers_smaller_than_the_natural_one_are_evidence() {
+        // Natural masks and differential results of the glyph-CNN benchmark (16×16): a plain
+        // fine-tune (calibration negative 0) and a line backdoor to class 5 (test positive 30).
+        let natural = [27.9, 32.3, 47.9, 60.6, 28.4, 39.0, 29.8, 26.3, 52.2, 38.2];
+        let near_copy: Vec<ClassResult> = (0..10)
+            .map(|c| {
+                let m = match c {
+                    3 => Some(70.2),
+                    5 => Some(59.8),
+                    _ => None,
+                };
+                class(c, m, Some(natural[c as usize]))
+            })
+            .collect();
+        // Both feasible masks exceed the baseline's natural ones: no evidence, value 0 (the
+        // previous aggregation scored this benign model 5.66, above most backdoors' floor).
+        assert_eq!(statistic(&near_copy, 256.0).0, 0.0);
+        let mut backdoor = near_copy.clone();
+        backdoor[3].mask_l1 = Some(66.2);
+        backdoor[5].mask_l1 = Some(8.69);
+        backdoor[8].mask_l1 = Some(64.0);
+        let (v, top) = statistic(&backdoor, 256.0);
+        // (−log2 8.69 + 8) / (1.4826 · 0.25): the other nine count as the whole image.
+        let want = (8.0 - 8.69f64.log2()) / (1.4826 * MAD_FLOOR);
+        assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+        assert_eq!(top.map(|t| t.class), Some(5));
+        // A class the baseline cannot reach at all: any feasible trigger is evidence.
+        let mut unreachable = near_copy.clone();
+        unreachable[3].natural_mask_l1 = None;
+        assert!(statistic(&unreachable, 256.0).0 > 0.0);
     }
 }
