@@ -41,6 +41,37 @@ def boot_ci(neg, pos, n=2000, seed=0):
     return float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))
 
 
+MAD_FLOOR = 0.25  # src/behave/synth.rs
+
+
+def anomaly_index(v, floor):
+    v = np.asarray(v, float)
+    med = float(np.median(v))
+    mad = max(float(np.median(np.abs(v - med))), floor)
+    return (float(v.max()) - med) / (1.4826 * mad + 1e-9)
+
+
+def synth_stat(sy):
+    """The synthesis statistic of src/behave/synth.rs `statistic` (evidence rule: a class's
+    differential mask counts only when smaller than the baseline's natural one), recomputed from
+    a report's per-class results; returns (value, top class)."""
+    full = float(sy["shape"][1] * sy["shape"][2])
+
+    def ev(c):
+        m = c["mask_l1"]
+        nat = c["natural_mask_l1"] if c["natural_mask_l1"] is not None else full
+        return m if (m is not None and m < nat) else None
+
+    cls = sy["classes"]
+    if not cls:
+        return 0.0, None
+    small = [-np.log2(max(ev(c) if ev(c) is not None else full, 1e-3)) for c in cls]
+    i = len(small) - 1 - int(np.argmax(small[::-1]))  # the last maximum, as Rust's max_by
+    if ev(cls[i]) is None:
+        return 0.0, cls[i]["class"]
+    return anomaly_index(small, MAD_FLOOR), cls[i]["class"]
+
+
 def key_of(path, base):
     p = path if os.path.isabs(path) else os.path.join(base, path)
     return os.path.relpath(os.path.dirname(os.path.abspath(p)), os.path.abspath(base))
@@ -128,17 +159,30 @@ def main():
     P("|---|---|---|---|---|---|---|")
     secs = float(np.mean([m["s"] for m in rows]))
     rule_row("srcclass_focused_excess (shipped default), calibrated", "S", lambda m: m["flag_S"], neg, pos, strong, secs)
-    bpath = os.path.join(d, "cal-bounded.json")
-    if os.path.exists(bpath):
-        # `calibrate --bounded`: the threshold whose exact upper confidence bound meets the FPR.
-        bcal = json.load(open(bpath))
-        bthr = bcal["threshold"]
+    # `calibrate --bounded`'s rule applied to the same calibration scores (src/behave/calibrate.rs
+    # `choose`): the largest k with the exact one-sided 95 % upper bound ≤ FPR, threshold = the
+    # (k+1)-th largest calibration score. Re-running calibrate would only re-score the same models;
+    # when cal-bounded.json (a real `calibrate --bounded` run) exists, it must agree.
+    fpr = cal["calibration"]["fpr"]
+    vals = sorted((s["value"] for s in cal["scores"]), reverse=True)
+    kb = None
+    for k in range(len(vals)):
+        if float(beta.ppf(0.95, k + 1, len(vals) - k)) <= fpr:
+            kb = k
+        else:
+            break
+    if kb is not None:
+        bthr = vals[kb]
+        bpath = os.path.join(d, "cal-bounded.json")
+        if os.path.exists(bpath):
+            real = json.load(open(bpath))["threshold"]
+            assert abs(real - bthr) < 1e-12, f"calibrate --bounded gave {real}, the rule here {bthr}"
         for m in rows:
             m["flag_Sb"] = m["S"] > bthr
-        rule_row(f"the same, `calibrate --bounded` (τ = {bthr:.4f})", "S", lambda m: m["flag_Sb"], neg, pos,
-                 strong, secs)
-        res["calibration_bounded"] = {"threshold": bthr, "in_sample_fpr": bcal["in_sample_fpr"],
-                                      "fpr_upper_bound": bcal["fpr_upper_bound"]}
+        rule_row(f"the same, `calibrate --bounded` rule (τ = {bthr:.4f}, {kb} calibration models above)", "S",
+                 lambda m: m["flag_Sb"], neg, pos, strong, secs)
+        res["calibration_bounded"] = {"threshold": bthr, "exceedances": kb,
+                                      "fpr_upper_bound": float(beta.ppf(0.95, kb + 1, len(vals) - kb))}
     P("")
     P(f"Companion `srcclass_median_excess` (v1, no threshold here): AUROC ASR ≥ 0.8 "
       f"{auroc([m['S_v1'] for m in neg], [m['S_v1'] for m in strong]):.3f}, all "
@@ -147,6 +191,7 @@ def main():
                                  "all": auroc([m['S_v1'] for m in neg], [m['S_v1'] for m in pos])}
 
     syn = None
+    has2 = os.path.exists(os.path.join(d, "syn-cal-full.json"))
     if os.path.exists(os.path.join(d, "syn-cal.json")) and os.path.exists(os.path.join(d, "syn-test.json")):
         syn = json.load(open(os.path.join(d, "syn-cal.json")))
         st = load_reports(os.path.join(d, "syn-test.json"), d)
@@ -187,6 +232,36 @@ def main():
         rule_row("synthesis statistic at FPR/2, alone", "Y", lambda m: m["flag_Y"], sn, sp, ss, syn_s)
         rule_row("shipped combination (either flags)", "C", lambda m: m["flag_SY"], sn, sp, ss, probe_s + syn_s)
         P("")
+        full_cal = os.path.join(d, "syn-cal-full.json")
+        if os.path.exists(full_cal):
+            # The statistic with the evidence rule, recomputed from the per-class results of full
+            # reports (`mlsign behave --format json`) of the same calibration negatives and the test
+            # subset; its threshold by calibrate's rule (type-7 quantile at 1 − FPR/2, floor 0).
+            cal_full = load_reports(full_cal, d)
+            cv = [synth_stat(r["synthesis"])[0] for r in cal_full.values()]
+            fpr_each = syn["synthesis"]["calibration"]["fpr"]
+            ty2 = max(float(np.quantile(cv, 1 - fpr_each)), 0.0)
+            for m in sub:
+                r = st[m["path"]]
+                m["Y2"], m["Y2_class"] = synth_stat(r["synthesis"])
+                m["flag_Y2"] = m["Y2"] > ty2
+                m["flag_SY2"] = m["flag_S2"] or m["flag_Y2"]
+                m["C2"] = max(m["S2"] / max(ts, 1e-9), m["Y2"] / max(ty2, 1e-9))
+            rule_row(f"synthesis, evidence rule, at FPR/2 (τ = {ty2:.3f} from {len(cv)} calibration negatives), alone",
+                     "Y2", lambda m: m["flag_Y2"], sn, sp, ss, syn_s)
+            rule_row("combination with the evidence rule (either flags)", "C2", lambda m: m["flag_SY2"], sn, sp, ss,
+                     probe_s + syn_s)
+            res["synthesis_evidence_rule"] = {
+                "threshold": ty2, "calibration_negatives": len(cv),
+                "calibration_exceedances": int(sum(v > ty2 for v in cv)),
+                "calibration_by_kind": {},
+                "top_class_is_target": sum(1 for m in sp if m["Y2_class"] == m["target"]),
+            }
+            for k, r in cal_full.items():
+                kind = models[k]["kind"]
+                res["synthesis_evidence_rule"]["calibration_by_kind"].setdefault(kind, []).append(
+                    round(synth_stat(r["synthesis"])[0], 3))
+        P("")
         P(f"Synthesis cost: {syn_s:.1f} s per candidate (probe suite {probe_s:.1f} s, ratio "
           f"{syn_s / max(probe_s, 1e-9):.1f}×); baseline natural-trigger search once per run "
           f"{sub[0]['base_syn_s']:.1f} s; classes left unsearched by the time budget: "
@@ -199,9 +274,9 @@ def main():
     P("")
     cols = "| family | n | ASR ≥ 0.8 | ASR (median, min–max) | detected (of ASR ≥ 0.8) | median S (ASR ≥ 0.8) |"
     if syn:
-        cols += " synthesis detected | combination detected |"
+        cols += " synthesis detected | combination detected |" + (" synthesis (evidence rule) | combination (evidence rule) |" if has2 else "")
     P(cols)
-    P("|---|---|---|---|---|---|" + ("---|---|" if syn else ""))
+    P("|---|---|---|---|---|---|" + (("---|---|---|---|" if has2 else "---|---|") if syn else ""))
     res["families"] = {}
     for fam in sorted({m["trigger"] for m in pos}):
         ps = [m for m in pos if m["trigger"] == fam]
@@ -215,13 +290,17 @@ def main():
         if syn:
             sps = [m for m in ps if m.get("has_syn")]
             line += (f" {sum(m['flag_Y'] for m in sps)}/{len(sps)} | {sum(m['flag_SY'] for m in sps)}/{len(sps)} |")
+            if sps and "flag_Y2" in sps[0]:
+                line += (f" {sum(m['flag_Y2'] for m in sps)}/{len(sps)} | {sum(m['flag_SY2'] for m in sps)}/{len(sps)} |")
+                fr["synthesis_evidence_rule_detected"] = [sum(m["flag_Y2"] for m in sps), len(sps)]
+                fr["combination_evidence_rule_detected"] = [sum(m["flag_SY2"] for m in sps), len(sps)]
         P(line)
         res["families"][fam] = fr
     P("")
     P("Negatives by kind (test; FPR at τ):")
     P("")
-    P("| kind | n | median S | max S | flagged |" + (" synthesis flagged | combination flagged |" if syn else ""))
-    P("|---|---|---|---|---|" + ("---|---|" if syn else ""))
+    P("| kind | n | median S | max S | flagged |" + ((" synthesis flagged | combination flagged |" + (" synthesis (evidence rule) | combination (evidence rule) |" if has2 else "")) if syn else ""))
+    P("|---|---|---|---|---|" + (("---|---|---|---|" if has2 else "---|---|") if syn else ""))
     res["negatives"] = {}
     for kind in sorted({m["kind"] for m in neg}):
         ns = [m for m in neg if m["kind"] == kind]
@@ -230,6 +309,8 @@ def main():
         if syn:
             sns = [m for m in ns if m.get("has_syn")]
             line += f" {sum(m['flag_Y'] for m in sns)}/{len(sns)} | {sum(m['flag_SY'] for m in sns)}/{len(sns)} |"
+            if sns and "flag_Y2" in sns[0]:
+                line += f" {sum(m['flag_Y2'] for m in sns)}/{len(sns)} | {sum(m['flag_SY2'] for m in sns)}/{len(sns)} |"
         P(line)
         res["negatives"][kind] = {"n": len(ns), "median": float(np.median([m["S"] for m in ns])),
                                   "max": float(max(m["S"] for m in ns)),
