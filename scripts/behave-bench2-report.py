@@ -192,8 +192,20 @@ def main():
 
     syn = None
     has2 = os.path.exists(os.path.join(d, "syn-cal-full.json"))
-    if os.path.exists(os.path.join(d, "syn-cal.json")) and os.path.exists(os.path.join(d, "syn-test.json")):
+    if has2 and not os.path.exists(os.path.join(d, "syn-cal.json")):
+        # No `calibrate` run with synthesis, only full reports of the calibration negatives
+        # (`mlsign behave --format json`, suite-syn.toml uncalibrated): thresholds by calibrate's
+        # quantile rule (type 7 at 1 − FPR/2, floor 0) from those reports, verdicts from them.
+        cf = load_reports(os.path.join(d, "syn-cal-full.json"), d)
+        fe = cal["calibration"]["fpr"] / 2
+        q = lambda v: max(float(np.quantile(v, 1 - fe)), 0.0)
+        syn = {"threshold": q([r["decision"]["value"] for r in cf.values()]),
+               "synthesis": {"threshold": q([r["synthesis"]["value"] for r in cf.values()]),
+                             "calibration": {"fpr": fe}},
+               "scores": list(cf), "from_full_reports": True}
+    elif os.path.exists(os.path.join(d, "syn-cal.json")):
         syn = json.load(open(os.path.join(d, "syn-cal.json")))
+    if syn is not None and os.path.exists(os.path.join(d, "syn-test.json")):
         st = load_reports(os.path.join(d, "syn-test.json"), d)
         for m in rows:
             r = st.get(m["path"])
@@ -206,6 +218,10 @@ def main():
             m["flag_SY"] = r["verdict"] == "flagged"
             m["S2"] = r["decision"]["value"]
             m["flag_S2"] = r["decision"]["flagged"]
+            if syn.get("from_full_reports"):
+                m["flag_S2"] = m["S2"] > syn["threshold"]
+                m["flag_Y"] = m["Y"] > syn["synthesis"]["threshold"]
+                m["flag_SY"] = m["flag_S2"] or m["flag_Y"]
             m["Y_class"] = sy["top_class"]
             m["syn_s"] = sy["seconds"]
             m["probe_s"] = r["timing"]["total_s"] - sy["seconds"]
@@ -220,7 +236,9 @@ def main():
         for m in sub:
             m["C"] = max(m["S2"] / max(ts, 1e-9), m["Y"] / max(ty, 1e-9))
         P("")
-        P(f"With trigger synthesis (suite-syn.toml; calibrated by `calibrate` on {len(syn['scores'])} "
+        how = ("thresholds by calibrate's quantile rule from full reports of" if syn.get("from_full_reports")
+               else "calibrated by `calibrate` on")
+        P(f"With trigger synthesis (suite-syn.toml; {how} {len(syn['scores'])} "
           f"calibration negatives, FPR split in two: τ_probe = {ts:.4f}, τ_synth = {ty:.4f}); "
           f"subset scored: {len(sn)} test negatives, {len(sp)} positives ({len(ss)} with ASR ≥ 0.8).")
         P("")
