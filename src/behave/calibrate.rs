@@ -179,6 +179,32 @@ pub fn choose(values: &[f64], opts: &Options, floor: f64) -> std::result::Result
     })
 }
 
+/// The provenance of a further statistic's threshold, calibrated like `base` (same models,
+/// suite and FPR share) from its own benign `values` and the threshold `c` chosen among them.
+fn derived(
+    base: &Calibration,
+    statistic: &str,
+    values: &[f64],
+    c: &Choice,
+    opts: &Options,
+) -> Calibration {
+    let n = values.len();
+    Calibration {
+        statistic: statistic.into(),
+        n_benign: n,
+        benign_max: values.iter().copied().fold(f64::MIN, f64::max),
+        quantile: if opts.bounded {
+            1.0 - c.exceedances as f64 / n as f64
+        } else {
+            1.0 - opts.fpr
+        },
+        exceedances: Some(c.exceedances),
+        in_sample_fpr: Some(c.exceedances as f64 / n as f64),
+        fpr_upper_bound: Some(c.upper_bound),
+        ..base.clone()
+    }
+}
+
 /// The statistics a suite's verdict is the union of: the probe statistic, then trigger
 /// synthesis and the trigger-token search when enabled.
 pub fn statistics_of(probe: &str, synthesis: bool, token_search: Option<&str>) -> Vec<String> {
@@ -265,19 +291,8 @@ fn calibrate_token_search(
         )),
     };
     let cal = Calibration {
-        statistic: statistic.into(),
-        n_benign: m,
-        benign_max: tv.iter().copied().fold(f64::MIN, f64::max),
-        quantile: if each.bounded {
-            1.0 - c.exceedances as f64 / m as f64
-        } else {
-            1.0 - each.fpr
-        },
-        exceedances: Some(c.exceedances),
-        in_sample_fpr: Some(c.exceedances as f64 / m as f64),
-        fpr_upper_bound: Some(c.upper_bound),
         note,
-        ..calibration.clone()
+        ..derived(calibration, statistic, &tv, &c, each)
     };
     if let Some(why) = cal.unsupported() {
         warnings.push(format!("trigger-token search threshold: {why}"));
@@ -429,19 +444,7 @@ pub fn calibrate(
             .map(|s| s.synthesis_value.unwrap_or(0.0))
             .collect();
         let sc = choose(&sv, &each, 0.0).map_err(|why| BehaveError::suite(path, why))?;
-        let cal = Calibration {
-            statistic: "synthesis_anomaly_index".into(),
-            benign_max: sv.iter().copied().fold(f64::MIN, f64::max),
-            quantile: if opts.bounded {
-                1.0 - sc.exceedances as f64 / n as f64
-            } else {
-                1.0 - each.fpr
-            },
-            exceedances: Some(sc.exceedances),
-            in_sample_fpr: Some(sc.exceedances as f64 / n as f64),
-            fpr_upper_bound: Some(sc.upper_bound),
-            ..calibration.clone()
-        };
+        let cal = derived(&calibration, "synthesis_anomaly_index", &sv, &sc, &each);
         if let Some(why) = cal.unsupported() {
             warnings.push(format!("trigger synthesis threshold: {why}"));
         }

@@ -122,18 +122,7 @@ pub fn human(r: &BehaveReport) -> String {
         let _ = writeln!(s, "  verdict    {}", r.message);
     }
     let cal = match &r.decision.calibration {
-        Some(c) => format!(
-            "calibrated for FPR {} on {} benign candidates{}, {}",
-            c.fpr,
-            c.n_benign,
-            c.fpr_upper_bound
-                .map(|u| format!(
-                    " ({:.0}% upper bound {u:.3})",
-                    100.0 * c.confidence.unwrap_or(0.95)
-                ))
-                .unwrap_or_default(),
-            c.created
-        ),
+        Some(c) => c.provenance(),
         None => "NOT calibrated".into(),
     };
     let _ = writeln!(

@@ -429,6 +429,23 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// "calibrated for FPR … on n benign candidates (95% upper bound …), <created>": what the
+    /// human reports say of a calibrated threshold.
+    pub fn provenance(&self) -> String {
+        format!(
+            "calibrated for FPR {} on {} benign candidates{}, {}",
+            self.fpr,
+            self.n_benign,
+            self.fpr_upper_bound
+                .map(|u| format!(
+                    " ({:.0}% upper bound {u:.3})",
+                    100.0 * self.confidence.unwrap_or(0.95)
+                ))
+                .unwrap_or_default(),
+            self.created
+        )
+    }
+
     /// Why this calibration cannot back its stated FPR, if it cannot: the upper confidence
     /// bound on the false-positive rate is above the FPR asked for.
     pub fn unsupported(&self) -> Option<String> {

@@ -1196,18 +1196,7 @@ impl TokenSearchReport {
     /// statistic's "calibrated for FPR … / NOT calibrated").
     pub fn threshold_provenance(&self) -> String {
         match (&self.calibration, self.threshold_source) {
-            (Some(c), _) => format!(
-                "calibrated for FPR {} on {} benign candidates{}, {}",
-                c.fpr,
-                c.n_benign,
-                c.fpr_upper_bound
-                    .map(|u| format!(
-                        " ({:.0}% upper bound {u:.3})",
-                        100.0 * c.confidence.unwrap_or(0.95)
-                    ))
-                    .unwrap_or_default(),
-                c.created
-            ),
+            (Some(c), _) => c.provenance(),
             (None, "suite") => "set in the suite, NOT calibrated".into(),
             _ => "the uncalibrated default, NOT calibrated".into(),
         }
