@@ -656,21 +656,16 @@ mod tests {
     fn token_search_threshold_leaves_out_candidates_without_a_search() {
         let each = opts(0.25, false);
         let cal = base_calibration();
+        let run = |stat: &str, scores: &[BenignScore], o: &Options, w: &mut Vec<String>| {
+            calibrate_token_search(Path::new("s.toml"), stat, scores, o, &cal, w)
+        };
         // One of five without a search: calibrated on the other four, with a warning.
         let scores: Vec<BenignScore> = [Some(0.1), None, Some(0.4), Some(0.2), Some(0.3)]
             .into_iter()
             .map(benign)
             .collect();
         let mut w = vec![];
-        let r = calibrate_token_search(
-            Path::new("s.toml"),
-            "trigger_js_excess",
-            &scores,
-            &each,
-            &cal,
-            &mut w,
-        )
-        .unwrap();
+        let r = run("trigger_js_excess", &scores, &each, &mut w).unwrap();
         // Type-7 0.75 quantile of 0.1, 0.2, 0.3, 0.4 (a 0 for the missing one would give 0.3).
         assert!((r.threshold - 0.325).abs() < 1e-12, "{}", r.threshold);
         assert_eq!(r.calibration.n_benign, 4);
@@ -682,32 +677,18 @@ mod tests {
         // Two of five without: three cannot carry FPR 0.25 (one false positive is 1/3).
         let mut scores = scores;
         scores[0] = benign(None);
-        let e = calibrate_token_search(
-            Path::new("s.toml"),
-            "trigger_js_excess",
-            &scores,
-            &each,
-            &cal,
-            &mut vec![],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = run("trigger_js_excess", &scores, &each, &mut vec![])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("only 3 of 5") && e.contains("never counted as 0"),
             "{e}"
         );
         // Benign candidates at the statistic's maximum leave no usable threshold.
         let top: Vec<BenignScore> = (0..4).map(|_| benign(Some(1.0))).collect();
-        let e = calibrate_token_search(
-            Path::new("s.toml"),
-            "trigger_flip_excess",
-            &top,
-            &each,
-            &cal,
-            &mut vec![],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = run("trigger_flip_excess", &top, &each, &mut vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("never exceeds 1"), "{e}");
         // Bounded: at 50 % confidence, four benign bound FPR 0.25 only with none above: the max.
         let scores: Vec<BenignScore> = [0.1, 0.4, 0.2, 0.3].map(|v| benign(Some(v))).to_vec();
@@ -716,15 +697,7 @@ mod tests {
             confidence: 0.5,
             bounded: true,
         };
-        let r = calibrate_token_search(
-            Path::new("s.toml"),
-            "trigger_js_excess",
-            &scores,
-            &b,
-            &cal,
-            &mut vec![],
-        )
-        .unwrap();
+        let r = run("trigger_js_excess", &scores, &b, &mut vec![]).unwrap();
         assert_eq!((r.threshold, r.calibration.exceedances), (0.4, Some(0)));
     }
 
